@@ -1,0 +1,14 @@
+// The reference backend: f64 TypeScript, the oracle every test compares to.
+import type { Backend } from "./types.ts";
+import { denseReference } from "./reference/dense.ts";
+import { quantReference } from "./reference/quant.ts";
+import { routingReference } from "./reference/routing.ts";
+import { softmaxReference } from "./reference/softmax.ts";
+
+export const referenceBackend: Backend = {
+  name: "reference",
+  ...softmaxReference,
+  ...routingReference,
+  ...quantReference,
+  ...denseReference,
+};

@@ -1,0 +1,3 @@
+import type { DenseKernels } from "../api/dense.ts";
+
+export const denseReference: DenseKernels = {};

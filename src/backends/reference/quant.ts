@@ -1,0 +1,3 @@
+import type { QuantKernels } from "../api/quant.ts";
+
+export const quantReference: QuantKernels = {};

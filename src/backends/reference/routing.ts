@@ -1,0 +1,3 @@
+import type { RoutingKernels } from "../api/routing.ts";
+
+export const routingReference: RoutingKernels = {};

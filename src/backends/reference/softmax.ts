@@ -1,0 +1,93 @@
+// The oracle: plain TypeScript, f64 accumulation, Math.exp/log. Slow and obviously correct.
+// Row rule as every backend: NaN or +Inf in a row, or a row of only -Inf, makes the whole row NaN.
+import type { FloatArray } from "../../errors.ts";
+import type { CESums, SoftmaxKernels } from "../api/softmax.ts";
+
+const f32 = Math.fround;
+const sOf = (v: number) => (v >= 0 ? v + 1 : 1 / (1 - v));
+
+function rowMax(x: FloatArray, o: number, n: number): number {
+  let m = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = x[o + i]!;
+    if (Number.isNaN(v)) return NaN;
+    if (v > m) m = v;
+  }
+  return m;
+}
+const badMax = (m: number) => !(m > -Infinity && m < Infinity);
+
+export const softmaxReference: SoftmaxKernels = {
+  softmax(x, y, rows, cols, scale) {
+    for (let r = 0, o = 0; r < rows; r++, o += cols) {
+      const m = rowMax(x, o, cols);
+      if (badMax(m)) { y.fill(NaN, o, o + cols); continue; }
+      let s = 0;
+      for (let i = 0; i < cols; i++) s += Math.exp((x[o + i]! - m) * scale);
+      for (let i = 0; i < cols; i++) y[o + i] = Math.exp((x[o + i]! - m) * scale) / s;
+    }
+  },
+  logSoftmax(x, y, rows, cols, scale) {
+    for (let r = 0, o = 0; r < rows; r++, o += cols) {
+      const m = rowMax(x, o, cols);
+      if (badMax(m)) { y.fill(NaN, o, o + cols); continue; }
+      let s = 0;
+      for (let i = 0; i < cols; i++) s += Math.exp((x[o + i]! - m) * scale);
+      const ls = Math.log(s);
+      for (let i = 0; i < cols; i++) y[o + i] = (x[o + i]! - m) * scale - ls;
+    }
+  },
+  stablemax(x, y, rows, cols) {
+    for (let r = 0, o = 0; r < rows; r++, o += cols) {
+      let s = 0;
+      for (let i = 0; i < cols; i++) s += sOf(x[o + i]!);
+      if (!(s > 0 && s < Infinity)) { y.fill(NaN, o, o + cols); continue; }
+      for (let i = 0; i < cols; i++) y[o + i] = sOf(x[o + i]!) / s;
+    }
+  },
+  logStablemax(x, y, rows, cols) {
+    for (let r = 0, o = 0; r < rows; r++, o += cols) {
+      let s = 0;
+      for (let i = 0; i < cols; i++) s += sOf(x[o + i]!);
+      if (!(s > 0 && s < Infinity)) { y.fill(NaN, o, o + cols); continue; }
+      const ls = Math.log(s);
+      for (let i = 0; i < cols; i++) {
+        const v = x[o + i]!;
+        y[o + i] = (v >= 0 ? Math.log1p(v) : -Math.log1p(-v)) - ls;
+      }
+    }
+  },
+  // Everything in f64; precision "f32" only decides the collapse tests: the f64 sum (or top probability)
+  // rounded to f32 must equal 1 exactly, which is what an exact-then-rounded f32 computation would give.
+  crossEntropy(z, labels, grad, rows, cols, head, precision): CESums {
+    const round = precision === "f32" ? f32 : (v: number) => v;
+    let lossSum = 0, scRows = 0, zeroLossRows = 0;
+    for (let r = 0, o = 0; r < rows; r++, o += cols) {
+      const y = labels[r]!;
+      const m = rowMax(z, o, cols);
+      const terms = new Float64Array(cols);
+      let s = 0;
+      for (let i = 0; i < cols; i++) s += terms[i] = head === "softmax" ? Math.exp(z[o + i]! - m) : sOf(z[o + i]!);
+      if (badMax(m) || !(s > 0 && s < Infinity)) {
+        lossSum += NaN;
+        grad?.fill(NaN, o, o + cols);
+        continue;
+      }
+      const top = head === "softmax" ? 1 : sOf(m);
+      if (round(s / top) === 1) scRows++;
+      const loss = round(Math.log(s) - Math.log(terms[y]!));
+      if (loss === 0) zeroLossRows++;
+      lossSum += loss;
+      if (!grad) continue;
+      for (let i = 0; i < cols; i++) {
+        if (head === "softmax") grad[o + i] = (terms[i]! / s - (i === y ? 1 : 0)) / rows;
+        else {
+          const v = z[o + i]!;
+          const d = v >= 0 ? 1 : 1 / ((1 - v) * (1 - v));
+          grad[o + i] = (d / s - (i === y ? d / terms[y]! : 0)) / rows;
+        }
+      }
+    }
+    return { lossSum, scRows, zeroLossRows };
+  },
+};

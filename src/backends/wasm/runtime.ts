@@ -1,0 +1,175 @@
+// The one WebAssembly instance, its linear memory, and a small first-fit allocator over it.
+// Kernels only see pointers; this file turns typed arrays into pointers. Arrays already inside WASM memory
+// (from alloc()) are used in place; any other array is copied into scratch and, for outputs, copied back.
+import { readFileSync } from "node:fs";
+import { NumedgeError } from "../../errors.ts";
+
+const bytes = readFileSync(new URL("../../../build/numedge.wasm", import.meta.url));
+const { instance } = await WebAssembly.instantiate(bytes, {});
+
+/** Every function asm/index.ts exports, by name. Pointers and sizes are numbers. */
+export const asm = instance.exports as unknown as Record<string, (...args: number[]) => number> & {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+};
+const memory = asm.memory;
+const PAGE = 65536;
+const ALIGN = 16;
+
+// Free list of [start, end) byte ranges, sorted by start; coalesced on free.
+let free: Array<[number, number]> = [[align(asm.heapBase()), memory.buffer.byteLength]];
+const sizes = new Map<number, number>();
+
+function align(n: number): number {
+  return (n + ALIGN - 1) & ~(ALIGN - 1);
+}
+
+/** Reserve `nbytes` in WASM memory; grows memory (detaching old views) only when no free range fits. */
+export function malloc(nbytes: number): number {
+  const need = align(Math.max(nbytes, 1));
+  for (let i = 0; i < free.length; i++) {
+    const [s, e] = free[i]!;
+    if (e - s >= need) {
+      if (e - s === need) free.splice(i, 1);
+      else free[i] = [s + need, e];
+      sizes.set(s, need);
+      return s;
+    }
+  }
+  const oldEnd = memory.buffer.byteLength;
+  const last = free.length && free[free.length - 1]![1] === oldEnd ? free.pop()! : ([oldEnd, oldEnd] as [number, number]);
+  const short = need - (last[1] - last[0]);
+  // Grow by at least half the current size so growth (which detaches every view) stays rare.
+  const pages = Math.max(Math.ceil(short / PAGE), Math.ceil(oldEnd / PAGE / 2));
+  try {
+    memory.grow(pages);
+  } catch {
+    free.push(last);
+    throw new NumedgeError("range", `out of WASM memory: cannot reserve ${nbytes} bytes (memory is ${oldEnd} bytes, max 4 GiB)`);
+  }
+  free.push([last[0], memory.buffer.byteLength]);
+  return malloc(nbytes);
+}
+
+/** Give back a range from malloc(). */
+export function mfree(ptr: number): void {
+  const n = sizes.get(ptr);
+  if (n === undefined) return;
+  sizes.delete(ptr);
+  let lo = 0, hi = free.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (free[mid]![0] < ptr) lo = mid + 1;
+    else hi = mid;
+  }
+  free.splice(lo, 0, [ptr, ptr + n]);
+  if (lo + 1 < free.length && free[lo]![1] === free[lo + 1]![0]) {
+    free[lo] = [free[lo]![0], free[lo + 1]![1]];
+    free.splice(lo + 1, 1);
+  }
+  if (lo > 0 && free[lo - 1]![1] === free[lo]![0]) {
+    free[lo - 1] = [free[lo - 1]![0], free[lo]![1]];
+    free.splice(lo, 1);
+  }
+}
+
+/** Bytes currently handed out (for tests of leaks). */
+export function bytesInUse(): number {
+  let n = 0;
+  for (const v of sizes.values()) n += v;
+  return n;
+}
+
+export type WasmArray = Float32Array | Float64Array | Int32Array | Uint8Array | Int8Array | Uint32Array | Uint16Array;
+type Ctor<T> = { new (buf: ArrayBuffer, off: number, n: number): T; BYTES_PER_ELEMENT: number };
+
+/** A fresh view of `n` elements at `ptr` (views die when memory grows: derive, use, drop). */
+export function view<T extends WasmArray>(ctor: Ctor<T>, ptr: number, n: number): T {
+  return new ctor(memory.buffer as ArrayBuffer, ptr, n);
+}
+
+/** True when `a` lives in WASM memory, so kernels can use it without a copy. */
+export function inWasm(a: ArrayBufferView): boolean {
+  return a.buffer === memory.buffer;
+}
+
+const owned = new FinalizationRegistry<number>((ptr) => mfree(ptr));
+
+/** A typed array living in WASM memory (zero-copy for every op); freed when garbage-collected. */
+export function allocIn<T extends WasmArray>(ctor: Ctor<T>, n: number): T {
+  const ptr = malloc(n * ctor.BYTES_PER_ELEMENT);
+  const a = view(ctor, ptr, n);
+  a.fill(0 as never);
+  owned.register(a, ptr, a);
+  return a;
+}
+
+/** Free an array from allocIn() now instead of at garbage collection. */
+export function freeIn(a: ArrayBufferView): void {
+  if (!inWasm(a)) return;
+  owned.unregister(a);
+  mfree(a.byteOffset);
+}
+
+/**
+ * One kernel call's marshalling: `input`/`output` give pointers, copying non-WASM arrays through scratch.
+ * `run` allocates everything first, then calls the kernel, then copies outputs back and frees scratch.
+ */
+export class Frame {
+  private temps: number[] = [];
+  private copyBack: Array<[number, WasmArray]> = [];
+  private copyIn: Array<[number, WasmArray]> = [];
+
+  /** Scratch bytes for this call (zero-filled: kernels may rely on it). */
+  scratch(nbytes: number): number {
+    const p = malloc(nbytes);
+    this.temps.push(p);
+    return p;
+  }
+  input(a: WasmArray): number {
+    if (inWasm(a)) return a.byteOffset;
+    const p = this.scratch(a.byteLength);
+    this.copyIn.push([p, a]);
+    return p;
+  }
+  output(a: WasmArray): number {
+    if (inWasm(a)) return a.byteOffset;
+    const p = this.scratch(a.byteLength);
+    this.copyBack.push([p, a]);
+    return p;
+  }
+  /** Read and written (an in-place API). */
+  inout(a: WasmArray): number {
+    const p = this.input(a);
+    if (!inWasm(a)) this.copyBack.push([p, a]);
+    return p;
+  }
+  /** Copy inputs in; call after every scratch/input/output is reserved (a later malloc may grow memory). */
+  ready(): void {
+    const u8 = new Uint8Array(memory.buffer);
+    for (const [p, a] of this.copyIn) u8.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), p);
+  }
+  done(): void {
+    const u8 = new Uint8Array(memory.buffer);
+    for (const [p, a] of this.copyBack) new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(u8.subarray(p, p + a.byteLength));
+    this.release();
+  }
+  release(): void {
+    for (const p of this.temps) mfree(p);
+    this.temps.length = 0;
+  }
+}
+
+/** Run one kernel call with marshalling: `setup` reserves pointers, `kernel` runs on them. */
+export function call<P, R>(setup: (f: Frame) => P, kernel: (p: P) => R): R {
+  const f = new Frame();
+  try {
+    const p = setup(f);
+    f.ready();
+    const r = kernel(p);
+    f.done();
+    return r;
+  } finally {
+    f.release();
+  }
+}

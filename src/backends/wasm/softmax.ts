@@ -1,0 +1,39 @@
+import type { FloatArray } from "../../errors.ts";
+import type { CESums, SoftmaxKernels } from "../api/softmax.ts";
+import { asm, call } from "./runtime.ts";
+
+type RowKernel = (x: number, y: number, rows: number, cols: number, ...rest: number[]) => number;
+
+/** x -> y through an f32 or f64 kernel, marshalled through scratch unless both live in WASM memory. */
+function rowwise(k32: RowKernel, k64: RowKernel, x: FloatArray, y: FloatArray, rows: number, cols: number, ...rest: number[]) {
+  const k = x instanceof Float64Array ? k64 : k32;
+  call((f) => [f.input(x), f.output(y)] as const, ([px, py]) => k(px, py, rows, cols, ...rest));
+}
+
+export const softmaxWasm: SoftmaxKernels = {
+  softmax(x, y, rows, cols, scale, algorithm) {
+    const k32 = algorithm === "twopass" ? asm.softmax_f32_twopass! : asm.softmax_f32_threepass!;
+    rowwise(k32, asm.softmax_f64!, x, y, rows, cols, scale);
+  },
+  logSoftmax(x, y, rows, cols, scale) {
+    rowwise(asm.logsoftmax_f32!, asm.logsoftmax_f64!, x, y, rows, cols, scale);
+  },
+  stablemax(x, y, rows, cols) {
+    rowwise(asm.stablemax_f32!, asm.stablemax_f64!, x, y, rows, cols);
+  },
+  logStablemax(x, y, rows, cols) {
+    rowwise(asm.logstablemax_f32!, asm.logstablemax_f64!, x, y, rows, cols);
+  },
+  crossEntropy(z, labels, grad, rows, cols, head, precision): CESums {
+    const f64in = z instanceof Float64Array;
+    const name = `ce_${head}_${f64in ? "f64" : precision === "f64" ? "f32in_f64" : "f32"}`;
+    return call(
+      (f) => [f.input(z), f.input(labels), grad ? f.output(grad) : 0, f.scratch(24)] as const,
+      ([pz, pl, pg, ps]) => {
+        asm[name]!(pz, pl, pg, rows, cols, ps);
+        const st = new Float64Array(asm.memory.buffer, ps, 3);
+        return { lossSum: st[0]!, scRows: st[1]!, zeroLossRows: st[2]! };
+      },
+    );
+  },
+};

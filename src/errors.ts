@@ -1,0 +1,76 @@
+/** What went wrong, machine-readable. */
+export type NumedgeErrorCode = "shape" | "range" | "dtype" | "nonfinite" | "backend" | "unsupported";
+
+/**
+ * The only error numedge throws on bad input. `code` says the kind, the message names the argument and value.
+ * @example try { softmax(x, { cols: 0 }) } catch (e) { if (e instanceof NumedgeError && e.code === "shape") ... }
+ */
+export class NumedgeError extends Error {
+  readonly code: NumedgeErrorCode;
+  constructor(code: NumedgeErrorCode, message: string) {
+    super(message);
+    this.name = "NumedgeError";
+    this.code = code;
+  }
+}
+
+export type FloatArray = Float32Array | Float64Array;
+
+const show = (v: unknown): string =>
+  typeof v === "number" || typeof v === "boolean" || v === undefined || v === null ? String(v)
+  : typeof v === "string" ? JSON.stringify(v)
+  : ArrayBuffer.isView(v) ? `${v.constructor.name}(${(v as unknown as { length: number }).length})`
+  : Array.isArray(v) ? `Array(${v.length})` : typeof v;
+
+/** `arg` must be a Float32Array or Float64Array with at least one element. */
+export function checkFloatArray(arg: string, v: unknown): asserts v is FloatArray {
+  if (!(v instanceof Float32Array) && !(v instanceof Float64Array))
+    throw new NumedgeError("dtype", `${arg} must be a Float32Array or Float64Array, got ${show(v)}`);
+  if (v.length === 0)
+    throw new NumedgeError("shape", `${arg} is empty (length 0${v.buffer.byteLength === 0 ? "; if it came from alloc(), WASM memory grew and detached it" : ""})`);
+}
+
+/** `arg` must be a Float32Array. */
+export function checkFloat32(arg: string, v: unknown): asserts v is Float32Array {
+  if (!(v instanceof Float32Array)) throw new NumedgeError("dtype", `${arg} must be a Float32Array, got ${show(v)}`);
+}
+
+/** `arg` must be an integer in [lo, hi]. */
+export function checkInt(arg: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== "number" || !Number.isInteger(v))
+    throw new NumedgeError(typeof v === "number" ? "range" : "dtype", `${arg} must be an integer, got ${show(v)}`);
+  if (v < lo || v > hi) throw new NumedgeError("range", `${arg} must be in [${lo}, ${hi}], got ${v}`);
+  return v;
+}
+
+/** `arg` must be a finite number > 0. */
+export function checkPositive(arg: string, v: unknown): number {
+  if (typeof v !== "number") throw new NumedgeError("dtype", `${arg} must be a number, got ${show(v)}`);
+  if (!(v > 0) || !Number.isFinite(v)) throw new NumedgeError("range", `${arg} must be a finite number > 0, got ${v}`);
+  return v;
+}
+
+/** rows of a row-major array whose last axis is `cols`; throws "shape" unless cols divides the length. */
+export function rowsOf(arg: string, x: { length: number }, cols: unknown): number {
+  const c = checkInt("cols", cols, 1);
+  if (x.length % c !== 0)
+    throw new NumedgeError("shape", `${arg}.length ${x.length} is not a multiple of cols ${c}`);
+  return x.length / c;
+}
+
+/** `out`, if given, must have x's type and length; else a new array like x. */
+export function outLike<T extends FloatArray>(x: T, out: unknown, arg = "out"): T {
+  if (out === undefined) return new (x.constructor as new (n: number) => T)(x.length);
+  if (out === null || (out as object).constructor !== x.constructor)
+    throw new NumedgeError("dtype", `${arg} must be a ${x.constructor.name} like the input, got ${show(out)}`);
+  if ((out as T).length !== x.length)
+    throw new NumedgeError("shape", `${arg}.length ${(out as T).length} must equal the input length ${x.length}`);
+  return out as T;
+}
+
+/** A value from a fixed set of strings. */
+export function checkEnum<T extends string>(arg: string, v: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T))
+    throw new NumedgeError("range", `${arg} must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}, got ${show(v)}`);
+  return v as T;
+}

@@ -1,0 +1,26 @@
+// Arrays that live in WASM memory: every op uses them in place, with no copy in or out.
+import { NumedgeError, checkInt } from "./errors.ts";
+import { allocIn, freeIn, inWasm } from "./backends/wasm/runtime.ts";
+
+const CTORS = { f32: Float32Array, f64: Float64Array, i32: Int32Array, u8: Uint8Array } as const;
+type Dtype = keyof typeof CTORS;
+
+/**
+ * A zero-filled array inside WASM memory, used zero-copy by the wasm backend. It is freed when garbage
+ * collected (or by free()). If numedge must grow its memory later, existing views are detached (length 0):
+ * allocate your big buffers first, or re-alloc after an op throws "detached".
+ * @example const x = alloc(4096 * 64); x.set(data); softmax(x, { cols: 64, out: x })
+ */
+export function alloc(n: number): Float32Array;
+export function alloc<D extends Dtype>(n: number, dtype: D): InstanceType<(typeof CTORS)[D]>;
+export function alloc(n: number, dtype: Dtype = "f32") {
+  checkInt("n", n, 0, 2 ** 30);
+  const C = CTORS[dtype];
+  if (!C) throw new NumedgeError("dtype", `dtype must be one of ${Object.keys(CTORS).join(", ")}, got ${String(dtype)}`);
+  return allocIn(C as never, n);
+}
+
+/** Release an array from alloc() now. Other arrays are ignored. @example free(x) */
+export function free(a: ArrayBufferView): void {
+  if (inWasm(a)) freeIn(a);
+}

@@ -1,0 +1,2 @@
+// The small training stack the experiments need (filled by the grok issue).
+export {};

@@ -1,0 +1,2 @@
+// Public ops of the dense family (filled by its issue).
+export {};

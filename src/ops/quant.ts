@@ -1,0 +1,2 @@
+// Public ops of the quant family (filled by its issue).
+export {};

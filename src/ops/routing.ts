@@ -1,0 +1,2 @@
+// Public ops of the routing family (filled by its issue).
+export {};
