@@ -7,3 +7,4 @@ export * from "./ops/routing.ts";
 export * from "./ops/quant.ts";
 export * from "./ops/dense.ts";
 export * from "./nn/index.ts";
+export * from "./report/index.ts";
