@@ -94,6 +94,6 @@ export function parseFlags<T extends Record<string, FlagSpec>>(argv: string[], s
   } catch (e) {
     if (!(e instanceof FlagError)) throw e;
     proc.stderr.write(`error: ${e.message}\n`);
-    proc.exit(2);
+    return proc.exit(2);
   }
 }
