@@ -1,3 +1,36 @@
-// Dense kernels: the interface every backend implements for this family (filled by its issue).
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface DenseKernels {}
+import type { FloatArray } from "../../errors.ts";
+
+/** AdamW scalars, precomputed in f64 by src/ops exactly as PyTorch's _single_tensor_adamw does in Python. */
+export interface AdamWScalars {
+  /** 1 - lr * weightDecay (1 means no decay multiply). */
+  decay: number;
+  /** lerp weight 1 - beta1. */
+  lerpW: number;
+  beta2: number;
+  /** 1 - beta2. */
+  oneMinusBeta2: number;
+  /** sqrt(1 - beta2^step). */
+  bc2sqrt: number;
+  eps: number;
+  /** -(lr / (1 - beta1^step)). */
+  negStep: number;
+}
+
+/**
+ * Dense kernels (GEMM, ReLU, 2-hot embedding gather, AdamW). Arguments are already checked by src/ops: every
+ * float array has the same type, lengths match the shapes, indices are in range, outputs do not overlap inputs
+ * (except where in place is allowed: relu's y may be x, reluBackward's dx may be dy).
+ */
+export interface DenseKernels {
+  /** c[m,n] = (accumulate ? c : 0) + op(a) @ op(b); a stored [k,m] when transA, b stored [n,k] when transB. */
+  gemm(a: FloatArray, b: FloatArray, c: FloatArray, m: number, k: number, n: number,
+    transA: boolean, transB: boolean, accumulate: boolean): void;
+  relu(x: FloatArray, y: FloatArray): void;
+  reluBackward(dy: FloatArray, x: FloatArray, dx: FloatArray): void;
+  /** out[r, :] = sum_j w[idx[r*per + j], :], rows = idx.length / per. */
+  embeddingSum(w: FloatArray, idx: Int32Array, out: FloatArray, cols: number, per: number): void;
+  /** dw[idx[r*per + j], :] += dout[r, :] (in place on dw). */
+  embeddingSumBackward(dout: FloatArray, idx: Int32Array, dw: FloatArray, cols: number, per: number): void;
+  /** In place on w, m, v. */
+  adamw(w: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, s: AdamWScalars): void;
+}

@@ -1,3 +1,40 @@
+import type { FloatArray } from "../../errors.ts";
 import type { DenseKernels } from "../api/dense.ts";
+import { asm, call } from "./runtime.ts";
 
-export const denseWasm: DenseKernels = {};
+const is64 = (x: FloatArray) => x instanceof Float64Array;
+
+export const denseWasm: DenseKernels = {
+  gemm(a, b, c, m, k, n, transA, transB, accumulate) {
+    const kern = is64(a) ? asm.gemm_f64! : asm.gemm_f32!;
+    call(
+      (f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c)] as const,
+      ([pa, pb, pc]) => kern(pa, pb, pc, m, k, n, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0),
+    );
+  },
+  relu(x, y) {
+    const kern = is64(x) ? asm.relu_f64! : asm.relu_f32!;
+    if (x === y) call((f) => f.inout(x), (px) => kern(px, px, x.length));
+    else call((f) => [f.input(x), f.output(y)] as const, ([px, py]) => kern(px, py, x.length));
+  },
+  reluBackward(dy, x, dx) {
+    const kern = is64(x) ? asm.relu_backward_f64! : asm.relu_backward_f32!;
+    if (dx === dy) call((f) => [f.inout(dy), f.input(x)] as const, ([pd, px]) => kern(pd, px, pd, x.length));
+    else call((f) => [f.input(dy), f.input(x), f.output(dx)] as const, ([pd, px, po]) => kern(pd, px, po, x.length));
+  },
+  embeddingSum(w, idx, out, cols, per) {
+    const kern = is64(w) ? asm.embsum_f64! : asm.embsum_f32!;
+    call((f) => [f.input(w), f.input(idx), f.output(out)] as const,
+      ([pw, pi, po]) => kern(pw, pi, po, idx.length / per, cols, per));
+  },
+  embeddingSumBackward(dout, idx, dw, cols, per) {
+    const kern = is64(dw) ? asm.embsum_backward_f64! : asm.embsum_backward_f32!;
+    call((f) => [f.input(dout), f.input(idx), f.inout(dw)] as const,
+      ([pd, pi, pw]) => kern(pd, pi, pw, idx.length / per, cols, per));
+  },
+  adamw(w, g, m, v, s) {
+    const kern = is64(w) ? asm.adamw_f64! : asm.adamw_f32!;
+    call((f) => [f.inout(w), f.input(g), f.inout(m), f.inout(v)] as const,
+      ([pw, pg, pm, pv]) => kern(pw, pg, pm, pv, w.length, s.decay, s.lerpW, s.beta2, s.oneMinusBeta2, s.bc2sqrt, s.eps, s.negStep));
+  },
+};
