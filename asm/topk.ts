@@ -1,1 +1,496 @@
-// (kernels of this family land here)
+// Top-k selection and mixture-of-experts routing kernels over row-major f32 [rows, cols].
+// Ranking rule (all kernels): larger first; NaN above everything; equal values (NaN with NaN, -0 with +0)
+// lower index first. Each candidate is a 64-bit key: high half = the value as an order-preserving int
+// (NaN -> max, -0 -> +0), low half = ~index (a lower index gives a larger key), so keys are distinct and one
+// signed i64 compare implements the whole rule. Selection is exact: no arithmetic touches the values.
+import { exp_f32, exp_f32x4, hsum_f64x2, promote_add, rowmax_f32 } from "./exp";
+import { softmax_f32_threepass, stablemax_f32 } from "./softmax";
+
+// @ts-ignore: decorator
+@inline function fkey(v: f32): i64 {
+  if (v != v) return 0x7FFFFFFF;
+  const b = reinterpret<i32>(v);
+  const o = b ^ ((b >> 31) & 0x7FFFFFFF);
+  return <i64>(o == -1 ? 0 : o);
+}
+
+// @ts-ignore: decorator
+@inline function key_of(v: f32, i: i32): i64 {
+  return (fkey(v) << 32) | <i64>(<u32>~i);
+}
+
+// @ts-ignore: decorator
+@inline function idx_of(key: i64): i32 {
+  return ~<i32>key;
+}
+
+// @ts-ignore: decorator
+@inline function ld64(p: usize, i: i32): i64 {
+  return load<i64>(p + (<usize>i << 3));
+}
+
+// @ts-ignore: decorator
+@inline function st64(p: usize, i: i32, v: i64): void {
+  store<i64>(p + (<usize>i << 3), v);
+}
+
+// @ts-ignore: decorator
+@inline function ldf(p: usize, i: i32): f32 {
+  return load<f32>(p + (<usize>i << 2));
+}
+
+/** Insertion sort of n keys, descending. */
+function isort_desc(p: usize, n: i32): void {
+  for (let i = 1; i < n; i++) {
+    const v = ld64(p, i);
+    let j = i;
+    for (; j > 0 && ld64(p, j - 1) < v; j--) st64(p, j, ld64(p, j - 1));
+    st64(p, j, v);
+  }
+}
+
+/** Hoare partition around the median of three of [lo, hi]; returns (i, j) packed: [lo..j] >= piv >= [i..hi]. */
+// @ts-ignore: decorator
+@inline function partition(p: usize, lo: i32, hi: i32): i64 {
+  const mid = lo + ((hi - lo) >> 1);
+  const a = ld64(p, lo), b = ld64(p, mid), c = ld64(p, hi);
+  const piv = a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
+  let i = lo, j = hi;
+  while (i <= j) {
+    while (ld64(p, i) > piv) i++;
+    while (ld64(p, j) < piv) j--;
+    if (i <= j) {
+      const t = ld64(p, i);
+      st64(p, i, ld64(p, j));
+      st64(p, j, t);
+      i++;
+      j--;
+    }
+  }
+  return (<i64>i << 32) | <i64>(<u32>j);
+}
+
+/** Partial quickselect (keys distinct): afterwards [0, k) hold the k largest, position k-1 the k-th largest. */
+function select_desc(p: usize, n: i32, k: i32): void {
+  let lo = 0, hi = n - 1;
+  const t = k - 1;
+  while (hi - lo > 16) {
+    const ij = partition(p, lo, hi);
+    const i = <i32>(ij >> 32), j = <i32>ij;
+    if (t <= j) hi = j;
+    else if (t >= i) lo = i;
+    else return;
+  }
+  isort_desc(p + (<usize>lo << 3), hi - lo + 1);
+}
+
+/** Quicksort, descending (keys distinct), insertion sort below 17. */
+function sort_desc(p: usize, lo: i32, hi: i32): void {
+  while (hi - lo > 16) {
+    const ij = partition(p, lo, hi);
+    const i = <i32>(ij >> 32), j = <i32>ij;
+    if (j - lo < hi - i) { sort_desc(p, lo, j); lo = i; }
+    else { sort_desc(p, i, hi); hi = j; }
+  }
+  isort_desc(p + (<usize>lo << 3), hi - lo + 1);
+}
+
+/** SIMD mask of lanes that could beat threshold t: v > t, or v is NaN. */
+// @ts-ignore: decorator
+@inline function maybe(v: v128, t: v128): v128 {
+  return v128.or(f32x4.gt(v, t), f32x4.ne(v, v));
+}
+
+/** Keys buffer for k <= 32 (static: kernels never allocate). */
+const small = memory.data(256, 16);
+
+/**
+ * Top k of one row x[0..n) into buf (keys, descending rank, [0, k)). k <= 32: sorted buffer of k keys with a
+ * SIMD threshold scan (16 lanes per test); a lane enters only if its key beats the k-th key. k > 32: candidates
+ * above the threshold are appended to buf (capacity cap >= 2k keys) and quickselected back to k when full.
+ * Returns buf (small or big).
+ */
+function topk_row(x: usize, n: i32, k: i32, sorted: bool, big: usize, cap: i32): usize {
+  if (k <= 32) {
+    const buf = small;
+    for (let i = 0; i < k; i++) st64(buf, i, key_of(ldf(x, i), i));
+    isort_desc(buf, k);
+    let tk = ld64(buf, k - 1);
+    let tf = ldf(x, idx_of(tk));
+    let tv = f32x4.splat(tf);
+    let i = k;
+    while (i < n) {
+      if (i + 16 <= n) {
+        const o = x + (<usize>i << 2);
+        const m = v128.or(v128.or(maybe(v128.load(o), tv), maybe(v128.load(o, 16), tv)),
+          v128.or(maybe(v128.load(o, 32), tv), maybe(v128.load(o, 48), tv)));
+        if (!v128.any_true(m)) { i += 16; continue; }
+      }
+      const end = min(i + 16, n);
+      for (; i < end; i++) {
+        const v = ldf(x, i);
+        if (!(v > tf) && v == v) continue;
+        const key = key_of(v, i);
+        if (key <= tk) continue;
+        let j = k - 1;
+        for (; j > 0 && ld64(buf, j - 1) < key; j--) st64(buf, j, ld64(buf, j - 1));
+        st64(buf, j, key);
+        tk = ld64(buf, k - 1);
+        tf = ldf(x, idx_of(tk));
+      }
+      tv = f32x4.splat(tf);
+    }
+    return buf;
+  }
+  const buf = big;
+  let cnt = min(n, cap);
+  for (let i = 0; i < cnt; i++) st64(buf, i, key_of(ldf(x, i), i));
+  if (n > cnt) {
+    select_desc(buf, cnt, k);
+    cnt = k;
+    let tk = ld64(buf, k - 1);
+    for (let j = 0; j < k; j++) tk = min(tk, ld64(buf, j));
+    let tf = ldf(x, idx_of(tk));
+    let tv = f32x4.splat(tf);
+    let i = cap;
+    while (i < n) {
+      if (i + 16 <= n) {
+        const o = x + (<usize>i << 2);
+        const m = v128.or(v128.or(maybe(v128.load(o), tv), maybe(v128.load(o, 16), tv)),
+          v128.or(maybe(v128.load(o, 32), tv), maybe(v128.load(o, 48), tv)));
+        if (!v128.any_true(m)) { i += 16; continue; }
+      }
+      const end = min(i + 16, n);
+      for (; i < end; i++) {
+        const v = ldf(x, i);
+        if (!(v > tf) && v == v) continue;
+        const key = key_of(v, i);
+        if (key <= tk) continue;
+        st64(buf, cnt++, key);
+        if (cnt == cap) {
+          select_desc(buf, cnt, k);
+          cnt = k;
+          tk = ld64(buf, k - 1);
+          tf = ldf(x, idx_of(tk));
+        }
+      }
+      tv = f32x4.splat(tf);
+    }
+  }
+  if (cnt > k) select_desc(buf, cnt, k);
+  if (sorted) sort_desc(buf, 0, k - 1);
+  return buf;
+}
+
+/** Writes the k selected of x (keys in buf) as indices (and values if vals != 0): rank order or index order. */
+function emit(x: usize, buf: usize, k: i32, sorted: bool, idx: usize, vals: usize): void {
+  if (!sorted) {
+    // ascending index = descending ~index: sort the low halves as unsigned keys.
+    for (let j = 0; j < k; j++) st64(buf, j, <i64>(<u32>ld64(buf, j)));
+    sort_desc(buf, 0, k - 1);
+  }
+  for (let j = 0; j < k; j++) {
+    const i = idx_of(ld64(buf, j));
+    store<i32>(idx + (<usize>j << 2), i);
+    if (vals) store<f32>(vals + (<usize>j << 2), ldf(x, i));
+  }
+}
+
+/** Key-buffer capacity the JS side must reserve (8 bytes each) for topk with k > 32 on rows of n. */
+export function topk_scratch_keys(n: i32, k: i32): i32 {
+  return k <= 32 ? 0 : min(n, max(4 * k, 1024));
+}
+
+/** Top-k of each row: values/indices [rows, k]; sorted = rank order, else index order. Exact. */
+export function topk_f32(x: usize, vals: usize, idx: usize, rows: i32, cols: i32, k: i32, sorted: i32, big: usize): void {
+  const cap = topk_scratch_keys(cols, k);
+  for (let r = 0; r < rows; r++) {
+    const xr = x + (<usize>r * <usize>cols << 2), o = <usize>r * <usize>k << 2;
+    const buf = topk_row(xr, cols, k, sorted != 0, big, cap);
+    emit(xr, buf, k, sorted != 0, idx + o, vals + o);
+  }
+}
+
+// ---- Router. Scoring modes: 0 softmax(z*scale), 1 sigmoid(z*scale), 2 stablemax(z*scale),
+// 3 softmax(sigmoid(z)*scale) ("activation"). scale = 1/temperature. Routing probability p = s, except for
+// sigmoid where p = s / sum(s) (DeepSeek-V3's normalized affinities).
+
+/** sigmoid via exp of -|u| (never overflows); NaN stays NaN. */
+// @ts-ignore: decorator
+@inline function sigmoid_f32x4(u: v128): v128 {
+  const e = exp_f32x4(f32x4.neg(f32x4.abs(u)));
+  const one = f32x4.splat(1);
+  const d = f32x4.add(one, e);
+  return v128.bitselect(f32x4.div(one, d), f32x4.div(e, d), f32x4.ge(u, f32x4.splat(0)));
+}
+
+// @ts-ignore: decorator
+@inline function sigmoid_f32(u: f32): f32 {
+  const e = exp_f32(-Mathf.abs(u));
+  return u >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
+/** logsumexp of one raw row, f64 (f32 exp lanes folded into f64 every 64). NaN/+Inf/all -Inf row: its max. */
+function lse_row(z: usize, n: i32): f64 {
+  const m = rowmax_f32(z, n);
+  if (!(m > -Infinity && m < Infinity)) return <f64>m;
+  const vm = f32x4.splat(m);
+  let acc = f64x2.splat(0);
+  let i = 0;
+  while (i + 4 <= n) {
+    let a = f32x4.splat(0);
+    const end = min(i + 64, n & ~3);
+    for (; i < end; i += 4) a = f32x4.add(a, exp_f32x4(f32x4.sub(v128.load(z + (<usize>i << 2)), vm)));
+    acc = promote_add(acc, a);
+  }
+  let s = hsum_f64x2(acc);
+  for (; i < n; i++) s += <f64>exp_f32(ldf(z, i) - m);
+  return <f64>m + Math.log(s);
+}
+
+/** s = scores of one row (tmp: n f32 scratch). Returns the sum p normalizes by (sigmoid) or 1. */
+function score_row(z: usize, s: usize, tmp: usize, n: i32, mode: i32, scale: f32): f64 {
+  if (mode == 0) {
+    softmax_f32_threepass(z, s, 1, n, scale);
+    return 1;
+  }
+  const vs = f32x4.splat(scale);
+  if (mode == 1) {
+    let acc = f64x2.splat(0);
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      const v = sigmoid_f32x4(f32x4.mul(v128.load(z + o), vs));
+      v128.store(s + o, v);
+      acc = promote_add(acc, v);
+    }
+    let S = hsum_f64x2(acc);
+    for (; i < n; i++) {
+      const v = sigmoid_f32(ldf(z, i) * scale);
+      store<f32>(s + (<usize>i << 2), v);
+      S += <f64>v;
+    }
+    return S;
+  }
+  if (mode == 2) {
+    if (scale == 1) stablemax_f32(z, s, 1, n);
+    else {
+      let i = 0;
+      for (; i + 4 <= n; i += 4) v128.store(tmp + (<usize>i << 2), f32x4.mul(v128.load(z + (<usize>i << 2)), vs));
+      for (; i < n; i++) store<f32>(tmp + (<usize>i << 2), ldf(z, i) * scale);
+      stablemax_f32(tmp, s, 1, n);
+    }
+    return 1;
+  }
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(tmp + (<usize>i << 2), f32x4.mul(sigmoid_f32x4(v128.load(z + (<usize>i << 2))), vs));
+  for (; i < n; i++) store<f32>(tmp + (<usize>i << 2), sigmoid_f32(ldf(z, i)) * scale);
+  softmax_f32_threepass(tmp, s, 1, n, 1);
+  return 1;
+}
+
+/** pSum[e] += s[e] * inv in f64. */
+function psum_add(pSum: usize, s: usize, n: i32, inv: f64): void {
+  const vi = f64x2.splat(inv);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(s + (<usize>i << 2));
+    const o = pSum + (<usize>i << 3);
+    v128.store(o, f64x2.add(v128.load(o), f64x2.mul(f64x2.promote_low_f32x4(v), vi)));
+    v128.store(o, f64x2.add(v128.load(o, 16), f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), vi)), 16);
+  }
+  for (; i < n; i++) {
+    const o = pSum + (<usize>i << 3);
+    store<f64>(o, load<f64>(o) + <f64>ldf(s, i) * inv);
+  }
+}
+
+/** logsumexp of the raw row, reusing the softmax output when it is softmax(z): lse = max - log(max s). */
+// @ts-ignore: decorator
+@inline function row_lse(z: usize, s: usize, n: i32, mode: i32, scale: f32): f64 {
+  if (mode == 0 && scale == 1) {
+    const m = rowmax_f32(z, n);
+    if (!(m > -Infinity && m < Infinity)) return <f64>m;
+    return <f64>m - Math.log(<f64>rowmax_f32(s, n)); // s[argmax] = exp(0) * f32(1/sum) = f32(1/sum)
+  }
+  return lse_row(z, n);
+}
+
+// @ts-ignore: decorator
+@inline function pad16(nbytes: i32): i32 {
+  return (nbytes + 15) & ~15;
+}
+
+/** Bytes of scratch route_tokens_f32 needs. */
+export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i32): i32 {
+  const keys = max(topk_scratch_keys(E, k), topk_scratch_keys(groups, topkGroups));
+  return 2 * pad16(E << 2) + 2 * pad16(groups << 2) + (keys << 3) + 16;
+}
+
+/**
+ * Token-choice routing of rows tokens (see src/backends/api/routing.ts routeTokens): scores, selection of the
+ * top k of z (no bias, no groups: the scores are monotone in z) or of s + bias with the DeepSeek-V3 group
+ * limit (group score = sum of its top-2, the best topkGroups groups stay eligible), weights from s (f64 sum for
+ * normalize), preCounts, pSum (f64), lse (f64). bias = 0: none.
+ */
+export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
+  groups: i32, topkGroups: i32, normalize: i32, rscale: f32, experts: usize, weights: usize, pre: usize,
+  pSum: usize, lse: usize, work: usize): void {
+  const s = work, sel = s + <usize>pad16(E << 2), gsc = sel + <usize>pad16(E << 2);
+  const gidx = gsc + <usize>pad16(groups << 2), big = gidx + <usize>pad16(groups << 2);
+  const cap = topk_scratch_keys(E, k), gs = E / groups;
+  for (let r = 0; r < rows; r++) {
+    const zr = z + (<usize>r * <usize>E << 2);
+    const S = score_row(zr, s, sel, E, mode, scale);
+    psum_add(pSum, s, E, mode == 1 ? 1.0 / S : 1.0);
+    store<f64>(lse + (<usize>r << 3), row_lse(zr, s, E, mode, scale));
+    let src = zr;
+    if (bias || groups > 1) {
+      src = sel;
+      if (bias) {
+        let i = 0;
+        for (; i + 4 <= E; i += 4) {
+          const o = <usize>i << 2;
+          v128.store(sel + o, f32x4.add(v128.load(s + o), v128.load(bias + o)));
+        }
+        for (; i < E; i++) store<f32>(sel + (<usize>i << 2), ldf(s, i) + ldf(bias, i));
+      } else memory.copy(sel, s, <usize>E << 2);
+      if (groups > 1) {
+        const two = min(2, gs);
+        for (let g = 0; g < groups; g++) {
+          const gp = sel + (<usize>(g * gs) << 2);
+          const b = topk_row(gp, gs, two, true, big, 0);
+          let v = ldf(gp, idx_of(ld64(b, 0)));
+          if (two == 2) v += ldf(gp, idx_of(ld64(b, 1)));
+          store<f32>(gsc + (<usize>g << 2), v);
+        }
+        emit(gsc, topk_row(gsc, groups, topkGroups, false, big, topk_scratch_keys(groups, topkGroups)), topkGroups, false, gidx, 0);
+        let next = 0;
+        for (let g = 0; g < groups; g++) {
+          if (next < topkGroups && load<i32>(gidx + (<usize>next << 2)) == g) { next++; continue; }
+          const gp = sel + (<usize>(g * gs) << 2);
+          for (let i = 0; i < gs; i++) store<f32>(gp + (<usize>i << 2), -Infinity);
+        }
+      }
+    }
+    const er = experts + (<usize>r * <usize>k << 2), wr = weights + (<usize>r * <usize>k << 2);
+    emit(src, topk_row(src, E, k, true, big, cap), k, true, er, 0);
+    let sum: f64 = 0;
+    for (let j = 0; j < k; j++) sum += <f64>ldf(s, load<i32>(er + (<usize>j << 2)));
+    const c: f64 = normalize && sum > 0 ? <f64>rscale / sum : <f64>rscale;
+    for (let j = 0; j < k; j++) {
+      const e = load<i32>(er + (<usize>j << 2));
+      store<f32>(wr + (<usize>j << 2), <f32>(<f64>ldf(s, e) * c));
+      const pc = pre + (<usize>e << 2);
+      store<i32>(pc, load<i32>(pc) + 1);
+    }
+  }
+}
+
+/** Scoring only: scores (or nothing if 0) [rows, E], pSum, lse. work: 2 * pad16(4E) bytes. */
+export function route_scores_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f32, scores: usize, pSum: usize,
+  lse: usize, work: usize): void {
+  const tmp = work + <usize>pad16(E << 2);
+  for (let r = 0; r < rows; r++) {
+    const zr = z + (<usize>r * <usize>E << 2);
+    const s = scores ? scores + (<usize>r * <usize>E << 2) : work;
+    const S = score_row(zr, s, tmp, E, mode, scale);
+    psum_add(pSum, s, E, mode == 1 ? 1.0 / S : 1.0);
+    store<f64>(lse + (<usize>r << 3), row_lse(zr, s, E, mode, scale));
+  }
+}
+
+/** Capacity dropping and MegaBlocks dispatch (routeDispatch in the API). cursor: E i32 scratch. */
+export function route_dispatch(experts: usize, weights: usize, n: i32, E: i32, cap: i32, counts: usize,
+  offsets: usize, order: usize, cursor: usize): i32 {
+  memory.fill(counts, 0, <usize>E << 2);
+  let dropped = 0;
+  for (let a = 0; a < n; a++) {
+    const pa = <usize>a << 2;
+    const e = load<i32>(experts + pa);
+    if (e < 0) continue;
+    const pc = counts + (<usize>e << 2);
+    const c = load<i32>(pc);
+    if (cap >= 0 && c >= cap) {
+      store<i32>(experts + pa, -1);
+      store<f32>(weights + pa, 0);
+      dropped++;
+    } else store<i32>(pc, c + 1);
+  }
+  let acc = 0;
+  for (let e = 0; e < E; e++) {
+    store<i32>(offsets + (<usize>e << 2), acc);
+    store<i32>(cursor + (<usize>e << 2), acc);
+    acc += load<i32>(counts + (<usize>e << 2));
+  }
+  store<i32>(offsets + (<usize>E << 2), acc);
+  let tail = acc;
+  for (let a = 0; a < n; a++) {
+    const e = load<i32>(experts + (<usize>a << 2));
+    if (e < 0) { store<i32>(order + (<usize>(tail++) << 2), a); continue; }
+    const pc = cursor + (<usize>e << 2);
+    const c = load<i32>(pc);
+    store<i32>(order + (<usize>c << 2), a);
+    store<i32>(pc, c + 1);
+  }
+  return dropped;
+}
+
+/**
+ * Gradients (routeGrad in the API): auxGrad = d/dz sum_e coef_e p_e per row, zGrad = 2 lse softmax(z) / rows.
+ * Either output may be 0. work: 3 * pad16(4E) bytes. Error: 1e-6 relative to max |grad| of the row.
+ */
+export function route_grad_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f32, coef: usize, lse: usize,
+  auxGrad: usize, zGrad: usize, work: usize): void {
+  const s = work, tmp = s + <usize>pad16(E << 2), q = tmp + <usize>pad16(E << 2);
+  const invRows: f64 = 1.0 / <f64>rows;
+  for (let r = 0; r < rows; r++) {
+    const zr = z + (<usize>r * <usize>E << 2), ro = <usize>r * <usize>E << 2;
+    if (zGrad) {
+      softmax_f32_threepass(zr, q, 1, E, 1);
+      const c = <f32>(2 * load<f64>(lse + (<usize>r << 3)) * invRows);
+      const vc = f32x4.splat(c);
+      let i = 0;
+      for (; i + 4 <= E; i += 4) v128.store(zGrad + ro + (<usize>i << 2), f32x4.mul(v128.load(q + (<usize>i << 2)), vc));
+      for (; i < E; i++) store<f32>(zGrad + ro + (<usize>i << 2), ldf(q, i) * c);
+    }
+    if (!auxGrad) continue;
+    const S = score_row(zr, s, tmp, E, mode, scale);
+    const inv: f64 = mode == 1 ? 1.0 / S : 1.0;
+    let gp: f64 = 0;
+    for (let e = 0; e < E; e++) gp += load<f64>(coef + (<usize>e << 3)) * <f64>ldf(s, e) * inv;
+    for (let e = 0; e < E; e++) {
+      const sv = <f64>ldf(s, e), d = load<f64>(coef + (<usize>e << 3)) - gp;
+      let g: f64;
+      if (mode == 0) g = sv * d;
+      else if (mode == 1) g = sv * (1 - sv) * d * inv;
+      else if (mode == 2) g = sv * d / (1 + Math.abs(<f64>ldf(zr, e) * <f64>scale));
+      else {
+        const sg = <f64>sigmoid_f32(ldf(zr, e));
+        g = sv * d * sg * (1 - sg);
+      }
+      store<f32>(auxGrad + ro + (<usize>e << 2), <f32>(g * <f64>scale));
+    }
+  }
+}
+
+/** out[tokens*hidden] = sum over p < kept of weights[a] * eo[p] into row a / slots, a = order[p]. */
+export function combine_f32(eo: usize, order: usize, weights: usize, slots: i32, kept: i32, hidden: i32, out: usize, outLen: i32): void {
+  memory.fill(out, 0, <usize>outLen << 2);
+  const hb = <usize>hidden << 2;
+  for (let p = 0; p < kept; p++) {
+    const a = load<i32>(order + (<usize>p << 2));
+    const w = load<f32>(weights + (<usize>a << 2));
+    const dst = out + <usize>(a / slots) * hb, src = eo + <usize>p * hb;
+    const vw = f32x4.splat(w);
+    let i = 0;
+    for (; i + 4 <= hidden; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(dst + o, f32x4.add(v128.load(dst + o), f32x4.mul(v128.load(src + o), vw)));
+    }
+    for (; i < hidden; i++) {
+      const o = <usize>i << 2;
+      store<f32>(dst + o, load<f32>(dst + o) + load<f32>(src + o) * w);
+    }
+  }
+}
