@@ -8,9 +8,9 @@
 // @ts-ignore: decorator
 @inline export const MAGIC: f32 = reinterpret<f32>(0x4B40007F); // 1.5*2^23 + 127: rounds and pre-biases n
 // @ts-ignore: decorator
-@inline const MLN2HI: f32 = reinterpret<f32>(0xBF317200);
+@inline export const MLN2HI: f32 = reinterpret<f32>(0xBF317200);
 // @ts-ignore: decorator
-@inline const MLN2LO: f32 = reinterpret<f32>(0xB5BFBE8E);
+@inline export const MLN2LO: f32 = reinterpret<f32>(0xB5BFBE8E);
 // @ts-ignore: decorator
 @inline const C5: f32 = reinterpret<f32>(0x3C07CFCE);
 // @ts-ignore: decorator
@@ -94,4 +94,94 @@ export function rowmax_f32(p: usize, n: i32): f32 {
   let m = max(max(f32x4.extract_lane(m0, 0), f32x4.extract_lane(m0, 1)), max(f32x4.extract_lane(m0, 2), f32x4.extract_lane(m0, 3)));
   for (; i < n; i++) m = max(m, load<f32>(p + (<usize>i << 2)));
   return m;
+}
+
+// ---- Accurate-argument variants for the softmax family ----
+// exp(x - mx) needs x - mx to within ~1e-8 absolute for a 1e-6 relative result at x - mx ~ -69, but f32 rounds
+// x - mx to 0.5 ulp (up to 2e-6 there). expsub_* recovers the rounding error with TwoSum and feeds it into
+// the reduced argument; expscaled_* does the whole reduction (x - mx) * scale in f64 (any temperature).
+
+/** exp(d + c) for d <= 0 and a small correction c (|c| <= ulp(d)), absorbed after range reduction. */
+// @ts-ignore: decorator
+@inline export function expc_f32x4(d: v128, c: v128): v128 {
+  let n = f32x4.add(f32x4.mul(d, f32x4.splat(LOG2E)), f32x4.splat(MAGIC));
+  const s = i32x4.shl(n, 23);
+  n = f32x4.sub(n, f32x4.splat(MAGIC));
+  let t = f32x4.add(f32x4.mul(n, f32x4.splat(MLN2HI)), d);
+  t = f32x4.add(f32x4.mul(n, f32x4.splat(MLN2LO)), t);
+  t = f32x4.add(t, c);
+  const p = poly_f32x4(t);
+  t = f32x4.mul(t, s);
+  const f = f32x4.add(f32x4.mul(t, p), s);
+  return v128.andnot(f, f32x4.lt(d, f32x4.splat(CUTOFF)));
+}
+
+// @ts-ignore: decorator
+@inline export function expc_f32(d: f32, c: f32): f32 {
+  let n = d * LOG2E + MAGIC;
+  const s = reinterpret<f32>(reinterpret<i32>(n) << 23);
+  n -= MAGIC;
+  let t = n * MLN2HI + d;
+  t = n * MLN2LO + t;
+  t = t + c;
+  const p = poly_f32(t);
+  t *= s;
+  const f = t * p + s;
+  return d < CUTOFF ? 0 : f;
+}
+
+/** exp(x - mx) with x - mx exact (TwoSum: d + err), nmx = splat(-mx). 0 below -87.34, and for -Infinity. */
+// @ts-ignore: decorator
+@inline export function expsub_f32x4(x: v128, nmx: v128): v128 {
+  const d = f32x4.add(x, nmx);
+  const bb = f32x4.sub(d, x);
+  const err = f32x4.add(f32x4.sub(x, f32x4.sub(d, bb)), f32x4.sub(nmx, bb));
+  return expc_f32x4(d, err);
+}
+
+// @ts-ignore: decorator
+@inline export function expsub_f32(x: f32, nmx: f32): f32 {
+  const d = x + nmx;
+  const bb = d - x;
+  const err = (x - (d - bb)) + (nmx - bb);
+  return expc_f32(d, err);
+}
+
+// @ts-ignore: decorator
+@inline export const MAGIC64: f64 = 6755399441055744.0; // 1.5 * 2^52: rounds to an integer held in the low word
+// @ts-ignore: decorator
+@inline export const LOG2E64: f64 = 1.4426950408889634;
+// @ts-ignore: decorator
+@inline export const LN2_64: f64 = 0.6931471805599453;
+// @ts-ignore: decorator
+@inline export const CUTOFF64: f64 = <f64>CUTOFF;
+
+/** exp(z) for z = (x - mx) * sc with the reduction z = n ln2 + t done in f64 (mx, sc: f64x2 splats). */
+// @ts-ignore: decorator
+@inline export function expscaled_f32x4(x: v128, mx: v128, sc: v128): v128 {
+  const zl = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(x), mx), sc);
+  const zh = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(i32x4.shuffle(x, x, 2, 3, 0, 1)), mx), sc);
+  const bl = f64x2.add(f64x2.mul(zl, f64x2.splat(LOG2E64)), f64x2.splat(MAGIC64));
+  const bh = f64x2.add(f64x2.mul(zh, f64x2.splat(LOG2E64)), f64x2.splat(MAGIC64));
+  const tl = f64x2.sub(zl, f64x2.mul(f64x2.sub(bl, f64x2.splat(MAGIC64)), f64x2.splat(LN2_64)));
+  const th = f64x2.sub(zh, f64x2.mul(f64x2.sub(bh, f64x2.splat(MAGIC64)), f64x2.splat(LN2_64)));
+  let t = i32x4.shuffle(f32x4.demote_f64x2_zero(tl), f32x4.demote_f64x2_zero(th), 0, 1, 4, 5);
+  const s = i32x4.shl(i32x4.add(i32x4.shuffle(bl, bh, 0, 2, 4, 6), i32x4.splat(127)), 23);
+  const p = poly_f32x4(t);
+  t = f32x4.mul(t, s);
+  const f = f32x4.add(f32x4.mul(t, p), s);
+  const lo = f64x2.lt(zl, f64x2.splat(CUTOFF64)), hi = f64x2.lt(zh, f64x2.splat(CUTOFF64));
+  return v128.andnot(f, i32x4.shuffle(lo, hi, 0, 2, 4, 6));
+}
+
+// @ts-ignore: decorator
+@inline export function expscaled_f32(x: f32, mx: f64, sc: f64): f32 {
+  const z = (<f64>x - mx) * sc;
+  const b = z * LOG2E64 + MAGIC64;
+  let t = <f32>(z - (b - MAGIC64) * LN2_64);
+  const s = reinterpret<f32>((<i32>reinterpret<i64>(b) + 127) << 23);
+  const p = poly_f32(t);
+  t *= s;
+  const f = t * p + s;
+  return z < CUTOFF64 ? 0 : f;
 }

@@ -1,11 +1,18 @@
-// Softmax family kernels over row-major [rows, cols] arrays. Pointers are byte addresses in linear memory.
+// Softmax family kernels over row-major [rows, cols] f32 arrays. Pointers are byte addresses in linear memory.
 // Row rule (all kernels): a row holding NaN or +Infinity, or made only of -Infinity, comes out all NaN,
-// as in PyTorch; other rows are never touched by it. `scale` is 1/temperature.
-import { exp_f32, exp_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2, rowmax_f32, LOG2E } from "./exp";
+// as in PyTorch; other rows are never touched by it. `scale` is 1/temperature (f64, not rounded to f32).
+// Every kernel may run in place (y == x).
+import {
+  expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2,
+  rowmax_f32, LOG2E64, LN2_64, MAGIC64,
+} from "./exp";
 
 // @ts-ignore: decorator
 @inline function fill_nan(y: usize, n: i32): void {
-  for (let i = 0; i < n; i++) store<f32>(y + (<usize>i << 2), NaN);
+  const v = f32x4.splat(NaN);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(y + (<usize>i << 2), v);
+  for (; i < n; i++) store<f32>(y + (<usize>i << 2), NaN);
 }
 
 // @ts-ignore: decorator
@@ -13,171 +20,215 @@ import { exp_f32, exp_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2, rowm
   return !(m > -Infinity && m < Infinity); // NaN, +Inf, or all -Inf
 }
 
-/** y = exp((x - mx) * scale) for one row, returning sum(y) in f64: f32 lanes fold into f64 every 64 elements. */
-function expstore_f32(x: usize, y: usize, n: i32, mx: f32, scale: f32): f64 {
-  const vm = f32x4.splat(mx), vs = f32x4.splat(scale);
+// ---- exp of (x - mx) * scale, one row, optionally stored, summed in f64 ----
+// scale == 1: x - mx in f32 with its rounding error recovered by TwoSum (expsub); any other scale: the
+// reduction in f64 (expscaled). f32 partial sums (two accumulators of 8 vectors) fold into f64 every 64.
+
+// @ts-ignore: decorator
+@inline function exprow(x: usize, y: usize, n: i32, mx: f32, scale: f64, doStore: bool, scaled: bool): f64 {
+  const nmx = f32x4.splat(-mx), mx64 = f64x2.splat(<f64>mx), sc64 = f64x2.splat(scale);
   let acc = f64x2.splat(0);
   let i = 0;
   for (; i + 64 <= n; i += 64) {
     let a0 = f32x4.splat(0), a1 = a0;
     for (let j = i; j < i + 64; j += 8) {
       const o = <usize>j << 2;
-      const e0 = exp_f32x4(f32x4.mul(f32x4.sub(v128.load(x + o), vm), vs));
-      const e1 = exp_f32x4(f32x4.mul(f32x4.sub(v128.load(x + o, 16), vm), vs));
-      v128.store(y + o, e0);
-      v128.store(y + o, e1, 16);
+      const v0 = v128.load(x + o), v1 = v128.load(x + o, 16);
+      const e0 = scaled ? expscaled_f32x4(v0, mx64, sc64) : expsub_f32x4(v0, nmx);
+      const e1 = scaled ? expscaled_f32x4(v1, mx64, sc64) : expsub_f32x4(v1, nmx);
+      if (doStore) {
+        v128.store(y + o, e0);
+        v128.store(y + o, e1, 16);
+      }
       a0 = f32x4.add(a0, e0);
       a1 = f32x4.add(a1, e1);
     }
     acc = promote_add(acc, f32x4.add(a0, a1));
   }
-  for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    const e = exp_f32x4(f32x4.mul(f32x4.sub(v128.load(x + o), vm), vs));
-    v128.store(y + o, e);
-    acc = promote_add(acc, e);
+  if (i + 4 <= n) {
+    let a = f32x4.splat(0);
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      const v = v128.load(x + o);
+      const e = scaled ? expscaled_f32x4(v, mx64, sc64) : expsub_f32x4(v, nmx);
+      if (doStore) v128.store(y + o, e);
+      a = f32x4.add(a, e);
+    }
+    acc = promote_add(acc, a);
   }
   let s = hsum_f64x2(acc);
   for (; i < n; i++) {
     const o = <usize>i << 2;
-    const e = exp_f32((load<f32>(x + o) - mx) * scale);
-    store<f32>(y + o, e);
+    const v = load<f32>(x + o);
+    const e = scaled ? expscaled_f32(v, <f64>mx, scale) : expsub_f32(v, -mx);
+    if (doStore) store<f32>(y + o, e);
     s += <f64>e;
   }
   return s;
 }
 
-/** sum exp((x - mx) * scale) in f64 without storing (f32 lanes folded into f64 every 64 elements). */
-function expsum_f32(x: usize, n: i32, mx: f32, scale: f32): f64 {
-  const vm = f32x4.splat(mx), vs = f32x4.splat(scale);
-  let acc = f64x2.splat(0);
-  let i = 0;
-  while (i + 4 <= n) {
-    let a = f32x4.splat(0);
-    const end = min(i + 64, n & ~3);
-    for (; i < end; i += 4) a = f32x4.add(a, exp_f32x4(f32x4.mul(f32x4.sub(v128.load(x + (<usize>i << 2)), vm), vs)));
-    acc = promote_add(acc, a);
-  }
-  let s = hsum_f64x2(acc);
-  for (; i < n; i++) s += <f64>exp_f32((load<f32>(x + (<usize>i << 2)) - mx) * scale);
-  return s;
+/** y = exp((x - mx) * scale) for one row; returns the f64 sum. */
+function expstore_f32(x: usize, y: usize, n: i32, mx: f32, scale: f64): f64 {
+  return scale == 1 ? exprow(x, y, n, mx, 1, true, false) : exprow(x, y, n, mx, scale, true, true);
+}
+
+/** sum exp((x - mx) * scale) for one row, nothing stored. */
+function expsum_f32(x: usize, n: i32, mx: f32, scale: f64): f64 {
+  return scale == 1 ? exprow(x, 0, n, mx, 1, false, false) : exprow(x, 0, n, mx, scale, false, true);
 }
 
 /** y *= c over n f32. */
 function scale_f32(y: usize, n: i32, c: f32): void {
   const vc = f32x4.splat(c);
   let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 2;
+    v128.store(y + o, f32x4.mul(v128.load(y + o), vc));
+    v128.store(y + o, f32x4.mul(v128.load(y + o, 16), vc), 16);
+  }
   for (; i + 4 <= n; i += 4) v128.store(y + (<usize>i << 2), f32x4.mul(v128.load(y + (<usize>i << 2)), vc));
   for (; i < n; i++) store<f32>(y + (<usize>i << 2), load<f32>(y + (<usize>i << 2)) * c);
 }
 
-/** Three passes per row: max; exp and sum (f64-folded); scale by 1/sum. Error <= 1e-6 relative (typ. 3 ulp). */
-export function softmax_f32_threepass(x: usize, y: usize, rows: i32, cols: i32, scale: f32): void {
+// @ts-ignore: decorator
+@inline function threepass_row(xr: usize, yr: usize, cols: i32, mx: f32, scale: f64): void {
+  const s = expstore_f32(xr, yr, cols, mx, scale);
+  scale_f32(yr, cols, <f32>(1.0 / s));
+}
+
+/**
+ * Three passes per row: max; exp and sum (f64-folded); scale by 1/sum.
+ * Error: relative <= 1e-6 for outputs >= 1e-30 (exp 2.3 ulp, exact x - max, f32 partial sums of <= 16 terms,
+ * two roundings in the scale); outputs below 2^-126 relative to the row max are flushed to 0.
+ */
+export function softmax_f32_threepass(x: usize, y: usize, rows: i32, cols: i32, scale: f64): void {
   const stride = <usize>cols << 2;
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     const mx = rowmax_f32(xr, cols);
     if (bad_max(mx)) { fill_nan(yr, cols); continue; }
-    const s = expstore_f32(xr, yr, cols, mx, scale);
-    scale_f32(yr, cols, <f32>(1.0 / s));
+    threepass_row(xr, yr, cols, mx, scale);
   }
 }
 
-/** log-softmax: y = (x - max) * scale - log(sum exp). Absolute error <= 2 ulp(|y|) + 1e-7. */
-export function logsoftmax_f32(x: usize, y: usize, rows: i32, cols: i32, scale: f32): void {
+/**
+ * log-softmax: y = (x - max) * scale - log(sum exp), the subtraction and scaling in f64 then rounded once.
+ * Absolute error <= 0.5 ulp(|y|) + 2e-7 (the error of log sum).
+ */
+export function logsoftmax_f32(x: usize, y: usize, rows: i32, cols: i32, scale: f64): void {
   const stride = <usize>cols << 2;
+  const sc = f64x2.splat(scale);
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     const mx = rowmax_f32(xr, cols);
     if (bad_max(mx)) { fill_nan(yr, cols); continue; }
-    const lse = <f32>Math.log(expsum_f32(xr, cols, mx, scale)); // no store: y may be x (in place)
-    const vm = f32x4.splat(mx), vs = f32x4.splat(scale), vl = f32x4.splat(lse);
+    const lse = Math.log(expsum_f32(xr, cols, mx, scale)); // no store: y may be x (in place)
+    const vm = f64x2.splat(<f64>mx), vl = f64x2.splat(lse);
     let i = 0;
     for (; i + 4 <= cols; i += 4) {
       const o = <usize>i << 2;
-      v128.store(yr + o, f32x4.sub(f32x4.mul(f32x4.sub(v128.load(xr + o), vm), vs), vl));
+      const v = v128.load(xr + o);
+      const lo = f64x2.sub(f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v), vm), sc), vl);
+      const hi = f64x2.sub(f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), vm), sc), vl);
+      v128.store(yr + o, i32x4.shuffle(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
     }
     for (; i < cols; i++) {
       const o = <usize>i << 2;
-      store<f32>(yr + o, (load<f32>(xr + o) - mx) * scale - lse);
+      store<f32>(yr + o, <f32>((<f64>load<f32>(xr + o) - <f64>mx) * scale - lse));
     }
   }
 }
 
 // ---- Two-pass (Dukhan & Ablavatski): exp(z) kept as m * 2^n, m = exp(t) in [0.7, 1.42], so no max pass. ----
-// Range reduction runs in f64 so that z = n ln2 + t stays exact for large |z| (f32 Cody-Waite loses bits past
-// |z| ~ 350); t is clamped to [-1, 1] so that even |z| ~ 1e30 gives a finite m (ties then still cancel exactly).
+// z = x * scale and its reduction z = n ln2 + t run in f64 (exact n for |z| < 2^22, t to 1e-16); n is read as
+// an int32 from the low word of z log2e + 1.5 * 2^52. Per lane (m, n) pairs fold into an f64 (M, N) every 32
+// elements. z below -2^24 (and -Infinity) is clamped there: its 2^(n - N) is 0 anyway. A row whose
+// |max z| exceeds 2^22 (n no longer exact relative to its neighbours) is done three-pass instead.
 
-const LN2_F64: f64 = 0.6931471805599453;
-
-/** m (exp of the reduced argument) and n (the power of two) for four z; n = -Inf for z = -Inf. */
 // @ts-ignore: decorator
-@inline function extexp_f32x4(z: v128, nOut: usize): v128 {
-  const zl = f64x2.promote_low_f32x4(z), zh = f64x2.promote_low_f32x4(i32x4.shuffle(z, z, 2, 3, 0, 1));
-  const nl = f64x2.nearest(f64x2.mul(zl, f64x2.splat(<f64>LOG2E)));
-  const nh = f64x2.nearest(f64x2.mul(zh, f64x2.splat(<f64>LOG2E)));
-  const tl = f64x2.sub(zl, f64x2.mul(nl, f64x2.splat(LN2_F64)));
-  const th = f64x2.sub(zh, f64x2.mul(nh, f64x2.splat(LN2_F64)));
-  let t = i32x4.shuffle(f32x4.demote_f64x2_zero(tl), f32x4.demote_f64x2_zero(th), 0, 1, 4, 5);
-  t = f32x4.pmin(f32x4.splat(1), f32x4.pmax(f32x4.splat(-1), t)); // pmin/pmax: NaN t (z = -Inf) -> -1
-  v128.store(nOut, i32x4.shuffle(f32x4.demote_f64x2_zero(nl), f32x4.demote_f64x2_zero(nh), 0, 1, 4, 5));
-  return f32x4.add(f32x4.mul(t, poly_f32x4(t)), f32x4.splat(1));
+@inline const ZCLAMP: f64 = -16777216;
+// @ts-ignore: decorator
+@inline const ZLIMIT: f64 = 4194304;
+// @ts-ignore: decorator
+@inline const NMIN: i32 = -0x40000000;
+
+/** 2^k for int32 lanes k <= 0; exactly 0 for k < -126. */
+// @ts-ignore: decorator
+@inline function pow2_i32x4(k: v128): v128 {
+  return i32x4.shl(i32x4.max_s(i32x4.add(k, i32x4.splat(127)), i32x4.splat(0)), 23);
 }
 
 // @ts-ignore: decorator
-@inline function extexp_f32(z: f32, nOut: usize): f32 {
-  const n = nearest<f64>(<f64>z * <f64>LOG2E);
-  let t = <f32>(<f64>z - n * LN2_F64);
-  t = t > 1 ? 1 : t >= -1 ? t : -1;
-  store<f32>(nOut, <f32>n);
-  return t * poly_f32(t) + 1;
-}
-
-/** 2^k for k <= 0 integer-valued f32 lanes; exactly 0 for k < -126 (and -Inf, NaN). */
-// @ts-ignore: decorator
-@inline function exp2i_f32x4(k: v128): v128 {
-  const kk = f32x4.pmax(f32x4.splat(-127), k); // NaN -> -127
-  return i32x4.shl(i32x4.trunc_sat_f32x4_s(f32x4.add(kk, f32x4.splat(127))), 23);
+@inline function pow2_f32(k: i32): f32 {
+  return reinterpret<f32>(max(k + 127, 0) << 23);
 }
 
 // @ts-ignore: decorator
-@inline function exp2i_f32(k: f32): f32 {
-  return k >= -126 ? reinterpret<f32>(<i32>(k + 127) << 23) : 0;
-}
-
-// @ts-ignore: decorator
-@inline function exp2i_f64(k: f64): f64 {
+@inline function pow2_f64(k: i32): f64 {
   return k >= -1022 ? reinterpret<f64>(<i64>(k + 1023) << 52) : 0;
 }
 
-// Scratch for the lane exponents of one vector (linear memory offset 0 would be the data segment; use a global).
-const nbuf = memory.data(16, 16);
+/** The f64 reduction of four z = x * sc (clamped below): biased n words in bl/bh, t returned as f32x4. */
+// @ts-ignore: decorator
+@inline function zl_of(v: v128, sc: v128): v128 {
+  return f64x2.pmax(f64x2.splat(ZCLAMP), f64x2.mul(f64x2.promote_low_f32x4(v), sc));
+}
+// @ts-ignore: decorator
+@inline function zh_of(v: v128, sc: v128): v128 {
+  return f64x2.pmax(f64x2.splat(ZCLAMP), f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), sc));
+}
+// @ts-ignore: decorator
+@inline function b_of(z: v128): v128 {
+  return f64x2.add(f64x2.mul(z, f64x2.splat(LOG2E64)), f64x2.splat(MAGIC64));
+}
+// @ts-ignore: decorator
+@inline function m_of(zl: v128, zh: v128, bl: v128, bh: v128): v128 {
+  const tl = f64x2.sub(zl, f64x2.mul(f64x2.sub(bl, f64x2.splat(MAGIC64)), f64x2.splat(LN2_64)));
+  const th = f64x2.sub(zh, f64x2.mul(f64x2.sub(bh, f64x2.splat(MAGIC64)), f64x2.splat(LN2_64)));
+  const t = i32x4.shuffle(f32x4.demote_f64x2_zero(tl), f32x4.demote_f64x2_zero(th), 0, 1, 4, 5);
+  return f32x4.add(f32x4.mul(t, poly_f32x4(t)), f32x4.splat(1));
+}
 
-/** Two passes per row: (m, n) accumulation with f64 folding every 32 elements; then y = m 2^(n-N) / M. */
-export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, scale: f32): void {
+// Scalar twins (same operations, so tails match lanes bit for bit).
+// @ts-ignore: decorator
+@inline function z_of(v: f32, sc: f64): f64 {
+  const z = <f64>v * sc;
+  return z > ZCLAMP ? z : ZCLAMP;
+}
+// @ts-ignore: decorator
+@inline function m_of_s(z: f64, b: f64): f32 {
+  const t = <f32>(z - (b - MAGIC64) * LN2_64);
+  return t * poly_f32(t) + 1;
+}
+
+/** Two passes per row: (m, n) accumulation, then y = m 2^(n - N) / M. Same error bound as three-pass. */
+export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, scale: f64): void {
   const stride = <usize>cols << 2;
-  const vs = f32x4.splat(scale);
+  const sc = f64x2.splat(scale);
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
-    let M: f64 = 0, N: f64 = -Infinity;
+    let M: f64 = 0;
+    let N: i32 = NMIN;
     let raw = f32x4.splat(-Infinity);
     let i = 0;
     while (i + 4 <= cols) {
-      let am = f32x4.splat(0), an = f32x4.splat(-Infinity);
+      let am = f32x4.splat(0), an = i32x4.splat(NMIN);
       const end = min(i + 32, cols & ~3);
       for (; i < end; i += 4) {
         const v = v128.load(xr + (<usize>i << 2));
         raw = f32x4.max(raw, v);
-        const m = extexp_f32x4(f32x4.mul(v, vs), nbuf);
-        const n = v128.load(nbuf);
-        const nn = f32x4.max(an, n);
-        am = f32x4.add(f32x4.mul(am, exp2i_f32x4(f32x4.sub(an, nn))), f32x4.mul(m, exp2i_f32x4(f32x4.sub(n, nn))));
+        const zl = zl_of(v, sc), zh = zh_of(v, sc);
+        const bl = b_of(zl), bh = b_of(zh);
+        const m = m_of(zl, zh, bl, bh);
+        const n = i32x4.shuffle(bl, bh, 0, 2, 4, 6);
+        const nn = i32x4.max_s(an, n);
+        am = f32x4.add(f32x4.mul(am, pow2_i32x4(i32x4.sub(an, nn))), f32x4.mul(m, pow2_i32x4(i32x4.sub(n, nn))));
         an = nn;
       }
       for (let l = 0; l < 4; l++) {
-        const ln: f64 = <f64>f32x4.extract_lane(an, 0), lm: f64 = <f64>f32x4.extract_lane(am, 0);
+        const ln = i32x4.extract_lane(an, 0), lm = <f64>f32x4.extract_lane(am, 0);
         const NN = max(N, ln);
-        M = M * exp2i_f64(N - NN) + lm * exp2i_f64(ln - NN);
+        M = M * pow2_f64(N - NN) + lm * pow2_f64(ln - NN);
         N = NN;
         am = i32x4.shuffle(am, am, 1, 2, 3, 0);
         an = i32x4.shuffle(an, an, 1, 2, 3, 0);
@@ -187,26 +238,33 @@ export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, sc
     for (; i < cols; i++) {
       const v = load<f32>(xr + (<usize>i << 2));
       rmax = max(rmax, v);
-      const m = extexp_f32(v * scale, nbuf);
-      const ln: f64 = <f64>load<f32>(nbuf);
+      const z = z_of(v, scale);
+      const b = z * LOG2E64 + MAGIC64;
+      const ln = <i32>reinterpret<i64>(b);
       const NN = max(N, ln);
-      M = M * exp2i_f64(N - NN) + <f64>m * exp2i_f64(ln - NN);
+      M = M * pow2_f64(N - NN) + <f64>m_of_s(z, b) * pow2_f64(ln - NN);
       N = NN;
     }
     if (bad_max(rmax)) { fill_nan(yr, cols); continue; }
-    const inv = f32x4.splat(<f32>(1.0 / M)), vN = f32x4.splat(<f32>N);
+    const zmax = <f64>rmax * scale;
+    if (!(zmax <= ZLIMIT && zmax >= -ZLIMIT)) { threepass_row(xr, yr, cols, rmax, scale); continue; }
+    const invs = <f32>(1.0 / M);
+    const inv = f32x4.splat(invs), vN = i32x4.splat(N);
     i = 0;
     for (; i + 4 <= cols; i += 4) {
       const o = <usize>i << 2;
-      const m = extexp_f32x4(f32x4.mul(v128.load(xr + o), vs), nbuf);
-      const p = exp2i_f32x4(f32x4.sub(v128.load(nbuf), vN));
+      const v = v128.load(xr + o);
+      const zl = zl_of(v, sc), zh = zh_of(v, sc);
+      const bl = b_of(zl), bh = b_of(zh);
+      const m = m_of(zl, zh, bl, bh);
+      const p = pow2_i32x4(i32x4.sub(i32x4.shuffle(bl, bh, 0, 2, 4, 6), vN));
       v128.store(yr + o, f32x4.mul(f32x4.mul(m, p), inv));
     }
-    const invs = <f32>(1.0 / M), Ns = <f32>N;
     for (; i < cols; i++) {
       const o = <usize>i << 2;
-      const m = extexp_f32(load<f32>(xr + o) * scale, nbuf);
-      store<f32>(yr + o, m * exp2i_f32(load<f32>(nbuf) - Ns) * invs);
+      const z = z_of(load<f32>(xr + o), scale);
+      const b = z * LOG2E64 + MAGIC64;
+      store<f32>(yr + o, m_of_s(z, b) * pow2_f32(<i32>reinterpret<i64>(b) - N) * invs);
     }
   }
 }
@@ -224,22 +282,20 @@ export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, sc
   return v >= 0 ? v + 1 : 1 / (1 - v);
 }
 
-/** y = s(x) / sum s(x), sum in f64 (f32 lanes folded every 64). Error <= 2 ulp. */
+/**
+ * y = s(x) / sum s(x); the sum in f64 (so huge x cannot overflow it), the division in f64.
+ * Error: relative <= 3 ulp (s is 1 ulp, the division 1 ulp).
+ */
 export function stablemax_f32(x: usize, y: usize, rows: i32, cols: i32): void {
   const stride = <usize>cols << 2;
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     let acc = f64x2.splat(0);
     let i = 0;
-    while (i + 4 <= cols) {
-      let a = f32x4.splat(0);
-      const end = min(i + 64, cols & ~3);
-      for (; i < end; i += 4) {
-        const s = s_f32x4(v128.load(xr + (<usize>i << 2)));
-        v128.store(yr + (<usize>i << 2), s);
-        a = f32x4.add(a, s);
-      }
-      acc = promote_add(acc, a);
+    for (; i + 4 <= cols; i += 4) {
+      const s = s_f32x4(v128.load(xr + (<usize>i << 2)));
+      v128.store(yr + (<usize>i << 2), s);
+      acc = promote_add(acc, s);
     }
     let sum = hsum_f64x2(acc);
     for (; i < cols; i++) {
@@ -247,13 +303,25 @@ export function stablemax_f32(x: usize, y: usize, rows: i32, cols: i32): void {
       store<f32>(yr + (<usize>i << 2), s);
       sum += <f64>s;
     }
-    // +Inf gives sum Inf -> Inf/Inf = NaN; all -Inf gives 0/0 = NaN; NaN propagates: the row rule holds as is.
+    // +Inf gives sum Inf; all -Inf gives sum 0; NaN propagates: the row rule.
     if (!(sum > 0 && sum < Infinity)) { fill_nan(yr, cols); continue; }
-    scale_f32(yr, cols, <f32>(1.0 / sum));
+    const inv = f64x2.splat(1.0 / sum), invs = 1.0 / sum;
+    i = 0;
+    for (; i + 4 <= cols; i += 4) {
+      const o = <usize>i << 2;
+      const s = v128.load(yr + o);
+      const lo = f64x2.mul(f64x2.promote_low_f32x4(s), inv);
+      const hi = f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(s, s, 2, 3, 0, 1)), inv);
+      v128.store(yr + o, i32x4.shuffle(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
+    }
+    for (; i < cols; i++) {
+      const o = <usize>i << 2;
+      store<f32>(yr + o, <f32>(<f64>load<f32>(yr + o) * invs));
+    }
   }
 }
 
-/** y = log s(x) - log sum s(x), logs in f64. Absolute error <= 1 ulp(|y|). */
+/** y = log s(x) - log sum s(x), in f64 then rounded. Absolute error <= 1 ulp(|y|) + 1e-15. */
 export function logstablemax_f32(x: usize, y: usize, rows: i32, cols: i32): void {
   const stride = <usize>cols << 2;
   for (let r = 0; r < rows; r++) {

@@ -6,16 +6,17 @@ const CTORS = { f32: Float32Array, f64: Float64Array, i32: Int32Array, u8: Uint8
 type Dtype = keyof typeof CTORS;
 
 /**
- * A zero-filled array inside WASM memory, used zero-copy by the wasm backend. It is freed when garbage
- * collected (or by free()). If numedge must grow its memory later, existing views are detached (length 0):
- * allocate your big buffers first, or re-alloc after an op throws "detached".
+ * A zero-filled array inside WASM memory, used zero-copy by the wasm backend (n elements of dtype "f32"
+ * (default), "f64", "i32" or "u8"). It is freed when garbage collected (or by free()). Under Bun, Deno and
+ * Node >= 22 the memory's buffer is resizable, so growth keeps alloc() arrays valid; under Node 20 growth
+ * detaches them (length 0, and ops then throw "shape ... detached"): there, allocate big buffers first.
  * @example const x = alloc(4096 * 64); x.set(data); softmax(x, { cols: 64, out: x })
  */
 export function alloc(n: number): Float32Array;
 export function alloc<D extends Dtype>(n: number, dtype: D): InstanceType<(typeof CTORS)[D]>;
 export function alloc(n: number, dtype: Dtype = "f32") {
   checkInt("n", n, 0, 2 ** 30);
-  const C = CTORS[dtype];
+  const C = Object.hasOwn(CTORS, dtype) ? CTORS[dtype] : undefined;
   if (!C) throw new NumedgeError("dtype", `dtype must be one of ${Object.keys(CTORS).join(", ")}, got ${String(dtype)}`);
   return allocIn(C as never, n);
 }

@@ -57,8 +57,9 @@ export const softmaxReference: SoftmaxKernels = {
       }
     }
   },
-  // Everything in f64; precision "f32" only decides the collapse tests: the f64 sum (or top probability)
-  // rounded to f32 must equal 1 exactly, which is what an exact-then-rounded f32 computation would give.
+  // Everything in f64, except that precision "f32" rounds where an f32 computation must round for the
+  // collapse semantics to hold: the softmax sum S is rounded to f32 before its log (so S == 1 gives loss 0
+  // and a correct-class gradient of exactly 0), and the loss is rounded to f32 before the zero-loss count.
   crossEntropy(z, labels, grad, rows, cols, head, precision): CESums {
     const round = precision === "f32" ? f32 : (v: number) => v;
     let lossSum = 0, scRows = 0, zeroLossRows = 0;
@@ -73,19 +74,25 @@ export const softmaxReference: SoftmaxKernels = {
         grad?.fill(NaN, o, o + cols);
         continue;
       }
-      const top = head === "softmax" ? 1 : sOf(m);
-      if (round(s / top) === 1) scRows++;
+      if (head === "softmax") {
+        const ls = Math.log(round(s));
+        if (round(s) === 1) scRows++;
+        const loss = round(ls - (z[o + y]! - m));
+        if (loss === 0) zeroLossRows++;
+        lossSum += loss;
+        if (!grad) continue;
+        for (let i = 0; i < cols; i++) grad[o + i] = (Math.exp(z[o + i]! - m - ls) - (i === y ? 1 : 0)) / rows;
+        continue;
+      }
+      if (round(s / sOf(m)) === 1) scRows++;
       const loss = round(Math.log(s) - Math.log(terms[y]!));
       if (loss === 0) zeroLossRows++;
       lossSum += loss;
       if (!grad) continue;
       for (let i = 0; i < cols; i++) {
-        if (head === "softmax") grad[o + i] = (terms[i]! / s - (i === y ? 1 : 0)) / rows;
-        else {
-          const v = z[o + i]!;
-          const d = v >= 0 ? 1 : 1 / ((1 - v) * (1 - v));
-          grad[o + i] = (d / s - (i === y ? d / terms[y]! : 0)) / rows;
-        }
+        const v = z[o + i]!;
+        const d = v >= 0 ? 1 : 1 / ((1 - v) * (1 - v));
+        grad[o + i] = (d / s - (i === y ? d / terms[y]! : 0)) / rows;
       }
     }
     return { lossSum, scRows, zeroLossRows };

@@ -13,6 +13,12 @@ export const asm = instance.exports as unknown as Record<string, (...args: numbe
   heapBase(): number;
 };
 const memory = asm.memory;
+// Where the runtime can (Bun, Deno, Node >= 22), turn the memory's buffer into a resizable ArrayBuffer: growth
+// then resizes it in place and views from alloc() stay valid. Elsewhere (Node 20) growth detaches them.
+const resizable = typeof (memory as { toResizableBuffer?: () => ArrayBuffer }).toResizableBuffer === "function";
+if (resizable) (memory as unknown as { toResizableBuffer: () => ArrayBuffer }).toResizableBuffer();
+/** True when memory growth keeps existing alloc() views valid (resizable buffer). */
+export const growthKeepsViews = resizable;
 const PAGE = 65536;
 const ALIGN = 16;
 
@@ -119,22 +125,29 @@ export class Frame {
   private temps: number[] = [];
   private copyBack: Array<[number, WasmArray]> = [];
   private copyIn: Array<[number, WasmArray]> = [];
+  private zero: Array<[number, number]> = [];
 
-  /** Scratch bytes for this call (zero-filled: kernels may rely on it). */
-  scratch(nbytes: number): number {
+  private reserve(nbytes: number): number {
     const p = malloc(nbytes);
     this.temps.push(p);
     return p;
   }
+  /** Scratch bytes for this call, zero-filled (kernels may rely on it). */
+  scratch(nbytes: number): number {
+    const p = this.reserve(nbytes);
+    this.zero.push([p, nbytes]);
+    return p;
+  }
   input(a: WasmArray): number {
     if (inWasm(a)) return a.byteOffset;
-    const p = this.scratch(a.byteLength);
+    const p = this.reserve(a.byteLength);
     this.copyIn.push([p, a]);
     return p;
   }
+  /** Written by the kernel, then copied back. Not zeroed: the kernel must write every element. */
   output(a: WasmArray): number {
     if (inWasm(a)) return a.byteOffset;
-    const p = this.scratch(a.byteLength);
+    const p = this.reserve(a.byteLength);
     this.copyBack.push([p, a]);
     return p;
   }
@@ -147,6 +160,7 @@ export class Frame {
   /** Copy inputs in; call after every scratch/input/output is reserved (a later malloc may grow memory). */
   ready(): void {
     const u8 = new Uint8Array(memory.buffer);
+    for (const [p, n] of this.zero) u8.fill(0, p, p + n);
     for (const [p, a] of this.copyIn) u8.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), p);
   }
   done(): void {
