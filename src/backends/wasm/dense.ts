@@ -6,11 +6,15 @@ const is64 = (x: FloatArray) => x instanceof Float64Array;
 
 export const denseWasm: DenseKernels = {
   gemm(a, b, c, m, k, n, transA, transB, accumulate) {
-    const kern = is64(a) ? asm.gemm_f64! : asm.gemm_f32!;
-    call(
-      (f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c)] as const,
-      ([pa, pb, pc]) => kern(pa, pb, pc, m, k, n, transA ? 1 : 0, transB ? 1 : 0, accumulate ? 1 : 0),
-    );
+    const ta = transA ? 1 : 0, tb = transB ? 1 : 0, acc = accumulate ? 1 : 0;
+    if (is64(a)) {
+      call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c)] as const,
+        ([pa, pb, pc]) => asm.gemm_f64!(pa, pb, pc, m, k, n, ta, tb, acc));
+      return;
+    }
+    const scratch = asm.gemm_f32_scratch!(m, k, n);
+    call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.scratch(scratch)] as const,
+      ([pa, pb, pc, ps]) => asm.gemm_f32!(pa, pb, pc, m, k, n, ta, tb, acc, ps));
   },
   relu(x, y) {
     const kern = is64(x) ? asm.relu_f64! : asm.relu_f32!;
