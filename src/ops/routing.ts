@@ -140,7 +140,7 @@ const SCORINGS = ["softmax", "sigmoid", "stablemax", "activation"] as const;
  * them, so this is the same choice without f32 rounding ties). NaN logits follow the ranking rule (a NaN
  * expert is selected first) and make that token's weights and the losses NaN; other tokens are unaffected.
  * Error: weights within 2e-6 relative of the f64 reference; auxLoss/zLoss within 1e-6 relative; gradients
- * within 1e-6 of max |grad|.
+ * within 1e-5 of max |grad| (the aux gradient cancels in coef_e - <coef, p> near balance).
  * @example const r = route(logits, { experts: 8, k: 2, normalize: true }) // Mixtral
  * @example const r = route(logits, { experts: 256, k: 8, scoring: "sigmoid", bias, groups: 8, topkGroups: 4, normalize: true, scale: 2.5 }) // DeepSeek-V3
  */

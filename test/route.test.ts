@@ -1,0 +1,410 @@
+// route / combine / updateBias: golden semantics (MegaBlocks, Mixtral, DeepSeek-V3, Switch capacity, expert
+// choice), losses and their gradients by finite differences, parity with the f64 reference, bad input.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { NumedgeError, combine, route, updateBias, type RouteOptions, type RouteResult } from "numedge";
+import { parityBackends, underReference } from "./parity.ts";
+
+// Tolerances (multiplied by the backend's tol).
+const W_REL = 2e-6; // weights, relative
+const LOSS_REL = 1e-6; // auxLoss, zLoss, relative
+const GRAD_ABS = 1e-5; // gradients, relative to the largest |grad| (aux: f32 scores, cancellation in coef_e - <coef, p>)
+const FD_REL = 2e-4; // finite differences (f64 reference losses, f32-rounded perturbations)
+const TIE = 1e-5; // f32 vs f64 score rounding may flip selections whose scores are this close
+
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function randn(r: () => number) {
+  return Math.sqrt(-2 * Math.log(r() + 1e-300)) * Math.cos(2 * Math.PI * r());
+}
+function logitsOf(T: number, E: number, r: () => number, sd = 1): Float32Array {
+  return Float32Array.from({ length: T * E }, () => randn(r) * sd);
+}
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+function expectThrows(f: () => unknown, code: string, arg: string) {
+  let err: unknown;
+  try { f(); } catch (e) { err = e; }
+  expect(err).toBeInstanceOf(NumedgeError);
+  expect((err as NumedgeError).code).toBe(code as never);
+  expect((err as Error).message).toContain(arg);
+}
+
+/** Dispatch recomputed from experts: counts, offsets and the stable order (MegaBlocks indices_and_bins). */
+function checkDispatch(r: RouteResult, E: number) {
+  const n = r.experts.length;
+  const counts = new Array(E).fill(0);
+  for (const e of r.experts) if (e >= 0) counts[e]++;
+  expect(Array.from(r.counts)).toEqual(counts);
+  const offsets = [0];
+  for (let e = 0; e < E; e++) offsets.push(offsets[e]! + counts[e]!);
+  expect(Array.from(r.offsets)).toEqual(offsets);
+  const order: number[] = [];
+  for (let e = 0; e < E; e++) for (let a = 0; a < n; a++) if (r.experts[a] === e) order.push(a);
+  for (let a = 0; a < n; a++) if (r.experts[a]! < 0) order.push(a);
+  expect(Array.from(r.order)).toEqual(order);
+}
+
+/** Selection scores in f64 as the reference defines them (for near-tie checks). */
+function selScores(z: Float32Array, t: number, E: number, o: RouteOptions): number[] {
+  const row = Array.from(z.subarray(t * E, (t + 1) * E));
+  const sc = o.scoring ?? "softmax", s = 1 / (o.temperature ?? 1);
+  let v: number[];
+  if (sc === "sigmoid") v = row.map((x) => sigmoid(x * s));
+  else if (sc === "stablemax") { const u = row.map((x) => (x * s >= 0 ? x * s + 1 : 1 / (1 - x * s))); const S = u.reduce((a, b) => a + b); v = u.map((x) => x / S); }
+  else { const u = sc === "activation" ? row.map((x) => sigmoid(x) * s) : row.map((x) => x * s); const m = Math.max(...u); const e = u.map((x) => Math.exp(x - m)); const S = e.reduce((a, b) => a + b); v = e.map((x) => x / S); }
+  return v.map((x, e) => x + (o.bias ? o.bias[e]! : 0));
+}
+
+/** Compare a backend's route() against the reference's, tolerating flips of f32-rounding near ties. */
+function compareRoute(z: Float32Array, o: RouteOptions, tol: number) {
+  const got = route(z, o), want = underReference(() => route(z, o));
+  const E = o.experts, k = got.slots, T = z.length / E;
+  checkDispatch(got, E);
+  let flips = 0;
+  for (let t = 0; t < T; t++) {
+    const g = Array.from(got.experts.subarray(t * k, (t + 1) * k)), w = Array.from(want.experts.subarray(t * k, (t + 1) * k));
+    if (g.join() !== w.join()) {
+      flips++;
+      if (!o.groups && !o.expertChoice && o.capacityFactor === undefined) {
+        const sel = selScores(z, t, E, o);
+        const gv = g.map((e) => sel[e]!), wv = w.map((e) => sel[e]!);
+        for (let j = 0; j < k; j++) expect(Math.abs(gv[j]! - wv[j]!)).toBeLessThan(TIE);
+      }
+      continue;
+    }
+    for (let j = 0; j < k; j++) {
+      const a = got.weights[t * k + j]!, b = want.weights[t * k + j]!;
+      if (Number.isNaN(b)) expect(Number.isNaN(a)).toBe(true);
+      else expect(Math.abs(a - b)).toBeLessThanOrEqual(W_REL * tol * Math.abs(b) + 1e-30);
+    }
+  }
+  expect(flips).toBeLessThanOrEqual(Math.max(1, T * 0.01));
+  if (flips === 0) {
+    expect(Array.from(got.counts)).toEqual(Array.from(want.counts));
+    expect(Array.from(got.order)).toEqual(Array.from(want.order));
+    expect(got.dropped).toBe(want.dropped);
+    expect(Math.abs(got.auxLoss - want.auxLoss)).toBeLessThanOrEqual(LOSS_REL * tol * Math.abs(want.auxLoss) + 1e-12);
+  }
+  expect(Math.abs(got.zLoss - want.zLoss)).toBeLessThanOrEqual(LOSS_REL * tol * Math.abs(want.zLoss) + 1e-12);
+  if (o.grad && flips === 0) {
+    for (const key of ["auxGrad", "zGrad"] as const) {
+      const a = got[key]!, b = want[key]!, m = maxAbs(b);
+      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(GRAD_ABS * tol * m + 1e-12);
+    }
+  }
+  return { got, want, flips };
+}
+
+for (const pb of parityBackends) {
+  describe(`route [${pb.name}]`, () => {
+    beforeAll(pb.setup);
+
+    test("golden MegaBlocks: top experts [[2,0],[1,2],[0,2],[3,1]] -> order, counts, bins", () => {
+      const top = [[2, 0], [1, 2], [0, 2], [3, 1]];
+      const z = new Float32Array(16);
+      top.forEach(([a, b], t) => { z[t * 4 + a!] = 5; z[t * 4 + b!] = 4; });
+      const r = route(z, { experts: 4, k: 2 });
+      expect(Array.from(r.experts)).toEqual(top.flat());
+      expect(Array.from(r.order)).toEqual([1, 4, 2, 7, 0, 3, 5, 6]);
+      expect(Array.from(r.counts)).toEqual([2, 2, 3, 1]);
+      expect(Array.from(r.offsets.subarray(1))).toEqual([2, 4, 7, 8]);
+      expect(r.dropped).toBe(0);
+      expect(r.capacity).toBe(Infinity);
+    });
+
+    test("Mixtral: softmax -> top-k -> renormalize equals top-k -> softmax of the selected logits", () => {
+      const r0 = rng(1), T = 64, E = 8, k = 2;
+      const z = logitsOf(T, E, r0);
+      const r = route(z, { experts: E, k, normalize: true });
+      for (let t = 0; t < T; t++) {
+        const row = Array.from(z.subarray(t * E, (t + 1) * E));
+        const idx = row.map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, k).map((p) => p[1]);
+        expect(Array.from(r.experts.subarray(t * k, t * k + k))).toEqual(idx);
+        const m = Math.max(...idx.map((i) => row[i]!)), e = idx.map((i) => Math.exp(row[i]! - m)), s = e[0]! + e[1]!;
+        for (let j = 0; j < k; j++) expect(r.weights[t * k + j]!).toBeCloseTo(e[j]! / s, 6);
+      }
+      // without normalize the weights are the softmax probabilities themselves
+      const raw = route(z, { experts: E, k });
+      const row = Array.from(z.subarray(0, E)), m = Math.max(...row), S = row.reduce((a, v) => a + Math.exp(v - m), 0);
+      expect(raw.weights[0]!).toBeCloseTo(Math.exp(row[raw.experts[0]!]! - m) / S, 6);
+    });
+
+    test("DeepSeek-V3: sigmoid, bias for selection only, group top-2-sum limit, normalize, scale 2.5", () => {
+      const r0 = rng(2), T = 200, E = 16, G = 4, TG = 2, k = 4;
+      const z = logitsOf(T, E, r0);
+      const bias = Float32Array.from({ length: E }, () => (r0() - 0.5) * 0.6);
+      const r = route(z, { experts: E, k, scoring: "sigmoid", bias, groups: G, topkGroups: TG, normalize: true, scale: 2.5 });
+      let flips = 0;
+      for (let t = 0; t < T; t++) {
+        // HF DeepseekV3TopkRouter / DeepSeek-V3 inference/model.py Gate.forward, written out directly:
+        const s = Array.from(z.subarray(t * E, (t + 1) * E)).map(sigmoid);
+        const sel = s.map((v, e) => v + bias[e]!);
+        const gs = E / G;
+        const gScore = Array.from({ length: G }, (_, g) => sel.slice(g * gs, (g + 1) * gs).sort((a, b) => b - a).slice(0, 2).reduce((a, b) => a + b));
+        const keep = gScore.map((v, g) => [v, g] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, TG).map((p) => p[1]);
+        const masked = sel.map((v, e) => (keep.includes(Math.floor(e / gs)) ? v : -Infinity));
+        const idx = masked.map((v, e) => [v, e] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, k).map((p) => p[1]);
+        const got = Array.from(r.experts.subarray(t * k, t * k + k));
+        if (got.join() !== idx.join()) { flips++; continue; }
+        const sum = idx.reduce((a, e) => a + s[e]!, 0);
+        for (let j = 0; j < k; j++) expect(r.weights[t * k + j]!).toBeCloseTo((s[idx[j]!]! / sum) * 2.5, 5);
+        // every selected expert is in one of the topkGroups groups
+        for (const e of got) expect(keep).toContain(Math.floor(e / gs));
+      }
+      expect(flips).toBeLessThanOrEqual(2);
+      // the bias changes selection but never the weights' source: with a huge bias on expert 0 it is always picked
+      const b2 = new Float32Array(E); b2[0] = 100;
+      const r2 = route(z, { experts: E, k, scoring: "sigmoid", bias: b2 });
+      for (let t = 0; t < T; t++) {
+        expect(r2.experts[t * k]).toBe(0);
+        expect(r2.weights[t * k]!).toBeCloseTo(sigmoid(z[t * E]!), 6);
+      }
+    });
+
+    test("Switch capacity: ceil(cf*T*k/E) per expert, overflow dropped in token order", () => {
+      // 6 tokens, 2 experts, k = 1, cf = 1 -> capacity 3; tokens 0,1,3,4,5 prefer expert 0.
+      const pref = [0, 0, 1, 0, 0, 0];
+      const z = new Float32Array(pref.flatMap((e) => (e === 0 ? [2, 0] : [0, 2])));
+      const r = route(z, { experts: 2, k: 1, capacityFactor: 1 });
+      expect(r.capacity).toBe(3);
+      expect(Array.from(r.experts)).toEqual([0, 0, 1, 0, -1, -1]);
+      expect(Array.from(r.weights.subarray(4))).toEqual([0, 0]);
+      expect(r.weights[3]!).toBeGreaterThan(0.8);
+      expect(r.dropped).toBe(2);
+      expect(Array.from(r.counts)).toEqual([3, 1]);
+      expect(Array.from(r.offsets)).toEqual([0, 3, 4]);
+      expect(Array.from(r.order)).toEqual([0, 1, 3, 2, 4, 5]);
+      // k = 2: assignment order is (token, slot) row-major; capacity ceil(1.25*4*2/4) = 3
+      const z2 = new Float32Array([4, 3, 0, 0, 4, 3, 0, 0, 4, 3, 0, 0, 0, 4, 3, 0]);
+      const r2 = route(z2, { experts: 4, k: 2, capacityFactor: 1.25 });
+      expect(r2.capacity).toBe(3);
+      expect(Array.from(r2.experts)).toEqual([0, 1, 0, 1, 0, 1, -1, 2]); // token 3's expert 1 is full
+      expect(r2.dropped).toBe(1);
+      const r3 = route(z2, { experts: 4, k: 2, capacityFactor: 0.5 }); // capacity 1
+      expect(Array.from(r3.experts)).toEqual([0, 1, -1, -1, -1, -1, -1, 2]);
+      expect(r3.dropped).toBe(5);
+      checkDispatch(r3, 4);
+      // the aux loss counts assignments before the drop
+      expect(r3.auxLoss).toBeCloseTo(route(z2, { experts: 4, k: 2 }).auxLoss, 12);
+    });
+
+    test("expert choice: each expert takes its top ceil(cf*T/E) tokens by score", () => {
+      const r0 = rng(4), T = 12, E = 3;
+      const z = logitsOf(T, E, r0);
+      const r = route(z, { experts: E, k: 1, expertChoice: true }); // capacity ceil(1*12/3) = 4
+      expect(r.slots).toBe(E);
+      expect(r.capacity).toBe(4);
+      const p = Array.from({ length: T }, (_, t) => { const row = Array.from(z.subarray(t * E, t * E + E)); const m = Math.max(...row); const e = row.map((v) => Math.exp(v - m)); const s = e.reduce((a, b) => a + b); return e.map((v) => v / s); });
+      let covered = 0;
+      for (let t = 0; t < T; t++) covered += r.experts.subarray(t * E, t * E + E).some((e) => e >= 0) ? 1 : 0;
+      for (let e = 0; e < E; e++) {
+        const best = Array.from({ length: T }, (_, t) => t).sort((a, b) => p[b]![e]! - p[a]![e]! || a - b).slice(0, 4).sort((a, b) => a - b);
+        const got = Array.from(r.order.subarray(r.offsets[e]!, r.offsets[e + 1]!)).map((a) => Math.floor(a / E));
+        expect(got).toEqual(best);
+        for (const t of best) {
+          expect(r.experts[t * E + e]).toBe(e);
+          expect(r.weights[t * E + e]!).toBeCloseTo(p[t]![e]!, 6);
+        }
+      }
+      expect(Array.from(r.counts)).toEqual([4, 4, 4]);
+      expect(r.dropped).toBe(T - covered);
+      checkDispatch(r, E);
+      const r2 = route(z, { experts: E, k: 1, expertChoice: true, capacityFactor: 0.5, normalize: true });
+      expect(r2.capacity).toBe(2);
+      for (let t = 0; t < T; t++) {
+        const w = Array.from(r2.weights.subarray(t * E, t * E + E));
+        const s = w.reduce((a, b) => a + b);
+        if (s > 0) expect(s).toBeCloseTo(1, 6);
+      }
+    });
+
+    test("aux and z losses: values and conventions", () => {
+      // Balanced assignments with near-uniform probabilities: mixtral gives ~k, normalized ~1.
+      const T = 64, E = 8, k = 2;
+      const z = new Float32Array(T * E);
+      for (let t = 0; t < T; t++) { z[t * E + (t % E)] = 1e-3; z[t * E + ((t + 1) % E)] = 5e-4; }
+      const r = route(z, { experts: E, k });
+      expect(r.auxLoss).toBeCloseTo(k, 3);
+      expect(route(z, { experts: E, k, auxConvention: "normalized" }).auxLoss).toBeCloseTo(1, 3);
+      // Exact formula on random logits: E * sum_e (count_e / T) * mean_t p[t, e], zLoss = mean lse^2
+      const r0 = rng(9), T2 = 100, E2 = 6, k2 = 3;
+      const z2 = logitsOf(T2, E2, r0, 3);
+      const q = route(z2, { experts: E2, k: k2 });
+      let aux = 0, zl = 0;
+      const P = new Array(E2).fill(0);
+      for (let t = 0; t < T2; t++) {
+        const row = Array.from(z2.subarray(t * E2, t * E2 + E2)), m = Math.max(...row), S = row.reduce((a, v) => a + Math.exp(v - m), 0);
+        row.forEach((v, e) => (P[e] += Math.exp(v - m) / S / T2));
+        zl += (m + Math.log(S)) ** 2 / T2;
+      }
+      for (let e = 0; e < E2; e++) aux += (q.counts[e]! / T2) * P[e]!;
+      expect(q.auxLoss).toBeCloseTo(aux * E2, 6);
+      expect(Math.abs(q.zLoss - zl)).toBeLessThan(1e-6 * zl);
+    });
+
+    test("gradients of auxLoss and zLoss match finite differences (every scoring, temperature)", () => {
+      const r0 = rng(12), T = 6, E = 7, k = 2;
+      const cases: RouteOptions[] = [
+        { experts: E, k }, { experts: E, k, temperature: 0.7 }, { experts: E, k, scoring: "sigmoid", temperature: 1.3 },
+        { experts: E, k, scoring: "stablemax", temperature: 2 }, { experts: E, k, scoring: "activation", temperature: 0.5 },
+        { experts: E, k, auxConvention: "normalized", bias: Float32Array.from({ length: E }, (_, e) => e * 0.01) },
+      ];
+      for (const o of cases) {
+        const z = logitsOf(T, E, r0, 2);
+        const g = route(z, { ...o, grad: true });
+        const loss = (zz: Float32Array) => underReference(() => route(zz, o));
+        const mA = maxAbs(g.auxGrad!), mZ = maxAbs(g.zGrad!);
+        let checked = 0;
+        for (let i = 0; i < z.length; i++) {
+          const zp = z.slice(), zm = z.slice();
+          zp[i] = Math.fround(z[i]! + 1e-3); zm[i] = Math.fround(z[i]! - 1e-3);
+          const lp = loss(zp), lm = loss(zm), h = zp[i]! - zm[i]!;
+          expect(Math.abs((lp.zLoss - lm.zLoss) / h - g.zGrad![i]!)).toBeLessThanOrEqual(FD_REL * mZ);
+          if (lp.experts.join() !== lm.experts.join()) continue; // selection flipped: aux is not differentiable here
+          checked++;
+          expect(Math.abs((lp.auxLoss - lm.auxLoss) / h - g.auxGrad![i]!)).toBeLessThanOrEqual(FD_REL * mA);
+        }
+        expect(checked).toBeGreaterThan(z.length * 0.8);
+      }
+    });
+
+    test("parity with the reference: scorings, bias, groups, capacity, expert choice, tails", () => {
+      const r0 = rng(21);
+      const shapes: Array<[number, number, number]> = [[37, 1, 1], [50, 3, 2], [64, 8, 2], [33, 13, 5], [40, 64, 6], [20, 256, 8], [9, 300, 40], [16, 160, 33]];
+      for (const [T, E, k] of shapes) {
+        const z = logitsOf(T, E, r0, 2);
+        const bias = Float32Array.from({ length: E }, () => (r0() - 0.5) * 0.2);
+        const groups = E % 4 === 0 && E >= 8 ? 4 : 1;
+        const opts: RouteOptions[] = [
+          { experts: E, k, grad: true },
+          { experts: E, k, scoring: "sigmoid", bias, normalize: true, scale: 2.5, grad: true },
+          { experts: E, k, scoring: "stablemax", temperature: 0.5, grad: true },
+          { experts: E, k, scoring: "activation", temperature: 2, normalize: true, grad: true },
+          { experts: E, k, temperature: 1.5, capacityFactor: 1.1 },
+          { experts: E, k, expertChoice: true, capacityFactor: 2 },
+        ];
+        if (groups > 1) opts.push({ experts: E, k: Math.min(k, E / 2), scoring: "sigmoid", bias, groups, topkGroups: 2, normalize: true });
+        for (const o of opts) compareRoute(z, o, pb.tol);
+      }
+    });
+
+    test("adversarial rows: ±Infinity, NaN, all-equal, huge logits; NaN stays in its token", () => {
+      const E = 5, k = 2;
+      const z = new Float32Array([
+        0, 0, 0, 0, 0, // all equal: experts 0, 1 (ties by index)
+        -Infinity, 1, -Infinity, 2, -Infinity,
+        NaN, 1, 2, 3, 4, // NaN ranks first
+        Infinity, 0, 0, 0, 0,
+        80, 81, -80, 0, 3e38,
+      ]);
+      for (const scoring of ["softmax", "sigmoid", "stablemax", "activation"] as const) {
+        const o = { experts: E, k, scoring, grad: true };
+        const got = route(z, o), want = underReference(() => route(z, o));
+        expect(Array.from(got.experts)).toEqual(Array.from(want.experts));
+        expect(Array.from(got.experts.subarray(0, 2))).toEqual([0, 1]);
+        expect(got.experts[4]).toBe(0);
+        for (let i = 0; i < got.weights.length; i++) {
+          const a = got.weights[i]!, b = want.weights[i]!;
+          if (Number.isNaN(b)) expect(Number.isNaN(a)).toBe(true);
+          else expect(Math.abs(a - b)).toBeLessThanOrEqual(W_REL * pb.tol * Math.abs(b) + 1e-30);
+        }
+        // the NaN token does not poison the tokens before it
+        for (let i = 0; i < 4; i++) expect(Number.isNaN(got.weights[i]!)).toBe(false);
+        checkDispatch(got, E);
+      }
+    });
+
+    test("T = 65536 tokens [65536, 8] k = 2, and [4096, 64] k = 6 against the reference", () => {
+      const r0 = rng(33);
+      const a = logitsOf(65536, 8, r0);
+      const { got } = compareRoute(a, { experts: 8, k: 2, normalize: true, capacityFactor: 1.25 }, pb.tol);
+      expect(got.offsets[8]! + got.dropped).toBe(65536 * 2);
+      compareRoute(logitsOf(4096, 64, r0), { experts: 64, k: 6, grad: true }, pb.tol);
+    });
+
+    test("combine: weighted scatter back to token order, identity experts, drops", () => {
+      const r0 = rng(5), T = 50, E = 6, k = 2, H = 7;
+      const z = logitsOf(T, E, r0);
+      const x = logitsOf(T, H, r0);
+      for (const o of [{ experts: E, k, normalize: true }, { experts: E, k, normalize: true, capacityFactor: 0.6 }, { experts: E, k: 1, expertChoice: true, normalize: true }] as RouteOptions[]) {
+        const r = route(z, o);
+        const kept = r.offsets[E]!;
+        const eo = new Float32Array(kept * H);
+        for (let p = 0; p < kept; p++) eo.set(x.subarray(Math.floor(r.order[p]! / r.slots) * H, Math.floor(r.order[p]! / r.slots) * H + H), p * H);
+        const y = combine(eo, r, { hidden: H });
+        const yr = underReference(() => combine(eo, r, { hidden: H }));
+        for (let t = 0; t < T; t++) {
+          let wsum = 0;
+          for (let j = 0; j < r.slots; j++) wsum += r.weights[t * r.slots + j]!;
+          for (let h = 0; h < H; h++) {
+            expect(y[t * H + h]!).toBeCloseTo(wsum * x[t * H + h]!, 5);
+            expect(Math.abs(y[t * H + h]! - yr[t * H + h]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(yr[t * H + h]!)));
+          }
+        }
+        expectThrows(() => combine(eo.subarray(1), r, { hidden: H }), "shape", "expertOut");
+        expectThrows(() => combine(eo, r, { hidden: 0 }), "range", "hidden");
+      }
+    });
+
+    test("updateBias: b_e += rate * sign(mean - count_e), in place", () => {
+      const b = new Float32Array([0, 0.5, -0.5, 1]);
+      const counts = new Int32Array([10, 2, 4, 4]); // mean 5
+      expect(updateBias(b, counts, 0.25)).toBeUndefined();
+      expect(Array.from(b)).toEqual([-0.25, 0.75, -0.25, 1.25]);
+      updateBias(b, new Int32Array([3, 3, 3, 3]), 1);
+      expect(Array.from(b)).toEqual([-0.25, 0.75, -0.25, 1.25]);
+      expectThrows(() => updateBias(b, new Int32Array(3), 1), "shape", "counts");
+      expectThrows(() => updateBias(b, counts, NaN), "range", "rate");
+      expectThrows(() => updateBias(new Float64Array(4) as never, counts, 1), "dtype", "bias");
+      expectThrows(() => updateBias(b, new Float32Array(4) as never, 1), "dtype", "counts");
+    });
+
+    test("no input is mutated", () => {
+      const r0 = rng(8), z = logitsOf(30, 16, r0), bias = Float32Array.from({ length: 16 }, () => r0());
+      const z0 = z.slice(), b0 = bias.slice();
+      const r = route(z, { experts: 16, k: 3, bias, groups: 4, topkGroups: 2, scoring: "sigmoid", capacityFactor: 0.8, grad: true });
+      route(z, { experts: 16, k: 3, bias, expertChoice: true });
+      const eo = new Float32Array(r.offsets[16]! * 3).fill(1);
+      const snap = [r.order.slice(), r.weights.slice(), r.offsets.slice()];
+      combine(eo, r, { hidden: 3 });
+      expect(Array.from(z)).toEqual(Array.from(z0));
+      expect(Array.from(bias)).toEqual(Array.from(b0));
+      expect(Array.from(r.order)).toEqual(Array.from(snap[0]!));
+      expect(Array.from(r.weights)).toEqual(Array.from(snap[1]!));
+      expect(Array.from(eo)).toEqual(new Array(eo.length).fill(1));
+    });
+
+    test("bad input throws NumedgeError naming the argument", () => {
+      const z = new Float32Array(32);
+      expectThrows(() => route(z, { experts: 8, k: 9 }), "range", "k");
+      expectThrows(() => route(z, { experts: 8, k: 0 }), "range", "k");
+      expectThrows(() => route(z, { experts: 5, k: 1 }), "shape", "experts");
+      expectThrows(() => route(z, { experts: 0, k: 1 }), "range", "experts");
+      expectThrows(() => route(z, { experts: 8, k: 2, groups: 3 }), "range", "groups");
+      expectThrows(() => route(z, { experts: 8, k: 2, groups: 4, topkGroups: 5 }), "range", "topkGroups");
+      expectThrows(() => route(z, { experts: 8, k: 5, groups: 4, topkGroups: 2 }), "range", "k");
+      expectThrows(() => route(z, { experts: 8, k: 2, bias: new Float32Array(7) }), "shape", "bias");
+      expectThrows(() => route(z, { experts: 8, k: 2, bias: new Float32Array(8).fill(NaN) }), "nonfinite", "bias");
+      expectThrows(() => route(z, { experts: 8, k: 2, capacityFactor: -1 }), "range", "capacityFactor");
+      expectThrows(() => route(z, { experts: 8, k: 2, capacityFactor: NaN }), "range", "capacityFactor");
+      expectThrows(() => route(z, { experts: 8, k: 2, temperature: NaN }), "range", "temperature");
+      expectThrows(() => route(z, { experts: 8, k: 2, temperature: 0 }), "range", "temperature");
+      expectThrows(() => route(z, { experts: 8, k: 2, scoring: "relu" as never }), "range", "scoring");
+      expectThrows(() => route(z, { experts: 8, k: 2, scale: Infinity }), "range", "scale");
+      expectThrows(() => route(z, { experts: 8, k: 2, auxConvention: "x" as never }), "range", "auxConvention");
+      expectThrows(() => route(z, { experts: 8, k: 2, groups: 2, expertChoice: true }), "unsupported", "expertChoice");
+      expectThrows(() => route(new Float64Array(32) as never, { experts: 8, k: 2 }), "dtype", "logits");
+      expectThrows(() => route(z, { experts: 8, k: 2, normalize: "yes" as never }), "dtype", "normalize");
+      expectThrows(() => route(z, null as never), "shape", "experts");
+    });
+  });
+}

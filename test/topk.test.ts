@@ -1,0 +1,128 @@
+// topk: tf.topk semantics, exact parity with the f64 reference on random and adversarial rows, bad input.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { NumedgeError, topk } from "numedge";
+import { parityBackends, underReference } from "./parity.ts";
+
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+/** Rows of several kinds: random, few distinct values (ties), specials (NaN, ±Inf, ±0), all equal, sorted runs. */
+function makeRows(rows: number, cols: number, kind: number, r: () => number): Float32Array {
+  const x = new Float32Array(rows * cols);
+  const specials = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 3.4e38, -3.4e38, 1e-45];
+  for (let i = 0; i < x.length; i++) {
+    const c = i % cols;
+    switch (kind) {
+      case 0: x[i] = r() * 2 - 1; break;
+      case 1: x[i] = Math.floor(r() * 4); break;
+      case 2: x[i] = r() < 0.3 ? specials[Math.floor(r() * specials.length)]! : r() * 10 - 5; break;
+      case 3: x[i] = 0.5; break;
+      case 4: x[i] = c; break; // ascending: every element beats the threshold (worst case for the scan)
+      case 5: x[i] = -c; break;
+      default: x[i] = r() < 0.5 ? NaN : Math.floor(r() * 3); break;
+    }
+  }
+  return x;
+}
+
+function expectSame(got: { values: Float32Array; indices: Int32Array }, want: { values: Float32Array; indices: Int32Array }) {
+  expect(Array.from(got.indices)).toEqual(Array.from(want.indices));
+  expect(bits(got.values)).toEqual(bits(want.values));
+}
+
+for (const pb of parityBackends) {
+  describe(`topk [${pb.name}]`, () => {
+    beforeAll(pb.setup);
+
+    test("golden: ties lower index first, NaN above +Infinity, -0 equals +0, k = 0", () => {
+      const x = new Float32Array([1, 3, 3, NaN, -0, /**/ 0, 2, 5, 5, 5, /**/ -Infinity, 7, 1, 2, 3, /**/ -0, 0, Infinity, -Infinity, NaN]);
+      const r = topk(x, { cols: 5, k: 3 });
+      expect(Array.from(r.indices)).toEqual([3, 1, 2, 2, 3, 4, 1, 4, 3, 4, 2, 0]);
+      expect(Array.from(r.values.subarray(3))).toEqual([5, 5, 5, 7, 3, 2, NaN, Infinity, -0].map((v) => v));
+      expect(Number.isNaN(r.values[0]!)).toBe(true);
+      expect(Object.is(r.values[11], -0)).toBe(true); // -0 at index 0 ties +0 at index 1 and wins by index
+      const u = topk(x, { cols: 5, k: 3, sorted: false });
+      expect(Array.from(u.indices)).toEqual([1, 2, 3, 2, 3, 4, 1, 3, 4, 0, 2, 4]);
+      const z = topk(x, { cols: 5, k: 0 });
+      expect(z.values.length).toBe(0);
+      expect(z.indices.length).toBe(0);
+      const all = topk(new Float32Array([2, 1, 3]), { cols: 3, k: 3 });
+      expect(Array.from(all.indices)).toEqual([2, 0, 1]);
+    });
+
+    test("parity: cols 1..300, k in 0..cols, random and adversarial rows (exact)", () => {
+      const r = rng(7);
+      for (let cols = 1; cols <= 300; cols += cols < 40 ? 1 : 7) {
+        const ks = new Set([0, 1, Math.min(cols, 2), Math.min(cols, 8), Math.min(cols, 32), Math.min(cols, 33), cols, Math.floor(r() * (cols + 1))]);
+        for (const kind of [0, 1, 2, 3, 4, 5, 6]) {
+          const x = makeRows(3, cols, kind, r);
+          for (const k of ks) {
+            for (const sorted of [true, false]) {
+              const got = topk(x, { cols, k, sorted });
+              const want = underReference(() => topk(x, { cols, k, sorted }));
+              expectSame(got, want);
+            }
+          }
+        }
+      }
+    });
+
+    test("parity: long rows and large k (buffered quickselect with refills)", () => {
+      const r = rng(11);
+      for (const [cols, k] of [[32000, 50], [5000, 1000], [4099, 4099], [70000, 33], [3000, 2999]] as const) {
+        for (const kind of [0, 1, 2, 4, 5]) {
+          const x = makeRows(1, cols, kind, r);
+          for (const sorted of [true, false]) expectSame(topk(x, { cols, k, sorted }), underReference(() => topk(x, { cols, k, sorted })));
+        }
+      }
+    });
+
+    test("T = 65536 rows of 8, k = 2 and rows of 256, k = 8", () => {
+      const r = rng(3);
+      const a = makeRows(65536, 8, 2, r);
+      expectSame(topk(a, { cols: 8, k: 2 }), underReference(() => topk(a, { cols: 8, k: 2 })));
+      const b = makeRows(2048, 256, 0, r);
+      expectSame(topk(b, { cols: 256, k: 8 }), underReference(() => topk(b, { cols: 256, k: 8 })));
+    });
+
+    test("does not mutate its input", () => {
+      const x = makeRows(4, 77, 2, rng(5));
+      const before = bits(x);
+      topk(x, { cols: 77, k: 40, sorted: false });
+      topk(x, { cols: 77, k: 5 });
+      expect(bits(x)).toEqual(before);
+    });
+
+    test("bad input throws NumedgeError naming the argument", () => {
+      const x = new Float32Array(12);
+      const bad: Array<[() => unknown, string, string]> = [
+        [() => topk(x, { cols: 4, k: 5 }), "range", "k"],
+        [() => topk(x, { cols: 4, k: -1 }), "range", "k"],
+        [() => topk(x, { cols: 4, k: 1.5 }), "range", "k"],
+        [() => topk(x, { cols: 5, k: 1 }), "shape", "cols"],
+        [() => topk(x, { cols: 0, k: 0 }), "range", "cols"],
+        [() => topk(new Float64Array(4) as never, { cols: 4, k: 1 }), "dtype", "x"],
+        [() => topk([1, 2] as never, { cols: 2, k: 1 }), "dtype", "x"],
+        [() => topk(x, undefined as never), "shape", "cols"],
+        [() => topk(x, { cols: 4, k: 1, sorted: 1 as never }), "dtype", "sorted"],
+      ];
+      for (const [f, code, arg] of bad) {
+        let err: unknown;
+        try { f(); } catch (e) { err = e; }
+        expect(err).toBeInstanceOf(NumedgeError);
+        expect((err as NumedgeError).code).toBe(code as never);
+        expect((err as Error).message).toContain(arg);
+      }
+    });
+  });
+}
