@@ -11,9 +11,9 @@
 // serves every case. Sums over k run in order p = 0..k-1 per output lane, KC at a time, added into C.
 
 // @ts-ignore: decorator
-@inline const KC: i32 = 128;
+@inline const KC: i32 = 256;
 // @ts-ignore: decorator
-@inline const MC: i32 = 64;
+@inline const MC: i32 = 32;
 
 const tile = memory.data(4 * 8 * 4, 16);
 
