@@ -79,6 +79,9 @@ export function mfree(ptr: number): void {
   }
 }
 
+/** Bytes copied into and out of WASM memory by call() marshalling (for tests of the zero-copy path). */
+export const copyStats = { inBytes: 0, outBytes: 0 };
+
 /** Bytes currently handed out (for tests of leaks). */
 export function bytesInUse(): number {
   let n = 0;
@@ -161,11 +164,17 @@ export class Frame {
   ready(): void {
     const u8 = new Uint8Array(memory.buffer);
     for (const [p, n] of this.zero) u8.fill(0, p, p + n);
-    for (const [p, a] of this.copyIn) u8.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), p);
+    for (const [p, a] of this.copyIn) {
+      u8.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), p);
+      copyStats.inBytes += a.byteLength;
+    }
   }
   done(): void {
     const u8 = new Uint8Array(memory.buffer);
-    for (const [p, a] of this.copyBack) new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(u8.subarray(p, p + a.byteLength));
+    for (const [p, a] of this.copyBack) {
+      new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(u8.subarray(p, p + a.byteLength));
+      copyStats.outBytes += a.byteLength;
+    }
     this.release();
   }
   release(): void {
