@@ -1,1 +1,586 @@
-// (kernels of this family land here)
+// Quantization kernels: bitsandbytes block-wise 8-bit (code-book) and 4-bit (NF4/FP4), ONNX affine int8/uint8,
+// ggml Q8_0/Q4_0, and the 8-bit / 32-bit Adam state updates. Pointers are byte addresses; sizes are elements.
+// Non-finite input is detected by the absmax/params kernels (they return the first bad block, or -1) and the JS
+// side throws before any code is written, so the code-search kernels never see NaN.
+//
+// Code search ("nearest code, ties to the lower index") uses thresholds t_j between consecutive distinct code
+// values: x goes above t_j iff x > t_j in f32 (t_j is the exact midpoint rounded so that this test is exact).
+// The 8-bit kernels look the answer up in a bucket table keyed by the float bits of x: key = (|x| bits >> sh),
+// keys below k0 merged into bucket 0; every bucket holds at most one threshold b, so the code is b < x ? hi : lo.
+// Entry layout (8 bytes): f32 b, u8 lo, u8 hi, 2 pad. Positive x use entries [0, nk), negative x [nk, 2nk).
+
+// @ts-ignore: decorator
+@inline const ABSMAX_FLOOR: f32 = 1e-38;
+
+// ---------------------------------------------------------------------------------------------------------
+// absmax per block (integer max over |x| bits: NaN sorts above Inf, so the result tells NaN and Inf apart)
+
+/** max |x| over n floats, as the bits of |x| (0x7f800000 = Inf, above = NaN). */
+function absmax_bits(p: usize, n: i32): u32 {
+  const mask = i32x4.splat(0x7fffffff);
+  let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const o = p + (<usize>i << 2);
+    a0 = i32x4.max_s(a0, v128.and(v128.load(o), mask));
+    a1 = i32x4.max_s(a1, v128.and(v128.load(o, 16), mask));
+    a2 = i32x4.max_s(a2, v128.and(v128.load(o, 32), mask));
+    a3 = i32x4.max_s(a3, v128.and(v128.load(o, 48), mask));
+  }
+  for (; i + 4 <= n; i += 4) a0 = i32x4.max_s(a0, v128.and(v128.load(p + (<usize>i << 2)), mask));
+  a0 = i32x4.max_s(i32x4.max_s(a0, a1), i32x4.max_s(a2, a3));
+  let m = max<i32>(max<i32>(i32x4.extract_lane(a0, 0), i32x4.extract_lane(a0, 1)),
+    max<i32>(i32x4.extract_lane(a0, 2), i32x4.extract_lane(a0, 3)));
+  for (; i < n; i++) m = max<i32>(m, load<i32>(p + (<usize>i << 2)) & 0x7fffffff);
+  return <u32>m;
+}
+
+/** absmax[b] = max |x| over block b (the last block may be partial). Returns the first block holding NaN or
+ * ±Infinity, or -1. A block with NaN stores NaN. */
+export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize): i32 {
+  let bad = -1;
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs;
+    const m = absmax_bits(x + (<usize>s << 2), min(bs, n - s));
+    store<f32>(absmax + (<usize>b << 2), reinterpret<f32>(m));
+    if (bad < 0 && m >= 0x7f800000) bad = b;
+  }
+  return bad;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 8-bit code search through the bucket table
+
+// @ts-ignore: decorator
+@inline function lut_one(v: f32, lut: usize, sh: u32, k0: u32, nk: u32): u32 {
+  const bits = reinterpret<u32>(v);
+  let key = (bits & 0x7fffffff) >>> sh;
+  key = key > k0 ? key - k0 : 0;
+  const e = lut + (<usize>(key + (bits >>> 31) * nk) << 3);
+  return v > load<f32>(e) ? <u32>load<u8>(e, 5) : <u32>load<u8>(e, 4);
+}
+
+/** Code indices (i32 lanes) of four scaled values in [-1, 1]. */
+// @ts-ignore: decorator
+@inline function lut_x4(v: v128, lut: usize, vsh: i32, vk0: v128, vnk: v128): v128 {
+  let key = i32x4.shr_u(v128.and(v, i32x4.splat(0x7fffffff)), vsh);
+  key = i32x4.sub(i32x4.max_u(key, vk0), vk0);
+  const idx = i32x4.add(key, v128.and(i32x4.shr_s(v, 31), vnk));
+  const addr = i32x4.add(i32x4.shl(idx, 3), i32x4.splat(<i32>lut));
+  let e0 = v128.load64_zero(<usize>i32x4.extract_lane(addr, 0));
+  e0 = v128.load64_lane(<usize>i32x4.extract_lane(addr, 1), e0, 1);
+  let e1 = v128.load64_zero(<usize>i32x4.extract_lane(addr, 2));
+  e1 = v128.load64_lane(<usize>i32x4.extract_lane(addr, 3), e1, 1);
+  const b = i32x4.shuffle(e0, e1, 0, 2, 4, 6);
+  const lh = i32x4.shuffle(e0, e1, 1, 3, 5, 7);
+  const lo = v128.and(lh, i32x4.splat(0xff));
+  const hi = v128.and(i32x4.shr_u(lh, 8), i32x4.splat(0xff));
+  return v128.bitselect(hi, lo, f32x4.gt(v, b));
+}
+
+// @ts-ignore: decorator
+@inline function scale_clamp_x4(p: usize, vinv: v128): v128 {
+  return f32x4.pmin(f32x4.splat(1), f32x4.pmax(f32x4.splat(-1), f32x4.mul(v128.load(p), vinv)));
+}
+
+// @ts-ignore: decorator
+@inline function scale_clamp(x: f32, inv: f32): f32 {
+  const v = x * inv;
+  return v > 1 ? 1 : v < -1 ? -1 : v;
+}
+
+/** codes of one block: nearest code of clamp(x * inv, -1, 1) by the bucket table. */
+function lut_block(x: usize, n: i32, inv: f32, lut: usize, sh: i32, k0: i32, nk: i32, codes: usize): void {
+  const vinv = f32x4.splat(inv), vk0 = i32x4.splat(k0), vnk = i32x4.splat(nk);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const p = x + (<usize>i << 2);
+    const q0 = lut_x4(scale_clamp_x4(p, vinv), lut, sh, vk0, vnk);
+    const q1 = lut_x4(scale_clamp_x4(p + 16, vinv), lut, sh, vk0, vnk);
+    const q2 = lut_x4(scale_clamp_x4(p + 32, vinv), lut, sh, vk0, vnk);
+    const q3 = lut_x4(scale_clamp_x4(p + 48, vinv), lut, sh, vk0, vnk);
+    v128.store(codes + <usize>i, i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(q0, q1), i16x8.narrow_i32x4_u(q2, q3)));
+  }
+  for (; i < n; i++)
+    store<u8>(codes + <usize>i, lut_one(scale_clamp(load<f32>(x + (<usize>i << 2)), inv), lut, sh, k0, nk));
+}
+
+/** Block-wise 8-bit quantization with the bucket table: codes[i] = nearest code of clamp(x[i] / absmax, -1, 1),
+ * the divide done as x * (1 / max(absmax, 1e-38)) in f32. absmax must come from quant_absmax_f32. */
+export function quant_blockwise_lut_f32(x: usize, n: i32, bs: i32, absmax: usize, lut: usize, sh: i32, k0: i32, nk: i32, codes: usize): void {
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs;
+    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
+    lut_block(x + (<usize>s << 2), min(bs, n - s), inv, lut, sh, k0, nk, codes + <usize>s);
+  }
+}
+
+/** Generic 8-bit twin for any sorted code: branch-free binary search over 255 thresholds (padded with +Inf),
+ * rank -> code index through ranks (256 bytes). */
+export function quant_blockwise_search_f32(x: usize, n: i32, bs: i32, absmax: usize, thr: usize, ranks: usize, codes: usize): void {
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs, e = min(bs, n - s) + s;
+    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
+    for (let i = s; i < e; i++) {
+      const v = scale_clamp(load<f32>(x + (<usize>i << 2)), inv);
+      let r: u32 = 0;
+      for (let step: u32 = 128; step >= 1; step >>= 1) if (v > load<f32>(thr + (<usize>(r + step - 1) << 2))) r += step;
+      store<u8>(codes + <usize>i, load<u8>(ranks + <usize>r));
+    }
+  }
+}
+
+/** Stochastic rounding against nu distinct sorted code values vals (f32) with their code indices ranks (u8):
+ * v between vals[j] < v < vals[j+1] rounds up with probability (v - vals[j]) / (vals[j+1] - vals[j]) (f32),
+ * i.e. up iff rand[i] < p. Exact code values and values outside [vals[0], vals[nu-1]] are deterministic. */
+export function quant_blockwise_stochastic_f32(x: usize, n: i32, bs: i32, absmax: usize, vals: usize, ranks: usize, nu: i32, rand: usize, codes: usize): void {
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs, e = min(bs, n - s) + s;
+    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
+    for (let i = s; i < e; i++) {
+      const v = scale_clamp(load<f32>(x + (<usize>i << 2)), inv);
+      // largest j with vals[j] <= v (or -1)
+      let lo = 0, hi = nu; // answer in [lo - 1, hi - 1]
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (load<f32>(vals + (<usize>mid << 2)) <= v) lo = mid + 1;
+        else hi = mid;
+      }
+      const j = lo - 1;
+      let r: i32;
+      if (j < 0) r = 0;
+      else if (j >= nu - 1) r = nu - 1;
+      else {
+        const a = load<f32>(vals + (<usize>j << 2));
+        if (a == v) r = j;
+        else {
+          const c = load<f32>(vals + (<usize>(j + 1) << 2));
+          const p: f32 = (v - a) / (c - a);
+          r = load<f32>(rand + (<usize>i << 2)) < p ? j + 1 : j;
+        }
+      }
+      store<u8>(codes + <usize>i, load<u8>(ranks + <usize>r));
+    }
+  }
+}
+
+/** out[i] = code[codes[i]] * absmax[i / bs] (f32). */
+export function dequant_blockwise_u8(codes: usize, n: i32, bs: i32, absmax: usize, code: usize, out: usize): void {
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs, len = min(bs, n - s);
+    const a = load<f32>(absmax + (<usize>b << 2));
+    const va = f32x4.splat(a);
+    const c = codes + <usize>s, o = out + (<usize>s << 2);
+    let i = 0;
+    for (; i + 8 <= len; i += 8) {
+      const q = v128.load64_zero(c + <usize>i);
+      let f0 = v128.load32_zero(code + (<usize>i8x16.extract_lane_u(q, 0) << 2));
+      f0 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 1) << 2), f0, 1);
+      f0 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 2) << 2), f0, 2);
+      f0 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 3) << 2), f0, 3);
+      let f1 = v128.load32_zero(code + (<usize>i8x16.extract_lane_u(q, 4) << 2));
+      f1 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 5) << 2), f1, 1);
+      f1 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 6) << 2), f1, 2);
+      f1 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 7) << 2), f1, 3);
+      v128.store(o + (<usize>i << 2), f32x4.mul(f0, va));
+      v128.store(o + (<usize>i << 2), f32x4.mul(f1, va), 16);
+    }
+    for (; i < len; i++) store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>load<u8>(c + <usize>i) << 2)) * a);
+  }
+}
+
+/** Scalar twin of dequant_blockwise_u8 (kept for the benchmark's choice). */
+export function dequant_blockwise_u8_scalar(codes: usize, n: i32, bs: i32, absmax: usize, code: usize, out: usize): void {
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs, len = min(bs, n - s);
+    const a = load<f32>(absmax + (<usize>b << 2));
+    const c = codes + <usize>s, o = out + (<usize>s << 2);
+    let i = 0;
+    for (; i + 4 <= len; i += 4) {
+      const q = load<u32>(c + <usize>i);
+      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>(q & 0xff) << 2)) * a);
+      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>((q >>> 8) & 0xff) << 2)) * a, 4);
+      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>((q >>> 16) & 0xff) << 2)) * a, 8);
+      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>(q >>> 24) << 2)) * a, 12);
+    }
+    for (; i < len; i++) store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>load<u8>(c + <usize>i) << 2)) * a);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4-bit (NF4 / FP4): rank = #{j : v > t_j} over 15 thresholds, code index = perm[rank]; element 2j in the high
+// nibble of byte j (bitsandbytes order); an odd length pads the last low nibble with the code of 0.
+
+// @ts-ignore: decorator
+@inline function rank16_x4(v: v128, thr: usize): v128 {
+  let r = i32x4.splat(0);
+  for (let j = 0; j < 15; j++) r = i32x4.sub(r, f32x4.gt(v, v128.load32_splat(thr + (<usize>j << 2))));
+  return r;
+}
+
+// @ts-ignore: decorator
+@inline function rank16_one(v: f32, thr: usize): u32 {
+  let r: u32 = 0;
+  for (let j = 0; j < 15; j++) r += <u32>(v > load<f32>(thr + (<usize>j << 2)));
+  return r;
+}
+
+/** Block-wise 4-bit quantization (absmax from quant_absmax_f32). thr: 15 f32 (padded with +Inf for codes with
+ * fewer distinct values); perm: 16 bytes rank -> code index; zeroCode: the code index of 0 (padding). */
+export function quant_4bit_f32(x: usize, n: i32, bs: i32, absmax: usize, thr: usize, perm: usize, zeroCode: u32, packed: usize): void {
+  const vperm = v128.load(perm);
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs, len = min(bs, n - s);
+    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
+    const vinv = f32x4.splat(inv);
+    const xb = x + (<usize>s << 2), pb = packed + (<usize>(s >> 1)); // bs is even: s/2 exact
+    let i = 0;
+    for (; i + 16 <= len; i += 16) {
+      const p = xb + (<usize>i << 2);
+      const r0 = rank16_x4(scale_clamp_x4(p, vinv), thr);
+      const r1 = rank16_x4(scale_clamp_x4(p + 16, vinv), thr);
+      const r2 = rank16_x4(scale_clamp_x4(p + 32, vinv), thr);
+      const r3 = rank16_x4(scale_clamp_x4(p + 48, vinv), thr);
+      const q = i8x16.swizzle(vperm, i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(r0, r1), i16x8.narrow_i32x4_u(r2, r3)));
+      // u16 lane k = q[2k] | q[2k+1] << 8  ->  (q[2k] << 4) | q[2k+1]
+      const w = v128.or(v128.and(i16x8.shl(q, 4), i16x8.splat(0xf0)), i16x8.shr_u(q, 8));
+      v128.store64_lane(pb + <usize>(i >> 1), i8x16.narrow_i16x8_u(w, w), 0);
+    }
+    for (; i < len; i += 2) {
+      const hiC = load<u8>(perm + <usize>rank16_one(scale_clamp(load<f32>(xb + (<usize>i << 2)), inv), thr));
+      const loC = i + 1 < len ? load<u8>(perm + <usize>rank16_one(scale_clamp(load<f32>(xb + (<usize>(i + 1) << 2)), inv), thr)) : zeroCode;
+      store<u8>(pb + <usize>(i >> 1), (hiC << 4) | loC);
+    }
+  }
+}
+
+/** out[i] = code[nibble i] * absmax[i / bs]; nibble 2j is the high half of byte j. code: 16 f32. The 16-entry
+ * table lookup runs as four byte-plane swizzles. */
+export function dequant_4bit(packed: usize, n: i32, bs: i32, absmax: usize, code: usize, out: usize): void {
+  // byte planes of the code table: plane k holds byte k of each f32
+  const t0 = v128.load(code), t1 = v128.load(code, 16), t2 = v128.load(code, 32), t3 = v128.load(code, 48);
+  // gather byte k of entries 0..15: first per-vector byte transposes
+  const u0 = i8x16.shuffle(t0, t1, 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const u1 = i8x16.shuffle(t2, t3, 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const u2 = i8x16.shuffle(t0, t1, 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  const u3 = i8x16.shuffle(t2, t3, 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  const P0 = i8x16.shuffle(u0, u1, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const P1 = i8x16.shuffle(u0, u1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const P2 = i8x16.shuffle(u2, u3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const P3 = i8x16.shuffle(u2, u3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs, len = min(bs, n - s);
+    const a = load<f32>(absmax + (<usize>b << 2));
+    const va = f32x4.splat(a);
+    const pb = packed + <usize>(s >> 1), o = out + (<usize>s << 2);
+    let i = 0;
+    for (; i + 32 <= len; i += 32) {
+      const p = v128.load(pb + <usize>(i >> 1));
+      const hiN = i8x16.shr_u(p, 4), loN = v128.and(p, i8x16.splat(15));
+      const ia = i8x16.shuffle(hiN, loN, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const ib = i8x16.shuffle(hiN, loN, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      dequant16(ia, P0, P1, P2, P3, va, o + (<usize>i << 2));
+      dequant16(ib, P0, P1, P2, P3, va, o + (<usize>(i + 16) << 2));
+    }
+    for (; i < len; i++) {
+      const byte = load<u8>(pb + <usize>(i >> 1));
+      const nib = (i & 1) ? byte & 15 : byte >> 4;
+      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>nib << 2)) * a);
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function dequant16(idx: v128, P0: v128, P1: v128, P2: v128, P3: v128, va: v128, o: usize): void {
+  const b0 = i8x16.swizzle(P0, idx), b1 = i8x16.swizzle(P1, idx), b2 = i8x16.swizzle(P2, idx), b3 = i8x16.swizzle(P3, idx);
+  const l01 = i8x16.shuffle(b0, b1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const h01 = i8x16.shuffle(b0, b1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const l23 = i8x16.shuffle(b2, b3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const h23 = i8x16.shuffle(b2, b3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  v128.store(o, f32x4.mul(i16x8.shuffle(l01, l23, 0, 8, 1, 9, 2, 10, 3, 11), va));
+  v128.store(o, f32x4.mul(i16x8.shuffle(l01, l23, 4, 12, 5, 13, 6, 14, 7, 15), va), 16);
+  v128.store(o, f32x4.mul(i16x8.shuffle(h01, h23, 0, 8, 1, 9, 2, 10, 3, 11), va), 32);
+  v128.store(o, f32x4.mul(i16x8.shuffle(h01, h23, 4, 12, 5, 13, 6, 14, 7, 15), va), 48);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Affine (ONNX QuantizeLinear / DequantizeLinear) over contiguous groups of g elements (last may be partial).
+
+/** Per group: signed -> symmetric int8 (scale = absmax / 127, zp = 0); unsigned -> ONNX DynamicQuantizeLinear
+ * (scale = (max(0, max x) - min(0, min x)) / 255, zp = saturate(rint(-min(0, min x) / scale))). A group whose
+ * scale comes out 0 gets scale 1. Returns the first group holding NaN or ±Infinity, or -1. */
+export function quant_affine_params_f32(x: usize, n: i32, g: i32, signed: i32, scale: usize, zp: usize): i32 {
+  let bad = -1;
+  const ng = (n + g - 1) / g;
+  for (let k = 0; k < ng; k++) {
+    const s = k * g, len = min(g, n - s), p = x + (<usize>s << 2);
+    let sc: f32, z: i32 = 0;
+    if (signed) {
+      const m = absmax_bits(p, len);
+      if (m >= 0x7f800000) { if (bad < 0) bad = k; sc = NaN; }
+      else sc = reinterpret<f32>(m) / 127;
+    } else {
+      let vmn = f32x4.splat(0), vmx = vmn, nan = i32x4.splat(0);
+      let i = 0;
+      for (; i + 4 <= len; i += 4) {
+        const v = v128.load(p + (<usize>i << 2));
+        vmn = f32x4.pmin(vmn, v);
+        vmx = f32x4.pmax(vmx, v);
+        nan = v128.or(nan, f32x4.ne(v, v));
+      }
+      let mn = min<f32>(min<f32>(f32x4.extract_lane(vmn, 0), f32x4.extract_lane(vmn, 1)), min<f32>(f32x4.extract_lane(vmn, 2), f32x4.extract_lane(vmn, 3)));
+      let mx = max<f32>(max<f32>(f32x4.extract_lane(vmx, 0), f32x4.extract_lane(vmx, 1)), max<f32>(f32x4.extract_lane(vmx, 2), f32x4.extract_lane(vmx, 3)));
+      let isnan = v128.any_true(nan);
+      for (; i < len; i++) {
+        const v = load<f32>(p + (<usize>i << 2));
+        if (v != v) isnan = true;
+        mn = min<f32>(mn, v);
+        mx = max<f32>(mx, v);
+      }
+      const range: f32 = mx - mn;
+      if (isnan || !(range < Infinity)) { if (bad < 0) bad = k; sc = NaN; }
+      else {
+        sc = range / 255;
+        if (sc > 0) z = <i32>min<f32>(255, max<f32>(0, nearest<f32>(-mn / sc)));
+      }
+    }
+    if (!(sc > 0) && bad != k) sc = 1;
+    store<f32>(scale + (<usize>k << 2), sc);
+    store<i32>(zp + (<usize>k << 2), z);
+  }
+  return bad;
+}
+
+/** q = saturate(rint(x / scale) + zp), round half to even (ONNX QuantizeLinear); int8 when signed, else uint8. */
+export function quant_affine_f32(x: usize, n: i32, g: i32, scale: usize, zp: usize, signed: i32, q: usize): void {
+  const qmin: f32 = signed ? -128 : 0, qmax: f32 = signed ? 127 : 255;
+  const vmin = f32x4.splat(qmin), vmax = f32x4.splat(qmax);
+  const ng = (n + g - 1) / g;
+  for (let k = 0; k < ng; k++) {
+    const s = k * g, len = min(g, n - s), p = x + (<usize>s << 2), o = q + <usize>s;
+    const sc = load<f32>(scale + (<usize>k << 2)), z = <f32>load<i32>(zp + (<usize>k << 2));
+    const vs = f32x4.splat(sc), vz = f32x4.splat(z);
+    let i = 0;
+    for (; i + 16 <= len; i += 16) {
+      const a = p + (<usize>i << 2);
+      const c0 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a), vs)), vz))));
+      const c1 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a, 16), vs)), vz))));
+      const c2 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a, 32), vs)), vz))));
+      const c3 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a, 48), vs)), vz))));
+      const w0 = i16x8.narrow_i32x4_s(c0, c1), w1 = i16x8.narrow_i32x4_s(c2, c3);
+      v128.store(o + <usize>i, signed ? i8x16.narrow_i16x8_s(w0, w1) : i8x16.narrow_i16x8_u(w0, w1));
+    }
+    for (; i < len; i++) {
+      let v = nearest<f32>(load<f32>(p + (<usize>i << 2)) / sc) + z;
+      v = v > qmax ? qmax : v < qmin ? qmin : v;
+      store<i8>(o + <usize>i, <i8><i32>v);
+    }
+  }
+}
+
+/** out = (q - zp) * scale in f32 (ONNX DequantizeLinear). */
+export function dequant_affine(q: usize, n: i32, g: i32, scale: usize, zp: usize, signed: i32, out: usize): void {
+  const ng = (n + g - 1) / g;
+  for (let k = 0; k < ng; k++) {
+    const s = k * g, len = min(g, n - s), c = q + <usize>s, o = out + (<usize>s << 2);
+    const sc = load<f32>(scale + (<usize>k << 2)), z = load<i32>(zp + (<usize>k << 2));
+    const vs = f32x4.splat(sc), vz = i32x4.splat(z);
+    let i = 0;
+    for (; i + 16 <= len; i += 16) {
+      const b = v128.load(c + <usize>i);
+      const w0 = signed ? i16x8.extend_low_i8x16_s(b) : i16x8.extend_low_i8x16_u(b);
+      const w1 = signed ? i16x8.extend_high_i8x16_s(b) : i16x8.extend_high_i8x16_u(b);
+      const oo = o + (<usize>i << 2);
+      v128.store(oo, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_s(w0), vz)), vs));
+      v128.store(oo, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_s(w0), vz)), vs), 16);
+      v128.store(oo, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_low_i16x8_s(w1), vz)), vs), 32);
+      v128.store(oo, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extend_high_i16x8_s(w1), vz)), vs), 48);
+    }
+    for (; i < len; i++) {
+      const v: i32 = signed ? <i32>load<i8>(c + <usize>i) : <i32>load<u8>(c + <usize>i);
+      store<f32>(o + (<usize>i << 2), <f32>(v - z) * sc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ggml Q8_0 / Q4_0: blocks of 32, an fp16 scale d (little-endian) then the quants; byte-exact with
+// ggml-quants.c quantize_row_q8_0_ref / quantize_row_q4_0_ref.
+
+/** fp32 -> fp16 bits, round to nearest even (ggml_compute_fp32_to_fp16, the FP16 library's bit trick). */
+export function f32_to_f16(f: f32): u32 {
+  const scaleToInf = reinterpret<f32>(0x77800000); // 2^112
+  const scaleToZero = reinterpret<f32>(0x08800000); // 2^-110
+  let base: f32 = (abs<f32>(f) * scaleToInf) * scaleToZero;
+  const w = reinterpret<u32>(f);
+  const shl1w = w + w;
+  const sign = w & 0x80000000;
+  let bias = shl1w & 0xff000000;
+  if (bias < 0x71000000) bias = 0x71000000;
+  base = reinterpret<f32>((bias >> 1) + 0x07800000) + base;
+  const bits = reinterpret<u32>(base);
+  const expBits = (bits >> 13) & 0x00007c00;
+  const mantBits = bits & 0x00000fff;
+  return (sign >> 16) | (shl1w > 0xff000000 ? 0x7e00 : expBits + mantBits);
+}
+
+/** fp16 bits -> fp32 (exact). */
+export function f16_to_f32(h: u32): f32 {
+  const sign = (h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0) {
+    const v = <f32>m * reinterpret<f32>(0x33800000); // m * 2^-24, exact
+    return sign ? -v : v;
+  }
+  if (e == 31) return reinterpret<f32>(sign | 0x7f800000 | (m << 13));
+  return reinterpret<f32>(sign | ((e + 112) << 23) | (m << 13));
+}
+
+/** roundf: half away from zero. */
+// @ts-ignore: decorator
+@inline function roundf(v: f32): f32 {
+  const t = trunc<f32>(v);
+  return abs<f32>(v - t) >= 0.5 ? t + copysign<f32>(1, v) : t;
+}
+
+/** nb blocks of 32 floats -> 34 bytes each. Returns the first block with NaN/Inf (nothing written from it on), or -1. */
+export function quant_q8_0_f32(x: usize, nb: i32, out: usize): i32 {
+  for (let b = 0; b < nb; b++) {
+    const p = x + (<usize>b << 7), o = out + <usize>b * 34;
+    const m = absmax_bits(p, 32);
+    if (m >= 0x7f800000) return b;
+    const d: f32 = reinterpret<f32>(m) / 127;
+    const id: f32 = d != 0 ? 1 / d : 0;
+    store<u16>(o, <u16>f32_to_f16(d));
+    for (let j = 0; j < 32; j++) store<i8>(o + 2 + <usize>j, <i8><i32>roundf(load<f32>(p + (<usize>j << 2)) * id));
+  }
+  return -1;
+}
+
+export function dequant_q8_0(bytes: usize, nb: i32, out: usize): void {
+  for (let b = 0; b < nb; b++) {
+    const o = out + (<usize>b << 7), src = bytes + <usize>b * 34;
+    const d = f16_to_f32(<u32>load<u16>(src));
+    for (let j = 0; j < 32; j++) store<f32>(o + (<usize>j << 2), <f32>load<i8>(src + 2 + <usize>j) * d);
+  }
+}
+
+/** nb blocks of 32 floats -> 18 bytes each (d = signed max / -8; q = min(15, trunc(x / d + 8.5)); byte j holds
+ * element j in the low nibble and element j + 16 in the high). Returns the first non-finite block, or -1. */
+export function quant_q4_0_f32(x: usize, nb: i32, out: usize): i32 {
+  for (let b = 0; b < nb; b++) {
+    const p = x + (<usize>b << 7), o = out + <usize>b * 18;
+    let amax: f32 = 0, mx: f32 = 0, bad = false;
+    for (let j = 0; j < 32; j++) {
+      const v = load<f32>(p + (<usize>j << 2));
+      if (!(abs<f32>(v) < Infinity)) bad = true;
+      if (amax < abs<f32>(v)) { amax = abs<f32>(v); mx = v; }
+    }
+    if (bad) return b;
+    const d: f32 = mx / -8;
+    const id: f32 = d != 0 ? 1 / d : 0;
+    store<u16>(o, <u16>f32_to_f16(d));
+    for (let j = 0; j < 16; j++) {
+      const x0 = load<f32>(p + (<usize>j << 2)) * id, x1 = load<f32>(p + (<usize>(j + 16) << 2)) * id;
+      const q0 = min<i32>(15, <i32><i8><i32>(x0 + 8.5)), q1 = min<i32>(15, <i32><i8><i32>(x1 + 8.5));
+      store<u8>(o + 2 + <usize>j, <u8>(q0 | (q1 << 4)));
+    }
+  }
+  return -1;
+}
+
+export function dequant_q4_0(bytes: usize, nb: i32, out: usize): void {
+  for (let b = 0; b < nb; b++) {
+    const o = out + (<usize>b << 7), src = bytes + <usize>b * 18;
+    const d = f16_to_f32(<u32>load<u16>(src));
+    for (let j = 0; j < 16; j++) {
+      const q = <i32>load<u8>(src + 2 + <usize>j);
+      store<f32>(o + (<usize>j << 2), <f32>((q & 15) - 8) * d);
+      store<f32>(o + (<usize>(j + 16) << 2), <f32>((q >> 4) - 8) * d);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Adam with 8-bit block-wise states (bitsandbytes kOptimizerStatic8bit2StateBlockwise, f32 arithmetic in its
+// order) and with f32 states. A NaN/±Inf gradient leaves its parameter unchanged; in the 8-bit kernel its
+// moments become 0 (as bitsandbytes), in the f32 kernel they are left as they were.
+
+/** One step over n elements in blocks of bs. c1/c2: u8 codes of m (signed code1) and v (unsigned code2);
+ * a1/a2: per-block absmax (read, then overwritten with the new ones); s1/s2: f32 scratch of bs elements;
+ * lut1/lut2: bucket tables of code1/code2 (shift/k0/nk packed as sh | k0 << 8 is not used: passed apart). */
+export function adam8bit_blockwise_f32(
+  p: usize, g: usize, c1: usize, c2: usize, a1: usize, a2: usize, n: i32, bs: i32,
+  code1: usize, lut1: usize, sh1: i32, k01: i32, nk1: i32,
+  code2: usize, lut2: usize, sh2: i32, k02: i32, nk2: i32,
+  s1: usize, s2: usize,
+  b1: f32, omb1: f32, b2: f32, omb2: f32, epsc2: f32, stepSize: f32, decay: f32,
+): void {
+  const nb = (n + bs - 1) / bs;
+  for (let b = 0; b < nb; b++) {
+    const s = b * bs, len = min(bs, n - s);
+    const am1 = load<f32>(a1 + (<usize>b << 2)), am2 = load<f32>(a2 + (<usize>b << 2));
+    let m1: f32 = 0, m2: f32 = 0;
+    for (let j = 0; j < len; j++) {
+      const i = s + j;
+      const gv = load<f32>(g + (<usize>i << 2));
+      let v1: f32 = 0, v2: f32 = 0;
+      if (abs<f32>(gv) < Infinity) {
+        v2 = load<f32>(code2 + (<usize>load<u8>(c2 + <usize>i) << 2)) * am2;
+        v2 = v2 * b2 + omb2 * gv * gv;
+        v1 = load<f32>(code1 + (<usize>load<u8>(c1 + <usize>i) << 2)) * am1;
+        v1 = v1 * b1 + omb1 * gv;
+        const pp = p + (<usize>i << 2);
+        let pv = load<f32>(pp) + stepSize * (v1 / (sqrt<f32>(v2) + epsc2));
+        if (decay != 1) pv = pv * decay;
+        store<f32>(pp, pv);
+      }
+      store<f32>(s1 + (<usize>j << 2), v1);
+      store<f32>(s2 + (<usize>j << 2), v2);
+      m1 = max<f32>(m1, abs<f32>(v1));
+      m2 = max<f32>(m2, abs<f32>(v2));
+    }
+    store<f32>(a1 + (<usize>b << 2), m1);
+    store<f32>(a2 + (<usize>b << 2), m2);
+    const d1 = max<f32>(m1, ABSMAX_FLOOR), d2 = max<f32>(m2, ABSMAX_FLOOR);
+    for (let j = 0; j < len; j++) {
+      const i = s + j;
+      const v1 = load<f32>(s1 + (<usize>j << 2)), v2 = load<f32>(s2 + (<usize>j << 2));
+      let q1 = lut_one(clamp1(v1 / d1), lut1, sh1, k01, nk1);
+      // keep the sign of m through quantization (bitsandbytes)
+      const cv = load<f32>(code1 + (<usize>q1 << 2));
+      if ((reinterpret<u32>(cv) >>> 31) != (reinterpret<u32>(v1) >>> 31)) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
+      store<u8>(c1 + <usize>i, <u8>q1);
+      store<u8>(c2 + <usize>i, <u8>lut_one(clamp1(v2 / d2), lut2, sh2, k02, nk2));
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function clamp1(v: f32): f32 {
+  return v > 1 ? 1 : v < -1 ? -1 : v;
+}
+
+/** Adam with f32 states m, v (bitsandbytes kOptimizer32bit2State order). */
+export function adam32_f32(p: usize, g: usize, m: usize, v: usize, n: i32,
+  b1: f32, omb1: f32, b2: f32, omb2: f32, epsc2: f32, stepSize: f32, decay: f32): void {
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    const gv = load<f32>(g + o);
+    if (!(abs<f32>(gv) < Infinity)) continue;
+    const s1 = load<f32>(m + o) * b1 + omb1 * gv;
+    const s2 = load<f32>(v + o) * b2 + omb2 * (gv * gv);
+    store<f32>(m + o, s1);
+    store<f32>(v + o, s2);
+    let pv = load<f32>(p + o) + stepSize * (s1 / (sqrt<f32>(s2) + epsc2));
+    if (decay != 1) pv = pv * decay;
+    store<f32>(p + o, pv);
+  }
+}

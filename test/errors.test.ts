@@ -73,7 +73,7 @@ describe("bad input: every op of the family", () => {
       expect(x).toEqual(snap);
     }
     // Float64Array in, Float32Array out: refused
-    expectError(() => softmax(Float64Array.from(x), { cols: 4, out: new Float32Array(12) }), "dtype", "out", "Float64Array");
+    expectError(() => softmax(Float64Array.from(x), { cols: 4, out: new Float32Array(12) as never }), "dtype", "out", "Float64Array");
   });
 
   test("softmax: temperature <= 0, NaN, Infinity, not a number, or so small 1/T overflows", () => {

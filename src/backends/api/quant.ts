@@ -1,3 +1,60 @@
-// Quant kernels: the interface every backend implements for this family (filled by its issue).
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface QuantKernels {}
+// Quant kernels: the interface every backend implements for this family. Arguments are already checked by
+// src/ops/quant.ts (lengths agree, block sizes are powers of two in [32, 4096], codes are 256 or 16 finite
+// values, scales are finite and > 0). Kernels write only their outputs (Adam steps: params and states, in place).
+
+/** Hyper-parameters of one Adam step, already folded as bitsandbytes does (all float32 values). */
+export interface AdamStepScalars {
+  beta1: number;
+  /** fround(1 - beta1) */
+  oneMinusBeta1: number;
+  beta2: number;
+  oneMinusBeta2: number;
+  /** eps * sqrt(1 - beta2^t) */
+  epsC2: number;
+  /** -lr * sqrt(1 - beta2^t) / (1 - beta1^t) */
+  stepSize: number;
+  /** 1 - lr * weightDecay (1 when no decay): p *= decay after the update. */
+  decay: number;
+}
+
+/** 8-bit Adam state of one tensor: codes of m and v, per-block absmax of each. */
+export interface Adam8bitState {
+  c1: Uint8Array;
+  c2: Uint8Array;
+  absmax1: Float32Array;
+  absmax2: Float32Array;
+  blockSize: number;
+  /** code of m (signed, sorted, 256) and of v (unsigned, sorted, 256) */
+  code1: Float32Array;
+  code2: Float32Array;
+}
+
+export interface QuantKernels {
+  /**
+   * Block-wise 8-bit quantization. Writes absmax[b] = max |x| of block b, then (unless a block holds NaN or
+   * ±Infinity, whose index is returned: nothing else is written) codes[i] = the code index nearest to
+   * clamp(x[i] * f32(1 / max(absmax, 1e-38)), -1, 1), ties to the lower index; with `rand` (f32 in [0, 1))
+   * rounding is stochastic between the two neighbouring code values. Returns -1 on success.
+   */
+  quantizeBlockwise(x: Float32Array, blockSize: number, code: Float32Array, codes: Uint8Array, absmax: Float32Array, rand: Float32Array | null): number;
+  /** out[i] = code[codes[i]] * absmax[i / blockSize] in f32. */
+  dequantizeBlockwise(codes: Uint8Array, blockSize: number, code: Float32Array, absmax: Float32Array, out: Float32Array): void;
+  /** 4-bit: like quantizeBlockwise with a 16-entry code, two codes a byte, element 2j in the high nibble. */
+  quantize4bit(x: Float32Array, blockSize: number, code: Float32Array, packed: Uint8Array, absmax: Float32Array): number;
+  dequantize4bit(packed: Uint8Array, blockSize: number, code: Float32Array, absmax: Float32Array, out: Float32Array): void;
+  /** Per contiguous group of `group` elements: scale and zero point (see ops quantizeAffine). Returns the first bad group or -1. */
+  affineParams(x: Float32Array, group: number, signed: boolean, scale: Float32Array, zeroPoint: Int32Array): number;
+  /** q = saturate(rint(x / scale) + zp), half to even. */
+  quantizeAffine(x: Float32Array, group: number, scale: Float32Array, zeroPoint: Int32Array, q: Int8Array | Uint8Array): void;
+  /** out = (q - zp) * scale. */
+  dequantizeAffine(q: Int8Array | Uint8Array, group: number, scale: Float32Array, zeroPoint: Int32Array, out: Float32Array): void;
+  /** ggml blocks of 32 (x.length a multiple of 32). Returns the first block holding NaN/±Infinity, or -1. */
+  quantizeQ8_0(x: Float32Array, out: Uint8Array): number;
+  dequantizeQ8_0(bytes: Uint8Array, out: Float32Array): void;
+  quantizeQ4_0(x: Float32Array, out: Uint8Array): number;
+  dequantizeQ4_0(bytes: Uint8Array, out: Float32Array): void;
+  /** One 8-bit block-wise Adam step on p (in place) and its state. */
+  adam8bitStep(p: Float32Array, g: Float32Array, s: Adam8bitState, h: AdamStepScalars): void;
+  /** One Adam step with f32 states m, v (in place). */
+  adam32Step(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamStepScalars): void;
+}

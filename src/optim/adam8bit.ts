@@ -1,0 +1,140 @@
+// 8-bit Adam (Dettmers et al. 2022, bitsandbytes Adam8bit with block_wise=True): both moments stored as 8-bit
+// codes with a float32 absmax per block of 256 — m with the signed dynamic code, v with the unsigned one —
+// dequantized, updated and re-quantized every step in one kernel pass. Tensors under 4096 elements keep
+// float32 moments (bitsandbytes' min_8bit_size).
+import type { Adam8bitState, AdamStepScalars } from "../backends/api/quant.ts";
+import { getBackend } from "../backends/index.ts";
+import { NumedgeError, checkInt } from "../errors.ts";
+import { DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED } from "../ops/quant/codes.ts";
+
+const f = Math.fround;
+
+export interface Adam8bitOptions {
+  /** Learning rate (default 1e-3). */
+  lr?: number;
+  /** (beta1, beta2), default (0.9, 0.999). */
+  betas?: [number, number];
+  /** Default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay: p *= 1 - lr * weightDecay after the update (bitsandbytes). Default 0. */
+  weightDecay?: number;
+  /** Elements per absmax block (default 256), or "tensor" for one absmax per tensor. */
+  blockSize?: number | "tensor";
+  /** Code of the 8-bit states: "dynamic" (default; m signed dynamic, v unsigned dynamic) or "linear". */
+  code?: "dynamic" | "linear";
+  /** Tensors with fewer elements keep float32 moments (default 4096; Infinity = plain 32-bit Adam). */
+  minSize8bit?: number;
+}
+
+type Slot = { kind: "8bit"; s: Adam8bitState } | { kind: "f32"; m: Float32Array; v: Float32Array };
+
+/**
+ * Adam with 8-bit block-wise states, updating Float32Array parameters in place.
+ * Per element and step (float32, bitsandbytes' order): m = m*b1 + (1-b1) g; v = v*b2 + ((1-b2) g) g;
+ * p += -lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps sqrt(1-b2^t)); p *= 1 - lr*wd. Then m and v are
+ * re-quantized (nearest code of value / new block absmax; m keeps its sign: a code of the wrong sign moves one
+ * step toward it). A NaN/±Infinity gradient leaves its parameter unchanged and (8-bit states) resets its moments
+ * to 0, as bitsandbytes does; f32-state tensors keep their moments.
+ * Error: each stored moment is within absmax_block * 0.0071 (dynamic code) of its float32 value after the step.
+ * @example const opt = new Adam8bit([w1, w2], { lr: 1e-3 }); opt.step([g1, g2])
+ */
+export class Adam8bit {
+  private slots: Slot[];
+  private params: Float32Array[];
+  private t = 0;
+  lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+
+  constructor(params: Float32Array[], o: Adam8bitOptions = {}) {
+    if (!Array.isArray(params) || params.length === 0) throw new NumedgeError("shape", "params must be a non-empty array of Float32Array");
+    params.forEach((p, i) => {
+      if (!(p instanceof Float32Array)) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${p?.constructor?.name ?? typeof p}`);
+      if (p.length === 0) throw new NumedgeError("shape", `params[${i}] is empty`);
+    });
+    if (o === null || typeof o !== "object") throw new NumedgeError("dtype", "options must be an object");
+    this.lr = positive("lr", o.lr ?? 1e-3);
+    const betas = o.betas ?? [0.9, 0.999];
+    if (!Array.isArray(betas) || betas.length !== 2) throw new NumedgeError("shape", "betas must be [beta1, beta2]");
+    betas.forEach((b, i) => { if (typeof b !== "number" || !(b >= 0 && b < 1)) throw new NumedgeError("range", `betas[${i}] must be in [0, 1), got ${b}`); });
+    [this.beta1, this.beta2] = betas;
+    this.eps = positive("eps", o.eps ?? 1e-8);
+    const wd = o.weightDecay ?? 0;
+    if (typeof wd !== "number" || !(wd >= 0 && wd < Infinity)) throw new NumedgeError("range", `weightDecay must be a finite number >= 0, got ${wd}`);
+    this.weightDecay = wd;
+    const bsOpt = o.blockSize ?? 256;
+    if (bsOpt !== "tensor") checkInt("blockSize", bsOpt, 1, 2 ** 24);
+    const codeName = o.code ?? "dynamic";
+    if (codeName !== "dynamic" && codeName !== "linear") throw new NumedgeError("range", `code must be "dynamic" or "linear", got ${JSON.stringify(codeName)}`);
+    const minSize = o.minSize8bit ?? 4096;
+    if (typeof minSize !== "number" || !(minSize >= 0)) throw new NumedgeError("range", `minSize8bit must be a number >= 0, got ${minSize}`);
+    const [code1, code2] = codeName === "dynamic" ? [DYNAMIC_SIGNED, DYNAMIC_UNSIGNED] : [LINEAR_SIGNED, LINEAR_UNSIGNED];
+    this.params = params;
+    this.slots = params.map((p): Slot => {
+      const n = p.length;
+      if (n < minSize) return { kind: "f32", m: new Float32Array(n), v: new Float32Array(n) };
+      const bs = bsOpt === "tensor" ? n : Math.min(bsOpt, n);
+      const nb = Math.ceil(n / bs);
+      // code index of 0 in each code: states start at exactly 0 (absmax 0 makes any code 0 anyway)
+      return { kind: "8bit", s: { c1: new Uint8Array(n).fill(code1.indexOf(0)), c2: new Uint8Array(n), absmax1: new Float32Array(nb), absmax2: new Float32Array(nb), blockSize: bs, code1, code2 } };
+    });
+  }
+
+  /** Steps taken so far. */
+  get steps(): number {
+    return this.t;
+  }
+
+  /** One update of every parameter from its gradient (same order and lengths as the params). */
+  step(grads: Float32Array[]): void {
+    if (!Array.isArray(grads) || grads.length !== this.params.length)
+      throw new NumedgeError("shape", `grads must be an array of ${this.params.length} Float32Array, got ${Array.isArray(grads) ? `length ${grads.length}` : typeof grads}`);
+    grads.forEach((g, i) => {
+      if (!(g instanceof Float32Array)) throw new NumedgeError("dtype", `grads[${i}] must be a Float32Array, got ${g?.constructor?.name ?? typeof g}`);
+      if (g.length !== this.params[i]!.length) throw new NumedgeError("shape", `grads[${i}].length ${g.length} must equal params[${i}].length ${this.params[i]!.length}`);
+    });
+    positive("lr", this.lr);
+    this.t++;
+    const b1 = f(this.beta1), b2 = f(this.beta2), lr = f(this.lr);
+    const c1 = f(1 - f(b1 ** this.t)), c2 = f(Math.sqrt(f(1 - f(b2 ** this.t))));
+    const h: AdamStepScalars = {
+      beta1: b1, oneMinusBeta1: f(1 - b1), beta2: b2, oneMinusBeta2: f(1 - b2),
+      epsC2: f(c2 * f(this.eps)), stepSize: f(f(-lr * c2) / c1),
+      decay: this.weightDecay > 0 ? f(1 - f(lr * f(this.weightDecay))) : 1,
+    };
+    const be = getBackend();
+    this.slots.forEach((s, i) => {
+      if (s.kind === "8bit") be.adam8bitStep(this.params[i]!, grads[i]!, s.s, h);
+      else be.adam32Step(this.params[i]!, grads[i]!, s.m, s.v, h);
+    });
+  }
+
+  /** Bytes of optimizer state: 8-bit tensors n + n codes + 8 bytes of absmax per block; f32 tensors 8n. */
+  stateBytes(): number {
+    let b = 0;
+    for (const s of this.slots) b += s.kind === "8bit" ? s.s.c1.length * 2 + s.s.absmax1.length * 8 : s.m.length * 8;
+    return b;
+  }
+
+  /** The moments of params[i] as float32 (dequantized for 8-bit states): for inspection and tests. */
+  moments(i: number): { m: Float32Array; v: Float32Array; bits: 8 | 32 } {
+    checkInt("i", i, 0, this.slots.length - 1);
+    const s = this.slots[i]!;
+    if (s.kind === "f32") return { m: s.m.slice(), v: s.v.slice(), bits: 32 };
+    const { c1, c2, absmax1, absmax2, blockSize, code1, code2 } = s.s;
+    const m = new Float32Array(c1.length), v = new Float32Array(c1.length);
+    for (let k = 0; k < c1.length; k++) {
+      const b = Math.floor(k / blockSize);
+      m[k] = code1[c1[k]!]! * absmax1[b]!;
+      v[k] = code2[c2[k]!]! * absmax2[b]!;
+    }
+    return { m, v, bits: 8 };
+  }
+}
+
+function positive(arg: string, v: unknown): number {
+  if (typeof v !== "number" || !(v > 0 && v < Infinity)) throw new NumedgeError("range", `${arg} must be a finite number > 0, got ${String(v)}`);
+  return v;
+}
