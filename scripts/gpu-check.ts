@@ -1,0 +1,138 @@
+// Run this first on a CUDA machine: what numedge found (tfjs engines and why the others were not usable), then
+// every op on the GPU against the wasm result (max error) and timed on both at a few sizes, with the size from
+// which the GPU wins (the crossover to pass to setBackend("auto", { thresholds })).
+//
+// Usage: bun run scripts/gpu-check.ts [--engine tfjs-gpu|tfjs-node|tfjs-wasm|tfjs-cpu] [--sizes 1e3,1e5,1e6] [--reps 5]
+// Without a usable engine it prints the reasons and exits 0 (nothing here needs a GPU to run).
+import {
+  NumedgeError, adamwStep, backendInfo, crossEntropy, dequantizeBlockwise, embeddingSum, logSoftmax, matmul,
+  parseFlags, quantizeBlockwise, relu, setBackend, softmax, stablemax, topk, type BackendChoice,
+} from "numedge";
+
+const flags = parseFlags(process.argv.slice(2), {
+  engine: { type: "string", default: "tfjs-gpu", choices: ["tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu"], help: "tfjs engine to compare with wasm" },
+  sizes: { type: "list", default: ["1e3", "1e4", "1e5", "1e6", "4e6"], help: "problem sizes in elements (gemm: m*k*n is about size^1.5)" },
+  reps: { type: "int", default: 5, min: 1, max: 100, help: "timed repetitions per case (median reported)" },
+});
+const sizes = flags.sizes.map(Number);
+if (sizes.some((s) => !Number.isFinite(s) || s < 16)) {
+  process.stderr.write(`error: --sizes must be numbers >= 16, got "${flags.sizes.join(",")}"\n`);
+  process.exit(2);
+}
+
+// 1. What was found.
+console.log(`numedge gpu-check (${typeof Bun !== "undefined" ? `bun ${Bun.version}` : `node ${process.version}`}, ${process.platform}-${process.arch})`);
+const tfjs = await setBackend("tfjs").catch((e: unknown) => e);
+if (tfjs instanceof NumedgeError) console.log(`tfjs: none usable: ${tfjs.message}`);
+else {
+  const i = backendInfo();
+  console.log(`tfjs: picks ${i.engine} (device ${i.device})`);
+  for (const [c, why] of Object.entries(i.reasons)) console.log(`  ${c.padEnd(14)} ${why}`);
+  if (i.fallbackOps?.length) console.log(`  on wasm kernels under tfjs: ${i.fallbackOps.join(", ")} (and every Float64Array call)`);
+}
+const gpu = await setBackend("tfjs-gpu").catch((e: unknown) => e);
+console.log(gpu instanceof NumedgeError ? `tfjs-gpu: not usable: ${gpu.message}` : `tfjs-gpu: usable (${backendInfo().engine}, device ${backendInfo().device})`);
+await setBackend("wasm");
+
+const target = flags.engine as BackendChoice;
+const got = await setBackend(target).catch((e: unknown) => e);
+if (got instanceof NumedgeError) {
+  console.log(`\nno ${target} engine here, so no device comparison was run. To compare on a CPU tfjs engine: --engine tfjs-wasm`);
+  process.exit(0);
+}
+await setBackend("wasm");
+
+// 2. Each op on both backends: max abs error vs wasm, median times, crossover.
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = ((s >>> 8) / 16777216 * 2 - 1) * scale;
+  }
+  return a;
+}
+type Out = ArrayLike<number>;
+/** op: label; kernel: the Backend kernel it calls (the key setBackend("auto", { thresholds }) takes). */
+interface Case { op: string; kernel: string; shape: string; run: () => Out }
+
+function cases(size: number): Case[] {
+  const cols = 1024, rows = Math.max(1, Math.round(size / cols)), n = rows * cols;
+  const x = rand(n, 1, 8);
+  const labels = Int32Array.from({ length: rows }, (_, i) => (i * 7) % cols);
+  const d = Math.max(2, Math.round(Math.sqrt(size))); // gemm d x d x d: size^1.5 multiply-adds
+  const a = rand(d * d, 2), b = rand(d * d, 3);
+  const V = 256, per = 2, ecols = 256, erows = Math.max(1, Math.round(size / ecols));
+  const w = rand(V * ecols, 4), idx = Int32Array.from({ length: erows * per }, (_, i) => (i * 37) % V);
+  const pw = rand(n, 5), pg = rand(n, 6, 0.01);
+  const q = quantizeBlockwise(x, { blockSize: 256 });
+  return [
+    { op: "softmax", kernel: "softmax", shape: `${rows}x${cols}`, run: () => softmax(x, { cols }) },
+    { op: "logSoftmax", kernel: "logSoftmax", shape: `${rows}x${cols}`, run: () => logSoftmax(x, { cols }) },
+    { op: "stablemax", kernel: "stablemax", shape: `${rows}x${cols}`, run: () => stablemax(x, { cols }) },
+    { op: "crossEntropy", kernel: "crossEntropy", shape: `${rows}x${cols}`, run: () => crossEntropy(x, labels, { cols }).grad! },
+    { op: "topk k=8", kernel: "topk", shape: `${rows}x${cols}`, run: () => topk(x, { cols, k: 8 }).values },
+    { op: "relu", kernel: "relu", shape: `${n}`, run: () => relu(x) },
+    { op: "gemm", kernel: "gemm", shape: `${d}^3`, run: () => matmul(a, b, { m: d, k: d, n: d }) },
+    { op: "embeddingSum", kernel: "embeddingSum", shape: `${erows}x${ecols}`, run: () => embeddingSum(w, idx, { cols: ecols, per }) },
+    { op: "adamwStep", kernel: "adamw", shape: `${n}`, run: () => { const p = pw.slice(), m = new Float32Array(n), v = new Float32Array(n); adamwStep(p, pg, m, v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 }); return p; } },
+    { op: "dequantizeBlockwise", kernel: "dequantizeBlockwise", shape: `${n}`, run: () => dequantizeBlockwise(q) },
+  ];
+}
+
+function time(f: () => Out, reps: number): { ms: number; out: Out } {
+  let out = f(); // warm-up (and the result)
+  const t: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    out = f();
+    t.push(performance.now() - t0);
+  }
+  t.sort((p, q) => p - q);
+  return { ms: t[t.length >> 1]!, out };
+}
+
+function maxErr(p: Out, q: Out): number {
+  let e = 0;
+  for (let i = 0; i < p.length; i++) {
+    const u = p[i]!, v = q[i]!;
+    if (Number.isNaN(u) !== Number.isNaN(v)) return Infinity;
+    if (u !== v && !Number.isNaN(u)) e = Math.max(e, Math.abs(u - v));
+  }
+  return p.length === q.length ? e : Infinity;
+}
+
+console.log(`\n${target} vs wasm, median of ${flags.reps} (ms); err = max |${target} - wasm|`);
+const header = ["op", "shape", "wasm ms", `${target} ms`, "speedup", "max err"];
+const rows: string[][] = [];
+const crossover = new Map<string, number>();
+for (const size of sizes) {
+  const cs = cases(size);
+  for (const c of cs) {
+    await setBackend("wasm");
+    const w = time(c.run, flags.reps);
+    await setBackend(target);
+    let g: { ms: number; out: Out };
+    try {
+      g = time(c.run, flags.reps);
+    } catch (e) {
+      rows.push([c.op, c.shape, w.ms.toFixed(3), "failed", "", e instanceof Error ? e.message.split("\n")[0]! : String(e)]);
+      continue;
+    }
+    const speedup = w.ms / g.ms;
+    if (speedup > 1 && !crossover.has(c.kernel)) crossover.set(c.kernel, c.kernel === "gemm" ? Math.round(Math.sqrt(size)) ** 3 : size);
+    rows.push([c.op, c.shape, w.ms.toFixed(3), g.ms.toFixed(3), `${speedup.toFixed(2)}x`, maxErr(g.out, w.out).toExponential(2)]);
+  }
+}
+await setBackend("wasm");
+const widths = header.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j]!.length)));
+const line = (r: string[]) => r.map((v, j) => (j < 2 ? v.padEnd(widths[j]!) : v.padStart(widths[j]!))).join("  ");
+console.log(line(header));
+console.log(widths.map((w) => "-".repeat(w)).join("  "));
+for (const r of rows) console.log(line(r));
+
+console.log(`\ncrossover (smallest size measured where ${target} beat wasm; gemm counts m*k*n):`);
+const kernels = [...new Set(cases(16).map((c) => c.kernel))];
+for (const k of kernels) console.log(`  ${k.padEnd(20)} ${crossover.has(k) ? crossover.get(k)!.toExponential(1) : "never (wasm faster at every size measured)"}`);
+const th = Object.fromEntries(crossover);
+console.log(`\nto route by these: await setBackend("auto", { thresholds: ${JSON.stringify(th)} })`);
