@@ -3,7 +3,8 @@
 //   wasm kernel, which starts its sums from c, does not have: within the GEMM error bound).
 // - relu / reluBackward: where() compositions with the reference's exact rules (NaN kept, -0 -> +0,
 //   dx = dy only where x > 0).
-// - embeddingSum: gather + sum over the `per` axis (per = 2: one rounding of the exact sum, as the reference).
+// - embeddingSum: one gather per slot and a chain of adds (per = 2: one rounding of the exact sum, as the
+//   reference; per > 2 rounds after each add, within the summation bound).
 // - embeddingSumBackward: bit-identical to the reference's row-order f32 additions. A plain scatter-add would
 //   sum repeated indices in an unspecified order, so occurrences are split on the host into passes (pass j
 //   holds the j-th occurrence of each vocabulary row, in row order) and each pass is one gather / add /
@@ -48,10 +49,18 @@ export function denseTfjs(ctx: TfCtx): Partial<DenseKernels> {
     embeddingSum(w, idx, out, cols, per) {
       if (isF64(w)) return fb.embeddingSum(w, idx, out, cols, per);
       const rows = idx.length / per;
+      // One gather per slot j (its indices split out on the host), then a chain of adds: for per = 2 that is
+      // one rounding of the exact sum like the reference, and it avoids the transpose a sum over axis 1 costs.
+      const slot = (j: number) => {
+        const a = new Int32Array(rows);
+        for (let r = 0; r < rows; r++) a[r] = idx[r * per + j]!;
+        return a;
+      };
       const [o] = compute(ctx, (tf) => {
         const W = tf.tensor2d(w as Float32Array, [w.length / cols, cols]);
-        const g = tf.gather(W, tf.tensor1d(idx, "int32"));
-        return [per === 1 ? g : tf.sum(tf.reshape(g, [rows, per, cols]), 1)];
+        let acc = tf.gather(W, tf.tensor1d(slot(0), "int32"));
+        for (let j = 1; j < per; j++) acc = tf.add(acc, tf.gather(W, tf.tensor1d(slot(j), "int32")));
+        return [acc];
       });
       out.set(o!);
     },
