@@ -24,7 +24,7 @@ const flags = parseFlags(process.argv.slice(2), {
   wd: { type: "number", default: 0, min: 0, help: "decoupled weight decay (the paper's arms use none)" },
   seed: { type: "int", default: 0, help: "data split and init seed" },
   "log-every": { type: "int", min: 1, help: "log (and measure test accuracy) every N steps (default: ~300 rows per arm)" },
-  backend: { type: "string", choices: ["wasm", "reference", "tfjs", "tfjs-gpu", "auto"], help: "numedge backend (or NUMEDGE_BACKEND)" },
+  backend: { type: "string", choices: ["wasm", "reference", "tfjs", "tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu", "auto"], help: "numedge backend (or NUMEDGE_BACKEND)" },
   out: { type: "string", help: "output directory (default runs/grok-<timestamp>)" },
 }, "usage: bun run scripts/grok.ts [flags]  (grokking at the edge of numerical stability, on numedge's kernels)");
 const hidden = flags.hidden?.map((h) => Number(h));
@@ -43,8 +43,8 @@ const PAPER: Record<ArmName, Setting> = {
   stablemax: { p: 113, frac: 0.4, hidden: [200, 200], lr: 0.01, steps: 80000 },
 };
 const SCALED: Record<ArmName, Setting> = {
-  baseline: { p: 47, frac: 0.6, hidden: [64, 64], lr: 0.01, steps: 3000 },
-  perp: { p: 47, frac: 0.6, hidden: [64, 64], lr: 0.01, steps: 300 },
+  baseline: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 4000 },
+  perp: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 300 },
   stablemax: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 40000 },
 };
 
