@@ -6,13 +6,16 @@
 //   comes out all NaN. tfjs gets this by itself: max propagates NaN, and x - max is NaN for the +Inf entry
 //   (+Inf - +Inf) or every entry of an all -Inf row, so the row sum is NaN.
 // - stablemax/logStablemax: a row with +Inf has S = +Inf and would give zeros plus one NaN in tfjs; it is
-//   masked to NaN explicitly (rule: S must be finite and > 0).
+//   masked to NaN explicitly. A finite row whose f32 sum overflows (entries near 3.4e38) is redone scaled by
+//   2^-64, since the wasm kernels sum in f64; logStablemax takes log(s / S) where that ratio is normal.
+// - Row sums of long rows are two-level on engines that sum in sequential f32 (rowSum).
 // - crossEntropy "f32": the wasm kernel's f32 op order (loss = -((z_y - max) - log S), grad = exp(z - max -
 //   log S) * f32(1/rows), correct class (p - 1) * f32(1/rows)); Softmax Collapse counted where the f32 row
 //   sum S == 1 exactly, zero loss where the f32 loss == 0; row losses summed in f64 on the host like wasm.
-//   Where tfjs differs: its row sums (tfjs-cpu accumulates in f64 then rounds; tfjs-wasm in sequential f32)
-//   are not the wasm kernel's 4-lane f32 sums, so S, and with it scFraction, can differ on rows within an
-//   ulp of collapsing; exp is libm's (not flushed below -87.3, so outputs < 1e-38 are denormals, not 0).
+//   S is the count of maxima plus the sum of the other terms, rounded once, so collapse (S == 1) is decided
+//   like the reference (f32 of the exact sum) and not by an f32 running sum absorbing the small terms; it can
+//   differ only on rows whose other terms sum to within f32 summation error of 2^-24. exp is libm's (not
+//   flushed below -87.3, so outputs < 1e-38 are denormals, not 0).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { CESums, SoftmaxKernels } from "../api/softmax.ts";
 import { compute, isF64, type TfCtx } from "./common.ts";
@@ -26,6 +29,44 @@ const logSOf = (tf: Tf, x: Tensor) => tf.where(tf.greaterEqual(x, 0), tf.log1p(x
 /** [rows, 1]: 0 where S is finite and > 0, NaN elsewhere; added to a row it poisons exactly the bad rows. */
 const nanUnless = (tf: Tf, S: Tensor) =>
   tf.where(tf.logicalAnd(tf.greater(S, 0), tf.less(S, Infinity)), tf.zerosLike(S), tf.fill(S.shape, NaN));
+
+/**
+ * Row sums [rows, 1]. tfjs-cpu accumulates in f64; tfjs-wasm (and TensorFlow) in sequential f32, whose error
+ * grows like cols ulps on same-sign terms, so long rows are summed in two levels (blocks of ~sqrt(cols)):
+ * error ~2 sqrt(cols) ulps.
+ */
+function rowSum(ctx: TfCtx, tf: Tf, v: Tensor, rows: number, cols: number): Tensor {
+  if (cols <= 64 || ctx.engine.candidate === "tfjs-cpu") return tf.sum(v, 1, true);
+  const b = Math.ceil(Math.sqrt(cols)), nb = Math.ceil(cols / b);
+  const p = nb * b === cols ? v : tf.pad(v, [[0, 0], [0, nb * b - cols]]);
+  return tf.reshape(tf.sum(tf.sum(tf.reshape(p, [rows, nb, b]), 2), 1), [rows, 1]);
+}
+
+/** StableMax parts with the f64 kernels' range: where the f32 row sum S overflows, s and S are scaled by 2^-64. */
+function stableParts(ctx: TfCtx, tf: Tf, t: Tensor, rows: number, cols: number) {
+  const s = sOf(tf, t);
+  const S = rowSum(ctx, tf, s, rows, cols);
+  const s2 = tf.mul(s, 2 ** -64);
+  const S2 = rowSum(ctx, tf, s2, rows, cols);
+  const big = tf.isInf(S);
+  const ratio = tf.where(tf.logicalAnd(big, tf.onesLike(s).cast("bool")), tf.div(s2, S2), tf.div(s, S));
+  const logS = tf.where(big, tf.add(tf.log(S2), 64 * Math.LN2), tf.log(S));
+  // bad row (NaN out): S == 0 (only -Infinity), or S2 not finite (+Infinity or NaN in the row)
+  const bad = tf.where(tf.logicalAnd(tf.greater(S, 0), tf.isFinite(S2)), tf.zerosLike(S), tf.fill([rows, 1], NaN));
+  return { ratio, logS, bad };
+}
+
+/**
+ * (x - max) * scale in f32. When that overflows (x - max beyond -3.4e38, possible only with scale < 1), it is
+ * x * scale - max * scale instead, which stays finite (the wasm kernels do this step in f64).
+ */
+function scaled(tf: Tf, t: Tensor, m: Tensor, scale: number): Tensor {
+  const d = tf.sub(t, m);
+  if (scale === 1) return d;
+  const a = tf.mul(d, scale);
+  if (scale >= 1) return a;
+  return tf.where(tf.logicalAnd(tf.isInf(a), tf.isFinite(t)), tf.sub(tf.mul(t, scale), tf.mul(m, scale)), a);
+}
 
 /** Flat indices r * cols + labels[r] (computed on the host: O(rows)). */
 function labelIndex(labels: Int32Array, cols: number): Int32Array {
@@ -41,10 +82,8 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
       if (isF64(x)) return fb.softmax(x, y, rows, cols, scale, algorithm);
       const [o] = compute(ctx, (tf) => {
         const t = tf.tensor2d(x as Float32Array, [rows, cols]);
-        let d = tf.sub(t, tf.max(t, 1, true));
-        if (scale !== 1) d = tf.mul(d, scale);
-        const e = tf.exp(d);
-        return [tf.div(e, tf.sum(e, 1, true))];
+        const e = tf.exp(scaled(tf, t, tf.max(t, 1, true), scale));
+        return [tf.div(e, rowSum(ctx, tf, e, rows, cols))];
       });
       y.set(o!);
     },
@@ -52,18 +91,17 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
       if (isF64(x)) return fb.logSoftmax(x, y, rows, cols, scale);
       const [o] = compute(ctx, (tf) => {
         const t = tf.tensor2d(x as Float32Array, [rows, cols]);
-        let d = tf.sub(t, tf.max(t, 1, true));
-        if (scale !== 1) d = tf.mul(d, scale);
-        return [tf.sub(d, tf.log(tf.sum(tf.exp(d), 1, true)))];
+        const m = tf.max(t, 1, true);
+        const d = scaled(tf, t, m, scale);
+        return [tf.sub(d, tf.log(rowSum(ctx, tf, tf.exp(d), rows, cols)))];
       });
       y.set(o!);
     },
     stablemax(x, y, rows, cols) {
       if (isF64(x)) return fb.stablemax(x, y, rows, cols);
       const [o] = compute(ctx, (tf) => {
-        const s = sOf(tf, tf.tensor2d(x as Float32Array, [rows, cols]));
-        const S = tf.sum(s, 1, true);
-        return [tf.add(tf.div(s, S), nanUnless(tf, S))];
+        const { ratio, bad } = stableParts(ctx, tf, tf.tensor2d(x as Float32Array, [rows, cols]), rows, cols);
+        return [tf.add(ratio, bad)];
       });
       y.set(o!);
     },
@@ -71,8 +109,11 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
       if (isF64(x)) return fb.logStablemax(x, y, rows, cols);
       const [o] = compute(ctx, (tf) => {
         const t = tf.tensor2d(x as Float32Array, [rows, cols]);
-        const S = tf.sum(sOf(tf, t), 1, true);
-        return [tf.add(tf.sub(logSOf(tf, t), tf.log(S)), nanUnless(tf, S))];
+        const { ratio, logS, bad } = stableParts(ctx, tf, t, rows, cols);
+        // log(s / S) keeps the absolute error near 1 ulp of 1 where log s - log S would cancel (a dominant
+        // entry of a huge row: both ~69); where s / S underflows, |y| > 69 and the difference is accurate.
+        const y = tf.where(tf.greater(ratio, 1e-30), tf.log(ratio), tf.sub(logSOf(tf, t), logS));
+        return [tf.add(y, bad)];
       });
       y.set(o!);
     },
@@ -83,12 +124,19 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
       const out = compute(ctx, (tf) => {
         const t = tf.tensor2d(z as Float32Array, [rows, cols]);
         const at = tf.tensor1d(idx, "int32");
-        const hot = tf.oneHot(tf.tensor1d(labels, "int32"), cols);
+        // one-hot as a comparison (tf.oneHot refuses depth 1)
+        const isY = tf.equal(tf.reshape(tf.range(0, cols, 1, "int32"), [1, cols]), tf.tensor2d(labels, [rows, 1], "int32"));
+        const hot = tf.cast(isY, "float32");
         const pick = (v: Tensor) => tf.gather(tf.reshape(v, [rows * cols]), at);
         if (head === "softmax") {
           const m = tf.max(t, 1, true);
           const d = tf.sub(t, m);
-          const S = tf.sum(tf.exp(d), 1, true);
+          // S = (number of maxima) + (sum of the other terms), rounded once: a plain f32 sum would absorb
+          // each term below half an ulp of 1 and call rows collapsed that are not (the reference rounds the
+          // exact S to f32 once).
+          const isMax = tf.equal(d, 0);
+          const rest = rowSum(ctx, tf, tf.where(isMax, tf.zerosLike(d), tf.exp(d)), rows, cols);
+          const S = tf.add(tf.sum(tf.cast(isMax, "float32"), 1, true), rest);
           const ls = tf.log(S);
           const loss = tf.neg(tf.sub(pick(d), tf.reshape(ls, [rows])));
           const res: Tensor[] = [loss, tf.reshape(S, [rows])];
@@ -108,7 +156,7 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
         if (grad) {
           const dv = tf.where(tf.greaterEqual(t, 0), tf.onesLike(t), tf.reciprocal(tf.square(tf.sub(1, t))));
           const base = tf.mul(dv, tf.reciprocal(S));
-          const corr = tf.where(tf.cast(hot, "bool"), tf.div(dv, tf.reshape(sy, [rows, 1])), tf.zerosLike(t));
+          const corr = tf.where(isY, tf.div(dv, tf.reshape(sy, [rows, 1])), tf.zerosLike(t));
           res.push(tf.add(tf.mul(tf.sub(base, corr), invN), tf.reshape(bad, [rows, 1])));
         }
         return res;
