@@ -5,9 +5,12 @@
 //
 // Code search ("nearest code, ties to the lower index") uses thresholds t_j between consecutive distinct code
 // values: x goes above t_j iff x > t_j in f32 (t_j is the exact midpoint rounded so that this test is exact).
-// The 8-bit kernels look the answer up in a bucket table keyed by the float bits of x: key = (|x| bits >> sh),
-// keys below k0 merged into bucket 0; every bucket holds at most one threshold b, so the code is b < x ? hi : lo.
-// Entry layout (8 bytes): f32 b, u8 lo, u8 hi, 2 pad. Positive x use entries [0, nk), negative x [nk, 2nk).
+// The search kernels look the answer up in a bucket table keyed by the float bits of x: key = |x| bits >> sh
+// (sh = 23 - m: sign, exponent and m mantissa bits), keys <= k0 merged into bucket 0 (which holds no threshold).
+// Every bucket holds at most one threshold b, and inside a bucket b shares all bits above the low sh with x, so
+// "x > b" is a compare of the low sh bits (order reversed for negative x: the table stores them xor lowmask).
+// Entry (u32): low sh bits of |b| (all ones when the bucket has no threshold) | lo << sh | (hi - lo) << (sh + 8).
+// Positive x use entries [0, nk), negative x [nk, 2 nk).
 
 // @ts-ignore: decorator
 @inline const ABSMAX_FLOOR: f32 = 1e-38;
@@ -29,54 +32,58 @@ function absmax_bits(p: usize, n: i32): u32 {
   }
   for (; i + 4 <= n; i += 4) a0 = i32x4.max_s(a0, v128.and(v128.load(p + (<usize>i << 2)), mask));
   a0 = i32x4.max_s(i32x4.max_s(a0, a1), i32x4.max_s(a2, a3));
-  let m = max<i32>(max<i32>(i32x4.extract_lane(a0, 0), i32x4.extract_lane(a0, 1)),
-    max<i32>(i32x4.extract_lane(a0, 2), i32x4.extract_lane(a0, 3)));
+  a0 = i32x4.max_s(a0, i32x4.shuffle(a0, a0, 2, 3, 0, 1));
+  a0 = i32x4.max_s(a0, i32x4.shuffle(a0, a0, 1, 0, 3, 2));
+  let m = i32x4.extract_lane(a0, 0);
   for (; i < n; i++) m = max<i32>(m, load<i32>(p + (<usize>i << 2)) & 0x7fffffff);
   return <u32>m;
 }
 
-/** absmax[b] = max |x| over block b (the last block may be partial). Returns the first block holding NaN or
- * ±Infinity, or -1. A block with NaN stores NaN. */
-export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize): i32 {
+/** absmax[b] = max |x| over block b (the last block may be partial) and inv[b] = f32(1 / max(absmax, 1e-38)).
+ * Returns the first block holding NaN or ±Infinity, or -1. */
+export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize, inv: usize): i32 {
   let bad = -1;
   const nb = (n + bs - 1) / bs;
   for (let b = 0; b < nb; b++) {
     const s = b * bs;
     const m = absmax_bits(x + (<usize>s << 2), min(bs, n - s));
-    store<f32>(absmax + (<usize>b << 2), reinterpret<f32>(m));
+    const a = reinterpret<f32>(m);
+    store<f32>(absmax + (<usize>b << 2), a);
+    store<f32>(inv + (<usize>b << 2), <f32>1 / max<f32>(a, ABSMAX_FLOOR));
     if (bad < 0 && m >= 0x7f800000) bad = b;
   }
   return bad;
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 8-bit code search through the bucket table
+// code search through the bucket table
 
 // @ts-ignore: decorator
 @inline function lut_one(v: f32, lut: usize, sh: u32, k0: u32, nk: u32): u32 {
   const bits = reinterpret<u32>(v);
+  const neg = bits >>> 31, low: u32 = (1 << sh) - 1;
   let key = (bits & 0x7fffffff) >>> sh;
   key = key > k0 ? key - k0 : 0;
-  const e = lut + (<usize>(key + (bits >>> 31) * nk) << 3);
-  return v > load<f32>(e) ? <u32>load<u8>(e, 5) : <u32>load<u8>(e, 4);
+  const e = load<u32>(lut + (<usize>(key + neg * nk) << 2));
+  const lx = (bits & low) ^ (neg ? low : 0);
+  return ((e >>> sh) & 0xff) + (lx > (e & low) ? e >>> (sh + 8) : 0);
 }
 
 /** Code indices (i32 lanes) of four scaled values in [-1, 1]. */
 // @ts-ignore: decorator
-@inline function lut_x4(v: v128, lut: usize, vsh: i32, vk0: v128, vnk: v128): v128 {
-  let key = i32x4.shr_u(v128.and(v, i32x4.splat(0x7fffffff)), vsh);
+@inline function lut_x4(v: v128, lut: usize, sh: i32, vk0: v128, vnk: v128, vlow: v128): v128 {
+  const neg = i32x4.shr_s(v, 31);
+  let key = i32x4.shr_u(v128.and(v, i32x4.splat(0x7fffffff)), sh);
   key = i32x4.sub(i32x4.max_u(key, vk0), vk0);
-  const idx = i32x4.add(key, v128.and(i32x4.shr_s(v, 31), vnk));
-  const addr = i32x4.add(i32x4.shl(idx, 3), i32x4.splat(<i32>lut));
-  let e0 = v128.load64_zero(<usize>i32x4.extract_lane(addr, 0));
-  e0 = v128.load64_lane(<usize>i32x4.extract_lane(addr, 1), e0, 1);
-  let e1 = v128.load64_zero(<usize>i32x4.extract_lane(addr, 2));
-  e1 = v128.load64_lane(<usize>i32x4.extract_lane(addr, 3), e1, 1);
-  const b = i32x4.shuffle(e0, e1, 0, 2, 4, 6);
-  const lh = i32x4.shuffle(e0, e1, 1, 3, 5, 7);
-  const lo = v128.and(lh, i32x4.splat(0xff));
-  const hi = v128.and(i32x4.shr_u(lh, 8), i32x4.splat(0xff));
-  return v128.bitselect(hi, lo, f32x4.gt(v, b));
+  const addr = i32x4.add(i32x4.shl(i32x4.add(key, v128.and(neg, vnk)), 2), i32x4.splat(<i32>lut));
+  let e = v128.load32_zero(<usize>i32x4.extract_lane(addr, 0));
+  e = v128.load32_lane(<usize>i32x4.extract_lane(addr, 1), e, 1);
+  e = v128.load32_lane(<usize>i32x4.extract_lane(addr, 2), e, 2);
+  e = v128.load32_lane(<usize>i32x4.extract_lane(addr, 3), e, 3);
+  const lx = v128.xor(v128.and(v, vlow), v128.and(neg, vlow));
+  const up = i32x4.gt_s(lx, v128.and(e, vlow));
+  const lo = v128.and(i32x4.shr_u(e, sh), i32x4.splat(0xff));
+  return i32x4.add(lo, v128.and(up, i32x4.shr_u(e, sh + 8)));
 }
 
 // @ts-ignore: decorator
@@ -90,183 +97,116 @@ export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize): i32 
   return v > 1 ? 1 : v < -1 ? -1 : v;
 }
 
-/** codes of one block: nearest code of clamp(x * inv, -1, 1) by the bucket table. */
-function lut_block(x: usize, n: i32, inv: f32, lut: usize, sh: i32, k0: i32, nk: i32, codes: usize): void {
-  const vinv = f32x4.splat(inv), vk0 = i32x4.splat(k0), vnk = i32x4.splat(nk);
+/** 16 codes (bytes) of x[0..16) scaled by vinv. */
+// @ts-ignore: decorator
+@inline function lut_x16(p: usize, vinv: v128, lut: usize, sh: i32, vk0: v128, vnk: v128, vlow: v128): v128 {
+  const q0 = lut_x4(scale_clamp_x4(p, vinv), lut, sh, vk0, vnk, vlow);
+  const q1 = lut_x4(scale_clamp_x4(p + 16, vinv), lut, sh, vk0, vnk, vlow);
+  const q2 = lut_x4(scale_clamp_x4(p + 32, vinv), lut, sh, vk0, vnk, vlow);
+  const q3 = lut_x4(scale_clamp_x4(p + 48, vinv), lut, sh, vk0, vnk, vlow);
+  return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(q0, q1), i16x8.narrow_i32x4_u(q2, q3));
+}
+
+/** Block-wise 8-bit quantization with the bucket table: codes[i] = nearest code of clamp(x[i] * inv[i >> lbs], -1, 1).
+ * Block size 2^lbs >= 16; inv from quant_absmax_f32. One pass, 16 elements a step, scalar twin for the tail. */
+export function quant_blockwise_lut_f32(x: usize, n: i32, lbs: i32, inv: usize, lut: usize, sh: i32, k0: i32, nk: i32, codes: usize): void {
+  const vk0 = i32x4.splat(k0), vnk = i32x4.splat(nk), vlow = i32x4.splat((1 << sh) - 1);
   let i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const p = x + (<usize>i << 2);
-    const q0 = lut_x4(scale_clamp_x4(p, vinv), lut, sh, vk0, vnk);
-    const q1 = lut_x4(scale_clamp_x4(p + 16, vinv), lut, sh, vk0, vnk);
-    const q2 = lut_x4(scale_clamp_x4(p + 32, vinv), lut, sh, vk0, vnk);
-    const q3 = lut_x4(scale_clamp_x4(p + 48, vinv), lut, sh, vk0, vnk);
-    v128.store(codes + <usize>i, i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(q0, q1), i16x8.narrow_i32x4_u(q2, q3)));
-  }
+  for (; i + 16 <= n; i += 16)
+    v128.store(codes + <usize>i, lut_x16(x + (<usize>i << 2), v128.load32_splat(inv + (<usize>(i >> lbs) << 2)), lut, sh, vk0, vnk, vlow));
   for (; i < n; i++)
-    store<u8>(codes + <usize>i, lut_one(scale_clamp(load<f32>(x + (<usize>i << 2)), inv), lut, sh, k0, nk));
+    store<u8>(codes + <usize>i, lut_one(scale_clamp(load<f32>(x + (<usize>i << 2)), load<f32>(inv + (<usize>(i >> lbs) << 2))), lut, sh, k0, nk));
 }
 
-/** Block-wise 8-bit quantization with the bucket table: codes[i] = nearest code of clamp(x[i] / absmax, -1, 1),
- * the divide done as x * (1 / max(absmax, 1e-38)) in f32. absmax must come from quant_absmax_f32. */
-export function quant_blockwise_lut_f32(x: usize, n: i32, bs: i32, absmax: usize, lut: usize, sh: i32, k0: i32, nk: i32, codes: usize): void {
-  const nb = (n + bs - 1) / bs;
-  for (let b = 0; b < nb; b++) {
-    const s = b * bs;
-    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
-    lut_block(x + (<usize>s << 2), min(bs, n - s), inv, lut, sh, k0, nk, codes + <usize>s);
-  }
-}
-
-/** Generic 8-bit twin for any sorted code: branch-free binary search over 255 thresholds (padded with +Inf),
- * rank -> code index through ranks (256 bytes). */
-export function quant_blockwise_search_f32(x: usize, n: i32, bs: i32, absmax: usize, thr: usize, ranks: usize, codes: usize): void {
-  const nb = (n + bs - 1) / bs;
-  for (let b = 0; b < nb; b++) {
-    const s = b * bs, e = min(bs, n - s) + s;
-    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
-    for (let i = s; i < e; i++) {
-      const v = scale_clamp(load<f32>(x + (<usize>i << 2)), inv);
-      let r: u32 = 0;
-      for (let step: u32 = 128; step >= 1; step >>= 1) if (v > load<f32>(thr + (<usize>(r + step - 1) << 2))) r += step;
-      store<u8>(codes + <usize>i, load<u8>(ranks + <usize>r));
-    }
+/** Generic twin for any sorted code (no usable bucket table): branch-free binary search over 255 thresholds
+ * (padded with +Inf), rank -> code index through ranks (256 bytes). */
+export function quant_blockwise_search_f32(x: usize, n: i32, lbs: i32, inv: usize, thr: usize, ranks: usize, codes: usize): void {
+  for (let i = 0; i < n; i++) {
+    const v = scale_clamp(load<f32>(x + (<usize>i << 2)), load<f32>(inv + (<usize>(i >> lbs) << 2)));
+    let r: u32 = 0;
+    for (let step: u32 = 128; step >= 1; step >>= 1) if (v > load<f32>(thr + (<usize>(r + step - 1) << 2))) r += step;
+    store<u8>(codes + <usize>i, load<u8>(ranks + <usize>r));
   }
 }
 
 /** Stochastic rounding against nu distinct sorted code values vals (f32) with their code indices ranks (u8):
  * v between vals[j] < v < vals[j+1] rounds up with probability (v - vals[j]) / (vals[j+1] - vals[j]) (f32),
  * i.e. up iff rand[i] < p. Exact code values and values outside [vals[0], vals[nu-1]] are deterministic. */
-export function quant_blockwise_stochastic_f32(x: usize, n: i32, bs: i32, absmax: usize, vals: usize, ranks: usize, nu: i32, rand: usize, codes: usize): void {
-  const nb = (n + bs - 1) / bs;
-  for (let b = 0; b < nb; b++) {
-    const s = b * bs, e = min(bs, n - s) + s;
-    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
-    for (let i = s; i < e; i++) {
-      const v = scale_clamp(load<f32>(x + (<usize>i << 2)), inv);
-      // largest j with vals[j] <= v (or -1)
-      let lo = 0, hi = nu; // answer in [lo - 1, hi - 1]
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (load<f32>(vals + (<usize>mid << 2)) <= v) lo = mid + 1;
-        else hi = mid;
-      }
-      const j = lo - 1;
-      let r: i32;
-      if (j < 0) r = 0;
-      else if (j >= nu - 1) r = nu - 1;
+export function quant_blockwise_stochastic_f32(x: usize, n: i32, lbs: i32, inv: usize, vals: usize, ranks: usize, nu: i32, rand: usize, codes: usize): void {
+  for (let i = 0; i < n; i++) {
+    const v = scale_clamp(load<f32>(x + (<usize>i << 2)), load<f32>(inv + (<usize>(i >> lbs) << 2)));
+    let lo = 0, hi = nu; // largest j with vals[j] <= v is lo - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (load<f32>(vals + (<usize>mid << 2)) <= v) lo = mid + 1;
+      else hi = mid;
+    }
+    const j = lo - 1;
+    let r: i32;
+    if (j < 0) r = 0;
+    else if (j >= nu - 1) r = nu - 1;
+    else {
+      const a = load<f32>(vals + (<usize>j << 2));
+      if (a == v) r = j;
       else {
-        const a = load<f32>(vals + (<usize>j << 2));
-        if (a == v) r = j;
-        else {
-          const c = load<f32>(vals + (<usize>(j + 1) << 2));
-          const p: f32 = (v - a) / (c - a);
-          r = load<f32>(rand + (<usize>i << 2)) < p ? j + 1 : j;
-        }
+        const c = load<f32>(vals + (<usize>(j + 1) << 2));
+        const p: f32 = (v - a) / (c - a);
+        r = load<f32>(rand + (<usize>i << 2)) < p ? j + 1 : j;
       }
-      store<u8>(codes + <usize>i, load<u8>(ranks + <usize>r));
     }
+    store<u8>(codes + <usize>i, load<u8>(ranks + <usize>r));
   }
 }
 
-/** out[i] = code[codes[i]] * absmax[i / bs] (f32). */
-export function dequant_blockwise_u8(codes: usize, n: i32, bs: i32, absmax: usize, code: usize, out: usize): void {
-  const nb = (n + bs - 1) / bs;
-  for (let b = 0; b < nb; b++) {
-    const s = b * bs, len = min(bs, n - s);
-    const a = load<f32>(absmax + (<usize>b << 2));
-    const va = f32x4.splat(a);
-    const c = codes + <usize>s, o = out + (<usize>s << 2);
-    let i = 0;
-    for (; i + 8 <= len; i += 8) {
-      const q = v128.load64_zero(c + <usize>i);
-      let f0 = v128.load32_zero(code + (<usize>i8x16.extract_lane_u(q, 0) << 2));
-      f0 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 1) << 2), f0, 1);
-      f0 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 2) << 2), f0, 2);
-      f0 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 3) << 2), f0, 3);
-      let f1 = v128.load32_zero(code + (<usize>i8x16.extract_lane_u(q, 4) << 2));
-      f1 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 5) << 2), f1, 1);
-      f1 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 6) << 2), f1, 2);
-      f1 = v128.load32_lane(code + (<usize>i8x16.extract_lane_u(q, 7) << 2), f1, 3);
-      v128.store(o + (<usize>i << 2), f32x4.mul(f0, va));
-      v128.store(o + (<usize>i << 2), f32x4.mul(f1, va), 16);
-    }
-    for (; i < len; i++) store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>load<u8>(c + <usize>i) << 2)) * a);
+/** out[i] = code[codes[i]] * absmax[i >> lbs] (f32); eight codes per 64-bit load, scalar table reads. */
+export function dequant_blockwise_u8(codes: usize, n: i32, lbs: i32, absmax: usize, code: usize, out: usize): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const a = load<f32>(absmax + (<usize>(i >> lbs) << 2));
+    const q = load<u64>(codes + <usize>i);
+    const o = out + (<usize>i << 2);
+    store<f32>(o, load<f32>(code + (<usize>(q & 0xff) << 2)) * a);
+    store<f32>(o, load<f32>(code + (<usize>((q >> 8) & 0xff) << 2)) * a, 4);
+    store<f32>(o, load<f32>(code + (<usize>((q >> 16) & 0xff) << 2)) * a, 8);
+    store<f32>(o, load<f32>(code + (<usize>((q >> 24) & 0xff) << 2)) * a, 12);
+    store<f32>(o, load<f32>(code + (<usize>((q >> 32) & 0xff) << 2)) * a, 16);
+    store<f32>(o, load<f32>(code + (<usize>((q >> 40) & 0xff) << 2)) * a, 20);
+    store<f32>(o, load<f32>(code + (<usize>((q >> 48) & 0xff) << 2)) * a, 24);
+    store<f32>(o, load<f32>(code + (<usize>(q >> 56) << 2)) * a, 28);
   }
-}
-
-/** Scalar twin of dequant_blockwise_u8 (kept for the benchmark's choice). */
-export function dequant_blockwise_u8_scalar(codes: usize, n: i32, bs: i32, absmax: usize, code: usize, out: usize): void {
-  const nb = (n + bs - 1) / bs;
-  for (let b = 0; b < nb; b++) {
-    const s = b * bs, len = min(bs, n - s);
-    const a = load<f32>(absmax + (<usize>b << 2));
-    const c = codes + <usize>s, o = out + (<usize>s << 2);
-    let i = 0;
-    for (; i + 4 <= len; i += 4) {
-      const q = load<u32>(c + <usize>i);
-      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>(q & 0xff) << 2)) * a);
-      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>((q >>> 8) & 0xff) << 2)) * a, 4);
-      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>((q >>> 16) & 0xff) << 2)) * a, 8);
-      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>(q >>> 24) << 2)) * a, 12);
-    }
-    for (; i < len; i++) store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>load<u8>(c + <usize>i) << 2)) * a);
-  }
+  for (; i < n; i++)
+    store<f32>(out + (<usize>i << 2), load<f32>(code + (<usize>load<u8>(codes + <usize>i) << 2)) * load<f32>(absmax + (<usize>(i >> lbs) << 2)));
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 4-bit (NF4 / FP4): rank = #{j : v > t_j} over 15 thresholds, code index = perm[rank]; element 2j in the high
-// nibble of byte j (bitsandbytes order); an odd length pads the last low nibble with the code of 0.
+// 4-bit (NF4 / FP4): the bucket table gives the rank among the sorted distinct code values, perm (16 bytes)
+// maps rank -> code index (FP4 is stored in bit-pattern order); element 2j goes to the high nibble of byte j
+// (bitsandbytes order); an odd length pads the last low nibble with the code of 0.
 
-// @ts-ignore: decorator
-@inline function rank16_x4(v: v128, thr: usize): v128 {
-  let r = i32x4.splat(0);
-  for (let j = 0; j < 15; j++) r = i32x4.sub(r, f32x4.gt(v, v128.load32_splat(thr + (<usize>j << 2))));
-  return r;
-}
-
-// @ts-ignore: decorator
-@inline function rank16_one(v: f32, thr: usize): u32 {
-  let r: u32 = 0;
-  for (let j = 0; j < 15; j++) r += <u32>(v > load<f32>(thr + (<usize>j << 2)));
-  return r;
-}
-
-/** Block-wise 4-bit quantization (absmax from quant_absmax_f32). thr: 15 f32 (padded with +Inf for codes with
- * fewer distinct values); perm: 16 bytes rank -> code index; zeroCode: the code index of 0 (padding). */
-export function quant_4bit_f32(x: usize, n: i32, bs: i32, absmax: usize, thr: usize, perm: usize, zeroCode: u32, packed: usize): void {
+/** Block-wise 4-bit quantization (inv from quant_absmax_f32, block size 2^lbs >= 16). */
+export function quant_4bit_f32(x: usize, n: i32, lbs: i32, inv: usize, lut: usize, sh: i32, k0: i32, nk: i32, perm: usize, zeroCode: u32, packed: usize): void {
+  const vk0 = i32x4.splat(k0), vnk = i32x4.splat(nk), vlow = i32x4.splat((1 << sh) - 1);
   const vperm = v128.load(perm);
-  const nb = (n + bs - 1) / bs;
-  for (let b = 0; b < nb; b++) {
-    const s = b * bs, len = min(bs, n - s);
-    const inv: f32 = 1 / max<f32>(load<f32>(absmax + (<usize>b << 2)), ABSMAX_FLOOR);
-    const vinv = f32x4.splat(inv);
-    const xb = x + (<usize>s << 2), pb = packed + (<usize>(s >> 1)); // bs is even: s/2 exact
-    let i = 0;
-    for (; i + 16 <= len; i += 16) {
-      const p = xb + (<usize>i << 2);
-      const r0 = rank16_x4(scale_clamp_x4(p, vinv), thr);
-      const r1 = rank16_x4(scale_clamp_x4(p + 16, vinv), thr);
-      const r2 = rank16_x4(scale_clamp_x4(p + 32, vinv), thr);
-      const r3 = rank16_x4(scale_clamp_x4(p + 48, vinv), thr);
-      const q = i8x16.swizzle(vperm, i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(r0, r1), i16x8.narrow_i32x4_u(r2, r3)));
-      // u16 lane k = q[2k] | q[2k+1] << 8  ->  (q[2k] << 4) | q[2k+1]
-      const w = v128.or(v128.and(i16x8.shl(q, 4), i16x8.splat(0xf0)), i16x8.shr_u(q, 8));
-      v128.store64_lane(pb + <usize>(i >> 1), i8x16.narrow_i16x8_u(w, w), 0);
-    }
-    for (; i < len; i += 2) {
-      const hiC = load<u8>(perm + <usize>rank16_one(scale_clamp(load<f32>(xb + (<usize>i << 2)), inv), thr));
-      const loC = i + 1 < len ? load<u8>(perm + <usize>rank16_one(scale_clamp(load<f32>(xb + (<usize>(i + 1) << 2)), inv), thr)) : zeroCode;
-      store<u8>(pb + <usize>(i >> 1), (hiC << 4) | loC);
-    }
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const r = lut_x16(x + (<usize>i << 2), v128.load32_splat(inv + (<usize>(i >> lbs) << 2)), lut, sh, vk0, vnk, vlow);
+    const q = i8x16.swizzle(vperm, r);
+    // u16 lane k = q[2k] | q[2k+1] << 8  ->  (q[2k] << 4) | q[2k+1]
+    const w = v128.or(v128.and(i16x8.shl(q, 4), i16x8.splat(0xf0)), i16x8.shr_u(q, 8));
+    v128.store64_lane(packed + <usize>(i >> 1), i8x16.narrow_i16x8_u(w, w), 0);
+  }
+  for (; i < n; i += 2) {
+    const hiC = load<u8>(perm + <usize>lut_one(scale_clamp(load<f32>(x + (<usize>i << 2)), load<f32>(inv + (<usize>(i >> lbs) << 2))), lut, sh, k0, nk));
+    const loC = i + 1 < n ? load<u8>(perm + <usize>lut_one(scale_clamp(load<f32>(x + (<usize>(i + 1) << 2)), load<f32>(inv + (<usize>((i + 1) >> lbs) << 2))), lut, sh, k0, nk)) : zeroCode;
+    store<u8>(packed + <usize>(i >> 1), (hiC << 4) | loC);
   }
 }
 
-/** out[i] = code[nibble i] * absmax[i / bs]; nibble 2j is the high half of byte j. code: 16 f32. The 16-entry
+/** out[i] = code[nibble i] * absmax[i >> lbs]; nibble 2j is the high half of byte j. code: 16 f32. The 16-entry
  * table lookup runs as four byte-plane swizzles. */
-export function dequant_4bit(packed: usize, n: i32, bs: i32, absmax: usize, code: usize, out: usize): void {
+export function dequant_4bit(packed: usize, n: i32, lbs: i32, absmax: usize, code: usize, out: usize): void {
   // byte planes of the code table: plane k holds byte k of each f32
   const t0 = v128.load(code), t1 = v128.load(code, 16), t2 = v128.load(code, 32), t3 = v128.load(code, 48);
-  // gather byte k of entries 0..15: first per-vector byte transposes
   const u0 = i8x16.shuffle(t0, t1, 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
   const u1 = i8x16.shuffle(t2, t3, 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
   const u2 = i8x16.shuffle(t0, t1, 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
@@ -275,26 +215,20 @@ export function dequant_4bit(packed: usize, n: i32, bs: i32, absmax: usize, code
   const P1 = i8x16.shuffle(u0, u1, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
   const P2 = i8x16.shuffle(u2, u3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
   const P3 = i8x16.shuffle(u2, u3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const nb = (n + bs - 1) / bs;
-  for (let b = 0; b < nb; b++) {
-    const s = b * bs, len = min(bs, n - s);
-    const a = load<f32>(absmax + (<usize>b << 2));
-    const va = f32x4.splat(a);
-    const pb = packed + <usize>(s >> 1), o = out + (<usize>s << 2);
-    let i = 0;
-    for (; i + 32 <= len; i += 32) {
-      const p = v128.load(pb + <usize>(i >> 1));
-      const hiN = i8x16.shr_u(p, 4), loN = v128.and(p, i8x16.splat(15));
-      const ia = i8x16.shuffle(hiN, loN, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-      const ib = i8x16.shuffle(hiN, loN, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-      dequant16(ia, P0, P1, P2, P3, va, o + (<usize>i << 2));
-      dequant16(ib, P0, P1, P2, P3, va, o + (<usize>(i + 16) << 2));
-    }
-    for (; i < len; i++) {
-      const byte = load<u8>(pb + <usize>(i >> 1));
-      const nib = (i & 1) ? byte & 15 : byte >> 4;
-      store<f32>(o + (<usize>i << 2), load<f32>(code + (<usize>nib << 2)) * a);
-    }
+  let i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const va = v128.load32_splat(absmax + (<usize>(i >> lbs) << 2));
+    const p = v128.load(packed + <usize>(i >> 1));
+    const hiN = i8x16.shr_u(p, 4), loN = v128.and(p, i8x16.splat(15));
+    const ia = i8x16.shuffle(hiN, loN, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const ib = i8x16.shuffle(hiN, loN, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    dequant16(ia, P0, P1, P2, P3, va, out + (<usize>i << 2));
+    dequant16(ib, P0, P1, P2, P3, va, out + (<usize>(i + 16) << 2));
+  }
+  for (; i < n; i++) {
+    const byte = load<u8>(packed + <usize>(i >> 1));
+    const nib = (i & 1) ? byte & 15 : byte >> 4;
+    store<f32>(out + (<usize>i << 2), load<f32>(code + (<usize>nib << 2)) * load<f32>(absmax + (<usize>(i >> lbs) << 2)));
   }
 }
 
@@ -314,67 +248,78 @@ export function dequant_4bit(packed: usize, n: i32, bs: i32, absmax: usize, code
 // ---------------------------------------------------------------------------------------------------------
 // Affine (ONNX QuantizeLinear / DequantizeLinear) over contiguous groups of g elements (last may be partial).
 
-/** Per group: signed -> symmetric int8 (scale = absmax / 127, zp = 0); unsigned -> ONNX DynamicQuantizeLinear
- * (scale = (max(0, max x) - min(0, min x)) / 255, zp = saturate(rint(-min(0, min x) / scale))). A group whose
- * scale comes out 0 gets scale 1. Returns the first group holding NaN or ±Infinity, or -1. */
-export function quant_affine_params_f32(x: usize, n: i32, g: i32, signed: i32, scale: usize, zp: usize): i32 {
-  let bad = -1;
-  const ng = (n + g - 1) / g;
-  for (let k = 0; k < ng; k++) {
-    const s = k * g, len = min(g, n - s), p = x + (<usize>s << 2);
-    let sc: f32, z: i32 = 0;
-    if (signed) {
-      const m = absmax_bits(p, len);
-      if (m >= 0x7f800000) { if (bad < 0) bad = k; sc = NaN; }
-      else sc = reinterpret<f32>(m) / 127;
-    } else {
-      let vmn = f32x4.splat(0), vmx = vmn, nan = i32x4.splat(0);
-      let i = 0;
-      for (; i + 4 <= len; i += 4) {
-        const v = v128.load(p + (<usize>i << 2));
-        vmn = f32x4.pmin(vmn, v);
-        vmx = f32x4.pmax(vmx, v);
-        nan = v128.or(nan, f32x4.ne(v, v));
-      }
-      let mn = min<f32>(min<f32>(f32x4.extract_lane(vmn, 0), f32x4.extract_lane(vmn, 1)), min<f32>(f32x4.extract_lane(vmn, 2), f32x4.extract_lane(vmn, 3)));
-      let mx = max<f32>(max<f32>(f32x4.extract_lane(vmx, 0), f32x4.extract_lane(vmx, 1)), max<f32>(f32x4.extract_lane(vmx, 2), f32x4.extract_lane(vmx, 3)));
-      let isnan = v128.any_true(nan);
-      for (; i < len; i++) {
-        const v = load<f32>(p + (<usize>i << 2));
-        if (v != v) isnan = true;
-        mn = min<f32>(mn, v);
-        mx = max<f32>(mx, v);
-      }
-      const range: f32 = mx - mn;
-      if (isnan || !(range < Infinity)) { if (bad < 0) bad = k; sc = NaN; }
-      else {
-        sc = range / 255;
-        if (sc > 0) z = <i32>min<f32>(255, max<f32>(0, nearest<f32>(-mn / sc)));
-      }
+/** scale and zero point of one group (see quant_affine_f32); NaN scale when the group holds NaN or ±Infinity. */
+// @ts-ignore: decorator
+@inline function affine_params(p: usize, len: i32, signed: i32, out: usize): void {
+  let sc: f32, z: i32 = 0;
+  if (signed) {
+    const m = absmax_bits(p, len);
+    sc = m >= 0x7f800000 ? NaN : reinterpret<f32>(m) / 127;
+  } else {
+    let vmn = f32x4.splat(0), vmx = vmn, nan = i32x4.splat(0);
+    let i = 0;
+    for (; i + 4 <= len; i += 4) {
+      const v = v128.load(p + (<usize>i << 2));
+      vmn = f32x4.pmin(vmn, v);
+      vmx = f32x4.pmax(vmx, v);
+      nan = v128.or(nan, f32x4.ne(v, v));
     }
-    if (!(sc > 0) && bad != k) sc = 1;
-    store<f32>(scale + (<usize>k << 2), sc);
-    store<i32>(zp + (<usize>k << 2), z);
+    vmn = f32x4.pmin(vmn, i32x4.shuffle(vmn, vmn, 2, 3, 0, 1));
+    vmn = f32x4.pmin(vmn, i32x4.shuffle(vmn, vmn, 1, 0, 3, 2));
+    vmx = f32x4.pmax(vmx, i32x4.shuffle(vmx, vmx, 2, 3, 0, 1));
+    vmx = f32x4.pmax(vmx, i32x4.shuffle(vmx, vmx, 1, 0, 3, 2));
+    let mn = f32x4.extract_lane(vmn, 0), mx = f32x4.extract_lane(vmx, 0);
+    let isnan = v128.any_true(nan);
+    for (; i < len; i++) {
+      const v = load<f32>(p + (<usize>i << 2));
+      if (v != v) isnan = true;
+      mn = min<f32>(mn, v);
+      mx = max<f32>(mx, v);
+    }
+    const range: f32 = mx - mn;
+    if (isnan || !(range < Infinity)) sc = NaN;
+    else {
+      sc = range / 255;
+      if (sc > 0) z = <i32>min<f32>(255, max<f32>(0, nearest<f32>(-mn / sc)));
+    }
   }
-  return bad;
+  if (sc == 0) sc = 1;
+  store<f32>(out, sc);
+  store<i32>(out, z, 4);
 }
 
-/** q = saturate(rint(x / scale) + zp), round half to even (ONNX QuantizeLinear); int8 when signed, else uint8. */
-export function quant_affine_f32(x: usize, n: i32, g: i32, scale: usize, zp: usize, signed: i32, q: usize): void {
+/**
+ * ONNX QuantizeLinear over contiguous groups of g elements (last may be partial): q = saturate(rint(x / scale)
+ * + zp), x / scale in f32, rint half to even (as MLAS: clamp to [qmin - zp, qmax - zp] first, then round with
+ * the 1.5 * 2^23 magic number, exact below 2^22). int8 when signed, else uint8.
+ * compute = 1: per group, first derive scale/zp (written to scale[k], zp[k]) while the group is in cache:
+ * signed -> symmetric, scale = absmax / 127, zp = 0 ("absmax int8"); unsigned -> ONNX DynamicQuantizeLinear,
+ * scale = (max(0, max x) - min(0, min x)) / 255, zp = saturate(rint(-min(0, min x) / scale)). A scale of 0
+ * (all-zero group) becomes 1. Returns the first group holding NaN or ±Infinity (nothing written from it on),
+ * or -1. compute = 0: scale/zp are given (and x is finite).
+ */
+export function quant_affine_f32(x: usize, n: i32, g: i32, signed: i32, compute: i32, scale: usize, zp: usize, q: usize, tmp: usize): i32 {
   const qmin: f32 = signed ? -128 : 0, qmax: f32 = signed ? 127 : 255;
-  const vmin = f32x4.splat(qmin), vmax = f32x4.splat(qmax);
+  const magic = f32x4.splat(12582912); // 1.5 * 2^23
   const ng = (n + g - 1) / g;
   for (let k = 0; k < ng; k++) {
     const s = k * g, len = min(g, n - s), p = x + (<usize>s << 2), o = q + <usize>s;
-    const sc = load<f32>(scale + (<usize>k << 2)), z = <f32>load<i32>(zp + (<usize>k << 2));
-    const vs = f32x4.splat(sc), vz = f32x4.splat(z);
+    if (compute) {
+      affine_params(p, len, signed, tmp);
+      const sc0 = load<f32>(tmp);
+      if (sc0 != sc0) return k;
+      store<f32>(scale + (<usize>k << 2), sc0);
+      store<i32>(zp + (<usize>k << 2), load<i32>(tmp, 4));
+    }
+    const sc = load<f32>(scale + (<usize>k << 2)), zi = load<i32>(zp + (<usize>k << 2)), z = <f32>zi;
+    const vs = f32x4.splat(sc), lo = f32x4.splat(qmin - z), hi = f32x4.splat(qmax - z), vz = i32x4.splat(zi);
     let i = 0;
     for (; i + 16 <= len; i += 16) {
       const a = p + (<usize>i << 2);
-      const c0 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a), vs)), vz))));
-      const c1 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a, 16), vs)), vz))));
-      const c2 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a, 32), vs)), vz))));
-      const c3 = i32x4.trunc_sat_f32x4_s(f32x4.pmin(vmax, f32x4.pmax(vmin, f32x4.add(f32x4.nearest(f32x4.div(v128.load(a, 48), vs)), vz))));
+      const c0 = i32x4.add(i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a), vs))), magic), magic), vz);
+      const c1 = i32x4.add(i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a, 16), vs))), magic), magic), vz);
+      const c2 = i32x4.add(i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a, 32), vs))), magic), magic), vz);
+      const c3 = i32x4.add(i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a, 48), vs))), magic), magic), vz);
       const w0 = i16x8.narrow_i32x4_s(c0, c1), w1 = i16x8.narrow_i32x4_s(c2, c3);
       v128.store(o + <usize>i, signed ? i8x16.narrow_i16x8_s(w0, w1) : i8x16.narrow_i16x8_u(w0, w1));
     }
@@ -384,6 +329,7 @@ export function quant_affine_f32(x: usize, n: i32, g: i32, scale: usize, zp: usi
       store<i8>(o + <usize>i, <i8><i32>v);
     }
   }
+  return -1;
 }
 
 /** out = (q - zp) * scale in f32 (ONNX DequantizeLinear). */
@@ -584,3 +530,4 @@ export function adam32_f32(p: usize, g: usize, m: usize, v: usize, n: i32,
     store<f32>(p + o, pv);
   }
 }
+

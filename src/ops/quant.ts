@@ -309,14 +309,14 @@ export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions)
       zeroPoint = o.zeroPoint.slice();
     } else zeroPoint = new Int32Array(ng);
     for (let i = 0; i < n; i++) if (!Number.isFinite(xf[i]!)) throw nonfinite("x", xf, i, i + 1);
+    be.quantizeAffine(xf, group, false, scale, zeroPoint, q);
   } else {
     if (o.zeroPoint !== undefined) throw new NumedgeError("shape", "zeroPoint needs scale (computed scales come with their own zero points)");
     scale = new Float32Array(ng);
     zeroPoint = new Int32Array(ng);
-    const bad = be.affineParams(xf, group, signed, scale, zeroPoint);
+    const bad = be.quantizeAffine(xf, group, true, scale, zeroPoint, q);
     if (bad >= 0) throw nonfinite("x", xf, bad * group, Math.min(n, (bad + 1) * group));
   }
-  be.quantizeAffine(xf, group, scale, zeroPoint, q);
   return { q, scale, zeroPoint, group, length: n };
 }
 

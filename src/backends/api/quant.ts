@@ -42,10 +42,12 @@ export interface QuantKernels {
   /** 4-bit: like quantizeBlockwise with a 16-entry code, two codes a byte, element 2j in the high nibble. */
   quantize4bit(x: Float32Array, blockSize: number, code: Float32Array, packed: Uint8Array, absmax: Float32Array): number;
   dequantize4bit(packed: Uint8Array, blockSize: number, code: Float32Array, absmax: Float32Array, out: Float32Array): void;
-  /** Per contiguous group of `group` elements: scale and zero point (see ops quantizeAffine). Returns the first bad group or -1. */
-  affineParams(x: Float32Array, group: number, signed: boolean, scale: Float32Array, zeroPoint: Int32Array): number;
-  /** q = saturate(rint(x / scale) + zp), half to even. */
-  quantizeAffine(x: Float32Array, group: number, scale: Float32Array, zeroPoint: Int32Array, q: Int8Array | Uint8Array): void;
+  /**
+   * Per contiguous group of `group` elements q = saturate(rint(x / scale) + zp), half to even; int8 when q is an
+   * Int8Array. With `compute`, scale and zeroPoint are first derived per group (see ops quantizeAffine) and
+   * written; a group holding NaN/±Infinity stops the call and its index is returned. Returns -1 on success.
+   */
+  quantizeAffine(x: Float32Array, group: number, compute: boolean, scale: Float32Array, zeroPoint: Int32Array, q: Int8Array | Uint8Array): number;
   /** out = (q - zp) * scale. */
   dequantizeAffine(q: Int8Array | Uint8Array, group: number, scale: Float32Array, zeroPoint: Int32Array, out: Float32Array): void;
   /** ggml blocks of 32 (x.length a multiple of 32). Returns the first block holding NaN/±Infinity, or -1. */

@@ -97,6 +97,36 @@ function blockAbsmax(x: Float32Array, bs: number, absmax: Float32Array): number 
   return bad;
 }
 
+
+/** Per group scale and zero point (ops quantizeAffine's rule); returns the first group with NaN/±Infinity, or -1. */
+function affineParams(x: Float32Array, g: number, signed: boolean, scale: Float32Array, zp: Int32Array): number {
+  let bad = -1;
+  for (let k = 0, s = 0; s < x.length; k++, s += g) {
+    const e = Math.min(s + g, x.length);
+    let sc: number, z = 0;
+    if (signed) {
+      const a = absmaxOf(x, s, e);
+      sc = a < Infinity ? f(a / 127) : NaN;
+    } else {
+      let mn = 0, mx = 0, nan = false;
+      for (let i = s; i < e; i++) {
+        const v = x[i]!;
+        if (Number.isNaN(v)) nan = true;
+        if (v < mn) mn = v;
+        if (v > mx) mx = v;
+      }
+      const range = f(mx - mn);
+      sc = nan || !(range < Infinity) ? NaN : f(range / 255);
+      if (sc > 0) z = Math.min(255, Math.max(0, rintHalfEven(f(-mn / sc))));
+    }
+    if (Number.isNaN(sc)) { if (bad < 0) bad = k; }
+    else if (!(sc > 0)) sc = 1;
+    scale[k] = sc;
+    zp[k] = z;
+  }
+  return bad;
+}
+
 export const quantReference: QuantKernels = {
   quantizeBlockwise(x, bs, code, codes, absmax, rand) {
     const bad = blockAbsmax(x, bs, absmax);
@@ -126,41 +156,19 @@ export const quantReference: QuantKernels = {
       out[i] = code[i & 1 ? byte & 15 : byte >> 4]! * absmax[Math.floor(i / bs)]!;
     }
   },
-  affineParams(x, g, signed, scale, zp) {
-    let bad = -1;
-    for (let k = 0, s = 0; s < x.length; k++, s += g) {
-      const e = Math.min(s + g, x.length);
-      let sc: number, z = 0;
-      if (signed) {
-        const a = absmaxOf(x, s, e);
-        sc = a < Infinity ? f(a / 127) : NaN;
-      } else {
-        let mn = 0, mx = 0, nan = false;
-        for (let i = s; i < e; i++) {
-          const v = x[i]!;
-          if (Number.isNaN(v)) nan = true;
-          if (v < mn) mn = v;
-          if (v > mx) mx = v;
-        }
-        const range = f(mx - mn);
-        sc = nan || !(range < Infinity) ? NaN : f(range / 255);
-        if (sc > 0) z = Math.min(255, Math.max(0, rintHalfEven(f(-mn / sc))));
-      }
-      if (Number.isNaN(sc)) { if (bad < 0) bad = k; }
-      else if (!(sc > 0)) sc = 1;
-      scale[k] = sc;
-      zp[k] = z;
-    }
-    return bad;
-  },
-  quantizeAffine(x, g, scale, zp, q) {
+  quantizeAffine(x, g, compute, scale, zp, q) {
     const signed = q instanceof Int8Array;
+    if (compute) {
+      const bad = affineParams(x, g, signed, scale, zp);
+      if (bad >= 0) return bad;
+    }
     const lo = signed ? -128 : 0, hi = signed ? 127 : 255;
     for (let i = 0; i < x.length; i++) {
       const k = Math.floor(i / g);
       const v = f(rintHalfEven(f(x[i]! / scale[k]!)) + zp[k]!);
       q[i] = v > hi ? hi : v < lo ? lo : v;
     }
+    return -1;
   },
   dequantizeAffine(q, g, scale, zp, out) {
     for (let i = 0; i < out.length; i++) {

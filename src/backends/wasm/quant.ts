@@ -1,19 +1,24 @@
 import type { QuantKernels } from "../api/quant.ts";
-import { buildLut, prepareCode, DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED, type CodeLut, type PreparedCode } from "../../ops/quant/codes.ts";
+import {
+  buildLut, prepareCode, DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, type CodeLut, type PreparedCode,
+} from "../../ops/quant/codes.ts";
 import { asm, call, malloc, type Frame } from "./runtime.ts";
 
 interface Digest {
   snapshot: Float32Array;
   prep: PreparedCode;
+  /** bucket table: 8-bit codes give code indices, 4-bit codes ranks (then perm16) */
   lut: CodeLut | null;
-  /** 255 thresholds padded with +Inf, for the search kernel */
+  /** 255 thresholds padded with +Inf and rank -> index (256), for the search kernel */
   thr255: Float32Array;
   ranks256: Uint8Array;
+  /** 4-bit: rank -> code index, 16 bytes */
+  perm16: Uint8Array;
   /** resident copies in WASM memory (built-in codes only): byte pointers */
   resident?: { lut: number; code: number };
 }
 
-const BUILTIN = new Set<Float32Array>([DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED]);
+const BUILTIN = new Set<Float32Array>([DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, FP4_TABLE]);
 const cache = new WeakMap<Float32Array, Digest>();
 
 const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
@@ -23,15 +28,18 @@ function digest(code: Float32Array): Digest {
   const hit = cache.get(code);
   if (hit && same(hit.snapshot, code)) return hit;
   const prep = prepareCode(code);
+  const last = prep.ranks[prep.ranks.length - 1]!;
   const thr255 = new Float32Array(255).fill(Infinity);
   thr255.set(prep.thr);
-  const ranks256 = new Uint8Array(256).fill(prep.ranks[prep.ranks.length - 1]!);
+  const ranks256 = new Uint8Array(256).fill(last);
   ranks256.set(prep.ranks);
-  const d: Digest = { snapshot: code.slice(), prep, lut: code.length === 256 ? buildLut(prep) : null, thr255, ranks256 };
+  const perm16 = new Uint8Array(16).fill(last);
+  if (code.length === 16) perm16.set(prep.ranks);
+  const d: Digest = { snapshot: code.slice(), prep, lut: buildLut(prep, code.length === 16), thr255, ranks256, perm16 };
   if (BUILTIN.has(code) && d.lut) {
-    const lp = malloc(d.lut.table.byteLength), cp = malloc(1024);
-    new Uint8Array(asm.memory.buffer, lp, d.lut.table.byteLength).set(d.lut.table);
-    new Float32Array(asm.memory.buffer, cp, 256).set(code);
+    const lp = malloc(d.lut.table.byteLength), cp = malloc(code.byteLength);
+    new Uint32Array(asm.memory.buffer, lp, d.lut.table.length).set(d.lut.table);
+    new Float32Array(asm.memory.buffer, cp, code.length).set(code);
     d.resident = { lut: lp, code: cp };
   }
   cache.set(code, d);
@@ -40,70 +48,52 @@ function digest(code: Float32Array): Digest {
 
 const lutPtr = (f: Frame, d: Digest) => (d.resident ? d.resident.lut : f.input(d.lut!.table));
 const codePtr = (f: Frame, d: Digest, code: Float32Array) => (d.resident ? d.resident.code : f.input(code));
+const log2 = (bs: number) => 31 - Math.clz32(bs);
 
-/** Which 8-bit search kernel a code gets (exported for tests and the benchmark). */
+/** Which search kernel a code gets (exported for tests and the benchmark). */
 export function searchKind(code: Float32Array): "lut" | "search" {
   return digest(code).lut ? "lut" : "search";
 }
 
 export const quantWasm: QuantKernels = {
   quantizeBlockwise(x, bs, code, codes, absmax, rand) {
-    const n = x.length;
+    const n = x.length, lbs = log2(bs), nb = absmax.length;
     const d = digest(code);
-    if (rand) {
-      return call((f) => [f.input(x), f.output(codes), f.output(absmax), f.input(d.prep.vals), f.input(d.prep.ranks), f.input(rand)] as const,
-        ([px, pc, pa, pv, pr, pu]) => {
-          const bad = asm.quant_absmax_f32!(px, n, bs, pa);
-          if (bad < 0) asm.quant_blockwise_stochastic_f32!(px, n, bs, pa, pv, pr, d.prep.vals.length, pu, pc);
-          return bad;
-        });
-    }
-    if (d.lut) {
-      const { sh, k0, nk } = d.lut;
-      return call((f) => [f.input(x), f.output(codes), f.output(absmax), lutPtr(f, d)] as const,
-        ([px, pc, pa, pl]) => {
-          const bad = asm.quant_absmax_f32!(px, n, bs, pa);
-          if (bad < 0) asm.quant_blockwise_lut_f32!(px, n, bs, pa, pl, sh, k0, nk, pc);
-          return bad;
-        });
-    }
-    return call((f) => [f.input(x), f.output(codes), f.output(absmax), f.input(d.thr255), f.input(d.ranks256)] as const,
-      ([px, pc, pa, pt, pr]) => {
-        const bad = asm.quant_absmax_f32!(px, n, bs, pa);
-        if (bad < 0) asm.quant_blockwise_search_f32!(px, n, bs, pa, pt, pr, pc);
-        return bad;
-      });
+    return call((f) => [f.input(x), f.output(codes), f.output(absmax), f.scratch(nb * 4),
+      rand ? f.input(d.prep.vals) : d.lut ? lutPtr(f, d) : f.input(d.thr255),
+      rand ? f.input(d.prep.ranks) : d.lut ? 0 : f.input(d.ranks256),
+      rand ? f.input(rand) : 0] as const,
+    ([px, pc, pa, pi, p1, p2, pu]) => {
+      const bad = asm.quant_absmax_f32!(px, n, bs, pa, pi);
+      if (bad >= 0) return bad;
+      if (rand) asm.quant_blockwise_stochastic_f32!(px, n, lbs, pi, p1, p2, d.prep.vals.length, pu, pc);
+      else if (d.lut) asm.quant_blockwise_lut_f32!(px, n, lbs, pi, p1, d.lut.sh, d.lut.k0, d.lut.nk, pc);
+      else asm.quant_blockwise_search_f32!(px, n, lbs, pi, p1, p2, pc);
+      return -1;
+    });
   },
   dequantizeBlockwise(codes, bs, code, absmax, out) {
     const d = cache.get(code);
     call((f) => [f.input(codes), d?.resident && same(d.snapshot, code) ? d.resident.code : f.input(code), f.input(absmax), f.output(out)] as const,
-      ([pc, pk, pa, po]) => asm.dequant_blockwise_u8!(pc, out.length, bs, pa, pk, po));
+      ([pc, pk, pa, po]) => asm.dequant_blockwise_u8!(pc, out.length, log2(bs), pa, pk, po));
   },
   quantize4bit(x, bs, code, packed, absmax) {
-    const d = digest(code);
-    const thr = new Float32Array(15).fill(Infinity);
-    thr.set(d.prep.thr);
-    const perm = new Uint8Array(16).fill(d.prep.ranks[d.prep.ranks.length - 1]!);
-    perm.set(d.prep.ranks);
-    return call((f) => [f.input(x), f.output(packed), f.output(absmax), f.input(thr), f.input(perm)] as const,
-      ([px, pp, pa, pt, pm]) => {
-        const bad = asm.quant_absmax_f32!(px, x.length, bs, pa);
-        if (bad < 0) asm.quant_4bit_f32!(px, x.length, bs, pa, pt, pm, d.prep.zeroCode, pp);
+    const n = x.length, d = digest(code), lut = d.lut!;
+    return call((f) => [f.input(x), f.output(packed), f.output(absmax), f.scratch(absmax.length * 4), lutPtr(f, d), f.input(d.perm16)] as const,
+      ([px, pp, pa, pi, pl, pm]) => {
+        const bad = asm.quant_absmax_f32!(px, n, bs, pa, pi);
+        if (bad < 0) asm.quant_4bit_f32!(px, n, log2(bs), pi, pl, lut.sh, lut.k0, lut.nk, pm, d.prep.zeroCode, pp);
         return bad;
       });
   },
   dequantize4bit(packed, bs, code, absmax, out) {
     call((f) => [f.input(packed), f.input(code), f.input(absmax), f.output(out)] as const,
-      ([pp, pk, pa, po]) => asm.dequant_4bit!(pp, out.length, bs, pa, pk, po));
+      ([pp, pk, pa, po]) => asm.dequant_4bit!(pp, out.length, log2(bs), pa, pk, po));
   },
-  affineParams(x, g, signed, scale, zp) {
-    return call((f) => [f.input(x), f.output(scale), f.output(zp)] as const,
-      ([px, ps, pz]) => asm.quant_affine_params_f32!(px, x.length, g, signed ? 1 : 0, ps, pz));
-  },
-  quantizeAffine(x, g, scale, zp, q) {
+  quantizeAffine(x, g, compute, scale, zp, q) {
     const signed = q instanceof Int8Array ? 1 : 0;
-    call((f) => [f.input(x), f.input(scale), f.input(zp), f.output(q)] as const,
-      ([px, ps, pz, pq]) => asm.quant_affine_f32!(px, x.length, g, ps, pz, signed, pq));
+    return call((f) => [f.input(x), compute ? f.output(scale) : f.input(scale), compute ? f.output(zp) : f.input(zp), f.output(q), f.scratch(16)] as const,
+      ([px, ps, pz, pq, pt]) => asm.quant_affine_f32!(px, x.length, g, signed, compute ? 1 : 0, ps, pz, pq, pt));
   },
   dequantizeAffine(q, g, scale, zp, out) {
     const signed = q instanceof Int8Array ? 1 : 0;

@@ -110,31 +110,37 @@ export function prepareCode(code: Float32Array): PreparedCode {
   return { vals: Float32Array.from(vals), ranks: Uint8Array.from(ranks), thr, zeroCode };
 }
 
-/** Bucket table for the 8-bit lookup kernel (see asm/quant.ts): null when no bucket width keeps <= 1 threshold per bucket. */
+/** Bucket table of the lookup kernels (layout in asm/quant.ts): null when no bucket width works. */
 export interface CodeLut {
-  table: Uint8Array;
+  table: Uint32Array;
   sh: number;
   k0: number;
   nk: number;
 }
 
-export function buildLut(p: PreparedCode): CodeLut | null {
+/**
+ * Bucket table for the code search kernels. `byRank`: entries hold the rank among the sorted distinct values
+ * (4-bit: a swizzle maps rank -> code index); else the code index itself (8-bit sorted codes).
+ * Tries 2^m buckets per octave, m = 3..10, and keeps the first m with at most one threshold per bucket,
+ * none in the merged bucket 0, and hi - lo in [0, 3].
+ */
+export function buildLut(p: PreparedCode, byRank = false): CodeLut | null {
   const thr = p.thr;
   const below = (x: number) => { // #{j : x > thr[j]}
     let lo = 0, hi = thr.length;
     while (lo < hi) { const mid = (lo + hi) >> 1; if (x > thr[mid]!) lo = mid + 1; else hi = mid; }
     return lo;
   };
+  const idx = (r: number) => (byRank ? r : p.ranks[r]!);
   const ONE = 0x3f800000;
-  for (let m = 4; m <= 10; m++) {
-    const sh = 23 - m;
+  for (let m = 3; m <= 10; m++) {
+    const sh = 23 - m, low = (1 << sh) - 1;
     let minKey = ONE >>> sh;
-    for (const t of thr) { const b = bitsOf(Math.abs(t)) & 0x7fffffff; if (b > 1) minKey = Math.min(minKey, b >>> sh); }
+    for (const t of thr) minKey = Math.min(minKey, (bitsOf(Math.abs(t)) & 0x7fffffff) >>> sh);
     const k0 = Math.max(0, minKey - 1);
     const nk = (ONE >>> sh) - k0 + 1;
-    if (nk * 16 > 1 << 18) continue;
-    const table = new Uint8Array(nk * 16);
-    const dv = new DataView(table.buffer);
+    if (nk * 8 > 1 << 18) continue;
+    const table = new Uint32Array(2 * nk);
     let ok = true;
     for (let sign = 0; sign < 2 && ok; sign++) {
       for (let key = 0; key < nk; key++) {
@@ -143,11 +149,14 @@ export function buildLut(p: PreparedCode): CodeLut | null {
         const xmin = sign ? -fromBits(magHi) : fromBits(magLo);
         const xmax = sign ? -fromBits(magLo) : fromBits(magHi);
         const rLo = below(xmin), rHi = below(xmax);
-        if (rHi - rLo > 1) { ok = false; break; }
-        const e = (sign * nk + key) * 8;
-        dv.setFloat32(e, rHi > rLo ? thr[rLo]! : xmax, true);
-        table[e + 4] = p.ranks[rLo]!;
-        table[e + 5] = p.ranks[rHi]!;
+        const lo = idx(rLo), delta = idx(rHi) - lo;
+        if (rHi - rLo > 1 || (key === 0 && rHi > rLo) || delta < 0 || delta > 3) { ok = false; break; }
+        let lb = low;
+        if (rHi > rLo) {
+          lb = (bitsOf(thr[rLo]!) & 0x7fffffff) & low;
+          if (sign) lb ^= low;
+        }
+        table[sign * nk + key] = (lb | (lo << sh) | (delta << (sh + 8))) >>> 0;
       }
     }
     if (ok) return { table, sh, k0, nk };
