@@ -104,6 +104,100 @@ function sort_desc(p: usize, lo: i32, hi: i32): void {
 /** Keys buffer for k <= 32 (static: kernels never allocate). */
 const small = memory.data(256, 16);
 
+/** Candidate keys of the bounded scan (static: kernels never allocate). */
+const CAND = 512;
+const cand = memory.data(CAND * 8, 16);
+const lanes = memory.data(128, 16);
+
+/**
+ * Two SIMD passes for k <= 32 (no NaN in the row): pass 1 takes lane-wise maxima over L = 16 (k <= 8) or 32
+ * disjoint lanes; the k-th largest of them bounds the k-th largest element from below (k distinct elements reach it).
+ * Pass 2 appends the keys of lanes >= the bound (bitmask, 16 lanes per test) to `cand`; when it fills up, a
+ * quickselect keeps the best k and raises the bound to the k-th value. Finally the best k are selected and,
+ * if sorted, sorted. Returns 0 (nothing written) if the row holds a NaN, else the key buffer.
+ */
+function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
+  const nv = k <= 8 ? 4 : 8;
+  const blk = nv << 2;
+  let a0 = f32x4.splat(-Infinity), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (let i = 0; i + blk <= n; i += blk) {
+    const o = x + (<usize>i << 2);
+    a0 = f32x4.max(a0, v128.load(o));
+    a1 = f32x4.max(a1, v128.load(o, 16));
+    a2 = f32x4.max(a2, v128.load(o, 32));
+    a3 = f32x4.max(a3, v128.load(o, 48));
+    if (nv > 4) {
+      a4 = f32x4.max(a4, v128.load(o, 64));
+      a5 = f32x4.max(a5, v128.load(o, 80));
+      a6 = f32x4.max(a6, v128.load(o, 96));
+      a7 = f32x4.max(a7, v128.load(o, 112));
+    }
+  }
+  // NaN anywhere in the blocks makes a lane NaN (max propagates it); the tail is checked below.
+  let nan = v128.or(v128.or(f32x4.ne(a0, a0), f32x4.ne(a1, a1)), v128.or(f32x4.ne(a2, a2), f32x4.ne(a3, a3)));
+  v128.store(lanes, a0);
+  v128.store(lanes, a1, 16);
+  v128.store(lanes, a2, 32);
+  v128.store(lanes, a3, 48);
+  if (nv > 4) {
+    nan = v128.or(nan, v128.or(v128.or(f32x4.ne(a4, a4), f32x4.ne(a5, a5)), v128.or(f32x4.ne(a6, a6), f32x4.ne(a7, a7))));
+    v128.store(lanes, a4, 64);
+    v128.store(lanes, a5, 80);
+    v128.store(lanes, a6, 96);
+    v128.store(lanes, a7, 112);
+  }
+  if (v128.any_true(nan)) return 0;
+  for (let i = n - n % blk; i < n; i++) if (ldf(x, i) != ldf(x, i)) return 0;
+  // The k-th largest lane maximum: k lanes (distinct elements) are >= it, so it bounds the k-th largest.
+  for (let i = 1; i < k; i++) {
+    const v = ldf(lanes, i);
+    let j = i;
+    for (; j > 0 && ldf(lanes, j - 1) < v; j--) store<f32>(lanes + (<usize>j << 2), ldf(lanes, j - 1));
+    store<f32>(lanes + (<usize>j << 2), v);
+  }
+  for (let i = k; i < blk; i++) {
+    const v = ldf(lanes, i);
+    if (!(v > ldf(lanes, k - 1))) continue;
+    let j = k - 1;
+    for (; j > 0 && ldf(lanes, j - 1) < v; j--) store<f32>(lanes + (<usize>j << 2), ldf(lanes, j - 1));
+    store<f32>(lanes + (<usize>j << 2), v);
+  }
+  let tf = ldf(lanes, k - 1);
+  let cnt = 0;
+  let tv = f32x4.splat(tf);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const o = x + (<usize>i << 2);
+    const m0 = f32x4.ge(v128.load(o), tv), m1 = f32x4.ge(v128.load(o, 16), tv);
+    const m2 = f32x4.ge(v128.load(o, 32), tv), m3 = f32x4.ge(v128.load(o, 48), tv);
+    if (!v128.any_true(v128.or(v128.or(m0, m1), v128.or(m2, m3)))) continue;
+    if (cnt > CAND - 16) {
+      select_desc(cand, cnt, k);
+      cnt = k;
+      tf = max(tf, ldf(x, idx_of(ld64(cand, k - 1))));
+      tv = f32x4.splat(tf);
+      i -= 16; // re-test this block against the raised bound
+      continue;
+    }
+    let bits = i32x4.bitmask(m0) | (i32x4.bitmask(m1) << 4) | (i32x4.bitmask(m2) << 8) | (i32x4.bitmask(m3) << 12);
+    while (bits) {
+      const j = i + ctz(bits);
+      bits &= bits - 1;
+      st64(cand, cnt++, key_of(ldf(x, j), j));
+    }
+  }
+  for (; i < n; i++) {
+    const v = ldf(x, i);
+    if (v >= tf) {
+      if (cnt == CAND) { select_desc(cand, cnt, k); cnt = k; tf = max(tf, ldf(x, idx_of(ld64(cand, k - 1)))); }
+      if (v >= tf) st64(cand, cnt++, key_of(v, i));
+    }
+  }
+  if (cnt > k) select_desc(cand, cnt, k);
+  if (sorted) sort_desc(cand, 0, k - 1);
+  return cand;
+}
+
 /**
  * Top k of one row x[0..n) into buf (keys, descending rank, [0, k)). k <= 32: sorted buffer of k keys with a
  * SIMD threshold scan (16 lanes per test); a lane enters only if its key beats the k-th key. k > 32: candidates
@@ -113,6 +207,10 @@ const small = memory.data(256, 16);
 function topk_row(x: usize, n: i32, k: i32, sorted: bool, big: usize, cap: i32): usize {
   if (k <= 32) {
     const buf = small;
+    if (n >= max(2 * k + 8, k <= 8 ? 16 : 32)) {
+      const c = topk_bounded(x, n, k, sorted);
+      if (c) return c;
+    }
     for (let i = 0; i < k; i++) st64(buf, i, key_of(ldf(x, i), i));
     isort_desc(buf, k);
     let tk = ld64(buf, k - 1);
@@ -201,14 +299,89 @@ export function topk_scratch_keys(n: i32, k: i32): i32 {
   return k <= 32 ? 0 : min(n, max(4 * k, 1024));
 }
 
+/** Ordered i32 keys of four floats (NaN -> max, -0 -> +0): i32 order = the ranking rule's value order. */
+// @ts-ignore: decorator
+@inline function fkey_x4(v: v128): v128 {
+  let o = v128.xor(v, v128.and(i32x4.shr_s(v, 31), i32x4.splat(0x7FFFFFFF)));
+  o = i32x4.sub(o, i32x4.eq(o, i32x4.splat(-1)));
+  return v128.bitselect(i32x4.splat(0x7FFFFFFF), o, f32x4.ne(v, v));
+}
+
+const lanebuf = memory.data(64, 16);
+
+/**
+ * Short rows (cols <= 32, k <= 4), four rows at a time, one row per lane: each column's four values go
+ * through a sorted register list of k (key, index) pairs by compare-exchange; a strict compare keeps the lower
+ * index on ties (a pair pushed down carries a lower index than the slots below it may hold, so those compares
+ * also order by index). No scalar branch per element.
+ */
+function topk_rows4(x: usize, vals: usize, idx: usize, r0: i32, cols: i32, k: i32, sorted: bool): void {
+  const st = <usize>cols << 2;
+  const p0 = x + <usize>r0 * st, p1 = p0 + st, p2 = p1 + st, p3 = p2 + st;
+  const lo = i32x4.splat(i32.MIN_VALUE);
+  let k0 = lo, k1 = lo, k2 = lo, k3 = lo;
+  let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
+  for (let c = 0; c < cols; c++) {
+    const o = <usize>c << 2;
+    let v = v128.load32_lane(p0 + o, f32x4.splat(0), 0);
+    v = v128.load32_lane(p1 + o, v, 1);
+    v = v128.load32_lane(p2 + o, v, 2);
+    v = v128.load32_lane(p3 + o, v, 3);
+    let nk = fkey_x4(v), ni = i32x4.splat(c);
+    let m = i32x4.gt_s(nk, k0);
+    let tk = v128.bitselect(k0, nk, m), ti = v128.bitselect(i0, ni, m);
+    k0 = v128.bitselect(nk, k0, m); i0 = v128.bitselect(ni, i0, m);
+    if (k > 1) {
+      nk = tk; ni = ti;
+      m = v128.or(i32x4.gt_s(nk, k1), v128.and(i32x4.eq(nk, k1), i32x4.lt_s(ni, i1)));
+      tk = v128.bitselect(k1, nk, m); ti = v128.bitselect(i1, ni, m);
+      k1 = v128.bitselect(nk, k1, m); i1 = v128.bitselect(ni, i1, m);
+      if (k > 2) {
+        nk = tk; ni = ti;
+        m = v128.or(i32x4.gt_s(nk, k2), v128.and(i32x4.eq(nk, k2), i32x4.lt_s(ni, i2)));
+        tk = v128.bitselect(k2, nk, m); ti = v128.bitselect(i2, ni, m);
+        k2 = v128.bitselect(nk, k2, m); i2 = v128.bitselect(ni, i2, m);
+        if (k > 3) {
+          m = v128.or(i32x4.gt_s(tk, k3), v128.and(i32x4.eq(tk, k3), i32x4.lt_s(ti, i3)));
+          k3 = v128.bitselect(tk, k3, m); i3 = v128.bitselect(ti, i3, m);
+        }
+      }
+    }
+  }
+  v128.store(lanebuf, i0);
+  v128.store(lanebuf, i1, 16);
+  v128.store(lanebuf, i2, 32);
+  v128.store(lanebuf, i3, 48);
+  for (let l = 0; l < 4; l++) {
+    const o = (<usize>(r0 + l) * <usize>k) << 2, xr = p0 + <usize>l * st;
+    for (let j = 0; j < k; j++) store<i32>(idx + o + (<usize>j << 2), load<i32>(lanebuf + (<usize>(j * 4 + l) << 2)));
+    if (!sorted) {
+      for (let a = 1; a < k; a++) {
+        const v = load<i32>(idx + o + (<usize>a << 2));
+        let j = a;
+        for (; j > 0 && load<i32>(idx + o + (<usize>(j - 1) << 2)) > v; j--) store<i32>(idx + o + (<usize>j << 2), load<i32>(idx + o + (<usize>(j - 1) << 2)));
+        store<i32>(idx + o + (<usize>j << 2), v);
+      }
+    }
+    if (vals) for (let j = 0; j < k; j++) store<f32>(vals + o + (<usize>j << 2), ldf(xr, load<i32>(idx + o + (<usize>j << 2))));
+  }
+}
+
+/** Top-k of rows (values optional: vals = 0). */
+function topk_rows(x: usize, vals: usize, idx: usize, rows: i32, cols: i32, k: i32, sorted: bool, big: usize): void {
+  const cap = topk_scratch_keys(cols, k);
+  let r = 0;
+  if (k <= 4 && cols <= 32) for (; r + 4 <= rows; r += 4) topk_rows4(x, vals, idx, r, cols, k, sorted);
+  for (; r < rows; r++) {
+    const xr = x + (<usize>r * <usize>cols << 2), o = <usize>r * <usize>k << 2;
+    const buf = topk_row(xr, cols, k, sorted, big, cap);
+    emit(xr, buf, k, sorted, idx + o, vals ? vals + o : 0);
+  }
+}
+
 /** Top-k of each row: values/indices [rows, k]; sorted = rank order, else index order. Exact. */
 export function topk_f32(x: usize, vals: usize, idx: usize, rows: i32, cols: i32, k: i32, sorted: i32, big: usize): void {
-  const cap = topk_scratch_keys(cols, k);
-  for (let r = 0; r < rows; r++) {
-    const xr = x + (<usize>r * <usize>cols << 2), o = <usize>r * <usize>k << 2;
-    const buf = topk_row(xr, cols, k, sorted != 0, big, cap);
-    emit(xr, buf, k, sorted != 0, idx + o, vals + o);
-  }
+  topk_rows(x, vals, idx, rows, cols, k, sorted != 0, big);
 }
 
 // ---- Router. Scoring modes: 0 softmax(z*scale), 1 sigmoid(z*scale), 2 stablemax(z*scale),
