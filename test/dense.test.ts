@@ -71,7 +71,8 @@ for (const pb of parityBackends) {
           let seed = 1;
           const cases: [number, number, number][] = [];
           for (const m of SIZES) for (const n of [1, 3, 4, 5, 8, 9, 16, 17, 33]) cases.push([m, (m * 7 + n) % 19 + 1, n]);
-          cases.push([65, 64, 65], [33, 200, 113], [17, 113, 200], [9, 200, 200]);
+          // Grok-like shapes, k past the 256-deep k-slice (accumulation across slices), m past the 32-row block.
+          cases.push([65, 64, 65], [33, 200, 113], [17, 113, 200], [9, 200, 200], [70, 600, 13], [200, 300, 113], [3, 513, 9]);
           for (const [m, k, n] of cases) {
             const a = randArr(Float32Array, m * k, seed++), b = randArr(Float32Array, k * n, seed++);
             const c0 = randArr(Float32Array, m * n, seed++);
@@ -85,12 +86,15 @@ for (const pb of parityBackends) {
           }
         });
 
-    test("matmul f64 path within the f64 bound", () => {
+    test("matmul f64 path within the f64 bound, all transpose combos", () => {
       const m = 17, k = 33, n = 9;
       const a = randArr(Float64Array, m * k, 5), b = randArr(Float64Array, k * n, 6);
-      const got = matmul(a, b, { m, k, n, transB: false });
-      const want = underReference(() => matmul(a, b, { m, k, n }));
-      expectWithin(got, want, gemmBound(a, b, null, m, k, n, false, false, U64), pb.tol, "f64");
+      for (const ta of [false, true])
+        for (const tb of [false, true]) {
+          const got = matmul(a, b, { m, k, n, transA: ta, transB: tb });
+          const want = underReference(() => matmul(a, b, { m, k, n, transA: ta, transB: tb }));
+          expectWithin(got, want, gemmBound(a, b, null, m, k, n, ta, tb, U64), pb.tol, `f64 ${ta} ${tb}`);
+        }
     });
 
     test("matmul does not mutate inputs; works on alloc() arrays", () => {
