@@ -1,7 +1,163 @@
-// quant family on tfjs: filled in as the family's interface lands; until then every op falls back to wasm.
+// Quant family on tfjs primitives, bit-exact with the reference:
+// - quantizeBlockwise (nearest rounding) and quantize4bit: block absmax = max(|x|) over [blocks, blockSize]
+//   (the last block zero-padded), v = clip(x * f32(1 / max(absmax, f32(1e-38))), -1, 1), then the code index
+//   from tf.searchSorted over per-code decision thresholds computed on the host: between two neighbouring
+//   distinct code values a < b, the threshold is the smallest float32 v that the reference's linear argmin
+//   (f64 distances, ties to the lower index) sends to b, found by bisection over float32 bit patterns. The
+//   256 (or 16) thresholds cost microseconds; the per-element search runs in tfjs.
+// - dequantizeBlockwise / dequantize4bit / dequantizeAffine: gathers and one f32 multiply per element.
+// - adam32Step: the reference's f32 op order, elements with a non-finite gradient left unchanged.
+// On the fallback (wasm): stochastic rounding (a per-element random draw between two neighbours, no tfjs
+// primitive that keeps the reference's exact f32 probability arithmetic), quantizeAffine (rint half-to-even of
+// x / scale: tfjs's round is half-to-even too, but the kernel fuses the parameter pass and returns the first
+// bad group), the ggml Q8_0 / Q4_0 byte formats (f16 scales packed between the codes: byte twiddling, not
+// tensor math) and adam8bitStep (dequantize, update and requantize both states per block in one pass).
+import type { Tensor } from "@tensorflow/tfjs-core";
 import type { QuantKernels } from "../api/quant.ts";
-import type { TfCtx } from "./common.ts";
+import { compute, type TfCtx } from "./common.ts";
 
-export function quantTfjs(_ctx: TfCtx): Partial<QuantKernels> {
-  return {};
+type Tf = ReturnType<TfCtx["use"]>;
+const f = Math.fround;
+const FLOOR = f(1e-38);
+
+const fbuf = new Float32Array(1), ubuf = new Uint32Array(fbuf.buffer);
+/** Order-preserving int for a float32 (both zeros -> 0). */
+function keyOf(v: number): number {
+  fbuf[0] = v;
+  const u = ubuf[0]!;
+  return u & 0x80000000 ? -(u & 0x7fffffff) : u;
+}
+function valOf(k: number): number {
+  ubuf[0] = k >= 0 ? k : ((-k) | 0x80000000) >>> 0;
+  return fbuf[0]!;
+}
+
+interface Search { thresholds: Float32Array; index: Int32Array }
+const searchCache = new WeakMap<Float32Array, { copy: Float32Array; s: Search }>();
+
+/** Decision thresholds of the reference's nearest() for this code, and the code index of each interval. */
+export function codeSearch(code: Float32Array): Search {
+  const hit = searchCache.get(code);
+  if (hit && hit.copy.every((v, i) => Object.is(v, code[i]))) return hit.s;
+  const order = Array.from(code, (v, i) => [v, i] as const).sort((p, q) => p[0] - q[0] || p[1] - q[1]);
+  const vals: number[] = [], idx: number[] = [];
+  for (const [v, i] of order) if (vals.length === 0 || vals[vals.length - 1] !== v) { vals.push(v); idx.push(i); }
+  const thresholds = new Float32Array(Math.max(0, vals.length - 1));
+  for (let j = 0; j + 1 < vals.length; j++) {
+    const a = vals[j]!, b = vals[j + 1]!, ia = idx[j]!, ib = idx[j + 1]!;
+    const pick = (v: number) => {
+      const da = Math.abs(v - a), db = Math.abs(v - b);
+      return db < da || (db === da && ib < ia);
+    };
+    let lo = keyOf(a), hi = keyOf(b); // pick(lo) false, pick(hi) true
+    while (hi - lo > 1) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      if (pick(valOf(mid))) hi = mid;
+      else lo = mid;
+    }
+    thresholds[j] = valOf(hi);
+  }
+  const s = { thresholds, index: Int32Array.from(idx) };
+  searchCache.set(code, { copy: code.slice(), s });
+  return s;
+}
+
+/** absmax [blocks] and the nearest code index of every element (int32 [n]), as tensors. */
+function nearestCodes(tf: Tf, x: Float32Array, bs: number, code: Float32Array, extraZero: boolean) {
+  const n = x.length, nb = Math.ceil(n / bs);
+  const { thresholds, index } = codeSearch(code);
+  let X: Tensor = tf.tensor1d(x);
+  if (nb * bs > n) X = tf.pad(X, [[0, nb * bs - n]]);
+  const B = tf.reshape(X, [nb, bs]);
+  const absmax = tf.max(tf.abs(B), 1);
+  const inv = tf.div(1, tf.maximum(absmax, FLOOR));
+  let v = tf.reshape(tf.clipByValue(tf.mul(B, tf.reshape(inv, [nb, 1])), -1, 1), [nb * bs]);
+  v = tf.slice(v, 0, n);
+  if (extraZero) v = tf.concat([v, tf.zeros([1])]);
+  const pos = thresholds.length ? tf.searchSorted(tf.tensor1d(thresholds), v, "right") : tf.zeros(v.shape, "int32");
+  return { absmax, q: tf.gather(tf.tensor1d(index, "int32"), pos) };
+}
+
+/** out[i] = table[q[i]] * absmax[i / bs] with q int32 [n]. */
+function scaleByBlocks(tf: Tf, table: Float32Array, q: Tensor, absmax: Float32Array, bs: number, n: number): Tensor {
+  const nb = absmax.length;
+  let vals: Tensor = tf.gather(tf.tensor1d(table), q);
+  if (nb * bs > n) vals = tf.pad(vals, [[0, nb * bs - n]]);
+  const out = tf.mul(tf.reshape(vals, [nb, bs]), tf.tensor2d(absmax, [nb, 1]));
+  return tf.slice(tf.reshape(out, [nb * bs]), 0, n);
+}
+
+const firstBad = (absmax: Float32Array) => absmax.findIndex((a) => !(a < Infinity));
+
+export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
+  const fb = ctx.fallback;
+  return {
+    quantizeBlockwise(x, bs, code, codes, absmax, rand) {
+      if (rand) return fb.quantizeBlockwise(x, bs, code, codes, absmax, rand);
+      const [am, q] = compute(ctx, (tf) => {
+        const r = nearestCodes(tf, x, bs, code, false);
+        return [r.absmax, r.q];
+      });
+      absmax.set(am as Float32Array);
+      const bad = firstBad(absmax);
+      if (bad >= 0) return bad;
+      codes.set(q as Int32Array);
+      return -1;
+    },
+    dequantizeBlockwise(codes, bs, code, absmax, out) {
+      const [o] = compute(ctx, (tf) => [scaleByBlocks(tf, code, tf.tensor1d(Int32Array.from(codes), "int32"), absmax, bs, out.length)]);
+      out.set(o!);
+    },
+    quantize4bit(x, bs, code, packed, absmax) {
+      const odd = x.length % 2 === 1;
+      const [am, p] = compute(ctx, (tf) => {
+        const r = nearestCodes(tf, x, bs, code, odd);
+        const pairs = tf.reshape(r.q, [packed.length, 2]);
+        const [hi, lo] = tf.split(pairs, 2, 1);
+        return [r.absmax, tf.reshape(tf.add(tf.mul(hi!, tf.scalar(16, "int32")), lo!), [packed.length])];
+      });
+      absmax.set(am as Float32Array);
+      const bad = firstBad(absmax);
+      if (bad >= 0) return bad;
+      packed.set(p as Int32Array);
+      return -1;
+    },
+    dequantize4bit(packed, bs, code, absmax, out) {
+      const n = out.length;
+      const [o] = compute(ctx, (tf) => {
+        const b = tf.tensor1d(Int32Array.from(packed), "int32");
+        const sixteen = tf.scalar(16, "int32");
+        const hi = tf.floorDiv(b, sixteen);
+        const lo = tf.sub(b, tf.mul(hi, sixteen));
+        const q = tf.slice(tf.reshape(tf.stack([hi, lo], 1), [packed.length * 2]), 0, n);
+        return [scaleByBlocks(tf, code, q, absmax, bs, n)];
+      });
+      out.set(o!);
+    },
+    dequantizeAffine(q, g, scale, zp, out) {
+      const n = out.length, ng = scale.length;
+      const [o] = compute(ctx, (tf) => {
+        let Q: Tensor = tf.tensor1d(Int32Array.from(q), "int32");
+        if (ng * g > n) Q = tf.pad(Q, [[0, ng * g - n]]);
+        const d = tf.cast(tf.sub(tf.reshape(Q, [ng, g]), tf.tensor2d(zp, [ng, 1], "int32")), "float32");
+        return [tf.slice(tf.reshape(tf.mul(d, tf.tensor2d(scale, [ng, 1])), [ng * g]), 0, n)];
+      });
+      out.set(o!);
+    },
+    adam32Step(p, g, m, v, h) {
+      const out = compute(ctx, (tf) => {
+        const sc = (x: number) => tf.scalar(f(x));
+        const P = tf.tensor1d(p), G = tf.tensor1d(g), M = tf.tensor1d(m), V = tf.tensor1d(v);
+        const ok = tf.isFinite(G);
+        const s1 = tf.add(tf.mul(M, sc(h.beta1)), tf.mul(sc(h.oneMinusBeta1), G));
+        const s2 = tf.add(tf.mul(V, sc(h.beta2)), tf.mul(sc(h.oneMinusBeta2), tf.mul(G, G)));
+        let pv = tf.add(P, tf.mul(sc(h.stepSize), tf.div(s1, tf.add(tf.sqrt(s2), sc(h.epsC2)))));
+        if (h.decay !== 1) pv = tf.mul(pv, sc(h.decay));
+        return [tf.where(ok, pv, P), tf.where(ok, s1, M), tf.where(ok, s2, V)];
+      });
+      p.set(out[0]!);
+      m.set(out[1]!);
+      v.set(out[2]!);
+    },
+  };
 }
