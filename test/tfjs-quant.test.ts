@@ -86,9 +86,20 @@ for (const engine of ["tfjs-wasm", "tfjs-cpu"] as const) {
       }
     });
 
-    test("dequantizeAffine bit-identical (int8 / uint8, per tensor and per group)", () => {
+    test("quantizeAffine / dequantizeAffine bit-identical (int8 / uint8, per tensor, row and block, given scales)", () => {
       const rng = new Rng(4);
       const x = Float32Array.from({ length: 1000 }, () => rng.normal() * 3);
+      for (let i = 0; i < 50; i++) x[i] = (i - 25) * 0.5; // exact halves: ties to even
+      x.fill(0, 200, 300); // an all-zero row/block: scale 1
+      for (const o of [{ bits: 8 }, { bits: 8, signed: false }, { bits: 8, axis: "block", blockSize: 64 }, { bits: 8, signed: false, axis: "row", cols: 100 },
+        { bits: 8, scale: new Float32Array([0.5]) }, { bits: 8, signed: false, scale: new Float32Array([0.02]), zeroPoint: new Int32Array([128]) }] as const) {
+        const got = quantizeAffine(x, o), want = underReference(() => quantizeAffine(x, o));
+        expect(bits(got.q), JSON.stringify(o)).toEqual(bits(want.q));
+        expect(bits(got.scale)).toEqual(bits(want.scale));
+        expect(Array.from(got.zeroPoint)).toEqual(Array.from(want.zeroPoint));
+      }
+      const bad = x.slice(); bad[321] = NaN;
+      expect(() => quantizeAffine(bad, { bits: 8, signed: false })).toThrow(/321/);
       for (const o of [{ bits: 8 }, { bits: 8, signed: false }, { bits: 8, axis: "block", blockSize: 64 }, { bits: 8, signed: false, axis: "row", cols: 100 }] as const) {
         const q = quantizeAffine(x, o);
         expect(bits(dequantizeAffine(q))).toEqual(bits(underReference(() => dequantizeAffine(q))));

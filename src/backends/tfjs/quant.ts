@@ -7,10 +7,10 @@
 //   256 (or 16) thresholds cost microseconds; the per-element search runs in tfjs.
 // - dequantizeBlockwise / dequantize4bit / dequantizeAffine: gathers and one f32 multiply per element.
 // - adam32Step: the reference's f32 op order, elements with a non-finite gradient left unchanged.
+// - quantizeAffine: per-group parameters (absmax / 127, or ONNX DynamicQuantizeLinear's range / 255 and
+//   zero point) and saturate(round(x / scale) + zp); tf.round is half-to-even on every engine, as rint.
 // On the fallback (wasm): stochastic rounding (a per-element random draw between two neighbours, no tfjs
-// primitive that keeps the reference's exact f32 probability arithmetic), quantizeAffine (rint half-to-even of
-// x / scale: tfjs's round is half-to-even too, but the kernel fuses the parameter pass and returns the first
-// bad group), the ggml Q8_0 / Q4_0 byte formats (f16 scales packed between the codes: byte twiddling, not
+// primitive that keeps the reference's exact f32 probability arithmetic), the ggml Q8_0 / Q4_0 byte formats (f16 scales packed between the codes: byte twiddling, not
 // tensor math) and adam8bitStep (dequantize, update and requantize both states per block in one pass).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { QuantKernels } from "../api/quant.ts";
@@ -143,6 +143,46 @@ export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
         return [tf.slice(tf.reshape(tf.mul(d, tf.tensor2d(scale, [ng, 1])), [ng * g]), 0, n)];
       });
       out.set(o!);
+    },
+    quantizeAffine(x, g, computeParams, scale, zp, q) {
+      const signed = q instanceof Int8Array, n = x.length, ng = scale.length;
+      const [lo, hi] = signed ? [-128, 127] : [0, 255];
+      const out = compute(ctx, (tf) => {
+        let X: Tensor = tf.tensor1d(x);
+        if (ng * g > n) X = tf.pad(X, [[0, ng * g - n]]); // zero pads change neither absmax nor min(0, .) / max(0, .)
+        const B = tf.reshape(X, [ng, g]);
+        let S: Tensor, Z: Tensor;
+        if (computeParams) {
+          let sc: Tensor;
+          if (signed) {
+            sc = tf.div(tf.max(tf.abs(B), 1), 127);
+            sc = tf.where(tf.isFinite(sc), sc, tf.fill([ng], NaN));
+            Z = tf.zeros([ng], "int32");
+          } else {
+            const mn = tf.minimum(tf.min(B, 1), 0), mx = tf.maximum(tf.max(B, 1), 0);
+            const range = tf.sub(mx, mn);
+            sc = tf.where(tf.isFinite(range), tf.div(range, 255), tf.fill([ng], NaN));
+            const z = tf.clipByValue(tf.round(tf.div(tf.neg(mn), sc)), 0, 255);
+            Z = tf.cast(tf.where(tf.greater(sc, 0), z, tf.zerosLike(z)), "int32");
+          }
+          // a NaN scale marks a bad group; a zero scale (all-zero group) becomes 1
+          S = tf.where(tf.logicalOr(tf.greater(sc, 0), tf.isNaN(sc)), sc, tf.onesLike(sc));
+        } else {
+          S = tf.tensor1d(scale);
+          Z = tf.tensor1d(zp, "int32");
+        }
+        const r = tf.add(tf.round(tf.div(B, tf.reshape(S, [ng, 1]))), tf.cast(tf.reshape(Z, [ng, 1]), "float32"));
+        const Q = tf.slice(tf.reshape(tf.cast(tf.clipByValue(r, lo, hi), "int32"), [ng * g]), 0, n);
+        return [S, Z, Q];
+      });
+      if (computeParams) {
+        scale.set(out[0] as Float32Array);
+        zp.set(out[1] as Int32Array);
+        const bad = scale.findIndex((v) => Number.isNaN(v));
+        if (bad >= 0) return bad;
+      }
+      q.set(out[2] as Int32Array);
+      return -1;
     },
     adam32Step(p, g, m, v, h) {
       const out = compute(ctx, (tf) => {
