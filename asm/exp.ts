@@ -81,18 +81,32 @@
   return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
 }
 
-/** Largest element of n f32 at p; NaN if any is NaN (wasm max propagates NaN). */
+/**
+ * Largest element of n f32 at p; NaN if any is NaN. pmax (one instruction; f32x4.max costs ~7 on x86 for
+ * its NaN rule) over four accumulators, with NaN tracked separately by x != x.
+ */
 export function rowmax_f32(p: usize, n: i32): f32 {
-  let m0 = f32x4.splat(-Infinity), m1 = m0;
+  let m0 = f32x4.splat(-Infinity), m1 = m0, m2 = m0, m3 = m0;
+  let nan = i32x4.splat(0);
   let i = 0;
-  for (; i + 8 <= n; i += 8) {
-    m0 = f32x4.max(m0, v128.load(p + (<usize>i << 2)));
-    m1 = f32x4.max(m1, v128.load(p + (<usize>i << 2), 16));
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    const v0 = v128.load(p + o), v1 = v128.load(p + o, 16), v2 = v128.load(p + o, 32), v3 = v128.load(p + o, 48);
+    m0 = f32x4.pmax(m0, v0);
+    m1 = f32x4.pmax(m1, v1);
+    m2 = f32x4.pmax(m2, v2);
+    m3 = f32x4.pmax(m3, v3);
+    nan = v128.or(nan, v128.or(v128.or(f32x4.ne(v0, v0), f32x4.ne(v1, v1)), v128.or(f32x4.ne(v2, v2), f32x4.ne(v3, v3))));
   }
-  for (; i + 4 <= n; i += 4) m0 = f32x4.max(m0, v128.load(p + (<usize>i << 2)));
-  m0 = f32x4.max(m0, m1);
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(p + (<usize>i << 2));
+    m0 = f32x4.pmax(m0, v);
+    nan = v128.or(nan, f32x4.ne(v, v));
+  }
+  m0 = f32x4.pmax(f32x4.pmax(m0, m1), f32x4.pmax(m2, m3));
   let m = max(max(f32x4.extract_lane(m0, 0), f32x4.extract_lane(m0, 1)), max(f32x4.extract_lane(m0, 2), f32x4.extract_lane(m0, 3)));
-  for (; i < n; i++) m = max(m, load<f32>(p + (<usize>i << 2)));
+  if (v128.any_true(nan)) m = NaN;
+  for (; i < n; i++) m = max(m, load<f32>(p + (<usize>i << 2))); // f32.max propagates NaN
   return m;
 }
 

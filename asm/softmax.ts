@@ -4,7 +4,7 @@
 // Every kernel may run in place (y == x).
 import {
   expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2,
-  rowmax_f32, LOG2E64, LN2_64, MAGIC64,
+  LOG2E, MAGIC, MLN2HI, MLN2LO, LOG2E64, LN2_64, MAGIC64,
 } from "./exp";
 
 // @ts-ignore: decorator
@@ -21,11 +21,38 @@ import {
 }
 
 // ---- exp of (x - mx) * scale, one row, optionally stored, summed in f64 ----
-// scale == 1: x - mx in f32 with its rounding error recovered by TwoSum (expsub); any other scale: the
-// reduction in f64 (expscaled). f32 partial sums (two accumulators of 8 vectors) fold into f64 every 64.
+// scale == 1: x - mx in f32 with its rounding error recovered exactly and fed into the reduced argument.
+// Which recovery, and whether the flush-to-zero mask is needed, is decided per row from its min and max:
+//   mode 1 (mx <= 0, so |x| >= |mx|) and mode 2 (mn >= -mx, so |x| <= mx): Fast2Sum, 2 ops;
+//   mode 0 (anything else): TwoSum, 5 ops; the mask only when some x - mx may fall below -87 (or is -Inf).
+// Any other scale: the reduction (x - mx) * scale in f64 (expscaled). f32 partial sums (two accumulators of
+// 8 vectors) fold into f64 every 64 elements. Scalar tails use TwoSum + mask: the recovered error is exact
+// in every mode and the mask only zeroes what would flush, so every element gets the same bits wherever it sits.
 
 // @ts-ignore: decorator
-@inline function exprow(x: usize, y: usize, n: i32, mx: f32, scale: f64, doStore: bool, scaled: bool): f64 {
+@inline function exp_nomask_f32x4(d: v128, c: v128): v128 {
+  let n = f32x4.add(f32x4.mul(d, f32x4.splat(LOG2E)), f32x4.splat(MAGIC));
+  const s = i32x4.shl(n, 23);
+  n = f32x4.sub(n, f32x4.splat(MAGIC));
+  let t = f32x4.add(f32x4.mul(n, f32x4.splat(MLN2HI)), d);
+  t = f32x4.add(f32x4.mul(n, f32x4.splat(MLN2LO)), t);
+  t = f32x4.add(t, c);
+  const p = poly_f32x4(t);
+  t = f32x4.mul(t, s);
+  return f32x4.add(f32x4.mul(t, p), s);
+}
+
+/** exp(x - mx) for one vector by mode (see above); mode 0 masks, modes 1 and 2 do not. */
+// @ts-ignore: decorator
+@inline function expmode_f32x4(x: v128, nmx: v128, mode: i32): v128 {
+  if (mode == 0) return expsub_f32x4(x, nmx);
+  const d = f32x4.add(x, nmx);
+  const err = mode == 1 ? f32x4.sub(nmx, f32x4.sub(d, x)) : f32x4.sub(x, f32x4.sub(d, nmx));
+  return exp_nomask_f32x4(d, err);
+}
+
+// @ts-ignore: decorator
+@inline function exprow(x: usize, y: usize, n: i32, mx: f32, scale: f64, doStore: bool, mode: i32): f64 {
   const nmx = f32x4.splat(-mx), mx64 = f64x2.splat(<f64>mx), sc64 = f64x2.splat(scale);
   let acc = f64x2.splat(0);
   let i = 0;
@@ -34,8 +61,8 @@ import {
     for (let j = i; j < i + 64; j += 8) {
       const o = <usize>j << 2;
       const v0 = v128.load(x + o), v1 = v128.load(x + o, 16);
-      const e0 = scaled ? expscaled_f32x4(v0, mx64, sc64) : expsub_f32x4(v0, nmx);
-      const e1 = scaled ? expscaled_f32x4(v1, mx64, sc64) : expsub_f32x4(v1, nmx);
+      const e0 = mode == 3 ? expscaled_f32x4(v0, mx64, sc64) : expmode_f32x4(v0, nmx, mode);
+      const e1 = mode == 3 ? expscaled_f32x4(v1, mx64, sc64) : expmode_f32x4(v1, nmx, mode);
       if (doStore) {
         v128.store(y + o, e0);
         v128.store(y + o, e1, 16);
@@ -50,7 +77,7 @@ import {
     for (; i + 4 <= n; i += 4) {
       const o = <usize>i << 2;
       const v = v128.load(x + o);
-      const e = scaled ? expscaled_f32x4(v, mx64, sc64) : expsub_f32x4(v, nmx);
+      const e = mode == 3 ? expscaled_f32x4(v, mx64, sc64) : expmode_f32x4(v, nmx, mode);
       if (doStore) v128.store(y + o, e);
       a = f32x4.add(a, e);
     }
@@ -60,21 +87,80 @@ import {
   for (; i < n; i++) {
     const o = <usize>i << 2;
     const v = load<f32>(x + o);
-    const e = scaled ? expscaled_f32(v, <f64>mx, scale) : expsub_f32(v, -mx);
+    const e = mode == 3 ? expscaled_f32(v, <f64>mx, scale) : expsub_f32(v, -mx);
     if (doStore) store<f32>(y + o, e);
     s += <f64>e;
   }
   return s;
 }
 
-/** y = exp((x - mx) * scale) for one row; returns the f64 sum. */
-function expstore_f32(x: usize, y: usize, n: i32, mx: f32, scale: f64): f64 {
-  return scale == 1 ? exprow(x, y, n, mx, 1, true, false) : exprow(x, y, n, mx, scale, true, true);
+/** The exp mode of a row (0, 1, 2; 3 = f64 reduction for scale != 1) from its max and min. */
+// @ts-ignore: decorator
+@inline function mode_of(mx: f32, mn: f32, scale: f64): i32 {
+  if (scale != 1) return 3;
+  if (!(mn - mx >= -87)) return 0; // -Inf entries, or values that flush: masked TwoSum
+  return mx <= 0 ? 1 : mn >= -mx ? 2 : 0;
+}
+
+// One function per (mode, store) so each loop is compiled (and register-allocated) on its own.
+function expstore_m0(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 0); }
+function expstore_m1(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 1); }
+function expstore_m2(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 2); }
+function expstore_m3(x: usize, y: usize, n: i32, mx: f32, scale: f64): f64 { return exprow(x, y, n, mx, scale, true, 3); }
+function expsum_m0(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 0); }
+function expsum_m1(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 1); }
+function expsum_m2(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 2); }
+function expsum_m3(x: usize, n: i32, mx: f32, scale: f64): f64 { return exprow(x, 0, n, mx, scale, false, 3); }
+
+/** y = exp((x - mx) * scale) for one row; returns the f64 sum (NaN if the row holds NaN). */
+function expstore_f32(x: usize, y: usize, n: i32, mx: f32, mn: f32, scale: f64): f64 {
+  const mode = mode_of(mx, mn, scale);
+  return mode == 0 ? expstore_m0(x, y, n, mx) : mode == 1 ? expstore_m1(x, y, n, mx) : mode == 2 ? expstore_m2(x, y, n, mx) : expstore_m3(x, y, n, mx, scale);
 }
 
 /** sum exp((x - mx) * scale) for one row, nothing stored. */
-function expsum_f32(x: usize, n: i32, mx: f32, scale: f64): f64 {
-  return scale == 1 ? exprow(x, 0, n, mx, 1, false, false) : exprow(x, 0, n, mx, scale, false, true);
+function expsum_f32(x: usize, n: i32, mx: f32, mn: f32, scale: f64): f64 {
+  const mode = mode_of(mx, mn, scale);
+  return mode == 0 ? expsum_m0(x, n, mx) : mode == 1 ? expsum_m1(x, n, mx) : mode == 2 ? expsum_m2(x, n, mx) : expsum_m3(x, n, mx, scale);
+}
+
+// Row max and min ignoring NaN (pmax/pmin: one instruction each, where max/min cost ~7 for NaN rules).
+// NaN still reaches the row rule: exp(NaN - mx) is NaN, so the row's sum is NaN.
+let rowMin: f32 = 0;
+
+/** max of a row, NaN ignored; its min (NaN ignored) is left in rowMin. -Infinity for an all-NaN row. */
+function rowmaxmin_f32(p: usize, n: i32): f32 {
+  let a0 = f32x4.splat(-Infinity), a1 = a0, a2 = a0, a3 = a0;
+  let b0 = f32x4.splat(Infinity), b1 = b0, b2 = b0, b3 = b0;
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    const v0 = v128.load(p + o), v1 = v128.load(p + o, 16), v2 = v128.load(p + o, 32), v3 = v128.load(p + o, 48);
+    a0 = f32x4.pmax(a0, v0); a1 = f32x4.pmax(a1, v1); a2 = f32x4.pmax(a2, v2); a3 = f32x4.pmax(a3, v3);
+    b0 = f32x4.pmin(b0, v0); b1 = f32x4.pmin(b1, v1); b2 = f32x4.pmin(b2, v2); b3 = f32x4.pmin(b3, v3);
+  }
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(p + (<usize>i << 2));
+    a0 = f32x4.pmax(a0, v);
+    b0 = f32x4.pmin(b0, v);
+  }
+  a0 = f32x4.pmax(f32x4.pmax(a0, a1), f32x4.pmax(a2, a3));
+  b0 = f32x4.pmin(f32x4.pmin(b0, b1), f32x4.pmin(b2, b3));
+  let m = f32x4.extract_lane(a0, 0), q = f32x4.extract_lane(b0, 0);
+  for (let l = 1; l < 4; l++) {
+    a0 = i32x4.shuffle(a0, a0, 1, 2, 3, 0);
+    b0 = i32x4.shuffle(b0, b0, 1, 2, 3, 0);
+    const u = f32x4.extract_lane(a0, 0), w = f32x4.extract_lane(b0, 0);
+    m = u > m ? u : m;
+    q = w < q ? w : q;
+  }
+  for (; i < n; i++) {
+    const v = load<f32>(p + (<usize>i << 2));
+    m = v > m ? v : m;
+    q = v < q ? v : q;
+  }
+  rowMin = q;
+  return m;
 }
 
 /** y *= c over n f32. */
@@ -91,8 +177,9 @@ function scale_f32(y: usize, n: i32, c: f32): void {
 }
 
 // @ts-ignore: decorator
-@inline function threepass_row(xr: usize, yr: usize, cols: i32, mx: f32, scale: f64): void {
-  const s = expstore_f32(xr, yr, cols, mx, scale);
+@inline function threepass_row(xr: usize, yr: usize, cols: i32, mx: f32, mn: f32, scale: f64): void {
+  const s = expstore_f32(xr, yr, cols, mx, mn, scale);
+  if (!(s >= 1)) { fill_nan(yr, cols); return; } // NaN in the row (the max term alone is exactly 1)
   scale_f32(yr, cols, <f32>(1.0 / s));
 }
 
@@ -105,9 +192,9 @@ export function softmax_f32_threepass(x: usize, y: usize, rows: i32, cols: i32, 
   const stride = <usize>cols << 2;
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
-    const mx = rowmax_f32(xr, cols);
+    const mx = rowmaxmin_f32(xr, cols);
     if (bad_max(mx)) { fill_nan(yr, cols); continue; }
-    threepass_row(xr, yr, cols, mx, scale);
+    threepass_row(xr, yr, cols, mx, rowMin, scale);
   }
 }
 
@@ -120,9 +207,10 @@ export function logsoftmax_f32(x: usize, y: usize, rows: i32, cols: i32, scale: 
   const sc = f64x2.splat(scale);
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
-    const mx = rowmax_f32(xr, cols);
+    const mx = rowmaxmin_f32(xr, cols);
     if (bad_max(mx)) { fill_nan(yr, cols); continue; }
-    const lse = Math.log(expsum_f32(xr, cols, mx, scale)); // no store: y may be x (in place)
+    const lse = Math.log(expsum_f32(xr, cols, mx, rowMin, scale)); // no store: y may be x (in place)
+    if (!(lse >= 0)) { fill_nan(yr, cols); continue; } // NaN in the row
     const vm = f64x2.splat(<f64>mx), vl = f64x2.splat(lse);
     let i = 0;
     for (; i + 4 <= cols; i += 4) {
@@ -209,14 +297,15 @@ export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, sc
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     let M: f64 = 0;
     let N: i32 = NMIN;
-    let raw = f32x4.splat(-Infinity);
+    let raw = f32x4.splat(-Infinity), nan = i32x4.splat(0);
     let i = 0;
     while (i + 4 <= cols) {
       let am = f32x4.splat(0), an = i32x4.splat(NMIN);
       const end = min(i + 32, cols & ~3);
       for (; i < end; i += 4) {
         const v = v128.load(xr + (<usize>i << 2));
-        raw = f32x4.max(raw, v);
+        raw = f32x4.pmax(raw, v);
+        nan = v128.or(nan, f32x4.ne(v, v));
         const zl = zl_of(v, sc), zh = zh_of(v, sc);
         const bl = b_of(zl), bh = b_of(zh);
         const m = m_of(zl, zh, bl, bh);
@@ -235,6 +324,7 @@ export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, sc
       }
     }
     let rmax = max(max(f32x4.extract_lane(raw, 0), f32x4.extract_lane(raw, 1)), max(f32x4.extract_lane(raw, 2), f32x4.extract_lane(raw, 3)));
+    if (v128.any_true(nan)) rmax = NaN;
     for (; i < cols; i++) {
       const v = load<f32>(xr + (<usize>i << 2));
       rmax = max(rmax, v);
@@ -247,7 +337,11 @@ export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, sc
     }
     if (bad_max(rmax)) { fill_nan(yr, cols); continue; }
     const zmax = <f64>rmax * scale;
-    if (!(zmax <= ZLIMIT && zmax >= -ZLIMIT)) { threepass_row(xr, yr, cols, rmax, scale); continue; }
+    if (!(zmax <= ZLIMIT && zmax >= -ZLIMIT)) {
+      const mx = rowmaxmin_f32(xr, cols);
+      threepass_row(xr, yr, cols, mx, rowMin, scale);
+      continue;
+    }
     const invs = <f32>(1.0 / M);
     const inv = f32x4.splat(invs), vN = i32x4.splat(N);
     i = 0;
