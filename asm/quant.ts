@@ -405,7 +405,11 @@ export function quant_q8_0_f32(x: usize, nb: i32, out: usize): i32 {
     const d: f32 = reinterpret<f32>(m) / 127;
     const id: f32 = d != 0 ? 1 / d : 0;
     store<u16>(o, <u16>f32_to_f16(d));
-    for (let j = 0; j < 32; j++) store<i8>(o + 2 + <usize>j, <i8><i32>roundf(load<f32>(p + (<usize>j << 2)) * id));
+    // a subnormal d makes id = Inf: x * id is then ±Inf or NaN, which x86 ggml turns into 0 (cvttss2si -> INT_MIN, low byte 0)
+    for (let j = 0; j < 32; j++) {
+      const v = load<f32>(p + (<usize>j << 2)) * id;
+      store<i8>(o + 2 + <usize>j, abs<f32>(v) < Infinity ? <i8><i32>roundf(v) : 0);
+    }
   }
   return -1;
 }
@@ -435,7 +439,9 @@ export function quant_q4_0_f32(x: usize, nb: i32, out: usize): i32 {
     store<u16>(o, <u16>f32_to_f16(d));
     for (let j = 0; j < 16; j++) {
       const x0 = load<f32>(p + (<usize>j << 2)) * id, x1 = load<f32>(p + (<usize>(j + 16) << 2)) * id;
-      const q0 = min<i32>(15, <i32><i8><i32>(x0 + 8.5)), q1 = min<i32>(15, <i32><i8><i32>(x1 + 8.5));
+      const t0: f32 = x0 + 8.5, t1: f32 = x1 + 8.5; // non-finite (id = Inf for a subnormal d) -> 0, as x86 ggml
+      const q0 = abs<f32>(t0) < Infinity ? min<i32>(15, <i32><i8><i32>t0) : 0;
+      const q1 = abs<f32>(t1) < Infinity ? min<i32>(15, <i32><i8><i32>t1) : 0;
       store<u8>(o + 2 + <usize>j, <u8>(q0 | (q1 << 4)));
     }
   }

@@ -184,7 +184,10 @@ export const quantReference: QuantKernels = {
       if (!(amax < Infinity)) return b;
       const d = f(amax / 127), id = d ? f(1 / d) : 0;
       dv.setUint16(b * 34, f32ToF16Bits(d), true);
-      for (let j = 0; j < 32; j++) dv.setInt8(b * 34 + 2 + j, roundAway(f(x[s + j]! * id)));
+      for (let j = 0; j < 32; j++) {
+        const v = f(x[s + j]! * id); // non-finite (id = Inf for a subnormal d) -> 0, as ggml on x86
+        dv.setInt8(b * 34 + 2 + j, Number.isFinite(v) ? roundAway(v) : 0);
+      }
     }
     return -1;
   },
@@ -209,7 +212,8 @@ export const quantReference: QuantKernels = {
       dv.setUint16(b * 18, f32ToF16Bits(d), true);
       for (let j = 0; j < 16; j++) {
         const x0 = f(x[s + j]! * id), x1 = f(x[s + 16 + j]! * id);
-        const q0 = Math.min(15, Math.trunc(f(x0 + 8.5))), q1 = Math.min(15, Math.trunc(f(x1 + 8.5)));
+        const t0 = f(x0 + 8.5), t1 = f(x1 + 8.5);
+        const q0 = Number.isFinite(t0) ? Math.min(15, Math.trunc(t0)) : 0, q1 = Number.isFinite(t1) ? Math.min(15, Math.trunc(t1)) : 0;
         out[b * 18 + 2 + j] = q0 | (q1 << 4);
       }
     }
