@@ -110,22 +110,24 @@ const cand = memory.data(CAND * 8, 16);
 const lanes = memory.data(128, 16);
 
 /**
- * Two SIMD passes for k <= 32 (no NaN in the row): pass 1 takes lane-wise maxima over L = 16 (k <= 8) or 32
+ * Two SIMD passes for k <= 32 (no NaN in the row): pass 1 takes lane-wise maxima over L = 8 or 16 (k <= 8) or 32
  * disjoint lanes; the k-th largest of them bounds the k-th largest element from below (k distinct elements reach it).
  * Pass 2 appends the keys of lanes >= the bound (bitmask, 16 lanes per test) to `cand`; when it fills up, a
  * quickselect keeps the best k and raises the bound to the k-th value. Finally the best k are selected and,
  * if sorted, sorted. Returns 0 (nothing written) if the row holds a NaN, else the key buffer.
  */
 function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
-  const nv = k <= 8 ? 4 : 8;
+  const nv = k <= 8 ? (n < 128 ? 2 : 4) : 8;
   const blk = nv << 2;
   let a0 = f32x4.splat(-Infinity), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
   for (let i = 0; i + blk <= n; i += blk) {
     const o = x + (<usize>i << 2);
     a0 = f32x4.max(a0, v128.load(o));
     a1 = f32x4.max(a1, v128.load(o, 16));
-    a2 = f32x4.max(a2, v128.load(o, 32));
-    a3 = f32x4.max(a3, v128.load(o, 48));
+    if (nv > 2) {
+      a2 = f32x4.max(a2, v128.load(o, 32));
+      a3 = f32x4.max(a3, v128.load(o, 48));
+    }
     if (nv > 4) {
       a4 = f32x4.max(a4, v128.load(o, 64));
       a5 = f32x4.max(a5, v128.load(o, 80));
@@ -137,8 +139,10 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   let nan = v128.or(v128.or(f32x4.ne(a0, a0), f32x4.ne(a1, a1)), v128.or(f32x4.ne(a2, a2), f32x4.ne(a3, a3)));
   v128.store(lanes, a0);
   v128.store(lanes, a1, 16);
-  v128.store(lanes, a2, 32);
-  v128.store(lanes, a3, 48);
+  if (nv > 2) {
+    v128.store(lanes, a2, 32);
+    v128.store(lanes, a3, 48);
+  }
   if (nv > 4) {
     nan = v128.or(nan, v128.or(v128.or(f32x4.ne(a4, a4), f32x4.ne(a5, a5)), v128.or(f32x4.ne(a6, a6), f32x4.ne(a7, a7))));
     v128.store(lanes, a4, 64);
@@ -193,7 +197,17 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
       if (v >= tf) st64(cand, cnt++, key_of(v, i));
     }
   }
-  if (cnt > k) select_desc(cand, cnt, k);
+  if (cnt <= 24) {
+    // Few candidates: branch-free rank counting (keys are distinct) places the best k in rank order.
+    for (let a = 0; a < cnt; a++) {
+      const ka = ld64(cand, a);
+      let rank = 0;
+      for (let b = 0; b < cnt; b++) rank += <i32>(ld64(cand, b) > ka);
+      if (rank < k) st64(small, rank, ka);
+    }
+    return small;
+  }
+  select_desc(cand, cnt, k);
   if (sorted) sort_desc(cand, 0, k - 1);
   return cand;
 }
@@ -207,7 +221,7 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
 function topk_row(x: usize, n: i32, k: i32, sorted: bool, big: usize, cap: i32): usize {
   if (k <= 32) {
     const buf = small;
-    if (n >= max(2 * k + 8, k <= 8 ? 16 : 32)) {
+    if (n >= max(2 * k + 8, k <= 8 ? (n < 128 ? 8 : 16) : 32)) {
       const c = topk_bounded(x, n, k, sorted);
       if (c) return c;
     }
@@ -478,15 +492,59 @@ function psum_add(pSum: usize, s: usize, n: i32, inv: f64): void {
   }
 }
 
-/** logsumexp of the raw row, reusing the softmax output when it is softmax(z): lse = max - log(max s). */
-// @ts-ignore: decorator
-@inline function row_lse(z: usize, s: usize, n: i32, mode: i32, scale: f32): f64 {
-  if (mode == 0 && scale == 1) {
-    const m = rowmax_f32(z, n);
-    if (!(m > -Infinity && m < Infinity)) return <f64>m;
-    return <f64>m - Math.log(<f64>rowmax_f32(s, n)); // s[argmax] = exp(0) * f32(1/sum) = f32(1/sum)
+/**
+ * One token's scoring for the router: s = scores, pSum += routing probabilities (f64), returns logsumexp(z).
+ * Softmax at any temperature is fused (max; exp, store and f64-folded sum; scale and accumulate), the other
+ * scorings go through score_row then a pSum pass.
+ */
+function route_row(z: usize, s: usize, tmp: usize, n: i32, mode: i32, scale: f32, pSum: usize): f64 {
+  if (mode != 0) {
+    const S = score_row(z, s, tmp, n, mode, scale);
+    psum_add(pSum, s, n, mode == 1 ? 1.0 / S : 1.0);
+    return lse_row(z, n);
   }
-  return lse_row(z, n);
+  const m = rowmax_f32(z, n);
+  if (!(m > -Infinity && m < Infinity)) { // the softmax row rule: NaN row, NaN probabilities
+    for (let i = 0; i < n; i++) store<f32>(s + (<usize>i << 2), NaN);
+    psum_add(pSum, s, n, 1.0);
+    return <f64>m;
+  }
+  const vm = f32x4.splat(m), vs = f32x4.splat(scale);
+  let acc = f64x2.splat(0);
+  let i = 0;
+  while (i + 4 <= n) {
+    let a = f32x4.splat(0);
+    const end = min(i + 64, n & ~3);
+    for (; i < end; i += 4) {
+      const o = <usize>i << 2;
+      const e = exp_f32x4(f32x4.mul(f32x4.sub(v128.load(z + o), vm), vs));
+      v128.store(s + o, e);
+      a = f32x4.add(a, e);
+    }
+    acc = promote_add(acc, a);
+  }
+  let sum = hsum_f64x2(acc);
+  for (; i < n; i++) {
+    const e = exp_f32((ldf(z, i) - m) * scale);
+    store<f32>(s + (<usize>i << 2), e);
+    sum += <f64>e;
+  }
+  const inv = <f32>(1.0 / sum), vi = f32x4.splat(inv);
+  i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = f32x4.mul(v128.load(s + (<usize>i << 2)), vi);
+    v128.store(s + (<usize>i << 2), v);
+    const o = pSum + (<usize>i << 3);
+    v128.store(o, f64x2.add(v128.load(o), f64x2.promote_low_f32x4(v)));
+    v128.store(o, f64x2.add(v128.load(o, 16), f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1))), 16);
+  }
+  for (; i < n; i++) {
+    const v = ldf(s, i) * inv;
+    store<f32>(s + (<usize>i << 2), v);
+    const o = pSum + (<usize>i << 3);
+    store<f64>(o, load<f64>(o) + <f64>v);
+  }
+  return scale == 1 ? <f64>m + Math.log(sum) : lse_row(z, n);
 }
 
 // @ts-ignore: decorator
@@ -512,11 +570,13 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
   const s = work, sel = s + <usize>pad16(E << 2), gsc = sel + <usize>pad16(E << 2);
   const gidx = gsc + <usize>pad16(groups << 2), big = gidx + <usize>pad16(groups << 2);
   const cap = topk_scratch_keys(E, k), gs = E / groups;
+  const plain = !bias && groups == 1;
+  // Plain selection ranks the logits: short rows go four at a time through the compare-exchange kernel first.
+  const batched = plain && k <= 4 && E <= 32;
+  if (batched) topk_rows(z, 0, experts, rows, E, k, true, big);
   for (let r = 0; r < rows; r++) {
     const zr = z + (<usize>r * <usize>E << 2);
-    const S = score_row(zr, s, sel, E, mode, scale);
-    psum_add(pSum, s, E, mode == 1 ? 1.0 / S : 1.0);
-    store<f64>(lse + (<usize>r << 3), row_lse(zr, s, E, mode, scale));
+    store<f64>(lse + (<usize>r << 3), route_row(zr, s, sel, E, mode, scale, pSum));
     let src = zr;
     if (bias || groups > 1) {
       src = sel;
@@ -547,7 +607,7 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
       }
     }
     const er = experts + (<usize>r * <usize>k << 2), wr = weights + (<usize>r * <usize>k << 2);
-    emit(src, topk_row(src, E, k, true, big, cap), k, true, er, 0);
+    if (!batched) emit(src, topk_row(src, E, k, true, big, cap), k, true, er, 0);
     let sum: f64 = 0;
     for (let j = 0; j < k; j++) sum += <f64>ldf(s, load<i32>(er + (<usize>j << 2)));
     const c: f64 = normalize && sum > 0 ? <f64>rscale / sum : <f64>rscale;
@@ -567,9 +627,7 @@ export function route_scores_f32(z: usize, rows: i32, E: i32, mode: i32, scale: 
   for (let r = 0; r < rows; r++) {
     const zr = z + (<usize>r * <usize>E << 2);
     const s = scores ? scores + (<usize>r * <usize>E << 2) : work;
-    const S = score_row(zr, s, tmp, E, mode, scale);
-    psum_add(pSum, s, E, mode == 1 ? 1.0 / S : 1.0);
-    store<f64>(lse + (<usize>r << 3), row_lse(zr, s, E, mode, scale));
+    store<f64>(lse + (<usize>r << 3), route_row(zr, s, tmp, E, mode, scale, pSum));
   }
 }
 
