@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-core/dist/register_all_gradients"; // tfjs-core alone registers no gradients
-import { AdamW, MLP, alloc, crossEntropy, modularData, type FloatArray } from "numedge";
+import { AdamW, MLP, alloc, crossEntropy, matmul, modularData, type FloatArray } from "numedge";
 
 const quick = process.argv.includes("--quick");
 const opts = { min_cpu_time: (quick ? 300 : 1500) * 1e6, min_samples: quick ? 5 : 12 };
@@ -91,6 +91,22 @@ const tBwd = cpuMs(() => net.backward(g, idx), reps);
 const tOpt = cpuMs(() => opt.step(net.params, net.grads), reps);
 
 const cOurs = cpuMs(stepNumedge, reps);
+// The six GEMMs of a step, alone (operands in WASM memory): where the step's time goes.
+const gemmRows: string[] = [];
+{
+  const H = HIDDEN[0]!, fill = (n: number) => { const a = alloc(n); for (let i = 0; i < n; i++) a[i] = Math.sin(i) * 0.5; return a; };
+  const shapes: [string, number, number, number, boolean, boolean][] = [
+    ["forward h1·W2", rows, H, H, false, false], ["forward h2·W3", rows, H, P, false, false],
+    ["dW3 = h2ᵀ·dz", H, rows, P, true, false], ["dh2 = dz·W3ᵀ", rows, P, H, false, true],
+    ["dW2 = h1ᵀ·dh2", H, rows, H, true, false], ["dh1 = dh2·W2ᵀ", rows, H, H, false, true],
+  ];
+  for (const [name, m, k, n, transA, transB] of shapes) {
+    const a = fill(m * k), b = fill(k * n), out = alloc(m * n);
+    const ms = Math.min(...[0, 1, 2].map(() => cpuMs(() => matmul(a, b, { m, k, n, transA, transB, out }), quick ? 3 : 8)));
+    gemmRows.push(`| ${name} | [${m},${k}]·[${k},${n}]${transA ? " transA" : ""}${transB ? " transB" : ""} | ${fmt(ms, 2)} | ${fmt((m * k * n) / ms / 1e6, 1)} |`);
+  }
+}
+
 const results: { name: string; ms: number; cpu: number; loss: number }[] = [{ name: "numedge (wasm)", ms: tOurs, cpu: cOurs, loss: l0 }];
 for (const engine of ["wasm", "cpu"] as const) {
   await tf.setBackend(engine);
@@ -109,6 +125,7 @@ for (const r of results)
   console.log(`| ${r.name} | ${fmt(r.ms)} | ${fmt(r.cpu)} | ${fmt(macs / r.cpu / 1e6, 1)} | ${r.loss.toFixed(4)} | ${fmt(r.ms / tOurs, 2)} | ${fmt(r.cpu / cOurs, 2)} |`);
 console.log(`load average at the end: ${(await import("node:os")).loadavg().map((v) => v.toFixed(2)).join(" ")} (2 cores, shared)`);
 console.log(`numedge phases (CPU ms): forward ${fmt(tFwd, 2)}, cross-entropy ${fmt(tCe, 2)}, backward ${fmt(tBwd, 2)}, AdamW ${fmt(tOpt, 2)}`);
+console.log(`\n| GEMM | shape | CPU ms (best of 3 means) | GMAC/s |\n|---|---|---|---|\n${gemmRows.join("\n")}`);
 console.log(`GEMM work per step: ${(macs / 1e6).toFixed(0)} M multiply-adds (the GMAC/s column divides it by the whole step time)`);
 const tw = results[1]!.cpu;
 console.log(`target <= 60 ms/step (CPU): ${cOurs <= 60 ? "met" : "NOT met"} (${fmt(cOurs)} ms; wall p50 ${fmt(tOurs)} ms); >= 2x faster than tfjs-wasm: ${tw / cOurs >= 2 ? "met" : "NOT met"} (${fmt(tw / cOurs, 2)}x CPU, ${fmt(results[1]!.ms / tOurs, 2)}x wall)`);
