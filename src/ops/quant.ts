@@ -62,6 +62,21 @@ export interface QuantizeBlockwiseOptions {
   rounding?: "nearest" | "stochastic";
   /** Seed of the counter-based generator for stochastic rounding (default 0): same seed, same codes. */
   seed?: number;
+  /** Write codes / absmax here instead of new arrays (alloc()'d arrays are used zero-copy). */
+  out?: { codes?: Uint8Array; absmax?: Float32Array };
+}
+
+function outArray<T extends Uint8Array | Int8Array | Float32Array | Int32Array>(arg: string, given: unknown, ctor: new (n: number) => T, n: number): T {
+  if (given === undefined) return new ctor(n);
+  if (!(given instanceof ctor)) throw new NumedgeError("dtype", `${arg} must be a ${ctor.name}, got ${show(given)}`);
+  if ((given as T).length !== n) throw new NumedgeError("shape", `${arg}.length ${(given as T).length} must be ${n}`);
+  return given as T;
+}
+
+function outOpts(o: { out?: unknown }): Record<string, unknown> {
+  if (o.out === undefined) return {};
+  if (o.out === null || typeof o.out !== "object") throw new NumedgeError("dtype", `out must be an object of output arrays, got ${show(o.out)}`);
+  return o.out as Record<string, unknown>;
 }
 
 function toF32(arg: string, x: unknown): Float32Array {
@@ -124,7 +139,8 @@ export function quantizeBlockwise(x: Float32Array | Float64Array, o: QuantizeBlo
   const rounding = checkEnum("rounding", o.rounding ?? "nearest", ["nearest", "stochastic"] as const);
   const seed = o.seed === undefined ? 0 : checkInt("seed", o.seed, -(2 ** 31), 2 ** 32 - 1);
   const n = xf.length;
-  const codes = new Uint8Array(n), absmax = new Float32Array(Math.ceil(n / blockSize));
+  const oo = outOpts(o);
+  const codes = outArray("out.codes", oo.codes, Uint8Array, n), absmax = outArray("out.absmax", oo.absmax, Float32Array, Math.ceil(n / blockSize));
   const rand = rounding === "stochastic" ? uniforms(seed, n) : null;
   const bad = getBackend().quantizeBlockwise(xf, blockSize, code, codes, absmax, rand);
   if (bad >= 0) throw nonfinite("x", xf, bad * blockSize, Math.min(n, (bad + 1) * blockSize));
@@ -199,7 +215,7 @@ export interface Quantized4bit {
  * absolute / relative errors are NF4 0.0728 / 0.203, FP4 0.0965 / 0.260 (bitsandbytes' figures).
  * @example const q = quantize4bit(w, { type: "nf4", blockSize: 64, doubleQuant: true }); const w2 = dequantize4bit(q)
  */
-export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" | "fp4"; blockSize?: number; doubleQuant?: boolean } = {}): Quantized4bit {
+export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" | "fp4"; blockSize?: number; doubleQuant?: boolean; out?: { packed?: Uint8Array; absmax?: Float32Array } } = {}): Quantized4bit {
   const xf = toF32("x", x);
   if (o === null || typeof o !== "object") throw new NumedgeError("dtype", `options must be an object, got ${show(o)}`);
   const type = checkEnum("type", o.type ?? "nf4", ["nf4", "fp4"] as const);
@@ -207,7 +223,8 @@ export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" |
   if (o.doubleQuant !== undefined && typeof o.doubleQuant !== "boolean") throw new NumedgeError("dtype", `doubleQuant must be a boolean, got ${show(o.doubleQuant)}`);
   const table = type === "nf4" ? NF4_TABLE : FP4_TABLE;
   const n = xf.length;
-  const packed = new Uint8Array(Math.ceil(n / 2)), absmax = new Float32Array(Math.ceil(n / blockSize));
+  const oo = outOpts(o);
+  const packed = outArray("out.packed", oo.packed, Uint8Array, Math.ceil(n / 2)), absmax = outArray("out.absmax", oo.absmax, Float32Array, Math.ceil(n / blockSize));
   const bad = getBackend().quantize4bit(xf, blockSize, table, packed, absmax);
   if (bad >= 0) throw nonfinite("x", xf, bad * blockSize, Math.min(n, (bad + 1) * blockSize));
   let am: Float32Array | NestedAbsmax = absmax;
@@ -265,6 +282,8 @@ export interface AffineOptions {
   scale?: Float32Array;
   /** With `scale`: zero points (one per group, in the type's range). Default 0. */
   zeroPoint?: Int32Array;
+  /** Write the codes here instead of a new array (Int8Array when signed, else Uint8Array). */
+  out?: { q?: Int8Array | Uint8Array };
 }
 
 export interface AffineQuantized {
@@ -293,7 +312,8 @@ export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions)
   const n = xf.length;
   const group = axis === "tensor" ? n : axis === "row" ? (rowsOf("x", xf, o.cols), o.cols!) : checkInt("blockSize", o.blockSize, 1);
   const ng = Math.ceil(n / group);
-  const q = signed ? new Int8Array(n) : new Uint8Array(n);
+  const oq = outOpts(o).q;
+  const q = signed ? outArray("out.q", oq, Int8Array, n) : outArray("out.q", oq, Uint8Array, n);
   let scale: Float32Array, zeroPoint: Int32Array;
   const be = getBackend();
   if (o.scale !== undefined) {
