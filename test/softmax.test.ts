@@ -31,6 +31,10 @@ const GENS: Record<string, Gen> = {
   huge: (rng, n) => Float32Array.from({ length: n }, () => (rng.next() < 0.5 ? -1 : 1) * 10 ** rng.uniform(-3, 30)),
   // near-ties around a large value: every ulp of 1e30 matters
   nearTies: (rng, n) => Float32Array.from({ length: n }, () => Math.fround(1e30) * (1 - rng.int(4) * 2 ** -23)),
+  // the three-pass kernel picks its exact-subtraction formula per row from max and min: cover each case
+  negative: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(-80, -1e-3)), // max <= 0
+  positive: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(20, 100)), // min >= -max
+  skewed: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(-80, 3)), // min < -max: TwoSum
   masked: (rng, n) => Float32Array.from({ length: n }, () => (rng.next() < 0.3 ? -Infinity : 5 * rng.normal())),
 };
 

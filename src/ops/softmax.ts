@@ -16,8 +16,11 @@ export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
   out?: T;
 }
 
-// Two-pass recomputes exp in its second pass; in WASM SIMD that costs more than the third memory pass it
-// saves at every size measured (bench/RESULTS.md), so auto stays three-pass.
+// auto = three-pass at every row length. Two-pass (Dukhan & Ablavatski) saves the max pass over memory but
+// must evaluate exp twice and carry an (m, 2^n) pair per lane; in WASM SIMD (128-bit, no FMA) the kernels are
+// compute-bound at every size we measured, rows in cache or not, so the third memory pass is the cheaper
+// option. bench/softmax.bench.ts (bench/RESULTS.softmax.md): two-pass is 2-5x slower than three-pass on
+// [1,1024] .. [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, hence Infinity.
 const AUTO_TWOPASS_MIN = Number.POSITIVE_INFINITY;
 
 function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T } | undefined) {
@@ -45,8 +48,11 @@ function scaleOf(t: unknown): number {
 
 /**
  * Softmax along the last axis: y_i = exp(x_i / T) / sum_j exp(x_j / T), computed as exp((x_i - max) / T).
- * Error (f32): relative <= 1e-6 for outputs >= 1e-30 against the f64 reference; outputs below ~1e-38
- * are flushed to 0. A row holding NaN or +Infinity, or only -Infinity, comes out all NaN (as PyTorch).
+ * Error (Float32Array, both algorithms, any T): relative <= 1e-6 for outputs >= 1e-30 against the f64
+ * reference (observed max 4.1e-7: x - max is formed exactly, exp is 2.3 ulp, sums fold into f64); outputs
+ * whose (x - max) / T is below -87.34 are flushed to exactly 0 (so -Infinity gives 0). Float64Array:
+ * relative <= 1e-12. A row holding NaN or +Infinity, or only -Infinity, comes out all NaN (as PyTorch);
+ * other rows are unaffected.
  * @example const p = softmax(new Float32Array([-2, 0, 0.5]), { cols: 3 }) // [.0486, .3592, .5922]
  */
 export function softmax<T extends FloatArray>(x: T, o: SoftmaxOptions<T>): T {
@@ -60,7 +66,8 @@ export function softmax<T extends FloatArray>(x: T, o: SoftmaxOptions<T>): T {
 
 /**
  * log-softmax along the last axis: (x_i - max) / T - log sum_j exp((x_j - max) / T).
- * Error (f32): absolute <= 4e-7 * max(1, |y|). Same NaN row rule as softmax.
+ * Error (f32): absolute <= 4e-7 * max(1, |y|) (observed 2.1e-7); f64: 1e-12 * max(1, |y|). -Infinity
+ * inputs give -Infinity. Same NaN row rule as softmax.
  * @example const lp = logSoftmax(x, { cols: 3 }) // [-3.0239, -1.0239, -0.5239] for [-2, 0, 0.5]
  */
 export function logSoftmax<T extends FloatArray>(x: T, o: Omit<SoftmaxOptions<T>, "algorithm">): T {
@@ -71,7 +78,9 @@ export function logSoftmax<T extends FloatArray>(x: T, o: Omit<SoftmaxOptions<T>
 
 /**
  * StableMax (Prieto et al. 2025): s(x) = x + 1 for x >= 0, 1 / (1 - x) for x < 0; y_i = s(x_i) / sum_j s(x_j).
- * Error (f32): relative <= 1e-6. A row with NaN or +Infinity, or only -Infinity, comes out NaN.
+ * Error (f32): relative <= 3e-7 for outputs >= 1e-30 (s is 1 ulp, the sum is f64, the division f64 then
+ * rounded; observed 2.3e-7); f64: 1e-12. Huge inputs cannot overflow the sum (two f32 maxima give 1/2 each).
+ * A row with NaN or +Infinity, or only -Infinity, comes out NaN.
  * @example const p = stablemax(new Float32Array([-2, 0, 0.5]), { cols: 3 }) // [.1176, .3529, .5294]
  */
 export function stablemax<T extends FloatArray>(x: T, o: { cols: number; out?: T }): T {
@@ -82,7 +91,7 @@ export function stablemax<T extends FloatArray>(x: T, o: { cols: number; out?: T
 
 /**
  * log StableMax: log s(x_i) - log sum_j s(x_j), with log s(x) = log1p(x) (x >= 0), -log1p(-x) (x < 0).
- * Error (f32): absolute <= 2e-7 * max(1, |y|).
+ * Error (f32): absolute <= 1.2e-7 * max(1, |y|) (computed in f64, rounded once); f64: 1e-12.
  * @example const lp = logStablemax(x, { cols: 113 })
  */
 export function logStablemax<T extends FloatArray>(x: T, o: { cols: number; out?: T }): T {
@@ -116,7 +125,10 @@ export interface CrossEntropyResult<T extends FloatArray> {
  * Mean cross-entropy of logits [rows, cols] against int32 labels, its gradient, and collapse statistics.
  * In "f32" precision a row collapses once every other class's exp(z_k - max) is below half an ulp of 1, so
  * its loss and its correct-class gradient are exactly 0: learning on that row stops (Softmax Collapse).
- * Error: loss and gradient within 1e-6 relative (f32) / 1e-12 (f64) of the f64 reference.
+ * Error vs the f64 reference: precision "f32" (true f32 arithmetic, so error grows with cols like any f32
+ * sum): |loss error| <= 1e-6 * max(1, loss), |gradient error| <= 4e-6 / rows for cols <= 4099; "f64":
+ * 1e-12 (gradients of f32 logits are rounded to f32). A row with NaN/+Infinity (or only -Infinity) gives
+ * loss NaN and a NaN gradient row; an -Infinity correct-class logit gives loss +Infinity.
  * @example const { loss, grad, scFraction } = crossEntropy(logits, labels, { cols: 113, precision: "f32" })
  */
 export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array, o: CrossEntropyOptions): CrossEntropyResult<T> {
