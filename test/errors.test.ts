@@ -83,7 +83,10 @@ describe("bad input: every op of the family", () => {
     expectError(() => softmax(x, { cols: 3, temperature: 1e-320 }), "range", "temperature");
     expectError(() => logSoftmax(x, { cols: 3, temperature: 0 }), "range", "temperature");
     expectError(() => logSoftmax(x, { cols: 3, temperature: NaN }), "range", "temperature");
-    expect(softmax(x, { cols: 3, temperature: 1e-300 })[2]).toBe(1); // tiny but valid: one-hot
+    for (const algorithm of ["auto", "twopass", "threepass"] as const) {
+      expect(Array.from(softmax(x, { cols: 3, temperature: 1e-300, algorithm }))).toEqual([0, 0, 1]); // tiny but valid: one-hot
+      expect(Array.from(softmax(new Float32Array([-1, 0, -2]), { cols: 3, temperature: 1e-300, algorithm }))).toEqual([0, 1, 0]);
+    }
   });
 
   test("softmax: unknown algorithm", () => {
