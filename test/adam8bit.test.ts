@@ -38,7 +38,7 @@ describe("Adam8bit", () => {
     expect(t.stateBytes()).toBe(20000 + 8);
     const f32 = new Adam8bit([new Float32Array(10000)], { minSize8bit: Infinity });
     expect(f32.stateBytes()).toBe(80000);
-  });
+  }, 60_000);
 
   test("first step equals the closed form (moments are used before they are quantized)", () => {
     const rng = new Rng(1);
@@ -53,7 +53,7 @@ describe("Adam8bit", () => {
         expect(Math.abs(p[i]! - want)).toBeLessThanOrEqual(TOL.firstStep * lr + 1e-7 * Math.abs(p0[i]!));
       }
     }
-  });
+  }, 60_000);
 
   test("stored moments are within absmax * halfGap of the float32 moments (signed m, unsigned v)", () => {
     const rng = new Rng(2);
@@ -83,7 +83,7 @@ describe("Adam8bit", () => {
         expect(v[i]!).toBeGreaterThanOrEqual(0);
       });
     }
-  });
+  }, 60_000);
 
   test("tracks 32-bit Adam on a least-squares problem", () => {
     const rng = new Rng(3);
@@ -109,7 +109,7 @@ describe("Adam8bit", () => {
     expect(l32).toBeLessThan(l0 * 0.01);
     expect(l8).toBeLessThan(Math.max(l32 * 2, l0 * 0.01));
     expect(Number.isFinite(lLin)).toBe(true);
-  });
+  }, 60_000);
 
   test("a NaN / Inf gradient leaves its parameter unchanged; 8-bit moments reset to 0, f32 moments kept", () => {
     const rng = new Rng(4);
@@ -130,7 +130,7 @@ describe("Adam8bit", () => {
     expect(o.moments(0).v[300]).toBe(0);
     expect(o.moments(1).m[3]).toBe(mSmall[3]!);
     expect(big.every(Number.isFinite) && small.every(Number.isFinite)).toBe(true);
-  });
+  }, 60_000);
 
   test("decoupled weight decay: zero gradients shrink p by exactly (1 - lr * wd) in float32", () => {
     for (const n of [50, 5000]) {
@@ -141,7 +141,7 @@ describe("Adam8bit", () => {
       const d = Math.fround(1 - Math.fround(Math.fround(0.1) * 0.5));
       for (let i = 0; i < n; i++) expect(p[i]).toBe(Math.fround(keep[i]! * d));
     }
-  });
+  }, 60_000);
 
   test("bad input throws NumedgeError naming the argument; gradients are not written", () => {
     const p = new Float32Array(10);
@@ -160,5 +160,5 @@ describe("Adam8bit", () => {
     o.step([g]);
     expect(Array.from(g)).toEqual(Array.from({ length: 10 }, (_, i) => i));
     expect(o.steps).toBe(1);
-  });
+  }, 60_000);
 });

@@ -20,7 +20,7 @@ const SIZES = [1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 255, 257, 1000,
 /** tfjs engines run the same checks on fewer sizes (their quant paths are slower) */
 const SIZES_SHORT = [1, 17, 33, 65, 257, 4097];
 const T = 120_000;
-const BLOCKS = [32, 64, 256, 4096];
+const BLOCKS: Array<number | "tensor"> = [32, 64, 256, 4096, "tensor"];
 
 type Gen = (rng: Rng, n: number) => Float32Array;
 const code8 = dynamicMap();
@@ -105,7 +105,7 @@ for (const pb of parityBackends) {
         for (const n of sizes) {
           const x = gen(rng, n);
           for (const type of ["nf4", "fp4"] as const) {
-            for (const blockSize of [32, 64, 4096]) {
+            for (const blockSize of [32, 64, 4096, "tensor" as const]) {
               for (const doubleQuant of n > 300 ? [false, true] : [false]) {
                 const o = { type, blockSize, doubleQuant };
                 const a = quantize4bit(x, o), b = underReference(() => quantize4bit(x, o));

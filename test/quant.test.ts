@@ -14,6 +14,8 @@ import { searchKind } from "../src/backends/wasm/quant.ts";
 const f = Math.fround;
 
 // ---- Tolerances and oracle figures (bitsandbytes tests/test_functional.py, randn 1024x1024) ----
+const SLOW = 60_000; // heavy tests get their own timeout (the machine is shared)
+
 const ORACLE = {
   dyn8Abs: 0.011,
   dyn8Rel: 0.018,
@@ -83,7 +85,7 @@ describe("code tables", () => {
     }
     want.sort((a, b) => a - b);
     for (let i = 0; i < 256; i++) expect(Math.abs(d[i]! - want[i]!)).toBeLessThanOrEqual(Math.abs(want[i]!) * 3e-7);
-  });
+  }, SLOW);
 
   test("dynamicMap(false) is the unsigned map; copies are fresh", () => {
     const u = dynamicMap(false);
@@ -95,7 +97,7 @@ describe("code tables", () => {
     const a = dynamicMap();
     a[0] = 42;
     expect(dynamicMap()[0]).toBe(f(-0.99296875));
-  });
+  }, SLOW);
 
   test("linearMap: signed = linspace(-1, 1, 255) plus a second 0; unsigned = linspace(0, 1, 256)", () => {
     const s = linearMap(), u = linearMap(false);
@@ -106,7 +108,7 @@ describe("code tables", () => {
     expect(u[0]).toBe(0);
     expect(u[255]).toBe(1);
     expect(u[51]).toBeCloseTo(0.2, 6);
-  });
+  }, SLOW);
 
   test("NF4 and FP4 are bitsandbytes' tables; FP4 in bit-pattern order with the sign in bit 3", () => {
     expect(NF4.length).toBe(16);
@@ -122,17 +124,17 @@ describe("code tables", () => {
     }
     expect(FP4[0b0011]).toBe(1);
     expect(FP4[0b1011]).toBe(-1);
-  });
+  }, SLOW);
 
   test("every built-in table gets the SIMD bucket-table kernel", () => {
     for (const c of [dynamicMap(), dynamicMap(false), linearMap(), linearMap(false), NF4, FP4]) expect(searchKind(c)).toBe("lut");
-  });
+  }, SLOW);
 
   test("codeHalfGap: the per-absmax error bound of a table", () => {
     expect(codeHalfGap(dynamicMap())).toBeCloseTo(0.00703125, 6);
     expect(codeHalfGap(NF4)).toBeCloseTo((1 - 0.6961928009986877) / 2, 6);
     expect(codeHalfGap(FP4)).toBeCloseTo((1 - 8 / 12) / 2, 6);
-  });
+  }, SLOW);
 });
 
 describe("quantizeBlockwise (8-bit)", () => {
@@ -151,7 +153,7 @@ describe("quantizeBlockwise (8-bit)", () => {
       }
       expect(worst).toBeLessThanOrEqual(1);
     }
-  });
+  }, SLOW);
 
   test("nearest code, ties to the lower index: exact midpoints go down, one ulp above goes up", () => {
     for (const code of [dynamicMap(), dynamicMap(false), linearMap()]) {
@@ -178,7 +180,7 @@ describe("quantizeBlockwise (8-bit)", () => {
       const q = quantizeBlockwise(x, { blockSize: 32, code });
       expect(Array.from(q.codes)).toEqual(w);
     }
-  });
+  }, SLOW);
 
   test("partial last block and block sizes 32..4096", () => {
     const rng = new Rng(7);
@@ -196,7 +198,22 @@ describe("quantizeBlockwise (8-bit)", () => {
       expect(y[n - 5]).toBe(9);
       for (let i = 2 * blockSize; i < n; i++) expect(Math.abs(y[i]! - x[i]!)).toBeLessThanOrEqual(9 * 0.0071);
     }
-  });
+  }, SLOW);
+
+  test("blockSize \"tensor\": one absmax for any length", () => {
+    const x = RANDN.subarray(0, 100_003);
+    const q = quantizeBlockwise(x, { blockSize: "tensor" });
+    expect(q.blockSize).toBe(x.length);
+    expect(q.absmax.length).toBe(1);
+    let m = 0;
+    for (const v of x) m = Math.max(m, Math.abs(v));
+    expect(q.absmax[0]).toBe(m);
+    const y = dequantizeBlockwise(q);
+    for (let i = 0; i < x.length; i++) expect(Math.abs(x[i]! - y[i]!)).toBeLessThanOrEqual(m * (0.00703125 + ORACLE.f32Slack));
+    const q4 = quantize4bit(x, { blockSize: "tensor" });
+    expect((q4.absmax as Float32Array).length).toBe(1);
+    expect(dequantize4bit(q4).length).toBe(x.length);
+  }, SLOW);
 
   test("all-zero block: absmax 0 (1e-38 floor inside), codes = the code of 0, dequantizes to exactly 0", () => {
     const x = new Float32Array(96);
@@ -212,7 +229,7 @@ describe("quantizeBlockwise (8-bit)", () => {
     t[3] = f(-3e-41);
     const yt = dequantizeBlockwise(quantizeBlockwise(t, { blockSize: 32 }));
     for (let i = 0; i < 32; i++) expect(Math.abs(yt[i]! - t[i]!)).toBeLessThanOrEqual(1e-40);
-  });
+  }, SLOW);
 
   test("stochastic rounding is unbiased: 10^5 seeded draws within 3 standard errors", () => {
     const code = dynamicMap();
@@ -236,7 +253,7 @@ describe("quantizeBlockwise (8-bit)", () => {
       expect(Math.abs(s / cnt - v)).toBeLessThan(3 * se);
       expect(ups).toBeGreaterThan(0);
     }
-  });
+  }, SLOW);
 
   test("stochastic rounding is deterministic per seed and differs across seeds", () => {
     const x = RANDN.subarray(0, 8192);
@@ -248,7 +265,7 @@ describe("quantizeBlockwise (8-bit)", () => {
     // each code is one of the two neighbours of the nearest-rounded value
     const nr = quantizeBlockwise(x);
     for (let i = 0; i < x.length; i++) expect(Math.abs(a.codes[i]! - nr.codes[i]!)).toBeLessThanOrEqual(1);
-  });
+  }, SLOW);
 
   test("bad input throws NumedgeError naming the argument; inputs are not mutated", () => {
     const x = RANDN.slice(0, 300), keep = x.slice();
@@ -277,7 +294,7 @@ describe("quantizeBlockwise (8-bit)", () => {
     expectError(() => dequantizeBlockwise({ ...q, blockSize: 60 }), "range", "q.blockSize");
     expectError(() => dequantizeBlockwise(q, new Float32Array(5)), "shape", "out.length");
     expect(x).toEqual(keep);
-  });
+  }, SLOW);
 });
 
 describe("4-bit NF4 / FP4", () => {
@@ -289,7 +306,7 @@ describe("4-bit NF4 / FP4", () => {
       expect(Math.abs(e.abs - want.abs)).toBeLessThanOrEqual(ORACLE.fourBitSlack * want.abs);
       expect(Math.abs(e.rel - want.rel)).toBeLessThanOrEqual(ORACLE.fourBitSlack * want.rel);
     }
-  });
+  }, SLOW);
 
   test("packing: element 2j in the high nibble; odd length pads with the code of 0", () => {
     const x = new Float32Array([1, -1, 0]);
@@ -303,7 +320,7 @@ describe("4-bit NF4 / FP4", () => {
     const y = Float32Array.from({ length: 64 }, (_, i) => NF4[i % 16]!);
     const p = quantize4bit(y, { type: "nf4", blockSize: 64 }).packed;
     for (let j = 0; j < 32; j++) expect(p[j]).toBe((((2 * j) % 16) << 4) | ((2 * j + 1) % 16));
-  });
+  }, SLOW);
 
   test("ties go to the lower index (FP4's bit order: 0.25 at 7 vs 1/3 at 4 picks 4)", () => {
     for (const [type, table] of [["nf4", NF4], ["fp4", FP4]] as const) {
@@ -320,7 +337,7 @@ describe("4-bit NF4 / FP4", () => {
         expect(q.packed[1]! >> 4).toBe(Math.min(table.findIndex((v) => v === a), table.findIndex((v) => v === b)));
       }
     }
-  });
+  }, SLOW);
 
   test("per-element bound |x - x'| <= absmax * halfGap, partial block, all-zero block", () => {
     const rng = new Rng(3);
@@ -334,7 +351,7 @@ describe("4-bit NF4 / FP4", () => {
       for (let i = 0; i < x.length; i++) expect(Math.abs(x[i]! - y[i]!)).toBeLessThanOrEqual(a[Math.floor(i / 64)]! * (gap + ORACLE.f32Slack));
       for (let i = 64; i < 128; i++) expect(y[i]).toBe(0);
     }
-  });
+  }, SLOW);
 
   test("double quantization: offset = mean(absmax), block 256 dynamic; absmax and data round-trip within the bound", () => {
     const x = RANDN.subarray(0, 64 * 1000 + 10);
@@ -361,7 +378,7 @@ describe("4-bit NF4 / FP4", () => {
       const k = Math.floor(i / 64);
       expect(Math.abs(x[i]! - y[i]!)).toBeLessThanOrEqual(a[k]! * (gap4 + ORACLE.f32Slack) + Math.abs(ah[k]! - a[k]!) + 1e-6);
     }
-  });
+  }, SLOW);
 
   test("bad input", () => {
     const x = RANDN.slice(0, 100), keep = x.slice();
@@ -374,7 +391,7 @@ describe("4-bit NF4 / FP4", () => {
     expectError(() => dequantize4bit({ ...q, packed: q.packed.subarray(1) }), "shape", "q.packed.length");
     expectError(() => dequantize4bit({ ...q, absmax: (q.absmax as Float32Array).subarray(1) }), "shape", "q.absmax.length");
     expect(x).toEqual(keep);
-  });
+  }, SLOW);
 });
 
 describe("affine int8/uint8 (ONNX QuantizeLinear)", () => {
@@ -388,7 +405,7 @@ describe("affine int8/uint8 (ONNX QuantizeLinear)", () => {
     // scale 2: x / 2 lands on halves
     const s2 = quantizeAffine(new Float32Array([1, 3, 5, 7, -3]), { bits: 8, scale: new Float32Array([2]) });
     expect(Array.from(s2.q)).toEqual([0, 2, 2, 4, -2]);
-  });
+  }, SLOW);
 
   test("symmetric absmax int8 and ONNX DynamicQuantizeLinear uint8 parameters", () => {
     const s = quantizeAffine(new Float32Array([-127, 63.5, 31.75, 0.5]), { bits: 8 });
@@ -407,7 +424,7 @@ describe("affine int8/uint8 (ONNX QuantizeLinear)", () => {
     const z = quantizeAffine(new Float32Array(5), { bits: 8 });
     expect(z.scale[0]).toBe(1);
     expect(Array.from(dequantizeAffine(z))).toEqual([0, 0, 0, 0, 0]);
-  });
+  }, SLOW);
 
   test("per row and per block groups; |x - x'| <= scale / 2", () => {
     const x = RANDN.subarray(0, 64 * 50 + 9);
@@ -423,7 +440,7 @@ describe("affine int8/uint8 (ONNX QuantizeLinear)", () => {
       expect(r.scale.length).toBe(30);
       expect(r.group).toBe(128);
     }
-  });
+  }, SLOW);
 
   test("bytes equal onnxruntime's QuantizeLinear / DequantizeLinear (per tensor, ties included)", async () => {
     const { ort, ortSession } = await import("../bench/onnx.ts");
@@ -445,7 +462,7 @@ describe("affine int8/uint8 (ONNX QuantizeLinear)", () => {
       await sess.release();
       await dsess.release();
     }
-  });
+  }, SLOW);
 
   test("bad input", () => {
     const x = RANDN.slice(0, 100), keep = x.slice();
@@ -463,7 +480,7 @@ describe("affine int8/uint8 (ONNX QuantizeLinear)", () => {
     const q = quantizeAffine(x, { bits: 8 });
     expectError(() => dequantizeAffine({ ...q, scale: new Float32Array(3) }), "shape", "q.scale");
     expect(x).toEqual(keep);
-  });
+  }, SLOW);
 });
 
 describe("ggml Q8_0 / Q4_0", () => {
@@ -487,7 +504,7 @@ describe("ggml Q8_0 / Q4_0", () => {
     expect(q[31]).toBe(127);
     for (let j = 5; j < 31; j++) expect(q[j]).toBe(j * 4 - 64);
     expect(Array.from(dequantizeQ8_0(b, 32))).toEqual(q.map((v) => v + 0));
-  });
+  }, SLOW);
 
   test("fp16 scale bits round to nearest even (ties), subnormal d", () => {
     const block = (amax: number) => {
@@ -499,14 +516,14 @@ describe("ggml Q8_0 / Q4_0", () => {
     expect(block(260477 / 2048)).toBe(0x3c02); // d = 1 + 3 * 2^-11: tie -> even 1 + 2^-9
     expect(block(127 * 2 ** -20)).toBe(0x0010); // d = 2^-20: fp16 subnormal
     expect(block(0)).toBe(0);
-  });
+  }, SLOW);
 
   test("the kernel's fp16 conversion (ggml's bit trick) equals IEEE round-to-nearest-even everywhere", () => {
     const rng = new Rng(4);
     const vals = [0, -0, 1, -1, 65504, 65519.996, 65520, 1e9, -1e9, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -14, 2 ** -14 - 2 ** -25, 1e-10, NaN, Infinity, -Infinity];
     for (let i = 0; i < 20000; i++) vals.push((rng.next() < 0.5 ? -1 : 1) * 2 ** rng.uniform(-30, 17));
     for (const v of vals) expect(asm.f32_to_f16!(f(v))).toBe(f32ToF16Bits(v));
-  });
+  }, SLOW);
 
   test("Q4_0 bytes: d = signed max / -8 (first on ties), q = min(15, trunc(x / d + 8.5)), j low / j+16 high", () => {
     const x = new Float32Array(32);
@@ -531,7 +548,7 @@ describe("ggml Q8_0 / Q4_0", () => {
     expect(c[2]! & 15).toBe(0);
     expect(c[3]! & 15).toBe(15);
     expect(Array.from(dequantizeQ4_0(c, 32)).slice(0, 3)).toEqual([8, -7, -0]);
-  });
+  }, SLOW);
 
   test("round trips within the stated bounds; bad input", () => {
     const x = RANDN.subarray(0, 32 * 100);
@@ -552,5 +569,5 @@ describe("ggml Q8_0 / Q4_0", () => {
     nan[40] = NaN;
     expectError(() => quantizeQ4_0(nan), "nonfinite", "x[40]");
     expectError(() => quantizeQ8_0(nan), "nonfinite", "x[40]");
-  });
+  }, SLOW);
 });

@@ -54,8 +54,8 @@ export interface BlockwiseQuantized {
 }
 
 export interface QuantizeBlockwiseOptions {
-  /** Power of two in [32, 4096]. Default 4096 (bitsandbytes). */
-  blockSize?: number;
+  /** Power of two in [32, 4096], or "tensor" (one absmax for all of x). Default 4096 (bitsandbytes). */
+  blockSize?: number | "tensor";
   /** Code table: a name or 256 sorted float32 values. Default "dynamic". */
   code?: CodeName | Float32Array;
   /** "nearest" (default) or "stochastic" (unbiased between the two neighbouring codes). */
@@ -88,7 +88,8 @@ function toF32(arg: string, x: unknown): Float32Array {
   throw new NumedgeError("dtype", `${arg} must be a Float32Array or Float64Array, got ${show(x)}`);
 }
 
-function checkBlockSize(arg: string, v: unknown): number {
+function checkBlockSize(arg: string, v: unknown, length = 0): number {
+  if (v === length && length > 0) return length; // a per-tensor result: one block
   const b = checkInt(arg, v, 32, 4096);
   if ((b & (b - 1)) !== 0) throw new NumedgeError("range", `${arg} must be a power of two in [32, 4096], got ${b}`);
   return b;
@@ -134,7 +135,7 @@ function uniforms(seed: number, n: number): Float32Array {
 export function quantizeBlockwise(x: Float32Array | Float64Array, o: QuantizeBlockwiseOptions = {}): BlockwiseQuantized {
   const xf = toF32("x", x);
   if (o === null || typeof o !== "object") throw new NumedgeError("dtype", `options must be an object, got ${show(o)}`);
-  const blockSize = checkBlockSize("blockSize", o.blockSize ?? 4096);
+  const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 4096);
   const code = resolveCode("code", o.code ?? "dynamic", 256);
   const rounding = checkEnum("rounding", o.rounding ?? "nearest", ["nearest", "stochastic"] as const);
   const seed = o.seed === undefined ? 0 : checkInt("seed", o.seed, -(2 ** 31), 2 ** 32 - 1);
@@ -176,7 +177,7 @@ function checkQ(q: unknown): asserts q is Record<string, unknown> {
 export function dequantizeBlockwise(q: BlockwiseQuantized, out?: Float32Array): Float32Array {
   checkQ(q);
   const n = checkLength("q.length", q.length);
-  const bs = checkBlockSize("q.blockSize", q.blockSize);
+  const bs = checkBlockSize("q.blockSize", q.blockSize, n);
   if (!(q.codes instanceof Uint8Array)) throw new NumedgeError("dtype", `q.codes must be a Uint8Array, got ${show(q.codes)}`);
   if (q.codes.length !== n) throw new NumedgeError("shape", `q.codes.length ${q.codes.length} must equal q.length ${n}`);
   const absmax = checkAbsmax("q.absmax", q.absmax, n, bs);
@@ -215,11 +216,11 @@ export interface Quantized4bit {
  * absolute / relative errors are NF4 0.0728 / 0.203, FP4 0.0965 / 0.260 (bitsandbytes' figures).
  * @example const q = quantize4bit(w, { type: "nf4", blockSize: 64, doubleQuant: true }); const w2 = dequantize4bit(q)
  */
-export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" | "fp4"; blockSize?: number; doubleQuant?: boolean; out?: { packed?: Uint8Array; absmax?: Float32Array } } = {}): Quantized4bit {
+export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" | "fp4"; blockSize?: number | "tensor"; doubleQuant?: boolean; out?: { packed?: Uint8Array; absmax?: Float32Array } } = {}): Quantized4bit {
   const xf = toF32("x", x);
   if (o === null || typeof o !== "object") throw new NumedgeError("dtype", `options must be an object, got ${show(o)}`);
   const type = checkEnum("type", o.type ?? "nf4", ["nf4", "fp4"] as const);
-  const blockSize = checkBlockSize("blockSize", o.blockSize ?? 64);
+  const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 64);
   if (o.doubleQuant !== undefined && typeof o.doubleQuant !== "boolean") throw new NumedgeError("dtype", `doubleQuant must be a boolean, got ${show(o.doubleQuant)}`);
   const table = type === "nf4" ? NF4_TABLE : FP4_TABLE;
   const n = xf.length;
@@ -256,7 +257,7 @@ export function absmaxOf(q: Quantized4bit): Float32Array {
 export function dequantize4bit(q: Quantized4bit, out?: Float32Array): Float32Array {
   checkQ(q);
   const n = checkLength("q.length", q.length);
-  const bs = checkBlockSize("q.blockSize", q.blockSize);
+  const bs = checkBlockSize("q.blockSize", q.blockSize, n);
   const type = checkEnum("q.type", q.type, ["nf4", "fp4"] as const);
   if (!(q.packed instanceof Uint8Array)) throw new NumedgeError("dtype", `q.packed must be a Uint8Array, got ${show(q.packed)}`);
   if (q.packed.length !== Math.ceil(n / 2)) throw new NumedgeError("shape", `q.packed.length ${q.packed.length} must equal ceil(q.length / 2) = ${Math.ceil(n / 2)}`);

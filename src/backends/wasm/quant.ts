@@ -48,7 +48,8 @@ function digest(code: Float32Array): Digest {
 
 const lutPtr = (f: Frame, d: Digest) => (d.resident ? d.resident.lut : f.input(d.lut!.table));
 const codePtr = (f: Frame, d: Digest, code: Float32Array) => (d.resident ? d.resident.code : f.input(code));
-const log2 = (bs: number) => 31 - Math.clz32(bs);
+/** log2 of the block size for the kernels' i >> lbs; one block (per-tensor, any size) -> 31. */
+const log2 = (bs: number, n: number) => (bs >= n ? 31 : 31 - Math.clz32(bs));
 
 /** Which search kernel a code gets (exported for tests and the benchmark). */
 export function searchKind(code: Float32Array): "lut" | "search" {
@@ -57,7 +58,7 @@ export function searchKind(code: Float32Array): "lut" | "search" {
 
 export const quantWasm: QuantKernels = {
   quantizeBlockwise(x, bs, code, codes, absmax, rand) {
-    const n = x.length, lbs = log2(bs), nb = absmax.length;
+    const n = x.length, lbs = log2(bs, n), nb = absmax.length;
     const d = digest(code);
     return call((f) => [f.input(x), f.output(codes), f.output(absmax), f.scratch(nb * 4),
       rand ? f.input(d.prep.vals) : d.lut ? lutPtr(f, d) : f.input(d.thr255),
@@ -75,20 +76,20 @@ export const quantWasm: QuantKernels = {
   dequantizeBlockwise(codes, bs, code, absmax, out) {
     const d = cache.get(code);
     call((f) => [f.input(codes), d?.resident && same(d.snapshot, code) ? d.resident.code : f.input(code), f.input(absmax), f.output(out)] as const,
-      ([pc, pk, pa, po]) => asm.dequant_blockwise_u8!(pc, out.length, log2(bs), pa, pk, po));
+      ([pc, pk, pa, po]) => asm.dequant_blockwise_u8!(pc, out.length, log2(bs, out.length), pa, pk, po));
   },
   quantize4bit(x, bs, code, packed, absmax) {
     const n = x.length, d = digest(code), lut = d.lut!;
     return call((f) => [f.input(x), f.output(packed), f.output(absmax), f.scratch(absmax.length * 4), lutPtr(f, d), f.input(d.perm16)] as const,
       ([px, pp, pa, pi, pl, pm]) => {
         const bad = asm.quant_absmax_f32!(px, n, bs, pa, pi);
-        if (bad < 0) asm.quant_4bit_f32!(px, n, log2(bs), pi, pl, lut.sh, lut.k0, lut.nk, pm, d.prep.zeroCode, pp);
+        if (bad < 0) asm.quant_4bit_f32!(px, n, log2(bs, n), pi, pl, lut.sh, lut.k0, lut.nk, pm, d.prep.zeroCode, pp);
         return bad;
       });
   },
   dequantize4bit(packed, bs, code, absmax, out) {
     call((f) => [f.input(packed), f.input(code), f.input(absmax), f.output(out)] as const,
-      ([pp, pk, pa, po]) => asm.dequant_4bit!(pp, out.length, log2(bs), pa, pk, po));
+      ([pp, pk, pa, po]) => asm.dequant_4bit!(pp, out.length, log2(bs, out.length), pa, pk, po));
   },
   quantizeAffine(x, g, compute, scale, zp, q) {
     const signed = q instanceof Int8Array ? 1 : 0;
