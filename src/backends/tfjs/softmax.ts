@@ -49,7 +49,7 @@ function stableParts(ctx: TfCtx, tf: Tf, t: Tensor, rows: number, cols: number) 
   const s2 = tf.mul(s, 2 ** -64);
   const S2 = rowSum(ctx, tf, s2, rows, cols);
   const big = tf.isInf(S);
-  const ratio = tf.where(tf.logicalAnd(big, tf.onesLike(s).cast("bool")), tf.div(s2, S2), tf.div(s, S));
+  const ratio = tf.where(tf.broadcastTo(big, [rows, cols]), tf.div(s2, S2), tf.div(s, S));
   const logS = tf.where(big, tf.add(tf.log(S2), 64 * Math.LN2), tf.log(S));
   // bad row (NaN out): S == 0 (only -Infinity), or S2 not finite (+Infinity or NaN in the row)
   const bad = tf.where(tf.logicalAnd(tf.greater(S, 0), tf.isFinite(S2)), tf.zerosLike(S), tf.fill([rows, 1], NaN));
