@@ -146,14 +146,11 @@ function rowmaxmin_f32(p: usize, n: i32): f32 {
   }
   a0 = f32x4.pmax(f32x4.pmax(a0, a1), f32x4.pmax(a2, a3));
   b0 = f32x4.pmin(f32x4.pmin(b0, b1), f32x4.pmin(b2, b3));
+  a0 = f32x4.pmax(a0, i32x4.shuffle(a0, a0, 2, 3, 0, 1));
+  b0 = f32x4.pmin(b0, i32x4.shuffle(b0, b0, 2, 3, 0, 1));
+  a0 = f32x4.pmax(a0, i32x4.shuffle(a0, a0, 1, 0, 3, 2));
+  b0 = f32x4.pmin(b0, i32x4.shuffle(b0, b0, 1, 0, 3, 2));
   let m = f32x4.extract_lane(a0, 0), q = f32x4.extract_lane(b0, 0);
-  for (let l = 1; l < 4; l++) {
-    a0 = i32x4.shuffle(a0, a0, 1, 2, 3, 0);
-    b0 = i32x4.shuffle(b0, b0, 1, 2, 3, 0);
-    const u = f32x4.extract_lane(a0, 0), w = f32x4.extract_lane(b0, 0);
-    m = u > m ? u : m;
-    q = w < q ? w : q;
-  }
   for (; i < n; i++) {
     const v = load<f32>(p + (<usize>i << 2));
     m = v > m ? v : m;
