@@ -45,22 +45,31 @@ const CHOICES: readonly BackendChoice[] = ["wasm", "reference", "tfjs", "tfjs-gp
 const ENGINES: Record<string, string> = { wasm: "wasm-simd", reference: "typescript-f64" };
 
 /**
- * Smallest problem `auto` sends to tfjs-gpu, per op; every other op, and anything smaller, stays on wasm.
+ * Smallest problem `auto` sends to tfjs-gpu, per kernel; every other kernel, and anything smaller, stays on wasm.
  * Size = elements of the largest array argument, except gemm: m * k * n.
  *
- * Basis (no GPU on the machines this was written on; scripts/gpu-check.ts measures the real crossover on a
- * CUDA box and prints it, and `setBackend("auto", { thresholds })` takes the measured values):
- * - numedge's API takes and returns host typed arrays, so a GPU op pays host -> device and device -> host
- *   copies (>= 8 bytes per element through pageable memory, ~6-12 GB/s, plus tfjs-node's own host copies
- *   into and out of TF_Tensor) and ~10-30 us of eager dispatch per tfjs op (5-15 ops per kernel here).
- *   That is >= 1 ns per element before any math, while the WASM SIMD kernels of the memory-bound families
- *   (softmax, cross-entropy, top-k, routing, quantization, relu, embedding, AdamW) run at about 0.5-3 ns
- *   per element on one core. The GPU can at best tie on them, so they are never auto-routed (Infinity).
- * - gemm does 2*m*k*n flops on (m*k + k*n + m*n) elements. The wasm GEMM runs at a few GFLOP/s on one core;
- *   the GPU call costs ~200 us fixed plus the copies. They cross near m*k*n = 2^21 (128^3): the
- *   wasm kernel spends ~0.5-1 ms there, and from there up the GPU's advantage grows linearly in the size.
+ * Basis. No GPU was available where these were set: they come from a cost model, and scripts/gpu-check.ts
+ * measures the real crossover on a CUDA box and prints it (`setBackend("auto", { thresholds })` takes it).
+ * - GPU side: numedge's API takes and returns host typed arrays, so a GPU call pays host -> device and
+ *   device -> host copies (~10 GB/s through pageable memory), tfjs-node's host copies into and out of
+ *   TF_Tensor, and 10-30 us of eager dispatch per tfjs op (5-20 ops per kernel): ~1.4 ns per element moved
+ *   (4 bytes in, 4 out) plus ~0.3 ms fixed.
+ * - wasm side, measured (1M elements, one core, bun 1.4.5, on a 2-core machine under load ~7, so 2-4x slower
+ *   than an idle core): relu 2.2, softmax 12.8, crossEntropy 25.8, AdamW 20.8 ns/element; GEMM 19 GFLOP/s at
+ *   128^3 and 6 at 256^3.
+ * - So: exp-heavy row ops (softmax family, crossEntropy: ~3+ ns/element on an idle core) cross near 2e5
+ *   elements; 2^20 leaves margin for the model's error. Copy-bound ops (relu, embedding, AdamW with 28 bytes
+ *   moved per element, top-k, quantization) move as many bytes as wasm spends time on them: never routed.
+ *   gemm: wasm needs ~0.5 ms at 128^3 = 2^21 but ~3 ms at 2^24, against ~0.3 ms + copies on the GPU: 2^22.
  */
-export const GPU_THRESHOLDS: Readonly<Record<string, number>> = Object.freeze({ gemm: 2 ** 21 });
+export const GPU_THRESHOLDS: Readonly<Record<string, number>> = Object.freeze({
+  gemm: 2 ** 22,
+  softmax: 2 ** 20,
+  logSoftmax: 2 ** 20,
+  stablemax: 2 ** 20,
+  logStablemax: 2 ** 20,
+  crossEntropy: 2 ** 20,
+});
 
 /** Problem size of one kernel call, as GPU_THRESHOLDS counts it. */
 export function opSize(op: string, args: readonly unknown[]): number {
