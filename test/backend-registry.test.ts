@@ -188,3 +188,16 @@ describe("NUMEDGE_BACKEND at import", () => {
     expect(r.err).not.toMatch(/\n\s+at /);
   }, 30000);
 });
+
+describe("scripts/gpu-check.ts without a GPU", () => {
+  test("prints what was found and why tfjs-gpu is not usable, exits 0, no stack trace", () => {
+    const env: Record<string, string | undefined> = { ...process.env };
+    delete env.NUMEDGE_BACKEND;
+    const p = Bun.spawnSync([process.execPath, "scripts/gpu-check.ts"], { cwd: import.meta.dir + "/..", env, stdout: "pipe", stderr: "pipe" });
+    const out = p.stdout.toString(), err = p.stderr.toString();
+    expect(p.exitCode).toBe(0);
+    expect(out).toMatch(/^tfjs: picks tfjs-(node|wasm|cpu)/m);
+    expect(out).toMatch(/^tfjs-gpu: (not usable: backend "tfjs-gpu" needs|usable)/m);
+    expect(out + err).not.toMatch(/\n\s+at /);
+  }, 60000);
+});
