@@ -119,24 +119,30 @@ const lanes = memory.data(128, 16);
 function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   const nv = k <= 8 ? (n < 128 ? 2 : 4) : 8;
   const blk = nv << 2;
+  // pmax (one x86 maxps) instead of max (NaN-propagating, several instructions); NaN is flagged separately.
   let a0 = f32x4.splat(-Infinity), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  let nan = i32x4.splat(0);
   for (let i = 0; i + blk <= n; i += blk) {
     const o = x + (<usize>i << 2);
-    a0 = f32x4.max(a0, v128.load(o));
-    a1 = f32x4.max(a1, v128.load(o, 16));
+    const v0 = v128.load(o), v1 = v128.load(o, 16);
+    a0 = f32x4.pmax(a0, v0);
+    a1 = f32x4.pmax(a1, v1);
+    nan = v128.or(nan, v128.or(f32x4.ne(v0, v0), f32x4.ne(v1, v1)));
     if (nv > 2) {
-      a2 = f32x4.max(a2, v128.load(o, 32));
-      a3 = f32x4.max(a3, v128.load(o, 48));
+      const v2 = v128.load(o, 32), v3 = v128.load(o, 48);
+      a2 = f32x4.pmax(a2, v2);
+      a3 = f32x4.pmax(a3, v3);
+      nan = v128.or(nan, v128.or(f32x4.ne(v2, v2), f32x4.ne(v3, v3)));
     }
     if (nv > 4) {
-      a4 = f32x4.max(a4, v128.load(o, 64));
-      a5 = f32x4.max(a5, v128.load(o, 80));
-      a6 = f32x4.max(a6, v128.load(o, 96));
-      a7 = f32x4.max(a7, v128.load(o, 112));
+      const v4 = v128.load(o, 64), v5 = v128.load(o, 80), v6 = v128.load(o, 96), v7 = v128.load(o, 112);
+      a4 = f32x4.pmax(a4, v4);
+      a5 = f32x4.pmax(a5, v5);
+      a6 = f32x4.pmax(a6, v6);
+      a7 = f32x4.pmax(a7, v7);
+      nan = v128.or(nan, v128.or(v128.or(f32x4.ne(v4, v4), f32x4.ne(v5, v5)), v128.or(f32x4.ne(v6, v6), f32x4.ne(v7, v7))));
     }
   }
-  // NaN anywhere in the blocks makes a lane NaN (max propagates it); the tail is checked below.
-  let nan = v128.or(v128.or(f32x4.ne(a0, a0), f32x4.ne(a1, a1)), v128.or(f32x4.ne(a2, a2), f32x4.ne(a3, a3)));
   v128.store(lanes, a0);
   v128.store(lanes, a1, 16);
   if (nv > 2) {
@@ -144,7 +150,6 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
     v128.store(lanes, a3, 48);
   }
   if (nv > 4) {
-    nan = v128.or(nan, v128.or(v128.or(f32x4.ne(a4, a4), f32x4.ne(a5, a5)), v128.or(f32x4.ne(a6, a6), f32x4.ne(a7, a7))));
     v128.store(lanes, a4, 64);
     v128.store(lanes, a5, 80);
     v128.store(lanes, a6, 96);
