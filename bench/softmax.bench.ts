@@ -5,6 +5,7 @@
 // Peers get the same courtesy where they have it: the tfjs input tensor and the ort input tensor are made
 // once outside the timed call. tfjs is timed twice: kernel only (tf.softmax + dispose; the wasm/cpu backends
 // run it synchronously) and with the result read back to JS (dataSync), which numedge never needs.
+// Ratios are medians over interleaved rounds of peer time / numedge auto time measured in the same round.
 // GB/s counts 8 bytes per element (4 read, 4 written), whatever the algorithm re-reads.
 import { measure } from "mitata";
 import * as tf from "@tensorflow/tfjs-core";
@@ -16,7 +17,7 @@ import { cpus } from "node:os";
 
 const quick = process.argv.includes("--quick");
 const opts = { min_cpu_time: (quick ? 30 : 80) * 1e6, min_samples: quick ? 4 : 8 };
-const ROUNDS = quick ? 2 : 4;
+const ROUNDS = quick ? 3 : 5;
 
 const SHAPES: Array<[number, number]> = [[1, 1024], [1, 65536], [1, 1048576], [512, 1024], [4096, 64], [64, 32000]];
 
@@ -53,7 +54,7 @@ const out = (s: string) => {
 };
 
 console.log(`numedge softmax bench ${new Date().toISOString()}: bun ${typeof Bun !== "undefined" ? Bun.version : "?"}, ${cpus()[0]?.model} x${cpus().length}, ` +
-  `${quick ? "quick" : "full"} sampling, best p50 of ${ROUNDS} interleaved rounds, 1 thread`);
+  `${quick ? "quick" : "full"} sampling, median p50 of ${ROUNDS} interleaved rounds, 1 thread`);
 out("| shape | engine | µs | ns/elem | GB/s | peer / numedge auto |");
 out("|---|---|---|---|---|---|");
 const summary: string[] = [];
@@ -103,23 +104,32 @@ for (const [rows, cols] of SHAPES) {
   }
   cases.push({ name: "onnxruntime-node", fn: async () => { await sess.run(feeds); } });
 
-  // rounds interleave the engines so a noisy neighbour hurts all of them alike; best p50 of the rounds
-  const t: Record<string, number> = {};
+  // Rounds interleave the engines so a noisy neighbour hurts all of them alike. Reported: each engine's
+  // median p50 over the rounds, and the median over rounds of (peer / numedge auto) from the same round.
+  // tfjs-cpu (100-300x slower) runs in the first round only.
+  const per: Record<string, number[]> = {};
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of cases) {
+      if (c.backend === "cpu" && round > 0) continue;
       if (c.backend) await tf.setBackend(c.backend);
-      const v = await time(c.fn);
-      t[c.name] = Math.min(t[c.name] ?? Infinity, v);
+      (per[c.name] ??= []).push(await time(c.fn));
     }
+  }
+  const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
+  const t: Record<string, number> = {}, ratio: Record<string, number> = {};
+  for (const [name, v] of Object.entries(per)) {
+    t[name] = median(v);
+    ratio[name] = median(v.map((x, r) => x / per["numedge auto"]![r]!));
   }
   xw.dispose();
   xc.dispose();
   await sess.release();
 
-  const ours = t["numedge auto"]!;
   for (const [engine, v] of Object.entries(t))
-    out(`| [${rows},${cols}] | ${engine} | ${fmt(v / 1e3, 1)} | ${fmt(v / n, 3)} | ${fmt((8 * n) / v, 2)} | ${engine === "numedge auto" ? "1" : fmt(v / ours)} |`);
-  summary.push(`[${rows},${cols}]: tfjs-wasm kernel / numedge = ${fmt(t["tfjs-wasm kernel"]! / ours)} (target >= 1.5), onnxruntime / numedge = ${fmt(t["onnxruntime-node"]! / ours)} (target >= 1), threepass/twopass = ${fmt(t["numedge threepass"]! / t["numedge twopass"]!)}`);
+    out(`| [${rows},${cols}] | ${engine} | ${fmt(v / 1e3, 1)} | ${fmt(v / n, 3)} | ${fmt((8 * n) / v, 2)} | ${engine === "numedge auto" ? "1" : fmt(ratio[engine]!)} |`);
+  summary.push(`[${rows},${cols}]: tfjs-wasm kernel / numedge = ${fmt(ratio["tfjs-wasm kernel"]!)} (target >= 1.5), ` +
+    `tfjs-wasm +dataSync / numedge = ${fmt(ratio["tfjs-wasm +dataSync"]!)}, onnxruntime / numedge = ${fmt(ratio["onnxruntime-node"]!)} (target >= 1), ` +
+    `twopass / threepass = ${fmt(t["numedge twopass"]! / t["numedge threepass"]!)}`);
   free(x);
   free(y);
 }
