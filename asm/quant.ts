@@ -9,8 +9,9 @@
 // (sh = 23 - m: sign, exponent and m mantissa bits), keys <= k0 merged into bucket 0 (which holds no threshold).
 // Every bucket holds at most one threshold b, and inside a bucket b shares all bits above the low sh with x, so
 // "x > b" is a compare of the low sh bits (order reversed for negative x: the table stores them xor lowmask).
-// Entry (u32): low sh bits of |b| (all ones when the bucket has no threshold) | lo << sh | (hi - lo) << (sh + 8).
-// Positive x use entries [0, nk), negative x [nk, 2 nk).
+// Entry (u32): low sh bits of |b| (all ones when the bucket has no threshold) | (hi - lo) << 22 | lo << 24 (sh <= 20).
+// Positive x use entries [0, nk), negative x [nk, 2 nk). The top bucket (|x| = 1) also holds |x| up to 1 + 2^-22,
+// which is as far as x * f32(1 / absmax) can overshoot, so the SIMD path needs no clamp.
 
 // @ts-ignore: decorator
 @inline const ABSMAX_FLOOR: f32 = 1e-38;
@@ -66,24 +67,24 @@ export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize, inv: 
   key = key > k0 ? key - k0 : 0;
   const e = load<u32>(lut + (<usize>(key + neg * nk) << 2));
   const lx = (bits & low) ^ (neg ? low : 0);
-  return ((e >>> sh) & 0xff) + (lx > (e & low) ? e >>> (sh + 8) : 0);
+  return (e >>> 24) + (lx > (e & low) ? (e >>> 22) & 3 : 0);
 }
 
-/** Code indices (i32 lanes) of four scaled values in [-1, 1]. */
+/** Code indices (i32 lanes) of four scaled values (|v| <= 1 + 2^-22). Address = ((max(|v|, k0 << sh) >> sh) - k0) * 4
+ * + lut (+ nk * 4 for negatives); four scalar table reads; then the low-bit threshold compare. */
 // @ts-ignore: decorator
-@inline function lut_x4(v: v128, lut: usize, sh: i32, vk0: v128, vnk: v128, vlow: v128): v128 {
+@inline function lut_x4(v: v128, sh: i32, vmin: v128, vbase: v128, vnk4: v128, vlow: v128): v128 {
   const neg = i32x4.shr_s(v, 31);
-  let key = i32x4.shr_u(v128.and(v, i32x4.splat(0x7fffffff)), sh);
-  key = i32x4.sub(i32x4.max_u(key, vk0), vk0);
-  const addr = i32x4.add(i32x4.shl(i32x4.add(key, v128.and(neg, vnk)), 2), i32x4.splat(<i32>lut));
-  let e = v128.load32_zero(<usize>i32x4.extract_lane(addr, 0));
-  e = v128.load32_lane(<usize>i32x4.extract_lane(addr, 1), e, 1);
-  e = v128.load32_lane(<usize>i32x4.extract_lane(addr, 2), e, 2);
-  e = v128.load32_lane(<usize>i32x4.extract_lane(addr, 3), e, 3);
-  const lx = v128.xor(v128.and(v, vlow), v128.and(neg, vlow));
-  const up = i32x4.gt_s(lx, v128.and(e, vlow));
-  const lo = v128.and(i32x4.shr_u(e, sh), i32x4.splat(0xff));
-  return i32x4.add(lo, v128.and(up, i32x4.shr_u(e, sh + 8)));
+  const mag = v128.and(v, i32x4.splat(0x7fffffff));
+  const off = v128.and(i32x4.shr_u(i32x4.max_u(mag, vmin), sh - 2), i32x4.splat(~3));
+  const addr = i32x4.add(off, i32x4.add(vbase, v128.and(neg, vnk4)));
+  const a01 = i64x2.extract_lane(addr, 0), a23 = i64x2.extract_lane(addr, 1);
+  let e = v128.load32_zero(<usize><u32>a01);
+  e = v128.load32_lane(<usize><u32>(a01 >>> 32), e, 1);
+  e = v128.load32_lane(<usize><u32>a23, e, 2);
+  e = v128.load32_lane(<usize><u32>(a23 >>> 32), e, 3);
+  const up = i32x4.gt_s(v128.and(v128.xor(v, neg), vlow), v128.and(e, vlow));
+  return i32x4.add(i32x4.shr_u(e, 24), v128.and(up, v128.and(i32x4.shr_u(e, 22), i32x4.splat(3))));
 }
 
 // @ts-ignore: decorator
@@ -99,21 +100,22 @@ export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize, inv: 
 
 /** 16 codes (bytes) of x[0..16) scaled by vinv. */
 // @ts-ignore: decorator
-@inline function lut_x16(p: usize, vinv: v128, lut: usize, sh: i32, vk0: v128, vnk: v128, vlow: v128): v128 {
-  const q0 = lut_x4(scale_clamp_x4(p, vinv), lut, sh, vk0, vnk, vlow);
-  const q1 = lut_x4(scale_clamp_x4(p + 16, vinv), lut, sh, vk0, vnk, vlow);
-  const q2 = lut_x4(scale_clamp_x4(p + 32, vinv), lut, sh, vk0, vnk, vlow);
-  const q3 = lut_x4(scale_clamp_x4(p + 48, vinv), lut, sh, vk0, vnk, vlow);
+@inline function lut_x16(p: usize, vinv: v128, sh: i32, vmin: v128, vbase: v128, vnk4: v128, vlow: v128): v128 {
+  const q0 = lut_x4(f32x4.mul(v128.load(p), vinv), sh, vmin, vbase, vnk4, vlow);
+  const q1 = lut_x4(f32x4.mul(v128.load(p, 16), vinv), sh, vmin, vbase, vnk4, vlow);
+  const q2 = lut_x4(f32x4.mul(v128.load(p, 32), vinv), sh, vmin, vbase, vnk4, vlow);
+  const q3 = lut_x4(f32x4.mul(v128.load(p, 48), vinv), sh, vmin, vbase, vnk4, vlow);
   return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(q0, q1), i16x8.narrow_i32x4_u(q2, q3));
 }
 
 /** Block-wise 8-bit quantization with the bucket table: codes[i] = nearest code of clamp(x[i] * inv[i >> lbs], -1, 1).
- * Block size 2^lbs >= 16; inv from quant_absmax_f32. One pass, 16 elements a step, scalar twin for the tail. */
+ * Block size 2^lbs >= 16 (lbs = 31: one block); inv from quant_absmax_f32. One pass, 16 elements a step,
+ * scalar twin for the tail. */
 export function quant_blockwise_lut_f32(x: usize, n: i32, lbs: i32, inv: usize, lut: usize, sh: i32, k0: i32, nk: i32, codes: usize): void {
-  const vk0 = i32x4.splat(k0), vnk = i32x4.splat(nk), vlow = i32x4.splat((1 << sh) - 1);
+  const vmin = i32x4.splat(k0 << sh), vbase = i32x4.splat(<i32>lut - (k0 << 2)), vnk4 = i32x4.splat(nk << 2), vlow = i32x4.splat((1 << sh) - 1);
   let i = 0;
   for (; i + 16 <= n; i += 16)
-    v128.store(codes + <usize>i, lut_x16(x + (<usize>i << 2), v128.load32_splat(inv + (<usize>(i >> lbs) << 2)), lut, sh, vk0, vnk, vlow));
+    v128.store(codes + <usize>i, lut_x16(x + (<usize>i << 2), v128.load32_splat(inv + (<usize>(i >> lbs) << 2)), sh, vmin, vbase, vnk4, vlow));
   for (; i < n; i++)
     store<u8>(codes + <usize>i, lut_one(scale_clamp(load<f32>(x + (<usize>i << 2)), load<f32>(inv + (<usize>(i >> lbs) << 2))), lut, sh, k0, nk));
 }
@@ -158,21 +160,22 @@ export function quant_blockwise_stochastic_f32(x: usize, n: i32, lbs: i32, inv: 
   }
 }
 
-/** out[i] = code[codes[i]] * absmax[i >> lbs] (f32); eight codes per 64-bit load, scalar table reads. */
+/** out[i] = code[codes[i]] * absmax[i >> lbs] (f32): scalar table reads, eight codes from two 32-bit loads
+ * (a 256-entry f32 table has no SIMD lookup: swizzle reaches 16 bytes; this measured fastest, see RESULTS). */
 export function dequant_blockwise_u8(codes: usize, n: i32, lbs: i32, absmax: usize, code: usize, out: usize): void {
   let i = 0;
   for (; i + 8 <= n; i += 8) {
     const a = load<f32>(absmax + (<usize>(i >> lbs) << 2));
-    const q = load<u64>(codes + <usize>i);
+    const lo = load<u32>(codes + <usize>i), hi = load<u32>(codes + <usize>i, 4);
     const o = out + (<usize>i << 2);
-    store<f32>(o, load<f32>(code + (<usize>(q & 0xff) << 2)) * a);
-    store<f32>(o, load<f32>(code + (<usize>((q >> 8) & 0xff) << 2)) * a, 4);
-    store<f32>(o, load<f32>(code + (<usize>((q >> 16) & 0xff) << 2)) * a, 8);
-    store<f32>(o, load<f32>(code + (<usize>((q >> 24) & 0xff) << 2)) * a, 12);
-    store<f32>(o, load<f32>(code + (<usize>((q >> 32) & 0xff) << 2)) * a, 16);
-    store<f32>(o, load<f32>(code + (<usize>((q >> 40) & 0xff) << 2)) * a, 20);
-    store<f32>(o, load<f32>(code + (<usize>((q >> 48) & 0xff) << 2)) * a, 24);
-    store<f32>(o, load<f32>(code + (<usize>(q >> 56) << 2)) * a, 28);
+    store<f32>(o, load<f32>(code + (<usize>(lo & 0xff) << 2)) * a);
+    store<f32>(o, load<f32>(code + (<usize>((lo >> 8) & 0xff) << 2)) * a, 4);
+    store<f32>(o, load<f32>(code + (<usize>((lo >> 16) & 0xff) << 2)) * a, 8);
+    store<f32>(o, load<f32>(code + (<usize>(lo >> 24) << 2)) * a, 12);
+    store<f32>(o, load<f32>(code + (<usize>(hi & 0xff) << 2)) * a, 16);
+    store<f32>(o, load<f32>(code + (<usize>((hi >> 8) & 0xff) << 2)) * a, 20);
+    store<f32>(o, load<f32>(code + (<usize>((hi >> 16) & 0xff) << 2)) * a, 24);
+    store<f32>(o, load<f32>(code + (<usize>(hi >> 24) << 2)) * a, 28);
   }
   for (; i < n; i++)
     store<f32>(out + (<usize>i << 2), load<f32>(code + (<usize>load<u8>(codes + <usize>i) << 2)) * load<f32>(absmax + (<usize>(i >> lbs) << 2)));
@@ -185,11 +188,11 @@ export function dequant_blockwise_u8(codes: usize, n: i32, lbs: i32, absmax: usi
 
 /** Block-wise 4-bit quantization (inv from quant_absmax_f32, block size 2^lbs >= 16). */
 export function quant_4bit_f32(x: usize, n: i32, lbs: i32, inv: usize, lut: usize, sh: i32, k0: i32, nk: i32, perm: usize, zeroCode: u32, packed: usize): void {
-  const vk0 = i32x4.splat(k0), vnk = i32x4.splat(nk), vlow = i32x4.splat((1 << sh) - 1);
+  const vmin = i32x4.splat(k0 << sh), vbase = i32x4.splat(<i32>lut - (k0 << 2)), vnk4 = i32x4.splat(nk << 2), vlow = i32x4.splat((1 << sh) - 1);
   const vperm = v128.load(perm);
   let i = 0;
   for (; i + 16 <= n; i += 16) {
-    const r = lut_x16(x + (<usize>i << 2), v128.load32_splat(inv + (<usize>(i >> lbs) << 2)), lut, sh, vk0, vnk, vlow);
+    const r = lut_x16(x + (<usize>i << 2), v128.load32_splat(inv + (<usize>(i >> lbs) << 2)), sh, vmin, vbase, vnk4, vlow);
     const q = i8x16.swizzle(vperm, r);
     // u16 lane k = q[2k] | q[2k+1] << 8  ->  (q[2k] << 4) | q[2k+1]
     const w = v128.or(v128.and(i16x8.shl(q, 4), i16x8.splat(0xf0)), i16x8.shr_u(q, 8));
@@ -536,4 +539,3 @@ export function adam32_f32(p: usize, g: usize, m: usize, v: usize, n: i32,
     store<f32>(p + o, pv);
   }
 }
-

@@ -133,7 +133,7 @@ export function buildLut(p: PreparedCode, byRank = false): CodeLut | null {
   };
   const idx = (r: number) => (byRank ? r : p.ranks[r]!);
   const ONE = 0x3f800000;
-  for (let m = 3; m <= 10; m++) {
+  for (let m = 3; m <= 10; m++) { // sh = 23 - m <= 20 leaves bits 22.. for delta and lo
     const sh = 23 - m, low = (1 << sh) - 1;
     let minKey = ONE >>> sh;
     for (const t of thr) minKey = Math.min(minKey, (bitsOf(Math.abs(t)) & 0x7fffffff) >>> sh);
@@ -156,7 +156,7 @@ export function buildLut(p: PreparedCode, byRank = false): CodeLut | null {
           lb = (bitsOf(thr[rLo]!) & 0x7fffffff) & low;
           if (sign) lb ^= low;
         }
-        table[sign * nk + key] = (lb | (lo << sh) | (delta << (sh + 8))) >>> 0;
+        table[sign * nk + key] = (lb | (delta << 22) | (lo << 24)) >>> 0;
       }
     }
     if (ok) return { table, sh, k0, nk };
