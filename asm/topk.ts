@@ -110,37 +110,32 @@ const cand = memory.data(CAND * 8, 16);
 const lanes = memory.data(128, 16);
 
 /**
- * Two SIMD passes for k <= 32 (no NaN in the row): pass 1 takes lane-wise maxima over L = 8 or 16 (k <= 8) or 32
+ * Two SIMD passes for k <= 32: pass 1 takes lane-wise maxima over L = 8 or 16 (k <= 8) or 32
  * disjoint lanes; the k-th largest of them bounds the k-th largest element from below (k distinct elements reach it).
  * Pass 2 appends the keys of lanes >= the bound (bitmask, 16 lanes per test) to `cand`; when it fills up, a
  * quickselect keeps the best k and raises the bound to the k-th value. Finally the best k are selected and,
- * if sorted, sorted. Returns 0 (nothing written) if the row holds a NaN, else the key buffer.
+ * if sorted, sorted. Returns the key buffer.
  */
 function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   const nv = k <= 8 ? (n < 128 ? 2 : 4) : 8;
   const blk = nv << 2;
-  // pmax (one x86 maxps) instead of max (NaN-propagating, several instructions); NaN is flagged separately.
+  // pmax (one x86 maxps; wasm max/min lower to several instructions) skips NaN: lane maxima are maxima of
+  // the non-NaN elements. Still a valid bound: the top k are NaNs and then non-NaN elements >= the k-th lane
+  // maximum, so pass 2 keeps every lane that is not below the bound (NaN included).
   let a0 = f32x4.splat(-Infinity), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-  let nan = i32x4.splat(0);
   for (let i = 0; i + blk <= n; i += blk) {
     const o = x + (<usize>i << 2);
-    const v0 = v128.load(o), v1 = v128.load(o, 16);
-    a0 = f32x4.pmax(a0, v0);
-    a1 = f32x4.pmax(a1, v1);
-    nan = v128.or(nan, v128.or(f32x4.ne(v0, v0), f32x4.ne(v1, v1)));
+    a0 = f32x4.pmax(a0, v128.load(o));
+    a1 = f32x4.pmax(a1, v128.load(o, 16));
     if (nv > 2) {
-      const v2 = v128.load(o, 32), v3 = v128.load(o, 48);
-      a2 = f32x4.pmax(a2, v2);
-      a3 = f32x4.pmax(a3, v3);
-      nan = v128.or(nan, v128.or(f32x4.ne(v2, v2), f32x4.ne(v3, v3)));
+      a2 = f32x4.pmax(a2, v128.load(o, 32));
+      a3 = f32x4.pmax(a3, v128.load(o, 48));
     }
     if (nv > 4) {
-      const v4 = v128.load(o, 64), v5 = v128.load(o, 80), v6 = v128.load(o, 96), v7 = v128.load(o, 112);
-      a4 = f32x4.pmax(a4, v4);
-      a5 = f32x4.pmax(a5, v5);
-      a6 = f32x4.pmax(a6, v6);
-      a7 = f32x4.pmax(a7, v7);
-      nan = v128.or(nan, v128.or(v128.or(f32x4.ne(v4, v4), f32x4.ne(v5, v5)), v128.or(f32x4.ne(v6, v6), f32x4.ne(v7, v7))));
+      a4 = f32x4.pmax(a4, v128.load(o, 64));
+      a5 = f32x4.pmax(a5, v128.load(o, 80));
+      a6 = f32x4.pmax(a6, v128.load(o, 96));
+      a7 = f32x4.pmax(a7, v128.load(o, 112));
     }
   }
   v128.store(lanes, a0);
@@ -155,8 +150,6 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
     v128.store(lanes, a6, 96);
     v128.store(lanes, a7, 112);
   }
-  if (v128.any_true(nan)) return 0;
-  for (let i = n - n % blk; i < n; i++) if (ldf(x, i) != ldf(x, i)) return 0;
   // The k-th largest lane maximum: k lanes (distinct elements) are >= it, so it bounds the k-th largest.
   for (let i = 1; i < k; i++) {
     const v = ldf(lanes, i);
@@ -177,18 +170,20 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   let i = 0;
   for (; i + 16 <= n; i += 16) {
     const o = x + (<usize>i << 2);
-    const m0 = f32x4.ge(v128.load(o), tv), m1 = f32x4.ge(v128.load(o, 16), tv);
-    const m2 = f32x4.ge(v128.load(o, 32), tv), m3 = f32x4.ge(v128.load(o, 48), tv);
-    if (!v128.any_true(v128.or(v128.or(m0, m1), v128.or(m2, m3)))) continue;
+    // below = v < bound: false for NaN, so NaN lanes are kept.
+    const m0 = f32x4.lt(v128.load(o), tv), m1 = f32x4.lt(v128.load(o, 16), tv);
+    const m2 = f32x4.lt(v128.load(o, 32), tv), m3 = f32x4.lt(v128.load(o, 48), tv);
+    if (i32x4.all_true(v128.and(v128.and(m0, m1), v128.and(m2, m3)))) continue;
     if (cnt > CAND - 16) {
       select_desc(cand, cnt, k);
       cnt = k;
-      tf = max(tf, ldf(x, idx_of(ld64(cand, k - 1))));
+      const kth = ldf(x, idx_of(ld64(cand, k - 1)));
+      if (kth > tf) tf = kth; // the bound only rises (a NaN k-th leaves it: still a valid bound)
       tv = f32x4.splat(tf);
       i -= 16; // re-test this block against the raised bound
       continue;
     }
-    let bits = i32x4.bitmask(m0) | (i32x4.bitmask(m1) << 4) | (i32x4.bitmask(m2) << 8) | (i32x4.bitmask(m3) << 12);
+    let bits = ~(i32x4.bitmask(m0) | (i32x4.bitmask(m1) << 4) | (i32x4.bitmask(m2) << 8) | (i32x4.bitmask(m3) << 12)) & 0xFFFF;
     while (bits) {
       const j = i + ctz(bits);
       bits &= bits - 1;
@@ -197,10 +192,15 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   }
   for (; i < n; i++) {
     const v = ldf(x, i);
-    if (v >= tf) {
-      if (cnt == CAND) { select_desc(cand, cnt, k); cnt = k; tf = max(tf, ldf(x, idx_of(ld64(cand, k - 1)))); }
-      if (v >= tf) st64(cand, cnt++, key_of(v, i));
+    if (v < tf) continue;
+    if (cnt == CAND) {
+      select_desc(cand, cnt, k);
+      cnt = k;
+      const kth = ldf(x, idx_of(ld64(cand, k - 1)));
+      if (kth > tf) tf = kth;
+      if (v < tf) continue;
     }
+    st64(cand, cnt++, key_of(v, i));
   }
   if (cnt <= 24) {
     // Few candidates: branch-free rank counting (keys are distinct) places the best k in rank order.
