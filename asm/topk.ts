@@ -106,8 +106,49 @@ const small = memory.data(256, 16);
 
 /** Candidate keys of the bounded scan (static: kernels never allocate). */
 const CAND = 512;
-const cand = memory.data(CAND * 8, 16);
+const cand = memory.data(CAND * 8 + 16, 16);
 const lanes = memory.data(128, 16);
+
+/**
+ * The k-th largest of the 4*nv floats in `lanes` (no NaN). nv <= 4: branch-free SIMD counting, the largest
+ * value with at least k values >= it; nv = 8: partial insertion sort.
+ */
+function kth_lane(nv: i32, k: i32): f32 {
+  if (nv <= 4) {
+    let best = f32x4.splat(-Infinity);
+    const vk = i32x4.splat(k);
+    for (let t = 0; t < nv; t++) {
+      const vt = v128.load(lanes + (<usize>t << 4));
+      let c = i32x4.splat(0);
+      for (let u = 0; u < nv; u++) {
+        const vu = v128.load(lanes + (<usize>u << 4));
+        c = i32x4.sub(c, f32x4.ge(vu, vt));
+        c = i32x4.sub(c, f32x4.ge(i32x4.shuffle(vu, vu, 1, 2, 3, 0), vt));
+        c = i32x4.sub(c, f32x4.ge(i32x4.shuffle(vu, vu, 2, 3, 0, 1), vt));
+        c = i32x4.sub(c, f32x4.ge(i32x4.shuffle(vu, vu, 3, 0, 1, 2), vt));
+      }
+      best = f32x4.pmax(best, v128.bitselect(vt, f32x4.splat(-Infinity), i32x4.ge_s(c, vk)));
+    }
+    best = f32x4.pmax(best, i32x4.shuffle(best, best, 2, 3, 0, 1));
+    best = f32x4.pmax(best, i32x4.shuffle(best, best, 1, 0, 3, 2));
+    return f32x4.extract_lane(best, 0);
+  }
+  const blk = nv << 2;
+  for (let i = 1; i < k; i++) {
+    const v = ldf(lanes, i);
+    let j = i;
+    for (; j > 0 && ldf(lanes, j - 1) < v; j--) store<f32>(lanes + (<usize>j << 2), ldf(lanes, j - 1));
+    store<f32>(lanes + (<usize>j << 2), v);
+  }
+  for (let i = k; i < blk; i++) {
+    const v = ldf(lanes, i);
+    if (!(v > ldf(lanes, k - 1))) continue;
+    let j = k - 1;
+    for (; j > 0 && ldf(lanes, j - 1) < v; j--) store<f32>(lanes + (<usize>j << 2), ldf(lanes, j - 1));
+    store<f32>(lanes + (<usize>j << 2), v);
+  }
+  return ldf(lanes, k - 1);
+}
 
 /**
  * Two SIMD passes for k <= 32: pass 1 takes lane-wise maxima over L = 8 or 16 (k <= 8) or 32
@@ -151,20 +192,7 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
     v128.store(lanes, a7, 112);
   }
   // The k-th largest lane maximum: k lanes (distinct elements) are >= it, so it bounds the k-th largest.
-  for (let i = 1; i < k; i++) {
-    const v = ldf(lanes, i);
-    let j = i;
-    for (; j > 0 && ldf(lanes, j - 1) < v; j--) store<f32>(lanes + (<usize>j << 2), ldf(lanes, j - 1));
-    store<f32>(lanes + (<usize>j << 2), v);
-  }
-  for (let i = k; i < blk; i++) {
-    const v = ldf(lanes, i);
-    if (!(v > ldf(lanes, k - 1))) continue;
-    let j = k - 1;
-    for (; j > 0 && ldf(lanes, j - 1) < v; j--) store<f32>(lanes + (<usize>j << 2), ldf(lanes, j - 1));
-    store<f32>(lanes + (<usize>j << 2), v);
-  }
-  let tf = ldf(lanes, k - 1);
+  let tf = kth_lane(nv, k);
   let cnt = 0;
   let tv = f32x4.splat(tf);
   let i = 0;
@@ -204,10 +232,12 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   }
   if (cnt <= 24) {
     // Few candidates: branch-free rank counting (keys are distinct) places the best k in rank order.
+    st64(cand, cnt, i64.MIN_VALUE); // pad to a whole pair
     for (let a = 0; a < cnt; a++) {
-      const ka = ld64(cand, a);
-      let rank = 0;
-      for (let b = 0; b < cnt; b++) rank += <i32>(ld64(cand, b) > ka);
+      const ka = ld64(cand, a), va = i64x2.splat(ka);
+      let r = i64x2.splat(0);
+      for (let b = 0; b < cnt; b += 2) r = i64x2.sub(r, i64x2.gt_s(v128.load(cand + (<usize>b << 3)), va));
+      const rank = <i32>(i64x2.extract_lane(r, 0) + i64x2.extract_lane(r, 1));
       if (rank < k) st64(small, rank, ka);
     }
     return small;
