@@ -51,7 +51,7 @@ export class Adam8bit {
   constructor(params: Float32Array[], o: Adam8bitOptions = {}) {
     if (!Array.isArray(params) || params.length === 0) throw new NumedgeError("shape", "params must be a non-empty array of Float32Array");
     params.forEach((p, i) => {
-      if (!(p instanceof Float32Array)) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${p?.constructor?.name ?? typeof p}`);
+      if (!(p instanceof Float32Array)) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${nameOf(p)}`);
       if (p.length === 0) throw new NumedgeError("shape", `params[${i}] is empty`);
     });
     if (o === null || typeof o !== "object") throw new NumedgeError("dtype", "options must be an object");
@@ -92,7 +92,7 @@ export class Adam8bit {
     if (!Array.isArray(grads) || grads.length !== this.params.length)
       throw new NumedgeError("shape", `grads must be an array of ${this.params.length} Float32Array, got ${Array.isArray(grads) ? `length ${grads.length}` : typeof grads}`);
     grads.forEach((g, i) => {
-      if (!(g instanceof Float32Array)) throw new NumedgeError("dtype", `grads[${i}] must be a Float32Array, got ${g?.constructor?.name ?? typeof g}`);
+      if (!(g instanceof Float32Array)) throw new NumedgeError("dtype", `grads[${i}] must be a Float32Array, got ${nameOf(g)}`);
       if (g.length !== this.params[i]!.length) throw new NumedgeError("shape", `grads[${i}].length ${g.length} must equal params[${i}].length ${this.params[i]!.length}`);
     });
     positive("lr", this.lr);
@@ -137,4 +137,8 @@ export class Adam8bit {
 function positive(arg: string, v: unknown): number {
   if (typeof v !== "number" || !(v > 0 && v < Infinity)) throw new NumedgeError("range", `${arg} must be a finite number > 0, got ${String(v)}`);
   return v;
+}
+
+function nameOf(v: unknown): string {
+  return v !== null && typeof v === "object" ? (v as object).constructor.name : typeof v;
 }
