@@ -3,7 +3,7 @@
 // as in PyTorch; other rows are never touched by it. `scale` is 1/temperature (f64, not rounded to f32).
 // Every kernel may run in place (y == x).
 import {
-  expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2,
+  exp_f32, exp_f32x4, expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2,
   LOG2E, MAGIC, MLN2HI, MLN2LO, LOG2E64, LN2_64, MAGIC64,
 } from "./exp";
 
@@ -21,34 +21,41 @@ import {
 }
 
 // ---- exp of (x - mx) * scale, one row, optionally stored, summed in f64 ----
-// scale == 1: x - mx in f32 with its rounding error recovered exactly and fed into the reduced argument.
-// Which recovery, and whether the flush-to-zero mask is needed, is decided per row from its min and max:
-//   mode 1 (mx <= 0, so |x| >= |mx|) and mode 2 (mn >= -mx, so |x| <= mx): Fast2Sum, 2 ops;
-//   mode 0 (anything else): TwoSum, 5 ops; the mask only when some x - mx may fall below -87 (or is -Inf).
+// Decided per row from its max mx and min mn (scale == 1 unless said):
+//   mode 4/5 (mx in [-18, 60]): no subtraction at all: exp(x) itself, and the normalization divides by
+//     sum exp(x) instead of sum exp(x - mx). Nothing overflows (exp(60) * 16 terms per f32 partial sum), and
+//     every output >= 1e-30 has x >= mx - 69 >= -87.1, above the flush point. Mode 4 when mn >= -87 (no
+//     flush mask needed), mode 5 (masked) otherwise, e.g. -Infinity entries.
+//   Otherwise x - mx in f32 with its rounding error recovered exactly and fed into the reduced argument:
+//   mode 1 (mx <= 0, so |x| >= |mx|) and mode 2 (mn >= -mx, so |x| <= mx): Fast2Sum, 2 ops, no mask
+//     (mn - mx >= -87); mode 0 (anything else): TwoSum, 5 ops, masked.
 // Any other scale: the reduction (x - mx) * scale in f64 (expscaled). f32 partial sums (two accumulators of
 // 8 vectors) fold into f64 every 64 elements. Scalar tails use TwoSum + mask: the recovered error is exact
 // in every mode and the mask only zeroes what would flush, so every element gets the same bits wherever it sits.
 
+/** exp(d + c) (c absorbed after the reduction when hasC) for d in [-87, 88]: no flush mask. */
 // @ts-ignore: decorator
-@inline function exp_nomask_f32x4(d: v128, c: v128): v128 {
+@inline function exp_nomask_f32x4(d: v128, c: v128, hasC: bool): v128 {
   let n = f32x4.add(f32x4.mul(d, f32x4.splat(LOG2E)), f32x4.splat(MAGIC));
   const s = i32x4.shl(n, 23);
   n = f32x4.sub(n, f32x4.splat(MAGIC));
   let t = f32x4.add(f32x4.mul(n, f32x4.splat(MLN2HI)), d);
   t = f32x4.add(f32x4.mul(n, f32x4.splat(MLN2LO)), t);
-  t = f32x4.add(t, c);
+  if (hasC) t = f32x4.add(t, c);
   const p = poly_f32x4(t);
   t = f32x4.mul(t, s);
   return f32x4.add(f32x4.mul(t, p), s);
 }
 
-/** exp(x - mx) for one vector by mode (see above); mode 0 masks, modes 1 and 2 do not. */
+/** exp(x - mx), or exp(x) in modes 4/5, for one vector by mode (see above). */
 // @ts-ignore: decorator
 @inline function expmode_f32x4(x: v128, nmx: v128, mode: i32): v128 {
   if (mode == 0) return expsub_f32x4(x, nmx);
+  if (mode == 4) return exp_nomask_f32x4(x, x, false);
+  if (mode == 5) return exp_f32x4(x);
   const d = f32x4.add(x, nmx);
   const err = mode == 1 ? f32x4.sub(nmx, f32x4.sub(d, x)) : f32x4.sub(x, f32x4.sub(d, nmx));
-  return exp_nomask_f32x4(d, err);
+  return exp_nomask_f32x4(d, err, true);
 }
 
 // @ts-ignore: decorator
@@ -87,17 +94,18 @@ import {
   for (; i < n; i++) {
     const o = <usize>i << 2;
     const v = load<f32>(x + o);
-    const e = mode == 3 ? expscaled_f32(v, <f64>mx, scale) : expsub_f32(v, -mx);
+    const e = mode == 3 ? expscaled_f32(v, <f64>mx, scale) : mode >= 4 ? exp_f32(v) : expsub_f32(v, -mx);
     if (doStore) store<f32>(y + o, e);
     s += <f64>e;
   }
   return s;
 }
 
-/** The exp mode of a row (0, 1, 2; 3 = f64 reduction for scale != 1) from its max and min. */
+/** The exp mode of a row (see above; 3 = f64 reduction for scale != 1) from its max and min. */
 // @ts-ignore: decorator
 @inline function mode_of(mx: f32, mn: f32, scale: f64): i32 {
   if (scale != 1) return 3;
+  if (mx <= 60 && mx >= -18) return mn >= -87 ? 4 : 5;
   if (!(mn - mx >= -87)) return 0; // -Inf entries, or values that flush: masked TwoSum
   return mx <= 0 ? 1 : mn >= -mx ? 2 : 0;
 }
@@ -107,21 +115,38 @@ function expstore_m0(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x
 function expstore_m1(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 1); }
 function expstore_m2(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 2); }
 function expstore_m3(x: usize, y: usize, n: i32, mx: f32, scale: f64): f64 { return exprow(x, y, n, mx, scale, true, 3); }
+function expstore_m4(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 4); }
+function expstore_m5(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 5); }
 function expsum_m0(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 0); }
 function expsum_m1(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 1); }
 function expsum_m2(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 2); }
 function expsum_m3(x: usize, n: i32, mx: f32, scale: f64): f64 { return exprow(x, 0, n, mx, scale, false, 3); }
+function expsum_m4(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 4); }
+function expsum_m5(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 5); }
 
-/** y = exp((x - mx) * scale) for one row; returns the f64 sum (NaN if the row holds NaN). */
+/**
+ * y = exp((x - mx) * scale) * K for one row, K = 1, or e^-mx in modes 4/5; returns the f64 sum of y
+ * (NaN if the row holds NaN). The caller only ever divides y by this sum, so K cancels.
+ */
 function expstore_f32(x: usize, y: usize, n: i32, mx: f32, mn: f32, scale: f64): f64 {
   const mode = mode_of(mx, mn, scale);
-  return mode == 0 ? expstore_m0(x, y, n, mx) : mode == 1 ? expstore_m1(x, y, n, mx) : mode == 2 ? expstore_m2(x, y, n, mx) : expstore_m3(x, y, n, mx, scale);
+  if (mode == 4) return expstore_m4(x, y, n, mx);
+  if (mode == 2) return expstore_m2(x, y, n, mx);
+  if (mode == 5) return expstore_m5(x, y, n, mx);
+  if (mode == 1) return expstore_m1(x, y, n, mx);
+  if (mode == 0) return expstore_m0(x, y, n, mx);
+  return expstore_m3(x, y, n, mx, scale);
 }
 
-/** sum exp((x - mx) * scale) for one row, nothing stored. */
-function expsum_f32(x: usize, n: i32, mx: f32, mn: f32, scale: f64): f64 {
+/** log sum exp((x - mx) * scale) for one row, nothing stored; NaN if the row holds NaN. */
+function lse_f32(x: usize, n: i32, mx: f32, mn: f32, scale: f64): f64 {
   const mode = mode_of(mx, mn, scale);
-  return mode == 0 ? expsum_m0(x, n, mx) : mode == 1 ? expsum_m1(x, n, mx) : mode == 2 ? expsum_m2(x, n, mx) : expsum_m3(x, n, mx, scale);
+  if (mode == 4) return Math.log(expsum_m4(x, n, mx)) - <f64>mx;
+  if (mode == 5) return Math.log(expsum_m5(x, n, mx)) - <f64>mx;
+  if (mode == 2) return Math.log(expsum_m2(x, n, mx));
+  if (mode == 1) return Math.log(expsum_m1(x, n, mx));
+  if (mode == 0) return Math.log(expsum_m0(x, n, mx));
+  return Math.log(expsum_m3(x, n, mx, scale));
 }
 
 // Row max and min ignoring NaN (pmax/pmin: one instruction each, where max/min cost ~7 for NaN rules).
@@ -176,7 +201,7 @@ function scale_f32(y: usize, n: i32, c: f32): void {
 // @ts-ignore: decorator
 @inline function threepass_row(xr: usize, yr: usize, cols: i32, mx: f32, mn: f32, scale: f64): void {
   const s = expstore_f32(xr, yr, cols, mx, mn, scale);
-  if (!(s >= 1)) { fill_nan(yr, cols); return; } // NaN in the row (the max term alone is exactly 1)
+  if (!(s > 0)) { fill_nan(yr, cols); return; } // NaN in the row (the max term alone is >= e^-18)
   scale_f32(yr, cols, <f32>(1.0 / s));
 }
 
@@ -206,8 +231,8 @@ export function logsoftmax_f32(x: usize, y: usize, rows: i32, cols: i32, scale: 
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     const mx = rowmaxmin_f32(xr, cols);
     if (bad_max(mx)) { fill_nan(yr, cols); continue; }
-    const lse = Math.log(expsum_f32(xr, cols, mx, rowMin, scale)); // no store: y may be x (in place)
-    if (!(lse >= 0)) { fill_nan(yr, cols); continue; } // NaN in the row
+    const lse = lse_f32(xr, cols, mx, rowMin, scale); // no store: y may be x (in place)
+    if (isNaN(lse)) { fill_nan(yr, cols); continue; } // NaN in the row
     const vm = f64x2.splat(<f64>mx), vl = f64x2.splat(lse);
     let i = 0;
     for (; i + 4 <= cols; i += 4) {

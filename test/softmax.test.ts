@@ -31,10 +31,12 @@ const GENS: Record<string, Gen> = {
   huge: (rng, n) => Float32Array.from({ length: n }, () => (rng.next() < 0.5 ? -1 : 1) * 10 ** rng.uniform(-3, 30)),
   // near-ties around a large value: every ulp of 1e30 matters
   nearTies: (rng, n) => Float32Array.from({ length: n }, () => Math.fround(1e30) * (1 - rng.int(4) * 2 ** -23)),
-  // the three-pass kernel picks its exact-subtraction formula per row from max and min: cover each case
-  negative: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(-80, -1e-3)), // max <= 0
-  positive: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(20, 100)), // min >= -max
-  skewed: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(-80, 3)), // min < -max: TwoSum
+  // the three-pass kernel picks its exp formula per row from max and min (asm/softmax.ts): cover each
+  //   max in [-18, 60]: exp(x) directly (normal, wide, masked); otherwise exact x - max by
+  negative: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(-100, -20)), // max < -18: Fast2Sum (|x| >= |max|)
+  positive: (rng, n) => Float32Array.from({ length: n }, () => rng.uniform(20, 100)), // max > 60, min >= -max: Fast2Sum
+  maskedHigh: (rng, n) => Float32Array.from({ length: n }, () => (rng.next() < 0.3 ? -Infinity : 100 + 5 * rng.normal())), // TwoSum + mask
+  edges: (rng, n) => Float32Array.from({ length: n }, () => [60, -18, 59.99, -18.01, -87, -87.5, 0][rng.int(7)]! + rng.uniform(-70, 0) * (rng.next() < 0.5 ? 1 : 0)),
   masked: (rng, n) => Float32Array.from({ length: n }, () => (rng.next() < 0.3 ? -Infinity : 5 * rng.normal())),
 };
 
