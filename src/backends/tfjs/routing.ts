@@ -14,9 +14,9 @@
 //   f64: within the route tests' tolerances times the tfjs factor); pSum is accumulated on the host in f64
 //   from the f32 probabilities, as the wasm kernel does.
 // - routeTokens / routeDispatch run on the fallback (wasm): token-choice selection (biased selection with
-//   unbiased weights, group-limited top-k over group scores) and dispatch (capacity drops in token order, a
-//   stable counting sort) are per-token bookkeeping with no tfjs primitive, and at MoE router sizes (tokens x
-//   experts) far below any size where a device copy pays (GPU_THRESHOLDS).
+//   unbiased weights, group-limited top-k over group scores) fused with dispatch (capacity drops in token
+//   order, a stable counting sort) is per-token bookkeeping with no tfjs primitive, and at MoE router sizes
+//   (tokens x experts) far below any size where a device copy pays (GPU_THRESHOLDS).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { RoutingKernels, Scoring } from "../api/routing.ts";
 import { compute, type TfCtx } from "./common.ts";
