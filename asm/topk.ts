@@ -597,14 +597,15 @@ export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i3
  * Token-choice routing of rows tokens (see src/backends/api/routing.ts routeTokens): scores, selection of the
  * top k of z (no bias, no groups: the scores are monotone in z) or of s + bias with the DeepSeek-V3 group
  * limit (group score = sum of its top-2, the best topkGroups groups stay eligible), weights from s (f64 sum for
- * normalize), preCounts, pSum (f64), lse (f64). bias = 0: none.
+ * normalize), preCounts, pSum (f64), lse (f64), then the dispatch of route_dispatch (capacity cap, -1 =
+ * dropless; work doubles as its cursor). bias = 0: none. Returns the dropped count.
  */
 export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
   groups: i32, topkGroups: i32, normalize: i32, rscale: f32, experts: usize, weights: usize, pre: usize,
-  pSum: usize, lse: usize, work: usize): void {
+  pSum: usize, lse: usize, cap: i32, counts: usize, offsets: usize, order: usize, work: usize): i32 {
   const s = work, sel = s + <usize>pad16(E << 2), gsc = sel + <usize>pad16(E << 2);
   const gidx = gsc + <usize>pad16(groups << 2), big = gidx + <usize>pad16(groups << 2);
-  const cap = topk_scratch_keys(E, k), gs = E / groups;
+  const keys = topk_scratch_keys(E, k), gs = E / groups;
   const plain = !bias && groups == 1;
   // Plain selection ranks the logits: short rows go four at a time through the compare-exchange kernel first.
   const batched = plain && k <= 4 && E <= 32;
@@ -642,7 +643,7 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
       }
     }
     const er = experts + (<usize>r * <usize>k << 2), wr = weights + (<usize>r * <usize>k << 2);
-    if (!batched) emit(src, topk_row(src, E, k, true, big, cap), k, true, er, 0);
+    if (!batched) emit(src, topk_row(src, E, k, true, big, keys), k, true, er, 0);
     let sum: f64 = 0;
     for (let j = 0; j < k; j++) sum += <f64>ldf(s, load<i32>(er + (<usize>j << 2)));
     const c: f64 = normalize && sum > 0 ? <f64>rscale / sum : <f64>rscale;
@@ -653,6 +654,7 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
       store<i32>(pc, load<i32>(pc) + 1);
     }
   }
+  return route_dispatch(experts, weights, rows * k, E, cap, counts, offsets, order, work);
 }
 
 /** Scoring only: scores (or nothing if 0) [rows, E], pSum, lse. work: 2 * pad16(4E) bytes. */

@@ -98,7 +98,7 @@ function compareRoute(z: Float32Array, o: RouteOptions, tol: number) {
   if (o.grad && flips === 0) {
     for (const key of ["auxGrad", "zGrad"] as const) {
       const a = got[key]!, b = want[key]!, m = maxAbs(b);
-      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(GRAD_ABS * tol * m + 1e-12);
+      for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(GRAD_ABS * tol * m + 1e-8); // floor: E = 1 has an exactly-0 aux gradient
     }
   }
   return { got, want, flips };

@@ -179,14 +179,16 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
 
   const be = getBackend();
   const pSum = new Float64Array(E), lse = new Float64Array(T), pre = new Int32Array(E);
-  let slots: number, experts: Int32Array, weights: Float32Array, capacity: number, noExpert = 0;
+  const counts = new Int32Array(E), offsets = new Int32Array(E + 1);
+  let slots: number, experts: Int32Array, weights: Float32Array, order: Int32Array, capacity: number, dropped: number;
   if (!expertChoice) {
     slots = k;
     experts = new Int32Array(T * k);
     weights = new Float32Array(T * k);
-    be.routeTokens(logits, { rows: T, experts: E, k, scoring, scale, bias, groups, topkGroups, normalize, routeScale },
-      experts, weights, pre, pSum, lse);
     capacity = cf === undefined ? Infinity : Math.ceil((cf * T * k) / E);
+    order = new Int32Array(T * k);
+    dropped = be.routeTokens(logits, { rows: T, experts: E, k, scoring, scale, bias, groups, topkGroups, normalize, routeScale,
+      capacity: Number.isFinite(capacity) ? capacity : -1 }, experts, weights, pre, pSum, lse, counts, offsets, order);
   } else {
     slots = E;
     capacity = Math.min(T, Math.ceil(((cf ?? k) * T) / E));
@@ -207,17 +209,17 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
         weights[t * E + e] = scores[t * E + e]!;
       }
     }
+    dropped = 0; // expert choice reports the tokens no expert picked
     for (let t = 0; t < T; t++) {
       let sum = 0, n = 0;
       for (let e = 0; e < E; e++) if (experts[t * E + e]! >= 0) { sum += weights[t * E + e]!; n++; }
-      if (n === 0) noExpert++;
+      if (n === 0) dropped++;
       const c = normalize && sum > 0 ? routeScale / sum : routeScale;
       for (let e = 0; e < E; e++) weights[t * E + e] = weights[t * E + e]! * c;
     }
+    order = new Int32Array(T * E);
+    be.routeDispatch(experts, weights, T * E, E, -1, counts, offsets, order);
   }
-  const counts = new Int32Array(E), offsets = new Int32Array(E + 1), order = new Int32Array(T * slots);
-  const capArg = Number.isFinite(capacity) ? capacity : -1;
-  const dropped = be.routeDispatch(experts, weights, T * slots, E, capArg, counts, offsets, order);
 
   // aux = E * sum_e f_e P_e with P_e = pSum_e / T, f_e = pre_e / T (mixtral) or pre_e / (T k) (normalized).
   const fDen = conv === "mixtral" ? T : T * k;
@@ -233,7 +235,7 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
   zLoss /= T;
   const res: RouteResult = {
     slots, experts, weights, counts, offsets, order, capacity,
-    dropped: expertChoice ? noExpert : dropped, auxLoss, zLoss,
+    dropped, auxLoss, zLoss,
   };
   if (wantGrad) {
     res.auxGrad = new Float32Array(T * E);

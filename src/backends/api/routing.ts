@@ -22,10 +22,12 @@ export interface RoutingKernels {
   /**
    * Token-choice routing, fused: scoring, selection of the top k of (score + bias) (group-limited when
    * groups > 1), weights from the unbiased scores (normalized, scaled), per-expert counts of the selection
-   * (before any capacity drop), pSum and lse as in routeScores. experts/weights are [rows*k], slots in rank order.
+   * (before any capacity drop), pSum and lse as in routeScores, then the dispatch of routeDispatch with
+   * p.capacity. experts/weights are [rows*k], slots in rank order. Returns the dropped count.
    */
   routeTokens(logits: Float32Array, p: TokenChoiceParams, experts: Int32Array, weights: Float32Array,
-    preCounts: Int32Array, pSum: Float64Array, lse: Float64Array): void;
+    preCounts: Int32Array, pSum: Float64Array, lse: Float64Array, counts: Int32Array, offsets: Int32Array,
+    order: Int32Array): number;
 
   /**
    * Dispatch of n = rows*slots assignments (experts[a] = -1 means none): walking a in increasing order, an
@@ -63,4 +65,6 @@ export interface TokenChoiceParams {
   topkGroups: number;
   normalize: boolean;
   routeScale: number;
+  /** Assignments per expert before drops; -1 = dropless. */
+  capacity: number;
 }

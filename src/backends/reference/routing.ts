@@ -87,7 +87,7 @@ export const routingReference: RoutingKernels = {
     }
   },
 
-  routeTokens(logits, o, experts, weights, preCounts, pSum, lse) {
+  routeTokens(logits, o, experts, weights, preCounts, pSum, lse, counts, offsets, order) {
     const { rows, experts: E, k, groups, topkGroups } = o;
     const gs = E / groups;
     for (let r = 0; r < rows; r++) {
@@ -119,6 +119,7 @@ export const routingReference: RoutingKernels = {
         preCounts[e]!++;
       }
     }
+    return routingReference.routeDispatch(experts, weights, rows * k, E, o.capacity, counts, offsets, order);
   },
 
   routeDispatch(experts, weights, n, E, capacity, counts, offsets, order) {

@@ -21,14 +21,14 @@ export const routingWasm: RoutingKernels = {
     );
   },
 
-  routeTokens(logits, o, experts, weights, preCounts, pSum, lse) {
-    const work = asm.route_tokens_scratch!(o.experts, o.k, o.groups, o.topkGroups);
-    call(
+  routeTokens(logits, o, experts, weights, preCounts, pSum, lse, counts, offsets, order) {
+    const work = Math.max(asm.route_tokens_scratch!(o.experts, o.k, o.groups, o.topkGroups), 4 * o.experts);
+    return call(
       (f) => [f.input(logits), o.bias ? f.input(o.bias) : 0, f.output(experts), f.output(weights), f.inout(preCounts),
-        f.inout(pSum), f.output(lse), f.scratch(work)] as const,
-      ([pz, pb, pe, pw, pc, pp, pl, pk]) =>
+        f.inout(pSum), f.output(lse), f.output(counts), f.output(offsets), f.output(order), f.scratch(work)] as const,
+      ([pz, pb, pe, pw, pc, pp, pl, pn, po, pr, pk]) =>
         asm.route_tokens_f32!(pz, o.rows, o.experts, o.k, MODE[o.scoring], o.scale, pb, o.groups, o.topkGroups,
-          o.normalize ? 1 : 0, o.routeScale, pe, pw, pc, pp, pl, pk),
+          o.normalize ? 1 : 0, o.routeScale, pe, pw, pc, pp, pl, o.capacity, pn, po, pr, pk),
     );
   },
 
