@@ -31,7 +31,8 @@ else {
   if (i.fallbackOps?.length) console.log(`  on wasm kernels under tfjs: ${i.fallbackOps.join(", ")} (and every Float64Array call)`);
 }
 const gpu = await setBackend("tfjs-gpu").catch((e: unknown) => e);
-console.log(gpu instanceof NumedgeError ? `tfjs-gpu: not usable: ${gpu.message}` : `tfjs-gpu: usable (${backendInfo().engine}, device ${backendInfo().device})`);
+console.log(gpu instanceof NumedgeError ? `tfjs-gpu: not usable: ${gpu.message}` : `tfjs-gpu: usable (${backendInfo().engine}, device ${backendInfo().device}); ` +
+  `NVIDIA_TF32_OVERRIDE=${process.env.NVIDIA_TF32_OVERRIDE} (0: float32 GEMM, 1: TF32)`);
 await setBackend("wasm");
 
 const target = flags.engine as BackendChoice;

@@ -188,6 +188,10 @@ export class TfjsProbe {
     // TensorFlow's C++ loader logs a warning per CUDA library it cannot dlopen; the GPU reason says how to see them.
     const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
     if (env && env.TF_CPP_MIN_LOG_LEVEL === undefined) env.TF_CPP_MIN_LOG_LEVEL = "2";
+    // TensorFlow runs float32 matmuls and convolutions in TF32 (10-bit mantissa, ~1e-3 relative error) on
+    // Ampere and newer GPUs by default; numedge's GEMM bound is f32's. cuBLAS/cuDNN honour this variable when
+    // they load (after this point); set NVIDIA_TF32_OVERRIDE=1 yourself to trade accuracy for TF32 speed.
+    if (env && env.NVIDIA_TF32_OVERRIDE === undefined) env.NVIDIA_TF32_OVERRIDE = "0";
     let mod: unknown;
     try {
       mod = await d.importPackage(pkg);
