@@ -152,6 +152,26 @@ describe("tfjs probe", () => {
     expect(reasons["tfjs-wasm"]).toMatch(/@tensorflow\/tfjs-core is not installed/);
   });
 
+  test("before a native import: TF32 off and TensorFlow's loader quiet, unless the user set them", async () => {
+    const saved = { tf32: process.env.NVIDIA_TF32_OVERRIDE, log: process.env.TF_CPP_MIN_LOG_LEVEL };
+    try {
+      for (const preset of [undefined, "1"]) {
+        if (preset === undefined) { delete process.env.NVIDIA_TF32_OVERRIDE; delete process.env.TF_CPP_MIN_LOG_LEVEL; }
+        else { process.env.NVIDIA_TF32_OVERRIDE = preset; process.env.TF_CPP_MIN_LOG_LEVEL = preset; }
+        const seen: Array<string | undefined> = [];
+        const w = jsEngines(fakeTf(false));
+        w.installed.push(NODE_GPU);
+        w.files = [binding(NODE_GPU), libtf(NODE_GPU)];
+        w.imports[NODE_GPU] = () => { seen.push(process.env.NVIDIA_TF32_OVERRIDE, process.env.TF_CPP_MIN_LOG_LEVEL); return fakeTf(true); };
+        await new TfjsProbe(deps(w)).gpu();
+        expect(seen).toEqual(preset === undefined ? ["0", "2"] : ["1", "1"]);
+      }
+    } finally {
+      for (const [k, v] of [["NVIDIA_TF32_OVERRIDE", saved.tf32], ["TF_CPP_MIN_LOG_LEVEL", saved.log]] as const)
+        if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  });
+
   test("firstLine never returns a stack", () => {
     const e = new Error("top\n    at x (y.js:1:1)");
     expect(firstLine(e)).toBe("top");
