@@ -11,6 +11,7 @@ import {
 } from "numedge";
 
 const ARMS: ArmName[] = ["baseline", "perp", "stablemax"];
+const WHAT: Record<ArmName, string> = { baseline: "AdamW, f32 softmax CE", perp: "⊥AdamW, f32 softmax CE", stablemax: "AdamW, f64 StableMax CE" };
 const flags = parseFlags(process.argv.slice(2), {
   arms: { type: "list", default: ["baseline", "perp"], choices: ARMS, help: "arms to run, comma-separated" },
   paper: { type: "bool", default: false, help: "the paper's exact settings (p 113, 40% train, 2x200, lr 0.01)" },
@@ -45,7 +46,7 @@ const PAPER: Record<ArmName, Setting> = {
 const SCALED: Record<ArmName, Setting> = {
   baseline: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 4000 },
   perp: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 300 },
-  stablemax: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 40000 },
+  stablemax: { p: 47, frac: 0.8, hidden: [128, 128], lr: 0.01, steps: 15000 },
 };
 
 const arms = flags.arms as ArmName[];
@@ -121,7 +122,7 @@ const series = (arm: string, key: string) => {
   return { x: r.map((row) => row.step as number), y: r.map((row) => row[key] as number) };
 };
 writeFileSync(`${dir}/plot.svg`, svgPlot(arms.map((a) => ({
-  title: `${a}: ${describe(configs[a])}`, xLabel: "step", yMin: 0, yMax: 1,
+  title: `${a} (${WHAT[a]}): p=${configs[a].p}, ${Math.round(configs[a].frac * 100)}% train, ${configs[a].hidden.join("x")}`, xLabel: "step", yMin: 0, yMax: 1,
   series: [
     { name: "train acc", ...series(a, "train_acc") },
     { name: "test acc", ...series(a, "test_acc") },
