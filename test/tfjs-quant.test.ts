@@ -106,6 +106,27 @@ for (const engine of ["tfjs-wasm", "tfjs-cpu"] as const) {
       }
     });
 
+    test("dequantizeQ8_0 / dequantizeQ4_0 kernels: every f16 scale (normal, subnormal, ±0, ±Inf, NaN) and code, bit-identical", () => {
+      const rng = new Rng(8);
+      for (const [size, kernel] of [[34, "dequantizeQ8_0"], [18, "dequantizeQ4_0"]] as const) {
+        const blocks = 700;
+        const bytes = Uint8Array.from({ length: blocks * size }, () => rng.int(256));
+        for (let b = 0; b < blocks; b++) { // scale bits: sweep all 64 sign/exponent pairs, random mantissas
+          const h = ((b % 64) << 10) | (b < 64 ? 0 : rng.int(1024));
+          bytes[b * size] = h & 255; bytes[b * size + 1] = h >> 8;
+        }
+        for (const n of [blocks * 32, blocks * 32 - 32]) {
+          const got = new Float32Array(n), want = new Float32Array(n);
+          getBackend()[kernel](bytes, got);
+          referenceBackend[kernel](bytes, want);
+          // NaN scales give NaN; a NaN's sign bit is the JS engine's business (the reference's varies), not ours
+          const norm = (a: Float32Array) => bits(a.map((v) => (Number.isNaN(v) ? NaN : v)));
+          expect(got.some((v) => Number.isNaN(v))).toBe(true);
+          expect(norm(got), `${kernel} n=${n}`).toEqual(norm(want));
+        }
+      }
+    });
+
     test("adam32Step kernel: the reference's f32 op order, non-finite gradients skip their element", () => {
       const rng = new Rng(5), n = 999;
       const mk = () => Float32Array.from({ length: n }, () => rng.normal());

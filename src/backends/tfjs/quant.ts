@@ -7,11 +7,13 @@
 //   256 (or 16) thresholds cost microseconds; the per-element search runs in tfjs.
 // - dequantizeBlockwise / dequantize4bit / dequantizeAffine: gathers and one f32 multiply per element.
 // - adam32Step: the reference's f32 op order, elements with a non-finite gradient left unchanged.
+// - dequantizeQ8_0 / dequantizeQ4_0: the f16 block scale decoded exactly with integer tensor ops and a
+//   2^(e-25) table, the int8 / nibble codes unpacked with floorDiv, one exact f32 multiply.
 // - quantizeAffine: per-group parameters (absmax / 127, or ONNX DynamicQuantizeLinear's range / 255 and
 //   zero point) and saturate(round(x / scale) + zp); tf.round is half-to-even on every engine, as rint.
 // On the fallback (wasm): stochastic rounding (a per-element random draw between two neighbours, no tfjs
-// primitive that keeps the reference's exact f32 probability arithmetic), the ggml Q8_0 / Q4_0 byte formats (f16 scales packed between the codes: byte twiddling, not
-// tensor math) and adam8bitStep (dequantize, update and requantize both states per block in one pass).
+// primitive that keeps the reference's exact f32 probability arithmetic), ggml Q8_0 / Q4_0 quantization (f16 rounding of the
+// scale and C roundf: byte-format work, not tensor math) and adam8bitStep (dequantize, update and requantize both states per block in one pass).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { QuantKernels } from "../api/quant.ts";
 import { compute, type TfCtx } from "./common.ts";
@@ -76,6 +78,32 @@ function nearestCodes(tf: Tf, x: Float32Array, bs: number, code: Float32Array, e
   if (extraZero) v = tf.concat([v, tf.zeros([1])]);
   const pos = thresholds.length ? tf.searchSorted(tf.tensor1d(thresholds), v, "right") : tf.zeros(v.shape, "int32");
   return { absmax, q: tf.gather(tf.tensor1d(index, "int32"), pos) };
+}
+
+/** 2^(e - 25) for f16 exponent e (2^-24 for subnormals, e = 0): with mantissa 1024 + m (or m) the value is exact. */
+const F16_POW2 = Float32Array.from({ length: 32 }, (_, e) => (e === 0 ? 2 ** -24 : 2 ** (e - 25)));
+
+/** float32 values of little-endian binary16 bytes lo, hi (int32 tensors), exact (as f16BitsToF32). */
+function f16Value(tf: Tf, lo: Tensor, hi: Tensor): Tensor {
+  const i32 = (v: number) => tf.scalar(v, "int32");
+  const h = tf.add(lo, tf.mul(hi, i32(256)));
+  const e = tf.mod(tf.floorDiv(h, i32(1024)), i32(32));
+  const m = tf.mod(h, i32(1024));
+  const mant = tf.cast(tf.where(tf.equal(e, i32(0)), m, tf.add(m, i32(1024))), "float32");
+  let v = tf.mul(mant, tf.gather(tf.tensor1d(F16_POW2), e));
+  v = tf.where(tf.equal(e, i32(31)), tf.where(tf.equal(m, i32(0)), tf.fill(v.shape, Infinity), tf.fill(v.shape, NaN)), v);
+  return tf.where(tf.greaterEqual(h, i32(32768)), tf.neg(v), v);
+}
+
+/** NaN results as the one quiet NaN JavaScript stores (the sign and payload of a NaN product vary by engine). */
+const canonNaN = (tf: Tf, v: Tensor) => tf.where(tf.isNaN(v), tf.fill(v.shape, NaN), v);
+
+/** ggml block bytes [blocks, size] as int32, the f16 scale of each block [blocks, 1] and the code bytes. */
+function ggmlBlocks(tf: Tf, bytes: Uint8Array, size: number, n: number) {
+  const nb = Math.ceil(n / 32);
+  const B = tf.tensor2d(Int32Array.from(bytes.subarray(0, nb * size)), [nb, size], "int32");
+  const d = tf.reshape(f16Value(tf, tf.slice(B, [0, 0], [nb, 1]), tf.slice(B, [0, 1], [nb, 1])), [nb, 1]);
+  return { nb, d, q: tf.slice(B, [0, 2], [nb, size - 2]) };
 }
 
 /** out[i] = table[q[i]] * absmax[i / bs] with q int32 [n]. */
@@ -183,6 +211,26 @@ export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
       }
       q.set(out[2] as Int32Array);
       return -1;
+    },
+    dequantizeQ8_0(bytes, out) {
+      const n = out.length;
+      const [o] = compute(ctx, (tf) => {
+        const { nb, d, q } = ggmlBlocks(tf, bytes, 34, n);
+        const s8 = tf.cast(tf.where(tf.greaterEqual(q, tf.scalar(128, "int32")), tf.sub(q, tf.scalar(256, "int32")), q), "float32");
+        return [canonNaN(tf, tf.slice(tf.reshape(tf.mul(s8, d), [nb * 32]), 0, n))];
+      });
+      out.set(o!);
+    },
+    dequantizeQ4_0(bytes, out) {
+      const n = out.length;
+      const [o] = compute(ctx, (tf) => {
+        const { nb, d, q } = ggmlBlocks(tf, bytes, 18, n);
+        const sixteen = tf.scalar(16, "int32");
+        const hi = tf.floorDiv(q, sixteen), lo = tf.sub(q, tf.mul(hi, sixteen));
+        const codes = tf.cast(tf.sub(tf.concat([lo, hi], 1), tf.scalar(8, "int32")), "float32"); // element j low, j+16 high
+        return [canonNaN(tf, tf.slice(tf.reshape(tf.mul(codes, d), [nb * 32]), 0, n))];
+      });
+      out.set(o!);
     },
     adam32Step(p, g, m, v, h) {
       const out = compute(ctx, (tf) => {
