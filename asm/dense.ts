@@ -15,7 +15,9 @@
 // @ts-ignore: decorator
 @inline const MC: i32 = 32;
 
-const tile = memory.data(4 * 8 * 4, 16);
+// Edge tiles are staged here: the first 128 bytes of the caller's scratch (a global is per instance, so two
+// threads sharing one memory, each with its own instance and scratch, never share it).
+let tile: usize = 0;
 
 /** Pack op(A)[i0:i0+mc, p0:p0+kc] into 4-row micro-panels of broadcast values: panel q at ap + q*kc*64, (p, r) at
  *  +p*64 + r*16 (a v128 holding op(A)[i0+4q+r, p0+p] in every lane). Rows past m are zero. */
@@ -181,11 +183,13 @@ function gemm_f32_4x4(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mr: i
 /** Scratch bytes gemm_f32 needs (the JS side allocates them; kernels never allocate). */
 export function gemm_f32_scratch(m: i32, k: i32, n: i32): i32 {
   const kc = min(k, KC);
-  return ((n + 7) >> 3) * kc * 32 + ((min(m, MC) + 3) >> 2) * kc * 64;
+  return 128 + ((n + 7) >> 3) * kc * 32 + ((min(m, MC) + 3) >> 2) * kc * 64;
 }
 
 /** C[m,n] = (acc ? C : 0) + op(A) @ op(B), f32, SIMD; `scratch` holds gemm_f32_scratch(m, k, n) bytes (16-aligned). */
 export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32, scratch: usize): void {
+  tile = scratch;
+  scratch += 128;
   const kcMax = min(k, KC);
   const bp = scratch, ap = scratch + (<usize>(((n + 7) >> 3) * kcMax) << 5);
   const ldc = <usize>n << 2;
