@@ -51,7 +51,7 @@ import {
 // @ts-ignore: decorator
 @inline function expmode_f32x4(x: v128, nmx: v128, mode: i32): v128 {
   if (mode == 0) return expsub_f32x4(x, nmx);
-  if (mode == 4) return exp_nomask_f32x4(x, x, false);
+  if (mode == 4 || mode == 6) return exp_nomask_f32x4(x, x, false);
   if (mode == 5) return exp_f32x4(x);
   const d = f32x4.add(x, nmx);
   const err = mode == 1 ? f32x4.sub(nmx, f32x4.sub(d, x)) : f32x4.sub(x, f32x4.sub(d, nmx));
@@ -62,12 +62,17 @@ import {
 @inline function exprow(x: usize, y: usize, n: i32, mx: f32, scale: f64, doStore: bool, mode: i32): f64 {
   const nmx = f32x4.splat(-mx), mx64 = f64x2.splat(<f64>mx), sc64 = f64x2.splat(scale);
   let acc = f64x2.splat(0);
+  let hi = f32x4.splat(-Infinity), lo = f32x4.splat(Infinity); // mode 6: the row's max and min on the way
   let i = 0;
   for (; i + 64 <= n; i += 64) {
     let a0 = f32x4.splat(0), a1 = a0;
     for (let j = i; j < i + 64; j += 8) {
       const o = <usize>j << 2;
       const v0 = v128.load(x + o), v1 = v128.load(x + o, 16);
+      if (mode == 6) {
+        hi = f32x4.pmax(hi, f32x4.pmax(v0, v1));
+        lo = f32x4.pmin(lo, f32x4.pmin(v0, v1));
+      }
       const e0 = mode == 3 ? expscaled_f32x4(v0, mx64, sc64) : expmode_f32x4(v0, nmx, mode);
       const e1 = mode == 3 ? expscaled_f32x4(v1, mx64, sc64) : expmode_f32x4(v1, nmx, mode);
       if (doStore) {
@@ -84,6 +89,10 @@ import {
     for (; i + 4 <= n; i += 4) {
       const o = <usize>i << 2;
       const v = v128.load(x + o);
+      if (mode == 6) {
+        hi = f32x4.pmax(hi, v);
+        lo = f32x4.pmin(lo, v);
+      }
       const e = mode == 3 ? expscaled_f32x4(v, mx64, sc64) : expmode_f32x4(v, nmx, mode);
       if (doStore) v128.store(y + o, e);
       a = f32x4.add(a, e);
@@ -91,14 +100,41 @@ import {
     acc = promote_add(acc, a);
   }
   let s = hsum_f64x2(acc);
+  let m: f32 = 0, q: f32 = 0;
+  if (mode == 6) {
+    m = hmax_f32x4(hi);
+    q = hmin_f32x4(lo);
+  }
   for (; i < n; i++) {
     const o = <usize>i << 2;
     const v = load<f32>(x + o);
+    if (mode == 6) {
+      m = v > m ? v : m;
+      q = v < q ? v : q;
+    }
     const e = mode == 3 ? expscaled_f32(v, <f64>mx, scale) : mode >= 4 ? exp_f32(v) : expsub_f32(v, -mx);
     if (doStore) store<f32>(y + o, e);
     s += <f64>e;
   }
+  if (mode == 6) {
+    rowMax = m;
+    rowMin = q;
+  }
   return s;
+}
+
+/** Largest / smallest lane (no NaN can be in a pmax/pmin accumulator). */
+// @ts-ignore: decorator
+@inline function hmax_f32x4(a: v128): f32 {
+  a = f32x4.pmax(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
+  a = f32x4.pmax(a, i32x4.shuffle(a, a, 1, 0, 3, 2));
+  return f32x4.extract_lane(a, 0);
+}
+// @ts-ignore: decorator
+@inline function hmin_f32x4(a: v128): f32 {
+  a = f32x4.pmin(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
+  a = f32x4.pmin(a, i32x4.shuffle(a, a, 1, 0, 3, 2));
+  return f32x4.extract_lane(a, 0);
 }
 
 /** The exp mode of a row (see above; 3 = f64 reduction for scale != 1) from its max and min. */
@@ -117,6 +153,8 @@ function expstore_m2(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x
 function expstore_m3(x: usize, y: usize, n: i32, mx: f32, scale: f64): f64 { return exprow(x, y, n, mx, scale, true, 3); }
 function expstore_m4(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 4); }
 function expstore_m5(x: usize, y: usize, n: i32, mx: f32): f64 { return exprow(x, y, n, mx, 1, true, 5); }
+/** Mode 4 before the max is known, tracking max and min (rowMax, rowMin) for the caller to validate. */
+function expstore_m6(x: usize, y: usize, n: i32): f64 { return exprow(x, y, n, 0, 1, true, 6); }
 function expsum_m0(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 0); }
 function expsum_m1(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 1); }
 function expsum_m2(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 2); }
@@ -151,7 +189,7 @@ function lse_f32(x: usize, n: i32, mx: f32, mn: f32, scale: f64): f64 {
 
 // Row max and min ignoring NaN (pmax/pmin: one instruction each, where max/min cost ~7 for NaN rules).
 // NaN still reaches the row rule: exp(NaN - mx) is NaN, so the row's sum is NaN.
-let rowMin: f32 = 0;
+let rowMin: f32 = 0, rowMax: f32 = 0;
 
 /** max of a row, NaN ignored; its min (NaN ignored) is left in rowMin. -Infinity for an all-NaN row. */
 function rowmaxmin_f32(p: usize, n: i32): f32 {
@@ -212,8 +250,21 @@ function scale_f32(y: usize, n: i32, c: f32): void {
  */
 export function softmax_f32_threepass(x: usize, y: usize, rows: i32, cols: i32, scale: f64): void {
   const stride = <usize>cols << 2;
+  // Out of place, the max pass can be fused away: exp(x) is stored (mode 4) while max and min are tracked,
+  // and kept if the row then qualifies for mode 4 (max in [-18, 60], min >= -87); otherwise the row is redone
+  // from x, and later rows of this call skip the guess. Same operations, same order: the same bits as mode 4.
+  let guess = scale == 1 && x != y;
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
+    if (guess) {
+      const s = expstore_m6(xr, yr, cols);
+      if (rowMax <= 60 && rowMax >= -18 && rowMin >= -87) {
+        if (!(s > 0)) fill_nan(yr, cols); // NaN in the row
+        else scale_f32(yr, cols, <f32>(1.0 / s));
+        continue;
+      }
+      guess = false;
+    }
     const mx = rowmaxmin_f32(xr, cols);
     if (bad_max(mx)) { fill_nan(yr, cols); continue; }
     threepass_row(xr, yr, cols, mx, rowMin, scale);

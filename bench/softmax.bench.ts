@@ -42,6 +42,8 @@ function naiveSoftmax(x: Float32Array, y: Float32Array, cols: number): void {
   }
 }
 
+const collect = () => (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(true);
+
 async function time(fn: () => unknown): Promise<number> {
   return (await measure(fn, opts)).p50;
 }
@@ -112,6 +114,8 @@ for (const [rows, cols] of SHAPES) {
     for (const c of cases) {
       if (c.backend === "cpu" && round > 0) continue;
       if (c.backend) await tf.setBackend(c.backend);
+      for (let w = 0; w < 3; w++) await c.fn(); // warm caches and JIT after the previous engine
+      collect(); // so no engine pays for the previous one's garbage
       (per[c.name] ??= []).push(await time(c.fn));
     }
   }

@@ -310,6 +310,32 @@ for (const pb of parityBackends) {
       expect(sameBits(x64, want64)).toBe(true);
     });
 
+    test("rows that do and do not allow the fused max pass, in any order: out of place == in place == reference", () => {
+      const rng = new Rng(17);
+      const kinds: Array<(n: number) => Float32Array> = [
+        (n) => GENS.normal!(rng, n), // fused
+        (n) => GENS.huge!(rng, n), // max outside [-18, 60]: redone
+        (n) => GENS.masked!(rng, n), // -Infinity: redone with the mask
+        (n) => GENS.negative!(rng, n),
+        (n) => { const v = GENS.normal!(rng, n); v[n >> 1] = NaN; return v; },
+        (n) => GENS.edges!(rng, n),
+      ];
+      for (const cols of [3, 64, 67, 1030]) {
+        for (let trial = 0; trial < 6; trial++) {
+          const rows = 6, x = new Float32Array(rows * cols);
+          for (let r = 0; r < rows; r++) x.set(kinds[(trial + r * (trial + 1)) % kinds.length]!(cols), r * cols);
+          const want = underReference(() => softmax(x, { cols }));
+          for (const algorithm of ALGOS) {
+            const y = softmax(x, { cols, algorithm });
+            expect(compare(y, want, sRel, `mixed cols=${cols} trial=${trial} ${algorithm}`)).toBe("");
+            const z = x.slice();
+            softmax(z, { cols, algorithm, out: z });
+            expect(sameBits(y, z), `in place vs out of place cols=${cols} trial=${trial} ${algorithm}`).toBe(true);
+          }
+        }
+      }
+    });
+
     test("results are deterministic and independent of the other rows", () => {
       const rng = new Rng(3);
       const cols = 1027, x = GENS.wide!(rng, 6 * cols);
