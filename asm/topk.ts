@@ -370,6 +370,8 @@ function topk_rows4(x: usize, vals: usize, idx: usize, r0: i32, cols: i32, k: i3
   const lo = i32x4.splat(i32.MIN_VALUE);
   let k0 = lo, k1 = lo, k2 = lo, k3 = lo;
   let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
+  let f0 = f32x4.splat(0), f1 = f0; // the values of slots 0 and 1, tracked for k <= 2 (vector stores)
+  const track = k <= 2 && vals != 0;
   for (let c = 0; c < cols; c++) {
     const o = <usize>c << 2;
     let v = v128.load32_lane(p0 + o, f32x4.splat(0), 0);
@@ -380,11 +382,14 @@ function topk_rows4(x: usize, vals: usize, idx: usize, r0: i32, cols: i32, k: i3
     let m = i32x4.gt_s(nk, k0);
     let tk = v128.bitselect(k0, nk, m), ti = v128.bitselect(i0, ni, m);
     k0 = v128.bitselect(nk, k0, m); i0 = v128.bitselect(ni, i0, m);
+    let tf = v;
+    if (track) { tf = v128.bitselect(f0, v, m); f0 = v128.bitselect(v, f0, m); }
     if (k > 1) {
       nk = tk; ni = ti;
       m = v128.or(i32x4.gt_s(nk, k1), v128.and(i32x4.eq(nk, k1), i32x4.lt_s(ni, i1)));
       tk = v128.bitselect(k1, nk, m); ti = v128.bitselect(i1, ni, m);
       k1 = v128.bitselect(nk, k1, m); i1 = v128.bitselect(ni, i1, m);
+      if (track) f1 = v128.bitselect(tf, f1, m);
       if (k > 2) {
         nk = tk; ni = ti;
         m = v128.or(i32x4.gt_s(nk, k2), v128.and(i32x4.eq(nk, k2), i32x4.lt_s(ni, i2)));
@@ -396,6 +401,29 @@ function topk_rows4(x: usize, vals: usize, idx: usize, r0: i32, cols: i32, k: i3
         }
       }
     }
+  }
+  if (k <= 2) {
+    // Rows r0..r0+3 are contiguous in the output ([rows, k]): interleave the slots and store whole vectors.
+    const o = idx + ((<usize>r0 * <usize>k) << 2), ov = vals + ((<usize>r0 * <usize>k) << 2);
+    if (k == 1) {
+      v128.store(o, i0);
+      if (vals) v128.store(ov, f0);
+      return;
+    }
+    if (!sorted) { // index order: swap the lanes whose slot 1 has the lower index
+      const sw = i32x4.gt_s(i0, i1);
+      const a = v128.bitselect(i1, i0, sw), b = v128.bitselect(i0, i1, sw);
+      i0 = a; i1 = b;
+      const fa = v128.bitselect(f1, f0, sw), fb = v128.bitselect(f0, f1, sw);
+      f0 = fa; f1 = fb;
+    }
+    v128.store(o, i32x4.shuffle(i0, i1, 0, 4, 1, 5));
+    v128.store(o, i32x4.shuffle(i0, i1, 2, 6, 3, 7), 16);
+    if (vals) {
+      v128.store(ov, i32x4.shuffle(f0, f1, 0, 4, 1, 5));
+      v128.store(ov, i32x4.shuffle(f0, f1, 2, 6, 3, 7), 16);
+    }
+    return;
   }
   v128.store(lanebuf, i0);
   v128.store(lanebuf, i1, 16);
