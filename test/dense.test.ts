@@ -117,6 +117,35 @@ for (const pb of parityBackends) {
       expect(y[2]).toBe(Infinity);
     });
 
+    test("matmul with tiny operands (products in the f32 denormal range) stays within the bound", () => {
+      const m = 9, k = 37, n = 13;
+      const a = randArr(Float32Array, m * k, 21, 1e-20), b = randArr(Float32Array, k * n, 22, 1e-20);
+      for (const [ta, tb] of [[false, false], [true, true]] as const) {
+        const got = matmul(a, b, { m, k, n, transA: ta, transB: tb });
+        const want = underReference(() => matmul(Float64Array.from(a), Float64Array.from(b), { m, k, n, transA: ta, transB: tb }));
+        // Denormal results carry an absolute error of up to k * 2^-150 on top of the relative bound.
+        const bound = gemmBound(a, b, null, m, k, n, ta, tb, U32).map((v) => v + k * 2 ** -150);
+        expectWithin(got, want, bound, pb.tol, "tiny");
+      }
+    });
+
+    test("ops leave their read-only inputs unchanged", () => {
+      const x = randArr(Float32Array, 37, 31), dy = randArr(Float32Array, 37, 32);
+      const x0 = x.slice(), dy0 = dy.slice();
+      relu(x); reluBackward(dy, x);
+      expect(x).toEqual(x0); expect(dy).toEqual(dy0);
+      const w = randArr(Float32Array, 5 * 3, 33), w0 = w.slice(), idx = new Int32Array([0, 4, 2, 2]), idx0 = idx.slice();
+      const h = embeddingSum(w, idx, { cols: 3, per: 2 });
+      expect(w).toEqual(w0); expect(idx).toEqual(idx0);
+      const dw = new Float32Array(15);
+      embeddingSumBackward(h, idx, dw, { cols: 3, per: 2 });
+      expect(idx).toEqual(idx0);
+      const g = randArr(Float32Array, 15, 34), g0 = g.slice();
+      adamwStep(w, g, new Float32Array(15), new Float32Array(15), { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, step: 1 });
+      expect(g).toEqual(g0);
+      expect(w).not.toEqual(w0); // in place on w, as documented
+    });
+
     test("matmul bad input", () => {
       const a = new Float32Array(6), b = new Float32Array(6);
       const bad = (f: () => unknown, code: string, re: RegExp) => {
