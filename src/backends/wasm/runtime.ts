@@ -162,6 +162,7 @@ export class Frame {
   }
   /** Copy inputs in; call after every scratch/input/output is reserved (a later malloc may grow memory). */
   ready(): void {
+    if (this.zero.length === 0 && this.copyIn.length === 0) return; // all zero-copy: nothing to do
     const u8 = new Uint8Array(memory.buffer);
     for (const [p, n] of this.zero) u8.fill(0, p, p + n);
     for (const [p, a] of this.copyIn) {
@@ -170,6 +171,7 @@ export class Frame {
     }
   }
   done(): void {
+    if (this.copyBack.length === 0) return this.release();
     const u8 = new Uint8Array(memory.buffer);
     for (const [p, a] of this.copyBack) {
       new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(u8.subarray(p, p + a.byteLength));
