@@ -615,6 +615,62 @@ function route_row(z: usize, s: usize, tmp: usize, n: i32, mode: i32, scale: f32
   return (nbytes + 15) & ~15;
 }
 
+// ---- Short softmax routers (E <= 32, T = 1, plain selection): four tokens per vector, one token per lane.
+const s4 = memory.data(32 * 16, 16); // scores, [E][4]: column e of tokens r0..r0+3
+const pacc = memory.data(32 * 16, 16); // per-lane f32 sums of p, folded into pSum every 16 groups
+
+/** Fold pacc (per-lane partial sums) into pSum (f64) and clear it. */
+function fold_pacc(pSum: usize, E: i32): void {
+  for (let e = 0; e < E; e++) {
+    const v = v128.load(pacc + (<usize>e << 4));
+    const o = pSum + (<usize>e << 3);
+    store<f64>(o, load<f64>(o) + ((<f64>f32x4.extract_lane(v, 0) + <f64>f32x4.extract_lane(v, 1)) +
+      (<f64>f32x4.extract_lane(v, 2) + <f64>f32x4.extract_lane(v, 3))));
+    v128.store(pacc + (<usize>e << 4), f32x4.splat(0));
+  }
+}
+
+/**
+ * softmax of tokens r0..r0+3 (E <= 32, temperature 1) into s4, their probabilities added to pacc, their
+ * logsumexp stored to lse. Same row rule as softmax: a token with NaN, +Inf or only -Inf gets NaN scores.
+ */
+function softmax4(z: usize, r0: i32, E: i32, lse: usize): void {
+  const st = <usize>E << 2;
+  const p0 = z + <usize>r0 * st, p1 = p0 + st, p2 = p1 + st, p3 = p2 + st;
+  let mx = f32x4.splat(-Infinity), nan = i32x4.splat(0);
+  for (let c = 0; c < E; c++) {
+    const o = <usize>c << 2;
+    let v = v128.load32_lane(p0 + o, f32x4.splat(0), 0);
+    v = v128.load32_lane(p1 + o, v, 1);
+    v = v128.load32_lane(p2 + o, v, 2);
+    v = v128.load32_lane(p3 + o, v, 3);
+    v128.store(s4 + (<usize>c << 4), v);
+    mx = f32x4.pmax(mx, v);
+    nan = v128.or(nan, f32x4.ne(v, v));
+  }
+  const bad = v128.or(nan, v128.or(f32x4.eq(mx, f32x4.splat(Infinity)), f32x4.eq(mx, f32x4.splat(-Infinity))));
+  let lo = f64x2.splat(0), hi = lo;
+  for (let c = 0; c < E; c++) {
+    const e = exp_f32x4(f32x4.sub(v128.load(s4 + (<usize>c << 4)), mx));
+    v128.store(s4 + (<usize>c << 4), e);
+    lo = f64x2.add(lo, f64x2.promote_low_f32x4(e));
+    hi = f64x2.add(hi, f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1)));
+  }
+  const inv = i32x4.shuffle(f32x4.demote_f64x2_zero(f64x2.div(f64x2.splat(1), lo)),
+    f32x4.demote_f64x2_zero(f64x2.div(f64x2.splat(1), hi)), 0, 1, 4, 5);
+  const qnan = f32x4.splat(NaN);
+  for (let c = 0; c < E; c++) {
+    const p = v128.bitselect(qnan, f32x4.mul(v128.load(s4 + (<usize>c << 4)), inv), bad);
+    v128.store(s4 + (<usize>c << 4), p);
+    v128.store(pacc + (<usize>c << 4), f32x4.add(v128.load(pacc + (<usize>c << 4)), p));
+  }
+  // logsumexp per token: max + log(sum), or the max itself (NaN if the token holds a NaN) for a bad token
+  store<f64>(lse + (<usize>r0 << 3), f32x4.extract_lane(bad, 0) ? (i32x4.extract_lane(nan, 0) ? NaN : <f64>f32x4.extract_lane(mx, 0)) : <f64>f32x4.extract_lane(mx, 0) + Math.log(f64x2.extract_lane(lo, 0)));
+  store<f64>(lse + (<usize>(r0 + 1) << 3), i32x4.extract_lane(bad, 1) ? (i32x4.extract_lane(nan, 1) ? NaN : <f64>f32x4.extract_lane(mx, 1)) : <f64>f32x4.extract_lane(mx, 1) + Math.log(f64x2.extract_lane(lo, 1)));
+  store<f64>(lse + (<usize>(r0 + 2) << 3), i32x4.extract_lane(bad, 2) ? (i32x4.extract_lane(nan, 2) ? NaN : <f64>f32x4.extract_lane(mx, 2)) : <f64>f32x4.extract_lane(mx, 2) + Math.log(f64x2.extract_lane(hi, 0)));
+  store<f64>(lse + (<usize>(r0 + 3) << 3), i32x4.extract_lane(bad, 3) ? (i32x4.extract_lane(nan, 3) ? NaN : <f64>f32x4.extract_lane(mx, 3)) : <f64>f32x4.extract_lane(mx, 3) + Math.log(f64x2.extract_lane(hi, 1)));
+}
+
 /** Bytes of scratch route_tokens_f32 needs. */
 export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i32): i32 {
   const keys = max(topk_scratch_keys(E, k), topk_scratch_keys(groups, topkGroups));
@@ -638,7 +694,28 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
   // Plain selection ranks the logits: short rows go four at a time through the compare-exchange kernel first.
   const batched = plain && k <= 4 && E <= 32;
   if (batched) topk_rows(z, 0, experts, rows, E, k, true, big);
-  for (let r = 0; r < rows; r++) {
+  let r0 = 0;
+  if (batched && mode == 0 && scale == 1) {
+    for (let e = 0; e < E; e++) v128.store(pacc + (<usize>e << 4), f32x4.splat(0));
+    for (; r0 + 4 <= rows; r0 += 4) {
+      softmax4(z, r0, E, lse);
+      for (let l = 0; l < 4; l++) {
+        const er = experts + (<usize>(r0 + l) * <usize>k << 2), wr = weights + (<usize>(r0 + l) * <usize>k << 2);
+        let sum: f64 = 0;
+        for (let j = 0; j < k; j++) sum += <f64>load<f32>(s4 + (<usize>(load<i32>(er + (<usize>j << 2)) * 4 + l) << 2));
+        const c: f64 = normalize && sum > 0 ? <f64>rscale / sum : <f64>rscale;
+        for (let j = 0; j < k; j++) {
+          const e = load<i32>(er + (<usize>j << 2));
+          store<f32>(wr + (<usize>j << 2), <f32>(<f64>load<f32>(s4 + (<usize>(e * 4 + l) << 2)) * c));
+          const pc = pre + (<usize>e << 2);
+          store<i32>(pc, load<i32>(pc) + 1);
+        }
+      }
+      if ((r0 & 63) == 60) fold_pacc(pSum, E);
+    }
+    fold_pacc(pSum, E);
+  }
+  for (let r = r0; r < rows; r++) {
     const zr = z + (<usize>r * <usize>E << 2);
     store<f64>(lse + (<usize>r << 3), route_row(zr, s, sel, E, mode, scale, pSum));
     let src = zr;
