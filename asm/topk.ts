@@ -680,7 +680,7 @@ export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i3
 /**
  * Token-choice routing of rows tokens (see src/backends/api/routing.ts routeTokens): scores, selection of the
  * top k of z (no bias, no groups: the scores are monotone in z) or of s + bias with the DeepSeek-V3 group
- * limit (group score = sum of its top-2, the best topkGroups groups stay eligible), weights from s (f64 sum for
+ * limit (group score = sum of its top-2 with a bias, its max without; the best topkGroups groups stay eligible), weights from s (f64 sum for
  * normalize), preCounts, pSum (f64), lse (f64), then the dispatch of route_dispatch (capacity cap, -1 =
  * dropless; work doubles as its cursor). bias = 0: none. Returns the dropped count.
  */
@@ -730,7 +730,7 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
         for (; i < E; i++) store<f32>(sel + (<usize>i << 2), ldf(s, i) + ldf(bias, i));
       } else memory.copy(sel, s, <usize>E << 2);
       if (groups > 1) {
-        const two = min(2, gs);
+        const two = bias ? min(2, gs) : 1; // DeepSeek-V3 model.py: top-2 sum with the bias, max without
         for (let g = 0; g < groups; g++) {
           const gp = sel + (<usize>(g * gs) << 2);
           const b = topk_row(gp, gs, two, true, big, 0);

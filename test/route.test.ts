@@ -161,6 +161,11 @@ for (const pb of parityBackends) {
         for (const e of got) expect(keep).toContain(Math.floor(e / gs));
       }
       expect(flips).toBeLessThanOrEqual(2);
+      // without a bias, a group's score is its max (model.py's amax branch): group 0 = {9, 0}, group 1 = {5, 5}
+      const zg = new Float32Array([9, 0, 5, 5]);
+      expect(Array.from(route(zg, { experts: 4, k: 1, groups: 2, topkGroups: 1, scoring: "sigmoid" }).experts)).toEqual([0]);
+      // with a bias the sum of the top 2 decides: sigmoid(5) * 2 > sigmoid(9) + sigmoid(0)
+      expect(Array.from(route(zg, { experts: 4, k: 1, groups: 2, topkGroups: 1, scoring: "sigmoid", bias: new Float32Array(4) }).experts)).toEqual([2]);
       // the bias changes selection but never the weights' source: with a huge bias on expert 0 it is always picked
       const b2 = new Float32Array(E); b2[0] = 100;
       const r2 = route(z, { experts: E, k, scoring: "sigmoid", bias: b2 });
@@ -292,7 +297,8 @@ for (const pb of parityBackends) {
           { experts: E, k, temperature: 1.5, capacityFactor: 1.1 },
           { experts: E, k, expertChoice: true, capacityFactor: 2 },
         ];
-        if (groups > 1) opts.push({ experts: E, k: Math.min(k, E / 2), scoring: "sigmoid", bias, groups, topkGroups: 2, normalize: true });
+        if (groups > 1) opts.push({ experts: E, k: Math.min(k, E / 2), scoring: "sigmoid", bias, groups, topkGroups: 2, normalize: true },
+          { experts: E, k: Math.min(k, E / 2), groups, topkGroups: 2 });
         for (const o of opts) compareRoute(z, o, pb.tol);
       }
     });

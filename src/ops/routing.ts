@@ -81,7 +81,10 @@ export interface RouteOptions {
   bias?: Float32Array;
   /** Group-limited routing (DeepSeek-V3): E split in `groups` contiguous groups (must divide E)... */
   groups?: number;
-  /** ...of which the `topkGroups` best (group score = sum of its top-2 biased scores) are eligible. Default groups. */
+  /**
+   * ...of which the `topkGroups` best are eligible (default groups). Group score as DeepSeek-V3
+   * inference/model.py: the sum of the group's top-2 biased scores when `bias` is given, else its max score.
+   */
   topkGroups?: number;
   /** Expert-choice routing (Zhou et al. 2022): each expert takes its top ceil(capacityFactor*T/E) tokens. */
   expertChoice?: boolean;

@@ -21,7 +21,7 @@ export interface RoutingKernels {
 
   /**
    * Token-choice routing, fused: scoring, selection of the top k of (score + bias) (group-limited when
-   * groups > 1), weights from the unbiased scores (normalized, scaled), per-expert counts of the selection
+   * groups > 1: group score = sum of its top-2 of score + bias with a bias, its max without), weights from the unbiased scores (normalized, scaled), per-expert counts of the selection
    * (before any capacity drop), pSum and lse as in routeScores, then the dispatch of routeDispatch with
    * p.capacity. experts/weights are [rows*k], slots in rank order. Returns the dropped count.
    */

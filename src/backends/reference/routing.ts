@@ -101,7 +101,7 @@ export const routingReference: RoutingKernels = {
       let skip: boolean[] | undefined;
       if (groups > 1) {
         const gScore = Array.from({ length: groups }, (_, g) => {
-          const top = topIdx(sel.slice(g * gs, (g + 1) * gs), gs, Math.min(2, gs));
+          const top = topIdx(sel.slice(g * gs, (g + 1) * gs), gs, o.bias ? Math.min(2, gs) : 1); // V3: top-2 sum with bias, else max
           return top.reduce((a, i) => a + sel[g * gs + i]!, 0);
         });
         const keep = new Set(topIdx(gScore, groups, topkGroups));
