@@ -97,7 +97,10 @@ export interface RouteOptions {
    * (assignment index t*k + slot); undefined = dropless. Expert choice: capacity = ceil(cf*T/E), default cf = k.
    */
   capacityFactor?: number;
-  /** "mixtral" (default): f_e = count_e / T, uniform routing gives auxLoss = k. "normalized": f_e = count_e / (T*k), uniform gives 1. */
+  /**
+   * auxLoss = E * sum_e f_e * P_e. "mixtral" (default; HF transformers load_balancing_loss_func, and Switch for
+   * k = 1): f_e = count_e / T, so uniform routing gives k. "normalized": f_e = count_e / (T*k), uniform gives 1.
+   */
   auxConvention?: "mixtral" | "normalized";
   /** Also return auxGrad and zGrad, the gradients of auxLoss and zLoss w.r.t. the logits. */
   grad?: boolean;
@@ -123,7 +126,11 @@ export interface RouteResult {
   capacity: number;
   /** Token choice: assignments dropped by capacity. Expert choice: tokens no expert picked. */
   dropped: number;
-  /** Load-balancing loss E * sum_e f_e * P_e (P_e = mean routing probability; f per auxConvention, before drops). */
+  /**
+   * Load-balancing loss E * sum_e f_e * P_e: P_e = mean over tokens of the routing probability (the scoring's
+   * output at its temperature; sigmoid scores normalized per token as DeepSeek-V3's s'), f_e from the selected
+   * assignments before capacity drops (per auxConvention).
+   */
   auxLoss: number;
   /** Router z-loss: mean over tokens of logsumexp(logits)^2 (raw logits, no temperature). */
   zLoss: number;
