@@ -170,6 +170,8 @@ writeFileSync(`${dir}/quant.svg`, svgPlot([
   { title: "training loss (20-step mean)", xLabel: "step", logY: true, series: Object.entries(runs).map(([name, l]) => ({ name, x: steps, y: smooth(l.loss) })) },
   { title: "test accuracy", xLabel: "step", yMin: 0, yMax: 1, series: Object.entries(runs).map(([name, l]) => ({ name, x: l.evalStep, y: l.testAcc })) },
   { title: "test loss", xLabel: "step", logY: true, series: Object.entries(runs).map(([name, l]) => ({ name, x: l.evalStep, y: l.testLoss })) },
-], { title: `Adam state precision: MLP ${D}-${H}-${H}-${C}, ${cfg.steps} steps, lr ${cfg.lr}, seed ${cfg.seed}`, cols: 3 }));
+  { title: "zoom: 32-bit vs 8-bit dynamic block-wise", xLabel: "step", yLabel: "training loss (20-step mean)",
+    series: (["adam32", "adam8-dyn-bw"] as const).map((name) => ({ name, x: steps, y: smooth(runs[name].loss), dash: name !== "adam32" })) },
+], { title: `Adam state precision: MLP ${D}-${H}-${H}-${C}, ${cfg.steps} steps, lr ${cfg.lr}, seed ${cfg.seed}`, cols: 2 }));
 writeFileSync(`${dir}/log.json`, JSON.stringify({ runs, quantError: errTable }));
 console.log(`\nwrote ${dir}/quant.svg, log.json, config.json`);
