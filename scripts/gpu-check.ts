@@ -5,8 +5,9 @@
 // Usage: bun run scripts/gpu-check.ts [--engine tfjs-gpu|tfjs-node|tfjs-wasm|tfjs-cpu] [--sizes 1e3,1e5,1e6] [--reps 5]
 // Without a usable engine it prints the reasons and exits 0 (nothing here needs a GPU to run).
 import {
-  NumedgeError, adamwStep, backendInfo, crossEntropy, dequantizeBlockwise, embeddingSum, logSoftmax, matmul,
-  parseFlags, quantizeBlockwise, relu, setBackend, softmax, stablemax, topk, type BackendChoice,
+  NumedgeError, adamwStep, backendInfo, combine, crossEntropy, dequantize4bit, dequantizeBlockwise, embeddingSum,
+  logSoftmax, matmul, parseFlags, quantize4bit, quantizeBlockwise, relu, route, setBackend, softmax, stablemax, topk,
+  type BackendChoice,
 } from "numedge";
 
 const flags = parseFlags(process.argv.slice(2), {
@@ -67,6 +68,10 @@ function cases(size: number): Case[] {
   const w = rand(V * ecols, 4), idx = Int32Array.from({ length: erows * per }, (_, i) => (i * 37) % V);
   const pw = rand(n, 5), pg = rand(n, 6, 0.01);
   const q = quantizeBlockwise(x, { blockSize: 256 });
+  const q4 = quantize4bit(x, { type: "nf4", blockSize: 64 });
+  const H = 256, T = Math.max(1, Math.round(size / H)), E = 8;
+  const r = route(rand(T * E, 7), { experts: E, k: 2, normalize: true });
+  const eo = rand(r.offsets[E]! * H, 8);
   return [
     { op: "softmax", kernel: "softmax", shape: `${rows}x${cols}`, run: () => softmax(x, { cols }) },
     { op: "logSoftmax", kernel: "logSoftmax", shape: `${rows}x${cols}`, run: () => logSoftmax(x, { cols }) },
@@ -77,7 +82,10 @@ function cases(size: number): Case[] {
     { op: "gemm", kernel: "gemm", shape: `${d}^3`, run: () => matmul(a, b, { m: d, k: d, n: d }) },
     { op: "embeddingSum", kernel: "embeddingSum", shape: `${erows}x${ecols}`, run: () => embeddingSum(w, idx, { cols: ecols, per }) },
     { op: "adamwStep", kernel: "adamw", shape: `${n}`, run: () => { const p = pw.slice(), m = new Float32Array(n), v = new Float32Array(n); adamwStep(p, pg, m, v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 }); return p; } },
+    { op: "quantizeBlockwise", kernel: "quantizeBlockwise", shape: `${n}`, run: () => quantizeBlockwise(x, { blockSize: 256 }).codes },
     { op: "dequantizeBlockwise", kernel: "dequantizeBlockwise", shape: `${n}`, run: () => dequantizeBlockwise(q) },
+    { op: "dequantize4bit nf4", kernel: "dequantize4bit", shape: `${n}`, run: () => dequantize4bit(q4) },
+    { op: "combine k=2", kernel: "combine", shape: `${T}x${H}`, run: () => combine(eo, r, { hidden: H }) },
   ];
 }
 
@@ -136,4 +144,6 @@ console.log(`\ncrossover (smallest size measured where ${target} beat wasm; gemm
 const kernels = [...new Set(cases(16).map((c) => c.kernel))];
 for (const k of kernels) console.log(`  ${k.padEnd(20)} ${crossover.has(k) ? crossover.get(k)!.toExponential(1) : "never (wasm faster at every size measured)"}`);
 const th = Object.fromEntries(crossover);
-console.log(`\nto route by these: await setBackend("auto", { thresholds: ${JSON.stringify(th)} })`);
+console.log(Object.keys(th).length
+  ? `\nto route by these: await setBackend("auto", { thresholds: ${JSON.stringify(th)} })`
+  : `\nno op beat wasm at the sizes measured: keep auto's defaults (GPU_THRESHOLDS) or stay on wasm`);
