@@ -223,17 +223,27 @@ function rowmaxmin_f32(p: usize, n: i32): f32 {
   return m;
 }
 
-/** y *= c over n f32. */
+/**
+ * y *= c over n f32, from the end backwards: the exp pass just wrote y front to back, so the end of a long
+ * row is what is still in cache.
+ */
 function scale_f32(y: usize, n: i32, c: f32): void {
   const vc = f32x4.splat(c);
-  let i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const o = <usize>i << 2;
-    v128.store(y + o, f32x4.mul(v128.load(y + o), vc));
-    v128.store(y + o, f32x4.mul(v128.load(y + o, 16), vc), 16);
+  let i = n;
+  for (; i & 3; ) {
+    i--;
+    store<f32>(y + (<usize>i << 2), load<f32>(y + (<usize>i << 2)) * c);
   }
-  for (; i + 4 <= n; i += 4) v128.store(y + (<usize>i << 2), f32x4.mul(v128.load(y + (<usize>i << 2)), vc));
-  for (; i < n; i++) store<f32>(y + (<usize>i << 2), load<f32>(y + (<usize>i << 2)) * c);
+  if (i & 4) {
+    i -= 4;
+    v128.store(y + (<usize>i << 2), f32x4.mul(v128.load(y + (<usize>i << 2)), vc));
+  }
+  while (i > 0) {
+    i -= 8;
+    const o = <usize>i << 2;
+    v128.store(y + o, f32x4.mul(v128.load(y + o, 16), vc), 16);
+    v128.store(y + o, f32x4.mul(v128.load(y + o), vc));
+  }
 }
 
 // @ts-ignore: decorator
