@@ -348,107 +348,123 @@ export function topk_scratch_keys(n: i32, k: i32): i32 {
   return k <= 32 ? 0 : min(n, max(4 * k, 1024));
 }
 
-/** Ordered i32 keys of four floats (NaN -> max, -0 -> +0): i32 order = the ranking rule's value order. */
-// @ts-ignore: decorator
-@inline function fkey_x4(v: v128): v128 {
-  let o = v128.xor(v, v128.and(i32x4.shr_s(v, 31), i32x4.splat(0x7FFFFFFF)));
-  o = i32x4.sub(o, i32x4.eq(o, i32x4.splat(-1)));
-  return v128.bitselect(i32x4.splat(0x7FFFFFFF), o, f32x4.ne(v, v));
-}
-
 const lanebuf = memory.data(64, 16);
+const colbuf = memory.data(64, 16);
 
 /**
- * Short rows (cols <= 32, k <= 4), four rows at a time, one row per lane: each column's four values go
- * through a sorted register list of k (key, index) pairs by compare-exchange; a strict compare keeps the lower
- * index on ties (a pair pushed down carries a lower index than the slots below it may hold, so those compares
- * also order by index). No scalar branch per element.
+ * Short rows (cols <= 32, k <= 4), four rows at a time, one row per lane: columns (gathered by 4x4 transposes)
+ * enter a sorted register list of k (value, index) slots. A column beats slot j when strictly greater (so
+ * ties keep the earlier, lower index; -0 equals +0); it lands at the first slot it beats and the slots below
+ * shift down. Slots not yet filled are always beaten. Float compares cannot rank NaN: returns false (nothing
+ * written) if a NaN is met, and the caller redoes these rows one by one.
  */
-function topk_rows4(x: usize, vals: usize, idx: usize, r0: i32, cols: i32, k: i32, sorted: bool): void {
+function topk_rows4(x: usize, vals: usize, idx: usize, r0: i32, cols: i32, k: i32, sorted: bool): bool {
   const st = <usize>cols << 2;
   const p0 = x + <usize>r0 * st, p1 = p0 + st, p2 = p1 + st, p3 = p2 + st;
-  const lo = i32x4.splat(i32.MIN_VALUE);
-  let k0 = lo, k1 = lo, k2 = lo, k3 = lo;
+  const ones = i32x4.splat(-1);
+  let b0 = f32x4.splat(0), b1 = b0, b2 = b0, b3 = b0;
   let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
-  let f0 = f32x4.splat(0), f1 = f0; // the values of slots 0 and 1, tracked for k <= 2 (vector stores)
-  const track = k <= 2 && vals != 0;
-  for (let c = 0; c < cols; c++) {
-    const o = <usize>c << 2;
-    let v = v128.load32_lane(p0 + o, f32x4.splat(0), 0);
-    v = v128.load32_lane(p1 + o, v, 1);
-    v = v128.load32_lane(p2 + o, v, 2);
-    v = v128.load32_lane(p3 + o, v, 3);
-    let nk = fkey_x4(v), ni = i32x4.splat(c);
-    let m = i32x4.gt_s(nk, k0);
-    let tk = v128.bitselect(k0, nk, m), ti = v128.bitselect(i0, ni, m);
-    k0 = v128.bitselect(nk, k0, m); i0 = v128.bitselect(ni, i0, m);
-    let tf = v;
-    if (track) { tf = v128.bitselect(f0, v, m); f0 = v128.bitselect(v, f0, m); }
-    if (k > 1) {
-      nk = tk; ni = ti;
-      m = v128.or(i32x4.gt_s(nk, k1), v128.and(i32x4.eq(nk, k1), i32x4.lt_s(ni, i1)));
-      tk = v128.bitselect(k1, nk, m); ti = v128.bitselect(i1, ni, m);
-      k1 = v128.bitselect(nk, k1, m); i1 = v128.bitselect(ni, i1, m);
-      if (track) f1 = v128.bitselect(tf, f1, m);
-      if (k > 2) {
-        nk = tk; ni = ti;
-        m = v128.or(i32x4.gt_s(nk, k2), v128.and(i32x4.eq(nk, k2), i32x4.lt_s(ni, i2)));
-        tk = v128.bitselect(k2, nk, m); ti = v128.bitselect(i2, ni, m);
-        k2 = v128.bitselect(nk, k2, m); i2 = v128.bitselect(ni, i2, m);
-        if (k > 3) {
-          m = v128.or(i32x4.gt_s(tk, k3), v128.and(i32x4.eq(tk, k3), i32x4.lt_s(ti, i3)));
-          k3 = v128.bitselect(tk, k3, m); i3 = v128.bitselect(ti, i3, m);
+  let nan = i32x4.splat(0);
+  let c = 0;
+  while (c < cols) {
+    let nb = 1;
+    if (c + 4 <= cols) {
+      const o = <usize>c << 2;
+      const q0 = v128.load(p0 + o), q1 = v128.load(p1 + o), q2 = v128.load(p2 + o), q3 = v128.load(p3 + o);
+      const t0 = i32x4.shuffle(q0, q1, 0, 4, 1, 5), t1 = i32x4.shuffle(q0, q1, 2, 6, 3, 7);
+      const t2 = i32x4.shuffle(q2, q3, 0, 4, 1, 5), t3 = i32x4.shuffle(q2, q3, 2, 6, 3, 7);
+      v128.store(colbuf, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+      v128.store(colbuf, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+      v128.store(colbuf, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+      v128.store(colbuf, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+      nb = 4;
+    } else {
+      const o = <usize>c << 2;
+      let v = v128.load32_lane(p0 + o, f32x4.splat(0), 0);
+      v = v128.load32_lane(p1 + o, v, 1);
+      v = v128.load32_lane(p2 + o, v, 2);
+      v128.store(colbuf, v128.load32_lane(p3 + o, v, 3));
+    }
+    for (let u = 0; u < nb; u++, c++) {
+      const v = v128.load(colbuf + (<usize>u << 4)), jv = i32x4.splat(c);
+      nan = v128.or(nan, f32x4.ne(v, v));
+      const m0 = c > 0 ? f32x4.gt(v, b0) : ones;
+      if (k > 1) {
+        const m1 = c > 1 ? f32x4.gt(v, b1) : ones;
+        if (k > 2) {
+          const m2 = c > 2 ? f32x4.gt(v, b2) : ones;
+          if (k > 3) {
+            const m3 = c > 3 ? f32x4.gt(v, b3) : ones;
+            b3 = v128.bitselect(v128.bitselect(b2, v, m2), b3, m3);
+            i3 = v128.bitselect(v128.bitselect(i2, jv, m2), i3, m3);
+          }
+          b2 = v128.bitselect(v128.bitselect(b1, v, m1), b2, m2);
+          i2 = v128.bitselect(v128.bitselect(i1, jv, m1), i2, m2);
         }
+        b1 = v128.bitselect(v128.bitselect(b0, v, m0), b1, m1);
+        i1 = v128.bitselect(v128.bitselect(i0, jv, m0), i1, m1);
       }
+      b0 = v128.bitselect(v, b0, m0);
+      i0 = v128.bitselect(jv, i0, m0);
     }
   }
-  if (k <= 2) {
-    // Rows r0..r0+3 are contiguous in the output ([rows, k]): interleave the slots and store whole vectors.
-    const o = idx + ((<usize>r0 * <usize>k) << 2), ov = vals + ((<usize>r0 * <usize>k) << 2);
-    if (k == 1) {
-      v128.store(o, i0);
-      if (vals) v128.store(ov, f0);
-      return;
-    }
+  if (v128.any_true(nan)) return false;
+  // Rows r0..r0+3 are contiguous in the output ([rows, k]).
+  const o = idx + ((<usize>r0 * <usize>k) << 2), ov = vals + ((<usize>r0 * <usize>k) << 2);
+  if (k == 1) {
+    v128.store(o, i0);
+    if (vals) v128.store(ov, b0);
+    return true;
+  }
+  if (k == 2) {
     if (!sorted) { // index order: swap the lanes whose slot 1 has the lower index
       const sw = i32x4.gt_s(i0, i1);
       const a = v128.bitselect(i1, i0, sw), b = v128.bitselect(i0, i1, sw);
       i0 = a; i1 = b;
-      const fa = v128.bitselect(f1, f0, sw), fb = v128.bitselect(f0, f1, sw);
-      f0 = fa; f1 = fb;
+      const fa = v128.bitselect(b1, b0, sw), fb = v128.bitselect(b0, b1, sw);
+      b0 = fa; b1 = fb;
     }
     v128.store(o, i32x4.shuffle(i0, i1, 0, 4, 1, 5));
     v128.store(o, i32x4.shuffle(i0, i1, 2, 6, 3, 7), 16);
     if (vals) {
-      v128.store(ov, i32x4.shuffle(f0, f1, 0, 4, 1, 5));
-      v128.store(ov, i32x4.shuffle(f0, f1, 2, 6, 3, 7), 16);
+      v128.store(ov, i32x4.shuffle(b0, b1, 0, 4, 1, 5));
+      v128.store(ov, i32x4.shuffle(b0, b1, 2, 6, 3, 7), 16);
     }
-    return;
+    return true;
   }
   v128.store(lanebuf, i0);
   v128.store(lanebuf, i1, 16);
   v128.store(lanebuf, i2, 32);
   v128.store(lanebuf, i3, 48);
   for (let l = 0; l < 4; l++) {
-    const o = (<usize>(r0 + l) * <usize>k) << 2, xr = p0 + <usize>l * st;
-    for (let j = 0; j < k; j++) store<i32>(idx + o + (<usize>j << 2), load<i32>(lanebuf + (<usize>(j * 4 + l) << 2)));
+    const ol = o + ((<usize>(l * k)) << 2), olv = ov + ((<usize>(l * k)) << 2), xr = p0 + <usize>l * st;
+    for (let j = 0; j < k; j++) store<i32>(ol + (<usize>j << 2), load<i32>(lanebuf + (<usize>(j * 4 + l) << 2)));
     if (!sorted) {
       for (let a = 1; a < k; a++) {
-        const v = load<i32>(idx + o + (<usize>a << 2));
+        const v = load<i32>(ol + (<usize>a << 2));
         let j = a;
-        for (; j > 0 && load<i32>(idx + o + (<usize>(j - 1) << 2)) > v; j--) store<i32>(idx + o + (<usize>j << 2), load<i32>(idx + o + (<usize>(j - 1) << 2)));
-        store<i32>(idx + o + (<usize>j << 2), v);
+        for (; j > 0 && load<i32>(ol + (<usize>(j - 1) << 2)) > v; j--) store<i32>(ol + (<usize>j << 2), load<i32>(ol + (<usize>(j - 1) << 2)));
+        store<i32>(ol + (<usize>j << 2), v);
       }
     }
-    if (vals) for (let j = 0; j < k; j++) store<f32>(vals + o + (<usize>j << 2), ldf(xr, load<i32>(idx + o + (<usize>j << 2))));
+    if (vals) for (let j = 0; j < k; j++) store<f32>(olv + (<usize>j << 2), ldf(xr, load<i32>(ol + (<usize>j << 2))));
   }
+  return true;
 }
 
 /** Top-k of rows (values optional: vals = 0). */
 function topk_rows(x: usize, vals: usize, idx: usize, rows: i32, cols: i32, k: i32, sorted: bool, big: usize): void {
   const cap = topk_scratch_keys(cols, k);
   let r = 0;
-  if (k <= 4 && cols <= 32) for (; r + 4 <= rows; r += 4) topk_rows4(x, vals, idx, r, cols, k, sorted);
+  if (k <= 4 && cols <= 32) {
+    for (; r + 4 <= rows; r += 4) {
+      if (topk_rows4(x, vals, idx, r, cols, k, sorted)) continue;
+      for (let q = r; q < r + 4; q++) { // a NaN among these rows: one at a time
+        const xr = x + (<usize>q * <usize>cols << 2), o = <usize>q * <usize>k << 2;
+        emit(xr, topk_row(xr, cols, k, sorted, big, cap), k, sorted, idx + o, vals ? vals + o : 0);
+      }
+    }
+  }
   for (; r < rows; r++) {
     const xr = x + (<usize>r * <usize>cols << 2), o = <usize>r * <usize>k << 2;
     const buf = topk_row(xr, cols, k, sorted, big, cap);
