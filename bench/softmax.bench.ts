@@ -3,7 +3,7 @@
 // Run: npm run bench  (add --quick for fewer samples). All single-threaded. Times are medians (p50).
 // numedge's input and output live in WASM memory (alloc(), zero-copy: no marshalling in the timed call).
 // Peers get the same courtesy where they have it: the tfjs input tensor and the ort input tensor are made
-// once outside the timed call. tfjs is timed twice: kernel only (tf.softmax + dispose; the wasm/cpu backends
+// once outside the timed call, and ort is also timed writing into a preallocated output tensor. tfjs is timed twice: kernel only (tf.softmax + dispose; the wasm/cpu backends
 // run it synchronously) and with the result read back to JS (dataSync), which numedge never needs.
 // Ratios are medians over interleaved rounds of peer time / numedge auto time measured in the same round.
 // GB/s counts 8 bytes per element (4 read, 4 written), whatever the algorithm re-reads.
@@ -104,7 +104,11 @@ for (const [rows, cols] of SHAPES) {
       },
     });
   }
+  const yt = new ort.Tensor("float32", new Float32Array(n), [rows, cols]); // ort writes into it (checked below)
+  check("onnxruntime prealloc", ((await sess.run(feeds, { y: yt })).y!.data as Float32Array));
+  if ((yt.data as Float32Array)[n >> 1] !== ys[n >> 1] && Math.abs((yt.data as Float32Array)[n >> 1]! / ys[n >> 1]! - 1) > 1e-3) throw new Error("ort ignored the preallocated output");
   cases.push({ name: "onnxruntime-node", fn: async () => { await sess.run(feeds); } });
+  cases.push({ name: "onnxruntime-node prealloc y", fn: async () => { await sess.run(feeds, { y: yt }); } });
 
   // Rounds interleave the engines so a noisy neighbour hurts all of them alike. Reported: each engine's
   // median p50 over the rounds, and the median over rounds of (peer / numedge auto) from the same round.
@@ -132,7 +136,8 @@ for (const [rows, cols] of SHAPES) {
   for (const [engine, v] of Object.entries(t))
     out(`| [${rows},${cols}] | ${engine} | ${fmt(v / 1e3, 1)} | ${fmt(v / n, 3)} | ${fmt((8 * n) / v, 2)} | ${engine === "numedge auto" ? "1" : fmt(ratio[engine]!)} |`);
   summary.push(`[${rows},${cols}]: tfjs-wasm kernel / numedge = ${fmt(ratio["tfjs-wasm kernel"]!)} (target >= 1.5), ` +
-    `tfjs-wasm +dataSync / numedge = ${fmt(ratio["tfjs-wasm +dataSync"]!)}, onnxruntime / numedge = ${fmt(ratio["onnxruntime-node"]!)} (target >= 1), ` +
+    `tfjs-wasm +dataSync / numedge = ${fmt(ratio["tfjs-wasm +dataSync"]!)}, onnxruntime / numedge = ${fmt(ratio["onnxruntime-node"]!)} ` +
+    `(prealloc y: ${fmt(ratio["onnxruntime-node prealloc y"]!)}; target >= 1), ` +
     `twopass / threepass = ${fmt(t["numedge twopass"]! / t["numedge threepass"]!)}`);
   free(x);
   free(y);
