@@ -158,7 +158,7 @@ function kth_lane(nv: i32, k: i32): f32 {
  * if sorted, sorted. Returns the key buffer.
  */
 function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
-  const nv = k <= 8 ? (n < 128 ? 2 : 4) : 8;
+  const nv = k <= 8 ? (n < 64 ? 2 : 4) : 8;
   const blk = nv << 2;
   // pmax (one x86 maxps; wasm max/min lower to several instructions) skips NaN: lane maxima are maxima of
   // the non-NaN elements. Still a valid bound: the top k are NaNs and then non-NaN elements >= the k-th lane
@@ -256,7 +256,7 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
 function topk_row(x: usize, n: i32, k: i32, sorted: bool, big: usize, cap: i32): usize {
   if (k <= 32) {
     const buf = small;
-    if (n >= max(2 * k + 8, k <= 8 ? (n < 128 ? 8 : 16) : 32)) {
+    if (n >= max(2 * k + 8, k <= 8 ? (n < 64 ? 8 : 16) : 32)) {
       const c = topk_bounded(x, n, k, sorted);
       if (c) return c;
     }

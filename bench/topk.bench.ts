@@ -1,7 +1,10 @@
 // Top-k and MoE routing: numedge vs naive JS vs tfjs-wasm tf.topk vs onnxruntime-node TopK, one process.
 // Run: npm run bench:topk  [--quick: fewer samples] [--cpu: time with this process's CPU clock instead of the
-// wall clock, for a shared, overloaded machine]. Inputs live in WASM memory (alloc), as a throughput-minded
-// caller would keep them; outputs are new JS arrays. Times are the minimum over samples (--p50 for medians):
+// wall clock, for a shared, overloaded machine]. Every engine gets the same plain Float32Array input (numedge
+// copies it into WASM memory each call, and allocates its outputs like the others); "numedge (alloc)" is the
+// allocation-free variant: input from alloc(), and for topk `out` arrays from alloc() as well.
+// Bun reads typed arrays over WASM memory markedly slower from JS, so naive JS never gets an alloc'd array.
+// Outputs are new JS arrays. Times are the minimum over samples (--p50 for medians):
 // on a shared machine the minimum is the least disturbed estimate of each engine's own cost.
 import { measure } from "mitata";
 import * as tf from "@tensorflow/tfjs-core";
@@ -16,7 +19,7 @@ const opts = { min_cpu_time: (quick ? 60 : 250) * 1e6, min_samples: 8, ...(cpuCl
 await tf.setBackend("wasm");
 
 function data(n: number, seed: number): Float32Array {
-  const x = alloc(n);
+  const x = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -89,8 +92,8 @@ async function time(fn: () => unknown): Promise<number> {
 }
 
 console.log(`numedge topk/route bench: bun ${Bun.version}, ${quick ? "quick" : "full"} sampling, ${p50 ? "p50" : "min"} ${cpuClock ? "CPU" : "wall"} times`);
-const header = "| case | numedge µs | ns/elem | GB/s | naive JS µs | tfjs-wasm µs | ort µs | naive/ours | tfjs/ours | ort/ours |";
-rowsOut.push(header, "|---|---|---|---|---|---|---|---|---|---|");
+const header = "| case | numedge µs | numedge (alloc) µs | ns/elem | GB/s | naive JS µs | tfjs-wasm µs | ort µs | naive/ours | tfjs/ours | ort/ours |";
+rowsOut.push(header, "|---|---|---|---|---|---|---|---|---|---|---|");
 
 for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 256, 8], [1, 32000, 50]] as const) {
   const n = rows * cols, x = data(n, rows * 31 + cols);
@@ -104,7 +107,11 @@ for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 256, 8], [1, 
   const ortIdx = (await sess.run(feeds)).i!.data as BigInt64Array;
   if (Number(ortIdx[0]) !== ours.indices[0]) throw new Error("ort disagrees");
 
+  const xw = alloc(n);
+  xw.set(x);
   const tOurs = await time(() => topk(x, { cols, k }));
+  const out = { values: alloc(rows * k), indices: alloc(rows * k, "i32") };
+  const tAlloc = await time(() => topk(xw, { cols, k, out }));
   const tNaive = await time(() => naiveTopk(x, cols, k));
   const tTf = await time(() => {
     const r = tf.topk(xt, k, true);
@@ -116,7 +123,7 @@ for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 256, 8], [1, 
   const tOrt = await time(async () => { await sess.run(feeds); });
   xt.dispose();
   const name = `topk [${rows},${cols}] k=${k}`;
-  rowsOut.push(`| ${name} | ${fmt(tOurs / 1e3, 1)} | ${fmt(tOurs / n, 3)} | ${fmt((n * 4) / tOurs, 2)} | ${fmt(tNaive / 1e3, 1)} | ${fmt(tTf / 1e3, 1)} | ${fmt(tOrt / 1e3, 1)} | ${fmt(tNaive / tOurs)} | ${fmt(tTf / tOurs)} | ${fmt(tOrt / tOurs)} |`);
+  rowsOut.push(`| ${name} | ${fmt(tOurs / 1e3, 1)} | ${fmt(tAlloc / 1e3, 1)} | ${fmt(tOurs / n, 3)} | ${fmt((n * 4) / tOurs, 2)} | ${fmt(tNaive / 1e3, 1)} | ${fmt(tTf / 1e3, 1)} | ${fmt(tOrt / 1e3, 1)} | ${fmt(tNaive / tOurs)} | ${fmt(tTf / tOurs)} | ${fmt(tOrt / tOurs)} |`);
   console.log(rowsOut[rowsOut.length - 1]);
 }
 
@@ -124,11 +131,26 @@ for (const [T, E, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 256, 8]] as const) 
   const n = T * E, z = data(n, E * 7 + 1);
   const a = route(z, { experts: E, k }), b = naiveRoute(z, E, k);
   if (a.order.join() !== b.order.join() || Math.abs(a.auxLoss - b.auxLoss) > 1e-5 * b.auxLoss) throw new Error("route mismatch vs naive");
+  const zw = alloc(n);
+  zw.set(z);
   const tOurs = await time(() => route(z, { experts: E, k }));
+  const tAlloc = await time(() => route(zw, { experts: E, k }));
   const tNaive = await time(() => naiveRoute(z, E, k));
   const name = `route [${T},${E}] k=${k} (softmax+topk+dispatch+aux+z)`;
-  rowsOut.push(`| ${name} | ${fmt(tOurs / 1e3, 1)} | ${fmt(tOurs / n, 3)} | ${fmt((n * 4) / tOurs, 2)} | ${fmt(tNaive / 1e3, 1)} | - | - | ${fmt(tNaive / tOurs)} | - | - |`);
+  rowsOut.push(`| ${name} | ${fmt(tOurs / 1e3, 1)} | ${fmt(tAlloc / 1e3, 1)} | ${fmt(tOurs / n, 3)} | ${fmt((n * 4) / tOurs, 2)} | ${fmt(tNaive / 1e3, 1)} | - | - | ${fmt(tNaive / tOurs)} | - | - |`);
   console.log(rowsOut[rowsOut.length - 1]);
+}
+
+// Calibration: how fast this machine runs a plain JS read of the [4096,256] input (compare ns/elem across machines).
+{
+  const x = data(4096 * 256, 5);
+  const sum = () => { let t = 0; for (let i = 0; i < x.length; i++) t += x[i]!; return t; };
+  const t = await time(sum);
+  const xw = alloc(x.length);
+  xw.set(x);
+  const sumw = () => { let t = 0; for (let i = 0; i < xw.length; i++) t += xw[i]!; return t; };
+  const tw = await time(sumw);
+  rowsOut.push("", `calibration: plain JS sum over 4096*256 f32 = ${fmt(t / x.length, 3)} ns/elem (${fmt(tw / x.length, 3)} over an alloc'd array)`);
 }
 
 console.log("\n" + rowsOut.join("\n"));

@@ -1,6 +1,6 @@
 // topk: tf.topk semantics, exact parity with the f64 reference on random and adversarial rows, bad input.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { NumedgeError, topk } from "numedge";
+import { NumedgeError, alloc, topk } from "numedge";
 import { parityBackends, underReference } from "./parity.ts";
 
 function rng(seed: number) {
@@ -33,6 +33,14 @@ function makeRows(rows: number, cols: number, kind: number, r: () => number): Fl
     }
   }
   return x;
+}
+
+function expectThrows(f: () => unknown, code: string, arg: string) {
+  let err: unknown;
+  try { f(); } catch (e) { err = e; }
+  expect(err).toBeInstanceOf(NumedgeError);
+  expect((err as NumedgeError).code).toBe(code as never);
+  expect((err as Error).message).toContain(arg);
 }
 
 function expectSame(got: { values: Float32Array; indices: Int32Array }, want: { values: Float32Array; indices: Int32Array }) {
@@ -95,6 +103,21 @@ for (const pb of parityBackends) {
       expectSame(topk(a, { cols: 8, k: 2 }), underReference(() => topk(a, { cols: 8, k: 2 })));
       const b = makeRows(2048, 256, 0, r);
       expectSame(topk(b, { cols: 256, k: 8 }), underReference(() => topk(b, { cols: 256, k: 8 })));
+    });
+
+    test("out: writes into given arrays (plain or alloc'd), checks them", () => {
+      const x = makeRows(9, 40, 2, rng(6));
+      const want = underReference(() => topk(x, { cols: 40, k: 5 }));
+      for (const mk of [(n: number) => ({ values: new Float32Array(n), indices: new Int32Array(n) }), (n: number) => ({ values: alloc(n), indices: alloc(n, "i32") })]) {
+        const out = mk(45);
+        const got = topk(x, { cols: 40, k: 5, out });
+        expect(got.values).toBe(out.values);
+        expect(got.indices).toBe(out.indices);
+        expectSame(got, want);
+      }
+      expectThrows(() => topk(x, { cols: 40, k: 5, out: { values: new Float32Array(44), indices: new Int32Array(45) } }), "shape", "out.values");
+      expectThrows(() => topk(x, { cols: 40, k: 5, out: { values: new Float32Array(45), indices: new Float32Array(45) as never } }), "dtype", "out.indices");
+      expectThrows(() => topk(x, { cols: 40, k: 5, out: { values: x.subarray(0, 45), indices: new Int32Array(45) } }), "shape", "overlaps");
     });
 
     test("does not mutate its input", () => {

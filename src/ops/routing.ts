@@ -14,6 +14,11 @@ export interface TopkOptions {
   k: number;
   /** true (default): descending rank; false: the same set in ascending index order. */
   sorted?: boolean;
+  /**
+   * Write here instead of new arrays ([rows*k] each). Arrays from alloc() are written in place with no copy,
+   * which (with an alloc'd x) makes a call allocation-free. Must not overlap x.
+   */
+  out?: { values: Float32Array; indices: Int32Array };
 }
 
 export interface TopkResult {
@@ -52,6 +57,7 @@ function rowsIn(arg: string, x: Float32Array, colsArg: string, cols: number): nu
  * empty results; k < 0 or k > cols is a range error. Exact: values are copies of x, no rounding.
  * Kernel: SIMD threshold scan with a sorted buffer for k <= 32, buffered partial quickselect above.
  * @example const { values, indices } = topk(logits, { cols: 32000, k: 50 })
+ * @example topk(x, { cols: 256, k: 8, out: { values: alloc(rows * 8), indices: alloc(rows * 8, "i32") } }) // no allocation
  */
 export function topk(x: Float32Array, o: TopkOptions): TopkResult {
   checkFloat32("x", x);
@@ -60,7 +66,23 @@ export function topk(x: Float32Array, o: TopkOptions): TopkResult {
   const rows = rowsIn("x", x, "cols", cols);
   const k = checkInt("k", oo.k, 0, cols);
   const sorted = checkBool("sorted", oo.sorted, true);
-  const values = new Float32Array(rows * k), indices = new Int32Array(rows * k);
+  let values: Float32Array, indices: Int32Array;
+  if (oo.out === undefined) {
+    values = new Float32Array(rows * k);
+    indices = new Int32Array(rows * k);
+  } else {
+    const out = oo.out as { values?: unknown; indices?: unknown };
+    if (out === null || typeof out !== "object") throw new NumedgeError("dtype", "out must be { values, indices }");
+    checkFloat32("out.values", out.values);
+    if (!(out.indices instanceof Int32Array)) throw new NumedgeError("dtype", `out.indices must be an Int32Array, got ${String(out.indices)}`);
+    values = out.values;
+    indices = out.indices;
+    for (const [name, a] of [["out.values", values], ["out.indices", indices]] as const) {
+      if (a.length !== rows * k) throw new NumedgeError("shape", `${name}.length ${a.length} must be rows * k = ${rows * k}`);
+      if (a.buffer === x.buffer && a.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < a.byteOffset + a.byteLength)
+        throw new NumedgeError("shape", `${name} overlaps x`);
+    }
+  }
   if (k > 0 && rows > 0) getBackend().topk(x, values, indices, rows, cols, k, sorted);
   return { values, indices };
 }
