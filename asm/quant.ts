@@ -20,7 +20,8 @@
 // absmax per block (integer max over |x| bits: NaN sorts above Inf, so the result tells NaN and Inf apart)
 
 /** max |x| over n floats, as the bits of |x| (0x7f800000 = Inf, above = NaN). */
-function absmax_bits(p: usize, n: i32): u32 {
+// @ts-ignore: decorator
+@inline function absmax_bits(p: usize, n: i32): u32 {
   const mask = i32x4.splat(0x7fffffff);
   let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let i = 0;
@@ -305,6 +306,7 @@ export function quant_affine_f32(x: usize, n: i32, g: i32, signed: i32, compute:
   const qmin: f32 = signed ? -128 : 0, qmax: f32 = signed ? 127 : 255;
   const magic = f32x4.splat(12582912); // 1.5 * 2^23
   const ng = (n + g - 1) / g;
+  if (compute && signed && (g & 15) == 0) return quant_absmax_i8(x, n, g, scale, zp, q);
   for (let k = 0; k < ng; k++) {
     const s = k * g, len = min(g, n - s), p = x + (<usize>s << 2), o = q + <usize>s;
     if (compute) {
@@ -329,6 +331,49 @@ export function quant_affine_f32(x: usize, n: i32, g: i32, signed: i32, compute:
     for (; i < len; i++) {
       let v = nearest<f32>(load<f32>(p + (<usize>i << 2)) / sc) + z;
       v = v > qmax ? qmax : v < qmin ? qmin : v;
+      store<i8>(o + <usize>i, <i8><i32>v);
+    }
+  }
+  return -1;
+}
+
+/** quant_affine_f32 for signed groups with computed parameters and g a multiple of 16 ("absmax int8"): the
+ * absmax pass inlined, no per-group calls. Same results. */
+function quant_absmax_i8(x: usize, n: i32, g: i32, scale: usize, zp: usize, q: usize): i32 {
+  const mask = i32x4.splat(0x7fffffff), magic = f32x4.splat(12582912), lo = f32x4.splat(-128), hi = f32x4.splat(127);
+  const ng = (n + g - 1) / g;
+  for (let k = 0; k < ng; k++) {
+    const s = k * g, len = min(g, n - s), p = x + (<usize>s << 2), o = q + <usize>s;
+    let a0 = i32x4.splat(0), a1 = a0;
+    let i = 0;
+    for (; i + 8 <= len; i += 8) {
+      const pp = p + (<usize>i << 2);
+      a0 = i32x4.max_s(a0, v128.and(v128.load(pp), mask));
+      a1 = i32x4.max_s(a1, v128.and(v128.load(pp, 16), mask));
+    }
+    a0 = i32x4.max_s(a0, a1);
+    a0 = i32x4.max_s(a0, i32x4.shuffle(a0, a0, 2, 3, 0, 1));
+    a0 = i32x4.max_s(a0, i32x4.shuffle(a0, a0, 1, 0, 3, 2));
+    let m = i32x4.extract_lane(a0, 0);
+    for (; i < len; i++) m = max<i32>(m, load<i32>(p + (<usize>i << 2)) & 0x7fffffff);
+    if (m >= 0x7f800000) return k;
+    let sc: f32 = reinterpret<f32>(m) / 127;
+    if (sc == 0) sc = 1;
+    store<f32>(scale + (<usize>k << 2), sc);
+    store<i32>(zp + (<usize>k << 2), 0);
+    const vs = f32x4.splat(sc);
+    i = 0;
+    for (; i + 16 <= len; i += 16) {
+      const a = p + (<usize>i << 2);
+      const c0 = i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a), vs))), magic), magic);
+      const c1 = i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a, 16), vs))), magic), magic);
+      const c2 = i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a, 32), vs))), magic), magic);
+      const c3 = i32x4.sub(f32x4.add(f32x4.pmin(hi, f32x4.pmax(lo, f32x4.div(v128.load(a, 48), vs))), magic), magic);
+      v128.store(o + <usize>i, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(c0, c1), i16x8.narrow_i32x4_s(c2, c3)));
+    }
+    for (; i < len; i++) {
+      let v = nearest<f32>(load<f32>(p + (<usize>i << 2)) / sc);
+      v = v > 127 ? 127 : v < -128 ? -128 : v;
       store<i8>(o + <usize>i, <i8><i32>v);
     }
   }
