@@ -1,11 +1,12 @@
 // Top-k and MoE routing: numedge vs naive JS vs tfjs-wasm tf.topk vs onnxruntime-node TopK, one process.
-// Run: npm run bench:topk  [--quick: fewer samples] [--cpu: time with this process's CPU clock instead of the
+// Run: npm run bench:topk  [--quick: 1 round, fewer samples] [--cpu: time with this process's CPU clock instead of the
 // wall clock, for a shared, overloaded machine]. Every engine gets the same plain Float32Array input (numedge
 // copies it into WASM memory each call, and allocates its outputs like the others); "numedge (alloc)" is the
 // allocation-free variant: input from alloc(), and for topk `out` arrays from alloc() as well.
 // Bun reads typed arrays over WASM memory markedly slower from JS, so naive JS never gets an alloc'd array.
-// Outputs are new JS arrays. Times are the minimum over samples (--p50 for medians):
-// on a shared machine the minimum is the least disturbed estimate of each engine's own cost.
+// Outputs are new JS arrays. Each engine's time is its minimum over samples (--p50 for medians: on a shared
+// machine the minimum is the least disturbed estimate), taken in 5 interleaved rounds; the table shows the
+// median over rounds, and each ratio is the median of the per-round ratios.
 import { measure } from "mitata";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
@@ -15,7 +16,7 @@ import { ort, ortSession } from "./onnx.ts";
 
 const quick = process.argv.includes("--quick"), cpuClock = process.argv.includes("--cpu"), p50 = process.argv.includes("--p50");
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) * 1e3; };
-const opts = { min_cpu_time: (quick ? 60 : 250) * 1e6, min_samples: 8, ...(cpuClock ? { now: cpuNow } : {}) };
+const opts = { min_cpu_time: (quick ? 60 : 120) * 1e6, min_samples: 8, ...(cpuClock ? { now: cpuNow } : {}) };
 await tf.setBackend("wasm");
 
 function data(n: number, seed: number): Float32Array {
@@ -85,19 +86,33 @@ function naiveRoute(z: Float32Array, E: number, k: number) {
 
 const rowsOut: string[] = [];
 const fmt = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : "-");
+const ROUNDS = quick ? 1 : 5;
+const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
 
 async function time(fn: () => unknown): Promise<number> {
   const st = await measure(fn, opts);
   return p50 ? st.p50 : st.min;
 }
 
-console.log(`numedge topk/route bench: bun ${Bun.version}, ${quick ? "quick" : "full"} sampling, ${p50 ? "p50" : "min"} ${cpuClock ? "CPU" : "wall"} times`);
+/** Every engine once per round, rounds interleaved; times = median over rounds, ratios = median of per-round ratios. */
+async function rounds(engines: Record<string, () => unknown>): Promise<{ t: Record<string, number>; r: Record<string, number> }> {
+  const all: Record<string, number[]> = {};
+  for (let i = 0; i < ROUNDS; i++) for (const [name, fn] of Object.entries(engines)) (all[name] ??= []).push(await time(fn));
+  const t: Record<string, number> = {}, r: Record<string, number> = {};
+  for (const name of Object.keys(engines)) {
+    t[name] = median(all[name]!);
+    r[name] = median(all[name]!.map((v, i) => v / all.ours![i]!));
+  }
+  return { t, r };
+}
+
+console.log(`numedge topk/route bench: bun ${Bun.version}, ${ROUNDS} interleaved round(s), ${p50 ? "p50" : "min"} ${cpuClock ? "CPU" : "wall"} times`);
 const header = "| case | numedge µs | numedge (alloc) µs | ns/elem | GB/s | naive JS µs | tfjs-wasm µs | ort µs | naive/ours | tfjs/ours | ort/ours |";
 rowsOut.push(header, "|---|---|---|---|---|---|---|---|---|---|---|");
 
 for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 256, 8], [1, 32000, 50]] as const) {
   const n = rows * cols, x = data(n, rows * 31 + cols);
-  // correctness guard: all engines agree on the indices of the first row
+  // correctness guard: the engines agree on the indices
   const ours = topk(x, { cols, k }), naive = naiveTopk(x, cols, k);
   if (ours.indices.join() !== naive.indices.join()) throw new Error(`topk mismatch vs naive at [${rows},${cols}] k=${k}`);
   const xt = tf.tensor2d(x.slice(), [rows, cols]);
@@ -105,25 +120,29 @@ for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 256, 8], [1, 
     [{ name: "v", type: "float", dims: [rows, k] }, { name: "i", type: "int64", dims: [rows, k] }], { axis: -1, largest: 1, sorted: 1 }, [], 11);
   const feeds = { x: new ort.Tensor("float32", x.slice(), [rows, cols]), k: new ort.Tensor("int64", BigInt64Array.from([BigInt(k)]), [1]) };
   const ortIdx = (await sess.run(feeds)).i!.data as BigInt64Array;
-  if (Number(ortIdx[0]) !== ours.indices[0]) throw new Error("ort disagrees");
+  if (Number(ortIdx[0]) !== ours.indices[0] || Number(ortIdx[k - 1]) !== ours.indices[k - 1]) throw new Error("ort disagrees");
+  const tfIdx = tf.topk(xt, k, true).indices.dataSync();
+  if (tfIdx[0] !== ours.indices[0]) throw new Error("tfjs disagrees");
 
   const xw = alloc(n);
   xw.set(x);
-  const tOurs = await time(() => topk(x, { cols, k }));
   const out = { values: alloc(rows * k), indices: alloc(rows * k, "i32") };
-  const tAlloc = await time(() => topk(xw, { cols, k, out }));
-  const tNaive = await time(() => naiveTopk(x, cols, k));
-  const tTf = await time(() => {
-    const r = tf.topk(xt, k, true);
-    r.values.dataSync();
-    r.indices.dataSync();
-    r.values.dispose();
-    r.indices.dispose();
+  const { t, r } = await rounds({
+    ours: () => topk(x, { cols, k }),
+    alloc: () => topk(xw, { cols, k, out }),
+    naive: () => naiveTopk(x, cols, k),
+    tfjs: () => {
+      const res = tf.topk(xt, k, true);
+      res.values.dataSync();
+      res.indices.dataSync();
+      res.values.dispose();
+      res.indices.dispose();
+    },
+    ort: async () => { await sess.run(feeds); },
   });
-  const tOrt = await time(async () => { await sess.run(feeds); });
   xt.dispose();
   const name = `topk [${rows},${cols}] k=${k}`;
-  rowsOut.push(`| ${name} | ${fmt(tOurs / 1e3, 1)} | ${fmt(tAlloc / 1e3, 1)} | ${fmt(tOurs / n, 3)} | ${fmt((n * 4) / tOurs, 2)} | ${fmt(tNaive / 1e3, 1)} | ${fmt(tTf / 1e3, 1)} | ${fmt(tOrt / 1e3, 1)} | ${fmt(tNaive / tOurs)} | ${fmt(tTf / tOurs)} | ${fmt(tOrt / tOurs)} |`);
+  rowsOut.push(`| ${name} | ${fmt(t.ours! / 1e3, 1)} | ${fmt(t.alloc! / 1e3, 1)} | ${fmt(t.ours! / n, 3)} | ${fmt((n * 4) / t.ours!, 2)} | ${fmt(t.naive! / 1e3, 1)} | ${fmt(t.tfjs! / 1e3, 1)} | ${fmt(t.ort! / 1e3, 1)} | ${fmt(r.naive!)} | ${fmt(r.tfjs!)} | ${fmt(r.ort!)} |`);
   console.log(rowsOut[rowsOut.length - 1]);
 }
 
@@ -133,11 +152,13 @@ for (const [T, E, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 256, 8]] as const) 
   if (a.order.join() !== b.order.join() || Math.abs(a.auxLoss - b.auxLoss) > 1e-5 * b.auxLoss) throw new Error("route mismatch vs naive");
   const zw = alloc(n);
   zw.set(z);
-  const tOurs = await time(() => route(z, { experts: E, k }));
-  const tAlloc = await time(() => route(zw, { experts: E, k }));
-  const tNaive = await time(() => naiveRoute(z, E, k));
+  const { t, r } = await rounds({
+    ours: () => route(z, { experts: E, k }),
+    alloc: () => route(zw, { experts: E, k }),
+    naive: () => naiveRoute(z, E, k),
+  });
   const name = `route [${T},${E}] k=${k} (softmax+topk+dispatch+aux+z)`;
-  rowsOut.push(`| ${name} | ${fmt(tOurs / 1e3, 1)} | ${fmt(tAlloc / 1e3, 1)} | ${fmt(tOurs / n, 3)} | ${fmt((n * 4) / tOurs, 2)} | ${fmt(tNaive / 1e3, 1)} | - | - | ${fmt(tNaive / tOurs)} | - | - |`);
+  rowsOut.push(`| ${name} | ${fmt(t.ours! / 1e3, 1)} | ${fmt(t.alloc! / 1e3, 1)} | ${fmt(t.ours! / n, 3)} | ${fmt((n * 4) / t.ours!, 2)} | ${fmt(t.naive! / 1e3, 1)} | - | - | ${fmt(r.naive!)} | - | - |`);
   console.log(rowsOut[rowsOut.length - 1]);
 }
 
