@@ -254,9 +254,12 @@ function scale_f32(y: usize, n: i32, c: f32): void {
 }
 
 /**
- * Three passes per row: max; exp and sum (f64-folded); scale by 1/sum.
- * Error: relative <= 1e-6 for outputs >= 1e-30 (exp 2.3 ulp, exact x - max, f32 partial sums of <= 16 terms,
- * two roundings in the scale); outputs below 2^-126 relative to the row max are flushed to 0.
+ * Three passes per row: max (and min); exp and sum (f64-folded); scale by 1/sum. The exp formula is chosen
+ * per row (exprow's modes); out of place the max pass is usually fused into the exp pass (see below).
+ * Error: relative <= 1e-6 for outputs >= 1e-30 (observed 4.1e-7: exp 2.3 ulp, exact x - max or none at all,
+ * f32 partial sums of <= 16 terms, two roundings in the scale); outputs whose (x - max) * scale is below
+ * -87.34 are flushed to 0 (rows with max in [-18, 60] may flush below x = -87.34, where every true output
+ * is below 1e-30).
  */
 export function softmax_f32_threepass(x: usize, y: usize, rows: i32, cols: i32, scale: f64): void {
   const stride = <usize>cols << 2;

@@ -49,8 +49,8 @@ function scaleOf(t: unknown): number {
 /**
  * Softmax along the last axis: y_i = exp(x_i / T) / sum_j exp(x_j / T), computed as exp((x_i - max) / T).
  * Error (Float32Array, both algorithms, any T): relative <= 1e-6 for outputs >= 1e-30 against the f64
- * reference (observed max 4.1e-7: x - max is formed exactly, exp is 2.3 ulp, sums fold into f64); outputs
- * whose (x - max) / T is below -87.34 are flushed to exactly 0 (so -Infinity gives 0). Float64Array:
+ * reference (observed max 4.1e-7: x - max is formed exactly or not at all, exp is 2.3 ulp, sums fold into
+ * f64); outputs below 1e-30 may be flushed to exactly 0, never made denormal; -Infinity gives 0. Float64Array:
  * relative <= 1e-12. A row holding NaN or +Infinity, or only -Infinity, comes out all NaN (as PyTorch);
  * other rows are unaffected.
  * @example const p = softmax(new Float32Array([-2, 0, 0.5]), { cols: 3 }) // [.0486, .3592, .5922]
