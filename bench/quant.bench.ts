@@ -121,15 +121,16 @@ for (const n of SIZES) {
   const jsCodes = new Uint8Array(n), jsQ = new Int8Array(n), jsPacked = new Uint8Array(n / 2);
   for (const bs of BLOCKS) {
     const nb = n / bs;
-    const absmax = alloc(nb), jsAbsmax = new Float32Array(nb);
+    const absmax = alloc(nb), jsAbsmax = new Float32Array(nb), zps = alloc(nb, "i32"), scl = alloc(nb);
     const rows: Array<[string, string, number, number]> = []; // case, engine, p50 ns, min ns
     const add = (cas: string, engine: string, t: { p50: number; min: number }) => rows.push([cas, engine, t.p50, t.min]);
 
     // --- absmax int8 ---
-    const qa = quantizeAffine(x, { bits: 8, axis: "block", blockSize: bs, out: { q: q8 } });
+    const aff = { bits: 8 as const, axis: "block" as const, blockSize: bs, out: { q: q8, scale: scl, zeroPoint: zps } };
+    const qa = quantizeAffine(x, aff);
     naiveAbsmaxInt8(xs, bs, jsQ, jsAbsmax);
     for (let i = 0; i < n; i += 101) if (jsQ[i] !== q8[i]) throw new Error(`naive absmax int8 disagrees at ${i}`);
-    add("absmax int8 quantize", "numedge", await time(() => quantizeAffine(x, { bits: 8, axis: "block", blockSize: bs, out: { q: q8 } })));
+    add("absmax int8 quantize", "numedge", await time(() => quantizeAffine(x, aff)));
     add("absmax int8 quantize", "naive JS", await time(() => naiveAbsmaxInt8(xs, bs, jsQ, jsAbsmax)));
     let ortQ: ort.InferenceSession | null = null, ortD: ort.InferenceSession | null = null;
     try {
@@ -179,6 +180,8 @@ for (const n of SIZES) {
     await ortQ?.release();
     await ortD?.release();
     free(absmax);
+    free(zps);
+    free(scl);
   }
   for (const a of [x, y, codes, packed]) free(a);
 }

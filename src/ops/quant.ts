@@ -283,8 +283,9 @@ export interface AffineOptions {
   scale?: Float32Array;
   /** With `scale`: zero points (one per group, in the type's range). Default 0. */
   zeroPoint?: Int32Array;
-  /** Write the codes here instead of a new array (Int8Array when signed, else Uint8Array). */
-  out?: { q?: Int8Array | Uint8Array };
+  /** Write codes (Int8Array when signed, else Uint8Array) and computed scales / zero points here instead of new
+   * arrays (alloc()'d arrays are used zero-copy). */
+  out?: { q?: Int8Array | Uint8Array; scale?: Float32Array; zeroPoint?: Int32Array };
 }
 
 export interface AffineQuantized {
@@ -333,8 +334,9 @@ export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions)
     be.quantizeAffine(xf, group, false, scale, zeroPoint, q);
   } else {
     if (o.zeroPoint !== undefined) throw new NumedgeError("shape", "zeroPoint needs scale (computed scales come with their own zero points)");
-    scale = new Float32Array(ng);
-    zeroPoint = new Int32Array(ng);
+    const oo = outOpts(o);
+    scale = outArray("out.scale", oo.scale, Float32Array, ng);
+    zeroPoint = outArray("out.zeroPoint", oo.zeroPoint, Int32Array, ng);
     const bad = be.quantizeAffine(xf, group, true, scale, zeroPoint, q);
     if (bad >= 0) throw nonfinite("x", xf, bad * group, Math.min(n, (bad + 1) * group));
   }
