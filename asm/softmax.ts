@@ -161,6 +161,27 @@ function expsum_m2(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 
 function expsum_m3(x: usize, n: i32, mx: f32, scale: f64): f64 { return exprow(x, 0, n, mx, scale, false, 3); }
 function expsum_m4(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 4); }
 function expsum_m5(x: usize, n: i32, mx: f32): f64 { return exprow(x, 0, n, mx, 1, false, 5); }
+function expsum_m6(x: usize, n: i32): f64 { return exprow(x, 0, n, 0, 1, false, 6); }
+
+/** y = exp(x) * c (mode 4: the caller has checked -87 <= x <= 60): the same bits as mode 4 then scale_f32. */
+function expscale_m4(x: usize, y: usize, n: i32, c: f32): void {
+  const vc = f32x4.splat(c);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 2;
+    const e0 = exp_nomask_f32x4(v128.load(x + o), vc, false), e1 = exp_nomask_f32x4(v128.load(x + o, 16), vc, false);
+    v128.store(y + o, f32x4.mul(e0, vc));
+    v128.store(y + o, f32x4.mul(e1, vc), 16);
+  }
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(y + o, f32x4.mul(exp_nomask_f32x4(v128.load(x + o), vc, false), vc));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    store<f32>(y + o, exp_f32(load<f32>(x + o)) * c);
+  }
+}
 
 /**
  * y = exp((x - mx) * scale) * K for one row, K = 1, or e^-mx in modes 4/5; returns the f64 sum of y
@@ -375,12 +396,28 @@ export function logsoftmax_f32(x: usize, y: usize, rows: i32, cols: i32, scale: 
   return t * poly_f32(t) + 1;
 }
 
-/** Two passes per row: (m, n) accumulation, then y = m 2^(n - N) / M. Same error bound as three-pass. */
+/**
+ * Two passes per row, no max pass. Where the row allows it (scale 1, max in [-18, 60], min >= -87, found
+ * during pass 1) nothing can overflow or underflow, so pass 1 sums exp(x) directly and pass 2 writes
+ * exp(x) / sum (the same bits as three-pass). Otherwise, and for every later row of the call once one row
+ * did not qualify, Dukhan & Ablavatski: (m, n) accumulation, then y = m 2^(n - N) / M.
+ * Same error bound as three-pass. Works in place (pass 1 only reads).
+ */
 export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, scale: f64): void {
   const stride = <usize>cols << 2;
   const sc = f64x2.splat(scale);
+  let guess = scale == 1;
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
+    if (guess) {
+      const s = expsum_m6(xr, cols);
+      if (rowMax <= 60 && rowMax >= -18 && rowMin >= -87) {
+        if (!(s > 0)) fill_nan(yr, cols); // NaN in the row
+        else expscale_m4(xr, yr, cols, <f32>(1.0 / s));
+        continue;
+      }
+      guess = false;
+    }
     let M: f64 = 0;
     let N: i32 = NMIN;
     let raw = f32x4.splat(-Infinity), nan = i32x4.splat(0);

@@ -16,11 +16,12 @@ export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
   out?: T;
 }
 
-// auto = three-pass at every row length. Two-pass (Dukhan & Ablavatski) saves the max pass over memory but
-// must evaluate exp twice and carry an (m, 2^n) pair per lane; in WASM SIMD (128-bit, no FMA) the kernels are
-// compute-bound at every size we measured, rows in cache or not, so the third memory pass is the cheaper
-// option. bench/softmax.bench.ts (bench/RESULTS.softmax.md): two-pass is 2-5x slower than three-pass on
-// [1,1024] .. [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, hence Infinity.
+// auto = three-pass at every row length. Two-pass saves the max pass over memory but evaluates exp twice
+// (on rows whose max lies in [-18, 60] it sums exp(x) directly, elsewhere it carries Dukhan & Ablavatski's
+// (m, 2^n) pairs); in WASM SIMD (128-bit, no FMA) the kernels are compute-bound at every size we measured,
+// rows in cache or not, and out of place the three-pass kernel fuses its max pass into the exp pass anyway.
+// bench/softmax.bench.ts (bench/RESULTS.softmax.md): two-pass is 1.6-1.9x slower than three-pass on
+// [1,1024], [1,65536], [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, hence Infinity.
 const AUTO_TWOPASS_MIN = Number.POSITIVE_INFINITY;
 
 function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T } | undefined) {
