@@ -110,6 +110,75 @@ const cand = memory.data(CAND * 8 + 16, 16);
 const lanes = memory.data(128, 16);
 
 /**
+ * Pass 2 of the bounded scans: appends to buf (capacity cap keys, holding cnt already) the keys of x[start..n)
+ * not below the bound tf (NaN included: "not below" is false only for v < tf), 16 lanes per test. When buf
+ * fills up, a quickselect keeps the best k and the bound rises to the k-th value. Returns the count.
+ */
+function collect(x: usize, n: i32, start: i32, k: i32, tf: f32, buf: usize, cap: i32, cnt: i32): i32 {
+  let tv = f32x4.splat(tf);
+  let i = start;
+  for (; i + 16 <= n; i += 16) {
+    const o = x + (<usize>i << 2);
+    const m0 = f32x4.lt(v128.load(o), tv), m1 = f32x4.lt(v128.load(o, 16), tv);
+    const m2 = f32x4.lt(v128.load(o, 32), tv), m3 = f32x4.lt(v128.load(o, 48), tv);
+    if (i32x4.all_true(v128.and(v128.and(m0, m1), v128.and(m2, m3)))) continue;
+    if (cnt > cap - 16) {
+      select_desc(buf, cnt, k);
+      cnt = k;
+      const kth = ldf(x, idx_of(ld64(buf, k - 1)));
+      if (kth > tf) tf = kth; // the bound only rises (a NaN k-th leaves it: still a valid bound)
+      tv = f32x4.splat(tf);
+      i -= 16; // re-test this block against the raised bound
+      continue;
+    }
+    let bits = ~(i32x4.bitmask(m0) | (i32x4.bitmask(m1) << 4) | (i32x4.bitmask(m2) << 8) | (i32x4.bitmask(m3) << 12)) & 0xFFFF;
+    while (bits) {
+      const j = i + ctz(bits);
+      bits &= bits - 1;
+      st64(buf, cnt++, key_of(ldf(x, j), j));
+    }
+  }
+  for (; i < n; i++) {
+    const v = ldf(x, i);
+    if (v < tf) continue;
+    if (cnt == cap) {
+      select_desc(buf, cnt, k);
+      cnt = k;
+      const kth = ldf(x, idx_of(ld64(buf, k - 1)));
+      if (kth > tf) tf = kth;
+      if (v < tf) continue;
+    }
+    st64(buf, cnt++, key_of(v, i));
+  }
+  return cnt;
+}
+
+/**
+ * Lower bound of the k-th largest for k > 32: lane-wise maxima over L = 4*nv >= k lanes (nv a power of two >= 16,
+ * accumulators in buf), then the k-th largest of them by quickselect. NaN (not applicable) for rows shorter
+ * than 16 L or L > cap.
+ */
+function big_bound(x: usize, n: i32, k: i32, buf: usize, cap: i32): f32 {
+  let nv = 16;
+  while ((nv << 2) < k) nv <<= 1;
+  const L = nv << 2;
+  if (n < 16 * L || L > cap) return NaN;
+  for (let v = 0; v < nv; v++) v128.store(buf + (<usize>v << 4), f32x4.splat(-Infinity));
+  for (let i = 0; i + L <= n; i += L) {
+    const o = x + (<usize>i << 2);
+    for (let v = 0; v < nv; v++) {
+      const q = <usize>v << 4;
+      v128.store(buf + q, f32x4.pmax(v128.load(buf + q), v128.load(o + q)));
+    }
+  }
+  // floats -> keys in place, from the top down (key j at 8j only overwrites floats 2j, 2j+1 >= j, done already)
+  for (let j = L - 1; j >= 0; j--) st64(buf, j, key_of(ldf(buf, j), j));
+  select_desc(buf, L, k);
+  const o = <i32>(ld64(buf, k - 1) >> 32); // the order-preserving int back to the float (never NaN: pmax skips it)
+  return reinterpret<f32>(o >= 0 ? o : o ^ 0x7FFFFFFF);
+}
+
+/**
  * The k-th largest of the 4*nv floats in `lanes` (no NaN). nv <= 4: branch-free SIMD counting, the largest
  * value with at least k values >= it; nv = 8: partial insertion sort.
  */
@@ -193,43 +262,7 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   }
   // The k-th largest lane maximum: k lanes (distinct elements) are >= it, so it bounds the k-th largest.
   let tf = kth_lane(nv, k);
-  let cnt = 0;
-  let tv = f32x4.splat(tf);
-  let i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const o = x + (<usize>i << 2);
-    // below = v < bound: false for NaN, so NaN lanes are kept.
-    const m0 = f32x4.lt(v128.load(o), tv), m1 = f32x4.lt(v128.load(o, 16), tv);
-    const m2 = f32x4.lt(v128.load(o, 32), tv), m3 = f32x4.lt(v128.load(o, 48), tv);
-    if (i32x4.all_true(v128.and(v128.and(m0, m1), v128.and(m2, m3)))) continue;
-    if (cnt > CAND - 16) {
-      select_desc(cand, cnt, k);
-      cnt = k;
-      const kth = ldf(x, idx_of(ld64(cand, k - 1)));
-      if (kth > tf) tf = kth; // the bound only rises (a NaN k-th leaves it: still a valid bound)
-      tv = f32x4.splat(tf);
-      i -= 16; // re-test this block against the raised bound
-      continue;
-    }
-    let bits = ~(i32x4.bitmask(m0) | (i32x4.bitmask(m1) << 4) | (i32x4.bitmask(m2) << 8) | (i32x4.bitmask(m3) << 12)) & 0xFFFF;
-    while (bits) {
-      const j = i + ctz(bits);
-      bits &= bits - 1;
-      st64(cand, cnt++, key_of(ldf(x, j), j));
-    }
-  }
-  for (; i < n; i++) {
-    const v = ldf(x, i);
-    if (v < tf) continue;
-    if (cnt == CAND) {
-      select_desc(cand, cnt, k);
-      cnt = k;
-      const kth = ldf(x, idx_of(ld64(cand, k - 1)));
-      if (kth > tf) tf = kth;
-      if (v < tf) continue;
-    }
-    st64(cand, cnt++, key_of(v, i));
-  }
+  const cnt = collect(x, n, 0, k, tf, cand, CAND, 0);
   if (cnt <= 24) {
     // Few candidates: branch-free rank counting (keys are distinct) places the best k in rank order.
     st64(cand, cnt, i64.MIN_VALUE); // pad to a whole pair
@@ -290,38 +323,16 @@ function topk_row(x: usize, n: i32, k: i32, sorted: bool, big: usize, cap: i32):
     return buf;
   }
   const buf = big;
-  let cnt = min(n, cap);
-  for (let i = 0; i < cnt; i++) st64(buf, i, key_of(ldf(x, i), i));
-  if (n > cnt) {
-    select_desc(buf, cnt, k);
-    cnt = k;
-    let tk = ld64(buf, k - 1);
-    for (let j = 0; j < k; j++) tk = min(tk, ld64(buf, j));
-    let tf = ldf(x, idx_of(tk));
-    let tv = f32x4.splat(tf);
-    let i = cap;
-    while (i < n) {
-      if (i + 16 <= n) {
-        const o = x + (<usize>i << 2);
-        const m = v128.or(v128.or(maybe(v128.load(o), tv), maybe(v128.load(o, 16), tv)),
-          v128.or(maybe(v128.load(o, 32), tv), maybe(v128.load(o, 48), tv)));
-        if (!v128.any_true(m)) { i += 16; continue; }
-      }
-      const end = min(i + 16, n);
-      for (; i < end; i++) {
-        const v = ldf(x, i);
-        if (!(v > tf) && v == v) continue;
-        const key = key_of(v, i);
-        if (key <= tk) continue;
-        st64(buf, cnt++, key);
-        if (cnt == cap) {
-          select_desc(buf, cnt, k);
-          cnt = k;
-          tk = ld64(buf, k - 1);
-          tf = ldf(x, idx_of(tk));
-        }
-      }
-      tv = f32x4.splat(tf);
+  let cnt = 0;
+  const lb = big_bound(x, n, k, buf, cap);
+  if (lb == lb) cnt = collect(x, n, 0, k, lb, buf, cap, 0);
+  else {
+    // short rows: the first cap elements give the first bound
+    cnt = min(n, cap);
+    for (let i = 0; i < cnt; i++) st64(buf, i, key_of(ldf(x, i), i));
+    if (n > cnt) {
+      select_desc(buf, cnt, k);
+      cnt = collect(x, n, cap, k, ldf(x, idx_of(ld64(buf, k - 1))), buf, cap, k);
     }
   }
   if (cnt > k) select_desc(buf, cnt, k);
