@@ -121,13 +121,15 @@ const series = (arm: string, key: string) => {
   const r = log.filter((row) => row.arm === arm);
   return { x: r.map((row) => row.step as number), y: r.map((row) => row[key] as number) };
 };
+const task = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, MLP ${c.hidden.join("x")}`;
+const shared = new Set(arms.map((a) => task(configs[a]))).size === 1;
 writeFileSync(`${dir}/plot.svg`, svgPlot(arms.map((a) => ({
-  title: `${a} (${WHAT[a]}): p=${configs[a].p}, ${Math.round(configs[a].frac * 100)}% train, ${configs[a].hidden.join("x")}`, xLabel: "step", yMin: 0, yMax: 1,
+  title: `${a}: ${WHAT[a]}${shared ? "" : ` (${task(configs[a])})`}`, xLabel: "step", yMin: 0, yMax: 1,
   series: [
     { name: "train acc", ...series(a, "train_acc") },
     { name: "test acc", ...series(a, "test_acc") },
     { name: "SC fraction", ...series(a, "sc_fraction"), dash: true },
   ],
-})), { title: "Grokking at the edge of numerical stability (numedge)", cols: Math.min(arms.length, 3) }));
+})), { title: `Grokking at the edge of numerical stability${shared ? `: ${task(configs[arms[0]!])}` : ""}`, cols: Math.min(arms.length, 3), width: 480 }));
 writeFileSync(`${dir}/summary.json`, JSON.stringify({ config, arms: summary }, null, 2) + "\n");
 console.log(`wrote ${dir}/{config.json,log.csv,plot.svg,table.txt,summary.json}`);
