@@ -66,6 +66,28 @@ describe("alloc / free / zero-copy", () => {
     free(x); free(y); free(g);
   });
 
+  test("alloc(n, \"f64\") arrays are zero-copy for the f64 kernels too", async () => {
+    await setBackend("wasm");
+    const cols = 33, n = 5 * cols;
+    const x = alloc(n, "f64"), y = alloc(n, "f64"), labels = alloc(5, "i32");
+    for (let i = 0; i < n; i++) x[i] = Math.cos(i) * 30;
+    labels.set([0, 5, 32, 7, 1]);
+    const want = softmax(Float64Array.from(x), { cols });
+    const before = copied();
+    softmax(x, { cols, out: y });
+    expect(Array.from(y)).toEqual(Array.from(want));
+    logSoftmax(x, { cols, out: y });
+    stablemax(x, { cols, out: y });
+    logStablemax(x, { cols, out: y });
+    softmax(x, { cols, out: x }); // in place
+    expect(Array.from(x)).toEqual(Array.from(want));
+    const inBefore = copyStats.inBytes;
+    crossEntropy(x, labels, { cols, head: "stablemax" });
+    expect(copyStats.inBytes).toBe(inBefore);
+    expect(copyStats.outBytes + copyStats.inBytes - before).toBe(n * 8); // only crossEntropy's new gradient came out
+    free(x); free(y); free(labels);
+  });
+
   test("no leaks: bytesInUse returns to its baseline after every op, including ones that throw", async () => {
     await setBackend("wasm");
     const base = bytesInUse();
