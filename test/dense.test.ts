@@ -48,7 +48,7 @@ function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: Ar
   if (at >= 0) throw new Error(`${what}: element ${at} got ${got[at]} want ${want[at]} bound ${bound[at]}`);
 }
 
-const SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65];
+const SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65];
 
 for (const pb of parityBackends) {
   describe(`dense [${pb.name}]`, () => {
@@ -71,6 +71,8 @@ for (const pb of parityBackends) {
           let seed = 1;
           const cases: [number, number, number][] = [];
           for (const m of SIZES) for (const n of [1, 3, 4, 5, 8, 9, 16, 17, 33]) cases.push([m, (m * 7 + n) % 19 + 1, n]);
+          for (const k of SIZES) cases.push([5, k, 9], [9, k, 17]); // every k tail with both edge tiles
+          for (const n of [2, 6, 7, 12, 15, 31, 32, 63, 64, 65]) cases.push([7, 11, n]);
           // Grok-like shapes, k past the 256-deep k-slice (accumulation across slices), m past the 32-row block.
           cases.push([65, 64, 65], [33, 200, 113], [17, 113, 200], [9, 200, 200], [70, 600, 13], [200, 300, 113], [3, 513, 9]);
           for (const [m, k, n] of cases) {
