@@ -16,7 +16,8 @@ export class NumedgeError extends Error {
 
 export type FloatArray = Float32Array | Float64Array;
 
-const show = (v: unknown): string =>
+/** A short description of a value for error messages: numbers and strings as such, arrays as Type(length). */
+export const show = (v: unknown): string =>
   typeof v === "number" || typeof v === "boolean" || v === undefined || v === null ? String(v)
   : typeof v === "string" ? JSON.stringify(v)
   : ArrayBuffer.isView(v) ? `${v.constructor.name}(${(v as unknown as { length: number }).length})`

@@ -2,7 +2,7 @@
 import { getBackend } from "../backends/index.ts";
 import type { CEHead, Precision } from "../backends/api/softmax.ts";
 import {
-  NumedgeError, checkEnum, checkFloatArray, checkPositive, outLike, rowsOf, type FloatArray,
+  NumedgeError, checkEnum, checkFloatArray, checkPositive, outLike, rowsOf, show, type FloatArray,
 } from "../errors.ts";
 
 export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
@@ -35,10 +35,6 @@ function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T } | unde
   }
   return { rows, cols: o.cols, out };
 }
-
-const describe = (v: unknown): string =>
-  ArrayBuffer.isView(v) ? `${v.constructor.name}(${(v as unknown as { length: number }).length})`
-  : typeof v === "string" ? JSON.stringify(v) : typeof v === "object" && v !== null ? (Array.isArray(v) ? `Array(${v.length})` : "object") : String(v);
 
 function scaleOf(t: unknown): number {
   if (t === undefined) return 1;
@@ -137,7 +133,7 @@ export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array
   if (o === null || typeof o !== "object") throw new NumedgeError("shape", "options { cols } are required");
   const rows = rowsOf("logits", logits, o.cols);
   const cols = o.cols;
-  if (!(labels instanceof Int32Array)) throw new NumedgeError("dtype", `labels must be an Int32Array, got ${describe(labels)}`);
+  if (!(labels instanceof Int32Array)) throw new NumedgeError("dtype", `labels must be an Int32Array, got ${show(labels)}`);
   if (labels.length !== rows) throw new NumedgeError("shape", `labels.length ${labels.length} must equal rows ${rows}`);
   for (let i = 0; i < rows; i++) {
     const l = labels[i]!;
@@ -145,7 +141,7 @@ export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array
   }
   const head = checkEnum("head", o.head ?? "softmax", ["softmax", "stablemax"] as const);
   const precision = checkEnum("precision", o.precision ?? (logits instanceof Float64Array ? "f64" : "f32"), ["f32", "f64"] as const);
-  if (o.grad !== undefined && typeof o.grad !== "boolean") throw new NumedgeError("dtype", `grad must be a boolean, got ${describe(o.grad)}`);
+  if (o.grad !== undefined && typeof o.grad !== "boolean") throw new NumedgeError("dtype", `grad must be a boolean, got ${show(o.grad)}`);
   const wantGrad = o.grad ?? true;
   // f64 logits computed in f32: round them first, as an f32 model would have produced them.
   const z: FloatArray = logits instanceof Float64Array && precision === "f32" ? Float32Array.from(logits) : logits;
