@@ -62,8 +62,8 @@ for (const arm of arms) {
   };
 }
 const scaledDown = arms.some((a) => configs[a].p < 113 || configs[a].hidden.some((h) => h < 200));
-const describe = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, hidden ${c.hidden.join("x")}, lr ${c.lr}`;
-console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${describe(configs[a])}, ${configs[a].steps} steps)`).join("; ")}`);
+const task = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, MLP ${c.hidden.join("x")}`;
+console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${task(configs[a])}, lr ${configs[a].lr}, ${configs[a].steps} steps)`).join("; ")}`);
 if (scaledDown) console.log("note: scaled down from the paper's p=113, 40% train, 2x200 to fit minutes on a CPU; --paper runs the paper's settings");
 
 const dir = flags.out ?? runDir("grok");
@@ -121,7 +121,6 @@ const series = (arm: string, key: string) => {
   const r = log.filter((row) => row.arm === arm);
   return { x: r.map((row) => row.step as number), y: r.map((row) => row[key] as number) };
 };
-const task = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, MLP ${c.hidden.join("x")}`;
 const shared = new Set(arms.map((a) => task(configs[a]))).size === 1;
 writeFileSync(`${dir}/plot.svg`, svgPlot(arms.map((a) => ({
   title: `${a}: ${WHAT[a]}${shared ? "" : ` (${task(configs[a])})`}`, xLabel: "step", yMin: 0, yMax: 1,
