@@ -414,6 +414,7 @@ for (const pb of parityBackends) {
       expectThrows(() => route(new Float64Array(32) as never, { experts: 8, k: 2 }), "dtype", "logits");
       expectThrows(() => route(z, { experts: 8, k: 2, normalize: "yes" as never }), "dtype", "normalize");
       expectThrows(() => route(z, null as never), "shape", "experts");
+      expectThrows(() => route(new Float32Array(0), { experts: 8, k: 2 }), "shape", "logits");
     });
   });
 }

@@ -181,6 +181,7 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
   const oo = options(o, "experts, k");
   const E = checkInt("experts", oo.experts, 1, 1 << 24);
   const T = rowsIn("logits", logits, "experts", E);
+  if (T === 0) throw new NumedgeError("shape", "logits is empty (no tokens to route)");
   const expertChoice = checkBool("expertChoice", oo.expertChoice, false);
   const k = checkInt("k", oo.k, 1, E);
   const scoring = checkEnum("scoring", oo.scoring ?? "softmax", SCORINGS);
