@@ -108,9 +108,12 @@ export interface RouteOptions {
    * inference/model.py: the sum of the group's top-2 biased scores when `bias` is given, else its max score.
    */
   topkGroups?: number;
-  /** Expert-choice routing (Zhou et al. 2022): each expert takes its top ceil(capacityFactor*T/E) tokens. */
+  /**
+   * Expert-choice routing (Zhou et al. 2022): each expert takes its top min(T, ceil(capacityFactor*T/E)) tokens
+   * by score + bias (ties: lower token first). Results then have E slots per token, slot e = expert e.
+   */
   expertChoice?: boolean;
-  /** Divide each token's selected weights by their sum (Mixtral, DeepSeek-V3). Default false. */
+  /** Divide each token's selected weights by their sum (Mixtral, DeepSeek-V3; a zero sum leaves them 0). Default false. */
   normalize?: boolean;
   /** Multiply the weights (DeepSeek-V3 route_scale, e.g. 2.5). Default 1. */
   scale?: number;
@@ -170,7 +173,9 @@ const SCORINGS = ["softmax", "sigmoid", "stablemax", "activation"] as const;
  * MegaBlocks-style dispatch (counts, offsets, stable order), capacity dropping, aux and z losses and their
  * gradients. Selection without bias or groups ranks by the logits themselves (the scores are monotone in
  * them, so this is the same choice without f32 rounding ties). NaN logits follow the ranking rule (a NaN
- * expert is selected first) and make that token's weights and the losses NaN; other tokens are unaffected.
+ * expert is selected first, ties by index) and make that token's weights NaN (with sigmoid scoring and no
+ * normalize, only the NaN expert's weight) and the losses NaN; other tokens are unaffected. A token whose
+ * softmax/stablemax row is undefined (+Infinity, or all -Infinity) gets NaN weights, as softmax() gives NaN rows.
  * Error: weights within 2e-6 relative of the f64 reference; auxLoss/zLoss within 1e-6 relative; gradients
  * within 1e-5 of max |grad| (the aux gradient cancels in coef_e - <coef, p> near balance).
  * @example const r = route(logits, { experts: 8, k: 2, normalize: true }) // Mixtral
