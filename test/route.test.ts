@@ -301,6 +301,10 @@ for (const pb of parityBackends) {
           { experts: E, k: Math.min(k, E / 2), groups, topkGroups: 2 });
         for (const o of opts) compareRoute(z, o, pb.tol);
       }
+      // many groups: the group selection itself takes the k > 32 path (topkGroups 40 of 64)
+      const z = logitsOf(20, 256, r0, 2), bias = Float32Array.from({ length: 256 }, () => (r0() - 0.5) * 0.2);
+      compareRoute(z, { experts: 256, k: 8, scoring: "sigmoid", bias, groups: 64, topkGroups: 40, normalize: true }, pb.tol);
+      compareRoute(z, { experts: 256, k: 8, groups: 64, topkGroups: 40 }, pb.tol);
     });
 
     test("adversarial rows: ±Infinity, NaN, all-equal, huge logits; NaN stays in its token", () => {
