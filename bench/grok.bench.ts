@@ -31,8 +31,8 @@ function stepNumedge(): number {
   return ce.loss;
 }
 
-/** Mean CPU ms of this process per call of fn over reps calls (after one warm-up). CPU time, not wall time:
- *  the bench machine is shared, and CPU time of a single-threaded step is far less disturbed by other load. */
+/** Mean CPU ms of this process per call of fn over reps calls (after one warm-up). On a shared machine CPU time
+ *  is steadier than wall time; on an idle one it exceeds wall time, since it also counts Bun's GC/JIT threads. */
 function cpuMs(fn: () => unknown, reps: number): number {
   fn();
   const t0 = process.cpuUsage();
@@ -129,5 +129,7 @@ console.log(`load average at the end: ${(await import("node:os")).loadavg().map(
 console.log(`numedge phases (CPU ms): forward ${fmt(tFwd, 2)}, cross-entropy ${fmt(tCe, 2)}, backward ${fmt(tBwd, 2)}, AdamW ${fmt(tOpt, 2)}`);
 console.log(`\n| GEMM | shape | CPU ms (best of 3 means) | GMAC/s |\n|---|---|---|---|\n${gemmRows.join("\n")}`);
 console.log(`GEMM work per step: ${(macs / 1e6).toFixed(0)} M multiply-adds (the GMAC/s column divides it by the whole step time)`);
-const tw = results[1]!.cpu;
-console.log(`target <= 60 ms/step (CPU): ${cOurs <= 60 ? "met" : "NOT met"} (${fmt(cOurs)} ms; wall p50 ${fmt(tOurs)} ms); >= 2x faster than tfjs-wasm: ${tw / cOurs >= 2 ? "met" : "NOT met"} (${fmt(tw / cOurs, 2)}x CPU, ${fmt(results[1]!.ms / tOurs, 2)}x wall)`);
+const tw = results[1]!.ms;
+console.log(`target <= 60 ms/step (wall p50, single thread): ${tOurs <= 60 ? "met" : "NOT met"} (${fmt(tOurs)} ms, min ${fmt(minOurs)} ms; CPU ${fmt(cOurs)} ms incl. GC/JIT threads); ` +
+  `>= 2x faster than tfjs-wasm: ${tw / tOurs >= 2 ? "met" : "NOT met"} (${fmt(tw / tOurs, 2)}x wall, ${fmt(results[1]!.cpu / cOurs, 2)}x CPU). ` +
+  `Judge wall times only when the load average above is below ~2.`);
