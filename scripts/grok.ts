@@ -46,7 +46,7 @@ const PAPER: Record<ArmName, Setting> = {
 const SCALED: Record<ArmName, Setting> = {
   baseline: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 4000 },
   perp: { p: 47, frac: 0.6, hidden: [128, 128], lr: 0.01, steps: 300 },
-  stablemax: { p: 47, frac: 0.8, hidden: [128, 128], lr: 0.01, steps: 15000 },
+  stablemax: { p: 59, frac: 0.8, hidden: [128, 128], lr: 0.01, steps: 6000 },
 };
 
 const arms = flags.arms as ArmName[];
