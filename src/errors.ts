@@ -75,3 +75,15 @@ export function checkEnum<T extends string>(arg: string, v: unknown, allowed: re
     throw new NumedgeError("range", `${arg} must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}, got ${show(v)}`);
   return v as T;
 }
+
+/** True when two views share any byte of the same buffer. */
+export function overlaps(x: ArrayBufferView, y: ArrayBufferView): boolean {
+  return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+}
+
+/** Throws "shape" if output `out` shares memory with input `x` (unless inPlaceOk and out is x itself). */
+export function noOverlap(outArg: string, out: ArrayBufferView, inArg: string, x: ArrayBufferView, inPlaceOk = false): void {
+  if (inPlaceOk && out === x) return;
+  if (overlaps(out, x))
+    throw new NumedgeError("shape", `${outArg} overlaps ${inArg}${inPlaceOk ? " without being it" : ""}; pass a separate array`);
+}

@@ -1,7 +1,7 @@
 // crossEntropy: loss, gradient and collapse statistics of both heads in both precisions, against the f64
 // reference and against finite differences; the Softmax Collapse demonstration; NaN rows.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { Rng, crossEntropy, softmax } from "numedge";
+import { NumedgeError, Rng, alloc, crossEntropy, softmax } from "numedge";
 import { parityBackends, underReference } from "./parity.ts";
 
 // ---- Tolerances (the bounds in crossEntropy's TSDoc), scaled by pb.tol. ----
@@ -185,3 +185,28 @@ for (const pb of parityBackends) {
     });
   });
 }
+
+describe("crossEntropy gradOut", () => {
+  test("writes the gradient into gradOut (alloc'd: zero-copy) and returns it; equals the fresh-array gradient", () => {
+    const cols = 37, rows = 19;
+    const z = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 1.3) * 6);
+    const labels = Int32Array.from({ length: rows }, (_, i) => (i * 7) % cols);
+    const fresh = crossEntropy(z, labels, { cols }).grad!;
+    for (const gradOut of [new Float32Array(rows * cols), alloc(rows * cols)]) {
+      const r = crossEntropy(z, labels, { cols, gradOut });
+      expect(r.grad === gradOut).toBe(true);
+      expect(Array.from(gradOut)).toEqual(Array.from(fresh));
+    }
+    const z64 = Float64Array.from(z), g64 = new Float64Array(rows * cols);
+    expect(crossEntropy(z64, labels, { cols, precision: "f32", gradOut: g64 }).grad).toBe(g64);
+    expect(Array.from(g64)).toEqual(Array.from(fresh));
+  });
+  test("bad gradOut: wrong type, wrong length, overlapping logits, or with grad: false", () => {
+    const z = new Float32Array(6), labels = new Int32Array([0, 1]);
+    const code = (f: () => unknown) => { try { f(); } catch (e) { return (e as NumedgeError).code; } return "none"; };
+    expect(code(() => crossEntropy(z, labels, { cols: 3, gradOut: new Float64Array(6) }))).toBe("dtype");
+    expect(code(() => crossEntropy(z, labels, { cols: 3, gradOut: new Float32Array(5) }))).toBe("shape");
+    expect(code(() => crossEntropy(z, labels, { cols: 3, gradOut: z }))).toBe("shape");
+    expect(code(() => crossEntropy(z, labels, { cols: 3, gradOut: new Float32Array(6), grad: false }))).toBe("range");
+  });
+});

@@ -159,7 +159,7 @@ for (const pb of parityBackends) {
       };
       bad(() => matmul(a, b, { m: 2, k: 2, n: 3 }), "shape", /a\.length 6/);
       bad(() => matmul(a, b, { m: 2, k: 3, n: 3 }), "shape", /b\.length 6/);
-      bad(() => matmul(a, new Float64Array(6), { m: 2, k: 3, n: 2 }), "dtype", /b must be a Float32Array/);
+      bad(() => matmul(a, new Float64Array(6) as unknown as Float32Array, { m: 2, k: 3, n: 2 }), "dtype", /b must be a Float32Array/);
       bad(() => matmul(a, b, { m: 0, k: 3, n: 2 }), "range", /m must be/);
       bad(() => matmul(a, b, { m: 2, k: 3, n: 2.5 }), "range", /n must be an integer/);
       bad(() => matmul(a, b, { m: 2, k: 3, n: 2, accumulate: true }), "shape", /accumulate/);

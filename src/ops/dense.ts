@@ -2,7 +2,7 @@
 // bounds in each function's TSDoc. Every op accepts Float32Array (f32 kernels, WASM SIMD) or Float64Array
 // (f64 kernels, for finite-difference tests); all float arguments of one call must have the same type.
 import { getBackend } from "../backends/index.ts";
-import { NumedgeError, checkFloatArray, checkInt, outLike, type FloatArray } from "../errors.ts";
+import { NumedgeError, checkFloatArray, checkInt, noOverlap, outLike, overlaps, type FloatArray } from "../errors.ts";
 
 function needOptions(o: unknown, what: string): void {
   if (o === null || typeof o !== "object") throw new NumedgeError("shape", `options { ${what} } are required`);
@@ -16,16 +16,6 @@ function sameType(arg: string, x: FloatArray, v: unknown, ref = "the first array
 
 function checkLen(arg: string, v: { length: number }, n: number, shape: string): void {
   if (v.length !== n) throw new NumedgeError("shape", `${arg}.length ${v.length} must equal ${shape} = ${n}`);
-}
-
-function overlaps(x: ArrayBufferView, y: ArrayBufferView): boolean {
-  return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
-}
-
-function noOverlap(outArg: string, out: ArrayBufferView, inArg: string, x: ArrayBufferView, inPlaceOk = false): void {
-  if (inPlaceOk && out === x) return;
-  if (overlaps(out, x))
-    throw new NumedgeError("shape", `${outArg} overlaps ${inArg}${inPlaceOk ? " without being it" : ""}; pass a separate array`);
 }
 
 function checkBool(arg: string, v: unknown): boolean {

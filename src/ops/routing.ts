@@ -3,7 +3,7 @@
 // above everything (above +Infinity); equal values (NaN with NaN, -0 with +0) go lower index first (tf.topk).
 import { getBackend } from "../backends/index.ts";
 import type { Scoring } from "../backends/api/routing.ts";
-import { NumedgeError, checkEnum, checkFloat32, checkInt, checkPositive } from "../errors.ts";
+import { NumedgeError, checkEnum, checkFloat32, checkInt, checkPositive, noOverlap } from "../errors.ts";
 
 export type { Scoring } from "../backends/api/routing.ts";
 
@@ -79,8 +79,7 @@ export function topk(x: Float32Array, o: TopkOptions): TopkResult {
     indices = out.indices;
     for (const [name, a] of [["out.values", values], ["out.indices", indices]] as const) {
       if (a.length !== rows * k) throw new NumedgeError("shape", `${name}.length ${a.length} must be rows * k = ${rows * k}`);
-      if (a.buffer === x.buffer && a.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < a.byteOffset + a.byteLength)
-        throw new NumedgeError("shape", `${name} overlaps x`);
+      noOverlap(name, a, "x", x);
     }
   }
   if (k > 0 && rows > 0) getBackend().topk(x, values, indices, rows, cols, k, sorted);

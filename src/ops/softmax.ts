@@ -2,7 +2,7 @@
 import { getBackend } from "../backends/index.ts";
 import type { CEHead, Precision } from "../backends/api/softmax.ts";
 import {
-  NumedgeError, checkEnum, checkFloatArray, checkPositive, outLike, rowsOf, show, type FloatArray,
+  NumedgeError, checkEnum, checkFloatArray, checkPositive, noOverlap, outLike, rowsOf, show, type FloatArray,
 } from "../errors.ts";
 
 export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
@@ -29,10 +29,7 @@ function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T } | unde
   if (o === null || typeof o !== "object") throw new NumedgeError("shape", "options { cols } are required");
   const rows = rowsOf("x", x, o.cols);
   const out = outLike(x, o.out);
-  if (out !== x && out.buffer === x.buffer) {
-    const a = x.byteOffset, b = out.byteOffset, n = x.byteLength;
-    if (a < b + n && b < a + n) throw new NumedgeError("shape", "out overlaps x without being x itself");
-  }
+  noOverlap("out", out, "x", x, true);
   return { rows, cols: o.cols, out };
 }
 
@@ -105,6 +102,8 @@ export interface CrossEntropyOptions {
   precision?: Precision;
   /** Also return dL/dz (default true). */
   grad?: boolean;
+  /** Write dL/dz here (same type and length as logits, not overlapping them; an alloc() array is zero-copy). */
+  gradOut?: FloatArray;
 }
 
 export interface CrossEntropyResult<T extends FloatArray> {
@@ -142,12 +141,16 @@ export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array
   const head = checkEnum("head", o.head ?? "softmax", ["softmax", "stablemax"] as const);
   const precision = checkEnum("precision", o.precision ?? (logits instanceof Float64Array ? "f64" : "f32"), ["f32", "f64"] as const);
   if (o.grad !== undefined && typeof o.grad !== "boolean") throw new NumedgeError("dtype", `grad must be a boolean, got ${show(o.grad)}`);
+  const gradOut = o.gradOut === undefined ? undefined : outLike(logits, o.gradOut, "gradOut");
+  if (gradOut) noOverlap("gradOut", gradOut, "logits", logits);
+  if (gradOut && o.grad === false) throw new NumedgeError("range", "gradOut was given with grad: false");
   const wantGrad = o.grad ?? true;
   // f64 logits computed in f32: round them first, as an f32 model would have produced them.
   const z: FloatArray = logits instanceof Float64Array && precision === "f32" ? Float32Array.from(logits) : logits;
-  const g = wantGrad ? (new (z.constructor as new (n: number) => FloatArray)(z.length)) : null;
+  const g = !wantGrad ? null : gradOut && z === logits ? gradOut : new (z.constructor as new (n: number) => FloatArray)(z.length);
   const s = getBackend().crossEntropy(z, labels, g, rows, cols, head, precision);
   const res: CrossEntropyResult<T> = { loss: s.lossSum / rows, scFraction: s.scRows / rows, zeroLossFraction: s.zeroLossRows / rows };
-  if (g) res.grad = (g.constructor === logits.constructor ? g : Float64Array.from(g)) as T;
+  if (g && gradOut && g !== gradOut) gradOut.set(g);
+  if (g) res.grad = (gradOut ?? (g.constructor === logits.constructor ? g : Float64Array.from(g))) as T;
   return res;
 }
