@@ -121,7 +121,7 @@ const series = (arm: string, key: string) => {
   const r = log.filter((row) => row.arm === arm);
   return { x: r.map((row) => row.step as number), y: r.map((row) => row[key] as number) };
 };
-const shared = new Set(arms.map((a) => task(configs[a]))).size === 1;
+const shared = arms.length > 1 && new Set(arms.map((a) => task(configs[a]))).size === 1; // one task: say it once, in the title
 writeFileSync(`${dir}/plot.svg`, svgPlot(arms.map((a) => ({
   title: `${a}: ${WHAT[a]}${shared ? "" : ` (${task(configs[a])})`}`, xLabel: "step", yMin: 0, yMax: 1,
   series: [
@@ -129,6 +129,6 @@ writeFileSync(`${dir}/plot.svg`, svgPlot(arms.map((a) => ({
     { name: "test acc", ...series(a, "test_acc") },
     { name: "SC fraction", ...series(a, "sc_fraction"), dash: true },
   ],
-})), { title: `Grokking at the edge of numerical stability${shared ? `: ${task(configs[arms[0]!])}` : ""}`, cols: Math.min(arms.length, 3), width: 480 }));
+})), { title: `Grokking at the edge of numerical stability${shared ? `: ${task(configs[arms[0]!])}` : ""}`, cols: Math.min(arms.length, 3), width: arms.length === 1 ? 600 : 480 }));
 writeFileSync(`${dir}/summary.json`, JSON.stringify({ config, arms: summary }, null, 2) + "\n");
 console.log(`wrote ${dir}/{config.json,log.csv,plot.svg,table.txt,summary.json}`);
