@@ -75,8 +75,19 @@ export const softmaxReference: SoftmaxKernels = {
         continue;
       }
       if (head === "softmax") {
-        const ls = Math.log(round(s));
-        if (round(s) === 1) scRows++;
+        // f32: whether a row collapses depends on the order of the f32 additions (small terms are absorbed
+        // by a running sum that already holds the max's 1, or add up among themselves first). The order is
+        // fixed to the wasm kernel's: four interleaved f32 partial sums, combined pairwise, then the tail.
+        let S = s;
+        if (precision === "f32") {
+          const term = (i: number) => f32(Math.exp(f32(z[o + i]! - m)));
+          const lane = [0, 0, 0, 0], nv = cols & ~3;
+          for (let i = 0; i < nv; i++) lane[i & 3] = f32(lane[i & 3]! + term(i));
+          S = f32(f32(lane[0]! + lane[1]!) + f32(lane[2]! + lane[3]!));
+          for (let i = nv; i < cols; i++) S = f32(S + term(i));
+        }
+        const ls = Math.log(S);
+        if (S === 1) scRows++;
         const loss = round(ls - (z[o + y]! - m));
         if (loss === 0) zeroLossRows++;
         lossSum += loss;
