@@ -1,20 +1,8 @@
 // Bad input to the softmax family: a NumedgeError with the right code whose message names the argument
 // (and shows the value); inputs are never modified, even when the call throws.
 import { describe, expect, test } from "bun:test";
-import { NumedgeError, crossEntropy, logSoftmax, logStablemax, softmax, stablemax } from "numedge";
-
-function expectError(fn: () => unknown, code: string, ...mentions: string[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(NumedgeError);
-  const e = err as NumedgeError;
-  expect(e.code).toBe(code as NumedgeError["code"]);
-  for (const m of mentions) expect(e.message).toContain(m);
-}
+import { crossEntropy, logSoftmax, logStablemax, softmax, stablemax } from "numedge";
+import { expectError } from "./helpers.ts";
 
 const ROWOPS: Array<[string, (x: unknown, o: unknown) => unknown]> = [
   ["softmax", (x, o) => softmax(x as Float32Array, o as never)],

@@ -7,6 +7,7 @@ import {
   dequantizeQ8_0, dynamicMap, linearMap, quantize4bit, quantizeAffine, quantizeBlockwise, quantizeQ4_0, quantizeQ8_0,
   absmaxOf, type NestedAbsmax,
 } from "numedge";
+import { expectError } from "./helpers.ts";
 import { asm } from "../src/backends/wasm/runtime.ts";
 import { f32ToF16Bits } from "../src/backends/reference/quant.ts";
 import { searchKind } from "../src/backends/wasm/quant.ts";
@@ -40,18 +41,6 @@ function errors(x: Float32Array, y: Float32Array) {
     rel += d / Math.abs(x[i]! + 1e-8); // bitsandbytes: diff / |A + 1e-8|
   }
   return { abs: abs / x.length, rel: rel / x.length };
-}
-
-function expectError(fn: () => unknown, code: string, mention: string) {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(NumedgeError);
-  expect((err as NumedgeError).code).toBe(code as NumedgeError["code"]);
-  expect((err as Error).message).toContain(mention);
 }
 
 const nextUp = (v: number) => {

@@ -2,6 +2,7 @@
 // choice), losses and their gradients by finite differences, parity with the f64 reference, bad input.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { NumedgeError, combine, route, updateBias, type RouteOptions, type RouteResult } from "numedge";
+import { uniform } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
 // Tolerances (multiplied by the backend's tol).
@@ -11,16 +12,7 @@ const GRAD_ABS = 1e-5; // gradients, relative to the largest |grad| (aux: f32 sc
 const FD_REL = 2e-4; // finite differences (f64 reference losses, f32-rounded perturbations)
 const TIE = 1e-5; // f32 vs f64 score rounding may flip selections whose scores are this close
 
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = uniform;
 function randn(r: () => number) {
   return Math.sqrt(-2 * Math.log(r() + 1e-300)) * Math.cos(2 * Math.PI * r());
 }

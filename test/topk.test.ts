@@ -1,18 +1,10 @@
 // topk: tf.topk semantics, exact parity with the f64 reference on random and adversarial rows, bad input.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { NumedgeError, alloc, topk } from "numedge";
+import { uniform } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = uniform;
 
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 
