@@ -1,8 +1,8 @@
 // route / combine / updateBias: golden semantics (MegaBlocks, Mixtral, DeepSeek-V3, Switch capacity, expert
 // choice), losses and their gradients by finite differences, parity with the f64 reference, bad input.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { NumedgeError, combine, route, updateBias, type RouteOptions, type RouteResult } from "numedge";
-import { uniform } from "./helpers.ts";
+import { combine, route, updateBias, type RouteOptions, type RouteResult } from "numedge";
+import { expectError, uniform } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
 // Tolerances (multiplied by the backend's tol).
@@ -21,14 +21,6 @@ function logitsOf(T: number, E: number, r: () => number, sd = 1): Float32Array {
 }
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 const maxAbs = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-
-function expectThrows(f: () => unknown, code: string, arg: string) {
-  let err: unknown;
-  try { f(); } catch (e) { err = e; }
-  expect(err).toBeInstanceOf(NumedgeError);
-  expect((err as NumedgeError).code).toBe(code as never);
-  expect((err as Error).message).toContain(arg);
-}
 
 /** Dispatch recomputed from experts: counts, offsets and the stable order (MegaBlocks indices_and_bins). */
 function checkDispatch(r: RouteResult, E: number) {
@@ -355,8 +347,8 @@ for (const pb of parityBackends) {
             expect(Math.abs(y[t * H + h]! - yr[t * H + h]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(yr[t * H + h]!)));
           }
         }
-        expectThrows(() => combine(eo.subarray(1), r, { hidden: H }), "shape", "expertOut");
-        expectThrows(() => combine(eo, r, { hidden: 0 }), "range", "hidden");
+        expectError(() => combine(eo.subarray(1), r, { hidden: H }), "shape", "expertOut");
+        expectError(() => combine(eo, r, { hidden: 0 }), "range", "hidden");
       }
     });
 
@@ -367,10 +359,10 @@ for (const pb of parityBackends) {
       expect(Array.from(b)).toEqual([-0.25, 0.75, -0.25, 1.25]);
       updateBias(b, new Int32Array([3, 3, 3, 3]), 1);
       expect(Array.from(b)).toEqual([-0.25, 0.75, -0.25, 1.25]);
-      expectThrows(() => updateBias(b, new Int32Array(3), 1), "shape", "counts");
-      expectThrows(() => updateBias(b, counts, NaN), "range", "rate");
-      expectThrows(() => updateBias(new Float64Array(4) as never, counts, 1), "dtype", "bias");
-      expectThrows(() => updateBias(b, new Float32Array(4) as never, 1), "dtype", "counts");
+      expectError(() => updateBias(b, new Int32Array(3), 1), "shape", "counts");
+      expectError(() => updateBias(b, counts, NaN), "range", "rate");
+      expectError(() => updateBias(new Float64Array(4) as never, counts, 1), "dtype", "bias");
+      expectError(() => updateBias(b, new Float32Array(4) as never, 1), "dtype", "counts");
     });
 
     test("no input is mutated", () => {
@@ -390,27 +382,27 @@ for (const pb of parityBackends) {
 
     test("bad input throws NumedgeError naming the argument", () => {
       const z = new Float32Array(32);
-      expectThrows(() => route(z, { experts: 8, k: 9 }), "range", "k");
-      expectThrows(() => route(z, { experts: 8, k: 0 }), "range", "k");
-      expectThrows(() => route(z, { experts: 5, k: 1 }), "shape", "experts");
-      expectThrows(() => route(z, { experts: 0, k: 1 }), "range", "experts");
-      expectThrows(() => route(z, { experts: 8, k: 2, groups: 3 }), "range", "groups");
-      expectThrows(() => route(z, { experts: 8, k: 2, groups: 4, topkGroups: 5 }), "range", "topkGroups");
-      expectThrows(() => route(z, { experts: 8, k: 5, groups: 4, topkGroups: 2 }), "range", "k");
-      expectThrows(() => route(z, { experts: 8, k: 2, bias: new Float32Array(7) }), "shape", "bias");
-      expectThrows(() => route(z, { experts: 8, k: 2, bias: new Float32Array(8).fill(NaN) }), "nonfinite", "bias");
-      expectThrows(() => route(z, { experts: 8, k: 2, capacityFactor: -1 }), "range", "capacityFactor");
-      expectThrows(() => route(z, { experts: 8, k: 2, capacityFactor: NaN }), "range", "capacityFactor");
-      expectThrows(() => route(z, { experts: 8, k: 2, temperature: NaN }), "range", "temperature");
-      expectThrows(() => route(z, { experts: 8, k: 2, temperature: 0 }), "range", "temperature");
-      expectThrows(() => route(z, { experts: 8, k: 2, scoring: "relu" as never }), "range", "scoring");
-      expectThrows(() => route(z, { experts: 8, k: 2, scale: Infinity }), "range", "scale");
-      expectThrows(() => route(z, { experts: 8, k: 2, auxConvention: "x" as never }), "range", "auxConvention");
-      expectThrows(() => route(z, { experts: 8, k: 2, groups: 2, expertChoice: true }), "unsupported", "expertChoice");
-      expectThrows(() => route(new Float64Array(32) as never, { experts: 8, k: 2 }), "dtype", "logits");
-      expectThrows(() => route(z, { experts: 8, k: 2, normalize: "yes" as never }), "dtype", "normalize");
-      expectThrows(() => route(z, null as never), "shape", "experts");
-      expectThrows(() => route(new Float32Array(0), { experts: 8, k: 2 }), "shape", "logits");
+      expectError(() => route(z, { experts: 8, k: 9 }), "range", "k");
+      expectError(() => route(z, { experts: 8, k: 0 }), "range", "k");
+      expectError(() => route(z, { experts: 5, k: 1 }), "shape", "experts");
+      expectError(() => route(z, { experts: 0, k: 1 }), "range", "experts");
+      expectError(() => route(z, { experts: 8, k: 2, groups: 3 }), "range", "groups");
+      expectError(() => route(z, { experts: 8, k: 2, groups: 4, topkGroups: 5 }), "range", "topkGroups");
+      expectError(() => route(z, { experts: 8, k: 5, groups: 4, topkGroups: 2 }), "range", "k");
+      expectError(() => route(z, { experts: 8, k: 2, bias: new Float32Array(7) }), "shape", "bias");
+      expectError(() => route(z, { experts: 8, k: 2, bias: new Float32Array(8).fill(NaN) }), "nonfinite", "bias");
+      expectError(() => route(z, { experts: 8, k: 2, capacityFactor: -1 }), "range", "capacityFactor");
+      expectError(() => route(z, { experts: 8, k: 2, capacityFactor: NaN }), "range", "capacityFactor");
+      expectError(() => route(z, { experts: 8, k: 2, temperature: NaN }), "range", "temperature");
+      expectError(() => route(z, { experts: 8, k: 2, temperature: 0 }), "range", "temperature");
+      expectError(() => route(z, { experts: 8, k: 2, scoring: "relu" as never }), "range", "scoring");
+      expectError(() => route(z, { experts: 8, k: 2, scale: Infinity }), "range", "scale");
+      expectError(() => route(z, { experts: 8, k: 2, auxConvention: "x" as never }), "range", "auxConvention");
+      expectError(() => route(z, { experts: 8, k: 2, groups: 2, expertChoice: true }), "unsupported", "expertChoice");
+      expectError(() => route(new Float64Array(32) as never, { experts: 8, k: 2 }), "dtype", "logits");
+      expectError(() => route(z, { experts: 8, k: 2, normalize: "yes" as never }), "dtype", "normalize");
+      expectError(() => route(z, null as never), "shape", "experts");
+      expectError(() => route(new Float32Array(0), { experts: 8, k: 2 }), "shape", "logits");
     });
   });
 }

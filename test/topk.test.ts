@@ -1,7 +1,7 @@
 // topk: tf.topk semantics, exact parity with the f64 reference on random and adversarial rows, bad input.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { NumedgeError, alloc, topk } from "numedge";
-import { uniform } from "./helpers.ts";
+import { alloc, topk, type NumedgeErrorCode } from "numedge";
+import { expectError, uniform } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
 const rng = uniform;
@@ -25,14 +25,6 @@ function makeRows(rows: number, cols: number, kind: number, r: () => number): Fl
     }
   }
   return x;
-}
-
-function expectThrows(f: () => unknown, code: string, arg: string) {
-  let err: unknown;
-  try { f(); } catch (e) { err = e; }
-  expect(err).toBeInstanceOf(NumedgeError);
-  expect((err as NumedgeError).code).toBe(code as never);
-  expect((err as Error).message).toContain(arg);
 }
 
 function expectSame(got: { values: Float32Array; indices: Int32Array }, want: { values: Float32Array; indices: Int32Array }) {
@@ -108,9 +100,9 @@ for (const pb of parityBackends) {
         expect(got.indices).toBe(out.indices);
         expectSame(got, want);
       }
-      expectThrows(() => topk(x, { cols: 40, k: 5, out: { values: new Float32Array(44), indices: new Int32Array(45) } }), "shape", "out.values");
-      expectThrows(() => topk(x, { cols: 40, k: 5, out: { values: new Float32Array(45), indices: new Float32Array(45) as never } }), "dtype", "out.indices");
-      expectThrows(() => topk(x, { cols: 40, k: 5, out: { values: x.subarray(0, 45), indices: new Int32Array(45) } }), "shape", "overlaps");
+      expectError(() => topk(x, { cols: 40, k: 5, out: { values: new Float32Array(44), indices: new Int32Array(45) } }), "shape", "out.values");
+      expectError(() => topk(x, { cols: 40, k: 5, out: { values: new Float32Array(45), indices: new Float32Array(45) as never } }), "dtype", "out.indices");
+      expectError(() => topk(x, { cols: 40, k: 5, out: { values: x.subarray(0, 45), indices: new Int32Array(45) } }), "shape", "overlaps");
     });
 
     test("does not mutate its input", () => {
@@ -134,13 +126,7 @@ for (const pb of parityBackends) {
         [() => topk(x, undefined as never), "shape", "cols"],
         [() => topk(x, { cols: 4, k: 1, sorted: 1 as never }), "dtype", "sorted"],
       ];
-      for (const [f, code, arg] of bad) {
-        let err: unknown;
-        try { f(); } catch (e) { err = e; }
-        expect(err).toBeInstanceOf(NumedgeError);
-        expect((err as NumedgeError).code).toBe(code as never);
-        expect((err as Error).message).toContain(arg);
-      }
+      for (const [f, code, arg] of bad) expectError(f, code as NumedgeErrorCode, arg);
     });
   });
 }
