@@ -1,8 +1,8 @@
 // alloc()/free(): arrays in WASM memory are used zero-copy by every softmax-family op, the allocator returns
 // every byte it hands out, and memory growth works (and, where buffers are resizable, keeps old views).
 import { describe, expect, test } from "bun:test";
-import { NumedgeError, alloc, crossEntropy, free, logSoftmax, logStablemax, setBackend, softmax, stablemax } from "numedge";
-import { asm, bytesInUse, copyStats, growthKeepsViews, inWasm, malloc, mfree } from "../src/backends/wasm/runtime.ts";
+import { NumedgeError, alloc, crossEntropy, free, logSoftmax, logStablemax, setBackend, softmax, stablemax, topk } from "numedge";
+import { asm, bytesInUse, call, copyStats, growthKeepsViews, inWasm, malloc, mfree } from "../src/backends/wasm/runtime.ts";
 
 const copied = () => copyStats.inBytes + copyStats.outBytes;
 
@@ -163,5 +163,78 @@ describe("alloc / free / zero-copy", () => {
     free(new Float32Array(10));
     free(new Uint8Array(3));
     expect(bytesInUse()).toBe(base);
+  });
+});
+
+describe("detached views and views outside live allocations", () => {
+  const detached = () => {
+    const b = new ArrayBuffer(64);
+    const a = new Float32Array(b);
+    structuredClone(b, { transfer: [b] });
+    return a;
+  };
+
+  test("a detached input or output reaching the marshalling is a NumedgeError, not a 16-byte scratch", () => {
+    const base = bytesInUse();
+    for (const use of ["input", "output", "inout"] as const) {
+      let err: unknown;
+      try {
+        call((f) => [f[use](detached())] as const, () => 0);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(NumedgeError);
+      expect((err as NumedgeError).message).toContain("detached");
+      expect((err as NumedgeError).message).toContain(use === "inout" ? "input" : use);
+    }
+    expect(bytesInUse()).toBe(base);
+  });
+
+  test("growth inside a call: alloc()'d outputs reserved after a growing input copy are written (or, where growth detaches them, the call throws)", async () => {
+    await setBackend("wasm");
+    // a plain input bigger than all free memory: copying it in grows memory before the outputs are reserved
+    const n = ((asm.memory.buffer.byteLength - bytesInUse()) >> 2) + (1 << 16);
+    const x = new Float32Array(n);
+    x[n - 5] = 3;
+    x[7] = 2;
+    const values = alloc(2), indices = alloc(2, "i32");
+    if (growthKeepsViews) {
+      topk(x, { cols: n, k: 2, out: { values, indices } });
+      expect(Array.from(values)).toEqual([3, 2]);
+      expect(Array.from(indices)).toEqual([n - 5, 7]);
+    } else {
+      expect(() => topk(x, { cols: n, k: 2, out: { values, indices } })).toThrow(/detached/);
+    }
+    free(values);
+    free(indices);
+  });
+
+  test("free() frees only arrays returned by alloc(): a subarray frees nothing", () => {
+    const base = bytesInUse();
+    const a = alloc(256);
+    const used = bytesInUse();
+    free(a.subarray(0));
+    free(a.subarray(16, 32));
+    expect(bytesInUse()).toBe(used);
+    free(a);
+    expect(bytesInUse()).toBe(base);
+    free(a); // double free is ignored
+    expect(bytesInUse()).toBe(base);
+  });
+
+  test("only views inside a live allocation are zero-copy; a subarray of a freed array is copied", async () => {
+    await setBackend("wasm");
+    const a = alloc(128);
+    a.fill(1);
+    const live = a.subarray(64, 128);
+    let c0 = copied();
+    softmax(live, { cols: 64, out: live });
+    expect(copied()).toBe(c0); // inside a live block: zero-copy
+    const stale = a.subarray(0, 64);
+    free(a);
+    const in0 = copyStats.inBytes;
+    const y = softmax(stale, { cols: 64 });
+    expect(copyStats.inBytes - in0).toBe(64 * 4); // its block is free: not trusted as WASM memory, copied in
+    expect(y.length).toBe(64);
   });
 });

@@ -97,43 +97,94 @@ export function view<T extends WasmArray>(ctor: Ctor<T>, ptr: number, n: number)
   return new ctor(memory.buffer as ArrayBuffer, ptr, n);
 }
 
-/** True when `a` lives in WASM memory, so kernels can use it without a copy. */
-export function inWasm(a: ArrayBufferView): boolean {
-  return a.buffer === memory.buffer;
+// Blocks handed out by allocIn(), as sorted starts and start -> end: only views inside one of these are used
+// zero-copy (a stale subarray of a freed alloc() array is copied instead of being trusted).
+const blockStarts: number[] = [];
+const blockEnd = new Map<number, number>();
+/** The arrays allocIn() returned and that are not freed yet: the only ones freeIn() accepts. */
+const live = new WeakSet<ArrayBufferView>();
+
+function firstAbove(ptr: number): number {
+  let lo = 0, hi = blockStarts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (blockStarts[mid]! <= ptr) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
-const owned = new FinalizationRegistry<number>((ptr) => mfree(ptr));
+function releaseBlock(ptr: number): void {
+  if (!blockEnd.delete(ptr)) return;
+  const i = firstAbove(ptr) - 1;
+  if (i >= 0 && blockStarts[i] === ptr) blockStarts.splice(i, 1);
+  mfree(ptr);
+}
+
+/** True when `a` lies inside a live alloc() block of WASM memory, so kernels can use it without a copy. */
+export function inWasm(a: ArrayBufferView): boolean {
+  if (a.buffer !== memory.buffer) return false;
+  const i = firstAbove(a.byteOffset) - 1;
+  return i >= 0 && a.byteOffset + a.byteLength <= blockEnd.get(blockStarts[i]!)!;
+}
+
+/** True when `a`'s buffer was detached (transferred, or by WASM memory growth where buffers are not resizable). */
+function isDetached(a: ArrayBufferView): boolean {
+  const d = (a.buffer as { detached?: boolean }).detached;
+  if (d !== undefined) return d;
+  try {
+    // runtimes without ArrayBuffer.prototype.detached: a detached buffer refuses to be sliced
+    a.buffer.slice(0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+const owned = new FinalizationRegistry<number>(releaseBlock);
 
 /** A typed array living in WASM memory (zero-copy for every op); freed when garbage-collected. */
 export function allocIn<T extends WasmArray>(ctor: Ctor<T>, n: number): T {
   const ptr = malloc(n * ctor.BYTES_PER_ELEMENT);
   const a = view(ctor, ptr, n);
   a.fill(0 as never);
+  blockStarts.splice(firstAbove(ptr), 0, ptr);
+  blockEnd.set(ptr, ptr + sizes.get(ptr)!);
+  live.add(a);
   owned.register(a, ptr, a);
   return a;
 }
 
-/** Free an array from allocIn() now instead of at garbage collection. */
+/** Free an array that allocIn() returned, now instead of at garbage collection; anything else (a subarray, a freed array) is ignored. */
 export function freeIn(a: ArrayBufferView): void {
-  if (!inWasm(a)) return;
+  if (!live.delete(a)) return;
   owned.unregister(a);
-  mfree(a.byteOffset);
+  releaseBlock(a.byteOffset);
 }
 
 /**
  * One kernel call's marshalling: `input`/`output` give pointers, copying non-WASM arrays through scratch.
  * `run` allocates everything first, then calls the kernel, then copies outputs back and frees scratch.
+ * A reservation may grow memory; where growth detaches views (Node 20) an alloc() array handed in after that is
+ * detached: input/output then throw, and ready() re-checks every array taken zero-copy.
  */
 export class Frame {
   private temps: number[] = [];
   private copyBack: Array<[number, WasmArray]> = [];
   private copyIn: Array<[number, WasmArray]> = [];
   private zero: Array<[number, number]> = [];
+  private inPlace: Array<[WasmArray, string]> = [];
 
   private reserve(nbytes: number): number {
     const p = malloc(nbytes);
     this.temps.push(p);
     return p;
+  }
+  private zeroCopy(a: WasmArray, what: string): number | undefined {
+    if (isDetached(a)) throw detachedError(a, what);
+    if (!inWasm(a)) return undefined;
+    this.inPlace.push([a, what]);
+    return a.byteOffset;
   }
   /** Scratch bytes for this call, zero-filled (kernels may rely on it). */
   scratch(nbytes: number): number {
@@ -142,14 +193,16 @@ export class Frame {
     return p;
   }
   input(a: WasmArray): number {
-    if (inWasm(a)) return a.byteOffset;
+    const z = this.zeroCopy(a, "input");
+    if (z !== undefined) return z;
     const p = this.reserve(a.byteLength);
     this.copyIn.push([p, a]);
     return p;
   }
   /** Written by the kernel, then copied back. Not zeroed: the kernel must write every element. */
   output(a: WasmArray): number {
-    if (inWasm(a)) return a.byteOffset;
+    const z = this.zeroCopy(a, "output");
+    if (z !== undefined) return z;
     const p = this.reserve(a.byteLength);
     this.copyBack.push([p, a]);
     return p;
@@ -162,6 +215,7 @@ export class Frame {
   }
   /** Copy inputs in; call after every scratch/input/output is reserved (a later malloc may grow memory). */
   ready(): void {
+    for (const [a, what] of this.inPlace) if (a.buffer !== memory.buffer) throw detachedError(a, what);
     if (this.zero.length === 0 && this.copyIn.length === 0) return; // all zero-copy: nothing to do
     const u8 = new Uint8Array(memory.buffer);
     for (const [p, n] of this.zero) u8.fill(0, p, p + n);
@@ -185,14 +239,22 @@ export class Frame {
   }
 }
 
-/** Run one kernel call with marshalling: `setup` reserves pointers, `kernel` runs on them. */
-export function call<P, R>(setup: (f: Frame) => P, kernel: (p: P) => R): R {
+function detachedError(a: ArrayBufferView, what: string): NumedgeError {
+  return new NumedgeError("shape", `an ${what} ${a.constructor.name} is detached (WASM memory grew during this call, or its buffer was transferred); `
+    + "where growth detaches views (Node 20), alloc() big arrays first or pass plain arrays");
+}
+
+/**
+ * Run one kernel call with marshalling: `setup` reserves pointers, `kernel` runs on them. Outputs are copied back
+ * unless `keep` says the kernel's result is a failure (then caller-given non-WASM outputs stay untouched).
+ */
+export function call<P, R>(setup: (f: Frame) => P, kernel: (p: P) => R, keep?: (r: R) => boolean): R {
   const f = new Frame();
   try {
     const p = setup(f);
     f.ready();
     const r = kernel(p);
-    f.done();
+    if (keep === undefined || keep(r)) f.done();
     return r;
   } finally {
     f.release();
