@@ -51,6 +51,21 @@ export function checkPositive(arg: string, v: unknown): number {
   return v;
 }
 
+/** The largest finite float32. */
+export const F32_MAX = 3.4028234663852886e38;
+
+/**
+ * 1 / temperature for a kernel (1 when undefined): the temperature must be a finite number > 0 whose reciprocal
+ * is finite, and with `f32` (kernels taking the scale as float32) at most the float32 maximum.
+ */
+export function scaleOf(t: unknown, f32 = false): number {
+  if (t === undefined) return 1;
+  const s = 1 / checkPositive("temperature", t);
+  if (f32 && !(s <= F32_MAX)) throw new NumedgeError("range", `temperature must be >= 2.94e-39 (1/T must fit in float32), got ${t}`);
+  if (!Number.isFinite(s)) throw new NumedgeError("range", `temperature must be >= 1e-300, got ${t}`);
+  return s;
+}
+
 /** rows of a row-major array whose last axis is `cols`; throws "shape" unless cols divides the length. */
 export function rowsOf(arg: string, x: { length: number }, cols: unknown): number {
   const c = checkInt("cols", cols, 1);

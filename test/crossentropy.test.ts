@@ -2,6 +2,7 @@
 // reference and against finite differences; the Softmax Collapse demonstration; NaN rows.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { NumedgeError, Rng, alloc, crossEntropy, softmax } from "numedge";
+import { expectError } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
 // ---- Tolerances (the bounds in crossEntropy's TSDoc), scaled by pb.tol. ----
@@ -208,5 +209,14 @@ describe("crossEntropy gradOut", () => {
     expect(code(() => crossEntropy(z, labels, { cols: 3, gradOut: new Float32Array(5) }))).toBe("shape");
     expect(code(() => crossEntropy(z, labels, { cols: 3, gradOut: z }))).toBe("shape");
     expect(code(() => crossEntropy(z, labels, { cols: 3, gradOut: new Float32Array(6), grad: false }))).toBe("range");
+  });
+});
+
+describe("crossEntropy: gradOut overlapping labels", () => {
+  test("gradOut sharing bytes with labels is a shape error naming both", () => {
+    const ab = new ArrayBuffer(24);
+    const z = new Float32Array([1, 2, 3, 3, 2, 1]);
+    const gradOut = new Float32Array(ab), labels = new Int32Array(ab, 16, 2);
+    expectError(() => crossEntropy(z, labels, { cols: 3, gradOut }), "shape", "gradOut", "labels");
   });
 });

@@ -286,3 +286,18 @@ for (const pb of parityBackends) {
     });
   });
 }
+
+describe("embeddingSum: out overlapping idx", () => {
+  test("out sharing bytes with idx is a shape error naming both", () => {
+    const w = Float32Array.from({ length: 8 }, (_, i) => i); // [4, 2]
+    const ab = new ArrayBuffer(16);
+    const idx = new Int32Array(ab, 0, 2), out = new Float32Array(ab, 4, 2);
+    idx.set([1, 2]);
+    let err: unknown;
+    try { embeddingSum(w, idx, { cols: 2, per: 2, out }); } catch (e) { err = e; }
+    expect(err).toBeInstanceOf(NumedgeError);
+    expect((err as NumedgeError).code).toBe("shape");
+    expect((err as NumedgeError).message).toContain("idx");
+    expect(Array.from(idx)).toEqual([1, 2]);
+  });
+});

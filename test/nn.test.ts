@@ -218,3 +218,25 @@ describe("MLP", () => {
     expect(() => new MLP({ inputs: 10, hidden: [0], outputs: 5, seed: 0 })).toThrow(/hidden\[0\]/);
   });
 });
+
+describe("AdamW: argument checks before any update", () => {
+  test("bad hyperparameters throw in the constructor", () => {
+    for (const o of [{ lr: -1 }, { lr: NaN }, { lr: 0.1, beta1: 1 }, { lr: 0.1, beta2: -0.1 }, { lr: 0.1, eps: 0 }, { lr: 0.1, weightDecay: -1 }, { lr: "1" as never }]) {
+      let err: unknown;
+      try { new AdamW(o); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(NumedgeError);
+    }
+  });
+  test("a bad tensor pair throws before any tensor is updated or the step count advances", () => {
+    const w1 = new Float32Array([1, 2]), w2 = new Float32Array([3, 4, 5]);
+    const opt = new AdamW({ lr: 0.1 });
+    expect(() => opt.step([w1, w2], [new Float32Array([1, 1]), new Float32Array(2)])).toThrow(NumedgeError);
+    expect(Array.from(w1)).toEqual([1, 2]);
+    expect(opt.t).toBe(0);
+    expect(() => opt.step([w1], [new Float64Array(2) as never])).toThrow(NumedgeError);
+    expect(opt.t).toBe(0);
+    opt.step([w1, w2], [new Float32Array([1, 1]), new Float32Array([1, 1, 1])]);
+    expect(opt.t).toBe(1);
+    expect(w1[0]).toBeCloseTo(0.9, 6); // first step: w - lr * sign(g)
+  });
+});

@@ -560,3 +560,52 @@ describe("ggml Q8_0 / Q4_0", () => {
     expectError(() => quantizeQ8_0(nan), "nonfinite", "x[40]");
   }, SLOW);
 });
+
+describe("review fixes: failed calls write nothing, overlaps, out with a given scale", () => {
+  test("a non-finite block leaves caller-given out arrays untouched", () => {
+    const x = RANDN.slice(0, 192);
+    x[100] = NaN;
+    const codes = new Uint8Array(192).fill(7), absmax = new Float32Array(3).fill(3);
+    expectError(() => quantizeBlockwise(x, { blockSize: 64, out: { codes, absmax } }), "nonfinite", "x[100]");
+    expect(codes.every((c) => c === 7)).toBe(true);
+    expect(absmax.every((a) => a === 3)).toBe(true);
+    const packed = new Uint8Array(96).fill(7), am4 = new Float32Array(3).fill(3);
+    expectError(() => quantize4bit(x, { blockSize: 64, out: { packed, absmax: am4 } }), "nonfinite", "x[100]");
+    expect(packed.every((c) => c === 7)).toBe(true);
+    expect(am4.every((a) => a === 3)).toBe(true);
+    const q = new Int8Array(192).fill(7), scale = new Float32Array(3).fill(3), zeroPoint = new Int32Array(3).fill(3);
+    expectError(() => quantizeAffine(x, { bits: 8, axis: "block", blockSize: 64, out: { q, scale, zeroPoint } }), "nonfinite", "x[100]");
+    expect(q.every((c) => c === 7)).toBe(true);
+    expect(scale.every((a) => a === 3)).toBe(true);
+    expect(zeroPoint.every((a) => a === 3)).toBe(true);
+  });
+
+  test("outputs overlapping the input or each other are shape errors", () => {
+    const ab = new ArrayBuffer(256 * 4 + 64);
+    const x = new Float32Array(ab, 0, 256);
+    x.set(RANDN.subarray(0, 256));
+    const keep = x.slice();
+    expectError(() => quantizeBlockwise(x, { blockSize: 64, out: { codes: new Uint8Array(ab, 0, 256) } }), "shape", "out.codes", "x");
+    expectError(() => quantizeBlockwise(x, { blockSize: 64, out: { absmax: new Float32Array(ab, 1020, 4) } }), "shape", "out.absmax", "x");
+    const sep = new ArrayBuffer(512);
+    expectError(() => quantizeBlockwise(x, { blockSize: 64, out: { codes: new Uint8Array(sep, 0, 256), absmax: new Float32Array(sep, 240, 4) } }),
+      "shape", "out.absmax", "out.codes");
+    expectError(() => quantize4bit(x, { blockSize: 64, out: { packed: new Uint8Array(ab, 0, 128) } }), "shape", "out.packed", "x");
+    expectError(() => quantizeAffine(x, { bits: 8, out: { q: new Int8Array(ab, 512, 256) } }), "shape", "out.q", "x");
+    expect(x).toEqual(keep);
+  });
+
+  test("quantizeAffine with a given scale writes scale / zeroPoint into out.scale / out.zeroPoint", () => {
+    const x = RANDN.slice(0, 64);
+    const s = new Float32Array([0.05, 0.1]), z = new Int32Array([3, -2]);
+    const outScale = new Float32Array(2), outZp = new Int32Array(2);
+    const r = quantizeAffine(x, { bits: 8, axis: "block", blockSize: 32, scale: s, zeroPoint: z, out: { scale: outScale, zeroPoint: outZp } });
+    expect(r.scale).toBe(outScale);
+    expect(r.zeroPoint).toBe(outZp);
+    expect(Array.from(outScale)).toEqual(Array.from(s));
+    expect(Array.from(outZp)).toEqual([3, -2]);
+    const plain = quantizeAffine(x, { bits: 8, axis: "block", blockSize: 32, scale: s, zeroPoint: z });
+    expect(Array.from(r.q)).toEqual(Array.from(plain.q));
+    expectError(() => quantizeAffine(x, { bits: 8, scale: new Float32Array([1]), out: { scale: new Float32Array(2) } }), "shape", "out.scale");
+  });
+});

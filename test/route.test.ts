@@ -1,7 +1,7 @@
 // route / combine / updateBias: golden semantics (MegaBlocks, Mixtral, DeepSeek-V3, Switch capacity, expert
 // choice), losses and their gradients by finite differences, parity with the f64 reference, bad input.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { combine, route, updateBias, type RouteOptions, type RouteResult } from "numedge";
+import { combine, route, setBackend, updateBias, type RouteOptions, type RouteResult } from "numedge";
 import { expectError, uniform } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
@@ -406,3 +406,32 @@ for (const pb of parityBackends) {
     });
   });
 }
+
+describe("route: review fixes", () => {
+  test("a capacity beyond i32 is passed clamped: no wrap-around drops, the real capacity is reported", async () => {
+    for (const be of ["wasm", "reference"] as const) {
+      await setBackend(be);
+      // T = 4 tokens, E = 8, k = 2: every token picks experts 0 and 1, so capacity >= 4 keeps everything.
+      const z = new Float32Array(32);
+      for (let t = 0; t < 4; t++) { z[t * 8] = 5; z[t * 8 + 1] = 4; }
+      const cf = 2 ** 32 + 1; // ceil(cf * T * k / E) = 2^32 + 1, which wraps to 1 as an i32
+      const r = route(z, { experts: 8, k: 2, capacityFactor: cf });
+      expect(r.capacity).toBe(2 ** 32 + 1);
+      expect(r.dropped).toBe(0);
+      expect(Array.from(r.counts.subarray(0, 2))).toEqual([4, 4]);
+    }
+    await setBackend("wasm");
+  });
+
+  test("temperature whose 1/T overflows float32, and |scale| beyond float32, are range errors (not NaN weights)", () => {
+    const z = new Float32Array(32).map((_, i) => (i % 5) - 2);
+    for (const expertChoice of [false, true]) {
+      expectError(() => route(z, { experts: 8, k: 2, temperature: 1e-40, expertChoice }), "range", "temperature", "1e-40");
+      expectError(() => route(z, { experts: 8, k: 2, scale: 1e39, expertChoice }), "range", "scale", "1e+39");
+      expectError(() => route(z, { experts: 8, k: 2, scale: -1e39, expertChoice }), "range", "scale");
+    }
+    // the smallest temperature whose reciprocal is a finite float32 still works
+    const r = route(z, { experts: 8, k: 2, temperature: 1e-38 });
+    for (const w of r.weights) expect(Number.isFinite(w)).toBe(true);
+  });
+});

@@ -130,3 +130,19 @@ for (const pb of parityBackends) {
     });
   });
 }
+
+describe("topk: overlapping outputs", () => {
+  test("out.values overlapping out.indices is a shape error (plain buffer or alloc())", () => {
+    const x = new Float32Array([1, 4, 2, 3, 8, 5, 7, 6]);
+    const ab = new ArrayBuffer(32);
+    expectError(() => topk(x, { cols: 4, k: 2, out: { values: new Float32Array(ab, 0, 4), indices: new Int32Array(ab, 8, 4) } }),
+      "shape", "out.values", "out.indices");
+    const buf = alloc(8, "i32");
+    const values = new Float32Array(buf.buffer, buf.byteOffset, 4);
+    expectError(() => topk(x, { cols: 4, k: 2, out: { values, indices: buf.subarray(3, 7) } }), "shape", "overlaps");
+    // disjoint halves of one buffer are fine
+    const r = topk(x, { cols: 4, k: 2, out: { values: new Float32Array(ab, 0, 4), indices: new Int32Array(ab, 16, 4) } });
+    expect(Array.from(r.values)).toEqual([4, 3, 8, 7]);
+    expect(Array.from(r.indices)).toEqual([1, 3, 0, 2]);
+  });
+});

@@ -1,6 +1,6 @@
 // Optimizers over lists of parameter tensors: AdamW (PyTorch semantics, via the adamwStep op) and the
 // OrthoGrad (⊥Grad) wrapper of "Grokking at the Edge of Numerical Stability", usable around any optimizer.
-import { NumedgeError, type FloatArray } from "../errors.ts";
+import { NumedgeError, checkFloatArray, type FloatArray } from "../errors.ts";
 import { adamwStep } from "../ops/dense.ts";
 import { dot } from "./metrics.ts";
 
@@ -30,10 +30,24 @@ export class AdamW implements Optimizer {
   private m: FloatArray[] = [];
   private v: FloatArray[] = [];
   constructor(o: AdamWConfig, private readonly alloc?: (like: FloatArray) => FloatArray) {
+    if (o === null || typeof o !== "object") throw new NumedgeError("shape", "options { lr } are required");
     this.lr = o.lr; this.beta1 = o.beta1 ?? 0.9; this.beta2 = o.beta2 ?? 0.999; this.eps = o.eps ?? 1e-8; this.weightDecay = o.weightDecay ?? 0;
+    // adamwStep's own checks, on a one-element scratch, so bad hyperparameters fail here and not mid-step
+    const z = new Float64Array(1);
+    adamwStep(z, new Float64Array(1), new Float64Array(1), new Float64Array(1),
+      { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: 1 });
   }
   step(params: FloatArray[], grads: FloatArray[]): void {
     if (params.length !== grads.length) throw new NumedgeError("shape", `params has ${params.length} tensors but grads has ${grads.length}`);
+    // Check every pair before touching any tensor or the step count: a failure leaves the optimizer as it was.
+    for (let i = 0; i < params.length; i++) {
+      const w = params[i], g = grads[i];
+      checkFloatArray(`params[${i}]`, w);
+      checkFloatArray(`grads[${i}]`, g);
+      if (g.constructor !== w.constructor) throw new NumedgeError("dtype", `grads[${i}] must be a ${w.constructor.name} like params[${i}], got ${g.constructor.name}`);
+      if (g.length !== w.length) throw new NumedgeError("shape", `grads[${i}].length ${g.length} must equal params[${i}].length ${w.length}`);
+      if (this.t > 0 && this.m[i]?.length !== w.length) throw new NumedgeError("shape", `params[${i}].length ${w.length} changed since the first step`);
+    }
     if (this.t === 0) {
       const mk = this.alloc ?? ((x: FloatArray) => new (x.constructor as new (n: number) => FloatArray)(x.length));
       this.m = params.map(mk);

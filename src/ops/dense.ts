@@ -137,6 +137,7 @@ export function embeddingSum<T extends FloatArray>(w: T, idx: Int32Array, o: Emb
   sameType("out", w, out, "w");
   checkLen("out", out, rows * cols, "rows * cols");
   noOverlap("out", out, "w", w);
+  noOverlap("out", out, "idx", idx);
   getBackend().embeddingSum(w, idx, out, cols, per);
   return out;
 }

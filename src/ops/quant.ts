@@ -2,10 +2,12 @@
 // 8-bit and NF4/FP4), ONNX QuantizeLinear/DequantizeLinear (affine int8/uint8) and ggml (Q8_0, Q4_0).
 // Rules shared by every function here:
 // - Input must be finite: NaN or ±Infinity anywhere throws NumedgeError("nonfinite") naming the first bad index
-//   (an absmax or a scale cannot be formed from it). Inputs are never written.
+//   (an absmax or a scale cannot be formed from it). Inputs are never written. A call that throws leaves
+//   caller-given `out` arrays untouched, except alloc()'d ones (written in place: they may hold partial absmax,
+//   scales or codes). Outputs must not overlap the input or each other.
 // - Float64Array input is rounded to float32 first (the formats are float32-based).
 import { getBackend } from "../backends/index.ts";
-import { NumedgeError, checkEnum, checkInt, rowsOf } from "../errors.ts";
+import { NumedgeError, checkEnum, checkInt, noOverlap, rowsOf } from "../errors.ts";
 import { hash01 } from "../report/rng.ts";
 import {
   DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, maxHalfGap,
@@ -79,6 +81,14 @@ function outOpts(o: { out?: unknown }): Record<string, unknown> {
   return o.out as Record<string, unknown>;
 }
 
+/** Every output must be disjoint from the input and from the other outputs (plain or alloc()'d alike). */
+function disjoint(x: ArrayBufferView, outs: Array<[string, ArrayBufferView]>): void {
+  for (let i = 0; i < outs.length; i++) {
+    noOverlap(outs[i]![0], outs[i]![1], "x", x);
+    for (let j = 0; j < i; j++) noOverlap(outs[i]![0], outs[i]![1], outs[j]![0], outs[j]![1]);
+  }
+}
+
 function toF32(arg: string, x: unknown): Float32Array {
   if (x instanceof Float32Array) {
     if (x.length === 0) throw new NumedgeError("shape", `${arg} is empty (length 0)`);
@@ -142,6 +152,7 @@ export function quantizeBlockwise(x: Float32Array | Float64Array, o: QuantizeBlo
   const n = xf.length;
   const oo = outOpts(o);
   const codes = outArray("out.codes", oo.codes, Uint8Array, n), absmax = outArray("out.absmax", oo.absmax, Float32Array, Math.ceil(n / blockSize));
+  disjoint(x, [["out.codes", codes], ["out.absmax", absmax]]);
   const rand = rounding === "stochastic" ? uniforms(seed, n) : null;
   const bad = getBackend().quantizeBlockwise(xf, blockSize, code, codes, absmax, rand);
   if (bad >= 0) throw nonfinite("x", xf, bad * blockSize, Math.min(n, (bad + 1) * blockSize));
@@ -226,6 +237,7 @@ export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" |
   const n = xf.length;
   const oo = outOpts(o);
   const packed = outArray("out.packed", oo.packed, Uint8Array, Math.ceil(n / 2)), absmax = outArray("out.absmax", oo.absmax, Float32Array, Math.ceil(n / blockSize));
+  disjoint(x, [["out.packed", packed], ["out.absmax", absmax]]);
   const bad = getBackend().quantize4bit(xf, blockSize, table, packed, absmax);
   if (bad >= 0) throw nonfinite("x", xf, bad * blockSize, Math.min(n, (bad + 1) * blockSize));
   let am: Float32Array | NestedAbsmax = absmax;
@@ -283,8 +295,8 @@ export interface AffineOptions {
   scale?: Float32Array;
   /** With `scale`: zero points (one per group, in the type's range). Default 0. */
   zeroPoint?: Int32Array;
-  /** Write codes (Int8Array when signed, else Uint8Array) and computed scales / zero points here instead of new
-   * arrays (alloc()'d arrays are used zero-copy). */
+  /** Write codes (Int8Array when signed, else Uint8Array) and the scales / zero points (computed, or copies of the
+   * given `scale` / `zeroPoint`) here instead of new arrays (alloc()'d arrays are used zero-copy). */
   out?: { q?: Int8Array | Uint8Array; scale?: Float32Array; zeroPoint?: Int32Array };
 }
 
@@ -314,29 +326,29 @@ export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions)
   const n = xf.length;
   const group = axis === "tensor" ? n : axis === "row" ? (rowsOf("x", xf, o.cols), o.cols!) : checkInt("blockSize", o.blockSize, 1);
   const ng = Math.ceil(n / group);
-  const oq = outOpts(o).q;
-  const q = signed ? outArray("out.q", oq, Int8Array, n) : outArray("out.q", oq, Uint8Array, n);
-  let scale: Float32Array, zeroPoint: Int32Array;
+  const oo = outOpts(o);
+  const q = signed ? outArray("out.q", oo.q, Int8Array, n) : outArray("out.q", oo.q, Uint8Array, n);
+  // out.scale / out.zeroPoint receive the given scale and zero points, or the computed ones
+  const scale = outArray("out.scale", oo.scale, Float32Array, ng), zeroPoint = outArray("out.zeroPoint", oo.zeroPoint, Int32Array, ng);
+  disjoint(x, [["out.q", q], ["out.scale", scale], ["out.zeroPoint", zeroPoint]]);
   const be = getBackend();
   if (o.scale !== undefined) {
     if (!(o.scale instanceof Float32Array)) throw new NumedgeError("dtype", `scale must be a Float32Array, got ${show(o.scale)}`);
     if (o.scale.length !== ng) throw new NumedgeError("shape", `scale.length ${o.scale.length} must equal the group count ${ng}`);
     o.scale.forEach((s, i) => { if (!(s > 0 && s < Infinity)) throw new NumedgeError("range", `scale[${i}] = ${s} must be finite and > 0`); });
-    scale = o.scale.slice();
     const [lo, hi] = signed ? [-128, 127] : [0, 255];
     if (o.zeroPoint !== undefined) {
       if (!(o.zeroPoint instanceof Int32Array)) throw new NumedgeError("dtype", `zeroPoint must be an Int32Array, got ${show(o.zeroPoint)}`);
       if (o.zeroPoint.length !== ng) throw new NumedgeError("shape", `zeroPoint.length ${o.zeroPoint.length} must equal the group count ${ng}`);
       o.zeroPoint.forEach((z, i) => { if (z < lo || z > hi) throw new NumedgeError("range", `zeroPoint[${i}] = ${z} is outside [${lo}, ${hi}]`); });
-      zeroPoint = o.zeroPoint.slice();
-    } else zeroPoint = new Int32Array(ng);
+    }
     for (let i = 0; i < n; i++) if (!Number.isFinite(xf[i]!)) throw nonfinite("x", xf, i, i + 1);
+    scale.set(o.scale);
+    if (o.zeroPoint !== undefined) zeroPoint.set(o.zeroPoint);
+    else zeroPoint.fill(0);
     be.quantizeAffine(xf, group, false, scale, zeroPoint, q);
   } else {
     if (o.zeroPoint !== undefined) throw new NumedgeError("shape", "zeroPoint needs scale (computed scales come with their own zero points)");
-    const oo = outOpts(o);
-    scale = outArray("out.scale", oo.scale, Float32Array, ng);
-    zeroPoint = outArray("out.zeroPoint", oo.zeroPoint, Int32Array, ng);
     const bad = be.quantizeAffine(xf, group, true, scale, zeroPoint, q);
     if (bad >= 0) throw nonfinite("x", xf, bad * group, Math.min(n, (bad + 1) * group));
   }

@@ -3,7 +3,7 @@
 // above everything (above +Infinity); equal values (NaN with NaN, -0 with +0) go lower index first (tf.topk).
 import { getBackend } from "../backends/index.ts";
 import type { Scoring } from "../backends/api/routing.ts";
-import { NumedgeError, checkEnum, checkFloat32, checkInt, checkPositive, noOverlap } from "../errors.ts";
+import { F32_MAX, NumedgeError, checkEnum, checkFloat32, checkInt, noOverlap, scaleOf } from "../errors.ts";
 
 export type { Scoring } from "../backends/api/routing.ts";
 
@@ -81,6 +81,7 @@ export function topk(x: Float32Array, o: TopkOptions): TopkResult {
       if (a.length !== rows * k) throw new NumedgeError("shape", `${name}.length ${a.length} must be rows * k = ${rows * k}`);
       noOverlap(name, a, "x", x);
     }
+    noOverlap("out.values", values, "out.indices", indices);
   }
   if (k > 0 && rows > 0) getBackend().topk(x, values, indices, rows, cols, k, sorted);
   return { values, indices };
@@ -189,7 +190,7 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
   const expertChoice = checkBool("expertChoice", oo.expertChoice, false);
   const k = checkInt("k", oo.k, 1, E);
   const scoring = checkEnum("scoring", oo.scoring ?? "softmax", SCORINGS);
-  const scale = 1 / (oo.temperature === undefined ? 1 : checkPositive("temperature", oo.temperature));
+  const scale = scaleOf(oo.temperature, true); // the kernels take 1/T as float32
   let bias: Float32Array | null = null;
   if (oo.bias !== undefined) {
     checkFloat32("bias", oo.bias);
@@ -206,6 +207,7 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
   if (expertChoice && groups > 1) throw new NumedgeError("unsupported", "groups with expertChoice is not supported");
   const normalize = checkBool("normalize", oo.normalize, false);
   const routeScale = checkFinite("scale", oo.scale, 1);
+  if (Math.abs(routeScale) > F32_MAX) throw new NumedgeError("range", `scale must be within ±${F32_MAX} (float32), got ${routeScale}`);
   let cf: number | undefined;
   if (oo.capacityFactor !== undefined) {
     cf = checkFinite("capacityFactor", oo.capacityFactor, 0);
@@ -225,7 +227,7 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
     capacity = cf === undefined ? Infinity : Math.ceil((cf * T * k) / E);
     order = new Int32Array(T * k);
     dropped = be.routeTokens(logits, { rows: T, experts: E, k, scoring, scale, bias, groups, topkGroups, normalize, routeScale,
-      capacity: Number.isFinite(capacity) ? capacity : -1 }, experts, weights, pre, pSum, lse, counts, offsets, order);
+      capacity: Number.isFinite(capacity) ? Math.min(capacity, T * k) : -1 }, experts, weights, pre, pSum, lse, counts, offsets, order);
   } else {
     slots = E;
     capacity = Math.min(T, Math.ceil(((cf ?? k) * T) / E));

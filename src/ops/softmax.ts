@@ -2,7 +2,7 @@
 import { getBackend } from "../backends/index.ts";
 import type { CEHead, Precision } from "../backends/api/softmax.ts";
 import {
-  NumedgeError, checkEnum, checkFloatArray, checkPositive, noOverlap, outLike, rowsOf, show, type FloatArray,
+  NumedgeError, checkEnum, checkFloatArray, noOverlap, outLike, rowsOf, scaleOf, show, type FloatArray,
 } from "../errors.ts";
 
 export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
@@ -31,13 +31,6 @@ function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T } | unde
   const out = outLike(x, o.out);
   noOverlap("out", out, "x", x, true);
   return { rows, cols: o.cols, out };
-}
-
-function scaleOf(t: unknown): number {
-  if (t === undefined) return 1;
-  const s = 1 / checkPositive("temperature", t);
-  if (!Number.isFinite(s)) throw new NumedgeError("range", `temperature must be >= 1e-300, got ${t}`);
-  return s;
 }
 
 /**
@@ -142,7 +135,10 @@ export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array
   const precision = checkEnum("precision", o.precision ?? (logits instanceof Float64Array ? "f64" : "f32"), ["f32", "f64"] as const);
   if (o.grad !== undefined && typeof o.grad !== "boolean") throw new NumedgeError("dtype", `grad must be a boolean, got ${show(o.grad)}`);
   const gradOut = o.gradOut === undefined ? undefined : outLike(logits, o.gradOut, "gradOut");
-  if (gradOut) noOverlap("gradOut", gradOut, "logits", logits);
+  if (gradOut) {
+    noOverlap("gradOut", gradOut, "logits", logits);
+    noOverlap("gradOut", gradOut, "labels", labels);
+  }
   if (gradOut && o.grad === false) throw new NumedgeError("range", "gradOut was given with grad: false");
   const wantGrad = o.grad ?? true;
   // f64 logits computed in f32: round them first, as an f32 model would have produced them.

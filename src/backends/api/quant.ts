@@ -32,7 +32,8 @@ export interface Adam8bitState {
 export interface QuantKernels {
   /**
    * Block-wise 8-bit quantization. Writes absmax[b] = max |x| of block b, then (unless a block holds NaN or
-   * ±Infinity, whose index is returned: nothing else is written) codes[i] = the code index nearest to
+   * ±Infinity, whose index is returned: nothing is written to caller-visible arrays, except that arrays living in
+   * WASM memory may hold partial absmax) codes[i] = the code index nearest to
    * clamp(x[i] * f32(1 / max(absmax, 1e-38)), -1, 1), ties to the lower index; with `rand` (f32 in [0, 1))
    * rounding is stochastic between the two neighbouring code values. Returns -1 on success.
    */
@@ -45,7 +46,8 @@ export interface QuantKernels {
   /**
    * Per contiguous group of `group` elements q = saturate(rint(x / scale) + zp), half to even; int8 when q is an
    * Int8Array. With `compute`, scale and zeroPoint are first derived per group (see ops quantizeAffine) and
-   * written; a group holding NaN/±Infinity stops the call and its index is returned. Returns -1 on success.
+   * written; a group holding NaN/±Infinity stops the call and its index is returned (nothing written, as for
+   * quantizeBlockwise). Returns -1 on success.
    */
   quantizeAffine(x: Float32Array, group: number, compute: boolean, scale: Float32Array, zeroPoint: Int32Array, q: Int8Array | Uint8Array): number;
   /** out = (q - zp) * scale. */

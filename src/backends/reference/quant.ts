@@ -129,8 +129,10 @@ function affineParams(x: Float32Array, g: number, signed: boolean, scale: Float3
 
 export const quantReference: QuantKernels = {
   quantizeBlockwise(x, bs, code, codes, absmax, rand) {
-    const bad = blockAbsmax(x, bs, absmax);
+    const am = new Float32Array(absmax.length); // written to the caller's array only on success
+    const bad = blockAbsmax(x, bs, am);
     if (bad >= 0) return bad;
+    absmax.set(am);
     for (let i = 0; i < x.length; i++) {
       const inv = f(1 / Math.max(absmax[Math.floor(i / bs)]!, FLOOR));
       const v = scaled(x[i]!, inv);
@@ -142,8 +144,10 @@ export const quantReference: QuantKernels = {
     for (let i = 0; i < out.length; i++) out[i] = code[codes[i]!]! * absmax[Math.floor(i / bs)]!;
   },
   quantize4bit(x, bs, code, packed, absmax) {
-    const bad = blockAbsmax(x, bs, absmax);
+    const am = new Float32Array(absmax.length); // written to the caller's array only on success
+    const bad = blockAbsmax(x, bs, am);
     if (bad >= 0) return bad;
+    absmax.set(am);
     const q = new Uint8Array(x.length + 1);
     q[x.length] = nearest(code, 0);
     for (let i = 0; i < x.length; i++) q[i] = nearest(code, scaled(x[i]!, f(1 / Math.max(absmax[Math.floor(i / bs)]!, FLOOR))));
@@ -159,8 +163,11 @@ export const quantReference: QuantKernels = {
   quantizeAffine(x, g, compute, scale, zp, q) {
     const signed = q instanceof Int8Array;
     if (compute) {
-      const bad = affineParams(x, g, signed, scale, zp);
+      const sc = new Float32Array(scale.length), z = new Int32Array(zp.length); // written only on success
+      const bad = affineParams(x, g, signed, sc, z);
       if (bad >= 0) return bad;
+      scale.set(sc);
+      zp.set(z);
     }
     const lo = signed ? -128 : 0, hi = signed ? 127 : 255;
     for (let i = 0; i < x.length; i++) {

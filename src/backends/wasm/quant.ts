@@ -48,6 +48,8 @@ function digest(code: Float32Array): Digest {
 
 const lutPtr = (f: Frame, d: Digest) => (d.resident ? d.resident.lut : f.input(d.lut!.table));
 const codePtr = (f: Frame, d: Digest, code: Float32Array) => (d.resident ? d.resident.code : f.input(code));
+/** Kernels returning a bad block's index: copy outputs back only on success (-1), so a failed call writes nothing. */
+const ok = (bad: number) => bad < 0;
 /** log2 of the block size for the kernels' i >> lbs; one block (per-tensor, any size) -> 31. */
 const log2 = (bs: number, n: number) => (bs >= n ? 31 : 31 - Math.clz32(bs));
 
@@ -71,7 +73,7 @@ export const quantWasm: QuantKernels = {
       else if (d.lut) asm.quant_blockwise_lut_f32!(px, n, lbs, pi, p1, d.lut.sh, d.lut.k0, d.lut.nk, pc);
       else asm.quant_blockwise_search_f32!(px, n, lbs, pi, p1, p2, pc);
       return -1;
-    });
+    }, ok);
   },
   dequantizeBlockwise(codes, bs, code, absmax, out) {
     const d = cache.get(code);
@@ -85,7 +87,7 @@ export const quantWasm: QuantKernels = {
         const bad = asm.quant_absmax_f32!(px, n, bs, pa, pi);
         if (bad < 0) asm.quant_4bit_f32!(px, n, log2(bs, n), pi, pl, lut.sh, lut.k0, lut.nk, pm, d.prep.zeroCode, pp);
         return bad;
-      });
+      }, ok);
   },
   dequantize4bit(packed, bs, code, absmax, out) {
     call((f) => [f.input(packed), f.input(code), f.input(absmax), f.output(out)] as const,
@@ -94,7 +96,7 @@ export const quantWasm: QuantKernels = {
   quantizeAffine(x, g, compute, scale, zp, q) {
     const signed = q instanceof Int8Array ? 1 : 0;
     return call((f) => [f.input(x), compute ? f.output(scale) : f.input(scale), compute ? f.output(zp) : f.input(zp), f.output(q), f.scratch(16)] as const,
-      ([px, ps, pz, pq, pt]) => asm.quant_affine_f32!(px, x.length, g, signed, compute ? 1 : 0, ps, pz, pq, pt));
+      ([px, ps, pz, pq, pt]) => asm.quant_affine_f32!(px, x.length, g, signed, compute ? 1 : 0, ps, pz, pq, pt), ok);
   },
   dequantizeAffine(q, g, scale, zp, out) {
     const signed = q instanceof Int8Array ? 1 : 0;
@@ -102,13 +104,13 @@ export const quantWasm: QuantKernels = {
       ([pq, ps, pz, po]) => asm.dequant_affine!(pq, out.length, g, ps, pz, signed, po));
   },
   quantizeQ8_0(x, out) {
-    return call((f) => [f.input(x), f.output(out)] as const, ([px, po]) => asm.quant_q8_0_f32!(px, x.length / 32, po));
+    return call((f) => [f.input(x), f.output(out)] as const, ([px, po]) => asm.quant_q8_0_f32!(px, x.length / 32, po), ok);
   },
   dequantizeQ8_0(bytes, out) {
     call((f) => [f.input(bytes), f.output(out)] as const, ([pb, po]) => asm.dequant_q8_0!(pb, out.length / 32, po));
   },
   quantizeQ4_0(x, out) {
-    return call((f) => [f.input(x), f.output(out)] as const, ([px, po]) => asm.quant_q4_0_f32!(px, x.length / 32, po));
+    return call((f) => [f.input(x), f.output(out)] as const, ([px, po]) => asm.quant_q4_0_f32!(px, x.length / 32, po), ok);
   },
   dequantizeQ4_0(bytes, out) {
     call((f) => [f.input(bytes), f.output(out)] as const, ([pb, po]) => asm.dequant_q4_0!(pb, out.length / 32, po));
