@@ -66,12 +66,56 @@ export function scaleOf(t: unknown, f32 = false): number {
   return s;
 }
 
-/** rows of a row-major array whose last axis is `cols`; throws "shape" unless cols divides the length. */
-export function rowsOf(arg: string, x: { length: number }, cols: unknown): number {
-  const c = checkInt("cols", cols, 1);
+/**
+ * rows of a row-major array whose last axis is `cols` (an integer >= 1, named `colsArg` in messages); throws
+ * "shape" unless cols divides the length.
+ */
+export function rowsOf(arg: string, x: { length: number }, cols: unknown, colsArg = "cols"): number {
+  const c = checkInt(colsArg, cols, 1);
   if (x.length % c !== 0)
-    throw new NumedgeError("shape", `${arg}.length ${x.length} is not a multiple of cols ${c}`);
+    throw new NumedgeError("shape", `${arg}.length ${x.length} is not a multiple of ${colsArg} ${c}`);
   return x.length / c;
+}
+
+/** Bounds for checkNumber, each inclusive unless marked open; absent bounds are ±Infinity. */
+export interface NumberRange {
+  lo?: number;
+  hi?: number;
+  loOpen?: boolean;
+  hiOpen?: boolean;
+}
+
+/**
+ * `arg` must be a finite number within the bounds; `dflt` (when given) stands in for undefined. A non-number
+ * is a "dtype" error, anything else out of range a "range" error.
+ */
+export function checkNumber(arg: string, v: unknown, r: NumberRange = {}, dflt?: number): number {
+  if (v === undefined && dflt !== undefined) return dflt;
+  if (typeof v !== "number") throw new NumedgeError("dtype", `${arg} must be a number, got ${show(v)}`);
+  const { lo = -Infinity, hi = Infinity, loOpen = false, hiOpen = false } = r;
+  if (Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi)) return v;
+  // infinite bounds print open: "[0, Infinity)"
+  const want = lo === -Infinity && hi === Infinity ? "a finite number"
+    : `in ${loOpen || lo === -Infinity ? "(" : "["}${lo}, ${hi}${hiOpen || hi === Infinity ? ")" : "]"}`;
+  throw new NumedgeError("range", `${arg} must be ${want}, got ${v}`);
+}
+
+/** An optional boolean: `dflt` when undefined, else it must be a boolean ("dtype"). */
+export function checkBool(arg: string, v: unknown, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== "boolean") throw new NumedgeError("dtype", `${arg} must be a boolean, got ${show(v)}`);
+  return v;
+}
+
+/** `v` must be a non-null object (an options bag, a result record); else `code` with "`expected`, got ...". */
+export function checkObject(v: unknown, expected: string, code: NumedgeErrorCode = "shape"): Record<string, unknown> {
+  if (v === null || typeof v !== "object") throw new NumedgeError(code, `${expected}, got ${show(v)}`);
+  return v as Record<string, unknown>;
+}
+
+/** The options object of a call; `fields` lists the required ones for the message ("" when all are optional). */
+export function checkOptions(o: unknown, fields: string, code: NumedgeErrorCode = "shape"): Record<string, unknown> {
+  return checkObject(o, fields ? `options { ${fields} } are required` : "options must be an object", code);
 }
 
 /** `out`, if given, must have x's type and length; else a new array like x. */

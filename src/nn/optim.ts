@@ -1,6 +1,6 @@
 // Optimizers over lists of parameter tensors: AdamW (PyTorch semantics, via the adamwStep op) and the
 // OrthoGrad (⊥Grad) wrapper of "Grokking at the Edge of Numerical Stability", usable around any optimizer.
-import { NumedgeError, checkFloatArray, type FloatArray } from "../errors.ts";
+import { NumedgeError, checkFloatArray, checkOptions, type FloatArray } from "../errors.ts";
 import { adamwStep } from "../ops/dense.ts";
 import { dot } from "./metrics.ts";
 
@@ -30,7 +30,7 @@ export class AdamW implements Optimizer {
   private m: FloatArray[] = [];
   private v: FloatArray[] = [];
   constructor(o: AdamWConfig, private readonly alloc?: (like: FloatArray) => FloatArray) {
-    if (o === null || typeof o !== "object") throw new NumedgeError("shape", "options { lr } are required");
+    checkOptions(o, "lr");
     this.lr = o.lr; this.beta1 = o.beta1 ?? 0.9; this.beta2 = o.beta2 ?? 0.999; this.eps = o.eps ?? 1e-8; this.weightDecay = o.weightDecay ?? 0;
     // adamwStep's own checks, on a one-element scratch, so bad hyperparameters fail here and not mid-step
     const z = new Float64Array(1);

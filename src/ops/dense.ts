@@ -2,11 +2,9 @@
 // bounds in each function's TSDoc. Every op accepts Float32Array (f32 kernels, WASM SIMD) or Float64Array
 // (f64 kernels, for finite-difference tests); all float arguments of one call must have the same type.
 import { getBackend } from "../backends/index.ts";
-import { NumedgeError, checkFloatArray, checkInt, noOverlap, outLike, overlaps, type FloatArray } from "../errors.ts";
-
-function needOptions(o: unknown, what: string): void {
-  if (o === null || typeof o !== "object") throw new NumedgeError("shape", `options { ${what} } are required`);
-}
+import {
+  NumedgeError, checkBool, checkFloatArray, checkInt, checkNumber, checkOptions, noOverlap, outLike, overlaps, show, type FloatArray,
+} from "../errors.ts";
 
 function sameType(arg: string, x: FloatArray, v: unknown, ref = "the first array"): asserts v is FloatArray {
   checkFloatArray(arg, v);
@@ -18,14 +16,8 @@ function checkLen(arg: string, v: { length: number }, n: number, shape: string):
   if (v.length !== n) throw new NumedgeError("shape", `${arg}.length ${v.length} must equal ${shape} = ${n}`);
 }
 
-function checkBool(arg: string, v: unknown): boolean {
-  if (v === undefined) return false;
-  if (typeof v !== "boolean") throw new NumedgeError("dtype", `${arg} must be a boolean, got ${typeof v}`);
-  return v;
-}
-
 function checkIdx(idx: unknown, per: number, rowsW: number): number {
-  if (!(idx instanceof Int32Array)) throw new NumedgeError("dtype", `idx must be an Int32Array, got ${idx === null ? "null" : typeof idx === "object" ? (idx as object).constructor.name : typeof idx}`);
+  if (!(idx instanceof Int32Array)) throw new NumedgeError("dtype", `idx must be an Int32Array, got ${show(idx)}`);
   if (idx.length === 0) throw new NumedgeError("shape", "idx is empty (length 0)");
   if (idx.length % per !== 0) throw new NumedgeError("shape", `idx.length ${idx.length} is not a multiple of per ${per}`);
   for (let i = 0; i < idx.length; i++) {
@@ -64,10 +56,10 @@ export interface MatmulOptions<T extends FloatArray = FloatArray> {
 export function matmul<T extends FloatArray>(a: T, b: T, o: MatmulOptions<T>): T {
   checkFloatArray("a", a);
   sameType("b", a, b, "a");
-  needOptions(o, "m, k, n");
+  checkOptions(o, "m, k, n");
   const m = checkInt("m", o.m, 1), k = checkInt("k", o.k, 1), n = checkInt("n", o.n, 1);
-  const transA = checkBool("transA", o.transA), transB = checkBool("transB", o.transB);
-  const accumulate = checkBool("accumulate", o.accumulate);
+  const transA = checkBool("transA", o.transA, false), transB = checkBool("transB", o.transB, false);
+  const accumulate = checkBool("accumulate", o.accumulate, false);
   checkLen("a", a, m * k, transA ? `k * m (a is [k,m] with transA)` : `m * k`);
   checkLen("b", b, k * n, transB ? `n * k (b is [n,k] with transB)` : `k * n`);
   if (accumulate && o.out === undefined) throw new NumedgeError("shape", "accumulate: true needs out (the array to add into)");
@@ -129,7 +121,7 @@ export interface EmbeddingSumOptions<T extends FloatArray = FloatArray> {
  */
 export function embeddingSum<T extends FloatArray>(w: T, idx: Int32Array, o: EmbeddingSumOptions<T>): T {
   checkFloatArray("w", w);
-  needOptions(o, "cols, per");
+  checkOptions(o, "cols, per");
   const cols = checkInt("cols", o.cols, 1), per = checkInt("per", o.per, 1);
   if (w.length % cols !== 0) throw new NumedgeError("shape", `w.length ${w.length} is not a multiple of cols ${cols}`);
   const rows = checkIdx(idx, per, w.length / cols);
@@ -151,7 +143,7 @@ export function embeddingSum<T extends FloatArray>(w: T, idx: Int32Array, o: Emb
 export function embeddingSumBackward<T extends FloatArray>(dout: T, idx: Int32Array, dw: T, o: { cols: number; per: number }): void {
   checkFloatArray("dout", dout);
   sameType("dw", dout, dw, "dout");
-  needOptions(o, "cols, per");
+  checkOptions(o, "cols, per");
   const cols = checkInt("cols", o.cols, 1), per = checkInt("per", o.per, 1);
   if (dw.length % cols !== 0) throw new NumedgeError("shape", `dw.length ${dw.length} is not a multiple of cols ${cols}`);
   const rows = checkIdx(idx, per, dw.length / cols);
@@ -173,13 +165,6 @@ export interface AdamWStepOptions {
   weightDecay: number;
   /** 1 for the first step (bias correction uses it). Integer >= 1. */
   step: number;
-}
-
-function checkRange(arg: string, v: unknown, lo: number, hi: number, hiOpen: boolean, loOpen = false): number {
-  if (typeof v !== "number") throw new NumedgeError("dtype", `${arg} must be a number, got ${typeof v}`);
-  const ok = Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi);
-  if (!ok) throw new NumedgeError("range", `${arg} must be in ${loOpen ? "(" : "["}${lo}, ${hi}${hiOpen ? ")" : "]"}, got ${v}`);
-  return v;
 }
 
 /**
@@ -205,12 +190,12 @@ export function adamwStep<T extends FloatArray>(w: T, g: T, m: T, v: T, o: AdamW
   for (let i = 0; i < 4; i++)
     for (let j = i + 1; j < 4; j++)
       if (overlaps(arrs[i]![1], arrs[j]![1])) throw new NumedgeError("shape", `${arrs[i]![0]} overlaps ${arrs[j]![0]}; they must be separate arrays`);
-  needOptions(o, "lr, beta1, beta2, eps, weightDecay, step");
-  const lr = checkRange("lr", o.lr, 0, Infinity, true);
-  const beta1 = checkRange("beta1", o.beta1, 0, 1, true);
-  const beta2 = checkRange("beta2", o.beta2, 0, 1, true);
-  const eps = checkRange("eps", o.eps, 0, Infinity, true, true);
-  const wd = checkRange("weightDecay", o.weightDecay, 0, Infinity, true);
+  checkOptions(o, "lr, beta1, beta2, eps, weightDecay, step");
+  const lr = checkNumber("lr", o.lr, { lo: 0 });
+  const beta1 = checkNumber("beta1", o.beta1, { lo: 0, hi: 1, hiOpen: true });
+  const beta2 = checkNumber("beta2", o.beta2, { lo: 0, hi: 1, hiOpen: true });
+  const eps = checkNumber("eps", o.eps, { lo: 0, loOpen: true });
+  const wd = checkNumber("weightDecay", o.weightDecay, { lo: 0 });
   const step = checkInt("step", o.step, 1);
   const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
   getBackend().adamw(w, g, m, v, {

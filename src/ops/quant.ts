@@ -7,7 +7,7 @@
 //   scales or codes). Outputs must not overlap the input or each other.
 // - Float64Array input is rounded to float32 first (the formats are float32-based).
 import { getBackend } from "../backends/index.ts";
-import { NumedgeError, checkEnum, checkInt, noOverlap, rowsOf } from "../errors.ts";
+import { NumedgeError, checkBool, checkEnum, checkInt, checkObject, checkOptions, noOverlap, rowsOf, show } from "../errors.ts";
 import { hash01 } from "../report/rng.ts";
 import {
   DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, maxHalfGap,
@@ -15,7 +15,6 @@ import {
 
 export { Adam8bit, type Adam8bitOptions } from "../optim/adam8bit.ts";
 
-const show = (v: unknown) => (ArrayBuffer.isView(v) ? `${v.constructor.name}(${(v as unknown as ArrayLike<number>).length})` : typeof v === "string" ? JSON.stringify(v) : String(v));
 
 /**
  * bitsandbytes' dynamic 8-bit code (create_dynamic_map): 256 sorted values in [-1, 1]. Signed: 127 negatives
@@ -144,7 +143,7 @@ function uniforms(seed: number, n: number): Float32Array {
  */
 export function quantizeBlockwise(x: Float32Array | Float64Array, o: QuantizeBlockwiseOptions = {}): BlockwiseQuantized {
   const xf = toF32("x", x);
-  if (o === null || typeof o !== "object") throw new NumedgeError("dtype", `options must be an object, got ${show(o)}`);
+  checkOptions(o, "", "dtype");
   const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 4096);
   const code = resolveCode("code", o.code ?? "dynamic", 256);
   const rounding = checkEnum("rounding", o.rounding ?? "nearest", ["nearest", "stochastic"] as const);
@@ -159,13 +158,6 @@ export function quantizeBlockwise(x: Float32Array | Float64Array, o: QuantizeBlo
   return { codes, absmax, code: code.slice(), blockSize, length: n };
 }
 
-function checkOut(out: unknown, n: number): Float32Array {
-  if (out === undefined) return new Float32Array(n);
-  if (!(out instanceof Float32Array)) throw new NumedgeError("dtype", `out must be a Float32Array, got ${show(out)}`);
-  if (out.length !== n) throw new NumedgeError("shape", `out.length ${out.length} must equal the element count ${n}`);
-  return out;
-}
-
 function checkLength(arg: string, v: unknown): number {
   return checkInt(arg, v, 1, 2 ** 31 - 1);
 }
@@ -178,7 +170,7 @@ function checkAbsmax(arg: string, a: unknown, n: number, bs: number): Float32Arr
 }
 
 function checkQ(q: unknown): asserts q is Record<string, unknown> {
-  if (q === null || typeof q !== "object") throw new NumedgeError("dtype", `q must be the object a quantize function returned, got ${show(q)}`);
+  checkObject(q, "q must be the object a quantize function returned", "dtype");
 }
 
 /**
@@ -193,7 +185,7 @@ export function dequantizeBlockwise(q: BlockwiseQuantized, out?: Float32Array): 
   if (q.codes.length !== n) throw new NumedgeError("shape", `q.codes.length ${q.codes.length} must equal q.length ${n}`);
   const absmax = checkAbsmax("q.absmax", q.absmax, n, bs);
   const code = resolveCode("q.code", q.code, 256);
-  const o = checkOut(out, n);
+  const o = outArray("out", out, Float32Array, n);
   getBackend().dequantizeBlockwise(q.codes, bs, code, absmax, o);
   return o;
 }
@@ -229,10 +221,10 @@ export interface Quantized4bit {
  */
 export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" | "fp4"; blockSize?: number | "tensor"; doubleQuant?: boolean; out?: { packed?: Uint8Array; absmax?: Float32Array } } = {}): Quantized4bit {
   const xf = toF32("x", x);
-  if (o === null || typeof o !== "object") throw new NumedgeError("dtype", `options must be an object, got ${show(o)}`);
+  checkOptions(o, "", "dtype");
   const type = checkEnum("type", o.type ?? "nf4", ["nf4", "fp4"] as const);
   const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 64);
-  if (o.doubleQuant !== undefined && typeof o.doubleQuant !== "boolean") throw new NumedgeError("dtype", `doubleQuant must be a boolean, got ${show(o.doubleQuant)}`);
+  const doubleQuant = checkBool("doubleQuant", o.doubleQuant, false);
   const table = type === "nf4" ? NF4_TABLE : FP4_TABLE;
   const n = xf.length;
   const oo = outOpts(o);
@@ -241,7 +233,7 @@ export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" |
   const bad = getBackend().quantize4bit(xf, blockSize, table, packed, absmax);
   if (bad >= 0) throw nonfinite("x", xf, bad * blockSize, Math.min(n, (bad + 1) * blockSize));
   let am: Float32Array | NestedAbsmax = absmax;
-  if (o.doubleQuant) {
+  if (doubleQuant) {
     let s = 0;
     for (const a of absmax) s += a;
     const offset = Math.fround(s / absmax.length);
@@ -274,7 +266,7 @@ export function dequantize4bit(q: Quantized4bit, out?: Float32Array): Float32Arr
   if (!(q.packed instanceof Uint8Array)) throw new NumedgeError("dtype", `q.packed must be a Uint8Array, got ${show(q.packed)}`);
   if (q.packed.length !== Math.ceil(n / 2)) throw new NumedgeError("shape", `q.packed.length ${q.packed.length} must equal ceil(q.length / 2) = ${Math.ceil(n / 2)}`);
   const absmax = checkAbsmax("q.absmax", absmaxOf(q), n, bs);
-  const o = checkOut(out, n);
+  const o = outArray("out", out, Float32Array, n);
   getBackend().dequantize4bit(q.packed, bs, type === "nf4" ? NF4_TABLE : FP4_TABLE, absmax, o);
   return o;
 }
@@ -318,10 +310,9 @@ export interface AffineQuantized {
  */
 export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions): AffineQuantized {
   const xf = toF32("x", x);
-  if (o === null || typeof o !== "object") throw new NumedgeError("dtype", `options { bits: 8 } are required, got ${show(o)}`);
+  checkOptions(o, "bits: 8", "dtype");
   if (o.bits !== 8) throw new NumedgeError("unsupported", `bits must be 8, got ${show(o.bits)}`);
-  const signed = o.signed ?? true;
-  if (typeof signed !== "boolean") throw new NumedgeError("dtype", `signed must be a boolean, got ${show(signed)}`);
+  const signed = checkBool("signed", o.signed, true);
   const axis = checkEnum("axis", o.axis ?? "tensor", ["tensor", "row", "block"] as const);
   const n = xf.length;
   const group = axis === "tensor" ? n : axis === "row" ? (rowsOf("x", xf, o.cols), o.cols!) : checkInt("blockSize", o.blockSize, 1);
@@ -368,7 +359,7 @@ export function dequantizeAffine(q: AffineQuantized, out?: Float32Array): Float3
   const ng = Math.ceil(n / group);
   if (!(q.scale instanceof Float32Array) || q.scale.length !== ng) throw new NumedgeError("shape", `q.scale must be a Float32Array of ${ng} scales, got ${show(q.scale)}`);
   if (!(q.zeroPoint instanceof Int32Array) || q.zeroPoint.length !== ng) throw new NumedgeError("shape", `q.zeroPoint must be an Int32Array of ${ng} values, got ${show(q.zeroPoint)}`);
-  const o = checkOut(out, n);
+  const o = outArray("out", out, Float32Array, n);
   getBackend().dequantizeAffine(q.q, group, q.scale, q.zeroPoint, o);
   return o;
 }

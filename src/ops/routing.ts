@@ -3,7 +3,9 @@
 // above everything (above +Infinity); equal values (NaN with NaN, -0 with +0) go lower index first (tf.topk).
 import { getBackend } from "../backends/index.ts";
 import type { Scoring } from "../backends/api/routing.ts";
-import { F32_MAX, NumedgeError, checkEnum, checkFloat32, checkInt, noOverlap, scaleOf } from "../errors.ts";
+import {
+  F32_MAX, NumedgeError, checkBool, checkEnum, checkFloat32, checkInt, checkNumber, checkOptions, noOverlap, rowsOf, scaleOf, show,
+} from "../errors.ts";
 
 export type { Scoring } from "../backends/api/routing.ts";
 
@@ -28,29 +30,6 @@ export interface TopkResult {
   indices: Int32Array;
 }
 
-function options(o: unknown, what: string): Record<string, unknown> {
-  if (o === null || typeof o !== "object") throw new NumedgeError("shape", `options { ${what} } are required`);
-  return o as Record<string, unknown>;
-}
-
-function checkBool(arg: string, v: unknown, dflt: boolean): boolean {
-  if (v === undefined) return dflt;
-  if (typeof v !== "boolean") throw new NumedgeError("dtype", `${arg} must be a boolean, got ${String(v)}`);
-  return v;
-}
-
-function checkFinite(arg: string, v: unknown, dflt: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== "number") throw new NumedgeError("dtype", `${arg} must be a number, got ${typeof v}`);
-  if (!Number.isFinite(v)) throw new NumedgeError("range", `${arg} must be a finite number, got ${v}`);
-  return v;
-}
-
-function rowsIn(arg: string, x: Float32Array, colsArg: string, cols: number): number {
-  if (x.length % cols !== 0) throw new NumedgeError("shape", `${arg}.length ${x.length} is not a multiple of ${colsArg} ${cols}`);
-  return x.length / cols;
-}
-
 /**
  * The k largest entries of each row of x [rows, cols] (tf.topk / torch.topk semantics): ties give the lower
  * index first; NaN ranks above +Infinity (NaNs among themselves by index); -0 and +0 are equal; k = 0 gives
@@ -61,9 +40,9 @@ function rowsIn(arg: string, x: Float32Array, colsArg: string, cols: number): nu
  */
 export function topk(x: Float32Array, o: TopkOptions): TopkResult {
   checkFloat32("x", x);
-  const oo = options(o, "cols, k");
+  const oo = checkOptions(o, "cols, k");
   const cols = checkInt("cols", oo.cols, 1);
-  const rows = rowsIn("x", x, "cols", cols);
+  const rows = rowsOf("x", x, cols);
   const k = checkInt("k", oo.k, 0, cols);
   const sorted = checkBool("sorted", oo.sorted, true);
   let values: Float32Array, indices: Int32Array;
@@ -74,7 +53,7 @@ export function topk(x: Float32Array, o: TopkOptions): TopkResult {
     const out = oo.out as { values?: unknown; indices?: unknown };
     if (out === null || typeof out !== "object") throw new NumedgeError("dtype", "out must be { values, indices }");
     checkFloat32("out.values", out.values);
-    if (!(out.indices instanceof Int32Array)) throw new NumedgeError("dtype", `out.indices must be an Int32Array, got ${String(out.indices)}`);
+    if (!(out.indices instanceof Int32Array)) throw new NumedgeError("dtype", `out.indices must be an Int32Array, got ${show(out.indices)}`);
     values = out.values;
     indices = out.indices;
     for (const [name, a] of [["out.values", values], ["out.indices", indices]] as const) {
@@ -183,9 +162,9 @@ const SCORINGS = ["softmax", "sigmoid", "stablemax", "activation"] as const;
  */
 export function route(logits: Float32Array, o: RouteOptions): RouteResult {
   checkFloat32("logits", logits);
-  const oo = options(o, "experts, k");
+  const oo = checkOptions(o, "experts, k");
   const E = checkInt("experts", oo.experts, 1, 1 << 24);
-  const T = rowsIn("logits", logits, "experts", E);
+  const T = rowsOf("logits", logits, E, "experts");
   if (T === 0) throw new NumedgeError("shape", "logits is empty (no tokens to route)");
   const expertChoice = checkBool("expertChoice", oo.expertChoice, false);
   const k = checkInt("k", oo.k, 1, E);
@@ -206,12 +185,10 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
     throw new NumedgeError("range", `k ${k} must be <= topkGroups * experts / groups = ${(topkGroups * E) / groups}`);
   if (expertChoice && groups > 1) throw new NumedgeError("unsupported", "groups with expertChoice is not supported");
   const normalize = checkBool("normalize", oo.normalize, false);
-  const routeScale = checkFinite("scale", oo.scale, 1);
-  if (Math.abs(routeScale) > F32_MAX) throw new NumedgeError("range", `scale must be within ±${F32_MAX} (float32), got ${routeScale}`);
+  const routeScale = checkNumber("scale", oo.scale, { lo: -F32_MAX, hi: F32_MAX }, 1); // a float32 in the kernels
   let cf: number | undefined;
   if (oo.capacityFactor !== undefined) {
-    cf = checkFinite("capacityFactor", oo.capacityFactor, 0);
-    if (cf < 0) throw new NumedgeError("range", `capacityFactor must be >= 0, got ${cf}`);
+    cf = checkNumber("capacityFactor", oo.capacityFactor, { lo: 0 });
   }
   const conv = checkEnum("auxConvention", oo.auxConvention ?? "mixtral", ["mixtral", "normalized"] as const);
   const wantGrad = checkBool("grad", oo.grad, false);
@@ -296,7 +273,7 @@ export function combine(expertOut: Float32Array, r: RouteResult, o: { hidden: nu
   if (r === null || typeof r !== "object" || !(r.order instanceof Int32Array) || !(r.weights instanceof Float32Array)
     || !(r.offsets instanceof Int32Array))
     throw new NumedgeError("dtype", "r must be the result of route()");
-  const hidden = checkInt("hidden", options(o, "hidden").hidden, 1);
+  const hidden = checkInt("hidden", checkOptions(o, "hidden").hidden, 1);
   const slots = checkInt("r.slots", r.slots, 1);
   const kept = r.offsets[r.offsets.length - 1]!;
   if (r.order.length !== r.weights.length || r.order.length % slots !== 0 || kept > r.order.length)
@@ -320,11 +297,10 @@ export function combine(expertOut: Float32Array, r: RouteResult, o: { hidden: nu
  */
 export function updateBias(bias: Float32Array, counts: Int32Array, rate: number): void {
   checkFloat32("bias", bias);
-  if (!(counts instanceof Int32Array)) throw new NumedgeError("dtype", `counts must be an Int32Array, got ${String(counts)}`);
+  if (!(counts instanceof Int32Array)) throw new NumedgeError("dtype", `counts must be an Int32Array, got ${show(counts)}`);
   if (counts.length !== bias.length)
     throw new NumedgeError("shape", `counts.length ${counts.length} must equal bias.length ${bias.length}`);
-  const r = checkFinite("rate", rate, NaN);
-  if (Number.isNaN(r)) throw new NumedgeError("dtype", "rate is required");
+  const r = checkNumber("rate", rate);
   let sum = 0;
   for (let e = 0; e < counts.length; e++) sum += counts[e]!;
   const mean = sum / counts.length;

@@ -2,7 +2,7 @@
 import { getBackend } from "../backends/index.ts";
 import type { CEHead, Precision } from "../backends/api/softmax.ts";
 import {
-  NumedgeError, checkEnum, checkFloatArray, noOverlap, outLike, rowsOf, scaleOf, show, type FloatArray,
+  NumedgeError, checkBool, checkEnum, checkFloatArray, checkOptions, noOverlap, outLike, rowsOf, scaleOf, show, type FloatArray,
 } from "../errors.ts";
 
 export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
@@ -21,12 +21,12 @@ export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
 // (m, 2^n) pairs); in WASM SIMD (128-bit, no FMA) the kernels are compute-bound at every size we measured,
 // rows in cache or not, and out of place the three-pass kernel fuses its max pass into the exp pass anyway.
 // bench/softmax.bench.ts (bench/RESULTS.softmax.md): two-pass is 1.6-1.9x slower than three-pass on
-// [1,1024], [1,65536], [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, hence Infinity.
-const AUTO_TWOPASS_MIN = Number.POSITIVE_INFINITY;
+// [1,1024], [1,65536], [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, so auto maps
+// straight to "threepass" (revisit if a runtime with FMA or wider SIMD changes that).
 
-function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T } | undefined) {
+function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T }) {
   checkFloatArray("x", x);
-  if (o === null || typeof o !== "object") throw new NumedgeError("shape", "options { cols } are required");
+  checkOptions(o, "cols");
   const rows = rowsOf("x", x, o.cols);
   const out = outLike(x, o.out);
   noOverlap("out", out, "x", x, true);
@@ -46,7 +46,7 @@ export function softmax<T extends FloatArray>(x: T, o: SoftmaxOptions<T>): T {
   const { rows, cols, out } = prepare(x, o);
   const scale = scaleOf(o.temperature);
   const alg = checkEnum("algorithm", o.algorithm ?? "auto", ["auto", "twopass", "threepass"] as const);
-  const algorithm = alg === "auto" ? (cols >= AUTO_TWOPASS_MIN ? "twopass" : "threepass") : alg;
+  const algorithm = alg === "auto" ? "threepass" : alg;
   getBackend().softmax(x, out, rows, cols, scale, algorithm);
   return out;
 }
@@ -122,7 +122,7 @@ export interface CrossEntropyResult<T extends FloatArray> {
  */
 export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array, o: CrossEntropyOptions): CrossEntropyResult<T> {
   checkFloatArray("logits", logits);
-  if (o === null || typeof o !== "object") throw new NumedgeError("shape", "options { cols } are required");
+  checkOptions(o, "cols");
   const rows = rowsOf("logits", logits, o.cols);
   const cols = o.cols;
   if (!(labels instanceof Int32Array)) throw new NumedgeError("dtype", `labels must be an Int32Array, got ${show(labels)}`);
@@ -133,14 +133,13 @@ export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array
   }
   const head = checkEnum("head", o.head ?? "softmax", ["softmax", "stablemax"] as const);
   const precision = checkEnum("precision", o.precision ?? (logits instanceof Float64Array ? "f64" : "f32"), ["f32", "f64"] as const);
-  if (o.grad !== undefined && typeof o.grad !== "boolean") throw new NumedgeError("dtype", `grad must be a boolean, got ${show(o.grad)}`);
+  const wantGrad = checkBool("grad", o.grad, true);
   const gradOut = o.gradOut === undefined ? undefined : outLike(logits, o.gradOut, "gradOut");
   if (gradOut) {
     noOverlap("gradOut", gradOut, "logits", logits);
     noOverlap("gradOut", gradOut, "labels", labels);
   }
-  if (gradOut && o.grad === false) throw new NumedgeError("range", "gradOut was given with grad: false");
-  const wantGrad = o.grad ?? true;
+  if (gradOut && !wantGrad) throw new NumedgeError("range", "gradOut was given with grad: false");
   // f64 logits computed in f32: round them first, as an f32 model would have produced them.
   const z: FloatArray = logits instanceof Float64Array && precision === "f32" ? Float32Array.from(logits) : logits;
   const g = !wantGrad ? null : gradOut && z === logits ? gradOut : new (z.constructor as new (n: number) => FloatArray)(z.length);

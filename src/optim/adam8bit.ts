@@ -4,7 +4,7 @@
 // float32 moments (bitsandbytes' min_8bit_size).
 import type { Adam8bitState, AdamStepScalars } from "../backends/api/quant.ts";
 import { getBackend } from "../backends/index.ts";
-import { NumedgeError, checkInt } from "../errors.ts";
+import { NumedgeError, checkInt, checkNumber, checkOptions, checkPositive, show } from "../errors.ts";
 import { DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED } from "../ops/quant/codes.ts";
 
 const f = Math.fround;
@@ -51,19 +51,17 @@ export class Adam8bit {
   constructor(params: Float32Array[], o: Adam8bitOptions = {}) {
     if (!Array.isArray(params) || params.length === 0) throw new NumedgeError("shape", "params must be a non-empty array of Float32Array");
     params.forEach((p, i) => {
-      if (!(p instanceof Float32Array)) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${nameOf(p)}`);
+      if (!(p instanceof Float32Array)) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${show(p)}`);
       if (p.length === 0) throw new NumedgeError("shape", `params[${i}] is empty`);
     });
-    if (o === null || typeof o !== "object") throw new NumedgeError("dtype", "options must be an object");
-    this.lr = positive("lr", o.lr ?? 1e-3);
+    checkOptions(o, "", "dtype");
+    this.lr = checkPositive("lr", o.lr ?? 1e-3);
     const betas = o.betas ?? [0.9, 0.999];
     if (!Array.isArray(betas) || betas.length !== 2) throw new NumedgeError("shape", "betas must be [beta1, beta2]");
-    betas.forEach((b, i) => { if (typeof b !== "number" || !(b >= 0 && b < 1)) throw new NumedgeError("range", `betas[${i}] must be in [0, 1), got ${b}`); });
+    betas.forEach((b, i) => checkNumber(`betas[${i}]`, b, { lo: 0, hi: 1, hiOpen: true }));
     [this.beta1, this.beta2] = betas;
-    this.eps = positive("eps", o.eps ?? 1e-8);
-    const wd = o.weightDecay ?? 0;
-    if (typeof wd !== "number" || !(wd >= 0 && wd < Infinity)) throw new NumedgeError("range", `weightDecay must be a finite number >= 0, got ${wd}`);
-    this.weightDecay = wd;
+    this.eps = checkPositive("eps", o.eps ?? 1e-8);
+    this.weightDecay = checkNumber("weightDecay", o.weightDecay, { lo: 0 }, 0);
     const bsOpt = o.blockSize ?? 256;
     if (bsOpt !== "tensor") checkInt("blockSize", bsOpt, 1, 2 ** 24);
     const codeName = o.code ?? "dynamic";
@@ -92,10 +90,10 @@ export class Adam8bit {
     if (!Array.isArray(grads) || grads.length !== this.params.length)
       throw new NumedgeError("shape", `grads must be an array of ${this.params.length} Float32Array, got ${Array.isArray(grads) ? `length ${grads.length}` : typeof grads}`);
     grads.forEach((g, i) => {
-      if (!(g instanceof Float32Array)) throw new NumedgeError("dtype", `grads[${i}] must be a Float32Array, got ${nameOf(g)}`);
+      if (!(g instanceof Float32Array)) throw new NumedgeError("dtype", `grads[${i}] must be a Float32Array, got ${show(g)}`);
       if (g.length !== this.params[i]!.length) throw new NumedgeError("shape", `grads[${i}].length ${g.length} must equal params[${i}].length ${this.params[i]!.length}`);
     });
-    positive("lr", this.lr);
+    checkPositive("lr", this.lr);
     this.t++;
     const b1 = f(this.beta1), b2 = f(this.beta2), lr = f(this.lr);
     const c1 = f(1 - f(b1 ** this.t)), c2 = f(Math.sqrt(f(1 - f(b2 ** this.t))));
@@ -134,11 +132,3 @@ export class Adam8bit {
   }
 }
 
-function positive(arg: string, v: unknown): number {
-  if (typeof v !== "number" || !(v > 0 && v < Infinity)) throw new NumedgeError("range", `${arg} must be a finite number > 0, got ${String(v)}`);
-  return v;
-}
-
-function nameOf(v: unknown): string {
-  return v !== null && typeof v === "object" ? (v as object).constructor.name : typeof v;
-}
