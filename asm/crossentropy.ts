@@ -2,12 +2,8 @@
 // collapse counts. stats (f64[3]) receives: sum of row losses, rows whose top probability is exactly 1 in
 // the working precision (Softmax Collapse: sum_k exp(z_k - max) == 1), rows whose loss is exactly 0.
 // grad = 0 means "no gradient". A row with NaN/+Inf (or all -Inf) gets loss NaN and a NaN gradient row.
-import { exp_f32, exp_f32x4, rowmax_f32 } from "./exp";
+import { bad_max, exp_f32, exp_f32x4, fill_nan, rowmax_f32 } from "./exp";
 
-// @ts-ignore: decorator
-@inline function nan_row<T>(g: usize, n: i32): void {
-  if (g) for (let i = 0; i < n; i++) store<T>(g + (<usize>i * sizeof<T>()), <T>NaN);
-}
 
 /** Softmax head in true f32 arithmetic, as an f32 PyTorch log_softmax + nll would round it. */
 export function ce_softmax_f32(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
@@ -18,7 +14,7 @@ export function ce_softmax_f32(z: usize, labels: usize, grad: usize, rows: i32, 
     const zr = z + <usize>r * stride, gr = grad ? grad + <usize>r * stride : 0;
     const y = load<i32>(labels + (<usize>r << 2));
     const mx = rowmax_f32(zr, cols);
-    if (!(mx > -Infinity && mx < Infinity)) { loss += NaN; nan_row<f32>(gr, cols); continue; }
+    if (bad_max<f32>(mx)) { loss += NaN; if (gr) fill_nan<f32>(gr, cols); continue; }
     const vm = f32x4.splat(mx);
     let acc = f32x4.splat(0);
     let i = 0;
@@ -60,7 +56,7 @@ export function ce_softmax_f32(z: usize, labels: usize, grad: usize, rows: i32, 
     const y = load<i32>(labels + (<usize>r << 2));
     let mx: f64 = -Infinity;
     for (let i = 0; i < cols; i++) mx = max(mx, <f64>load<TIn>(zr + <usize>i * sizeof<TIn>()));
-    if (!(mx > -Infinity && mx < Infinity)) { loss += NaN; nan_row<TOut>(gr, cols); continue; }
+    if (bad_max<f64>(mx)) { loss += NaN; if (gr) fill_nan<TOut>(gr, cols); continue; }
     let s: f64 = 0;
     for (let i = 0; i < cols; i++) s += Math.exp(<f64>load<TIn>(zr + <usize>i * sizeof<TIn>()) - mx);
     if (s == 1) sc++;
@@ -107,7 +103,7 @@ export function ce_softmax_f32in_f64(z: usize, labels: usize, grad: usize, rows:
       mx = max(mx, v);
       S += v >= 0 ? v + 1 : <T>1 / (<T>1 - v);
     }
-    if (!(S > 0 && S < <T>Infinity) || !(mx < <T>Infinity)) { loss += NaN; nan_row<TOut>(gr, cols); continue; }
+    if (!(S > 0 && S < <T>Infinity) || !(mx < <T>Infinity)) { loss += NaN; if (gr) fill_nan<TOut>(gr, cols); continue; }
     const sm: T = mx >= 0 ? mx + 1 : <T>1 / (<T>1 - mx);
     if (S == sm) sc++;
     const zy = <T>load<TIn>(zr + <usize>y * sizeof<TIn>());

@@ -216,25 +216,6 @@ export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, t
   }
 }
 
-/** Scalar f32 twin of gemm_f32 (any transpose combination), kept as an oracle-in-WASM and for tiny shapes. */
-export function gemm_f32_scalar(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32): void {
-  const sai: usize = ta ? 4 : (<usize>k << 2), sap: usize = ta ? (<usize>m << 2) : 4;
-  const sbp: usize = tb ? 4 : (<usize>n << 2), sbj: usize = tb ? (<usize>k << 2) : 4;
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s: f32 = 0;
-      let pa = a + <usize>i * sai, pb = b + <usize>j * sbj;
-      for (let p = 0; p < k; p++) {
-        s += load<f32>(pa) * load<f32>(pb);
-        pa += sap;
-        pb += sbp;
-      }
-      const pc = c + ((<usize>i * <usize>n + <usize>j) << 2);
-      store<f32>(pc, acc ? load<f32>(pc) + s : s);
-    }
-  }
-}
-
 /** f64 GEMM (the f64 path for finite-difference tests): scalar, any transpose combination. */
 export function gemm_f64(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32): void {
   const sai: usize = ta ? 8 : (<usize>k << 3), sap: usize = ta ? (<usize>m << 3) : 8;

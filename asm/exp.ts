@@ -199,3 +199,22 @@ export function rowmax_f32(p: usize, n: i32): f32 {
   const f = t * p + s;
   return z < CUTOFF64 ? 0 : f;
 }
+
+// ---- row-rule helpers shared by the softmax-family kernels ----
+
+/** Store NaN in the n elements of type T (f32 or f64) at y: a row the row rule turns into NaN. */
+// @ts-ignore: decorator
+@inline export function fill_nan<T>(y: usize, n: i32): void {
+  let i = 0;
+  if (sizeof<T>() == 4) {
+    const v = f32x4.splat(NaN);
+    for (; i + 4 <= n; i += 4) v128.store(y + (<usize>i << 2), v);
+  }
+  for (; i < n; i++) store<T>(y + <usize>i * sizeof<T>(), <T>NaN);
+}
+
+/** The row rule on a row's max: true when it is NaN, +Infinity, or -Infinity (a row of only -Infinity). */
+// @ts-ignore: decorator
+@inline export function bad_max<T>(m: T): bool {
+  return !(m > <T>-Infinity && m < <T>Infinity);
+}

@@ -3,22 +3,9 @@
 // as in PyTorch; other rows are never touched by it. `scale` is 1/temperature (f64, not rounded to f32).
 // Every kernel may run in place (y == x).
 import {
-  exp_f32, exp_f32x4, expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2,
+  bad_max, fill_nan, exp_f32, exp_f32x4, expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2,
   LOG2E, MAGIC, MLN2HI, MLN2LO, LOG2E64, LN2_64, MAGIC64,
 } from "./exp";
-
-// @ts-ignore: decorator
-@inline function fill_nan(y: usize, n: i32): void {
-  const v = f32x4.splat(NaN);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) v128.store(y + (<usize>i << 2), v);
-  for (; i < n; i++) store<f32>(y + (<usize>i << 2), NaN);
-}
-
-// @ts-ignore: decorator
-@inline function bad_max(m: f32): bool {
-  return !(m > -Infinity && m < Infinity); // NaN, +Inf, or all -Inf
-}
 
 // ---- exp of (x - mx) * scale, one row, optionally stored, summed in f64 ----
 // Decided per row from its max mx and min mn (scale == 1 unless said):
@@ -270,7 +257,7 @@ function scale_f32(y: usize, n: i32, c: f32): void {
 // @ts-ignore: decorator
 @inline function threepass_row(xr: usize, yr: usize, cols: i32, mx: f32, mn: f32, scale: f64): void {
   const s = expstore_f32(xr, yr, cols, mx, mn, scale);
-  if (!(s > 0)) { fill_nan(yr, cols); return; } // NaN in the row (the max term alone is >= e^-18)
+  if (!(s > 0)) { fill_nan<f32>(yr, cols); return; } // NaN in the row (the max term alone is >= e^-18)
   scale_f32(yr, cols, <f32>(1.0 / s));
 }
 
@@ -293,14 +280,14 @@ export function softmax_f32_threepass(x: usize, y: usize, rows: i32, cols: i32, 
     if (guess) {
       const s = expstore_m6(xr, yr, cols);
       if (rowMax <= 60 && rowMax >= -18 && rowMin >= -87) {
-        if (!(s > 0)) fill_nan(yr, cols); // NaN in the row
+        if (!(s > 0)) fill_nan<f32>(yr, cols); // NaN in the row
         else scale_f32(yr, cols, <f32>(1.0 / s));
         continue;
       }
       guess = false;
     }
     const mx = rowmaxmin_f32(xr, cols);
-    if (bad_max(mx)) { fill_nan(yr, cols); continue; }
+    if (bad_max<f32>(mx)) { fill_nan<f32>(yr, cols); continue; }
     threepass_row(xr, yr, cols, mx, rowMin, scale);
   }
 }
@@ -315,9 +302,9 @@ export function logsoftmax_f32(x: usize, y: usize, rows: i32, cols: i32, scale: 
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     const mx = rowmaxmin_f32(xr, cols);
-    if (bad_max(mx)) { fill_nan(yr, cols); continue; }
+    if (bad_max<f32>(mx)) { fill_nan<f32>(yr, cols); continue; }
     const lse = lse_f32(xr, cols, mx, rowMin, scale); // no store: y may be x (in place)
-    if (isNaN(lse)) { fill_nan(yr, cols); continue; } // NaN in the row
+    if (isNaN(lse)) { fill_nan<f32>(yr, cols); continue; } // NaN in the row
     const vm = f64x2.splat(<f64>mx), vl = f64x2.splat(lse);
     let i = 0;
     for (; i + 4 <= cols; i += 4) {
@@ -412,7 +399,7 @@ export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, sc
     if (guess) {
       const s = expsum_m6(xr, cols);
       if (rowMax <= 60 && rowMax >= -18 && rowMin >= -87) {
-        if (!(s > 0)) fill_nan(yr, cols); // NaN in the row
+        if (!(s > 0)) fill_nan<f32>(yr, cols); // NaN in the row
         else expscale_m4(xr, yr, cols, <f32>(1.0 / s));
         continue;
       }
@@ -458,7 +445,7 @@ export function softmax_f32_twopass(x: usize, y: usize, rows: i32, cols: i32, sc
       M = M * pow2_f64(N - NN) + <f64>m_of_s(z, b) * pow2_f64(ln - NN);
       N = NN;
     }
-    if (bad_max(rmax)) { fill_nan(yr, cols); continue; }
+    if (bad_max<f32>(rmax)) { fill_nan<f32>(yr, cols); continue; }
     const zmax = <f64>rmax * scale;
     if (!(zmax <= ZLIMIT && zmax >= -ZLIMIT)) {
       const mx = rowmaxmin_f32(xr, cols);
@@ -521,7 +508,7 @@ export function stablemax_f32(x: usize, y: usize, rows: i32, cols: i32): void {
       sum += <f64>s;
     }
     // +Inf gives sum Inf; all -Inf gives sum 0; NaN propagates: the row rule.
-    if (!(sum > 0 && sum < Infinity)) { fill_nan(yr, cols); continue; }
+    if (!(sum > 0 && sum < Infinity)) { fill_nan<f32>(yr, cols); continue; }
     const inv = f64x2.splat(1.0 / sum), invs = 1.0 / sum;
     i = 0;
     for (; i + 4 <= cols; i += 4) {
@@ -548,7 +535,7 @@ export function logstablemax_f32(x: usize, y: usize, rows: i32, cols: i32): void
       const v = <f64>load<f32>(xr + (<usize>i << 2));
       sum += v >= 0 ? v + 1 : 1 / (1 - v);
     }
-    if (!(sum > 0 && sum < Infinity)) { fill_nan(yr, cols); continue; }
+    if (!(sum > 0 && sum < Infinity)) { fill_nan<f32>(yr, cols); continue; }
     const ls = Math.log(sum);
     for (let i = 0; i < cols; i++) {
       const v = <f64>load<f32>(xr + (<usize>i << 2));

@@ -1,9 +1,6 @@
 // f64 twins of the softmax family: scalar, libm exp/log, for Float64Array inputs. Same row rule as f32.
 
-// @ts-ignore: decorator
-@inline function fill_nan64(y: usize, n: i32): void {
-  for (let i = 0; i < n; i++) store<f64>(y + (<usize>i << 3), NaN);
-}
+import { bad_max, fill_nan } from "./exp";
 
 // @ts-ignore: decorator
 @inline function rowmax_f64(x: usize, n: i32): f64 {
@@ -18,7 +15,7 @@ export function softmax_f64(x: usize, y: usize, rows: i32, cols: i32, scale: f64
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     const mx = rowmax_f64(xr, cols);
-    if (!(mx > -Infinity && mx < Infinity)) { fill_nan64(yr, cols); continue; }
+    if (bad_max<f64>(mx)) { fill_nan<f64>(yr, cols); continue; }
     let s: f64 = 0;
     for (let i = 0; i < cols; i++) {
       const e = Math.exp((load<f64>(xr + (<usize>i << 3)) - mx) * scale);
@@ -36,7 +33,7 @@ export function logsoftmax_f64(x: usize, y: usize, rows: i32, cols: i32, scale: 
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>r * stride, yr = y + <usize>r * stride;
     const mx = rowmax_f64(xr, cols);
-    if (!(mx > -Infinity && mx < Infinity)) { fill_nan64(yr, cols); continue; }
+    if (bad_max<f64>(mx)) { fill_nan<f64>(yr, cols); continue; }
     let s: f64 = 0;
     for (let i = 0; i < cols; i++) s += Math.exp((load<f64>(xr + (<usize>i << 3)) - mx) * scale);
     const ls = Math.log(s);
@@ -56,7 +53,7 @@ export function stablemax_f64(x: usize, y: usize, rows: i32, cols: i32): void {
       store<f64>(yr + (<usize>i << 3), e);
       s += e;
     }
-    if (!(s > 0 && s < Infinity)) { fill_nan64(yr, cols); continue; }
+    if (!(s > 0 && s < Infinity)) { fill_nan<f64>(yr, cols); continue; }
     const inv = 1 / s;
     for (let i = 0; i < cols; i++) store<f64>(yr + (<usize>i << 3), load<f64>(yr + (<usize>i << 3)) * inv);
   }
@@ -72,7 +69,7 @@ export function logstablemax_f64(x: usize, y: usize, rows: i32, cols: i32): void
       const v = load<f64>(xr + (<usize>i << 3));
       s += v >= 0 ? v + 1 : 1 / (1 - v);
     }
-    if (!(s > 0 && s < Infinity)) { fill_nan64(yr, cols); continue; }
+    if (!(s > 0 && s < Infinity)) { fill_nan<f64>(yr, cols); continue; }
     const ls = Math.log(s);
     for (let i = 0; i < cols; i++) {
       const v = load<f64>(xr + (<usize>i << 3));

@@ -698,6 +698,16 @@ function softmax4(z: usize, r0: i32, E: i32, lse: usize): void {
   store<f64>(lse + (<usize>(r0 + 3) << 3), i32x4.extract_lane(bad, 3) ? (i32x4.extract_lane(nan, 3) ? NaN : <f64>f32x4.extract_lane(mx, 3)) : <f64>f32x4.extract_lane(mx, 3) + Math.log(f64x2.extract_lane(hi, 1)));
 }
 
+/** Bytes of scratch route_scores_f32 needs. */
+export function route_scores_scratch(E: i32): i32 {
+  return 2 * pad16(E << 2);
+}
+
+/** Bytes of scratch route_grad_f32 needs. */
+export function route_grad_scratch(E: i32): i32 {
+  return 3 * pad16(E << 2);
+}
+
 /** Bytes of scratch route_tokens_f32 needs. */
 export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i32): i32 {
   const keys = max(topk_scratch_keys(E, k), topk_scratch_keys(groups, topkGroups));
@@ -789,7 +799,7 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
   return route_dispatch(experts, weights, rows * k, E, cap, counts, offsets, order, work);
 }
 
-/** Scoring only: scores (or nothing if 0) [rows, E], pSum, lse. work: 2 * pad16(4E) bytes. */
+/** Scoring only: scores (or nothing if 0) [rows, E], pSum, lse. work: route_scores_scratch(E) bytes. */
 export function route_scores_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f32, scores: usize, pSum: usize,
   lse: usize, work: usize): void {
   const tmp = work + <usize>pad16(E << 2);
@@ -838,7 +848,7 @@ export function route_dispatch(experts: usize, weights: usize, n: i32, E: i32, c
 
 /**
  * Gradients (routeGrad in the API): auxGrad = d/dz sum_e coef_e p_e per row, zGrad = 2 lse softmax(z) / rows.
- * Either output may be 0. work: 3 * pad16(4E) bytes. Error: 1e-6 relative to max |grad| of the row.
+ * Either output may be 0. work: route_grad_scratch(E) bytes. Error: 1e-6 relative to max |grad| of the row.
  */
 export function route_grad_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f32, coef: usize, lse: usize,
   auxGrad: usize, zGrad: usize, work: usize): void {

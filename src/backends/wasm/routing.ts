@@ -3,7 +3,6 @@ import type { RoutingKernels, Scoring } from "../api/routing.ts";
 import { asm, call } from "./runtime.ts";
 
 const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
-const pad16 = (n: number) => (n + 15) & ~15;
 
 export const routingWasm: RoutingKernels = {
   topk(x, values, indices, rows, cols, k, sorted) {
@@ -16,7 +15,7 @@ export const routingWasm: RoutingKernels = {
 
   routeScores(logits, rows, E, scoring, scale, scores, pSum, lse) {
     call(
-      (f) => [f.input(logits), scores ? f.output(scores) : 0, f.inout(pSum), f.output(lse), f.scratch(2 * pad16(4 * E))] as const,
+      (f) => [f.input(logits), scores ? f.output(scores) : 0, f.inout(pSum), f.output(lse), f.scratch(asm.route_scores_scratch!(E))] as const,
       ([pz, ps, pp, pl, pw]) => asm.route_scores_f32!(pz, rows, E, MODE[scoring], scale, ps, pp, pl, pw),
     );
   },
@@ -42,7 +41,7 @@ export const routingWasm: RoutingKernels = {
   routeGrad(logits, rows, E, scoring, scale, coef, lse, auxGrad, zGrad) {
     call(
       (f) => [f.input(logits), f.input(coef), f.input(lse), auxGrad ? f.output(auxGrad) : 0, zGrad ? f.output(zGrad) : 0,
-        f.scratch(3 * pad16(4 * E))] as const,
+        f.scratch(asm.route_grad_scratch!(E))] as const,
       ([pz, pc, pl, pa, pg, pw]) => asm.route_grad_f32!(pz, rows, E, MODE[scoring], scale, pc, pl, pa, pg, pw),
     );
   },
