@@ -6,6 +6,8 @@ import type { Tensor } from "@tensorflow/tfjs-core";
 import type { Backend } from "../types.ts";
 import type { Tf, TfEngine } from "../probe.ts";
 
+export type { Tf } from "../probe.ts";
+
 export interface TfCtx {
   engine: TfEngine;
   /** Make this engine tfjs's current backend (synchronous once initialized: parity suites switch between
@@ -44,3 +46,22 @@ export function compute(ctx: TfCtx, build: (tf: Tf) => Tensor[]): Data[] {
 }
 
 export const isF64 = (...a: ArrayBufferView[]) => a.some((x) => x instanceof Float64Array);
+
+/** StableMax's s(x) = x + 1 for x >= 0, 1 / (1 - x) for x < 0, elementwise. */
+export const sOf = (tf: Tf, x: Tensor): Tensor => tf.where(tf.greaterEqual(x, 0), tf.add(x, 1), tf.reciprocal(tf.sub(1, x)));
+
+/**
+ * Split n scatter-add items into passes in which no target repeats (tensorScatterUpdate keeps one of repeated
+ * indices, and tfjs sums repeats in an unspecified order): pass j lists, in item order, the items that are the
+ * j-th hit of their target, so applying the passes in order adds every target's items left to right.
+ */
+export function occurrencePasses(n: number, target: (i: number) => number): number[][] {
+  const seen = new Map<number, number>();
+  const passes: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    const t = target(i), j = seen.get(t) ?? 0;
+    seen.set(t, j + 1);
+    (passes[j] ??= []).push(i);
+  }
+  return passes;
+}

@@ -13,7 +13,7 @@
 //   are correctly rounded on every tfjs engine).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { DenseKernels } from "../api/dense.ts";
-import { compute, isF64, type TfCtx } from "./common.ts";
+import { compute, isF64, occurrencePasses, type TfCtx } from "./common.ts";
 
 const f32 = Math.fround;
 
@@ -67,14 +67,7 @@ export function denseTfjs(ctx: TfCtx): Partial<DenseKernels> {
     embeddingSumBackward(dout, idx, dw, cols, per) {
       if (isF64(dout, dw)) return fb.embeddingSumBackward(dout, idx, dw, cols, per);
       // passes[j] = [vocabulary rows, dout rows] of the j-th occurrence of each vocabulary row, in order.
-      const seen = new Map<number, number>();
-      const passes: Array<[number[], number[]]> = [];
-      for (let i = 0; i < idx.length; i++) {
-        const v = idx[i]!, j = seen.get(v) ?? 0;
-        seen.set(v, j + 1);
-        (passes[j] ??= [[], []])[0].push(v);
-        passes[j]![1].push(Math.floor(i / per));
-      }
+      const passes = occurrencePasses(idx.length, (i) => idx[i]!).map((is) => [is.map((i) => idx[i]!), is.map((i) => Math.floor(i / per))]);
       if (passes.length === 0) return;
       const [o] = compute(ctx, (tf) => {
         let W: Tensor = tf.tensor2d(dw as Float32Array, [dw.length / cols, cols]);

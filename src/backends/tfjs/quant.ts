@@ -16,9 +16,8 @@
 // scale and C roundf: byte-format work, not tensor math) and adam8bitStep (dequantize, update and requantize both states per block in one pass).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { QuantKernels } from "../api/quant.ts";
-import { compute, type TfCtx } from "./common.ts";
+import { compute, type Tf, type TfCtx } from "./common.ts";
 
-type Tf = ReturnType<TfCtx["use"]>;
 const f = Math.fround;
 const FLOOR = f(1e-38);
 

@@ -19,15 +19,12 @@
 //   (tokens x experts) far below any size where a device copy pays (GPU_THRESHOLDS).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { RoutingKernels, Scoring } from "../api/routing.ts";
-import { compute, type TfCtx } from "./common.ts";
-
-type Tf = ReturnType<TfCtx["use"]>;
+import { compute, occurrencePasses, sOf, type Tf, type TfCtx } from "./common.ts";
 
 const softmaxRows = (tf: Tf, u: Tensor) => {
   const e = tf.exp(tf.sub(u, tf.max(u, 1, true))); // a row with NaN/+Inf, or only -Inf, comes out NaN
   return tf.div(e, tf.sum(e, 1, true));
 };
-const sOf = (tf: Tf, v: Tensor) => tf.where(tf.greaterEqual(v, 0), tf.add(v, 1), tf.reciprocal(tf.sub(1, v)));
 
 /** Scores s (weights come from these) and routing probabilities p (s normalized per token), [rows, E]. */
 function scoreT(tf: Tf, z: Tensor, scoring: Scoring, scale: number): { s: Tensor; p: Tensor; u: Tensor } {
@@ -101,15 +98,8 @@ export function routingTfjs(ctx: TfCtx): Partial<RoutingKernels> {
     combine(expertOut, order, weights, slots, kept, hidden, out) {
       if (kept === 0) return;
       const tokens = out.length / hidden;
-      const seen = new Int32Array(tokens);
-      const passes: Array<{ toks: number[]; ps: number[]; ws: number[] }> = [];
-      for (let p = 0; p < kept; p++) {
-        const a = order[p]!, t = Math.floor(a / slots), j = seen[t]!++;
-        const q = (passes[j] ??= { toks: [], ps: [], ws: [] });
-        q.toks.push(t);
-        q.ps.push(p);
-        q.ws.push(weights[a]!);
-      }
+      const passes = occurrencePasses(kept, (p) => Math.floor(order[p]! / slots))
+        .map((ps) => ({ toks: ps.map((p) => Math.floor(order[p]! / slots)), ps, ws: ps.map((p) => weights[order[p]!]!) }));
       const [o] = compute(ctx, (tf) => {
         let O = tf.zeros([tokens, hidden]);
         const EO = tf.tensor2d(expertOut.subarray(0, kept * hidden), [kept, hidden]);

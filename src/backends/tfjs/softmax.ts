@@ -18,12 +18,8 @@
 //   flushed below -87.3, so outputs < 1e-38 are denormals, not 0).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { CESums, SoftmaxKernels } from "../api/softmax.ts";
-import { compute, isF64, type TfCtx } from "./common.ts";
+import { compute, isF64, sOf, type Tf, type TfCtx } from "./common.ts";
 
-type Tf = ReturnType<TfCtx["use"]>;
-
-/** s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0). */
-const sOf = (tf: Tf, x: Tensor) => tf.where(tf.greaterEqual(x, 0), tf.add(x, 1), tf.reciprocal(tf.sub(1, x)));
 /** log s(x) = log1p(x) (x >= 0), -log1p(-x) (x < 0). */
 const logSOf = (tf: Tf, x: Tensor) => tf.where(tf.greaterEqual(x, 0), tf.log1p(x), tf.neg(tf.log1p(tf.neg(x))));
 /** [rows, 1]: 0 where S is finite and > 0, NaN elsewhere; added to a row it poisons exactly the bad rows. */
