@@ -515,7 +515,7 @@ export function dequant_q4_0(bytes: usize, nb: i32, out: usize): void {
 
 /** One step over n elements in blocks of bs. c1/c2: u8 codes of m (signed code1) and v (unsigned code2);
  * a1/a2: per-block absmax (read, then overwritten with the new ones); s1/s2: f32 scratch of bs elements;
- * lut1/lut2: bucket tables of code1/code2 (shift/k0/nk packed as sh | k0 << 8 is not used: passed apart). */
+ * lut1/lut2: bucket tables of code1/code2; sh1/k01/nk1 and sh2/k02/nk2: the shift, k0 and nk of each table. */
 export function adam8bit_blockwise_f32(
   p: usize, g: usize, c1: usize, c2: usize, a1: usize, a2: usize, n: i32, bs: i32,
   code1: usize, lut1: usize, sh1: i32, k01: i32, nk1: i32,

@@ -186,7 +186,10 @@ function stderrLine(line: string): void {
   else console.warn(line);
 }
 
-/** What runs the ops now: `{ name, device, engine, reasons }`. */
+/**
+ * What runs the ops now: `{ name, device, engine, reasons }` (reasons: why each other backend was not picked).
+ * @example await setBackend("tfjs"); console.log(backendInfo().device) // "cpu" unless tfjs-node-gpu found CUDA
+ */
 export function backendInfo(): BackendInfo {
   const i: BackendInfo = { ...info, reasons: { ...info.reasons } };
   if (info.fallbackOps) i.fallbackOps = [...info.fallbackOps];

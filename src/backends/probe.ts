@@ -3,7 +3,7 @@
 // Order (DESIGN.md §4): @tensorflow/tfjs-node-gpu, @tensorflow/tfjs-node, @tensorflow/tfjs-backend-wasm,
 // @tensorflow/tfjs-backend-cpu. Rules:
 // - A native package is imported only after its binding file (lib/napi-vN/tfjs_binding.node) and its
-//   libtensorflow (deps/lib/libtensorflow.so.2.9.1 on Linux) exist on disk: tfjs-node registers its kernels
+//   libtensorflow (deps/lib/libtensorflow.so.2 on Linux, the 2.9.1 library; see libtensorflowPath) exist on disk: tfjs-node registers its kernels
 //   *before* it loads the binding, so a failed import would leave half-registered kernels behind.
 // - At most one native package is imported per process (both register the "tensorflow" backend and its
 //   kernels; a second one would clobber the first). Once one has been tried, the other is reported as

@@ -31,6 +31,7 @@ export type ArmName = "baseline" | "perp" | "stablemax";
  * The paper's three arms as optimizer/loss settings (its public code): AdamW + f32 softmax CE with betas
  * (0.9, 0.99), eps 1e-25; ⊥AdamW with PyTorch's default betas (0.9, 0.999), eps 1e-8; AdamW + StableMax CE
  * in f64 with beta2 0.999, eps 1e-25. No weight decay in any.
+ * @example const run = new GrokRun({ ...GROK_ARMS.stablemax, p: 47, op: "add", frac: 0.6, hidden: [128, 128], seed: 0, lr: 0.01 })
  */
 export const GROK_ARMS: Record<ArmName, Pick<GrokConfig, "head" | "precision" | "ortho" | "beta1" | "beta2" | "eps" | "weightDecay">> = {
   baseline: { head: "softmax", precision: "f32", ortho: false, beta1: 0.9, beta2: 0.99, eps: 1e-25, weightDecay: 0 },
@@ -53,6 +54,8 @@ export interface StepStats {
 }
 
 /**
+ * One grokking training run: the seeded modular-arithmetic split, the MLP, and the arm's optimizer and loss head;
+ * train() measures the train set and takes one full-batch step, testAccuracy() scores the held-out pairs.
  * @example const run = new GrokRun({ ...GROK_ARMS.perp, p: 97, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
  *          for (let t = 0; t < 200; t++) run.train(); console.log(run.testAccuracy())
  */

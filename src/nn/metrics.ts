@@ -26,7 +26,7 @@ export function maxAbs(x: FloatArray): number {
   return m;
 }
 
-/** f64 dot product. */
+/** f64 dot product (sum of a[i] * b[i] accumulated in f64). @example dot(w, g) / (l2norm(w) * l2norm(g)) // cosine */
 export function dot(a: FloatArray, b: FloatArray): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;

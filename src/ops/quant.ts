@@ -243,7 +243,10 @@ export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" |
   return { packed, absmax: am, type, code: table.slice(), blockSize, length: n };
 }
 
-/** The absmax values a 4-bit result stands for (undoing double quantization: code[c] * absmax2 + offset in f32). */
+/**
+ * The absmax values a 4-bit result stands for (undoing double quantization: code[c] * absmax2 + offset in f32).
+ * @example const am = absmaxOf(quantize4bit(w, { doubleQuant: true })) // Float32Array, one per block of 64
+ */
 export function absmaxOf(q: Quantized4bit): Float32Array {
   const a = q.absmax;
   if (a instanceof Float32Array) return a;

@@ -16,7 +16,10 @@ type Value<S extends FlagSpec> = S["type"] extends "int" | "number" ? number
   : S["type"] extends "bool" ? boolean : S["type"] extends "list" ? string[] : string;
 export type Flags<T extends Record<string, FlagSpec>> = { [K in keyof T]: Value<T[K]> };
 
-/** Thrown by parseFlagsOrThrow; parseFlags prints its message and exits 2. */
+/**
+ * Thrown by parseFlagsOrThrow; parseFlags prints its message and exits 2.
+ * @example try { parseFlagsOrThrow(["--p", "x"], spec) } catch (e) { if (e instanceof FlagError) console.error(e.message) }
+ */
 export class FlagError extends Error {}
 
 function fail(msg: string): never {
@@ -56,7 +59,10 @@ function helpText<T extends Record<string, FlagSpec>>(spec: T): string {
     .join("\n");
 }
 
-/** Like parseFlags, but throws FlagError instead of exiting (for tests and embedding). */
+/**
+ * Like parseFlags, but throws FlagError instead of exiting (for tests and embedding).
+ * @example const f = parseFlagsOrThrow(["--p", "31"], { p: { type: "int", default: 97, min: 2, help: "modulus" } }) // f.p === 31
+ */
 export function parseFlagsOrThrow<T extends Record<string, FlagSpec>>(argv: string[], spec: T): Flags<T> & { help: boolean } {
   const out: Record<string, unknown> = { help: false };
   for (const [k, s] of Object.entries(spec)) out[k] = s.default === undefined ? undefined : s.default;

@@ -1,6 +1,7 @@
 // A one-line progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise (CI logs).
 
 /**
+ * A progress bar for `total` units on stderr: tick(n, status) advances it, done(status) ends the line.
  * @example const bar = progress("baseline", steps); for (...) bar.tick(1, `test ${acc}`); bar.done()
  */
 export function progress(label: string, total: number) {

@@ -2,6 +2,7 @@ import type { QuantKernels } from "../api/quant.ts";
 import {
   buildLut, prepareCode, DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, type CodeLut, type PreparedCode,
 } from "../../ops/quant/codes.ts";
+import { NumedgeError } from "../../errors.ts";
 import { asm, call, malloc, type Frame } from "./runtime.ts";
 
 interface Digest {
@@ -117,7 +118,7 @@ export const quantWasm: QuantKernels = {
   },
   adam8bitStep(p, g, s, h) {
     const d1 = digest(s.code1), d2 = digest(s.code2);
-    if (!d1.lut || !d2.lut) throw new Error("adam8bitStep: state codes must admit a lookup table");
+    if (!d1.lut || !d2.lut) throw new NumedgeError("unsupported", "adam8bitStep: the state codes must admit a bucket lookup table (the built-in ones do)");
     const l1 = d1.lut, l2 = d2.lut;
     call((f) => [f.inout(p), f.input(g), f.inout(s.c1), f.inout(s.c2), f.inout(s.absmax1), f.inout(s.absmax2),
       codePtr(f, d1, s.code1), lutPtr(f, d1), codePtr(f, d2, s.code2), lutPtr(f, d2), f.scratch(s.blockSize * 8)] as const,
