@@ -78,7 +78,7 @@ export function matmul<T extends FloatArray>(a: T, b: T, o: MatmulOptions<T>): T
  */
 export function relu<T extends FloatArray>(x: T, o?: { out?: T }): T {
   checkFloatArray("x", x);
-  if (o !== undefined && (o === null || typeof o !== "object")) throw new NumedgeError("shape", "options must be an object");
+  if (o !== undefined) checkOptions(o, "");
   const out = outLike(x, o?.out);
   noOverlap("out", out, "x", x, true);
   getBackend().relu(x, out);
@@ -94,7 +94,7 @@ export function reluBackward<T extends FloatArray>(dy: T, x: T, o?: { out?: T })
   checkFloatArray("dy", dy);
   sameType("x", dy, x, "dy");
   checkLen("x", x, dy.length, "dy.length");
-  if (o !== undefined && (o === null || typeof o !== "object")) throw new NumedgeError("shape", "options must be an object");
+  if (o !== undefined) checkOptions(o, "");
   const out = outLike(dy, o?.out);
   noOverlap("out", out, "dy", dy, true);
   noOverlap("out", out, "x", x);
