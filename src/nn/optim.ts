@@ -2,6 +2,7 @@
 // OrthoGrad (⊥Grad) wrapper of "Grokking at the Edge of Numerical Stability", usable around any optimizer.
 import { NumedgeError, checkFloatArray, checkOptions, type FloatArray } from "../errors.ts";
 import { adamwStep } from "../ops/dense.ts";
+import { checkAdamWHyper } from "../ops/adamw-hyper.ts";
 import { dot } from "./metrics.ts";
 
 /** Anything that updates params in place from grads of the same shapes. */
@@ -31,11 +32,9 @@ export class AdamW implements Optimizer {
   private v: FloatArray[] = [];
   constructor(o: AdamWConfig, private readonly alloc?: (like: FloatArray) => FloatArray) {
     checkOptions(o, "lr");
-    this.lr = o.lr; this.beta1 = o.beta1 ?? 0.9; this.beta2 = o.beta2 ?? 0.999; this.eps = o.eps ?? 1e-8; this.weightDecay = o.weightDecay ?? 0;
-    // adamwStep's own checks, on a one-element scratch, so bad hyperparameters fail here and not mid-step
-    const z = new Float64Array(1);
-    adamwStep(z, new Float64Array(1), new Float64Array(1), new Float64Array(1),
-      { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: 1 });
+    // adamwStep's checks, here, so that bad hyperparameters fail now and not halfway through a step
+    ({ lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = checkAdamWHyper(
+      { lr: o.lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 }));
   }
   step(params: FloatArray[], grads: FloatArray[]): void {
     if (params.length !== grads.length) throw new NumedgeError("shape", `params has ${params.length} tensors but grads has ${grads.length}`);

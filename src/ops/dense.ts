@@ -5,6 +5,7 @@ import { getBackend } from "../backends/index.ts";
 import {
   NumedgeError, checkBool, checkFloatArray, checkInt, checkNumber, checkOptions, noOverlap, outLike, overlaps, show, type FloatArray,
 } from "../errors.ts";
+import { checkAdamWHyper } from "./adamw-hyper.ts";
 
 function sameType(arg: string, x: FloatArray, v: unknown, ref = "the first array"): asserts v is FloatArray {
   checkFloatArray(arg, v);
@@ -191,11 +192,7 @@ export function adamwStep<T extends FloatArray>(w: T, g: T, m: T, v: T, o: AdamW
     for (let j = i + 1; j < 4; j++)
       if (overlaps(arrs[i]![1], arrs[j]![1])) throw new NumedgeError("shape", `${arrs[i]![0]} overlaps ${arrs[j]![0]}; they must be separate arrays`);
   checkOptions(o, "lr, beta1, beta2, eps, weightDecay, step");
-  const lr = checkNumber("lr", o.lr, { lo: 0 });
-  const beta1 = checkNumber("beta1", o.beta1, { lo: 0, hi: 1, hiOpen: true });
-  const beta2 = checkNumber("beta2", o.beta2, { lo: 0, hi: 1, hiOpen: true });
-  const eps = checkNumber("eps", o.eps, { lo: 0, loOpen: true });
-  const wd = checkNumber("weightDecay", o.weightDecay, { lo: 0 });
+  const { lr, beta1, beta2, eps, weightDecay: wd } = checkAdamWHyper(o);
   const step = checkInt("step", o.step, 1);
   const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
   getBackend().adamw(w, g, m, v, {
