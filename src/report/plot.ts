@@ -32,6 +32,15 @@ function niceTicks(lo: number, hi: number, n = 5): number[] {
   return out;
 }
 
+/** Ticks for a log10 axis: whole decades when the axis spans at least one, else nice linear ticks of log10. */
+function axisTicks(lo: number, hi: number, log: boolean | undefined): number[] {
+  if (!log || hi - lo < 1) return niceTicks(lo, hi);
+  const step = Math.ceil((hi - lo) / 6);
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(v);
+  return out;
+}
+
 function fmt(v: number): string {
   if (v === 0) return "0";
   const a = Math.abs(v);
@@ -60,12 +69,12 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
   const parts: string[] = [];
   parts.push(`<text x="${x0 + m.l + pw / 2}" y="${y0 + 16}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`);
   parts.push(`<rect x="${x0 + m.l}" y="${y0 + m.t}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
-  for (const v of niceTicks(xl, xh)) {
+  for (const v of axisTicks(xl, xh, p.logX)) {
     const X = sx(v);
     parts.push(`<line x1="${X}" y1="${y0 + m.t}" x2="${X}" y2="${y0 + m.t + ph}" stroke="#eee"/>`);
     parts.push(`<text x="${X}" y="${y0 + m.t + ph + 14}" text-anchor="middle" font-size="10">${fmt(p.logX ? 10 ** v : v)}</text>`);
   }
-  for (const v of niceTicks(yl, yh)) {
+  for (const v of axisTicks(yl, yh, p.logY)) {
     const Y = sy(v);
     parts.push(`<line x1="${x0 + m.l}" y1="${Y}" x2="${x0 + m.l + pw}" y2="${Y}" stroke="#eee"/>`);
     parts.push(`<text x="${x0 + m.l - 4}" y="${Y + 3}" text-anchor="end" font-size="10">${fmt(p.logY ? 10 ** v : v)}</text>`);
@@ -73,11 +82,11 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
   if (p.xLabel) parts.push(`<text x="${x0 + m.l + pw / 2}" y="${y0 + h - 6}" text-anchor="middle" font-size="11">${esc(p.xLabel)}</text>`);
   if (p.yLabel)
     parts.push(`<text transform="translate(${x0 + 12},${y0 + m.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="11">${esc(p.yLabel)}</text>`);
-  const legendW = 36 + 6 * Math.max(0, ...p.series.map((s) => s.name.length));
-  if (p.series.length)
-    parts.push(`<rect x="${x0 + m.l + 4}" y="${y0 + m.t + 3}" width="${legendW}" height="${p.series.length * 13 + 4}" fill="white" fill-opacity="0.8"/>`);
+  // Lines first, then the legend on a white box above them.
+  const legend: string[] = [];
   p.series.forEach((s, k) => {
     const c = s.color ?? colorOf(s.name);
+    const dash = s.dash ? ' stroke-dasharray="5,3"' : "";
     let d = "", pen = false;
     for (let i = 0; i < s.x.length; i++) {
       const X = tx(s.x[i]!), Y = ty(s.y[i]!);
@@ -86,11 +95,15 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
       d += `${pen ? "L" : "M"}${sx(X).toFixed(1)},${sy(cy).toFixed(1)}`;
       pen = true;
     }
-    parts.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="1.6"${s.dash ? ' stroke-dasharray="5,3"' : ""}/>`);
+    parts.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="1.6"${dash}/>`);
     const ly = y0 + m.t + 12 + k * 13;
-    parts.push(`<line x1="${x0 + m.l + 8}" y1="${ly - 4}" x2="${x0 + m.l + 24}" y2="${ly - 4}" stroke="${c}" stroke-width="2"${s.dash ? ' stroke-dasharray="5,3"' : ""}/>`);
-    parts.push(`<text x="${x0 + m.l + 28}" y="${ly}" font-size="10">${esc(s.name)}</text>`);
+    legend.push(`<line x1="${x0 + m.l + 8}" y1="${ly - 4}" x2="${x0 + m.l + 24}" y2="${ly - 4}" stroke="${c}" stroke-width="2"${dash}/>`);
+    legend.push(`<text x="${x0 + m.l + 28}" y="${ly}" font-size="10">${esc(s.name)}</text>`);
   });
+  if (p.series.length) {
+    const w = 36 + 6 * Math.max(...p.series.map((s) => s.name.length));
+    parts.push(`<rect x="${x0 + m.l + 4}" y="${y0 + m.t + 3}" width="${w}" height="${p.series.length * 13 + 4}" fill="white" fill-opacity="0.85"/>`, ...legend);
+  }
   return parts.join("\n");
 }
 
