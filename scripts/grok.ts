@@ -24,6 +24,7 @@ const flags = parseFlags(process.argv.slice(2), {
   beta2: { type: "number", min: 0, exclusiveMax: 1, help: "AdamW beta2 (default per arm: 0.99 baseline, 0.999 others)" },
   wd: { type: "number", default: 0, min: 0, help: "decoupled weight decay (the paper's arms use none)" },
   seed: { type: "int", default: 0, help: "data split and init seed" },
+  threads: { type: "int", default: 1, min: 1, max: 2, help: "2: data-parallel steps on two threads (a worker takes half the rows)" },
   "log-every": { type: "int", min: 1, help: "log (and measure test accuracy) every N steps (default: ~300 rows per arm)" },
   backend: { type: "string", choices: ["wasm", "reference", "tfjs", "tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu", "auto"], help: "numedge backend (or NUMEDGE_BACKEND)" },
   out: { type: "string", help: "output directory (default runs/grok-<timestamp>)" },
@@ -34,6 +35,11 @@ if (hidden?.some((h) => !Number.isInteger(h) || h < 1)) {
   process.exit(2);
 }
 if (flags.backend) await setBackend(flags.backend as BackendChoice);
+const threads = flags.threads as 1 | 2;
+if (threads === 2 && !["wasm", "reference"].includes(backendInfo().name)) {
+  process.stderr.write(`error: --threads 2 needs the wasm or reference backend, got ${backendInfo().name}\n`);
+  process.exit(2);
+}
 
 // The paper's settings (from its public code), and our defaults: scaled down so that both default arms finish in
 // under 3 minutes on 2 CPU cores and still show SC passing 50% (baseline) and ⊥AdamW reaching 99% test (perp).
@@ -63,13 +69,13 @@ for (const arm of arms) {
 }
 const scaledDown = arms.some((a) => configs[a].p < 113 || configs[a].hidden.some((h) => h < 200));
 const task = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, MLP ${c.hidden.join("x")}`;
-console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${task(configs[a])}, lr ${configs[a].lr}, ${configs[a].steps} steps)`).join("; ")}`);
+console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${task(configs[a])}, lr ${configs[a].lr}, ${configs[a].steps} steps)`).join("; ")}${threads === 2 ? " [2 threads, data-parallel]" : ""}`);
 if (scaledDown) console.log("note: scaled down from the paper's p=113, 40% train, 2x200 to fit minutes on a CPU; --paper runs the paper's settings");
 
 const dir = flags.out ?? runDir("grok");
 mkdirSync(dir, { recursive: true });
 if (existsSync(`${dir}/summary.json`)) rmSync(`${dir}/summary.json`); // a run is finished only once summary.json exists
-const config = { command: `bun run scripts/grok.ts ${process.argv.slice(2).join(" ")}`.trim(), paper: flags.paper, scaledDown, backend: backendInfo(), arms: configs };
+const config = { command: `bun run scripts/grok.ts ${process.argv.slice(2).join(" ")}`.trim(), paper: flags.paper, scaledDown, threads, backend: backendInfo(), arms: configs };
 writeFileSync(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
 
 type Row = Record<string, number | string | null>;
@@ -80,7 +86,7 @@ const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
 for (const arm of arms) {
   const c = configs[arm];
-  const run = new GrokRun(c);
+  const run = new GrokRun(c, { threads });
   const bar = progress(arm.padEnd(9), c.steps);
   const t0 = performance.now();
   let stepTo99: number | null = null, maxSc = 0, maxLogit = 0, testAcc = 0;
@@ -101,6 +107,7 @@ for (const arm of arms) {
       bar.done(`train ${pct(s.trainAcc)} test ${pct(testAcc)} SC ${s.scFraction.toFixed(2)}`);
     } else bar.tick(1, `train ${pct(s.trainAcc)} test ${pct(testAcc)} SC ${s.scFraction.toFixed(2)} |z| ${s.maxLogit.toFixed(0)}`);
   }
+  run.close(); // threads 2: stop the worker
 }
 
 // The end table: one row per arm.

@@ -1,6 +1,8 @@
 // scripts/grok.ts end to end, as a subprocess with a tmp --out: output files, summary.json shape, determinism,
-// ⊥AdamW beating the baseline on test accuracy, and one-line errors for bad flags.
+// ⊥AdamW beating the baseline on test accuracy, and one-line errors for bad flags. GrokRun with threads: 2
+// (data-parallel over a worker thread): parity with threads 1, determinism, and a clean exit.
 import { describe, expect, test } from "bun:test";
+import { GROK_ARMS, GrokRun, NumedgeError, type GrokConfig, type StepStats } from "numedge";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,7 +55,7 @@ describe("scripts/grok.ts", () => {
   });
 
   for (const [bad, msg] of [[["--arms", "baseline,nope"], /--arms/], [["--p", "1"], /--p/], [["--frac", "1.5"], /--frac/],
-    [["--lr", "fast"], /--lr/], [["--hidden", "64,x"], /--hidden/], [["--bogus", "1"], /--bogus/]] as const)
+    [["--lr", "fast"], /--lr/], [["--hidden", "64,x"], /--hidden/], [["--bogus", "1"], /--bogus/], [["--threads", "3"], /--threads/]] as const)
     test(`bad flag ${bad.join(" ")} exits non-zero with one line and no summary`, () => {
       const out = mkdtempSync(join(tmpdir(), "grok-"));
       const e = grok([...bad, "--out", out]);
@@ -63,4 +65,87 @@ describe("scripts/grok.ts", () => {
       expect(err).toMatch(msg);
       expect(existsSync(join(out, "summary.json"))).toBe(false);
     });
+});
+
+describe("scripts/grok.ts --threads 2", () => {
+  test("runs, says so in the header, records threads in config.json, exits", () => {
+    const dir = mkdtempSync(join(tmpdir(), "grok-"));
+    const r = grok(["--p", "23", "--frac", "0.7", "--hidden", "32,32", "--steps", "20", "--threads", "2", "--out", dir]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString().split("\n")[0]).toContain("2 threads");
+    expect(JSON.parse(readFileSync(join(dir, "config.json"), "utf8")).threads).toBe(2);
+    expect(existsSync(join(dir, "summary.json"))).toBe(true);
+  });
+});
+
+describe("GrokRun threads: 2", () => {
+  const cfg = (arm: "perp" | "stablemax"): GrokConfig => ({ ...GROK_ARMS[arm], p: 23, op: "add", frac: 0.6, hidden: [48, 40], seed: 3, lr: 0.01 });
+  const REL = 1e-5; // combined statistics vs threads 1: f32 rounding of a different summation order
+  const close = (a: number, b: number, rel: number) => expect(Math.abs(a - b)).toBeLessThanOrEqual(rel * Math.max(1e-30, Math.abs(a), Math.abs(b)));
+
+  for (const arm of ["perp", "stablemax"] as const)
+    test(`${arm}: loss, stats and gradients match threads 1 (an odd row count splits unevenly)`, () => {
+      const one = new GrokRun(cfg(arm)), two = new GrokRun(cfg(arm), { threads: 2 });
+      try {
+        expect(one.data.train.rows % 2).toBe(1);
+        for (let t = 0; t < 3; t++) {
+          const a = one.train(false), b = two.train(false);
+          close(a.loss, b.loss, REL);
+          expect(b.trainAcc).toBe(a.trainAcc);
+          expect(b.scFraction).toBe(a.scFraction);
+          expect(b.zeroLossFraction).toBe(a.zeroLossFraction);
+          expect(b.maxLogit).toBe(a.maxLogit);
+          close(a.weightNorm, b.weightNorm, REL);
+          a.nlmCos.forEach((c, l) => expect(Math.abs(c - b.nlmCos[l]!)).toBeLessThan(1e-4));
+          for (let l = 0; l < one.model.layers; l++) {
+            const g1 = one.model.grads[l]!, g2 = two.model.grads[l]!;
+            let big = 0, diff = 0;
+            for (let i = 0; i < g1.length; i++) { big = Math.max(big, Math.abs(g1[i]!)); diff = Math.max(diff, Math.abs(g1[i]! - g2[i]!)); }
+            expect(big).toBeGreaterThan(0);
+            expect(diff).toBeLessThanOrEqual(1e-4 * big);
+          }
+          expect(two.testAccuracy()).toBe(one.testAccuracy());
+          one.train(); // then give threads 2 the same weights, so each comparison is one step deep
+          two.model.params.forEach((w, l) => w.set(one.model.params[l]!));
+        }
+      } finally {
+        two.close();
+      }
+    });
+
+  test("two runs with threads 2 are bit-identical after several steps", () => {
+    const runs = [new GrokRun(cfg("perp"), { threads: 2 }), new GrokRun(cfg("perp"), { threads: 2 })];
+    try {
+      const logs: StepStats[][] = runs.map(() => []);
+      for (let t = 0; t < 8; t++) runs.forEach((r, i) => logs[i]!.push(r.train()));
+      expect(logs[1]).toEqual(logs[0]!);
+      runs[0]!.model.params.forEach((w, l) => expect(Array.from(runs[1]!.model.params[l]!)).toEqual(Array.from(w)));
+      expect(runs[1]!.testAccuracy()).toBe(runs[0]!.testAccuracy());
+    } finally {
+      runs.forEach((r) => r.close());
+    }
+  });
+
+  test("after close(): train throws, close is idempotent; threads must be 1 or 2", () => {
+    const r = new GrokRun(cfg("perp"), { threads: 2 });
+    r.train();
+    r.close();
+    r.close();
+    expect(() => r.train()).toThrow(NumedgeError);
+    expect(() => new GrokRun(cfg("perp"), { threads: 3 as 2 })).toThrow(/threads must be 1 or 2/);
+  });
+
+  test("a process that used threads 2 exits on its own, with and without close()", () => {
+    const src = join(import.meta.dir, "..", "src", "index.ts");
+    for (const closeIt of [true, false]) {
+      const code = `import { GROK_ARMS, GrokRun } from ${JSON.stringify(src)};
+        const r = new GrokRun({ ...GROK_ARMS.perp, p: 11, op: "add", frac: 0.5, hidden: [16], seed: 0, lr: 0.01 }, { threads: 2 });
+        for (let t = 0; t < 3; t++) r.train();
+        console.log("acc", r.testAccuracy());${closeIt ? " r.close();" : ""}`;
+      const p = Bun.spawnSync([process.execPath, "-e", code], { stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+      expect(p.stderr.toString()).toBe("");
+      expect(p.stdout.toString()).toStartWith("acc ");
+      expect(p.exitCode).toBe(0);
+    }
+  });
 });
