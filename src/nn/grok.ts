@@ -33,6 +33,7 @@ interface Parallel {
   stats: Float64Array;
   own: Float64Array;
   err: SharedArrayBuffer;
+  /** [this thread's shard (the first half), all rows of the split] */
   train: [ModularSplit, number];
   test: [ModularSplit, number];
   seq: number;
@@ -90,6 +91,7 @@ export interface StepStats {
 /**
  * One grokking training run: the seeded modular-arithmetic split, the MLP, and the arm's optimizer and loss head;
  * train() measures the train set and takes one full-batch step, testAccuracy() scores the held-out pairs.
+ * With `{ threads: 2 }` a worker thread computes half of every step (call close() when done).
  * @example const run = new GrokRun({ ...GROK_ARMS.perp, p: 97, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
  *          for (let t = 0; t < 200; t++) run.train(); console.log(run.testAccuracy())
  */
@@ -155,7 +157,7 @@ export class GrokRun {
   }
 
   /** Block until the worker finished the last command (or failed, or timed out). */
-  private await(par: Parallel): void {
+  private join(par: Parallel): void {
     const t0 = Date.now();
     for (;;) {
       const done = Atomics.load(par.ctrl, DONE);
@@ -215,7 +217,7 @@ export class GrokRun {
     const m = this.model, [shard, rows] = par.train, own = par.own, their = par.stats;
     this.send(par, TRAIN);
     shardTrain(m, shard, this.config, own);
-    this.await(par);
+    this.join(par);
     const n0 = shard.rows, a = n0 / rows, b = (rows - n0) / rows;
     for (let l = 0, o = 0; l < m.layers; l++) {
       const g = m.grads[l]!;
@@ -245,7 +247,7 @@ export class GrokRun {
       const [shard, rows] = par.test;
       this.send(par, TEST);
       const hits = shardHits(this.model, shard, this.config.p);
-      this.await(par);
+      this.join(par);
       return (hits + par.stats[HITS]!) / rows;
     }
     const { test } = this.data;

@@ -3,4 +3,4 @@ export { modularData, type ModOp, type ModularData, type ModularSplit, type Modu
 export { MLP, type MLPOptions } from "./mlp.ts";
 export { AdamW, orthoGrad, orthogonalize, type Optimizer, type AdamWConfig } from "./optim.ts";
 export { accuracy, maxAbs, dot, l2norm, nlmCosine } from "./metrics.ts";
-export { GrokRun, GROK_ARMS, type GrokConfig, type ArmName, type StepStats } from "./grok.ts";
+export { GrokRun, GROK_ARMS, type GrokConfig, type GrokRunOptions, type ArmName, type StepStats } from "./grok.ts";
