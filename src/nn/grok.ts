@@ -195,13 +195,21 @@ export class GrokRun {
     const z = m.forward(train.idx, train.rows);
     const ce = crossEntropy(z, train.labels, { cols: p, head: this.config.head, precision: this.config.precision });
     m.backward(ce.grad!, train.idx);
-    const stats: StepStats = {
-      step: this.step,
+    return this.finish({
       loss: ce.loss,
       trainAcc: accuracy(z, train.labels, p),
       scFraction: ce.scFraction,
       zeroLossFraction: ce.zeroLossFraction,
       maxLogit: maxAbs(z),
+    }, update);
+  }
+
+  /** Add the weight norm and NLM cosines (of the current grads) to a step's train-set stats; then step if asked. */
+  private finish(s: Omit<StepStats, "step" | "weightNorm" | "nlmCos">, update: boolean): StepStats {
+    const m = this.model;
+    const stats: StepStats = {
+      step: this.step,
+      ...s,
       weightNorm: l2norm(m.params),
       nlmCos: m.params.map((w, l) => nlmCosine(w, m.grads[l]!)),
     };
@@ -223,21 +231,13 @@ export class GrokRun {
       const g = m.grads[l]!;
       for (let i = 0; i < g.length; i++, o++) g[i] = g[i]! * a + par.grads[o]! * b;
     }
-    const stats: StepStats = {
-      step: this.step,
+    return this.finish({
       loss: (own[LOSS_SUM]! + their[LOSS_SUM]!) / rows,
       trainAcc: (own[HITS]! + their[HITS]!) / rows,
       scFraction: (own[SC_ROWS]! + their[SC_ROWS]!) / rows,
       zeroLossFraction: (own[ZERO_ROWS]! + their[ZERO_ROWS]!) / rows,
       maxLogit: Math.max(own[MAX_LOGIT]!, their[MAX_LOGIT]!),
-      weightNorm: l2norm(m.params),
-      nlmCos: m.params.map((w, l) => nlmCosine(w, m.grads[l]!)),
-    };
-    if (update) {
-      this.opt.step(m.params, m.grads);
-      this.step++;
-    }
-    return stats;
+    }, update);
   }
 
   /** Accuracy of the current weights on the held-out pairs. */
