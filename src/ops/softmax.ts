@@ -20,7 +20,7 @@ export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
 // (on rows whose max lies in [-18, 60] it sums exp(x) directly, elsewhere it carries Dukhan & Ablavatski's
 // (m, 2^n) pairs); in WASM SIMD (128-bit, no FMA) the kernels are compute-bound at every size we measured,
 // rows in cache or not, and out of place the three-pass kernel fuses its max pass into the exp pass anyway.
-// bench/softmax.bench.ts (bench/RESULTS.softmax.md): two-pass is 1.6-1.9x slower than three-pass on
+// bench/softmax.bench.ts (bench/RESULTS.md): two-pass is 1.6-1.9x slower than three-pass on
 // [1,1024], [1,65536], [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, so auto maps
 // straight to "threepass" (revisit if a runtime with FMA or wider SIMD changes that).
 
