@@ -116,6 +116,15 @@ function scaleByBlocks(tf: Tf, table: Float32Array, q: Tensor, absmax: Float32Ar
 
 const firstBad = (absmax: Float32Array) => absmax.findIndex((a) => !(a < Infinity));
 
+/** Write the block absmax, then the codes unless a block is non-finite: returns its index, else -1. */
+function storeBlocks(am: Float32Array, q: Int32Array, absmax: Float32Array, dst: Uint8Array): number {
+  absmax.set(am);
+  const bad = firstBad(absmax);
+  if (bad >= 0) return bad;
+  dst.set(q);
+  return -1;
+}
+
 export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
   const fb = ctx.fallback;
   return {
@@ -125,11 +134,7 @@ export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
         const r = nearestCodes(tf, x, bs, code, false);
         return [r.absmax, r.q];
       });
-      absmax.set(am as Float32Array);
-      const bad = firstBad(absmax);
-      if (bad >= 0) return bad;
-      codes.set(q as Int32Array);
-      return -1;
+      return storeBlocks(am as Float32Array, q as Int32Array, absmax, codes);
     },
     dequantizeBlockwise(codes, bs, code, absmax, out) {
       const [o] = compute(ctx, (tf) => [scaleByBlocks(tf, code, tf.tensor1d(Int32Array.from(codes), "int32"), absmax, bs, out.length)]);
@@ -143,11 +148,7 @@ export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
         const [hi, lo] = tf.split(pairs, 2, 1);
         return [r.absmax, tf.reshape(tf.add(tf.mul(hi!, tf.scalar(16, "int32")), lo!), [packed.length])];
       });
-      absmax.set(am as Float32Array);
-      const bad = firstBad(absmax);
-      if (bad >= 0) return bad;
-      packed.set(p as Int32Array);
-      return -1;
+      return storeBlocks(am as Float32Array, p as Int32Array, absmax, packed);
     },
     dequantize4bit(packed, bs, code, absmax, out) {
       const n = out.length;
