@@ -21,6 +21,7 @@ export const show = (v: unknown): string =>
   typeof v === "number" || typeof v === "boolean" || v === undefined || v === null ? String(v)
   : typeof v === "string" ? JSON.stringify(v)
   : ArrayBuffer.isView(v) ? `${v.constructor.name}(${(v as unknown as { length: number }).length})`
+  : (v as object).constructor?.name === "DeviceArray" ? String(v)
   : Array.isArray(v) ? `Array(${v.length})` : typeof v;
 
 /** `arg` must be a Float32Array or Float64Array with at least one element. */

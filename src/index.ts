@@ -1,7 +1,11 @@
-// numedge: the public surface. Plain functions over typed arrays; see README.md for a tour.
+// numedge: the public surface. Plain functions over host typed arrays or DeviceArrays; see README.md for a tour.
 export { NumedgeError, type NumedgeErrorCode, type FloatArray } from "./errors.ts";
-export { setBackend, backendInfo, type BackendChoice, type BackendInfo } from "./backends/index.ts";
-export { alloc, free } from "./memory.ts";
+export {
+  setBackend, backendInfo, registerBackend, backendNames, type BackendChoice, type BackendInfo, type BackendFactory,
+} from "./backends/index.ts";
+export type { Backend } from "./backends/types.ts";
+export { DeviceArray, type Dtype, type HostOf, type Storage } from "./device.ts";
+export { alloc, free, toDevice, empty, type DeviceOptions } from "./memory.ts";
 export * from "./ops/softmax.ts";
 export * from "./ops/routing.ts";
 export * from "./ops/quant.ts";

@@ -1,27 +1,72 @@
-// Arrays that live in WASM memory: every op uses them in place, with no copy in or out.
-import { NumedgeError, checkInt } from "./errors.ts";
+// Where arrays live: DeviceArrays on any backend (toDevice, empty), and alloc(), the wasm backend's storage seen
+// as plain typed arrays that every op uses in place.
+import { loadedBackend } from "./backends/index.ts";
 import { allocIn, freeIn } from "./backends/wasm/runtime.ts";
+import { CTORS, DeviceArray, dtypeOfHost, type Dtype, type HostOf } from "./device.ts";
+import { NumedgeError, checkInt, checkOptions, show } from "./errors.ts";
 
-const CTORS = { f32: Float32Array, f64: Float64Array, i32: Int32Array, u8: Uint8Array } as const;
-type Dtype = keyof typeof CTORS;
+const ALLOC_DTYPES = ["f32", "f64", "i32", "u8"] as const;
+type AllocDtype = (typeof ALLOC_DTYPES)[number];
+
+export interface DeviceOptions {
+  /** Id of a loaded backend ("wasm", "reference", "tfjs-cpu", ...; "tfjs" = the tfjs engine in use). Default:
+   *  the current backend (under "auto", wasm). */
+  backend?: string;
+}
+
+function backendOpt(o: unknown) {
+  if (o === undefined) return loadedBackend();
+  const oo = checkOptions(o, "");
+  for (const k of Object.keys(oo)) if (k !== "backend") throw new NumedgeError("range", `unknown option ${JSON.stringify(k)} (known: backend)`);
+  if (oo.backend !== undefined && typeof oo.backend !== "string") throw new NumedgeError("dtype", `backend must be a string, got ${show(oo.backend)}`);
+  return loadedBackend(oo.backend as string | undefined);
+}
+
+/**
+ * A copy of a host typed array on a backend (default: the current one), as a DeviceArray: ops given it run there
+ * and return DeviceArrays there, with no host copy until read().
+ * @example const w = toDevice(Float32Array.from(init)); const y = matmul(x, w, { m, k, n }); await y.read()
+ */
+export function toDevice<T extends HostOf[Dtype]>(x: T, o?: DeviceOptions): DeviceArray {
+  const dtype = dtypeOfHost(x);
+  if (!dtype) throw new NumedgeError("dtype", `x must be a Float32Array, Float64Array, Int32Array, Uint8Array or Int8Array, got ${show(x)}`);
+  const be = backendOpt(o);
+  const d = new DeviceArray(be, be.storage.alloc(x.length, dtype), dtype, x.length);
+  if (x.length > 0) be.storage.write(d.handle, x);
+  return d;
+}
+
+/**
+ * A zero-filled DeviceArray of `length` elements of `dtype` on a backend (default: the current one).
+ * @example const grad = empty(4096, "f32")
+ */
+export function empty<D extends Dtype>(length: number, dtype: D, o?: DeviceOptions): DeviceArray<D> {
+  checkInt("length", length, 0, 2 ** 31 - 1);
+  if (typeof dtype !== "string" || !Object.hasOwn(CTORS, dtype))
+    throw new NumedgeError("dtype", `dtype must be one of ${Object.keys(CTORS).join(", ")}, got ${show(dtype)}`);
+  const be = backendOpt(o);
+  return new DeviceArray(be, be.storage.alloc(length, dtype), dtype, length);
+}
 
 /**
  * A zero-filled array inside WASM memory, used zero-copy by the wasm backend (n elements of dtype "f32"
- * (default), "f64", "i32" or "u8"). It is freed when garbage collected (or by free()). Under Bun, Deno and
- * Node >= 22 the memory's buffer is resizable, so growth keeps alloc() arrays valid; under Node 20 growth
- * detaches them (length 0, and ops then throw "shape ... detached"): there, allocate big buffers first.
+ * (default), "f64", "i32" or "u8"): the wasm backend's storage, seen as a plain typed array you can fill and
+ * read directly (toDevice()/empty() give the same storage as a DeviceArray, portable to every backend).
+ * It is freed when garbage collected (or by free()). Under Bun, Deno and Node >= 22 the memory's buffer is
+ * resizable, so growth keeps alloc() arrays valid; under Node 20 growth detaches them (length 0, and ops then
+ * throw "shape ... detached"): there, allocate big buffers first.
  * Views of it (subarray, new Float32Array(x.buffer, ...)) are zero-copy too while it is alive; they must not
  * outlive it: once it is freed or collected its block is reused, and a view that lies inside someone else's
  * block then aliases their data (a view over a free block is merely copied). Keep the alloc() array referenced.
  * @example const x = alloc(4096 * 64); x.set(data); softmax(x, { cols: 64, out: x })
  */
 export function alloc(n: number): Float32Array;
-export function alloc<D extends Dtype>(n: number, dtype: D): InstanceType<(typeof CTORS)[D]>;
-export function alloc(n: number, dtype: Dtype = "f32") {
+export function alloc<D extends AllocDtype>(n: number, dtype: D): HostOf[D];
+export function alloc(n: number, dtype: AllocDtype = "f32") {
   checkInt("n", n, 0, 2 ** 30);
-  const C = Object.hasOwn(CTORS, dtype) ? CTORS[dtype] : undefined;
-  if (!C) throw new NumedgeError("dtype", `dtype must be one of ${Object.keys(CTORS).join(", ")}, got ${String(dtype)}`);
-  return allocIn(C as never, n);
+  if (!(ALLOC_DTYPES as readonly string[]).includes(dtype as string))
+    throw new NumedgeError("dtype", `dtype must be one of ${ALLOC_DTYPES.join(", ")}, got ${String(dtype)}`);
+  return allocIn(CTORS[dtype] as never, n);
 }
 
 /**

@@ -84,7 +84,8 @@ describe("alloc / free / zero-copy", () => {
     const inBefore = copyStats.inBytes;
     crossEntropy(x, labels, { cols, head: "stablemax" });
     expect(copyStats.inBytes).toBe(inBefore);
-    expect(copyStats.outBytes + copyStats.inBytes - before).toBe(n * 8); // only crossEntropy's new gradient came out
+    // only crossEntropy's new gradient and its three f64 stats (loss, scFraction, zeroLossFraction) came out
+    expect(copyStats.outBytes + copyStats.inBytes - before).toBe(n * 8 + 24);
     free(x); free(y); free(labels);
   });
 

@@ -1,7 +1,9 @@
-// Which backend runs the ops: NUMEDGE_BACKEND at start-up, or setBackend() later.
+// Which backend runs the ops: NUMEDGE_BACKEND at start-up, or setBackend() later; and the registry of backends.
 //
-// Choices:
-//   wasm       the default: WASM SIMD kernels (build/numedge.wasm).
+// A backend is storage plus kernels (types.ts). registerBackend(name, factory) adds a choice: setBackend(name),
+// NUMEDGE_BACKEND=name and every script's --backend take it, and adding one touches no op file and no script.
+// Built in:
+//   wasm       the default: WASM SIMD kernels (build/numedge.wasm), storage in WASM memory.
 //   reference  f64 TypeScript, the oracle.
 //   tfjs       TensorFlow.js on the first engine the probe finds: tfjs-node-gpu, tfjs-node, tfjs-backend-wasm,
 //              tfjs-backend-cpu (src/backends/probe.ts). Throws NumedgeError("backend") only when none works.
@@ -10,18 +12,22 @@
 //   auto       never throws: wasm for every op, except ops above a per-op size (GPU_THRESHOLDS) that go to
 //              tfjs-gpu when a GPU is usable. Without one it stays on wasm and, when the GPU was asked for
 //              (tfjs-node-gpu is installed, or { warn: true }), says why in one line on stderr.
+// Ops on DeviceArrays run on the backend that owns them, whatever is current.
 import { NumedgeError } from "../errors.ts";
-import type { Backend } from "./types.ts";
+import { kernelNames, type Backend } from "./types.ts";
 import { CANDIDATES, TfjsProbe, type Candidate, type TfEngine } from "./probe.ts";
 import { referenceBackend } from "./reference.ts";
 import { createTfjsBackend, tfjsFallbackOps } from "./tfjs.ts";
 import { wasmBackend } from "./wasm.ts";
 
-export type BackendChoice = "wasm" | "reference" | "tfjs" | "tfjs-gpu" | "tfjs-node" | "tfjs-wasm" | "tfjs-cpu" | "auto";
+/** A registered backend name: the built-in ones, or any name given to registerBackend(). */
+export type BackendChoice = "wasm" | "reference" | "tfjs" | "tfjs-gpu" | "tfjs-node" | "tfjs-wasm" | "tfjs-cpu" | "auto" | (string & {});
 
 /** What runs the ops now, and why the other candidates were not picked. */
 export interface BackendInfo {
   name: Backend["name"];
+  /** The backend's id (DeviceArray.backend of arrays toDevice() makes now). */
+  id: string;
   device: "cpu" | "gpu";
   /** "wasm-simd", "typescript-f64", "tfjs-node-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu", or "auto(wasm-simd + tfjs-node-gpu)". */
   engine: string;
@@ -29,6 +35,8 @@ export interface BackendInfo {
   reasons: Record<string, string>;
   /** tfjs backends: ops that run on the wasm kernels instead (Float64Array inputs always do). */
   fallbackOps?: string[];
+  /** Ops whose DeviceArray arguments are read to the host and written back around the kernel (not resident yet). */
+  stagedOps?: string[];
   /** auto with a GPU: per-op minimum size (elements of the largest array; gemm: m*k*n) sent to the GPU. */
   gpuThresholds?: Record<string, number>;
 }
@@ -41,7 +49,6 @@ export interface SetBackendOptions {
   thresholds?: Record<string, number>;
 }
 
-const CHOICES: readonly BackendChoice[] = ["wasm", "reference", "tfjs", "tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu", "auto"];
 const ENGINES: Record<string, string> = { wasm: "wasm-simd", reference: "typescript-f64" };
 
 /**
@@ -81,7 +88,8 @@ export function opSize(op: string, args: readonly unknown[]): number {
 
 /** A backend sending each op to `big` when its size reaches thresholds[op], else to `small`. */
 export function routedBackend(small: Backend, big: Backend, thresholds: Record<string, number>): Backend {
-  const out: Record<string, unknown> = { name: big.name };
+  // Storage is small's: DeviceArrays made under it belong to small and their ops run there.
+  const out: Record<string, unknown> = { name: big.name, id: small.id, storage: small.storage };
   for (const [op, fn] of Object.entries(small)) {
     if (typeof fn !== "function") continue;
     const min = thresholds[op] ?? Infinity;
@@ -93,20 +101,34 @@ export function routedBackend(small: Backend, big: Backend, thresholds: Record<s
 }
 
 let current: Backend = wasmBackend;
-let info: BackendInfo = { name: "wasm", device: "cpu", engine: "wasm-simd", reasons: {} };
+let info: BackendInfo = { name: "wasm", id: "wasm", device: "cpu", engine: "wasm-simd", reasons: {} };
 let probe = new TfjsProbe();
 const tfjsBackends = new Map<Candidate, Backend>();
+/** Loaded backends by id: the ones DeviceArrays can be made on (toDevice's `backend` option). */
+const loaded = new Map<string, Backend>([["wasm", wasmBackend], ["reference", referenceBackend]]);
 
-/** The backend ops dispatch to. */
+/** The backend ops on host arrays dispatch to. */
 export function getBackend(): Backend {
   return current;
 }
 
-/** Install a backend object directly (used by the tfjs loader and by tests). */
+/** Install a backend object directly (used by setBackend and by tests). */
 export function useBackend(b: Backend, i: Partial<BackendInfo> = {}): BackendInfo {
   current = b;
-  info = { name: b.name, device: "cpu", engine: ENGINES[b.name] ?? b.name, reasons: {}, ...i };
+  if (!loaded.has(b.id)) loaded.set(b.id, b);
+  info = { name: b.name, id: b.id, device: "cpu", engine: ENGINES[b.name] ?? b.name, reasons: {}, ...i };
   return info;
+}
+
+/**
+ * The loaded backend with this id (or registered name), or the current one's storage owner when undefined.
+ * Throws NumedgeError("backend") for one that is not loaded yet: setBackend() loads it.
+ */
+export function loadedBackend(id?: string): Backend {
+  if (id === undefined) return loaded.get(current.id) ?? current;
+  const b = loaded.get(id) ?? (id === "tfjs" && info.name === "tfjs" ? loaded.get(info.id) : undefined);
+  if (b) return b;
+  throw new NumedgeError("backend", `backend ${JSON.stringify(id)} is not loaded${registry.has(id) ? `: await setBackend(${JSON.stringify(id)}) first` : `; loaded: ${[...loaded.keys()].join(", ")}`}`);
 }
 
 /** Replace the tfjs probe (tests inject fake file systems and imports); returns the previous one. */
@@ -114,6 +136,7 @@ export function useProbe(p: TfjsProbe): TfjsProbe {
   const prev = probe;
   probe = p;
   tfjsBackends.clear();
+  for (const c of CANDIDATES) loaded.delete(c);
   return prev;
 }
 
@@ -123,41 +146,72 @@ function tfjsOn(e: TfEngine): Backend {
   return b;
 }
 
-function useTfjs(e: TfEngine, reasons: Record<string, string>): BackendInfo {
-  return useBackend(tfjsOn(e), { device: e.device, engine: e.candidate, reasons, fallbackOps: tfjsFallbackOps() });
-}
+/** What a factory gives: a backend, or a backend with what backendInfo() should say about it. */
+export type Loaded = Backend | { backend: Backend; info: Partial<BackendInfo> };
 
-const ENGINE_CHOICE: Record<string, Candidate> = { "tfjs-node": "tfjs-node", "tfjs-wasm": "tfjs-wasm", "tfjs-cpu": "tfjs-cpu" };
+/** Makes a backend for setBackend(name); throws NumedgeError("backend") saying what is missing. */
+export type BackendFactory = (o: SetBackendOptions) => Loaded | Promise<Loaded>;
+
+const registry = new Map<string, BackendFactory>();
 
 /**
- * Pick the backend every op uses from now on. Throws NumedgeError("backend") for an unknown name, for "tfjs-gpu"
- * without a usable GPU, and for a tfjs engine that cannot load; the message says what is missing and how to
- * get it. "auto" never throws.
+ * Add a backend choice (or replace one): setBackend(name), NUMEDGE_BACKEND=name and the scripts' --backend accept
+ * it from then on. The factory runs on each setBackend(name) and may cache.
+ * @example registerBackend("mine", () => ({ ...wasmBackendLike, name: "mine", id: "mine" }))
+ */
+export function registerBackend(name: string, factory: BackendFactory): void {
+  if (typeof name !== "string" || !/^[a-z][a-z0-9-]*$/.test(name))
+    throw new NumedgeError("backend", `a backend name must be lower-case letters, digits and dashes, got ${JSON.stringify(name)}`);
+  if (typeof factory !== "function") throw new NumedgeError("backend", `registerBackend(${JSON.stringify(name)}) needs a factory function`);
+  registry.set(name, factory);
+}
+
+/** The registered backend names, in registration order. @example backendNames() // ["wasm", "reference", "tfjs", ...] */
+export function backendNames(): string[] {
+  return [...registry.keys()];
+}
+
+const tfjsInfo = (e: TfEngine, reasons: Record<string, string>): Loaded => {
+  const b = tfjsOn(e);
+  return { backend: b, info: { device: e.device, engine: e.candidate, reasons, fallbackOps: tfjsFallbackOps(), stagedOps: kernelNames(b) } };
+};
+
+registerBackend("wasm", () => wasmBackend);
+registerBackend("reference", () => referenceBackend);
+registerBackend("tfjs", async () => {
+  const { engine, reasons } = await probe.first();
+  if (engine) return tfjsInfo(engine, reasons);
+  throw new NumedgeError("backend", `backend "tfjs": no TensorFlow.js engine could be loaded. ${explain(reasons)}`);
+});
+registerBackend("tfjs-gpu", async () => {
+  const e = await probe.gpu();
+  if (typeof e !== "string") return tfjsInfo(e, {});
+  throw new NumedgeError("backend", `backend "tfjs-gpu" needs @tensorflow/tfjs-node-gpu with its native binding and a CUDA GPU: ${e}`);
+});
+for (const c of ["tfjs-node", "tfjs-wasm", "tfjs-cpu"] as const) {
+  registerBackend(c, async () => {
+    const e = await probe.engine(c);
+    if (typeof e !== "string") return tfjsInfo(e, {});
+    throw new NumedgeError("backend", `backend ${JSON.stringify(c)} is not usable: ${e}`);
+  });
+}
+registerBackend("auto", (o) => auto(o));
+
+/**
+ * Pick the backend every op on host arrays uses from now on (DeviceArrays run where they live). Throws
+ * NumedgeError("backend") for an unknown name, for "tfjs-gpu" without a usable GPU, and for a tfjs engine that
+ * cannot load; the message says what is missing and how to get it. "auto" never throws.
  * @example await setBackend("tfjs"); console.log(backendInfo().engine) // "tfjs-wasm" on a machine without tfjs-node
  */
 export async function setBackend(name: BackendChoice, opts: SetBackendOptions = {}): Promise<BackendInfo> {
-  if (!CHOICES.includes(name))
-    throw new NumedgeError("backend", `backend must be one of ${CHOICES.join(", ")}, got ${JSON.stringify(name)}`);
-  if (name === "wasm") return useBackend(wasmBackend);
-  if (name === "reference") return useBackend(referenceBackend);
-  if (name === "tfjs") {
-    const { engine, reasons } = await probe.first();
-    if (engine) return useTfjs(engine, reasons);
-    throw new NumedgeError("backend", `backend "tfjs": no TensorFlow.js engine could be loaded. ${explain(reasons)}`);
-  }
-  if (name === "tfjs-gpu") {
-    const e = await probe.gpu();
-    if (typeof e !== "string") return useTfjs(e, {});
-    throw new NumedgeError("backend", `backend "tfjs-gpu" needs @tensorflow/tfjs-node-gpu with its native binding and a CUDA GPU: ${e}`);
-  }
-  if (name === "auto") return auto(opts);
-  const c = ENGINE_CHOICE[name]!;
-  const e = await probe.engine(c);
-  if (typeof e !== "string") return useTfjs(e, {});
-  throw new NumedgeError("backend", `backend ${JSON.stringify(name)} is not usable: ${e}`);
+  const factory = typeof name === "string" ? registry.get(name) : undefined;
+  if (!factory)
+    throw new NumedgeError("backend", `backend must be one of ${backendNames().join(", ")}, got ${JSON.stringify(name)}`);
+  const got = await factory(opts ?? {});
+  return "backend" in got ? useBackend(got.backend, got.info) : useBackend(got);
 }
 
-async function auto(opts: SetBackendOptions): Promise<BackendInfo> {
+async function auto(opts: SetBackendOptions): Promise<Loaded> {
   let e: TfEngine | string;
   try {
     e = await probe.gpu();
@@ -167,13 +221,13 @@ async function auto(opts: SetBackendOptions): Promise<BackendInfo> {
   if (typeof e === "string") {
     const warn = opts.warn ?? probe.installed("tfjs-node-gpu");
     if (warn) stderrLine(`numedge: no usable GPU, running on wasm (${e})`);
-    return useBackend(wasmBackend, { reasons: { "tfjs-gpu": e } });
+    return { backend: wasmBackend, info: { reasons: { "tfjs-gpu": e } } };
   }
   const thresholds = { ...GPU_THRESHOLDS, ...(opts.thresholds ?? {}) };
   const routed = routedBackend(wasmBackend, tfjsOn(e), thresholds);
-  return useBackend(routed, {
+  return { backend: routed, info: {
     device: "gpu", engine: `auto(wasm-simd + ${e.candidate})`, reasons: {}, fallbackOps: tfjsFallbackOps(), gpuThresholds: thresholds,
-  });
+  } };
 }
 
 function explain(reasons: Record<string, string>): string {
@@ -193,6 +247,7 @@ function stderrLine(line: string): void {
 export function backendInfo(): BackendInfo {
   const i: BackendInfo = { ...info, reasons: { ...info.reasons } };
   if (info.fallbackOps) i.fallbackOps = [...info.fallbackOps];
+  if (info.stagedOps) i.stagedOps = [...info.stagedOps];
   if (info.gpuThresholds) i.gpuThresholds = { ...info.gpuThresholds };
   return i;
 }

@@ -1,11 +1,14 @@
 // Softmax family: argument checks and dispatch. Semantics and error bounds are in each function's TSDoc.
-import { getBackend } from "../backends/index.ts";
+// Every op takes host typed arrays (result: host arrays) or DeviceArrays (result: DeviceArrays on their backend).
 import type { CEHead, Precision } from "../backends/api/softmax.ts";
-import {
-  NumedgeError, checkBool, checkEnum, checkFloatArray, checkOptions, noOverlap, outLike, rowsOf, scaleOf, show, type FloatArray,
-} from "../errors.ts";
+import type { DeviceArray } from "../device.ts";
+import { NumedgeError, checkBool, checkEnum, checkOptions, rowsOf, scaleOf, type FloatArray } from "../errors.ts";
+import { OpCall, checkIndices, floatArg, noOverlapArg, outLikeArg, typedArg, valueOf } from "./call.ts";
 
-export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
+/** A float array argument: Float32Array, Float64Array, or an f32/f64 DeviceArray. */
+type Floats = FloatArray | DeviceArray;
+
+export interface SoftmaxOptions<T extends Floats = Floats> {
   /** Length of the last axis; rows = x.length / cols. */
   cols: number;
   /** Divide logits by this first (> 0). Default 1. */
@@ -24,13 +27,14 @@ export interface SoftmaxOptions<T extends FloatArray = FloatArray> {
 // [1,1024], [1,65536], [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, so auto maps
 // straight to "threepass" (revisit if a runtime with FMA or wider SIMD changes that).
 
-function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T }) {
-  checkFloatArray("x", x);
+function prepare(x: unknown, o: { cols: number; out?: unknown }) {
+  const c = new OpCall();
+  const xa = floatArg(c, "x", x);
   checkOptions(o, "cols");
-  const rows = rowsOf("x", x, o.cols);
-  const out = outLike(x, o.out);
-  noOverlap("out", out, "x", x, true);
-  return { rows, cols: o.cols, out };
+  const rows = rowsOf("x", xa, o.cols);
+  const out = outLikeArg(c, xa, o.out);
+  noOverlapArg(out, xa, true);
+  return { c, x: xa.k, rows, cols: o.cols, out };
 }
 
 /**
@@ -42,13 +46,14 @@ function prepare<T extends FloatArray>(x: T, o: { cols: number; out?: T }) {
  * other rows are unaffected.
  * @example const p = softmax(new Float32Array([-2, 0, 0.5]), { cols: 3 }) // [.0486, .3592, .5922]
  */
-export function softmax<T extends FloatArray>(x: T, o: SoftmaxOptions<T>): T {
-  const { rows, cols, out } = prepare(x, o);
+export function softmax<T extends Floats>(x: T, o: SoftmaxOptions<T>): T {
+  const { c, x: xk, rows, cols, out } = prepare(x, o);
   const scale = scaleOf(o.temperature);
   const alg = checkEnum("algorithm", o.algorithm ?? "auto", ["auto", "twopass", "threepass"] as const);
   const algorithm = alg === "auto" ? "threepass" : alg;
-  getBackend().softmax(x, out, rows, cols, scale, algorithm);
-  return out;
+  c.be.softmax(xk as FloatArray, out.k as FloatArray, rows, cols, scale, algorithm);
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
@@ -57,10 +62,11 @@ export function softmax<T extends FloatArray>(x: T, o: SoftmaxOptions<T>): T {
  * inputs give -Infinity. Same NaN row rule as softmax.
  * @example const lp = logSoftmax(x, { cols: 3 }) // [-3.0239, -1.0239, -0.5239] for [-2, 0, 0.5]
  */
-export function logSoftmax<T extends FloatArray>(x: T, o: Omit<SoftmaxOptions<T>, "algorithm">): T {
-  const { rows, cols, out } = prepare(x, o);
-  getBackend().logSoftmax(x, out, rows, cols, scaleOf(o.temperature));
-  return out;
+export function logSoftmax<T extends Floats>(x: T, o: Omit<SoftmaxOptions<T>, "algorithm">): T {
+  const { c, x: xk, rows, cols, out } = prepare(x, o);
+  c.be.logSoftmax(xk as FloatArray, out.k as FloatArray, rows, cols, scaleOf(o.temperature));
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
@@ -70,10 +76,11 @@ export function logSoftmax<T extends FloatArray>(x: T, o: Omit<SoftmaxOptions<T>
  * A row with NaN or +Infinity, or only -Infinity, comes out NaN.
  * @example const p = stablemax(new Float32Array([-2, 0, 0.5]), { cols: 3 }) // [.1176, .3529, .5294]
  */
-export function stablemax<T extends FloatArray>(x: T, o: { cols: number; out?: T }): T {
-  const { rows, cols, out } = prepare(x, o);
-  getBackend().stablemax(x, out, rows, cols);
-  return out;
+export function stablemax<T extends Floats>(x: T, o: { cols: number; out?: T }): T {
+  const { c, x: xk, rows, cols, out } = prepare(x, o);
+  c.be.stablemax(xk as FloatArray, out.k as FloatArray, rows, cols);
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
@@ -81,10 +88,11 @@ export function stablemax<T extends FloatArray>(x: T, o: { cols: number; out?: T
  * Error (f32): absolute <= 1.2e-7 * max(1, |y|) (computed in f64, rounded once); f64: 1e-12.
  * @example const lp = logStablemax(x, { cols: 113 })
  */
-export function logStablemax<T extends FloatArray>(x: T, o: { cols: number; out?: T }): T {
-  const { rows, cols, out } = prepare(x, o);
-  getBackend().logStablemax(x, out, rows, cols);
-  return out;
+export function logStablemax<T extends Floats>(x: T, o: { cols: number; out?: T }): T {
+  const { c, x: xk, rows, cols, out } = prepare(x, o);
+  c.be.logStablemax(xk as FloatArray, out.k as FloatArray, rows, cols);
+  c.wrote(out);
+  return valueOf(out);
 }
 
 export interface CrossEntropyOptions {
@@ -96,7 +104,7 @@ export interface CrossEntropyOptions {
   /** Also return dL/dz (default true). */
   grad?: boolean;
   /** Write dL/dz here (same type and length as logits, not overlapping them; an alloc() array is zero-copy). */
-  gradOut?: FloatArray;
+  gradOut?: Floats;
 }
 
 export interface CrossEntropyResult<T extends FloatArray> {
@@ -110,6 +118,14 @@ export interface CrossEntropyResult<T extends FloatArray> {
   zeroLossFraction: number;
 }
 
+/** crossEntropy on DeviceArrays: the scalars stay on the device until read. */
+export interface CrossEntropyDeviceResult {
+  /** f64 [mean loss, scFraction, zeroLossFraction]. */
+  stats: DeviceArray<"f64">;
+  /** dL/dlogits on the logits' backend (same dtype as the logits). */
+  grad?: DeviceArray;
+}
+
 /**
  * Mean cross-entropy of logits [rows, cols] against int32 labels, its gradient, and collapse statistics.
  * In "f32" precision a row collapses once every other class's exp(z_k - max) is below half an ulp of 1, so
@@ -118,34 +134,46 @@ export interface CrossEntropyResult<T extends FloatArray> {
  * sum): |loss error| <= 1e-6 * max(1, loss), |gradient error| <= 4e-6 / rows for cols <= 4099; "f64":
  * 1e-12 (gradients of f32 logits are rounded to f32). A row with NaN/+Infinity (or only -Infinity) gives
  * loss NaN and a NaN gradient row; an -Infinity correct-class logit gives loss +Infinity.
+ * With DeviceArrays (logits and labels, and gradOut if given) the result is { stats, grad } on their backend.
  * @example const { loss, grad, scFraction } = crossEntropy(logits, labels, { cols: 113, precision: "f32" })
  */
-export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array, o: CrossEntropyOptions): CrossEntropyResult<T> {
-  checkFloatArray("logits", logits);
+export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array, o: CrossEntropyOptions): CrossEntropyResult<T>;
+export function crossEntropy(logits: DeviceArray, labels: DeviceArray, o: CrossEntropyOptions): CrossEntropyDeviceResult;
+export function crossEntropy(logits: Floats, labels: Int32Array | DeviceArray, o: CrossEntropyOptions): CrossEntropyResult<FloatArray> | CrossEntropyDeviceResult {
+  const c = new OpCall();
+  const z = floatArg(c, "logits", logits);
   checkOptions(o, "cols");
-  const rows = rowsOf("logits", logits, o.cols);
+  const rows = rowsOf("logits", z, o.cols);
   const cols = o.cols;
-  if (!(labels instanceof Int32Array)) throw new NumedgeError("dtype", `labels must be an Int32Array, got ${show(labels)}`);
-  if (labels.length !== rows) throw new NumedgeError("shape", `labels.length ${labels.length} must equal rows ${rows}`);
-  for (let i = 0; i < rows; i++) {
-    const l = labels[i]!;
-    if (l < 0 || l >= cols) throw new NumedgeError("range", `labels[${i}] = ${l} is outside [0, ${cols - 1}]`);
-  }
+  const lab = typedArg(c, "labels", labels, "i32");
+  if (lab.length !== rows) throw new NumedgeError("shape", `labels.length ${lab.length} must equal rows ${rows}`);
+  checkIndices(lab, cols, (i, l) => `labels[${i}] = ${l} is outside [0, ${cols - 1}]`);
   const head = checkEnum("head", o.head ?? "softmax", ["softmax", "stablemax"] as const);
-  const precision = checkEnum("precision", o.precision ?? (logits instanceof Float64Array ? "f64" : "f32"), ["f32", "f64"] as const);
+  const precision = checkEnum("precision", o.precision ?? (z.dtype === "f64" ? "f64" : "f32"), ["f32", "f64"] as const);
   const wantGrad = checkBool("grad", o.grad, true);
-  const gradOut = o.gradOut === undefined ? undefined : outLike(logits, o.gradOut, "gradOut");
+  const gradOut = o.gradOut === undefined ? undefined : outLikeArg(c, z, o.gradOut, "gradOut");
   if (gradOut) {
-    noOverlap("gradOut", gradOut, "logits", logits);
-    noOverlap("gradOut", gradOut, "labels", labels);
+    noOverlapArg(gradOut, z);
+    noOverlapArg(gradOut, lab);
   }
   if (gradOut && !wantGrad) throw new NumedgeError("range", "gradOut was given with grad: false");
   // f64 logits computed in f32: round them first, as an f32 model would have produced them.
-  const z: FloatArray = logits instanceof Float64Array && precision === "f32" ? Float32Array.from(logits) : logits;
-  const g = !wantGrad ? null : gradOut && z === logits ? gradOut : new (z.constructor as new (n: number) => FloatArray)(z.length);
-  const s = getBackend().crossEntropy(z, labels, g, rows, cols, head, precision);
-  const res: CrossEntropyResult<T> = { loss: s.lossSum / rows, scFraction: s.scRows / rows, zeroLossFraction: s.zeroLossRows / rows };
-  if (g && gradOut && g !== gradOut) gradOut.set(g);
-  if (g) res.grad = (gradOut ?? (g.constructor === logits.constructor ? g : Float64Array.from(g))) as T;
+  const roundFirst = z.dtype === "f64" && precision === "f32";
+  if (roundFirst && c.device) throw new NumedgeError("unsupported", "f64 DeviceArray logits with precision \"f32\": make the logits f32 (precision f32 rounds them like an f32 model)");
+  const zk: FloatArray = roundFirst ? Float32Array.from(z.k as Float64Array) : z.k as FloatArray;
+  // the kernel's gradient has the kernel input's type; gradOut is used directly when that is its type too
+  const g = !wantGrad ? null : gradOut && !roundFirst ? gradOut : c.out("grad", roundFirst ? "f32" : z.dtype, z.length);
+  const stats = c.out("stats", "f64", 3);
+  c.be.crossEntropy(zk, lab.k as Int32Array, g ? g.k as FloatArray : null, stats.k as Float64Array, rows, cols, head, precision);
+  c.wrote(g, stats);
+  if (c.device) return g ? { stats: stats.da as DeviceArray<"f64">, grad: g.da! } : { stats: stats.da as DeviceArray<"f64"> };
+  const st = stats.k as Float64Array;
+  const res: CrossEntropyResult<FloatArray> = { loss: st[0]!, scFraction: st[1]!, zeroLossFraction: st[2]! };
+  if (g) {
+    // f64 logits rounded to f32: the gradient comes back as f64, into gradOut when given
+    let grad = g.k as FloatArray;
+    if (roundFirst) grad = gradOut ? ((gradOut.k as Float64Array).set(grad), gradOut.k as FloatArray) : Float64Array.from(grad);
+    res.grad = grad;
+  }
   return res;
 }

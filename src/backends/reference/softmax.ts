@@ -1,7 +1,7 @@
 // The oracle: plain TypeScript, f64 accumulation, Math.exp/log. Slow and obviously correct.
 // Row rule as every backend: NaN or +Inf in a row, or a row of only -Inf, makes the whole row NaN.
 import type { FloatArray } from "../../errors.ts";
-import type { CESums, SoftmaxKernels } from "../api/softmax.ts";
+import type { SoftmaxKernels } from "../api/softmax.ts";
 
 const f32 = Math.fround;
 const sOf = (v: number) => (v >= 0 ? v + 1 : 1 / (1 - v));
@@ -60,7 +60,7 @@ export const softmaxReference: SoftmaxKernels = {
   // Everything in f64, except that precision "f32" rounds where an f32 computation must round for the
   // collapse semantics to hold: the softmax sum S is rounded to f32 before its log (so S == 1 gives loss 0
   // and a correct-class gradient of exactly 0), and the loss is rounded to f32 before the zero-loss count.
-  crossEntropy(z, labels, grad, rows, cols, head, precision): CESums {
+  crossEntropy(z, labels, grad, stats, rows, cols, head, precision) {
     const round = precision === "f32" ? f32 : (v: number) => v;
     let lossSum = 0, scRows = 0, zeroLossRows = 0;
     for (let r = 0, o = 0; r < rows; r++, o += cols) {
@@ -106,6 +106,6 @@ export const softmaxReference: SoftmaxKernels = {
         grad[o + i] = (d / s - (i === y ? d / terms[y]! : 0)) / rows;
       }
     }
-    return { lossSum, scRows, zeroLossRows };
+    stats.set([lossSum / rows, scRows / rows, zeroLossRows / rows]);
   },
 };

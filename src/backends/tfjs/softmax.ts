@@ -17,7 +17,7 @@
 //   differ only on rows whose other terms sum to within f32 summation error of 2^-24. exp is libm's (not
 //   flushed below -87.3, so outputs < 1e-38 are denormals, not 0).
 import type { Tensor } from "@tensorflow/tfjs-core";
-import type { CESums, SoftmaxKernels } from "../api/softmax.ts";
+import type { SoftmaxKernels } from "../api/softmax.ts";
 import { compute, isF64, sOf, type Tf, type TfCtx } from "./common.ts";
 
 /** log s(x) = log1p(x) (x >= 0), -log1p(-x) (x < 0). */
@@ -113,8 +113,8 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
       });
       y.set(o!);
     },
-    crossEntropy(z, labels, grad, rows, cols, head, precision): CESums {
-      if (isF64(z) || precision === "f64") return fb.crossEntropy(z, labels, grad, rows, cols, head, precision);
+    crossEntropy(z, labels, grad, stats, rows, cols, head, precision) {
+      if (isF64(z) || precision === "f64") return fb.crossEntropy(z, labels, grad, stats, rows, cols, head, precision);
       const invN = Math.fround(1 / rows);
       const idx = labelIndex(labels, cols);
       const out = compute(ctx, (tf) => {
@@ -166,7 +166,7 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
         if (stat[r] === 1) scRows++; // softmax head: f32 S == 1; stablemax: the S == s(max) flag
       }
       if (grad) grad.set(out[2] as Float32Array);
-      return { lossSum, scRows, zeroLossRows };
+      stats.set([lossSum / rows, scRows / rows, zeroLossRows / rows]);
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { FloatArray } from "../../errors.ts";
-import type { CESums, SoftmaxKernels } from "../api/softmax.ts";
-import { asm, call } from "./runtime.ts";
+import type { SoftmaxKernels } from "../api/softmax.ts";
+import { asm, call, view } from "./runtime.ts";
 
 type RowKernel = (x: number, y: number, rows: number, cols: number, ...rest: number[]) => number;
 
@@ -24,15 +24,15 @@ export const softmaxWasm: SoftmaxKernels = {
   logStablemax(x, y, rows, cols) {
     rowwise(asm.logstablemax_f32!, asm.logstablemax_f64!, x, y, rows, cols);
   },
-  crossEntropy(z, labels, grad, rows, cols, head, precision): CESums {
+  crossEntropy(z, labels, grad, stats, rows, cols, head, precision) {
     const f64in = z instanceof Float64Array;
     const name = `ce_${head}_${f64in ? "f64" : precision === "f64" ? "f32in_f64" : "f32"}`;
-    return call(
-      (f) => [f.input(z), f.input(labels), grad ? f.output(grad) : 0, f.scratch(24)] as const,
+    call(
+      (f) => [f.input(z), f.input(labels), grad ? f.output(grad) : 0, f.output(stats)] as const,
       ([pz, pl, pg, ps]) => {
-        asm[name]!(pz, pl, pg, rows, cols, ps);
-        const st = new Float64Array(asm.memory.buffer, ps, 3);
-        return { lossSum: st[0]!, scRows: st[1]!, zeroLossRows: st[2]! };
+        asm[name]!(pz, pl, pg, rows, cols, ps); // writes the three sums
+        const st = view(Float64Array, ps, 3);
+        for (let i = 0; i < 3; i++) st[i] = st[i]! / rows;
       },
     );
   },

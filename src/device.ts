@@ -1,0 +1,130 @@
+// Where data lives. A DeviceArray is owned by one backend and stays in that backend's storage (WASM memory,
+// a tf.Tensor, a plain array for the reference) between calls; ops given DeviceArrays return DeviceArrays on
+// the same backend without a host copy. Host typed arrays keep working everywhere: they are copied in and out.
+import { NumedgeError } from "./errors.ts";
+
+/** Element types a DeviceArray can hold. */
+export type Dtype = "f32" | "f64" | "i32" | "u8" | "i8";
+
+/** The host typed array type of each dtype. */
+export interface HostOf {
+  f32: Float32Array;
+  f64: Float64Array;
+  i32: Int32Array;
+  u8: Uint8Array;
+  i8: Int8Array;
+}
+export type HostArray = HostOf[Dtype];
+
+export const CTORS: { readonly [D in Dtype]: { new (n: number): HostOf[D]; new (b: ArrayBufferLike, o: number, n: number): HostOf[D]; BYTES_PER_ELEMENT: number; from(a: ArrayLike<number>): HostOf[D] } } = {
+  f32: Float32Array, f64: Float64Array, i32: Int32Array, u8: Uint8Array, i8: Int8Array,
+};
+
+/** The dtype of a host typed array, or undefined for anything else. */
+export function dtypeOfHost(a: unknown): Dtype | undefined {
+  if (a instanceof Float32Array) return "f32";
+  if (a instanceof Float64Array) return "f64";
+  if (a instanceof Int32Array) return "i32";
+  if (a instanceof Uint8Array) return "u8";
+  if (a instanceof Int8Array) return "i8";
+  return undefined;
+}
+
+/**
+ * A backend's storage, in the shape of tinygrad's Allocator and tfjs-core's KernelBackend: allocate, free, copy
+ * in, copy out. `H` is the backend's handle; kernels of that backend receive handles wherever a DeviceArray was
+ * passed. `read` and `write` are the only ways data crosses between the host and the backend.
+ */
+export interface Storage<H = unknown> {
+  /** A zero-filled array of `length` elements of `dtype`. */
+  alloc(length: number, dtype: Dtype): H;
+  free(h: H): void;
+  /** Copy a host array of the handle's dtype and length in. */
+  write(h: H, src: HostArray): void;
+  /** A fresh host copy. */
+  read(h: H): HostArray;
+  /** The same, without blocking the thread where the backend can (default: read). */
+  readAsync?(h: H): Promise<HostArray>;
+}
+
+/** The part of a backend a DeviceArray needs: its name and its storage. */
+export interface StorageOwner {
+  /** Unique among loaded backends ("wasm", "reference", "tfjs-cpu", ...). */
+  readonly id: string;
+  readonly storage: Storage;
+}
+
+// Storage freed when a DeviceArray is garbage-collected without dispose(). Held: the owner and the handle.
+const collected = new FinalizationRegistry<{ owner: StorageOwner; h: unknown }>(({ owner, h }) => owner.storage.free(h));
+
+/**
+ * An array owned by one backend. Ops given DeviceArrays run on that backend and return DeviceArrays there, so
+ * nothing crosses to the host until you call read(). Made by toDevice() and empty(); freed by dispose() (or
+ * when garbage-collected).
+ * @example const x = toDevice(logits); const p = softmax(x, { cols: 113 }); console.log(await p.read())
+ */
+export class DeviceArray<D extends Dtype = Dtype> {
+  /** Bumped each time the array is written (by an op or by write()): lets backends cache facts about contents. */
+  version = 0;
+  private h: unknown;
+
+  /** @internal Use toDevice() or empty(). */
+  constructor(readonly owner: StorageOwner, handle: unknown, readonly dtype: D, readonly length: number) {
+    this.h = handle;
+    collected.register(this, { owner, h: handle }, this);
+  }
+
+  /** The owning backend's id ("wasm", "reference", "tfjs-cpu", ...). */
+  get backend(): string {
+    return this.owner.id;
+  }
+
+  get disposed(): boolean {
+    return this.h === undefined;
+  }
+
+  /** @internal The backend's handle (what its kernels receive). */
+  get handle(): unknown {
+    if (this.h === undefined) throw new NumedgeError("backend", `this DeviceArray (${this.dtype}[${this.length}] on ${this.backend}) was disposed`);
+    return this.h;
+  }
+
+  /** A host copy of the contents, waiting for the backend without blocking where it can. @example const y = await p.read() */
+  async read(): Promise<HostOf[D]> {
+    const s = this.owner.storage, h = this.handle;
+    return (await (s.readAsync ? s.readAsync(h) : s.read(h))) as HostOf[D];
+  }
+
+  /** A host copy of the contents, now (blocks until the backend is done). @example const y = p.readSync() */
+  readSync(): HostOf[D] {
+    return this.owner.storage.read(this.handle) as HostOf[D];
+  }
+
+  /** Overwrite the contents from a host array of the same dtype and length. @example w.write(init) */
+  write(src: HostOf[D]): void {
+    if (dtypeOfHost(src) !== this.dtype || src.length !== this.length)
+      throw new NumedgeError("shape", `write needs a ${CTORS[this.dtype].name}(${this.length}), got ${describeArray(src)}`);
+    this.owner.storage.write(this.handle, src);
+    this.version++;
+  }
+
+  /** Free the storage now; later use throws. Idempotent. @example x.dispose() */
+  dispose(): void {
+    if (this.h === undefined) return;
+    collected.unregister(this);
+    const h = this.h;
+    this.h = undefined;
+    this.owner.storage.free(h);
+  }
+
+  toString(): string {
+    return `DeviceArray(${this.dtype}[${this.length}] on ${this.backend}${this.disposed ? ", disposed" : ""})`;
+  }
+}
+
+/** A short description for messages: Float32Array(3), DeviceArray(f32[3] on wasm). */
+export function describeArray(v: unknown): string {
+  if (v instanceof DeviceArray) return v.toString();
+  if (ArrayBuffer.isView(v)) return `${v.constructor.name}(${(v as unknown as { length: number }).length})`;
+  return v === null ? "null" : typeof v;
+}

@@ -1,0 +1,138 @@
+// DeviceArrays: storage on every backend (toDevice / empty / read / readSync / dispose), every op run with host
+// arrays and with DeviceArrays giving the same bits, results staying on the inputs' backend, and the errors for
+// mixing backends, mixing host and device arrays, and using a disposed array.
+import { afterAll, describe, expect, test } from "bun:test";
+import {
+  DeviceArray, NumedgeError, backendInfo, crossEntropy, empty, logSoftmax, logStablemax, setBackend, softmax, stablemax, toDevice,
+  type HostOf,
+} from "numedge";
+import { expectError, uniform } from "./helpers.ts";
+
+const BACKENDS = ["wasm", "reference", "tfjs-wasm", "tfjs-cpu"] as const;
+afterAll(() => setBackend("wasm"));
+
+type Host = HostOf[keyof HostOf];
+/** Turns a host array into the kind of argument a run uses. */
+type Put = (x: Host) => unknown;
+
+/** Everything an op returned, as host arrays and numbers, for a bitwise comparison. */
+async function flatten(v: unknown): Promise<unknown> {
+  if (v instanceof DeviceArray) return Array.from(await v.read());
+  if (ArrayBuffer.isView(v)) return Array.from(v as Float32Array);
+  if (typeof v === "number") return [v];
+  if (v && typeof v === "object") {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = await flatten(x);
+    return o;
+  }
+  return v;
+}
+
+/** Scalars a host call returns as numbers come back in a device call's f64 `stats` array: compare those. */
+function hostStats(r: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  const rest = { ...r };
+  for (const k of keys) delete rest[k];
+  return { ...rest, stats: Float64Array.from(keys.map((k) => r[k] as number)) };
+}
+
+const rnd = uniform(7);
+const floats = (n: number, s = 6) => Float32Array.from({ length: n }, () => (rnd() - 0.5) * s);
+
+/** Each case runs an op with `put` applied to every array argument. */
+const CASES: Record<string, { run: (put: Put) => unknown; stats?: string[] }> = {};
+const X = floats(7 * 37), X64 = Float64Array.from(floats(5 * 9)), LAB = Int32Array.from({ length: 7 }, (_, i) => (i * 5) % 37);
+for (const [name, op] of Object.entries({ softmax, logSoftmax, stablemax, logStablemax })) {
+  CASES[`${name} f32`] = { run: (put) => (op as (x: unknown, o: object) => unknown)(put(X), { cols: 37 }) };
+  CASES[`${name} f64`] = { run: (put) => (op as (x: unknown, o: object) => unknown)(put(X64), { cols: 9 }) };
+}
+CASES["softmax out, temperature"] = { run: (put) => { const out = put(new Float32Array(X.length)); softmax(put(X) as Float32Array, { cols: 37, out: out as Float32Array, temperature: 0.5 }); return out; } };
+CASES["crossEntropy softmax f32"] = { run: (put) => crossEntropy(put(X) as Float32Array, put(LAB) as Int32Array, { cols: 37 }), stats: ["loss", "scFraction", "zeroLossFraction"] };
+CASES["crossEntropy stablemax f64 precision, gradOut"] = {
+  run: (put) => {
+    const g = put(new Float32Array(X.length));
+    const r = crossEntropy(put(X) as Float32Array, put(LAB) as Int32Array, { cols: 37, head: "stablemax", precision: "f64", gradOut: g as Float32Array });
+    return { ...r, gradOutSame: r.grad === g };
+  },
+  stats: ["loss", "scFraction", "zeroLossFraction"],
+};
+
+for (const be of BACKENDS) {
+  describe(`DeviceArray on ${be}`, () => {
+    test("storage: toDevice / read / readSync / empty / dispose, every dtype", async () => {
+      await setBackend(be);
+      const id = backendInfo().id;
+      for (const h of [floats(5), Float64Array.from([1.5, -2, 1e300]), Int32Array.from([-7, 0, 2 ** 31 - 1]), Uint8Array.from([0, 255, 9]), Int8Array.from([-128, 127, 0])]) {
+        const d = toDevice(h);
+        expect(d.backend).toBe(id);
+        expect(d.length).toBe(h.length);
+        expect(d.readSync()).toEqual(h as never);
+        expect(await d.read()).toEqual(h as never);
+        expect(d.readSync()).not.toBe(h); // a copy
+        h.fill(0 as never);
+        expect(d.readSync()).not.toEqual(h as never); // toDevice copied too
+        d.dispose();
+        d.dispose(); // idempotent
+        expect(d.disposed).toBe(true);
+        expectError(() => d.readSync(), "backend", "disposed");
+      }
+      const e = empty(9, "i32");
+      expect(Array.from(e.readSync())).toEqual(new Array(9).fill(0));
+      expect(empty(0, "f32").readSync().length).toBe(0);
+      e.write(Int32Array.from({ length: 9 }, (_, i) => i));
+      expect(e.version).toBe(1);
+      expect(Array.from(await e.read())).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+      expectError(() => e.write(new Float32Array(9) as never), "shape", "Int32Array(9)");
+      expectError(() => empty(-1, "f32"), "range", "length");
+      expectError(() => empty(3, "f16" as never), "dtype", "dtype");
+      expectError(() => toDevice([1, 2] as never), "dtype", "x must be");
+      expectError(() => toDevice(new Float32Array(2), { backend: "nope" }), "backend", "not loaded");
+      expectError(() => toDevice(new Float32Array(2), { bakend: "wasm" } as never), "range", "bakend");
+    });
+
+    for (const [name, c] of Object.entries(CASES)) {
+      test(`${name}: DeviceArrays in give DeviceArrays out on ${be}, same bits as host arrays`, async () => {
+        await setBackend(be);
+        const id = backendInfo().id;
+        const raw = c.run((x) => x) as Record<string, unknown>;
+        const host = await flatten(c.stats ? hostStats(raw, c.stats) : raw);
+        const made: DeviceArray[] = [];
+        const dev = c.run((x) => { const d = toDevice(x); made.push(d); return d; });
+        const outs = dev instanceof DeviceArray ? [dev] : Object.values(dev as object).filter((v) => v instanceof DeviceArray);
+        expect(outs.length).toBeGreaterThan(0);
+        for (const o of outs) expect((o as DeviceArray).backend).toBe(id);
+        expect(await flatten(dev)).toEqual(host);
+        for (const d of made) d.dispose();
+      });
+    }
+  });
+}
+
+describe("DeviceArray errors", () => {
+  test("host and device arrays in one call: NumedgeError(backend) naming both", async () => {
+    await setBackend("wasm");
+    const x = toDevice(floats(8));
+    expectError(() => softmax(x, { cols: 4, out: new Float32Array(8) as never }), "backend", "x is a DeviceArray on wasm", "out is a host Float32Array");
+    expectError(() => crossEntropy(new Float32Array(8), toDevice(new Int32Array(2)) as never, { cols: 4 }), "backend", "labels", "logits");
+  });
+
+  test("DeviceArrays of two backends in one call: NumedgeError(backend) naming both", async () => {
+    await setBackend("reference");
+    const r = toDevice(floats(8));
+    await setBackend("wasm");
+    const w = toDevice(floats(8));
+    expectError(() => softmax(w, { cols: 4, out: r }), "backend", "x is on backend wasm", "out is on reference");
+    // the DeviceArrays' backend runs the op, whatever is current
+    const y = softmax(r, { cols: 4 });
+    expect(y.backend).toBe("reference");
+  });
+
+  test("a disposed argument and a wrong dtype are NumedgeErrors", async () => {
+    await setBackend("wasm");
+    const x = toDevice(floats(8));
+    x.dispose();
+    expectError(() => softmax(x, { cols: 4 }), "backend", "x is a disposed DeviceArray");
+    expectError(() => softmax(toDevice(new Int32Array(8)), { cols: 4 }), "dtype", "x must be a Float32Array or Float64Array", "DeviceArray(i32[8] on wasm)");
+    expect(() => crossEntropy(toDevice(floats(8)), toDevice(Int32Array.from([0, 4])), { cols: 4 })).toThrow(NumedgeError);
+    expectError(() => crossEntropy(toDevice(floats(8)), toDevice(Int32Array.from([0, 4])), { cols: 4 }), "range", "labels[1] = 4");
+  });
+});
