@@ -5,6 +5,7 @@ export * from "./crossentropy";
 export * from "./topk";
 export * from "./quant";
 export * from "./dense";
+export * from "./reduce";
 
 /** First free byte after static data: the JS allocator (src/backends/wasm/runtime.ts) starts here. */
 export function heapBase(): usize {

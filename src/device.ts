@@ -43,6 +43,8 @@ export interface Storage<H = unknown> {
   write(h: H, src: HostArray): void;
   /** A fresh host copy. */
   read(h: H): HostArray;
+  /** Set every element to 0 where the data lives. */
+  zero(h: H): void;
   /** The same, without blocking the thread where the backend can (default: read). */
   readAsync?(h: H): Promise<HostArray>;
 }
@@ -105,6 +107,12 @@ export class DeviceArray<D extends Dtype = Dtype> {
     if (dtypeOfHost(src) !== this.dtype || src.length !== this.length)
       throw new NumedgeError("shape", `write needs a ${CTORS[this.dtype].name}(${this.length}), got ${describeArray(src)}`);
     this.owner.storage.write(this.handle, src);
+    this.version++;
+  }
+
+  /** Set every element to 0, on the backend (no host traffic). @example grad.zero() */
+  zero(): void {
+    this.owner.storage.zero(this.handle);
     this.version++;
   }
 

@@ -3,8 +3,8 @@
 // mixing backends, mixing host and device arrays, and using a disposed array.
 import { afterAll, describe, expect, test } from "bun:test";
 import {
-  DeviceArray, NumedgeError, backendInfo, crossEntropy, empty, logSoftmax, logStablemax, setBackend, softmax, stablemax, toDevice,
-  type HostOf,
+  DeviceArray, NumedgeError, adamwStep, backendInfo, crossEntropy, embeddingSum, embeddingSumBackward, empty, logSoftmax, logStablemax,
+  matmul, relu, reluBackward, setBackend, softmax, stablemax, toDevice, type HostOf,
 } from "numedge";
 import { expectError, uniform } from "./helpers.ts";
 
@@ -56,6 +56,29 @@ CASES["crossEntropy stablemax f64 precision, gradOut"] = {
   stats: ["loss", "scFraction", "zeroLossFraction"],
 };
 
+// inputs drawn once: run() is called twice (host, device) and must see the same data
+const A = floats(5 * 7), B = floats(7 * 3), C = floats(5 * 3), IDX = Int32Array.from([0, 4, 3, 1, 4, 4]);
+const R35 = [floats(35), floats(35), floats(35, 0.1), Float32Array.from(floats(35), Math.abs)], R9 = floats(9);
+const F = (v: unknown) => v as Float32Array;
+CASES["matmul"] = { run: (put) => matmul(F(put(A)), F(put(B)), { m: 5, k: 7, n: 3 }) };
+CASES["matmul transA transB accumulate"] = {
+  run: (put) => { const out = F(put(C)); matmul(F(put(A)), F(put(B)), { m: 5, k: 7, n: 3, transA: true, transB: true, accumulate: true, out }); return out; },
+};
+CASES["matmul f64"] = { run: (put) => matmul(put(Float64Array.from(A)) as Float64Array, put(Float64Array.from(B)) as Float64Array, { m: 5, k: 7, n: 3 }) };
+CASES["relu, in place"] = { run: (put) => { const x = F(put(A)); return [relu(x), relu(x, { out: x }), x]; } };
+CASES["reluBackward"] = { run: (put) => reluBackward(F(put(A)), F(put(R35[0]!))) };
+CASES["embeddingSum"] = { run: (put) => embeddingSum(F(put(A)), put(IDX) as Int32Array, { cols: 7, per: 2 }) };
+CASES["embeddingSumBackward (in place on dw)"] = {
+  run: (put) => { const dw = F(put(C)); embeddingSumBackward(F(put(R9)), put(IDX) as Int32Array, dw, { cols: 3, per: 2 }); return dw; },
+};
+CASES["adamwStep (in place on w, m, v)"] = {
+  run: (put) => {
+    const [w, g, m, v] = [A, R35[1]!, R35[2]!, R35[3]!].map(put) as Float32Array[];
+    for (let step = 1; step <= 3; step++) adamwStep(w!, g!, m!, v!, { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step });
+    return [w, m, v];
+  },
+};
+
 for (const be of BACKENDS) {
   describe(`DeviceArray on ${be}`, () => {
     test("storage: toDevice / read / readSync / empty / dispose, every dtype", async () => {
@@ -93,11 +116,12 @@ for (const be of BACKENDS) {
       test(`${name}: DeviceArrays in give DeviceArrays out on ${be}, same bits as host arrays`, async () => {
         await setBackend(be);
         const id = backendInfo().id;
-        const raw = c.run((x) => x) as Record<string, unknown>;
+        const raw = c.run((x) => x.slice()) as Record<string, unknown>; // a copy: some ops work in place
         const host = await flatten(c.stats ? hostStats(raw, c.stats) : raw);
         const made: DeviceArray[] = [];
         const dev = c.run((x) => { const d = toDevice(x); made.push(d); return d; });
         const outs = dev instanceof DeviceArray ? [dev] : Object.values(dev as object).filter((v) => v instanceof DeviceArray);
+        for (const o of outs) if (!made.includes(o as DeviceArray)) made.push(o as DeviceArray);
         expect(outs.length).toBeGreaterThan(0);
         for (const o of outs) expect((o as DeviceArray).backend).toBe(id);
         expect(await flatten(dev)).toEqual(host);

@@ -105,9 +105,11 @@ describe("⊥Grad (OrthoGrad)", () => {
       for (let i = 0; i < g.length; i++) g[i]! += 0.3 * w[i]!; // a real component along w to remove
       const nw = l2norm(w), ng = l2norm(g), before = dot(w, g);
       expect(Math.abs(before)).toBeGreaterThan(0.1 * nw * ng);
-      const proj = orthogonalize(w, g);
-      expect(proj).toBeCloseTo(before / (nw * nw), 5);
+      // independently: g⊥ = (g - p w) * ‖g‖ / ‖g - p w‖ with p = (w·g)/(w·w)
+      const p = before / (nw * nw), r = Float64Array.from(g, (v, i) => v - p * w[i]!), want = r.map((v) => (v * ng) / l2norm(r));
+      orthogonalize(w, g);
       const tol = Ctor === Float32Array ? 1e-6 : 1e-13;
+      g.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThan(tol * ng));
       expect(Math.abs(dot(w, g)) / (nw * ng)).toBeLessThan(tol);
       expect(Math.abs(l2norm(g) / ng - 1)).toBeLessThan(tol);
     });
@@ -120,7 +122,7 @@ describe("⊥Grad (OrthoGrad)", () => {
   });
   test("orthoGrad(base) hands the base optimizer only g⊥, per tensor", () => {
     const seen: FloatArray[][] = [];
-    const spy: Optimizer = { step: (_p, g) => void seen.push(g.map((x) => x.slice())) };
+    const spy: Optimizer = { step: (_p, g) => void seen.push(g.map((x) => (x as FloatArray).slice())) };
     const params = [randn(50, 3), randn(20, 4)], grads = [randn(50, 5), randn(20, 6)];
     const norms = grads.map((g) => l2norm(g));
     orthoGrad(spy).step(params, grads);

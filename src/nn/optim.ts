@@ -1,13 +1,34 @@
 // Optimizers over lists of parameter tensors: AdamW (PyTorch semantics, via the adamwStep op) and the
 // OrthoGrad (⊥Grad) wrapper of "Grokking at the Edge of Numerical Stability", usable around any optimizer.
-import { NumedgeError, checkFloatArray, checkOptions, type FloatArray } from "../errors.ts";
-import { adamwStep } from "../ops/dense.ts";
+// Parameters and gradients are host typed arrays or DeviceArrays; moments are made like the parameters (on the
+// same backend for DeviceArrays), so a step never leaves the device.
+import { DeviceArray } from "../device.ts";
+import { NumedgeError, checkOptions, show, type FloatArray } from "../errors.ts";
+import { adamwStep, orthogonalize } from "../ops/dense.ts";
 import { checkAdamWHyper } from "../ops/adamw-hyper.ts";
-import { dot } from "./metrics.ts";
+import { empty } from "../memory.ts";
+import { typeName } from "../ops/call.ts";
+
+/** A float tensor: host Float32Array / Float64Array, or an f32 / f64 DeviceArray. */
+export type Tensor = FloatArray | DeviceArray;
 
 /** Anything that updates params in place from grads of the same shapes. */
 export interface Optimizer {
-  step(params: FloatArray[], grads: FloatArray[]): void;
+  step(params: Tensor[], grads: Tensor[]): void;
+}
+
+/** dtype and length of a float tensor argument, or a NumedgeError naming it. */
+function meta(arg: string, v: unknown): { dtype: string; length: number } {
+  if (v instanceof DeviceArray && (v.dtype === "f32" || v.dtype === "f64")) return v;
+  if (v instanceof Float32Array) return { dtype: "f32", length: v.length };
+  if (v instanceof Float64Array) return { dtype: "f64", length: v.length };
+  throw new NumedgeError("dtype", `${arg} must be a Float32Array or Float64Array (or an f32/f64 DeviceArray), got ${show(v)}`);
+}
+
+/** Zeros shaped like x, where x lives. */
+export function zerosLike(x: Tensor): Tensor {
+  if (x instanceof DeviceArray) return empty(x.length, x.dtype, { backend: x.backend });
+  return new (x.constructor as new (n: number) => FloatArray)(x.length);
 }
 
 export interface AdamWConfig {
@@ -28,27 +49,26 @@ export class AdamW implements Optimizer {
   readonly lr: number; readonly beta1: number; readonly beta2: number; readonly eps: number; readonly weightDecay: number;
   /** Number of steps taken. */
   t = 0;
-  private m: FloatArray[] = [];
-  private v: FloatArray[] = [];
+  private m: Tensor[] = [];
+  private v: Tensor[] = [];
   constructor(o: AdamWConfig, private readonly alloc?: (like: FloatArray) => FloatArray) {
     checkOptions(o, "lr");
     // adamwStep's checks, here, so that bad hyperparameters fail now and not halfway through a step
     ({ lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = checkAdamWHyper(
       { lr: o.lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 }));
   }
-  step(params: FloatArray[], grads: FloatArray[]): void {
+  step(params: Tensor[], grads: Tensor[]): void {
     if (params.length !== grads.length) throw new NumedgeError("shape", `params has ${params.length} tensors but grads has ${grads.length}`);
     // Check every pair before touching any tensor or the step count: a failure leaves the optimizer as it was.
     for (let i = 0; i < params.length; i++) {
-      const w = params[i], g = grads[i];
-      checkFloatArray(`params[${i}]`, w);
-      checkFloatArray(`grads[${i}]`, g);
-      if (g.constructor !== w.constructor) throw new NumedgeError("dtype", `grads[${i}] must be a ${w.constructor.name} like params[${i}], got ${g.constructor.name}`);
+      const w = meta(`params[${i}]`, params[i]), g = meta(`grads[${i}]`, grads[i]);
+      if (w.length === 0) throw new NumedgeError("shape", `params[${i}] is empty (length 0)`);
+      if (g.dtype !== w.dtype) throw new NumedgeError("dtype", `grads[${i}] must be a ${typeName(w.dtype as never)} like params[${i}], got ${typeName(g.dtype as never)}`);
       if (g.length !== w.length) throw new NumedgeError("shape", `grads[${i}].length ${g.length} must equal params[${i}].length ${w.length}`);
       if (this.t > 0 && this.m[i]?.length !== w.length) throw new NumedgeError("shape", `params[${i}].length ${w.length} changed since the first step`);
     }
     if (this.t === 0) {
-      const mk = this.alloc ?? ((x: FloatArray) => new (x.constructor as new (n: number) => FloatArray)(x.length));
+      const mk = (x: Tensor) => (this.alloc && !(x instanceof DeviceArray) ? this.alloc(x) : zerosLike(x));
       this.m = params.map(mk);
       this.v = params.map(mk);
     }
@@ -56,25 +76,6 @@ export class AdamW implements Optimizer {
     const o = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.t };
     for (let i = 0; i < params.length; i++) adamwStep(params[i]!, grads[i]!, this.m[i]!, this.v[i]!, o);
   }
-}
-
-/**
- * ⊥Grad on one tensor, in place on g, exactly as the authors' OrthoGrad: proj = (w·g)/(w·w + 1e-30),
- * g⊥ = g - proj·w, then g⊥ *= ‖g‖/(‖g⊥‖ + 1e-30). Dot products and the update in f64.
- * Returns proj. @example orthogonalize(w, g) // now dot(w, g) ≈ 0 and ‖g‖ unchanged
- */
-export function orthogonalize(w: FloatArray, g: FloatArray): number {
-  if (w.length !== g.length) throw new NumedgeError("shape", `w.length ${w.length} must equal g.length ${g.length}`);
-  const proj = dot(w, g) / (dot(w, w) + 1e-30);
-  const gNorm = Math.sqrt(dot(g, g));
-  let oo = 0;
-  for (let i = 0; i < g.length; i++) {
-    const r = g[i]! - proj * w[i]!;
-    oo += r * r;
-  }
-  const scale = gNorm / (Math.sqrt(oo) + 1e-30);
-  for (let i = 0; i < g.length; i++) g[i] = (g[i]! - proj * w[i]!) * scale;
-  return proj;
 }
 
 /**
@@ -87,7 +88,7 @@ export function orthoGrad<O extends Optimizer>(base: O): Optimizer & { base: O }
     base,
     step(params, grads) {
       if (params.length !== grads.length) throw new NumedgeError("shape", `params has ${params.length} tensors but grads has ${grads.length}`);
-      for (let i = 0; i < params.length; i++) orthogonalize(params[i]!, grads[i]!);
+      for (let i = 0; i < params.length; i++) orthogonalize(params[i]!, grads[i]! as never);
       base.step(params, grads);
     },
   };

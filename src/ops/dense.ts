@@ -1,34 +1,37 @@
 // Dense family: GEMM, ReLU, 2-hot embedding gather, AdamW. Argument checks and dispatch; semantics and error
 // bounds in each function's TSDoc. Every op accepts Float32Array (f32 kernels, WASM SIMD) or Float64Array
 // (f64 kernels, for finite-difference tests); all float arguments of one call must have the same type.
-import { getBackend } from "../backends/index.ts";
-import {
-  NumedgeError, checkBool, checkFloatArray, checkInt, checkNumber, checkOptions, noOverlap, outLike, overlaps, show, type FloatArray,
-} from "../errors.ts";
+// Every op takes host typed arrays (result: host arrays) or DeviceArrays (result: DeviceArrays on their backend).
+import type { DeviceArray } from "../device.ts";
+import { NumedgeError, checkBool, checkInt, checkOptions, show, type FloatArray } from "../errors.ts";
 import { checkAdamWHyper } from "./adamw-hyper.ts";
+import { OpCall, argsOverlap, checkIndices, floatArg, noOverlapArg, outLikeArg, typeName, valueOf, type Arg } from "./call.ts";
 
-function sameType(arg: string, x: FloatArray, v: unknown, ref = "the first array"): asserts v is FloatArray {
-  checkFloatArray(arg, v);
-  if (v.constructor !== x.constructor)
-    throw new NumedgeError("dtype", `${arg} must be a ${x.constructor.name} like ${ref}, got ${v.constructor.name}`);
+type Floats = FloatArray | DeviceArray;
+
+function sameType(c: OpCall, arg: string, x: Arg, v: unknown, ref = "the first array"): Arg {
+  const a = floatArg(c, arg, v);
+  if (a.dtype !== x.dtype)
+    throw new NumedgeError("dtype", `${arg} must be a ${typeName(x.dtype)} like ${ref}, got ${typeName(a.dtype)}`);
+  return a;
 }
 
 function checkLen(arg: string, v: { length: number }, n: number, shape: string): void {
   if (v.length !== n) throw new NumedgeError("shape", `${arg}.length ${v.length} must equal ${shape} = ${n}`);
 }
 
-function checkIdx(idx: unknown, per: number, rowsW: number): number {
-  if (!(idx instanceof Int32Array)) throw new NumedgeError("dtype", `idx must be an Int32Array, got ${show(idx)}`);
-  if (idx.length === 0) throw new NumedgeError("shape", "idx is empty (length 0)");
-  if (idx.length % per !== 0) throw new NumedgeError("shape", `idx.length ${idx.length} is not a multiple of per ${per}`);
-  for (let i = 0; i < idx.length; i++) {
-    const v = idx[i]!;
-    if (v < 0 || v >= rowsW) throw new NumedgeError("range", `idx[${i}] = ${v} is outside [0, ${rowsW - 1}] (w has ${rowsW} rows)`);
-  }
-  return idx.length / per;
+function checkIdx(c: OpCall, idx: unknown, per: number, rowsW: number): [Arg, number] {
+  const a = c.arg("idx", idx);
+  if (!a || a.dtype !== "i32") throw new NumedgeError("dtype", `idx must be an Int32Array, got ${show(idx)}`);
+  if (a.length === 0) throw new NumedgeError("shape", "idx is empty (length 0)");
+  if (a.length % per !== 0) throw new NumedgeError("shape", `idx.length ${a.length} is not a multiple of per ${per}`);
+  checkIndices(a, rowsW, (i, v) => `idx[${i}] = ${v} is outside [0, ${rowsW - 1}] (w has ${rowsW} rows)`);
+  return [a, a.length / per];
 }
 
-export interface MatmulOptions<T extends FloatArray = FloatArray> {
+const F = (a: Arg) => a.k as FloatArray;
+
+export interface MatmulOptions<T extends Floats = Floats> {
   /** Rows of op(a) and of the result. */
   m: number;
   /** Inner dimension. */
@@ -54,36 +57,39 @@ export interface MatmulOptions<T extends FloatArray = FloatArray> {
  * so results can differ from another library's in the last bits. NaN/Inf propagate as IEEE arithmetic says.
  * @example const y = matmul(x, w, { m: rows, k: 200, n: 113 }) // x [rows,200] @ w [200,113]
  */
-export function matmul<T extends FloatArray>(a: T, b: T, o: MatmulOptions<T>): T {
-  checkFloatArray("a", a);
-  sameType("b", a, b, "a");
+export function matmul<T extends Floats>(a: T, b: T, o: MatmulOptions<T>): T {
+  const c = new OpCall();
+  const A = floatArg(c, "a", a);
+  const B = sameType(c, "b", A, b, "a");
   checkOptions(o, "m, k, n");
   const m = checkInt("m", o.m, 1), k = checkInt("k", o.k, 1), n = checkInt("n", o.n, 1);
   const transA = checkBool("transA", o.transA, false), transB = checkBool("transB", o.transB, false);
   const accumulate = checkBool("accumulate", o.accumulate, false);
-  checkLen("a", a, m * k, transA ? `k * m (a is [k,m] with transA)` : `m * k`);
-  checkLen("b", b, k * n, transB ? `n * k (b is [n,k] with transB)` : `k * n`);
+  checkLen("a", A, m * k, transA ? `k * m (a is [k,m] with transA)` : `m * k`);
+  checkLen("b", B, k * n, transB ? `n * k (b is [n,k] with transB)` : `k * n`);
   if (accumulate && o.out === undefined) throw new NumedgeError("shape", "accumulate: true needs out (the array to add into)");
-  const out = o.out === undefined ? (new (a.constructor as new (n: number) => T)(m * n)) : o.out;
-  sameType("out", a, out, "a");
+  const out = o.out === undefined ? c.out("out", A.dtype, m * n) : sameType(c, "out", A, o.out, "a");
   checkLen("out", out, m * n, "m * n");
-  noOverlap("out", out, "a", a);
-  noOverlap("out", out, "b", b);
-  getBackend().gemm(a, b, out, m, k, n, transA, transB, accumulate);
-  return out;
+  noOverlapArg(out, A);
+  noOverlapArg(out, B);
+  c.be.gemm(F(A), F(B), F(out), m, k, n, transA, transB, accumulate);
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
  * ReLU: y = max(x, 0), elementwise (NaN stays NaN, -0 gives 0). Exact. `out` may be x itself (in place).
  * @example const h = relu(z); relu(z, { out: z }) // in place
  */
-export function relu<T extends FloatArray>(x: T, o?: { out?: T }): T {
-  checkFloatArray("x", x);
+export function relu<T extends Floats>(x: T, o?: { out?: T }): T {
+  const c = new OpCall();
+  const X = floatArg(c, "x", x);
   if (o !== undefined) checkOptions(o, "");
-  const out = outLike(x, o?.out);
-  noOverlap("out", out, "x", x, true);
-  getBackend().relu(x, out);
-  return out;
+  const out = outLikeArg(c, X, o?.out);
+  noOverlapArg(out, X, true);
+  c.be.relu(F(X), F(out));
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
@@ -91,19 +97,21 @@ export function relu<T extends FloatArray>(x: T, o?: { out?: T }): T {
  * x is the ReLU's input (its output works too: both are > 0 at the same places). Exact. `out` may be dy (in place).
  * @example const dz = reluBackward(dh, z)
  */
-export function reluBackward<T extends FloatArray>(dy: T, x: T, o?: { out?: T }): T {
-  checkFloatArray("dy", dy);
-  sameType("x", dy, x, "dy");
-  checkLen("x", x, dy.length, "dy.length");
+export function reluBackward<T extends Floats>(dy: T, x: T, o?: { out?: T }): T {
+  const c = new OpCall();
+  const DY = floatArg(c, "dy", dy);
+  const X = sameType(c, "x", DY, x, "dy");
+  checkLen("x", X, DY.length, "dy.length");
   if (o !== undefined) checkOptions(o, "");
-  const out = outLike(dy, o?.out);
-  noOverlap("out", out, "dy", dy, true);
-  noOverlap("out", out, "x", x);
-  getBackend().reluBackward(dy, x, out);
-  return out;
+  const out = outLikeArg(c, DY, o?.out);
+  noOverlapArg(out, DY, true);
+  noOverlapArg(out, X);
+  c.be.reluBackward(F(DY), F(X), F(out));
+  c.wrote(out);
+  return valueOf(out);
 }
 
-export interface EmbeddingSumOptions<T extends FloatArray = FloatArray> {
+export interface EmbeddingSumOptions<T extends Floats = Floats> {
   /** Row length of w (and of the output). */
   cols: number;
   /** Indices per output row (2 for a 2-hot input). */
@@ -120,19 +128,20 @@ export interface EmbeddingSumOptions<T extends FloatArray = FloatArray> {
  * up to one rounding). Indices must be in [0, V).
  * @example const h1 = embeddingSum(w1, idx, { cols: 200, per: 2 })
  */
-export function embeddingSum<T extends FloatArray>(w: T, idx: Int32Array, o: EmbeddingSumOptions<T>): T {
-  checkFloatArray("w", w);
+export function embeddingSum<T extends Floats>(w: T, idx: Int32Array | DeviceArray, o: EmbeddingSumOptions<T>): T {
+  const c = new OpCall();
+  const W = floatArg(c, "w", w);
   checkOptions(o, "cols, per");
   const cols = checkInt("cols", o.cols, 1), per = checkInt("per", o.per, 1);
-  if (w.length % cols !== 0) throw new NumedgeError("shape", `w.length ${w.length} is not a multiple of cols ${cols}`);
-  const rows = checkIdx(idx, per, w.length / cols);
-  const out = o.out === undefined ? (new (w.constructor as new (n: number) => T)(rows * cols)) : o.out;
-  sameType("out", w, out, "w");
+  if (W.length % cols !== 0) throw new NumedgeError("shape", `w.length ${W.length} is not a multiple of cols ${cols}`);
+  const [I, rows] = checkIdx(c, idx, per, W.length / cols);
+  const out = o.out === undefined ? c.out("out", W.dtype, rows * cols) : sameType(c, "out", W, o.out, "w");
   checkLen("out", out, rows * cols, "rows * cols");
-  noOverlap("out", out, "w", w);
-  noOverlap("out", out, "idx", idx);
-  getBackend().embeddingSum(w, idx, out, cols, per);
-  return out;
+  noOverlapArg(out, W);
+  noOverlapArg(out, I);
+  c.be.embeddingSum(F(W), I.k as Int32Array, F(out), cols, per);
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
@@ -141,16 +150,19 @@ export function embeddingSum<T extends FloatArray>(w: T, idx: Int32Array, o: Emb
  * Error (f32): one f32 rounding per addition, <= (count - 1) * 2^-24 * sum |terms| for a row hit count times.
  * @example dW1.fill(0); embeddingSumBackward(dh1, idx, dW1, { cols: 200, per: 2 })
  */
-export function embeddingSumBackward<T extends FloatArray>(dout: T, idx: Int32Array, dw: T, o: { cols: number; per: number }): void {
-  checkFloatArray("dout", dout);
-  sameType("dw", dout, dw, "dout");
+export function embeddingSumBackward<T extends Floats>(dout: T, idx: Int32Array | DeviceArray, dw: T, o: { cols: number; per: number }): void {
+  const c = new OpCall();
+  const DO = floatArg(c, "dout", dout);
+  const DW = sameType(c, "dw", DO, dw, "dout");
   checkOptions(o, "cols, per");
   const cols = checkInt("cols", o.cols, 1), per = checkInt("per", o.per, 1);
-  if (dw.length % cols !== 0) throw new NumedgeError("shape", `dw.length ${dw.length} is not a multiple of cols ${cols}`);
-  const rows = checkIdx(idx, per, dw.length / cols);
-  checkLen("dout", dout, rows * cols, "(idx.length / per) * cols");
-  noOverlap("dw", dw, "dout", dout);
-  getBackend().embeddingSumBackward(dout, idx, dw, cols, per);
+  if (DW.length % cols !== 0) throw new NumedgeError("shape", `dw.length ${DW.length} is not a multiple of cols ${cols}`);
+  const [I, rows] = checkIdx(c, idx, per, DW.length / cols);
+  checkLen("dout", DO, rows * cols, "(idx.length / per) * cols");
+  noOverlapArg(DW, DO);
+  noOverlapArg(DW, I);
+  c.be.embeddingSumBackward(F(DO), I.k as Int32Array, F(DW), cols, per);
+  c.wrote(DW);
 }
 
 export interface AdamWStepOptions {
@@ -179,23 +191,20 @@ export interface AdamWStepOptions {
  * Zero state (m = v = 0) with step 1 starts a fresh optimizer.
  * @example adamwStep(w, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-25, weightDecay: 0, step: t })
  */
-export function adamwStep<T extends FloatArray>(w: T, g: T, m: T, v: T, o: AdamWStepOptions): void {
-  checkFloatArray("w", w);
-  sameType("g", w, g, "w");
-  sameType("m", w, m, "w");
-  sameType("v", w, v, "w");
-  checkLen("g", g, w.length, "w.length");
-  checkLen("m", m, w.length, "w.length");
-  checkLen("v", v, w.length, "w.length");
-  const arrs: [string, FloatArray][] = [["w", w], ["g", g], ["m", m], ["v", v]];
+export function adamwStep<T extends Floats>(w: T, g: T, m: T, v: T, o: AdamWStepOptions): void {
+  const c = new OpCall();
+  const W = floatArg(c, "w", w);
+  const arrs = [W, sameType(c, "g", W, g, "w"), sameType(c, "m", W, m, "w"), sameType(c, "v", W, v, "w")];
+  for (const a of arrs.slice(1)) checkLen(a.name, a, W.length, "w.length");
   for (let i = 0; i < 4; i++)
     for (let j = i + 1; j < 4; j++)
-      if (overlaps(arrs[i]![1], arrs[j]![1])) throw new NumedgeError("shape", `${arrs[i]![0]} overlaps ${arrs[j]![0]}; they must be separate arrays`);
+      if (argsOverlap(arrs[i]!, arrs[j]!)) throw new NumedgeError("shape", `${arrs[i]!.name} overlaps ${arrs[j]!.name}; they must be separate arrays`);
   checkOptions(o, "lr, beta1, beta2, eps, weightDecay, step");
   const { lr, beta1, beta2, eps, weightDecay: wd } = checkAdamWHyper(o);
   const step = checkInt("step", o.step, 1);
   const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
-  getBackend().adamw(w, g, m, v, {
+  c.wrote(W, arrs[2], arrs[3]);
+  c.be.adamw(F(W), F(arrs[1]!), F(arrs[2]!), F(arrs[3]!), {
     decay: wd === 0 ? 1 : 1 - lr * wd,
     lerpW: 1 - beta1,
     beta2,
@@ -204,4 +213,20 @@ export function adamwStep<T extends FloatArray>(w: T, g: T, m: T, v: T, o: AdamW
     eps,
     negStep: -(lr / bc1),
   });
+}
+
+/**
+ * ⊥Grad on one tensor, IN PLACE on g, exactly as the authors' OrthoGrad: proj = (w·g)/(w·w + 1e-30),
+ * g⊥ = g - proj·w, then g⊥ *= ‖g‖/(‖g⊥‖ + 1e-30). Dot products and the update in f64 (sequential sums), stored
+ * in g's type. Runs where the arrays live (host arrays or DeviceArrays).
+ * @example orthogonalize(w, g) // now dot(w, g) ≈ 0 and ‖g‖ unchanged
+ */
+export function orthogonalize<T extends Floats>(w: T, g: T): void {
+  const c = new OpCall();
+  const W = floatArg(c, "w", w);
+  const G = sameType(c, "g", W, g, "w");
+  if (W.length !== G.length) throw new NumedgeError("shape", `w.length ${W.length} must equal g.length ${G.length}`);
+  noOverlapArg(G, W);
+  c.be.orthogonalize(F(W), F(G));
+  c.wrote(G);
 }

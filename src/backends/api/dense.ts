@@ -33,4 +33,11 @@ export interface DenseKernels {
   embeddingSumBackward(dout: FloatArray, idx: Int32Array, dw: FloatArray, cols: number, per: number): void;
   /** In place on w, m, v. */
   adamw(w: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, s: AdamWScalars): void;
+  /**
+   * ⊥Grad in place on g: proj = (w·g)/(w·w + 1e-30), g = (g - proj w) * ‖g‖/(‖g - proj w‖ + 1e-30), every sum
+   * and the update in f64, accumulated sequentially (index order), stored in g's type.
+   */
+  orthogonalize(w: FloatArray, g: FloatArray): void;
+  /** dst[at] = max(dst[at], max over i in [from, from + n) of src[i] (|src[i]| when abs)) in f64; NaN sticks. */
+  maxInto(dst: Float64Array, at: number, src: FloatArray, from: number, n: number, abs: boolean): void;
 }

@@ -66,4 +66,28 @@ export const denseReference: DenseKernels = {
       v[i] = vv;
     }
   },
+  orthogonalize(w, g) {
+    const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+      let s = 0;
+      for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+      return s;
+    };
+    const proj = dot(w, g) / (dot(w, w) + 1e-30);
+    const gNorm = Math.sqrt(dot(g, g));
+    let oo = 0;
+    for (let i = 0; i < g.length; i++) {
+      const r = g[i]! - proj * w[i]!;
+      oo += r * r;
+    }
+    const scale = gNorm / (Math.sqrt(oo) + 1e-30);
+    for (let i = 0; i < g.length; i++) g[i] = (g[i]! - proj * w[i]!) * scale;
+  },
+  maxInto(dst, at, src, from, n, abs) {
+    let m = dst[at]!;
+    for (let i = from; i < from + n && m === m; i++) {
+      const v = abs ? Math.abs(src[i]!) : src[i]!;
+      if (v > m || v !== v) m = v;
+    }
+    dst[at] = m;
+  },
 };

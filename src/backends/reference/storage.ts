@@ -6,4 +6,5 @@ export const referenceStorage: Storage<HostArray> = {
   free: () => {},
   write: (h, src) => h.set(src as never),
   read: (h) => h.slice(),
+  zero: (h) => h.fill(0),
 };

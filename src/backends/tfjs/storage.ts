@@ -38,6 +38,12 @@ export function tfjsStorage(ctx: TfCtx): Storage<TfBuf> {
       b.t?.dispose();
       b.t = t;
     },
+    zero(b) {
+      if (b.host) return b.host.fill(0);
+      const t = tensor(null, b.dtype, b.length);
+      b.t?.dispose();
+      b.t = t;
+    },
     read: (b) => (b.host ? b.host.slice() : toHost(b.dtype, b.t!.dataSync() as ArrayLike<number>)),
     async readAsync(b) {
       return b.host ? b.host.slice() : toHost(b.dtype, (await b.t!.data()) as ArrayLike<number>);

@@ -36,6 +36,15 @@ export const denseWasm: DenseKernels = {
     call((f) => [f.input(dout), f.input(idx), f.inout(dw)] as const,
       ([pd, pi, pw]) => kern(pd, pi, pw, idx.length / per, cols, per));
   },
+  orthogonalize(w, g) {
+    const kern = is64(w) ? asm.orthogonalize_f64! : asm.orthogonalize_f32!;
+    call((f) => [f.input(w), f.inout(g)] as const, ([pw, pg]) => kern(pw, pg, w.length));
+  },
+  maxInto(dst, at, src, from, n, abs) {
+    const kern = is64(src) ? asm.max_into_f64! : asm.max_into_f32!;
+    const d = dst.subarray(at, at + 1), s = src.subarray(from, from + n); // views: zero-copy inside WASM memory
+    call((f) => [f.inout(d), f.input(s)] as const, ([pd, ps]) => kern(pd, ps, n, abs ? 1 : 0));
+  },
   adamw(w, g, m, v, s) {
     const kern = is64(w) ? asm.adamw_f64! : asm.adamw_f32!;
     call((f) => [f.inout(w), f.input(g), f.inout(m), f.inout(v)] as const,

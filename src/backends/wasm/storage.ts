@@ -8,4 +8,5 @@ export const wasmStorage: Storage<WasmArray> = {
   free: (h) => freeIn(h),
   write: (h, src: HostArray) => h.set(src as never),
   read: (h) => h.slice() as HostArray,
+  zero: (h) => h.fill(0),
 };
