@@ -89,23 +89,23 @@ for (const arm of arms) {
   const run = new GrokRun(c, { threads });
   const bar = progress(arm.padEnd(9), c.steps);
   const t0 = performance.now();
-  let stepTo99: number | null = null, maxSc = 0, maxLogit = 0, testAcc = 0;
+  let stepTo99: number | null = null, testAcc = 0, label = "";
   for (let t = 0; t <= c.steps; t++) {
     const last = t === c.steps, logNow = last || t % c.logEvery === 0;
     if (logNow) testAcc = run.testAccuracy(); // the weights after t updates...
-    const s = run.train(!last); // ...measured on the train set, then (except at the end) one update
-    maxSc = Math.max(maxSc, s.scFraction);
-    maxLogit = Math.max(maxLogit, s.maxLogit);
-    if (logNow) {
+    const s = run.train(!last, logNow); // ...measured on the train set (read back only when logging), then one update
+    if (s) {
       if (stepTo99 === null && testAcc >= 0.99) stepTo99 = t;
       const nlm = Object.fromEntries(s.nlmCos.map((v, l) => [`nlm_cos_${l + 1}`, v]));
       log.push({ arm, step: t, loss: s.loss, train_acc: s.trainAcc, test_acc: testAcc, sc_fraction: s.scFraction, zero_loss_fraction: s.zeroLossFraction, max_logit: s.maxLogit, weight_norm: s.weightNorm, ...nlm });
+      label = `train ${pct(s.trainAcc)} test ${pct(testAcc)} SC ${s.scFraction.toFixed(2)} |z| ${s.maxLogit.toFixed(0)}`;
     }
-    if (last) {
-      summary[arm] = { steps: c.steps, seconds: (performance.now() - t0) / 1000, finalTrainAcc: s.trainAcc, finalTestAcc: testAcc, stepTo99Test: stepTo99, maxScFraction: maxSc, finalWeightNorm: s.weightNorm, maxLogit };
+    if (last && s) {
+      const max = run.maxima(); // over every step, kept on the backend
+      summary[arm] = { steps: c.steps, seconds: (performance.now() - t0) / 1000, finalTrainAcc: s.trainAcc, finalTestAcc: testAcc, stepTo99Test: stepTo99, maxScFraction: max.scFraction, finalWeightNorm: s.weightNorm, maxLogit: max.maxLogit };
       finalNlm[arm] = s.nlmCos;
       bar.done(`train ${pct(s.trainAcc)} test ${pct(testAcc)} SC ${s.scFraction.toFixed(2)}`);
-    } else bar.tick(1, `train ${pct(s.trainAcc)} test ${pct(testAcc)} SC ${s.scFraction.toFixed(2)} |z| ${s.maxLogit.toFixed(0)}`);
+    } else bar.tick(1, label);
   }
   run.close(); // threads 2: stop the worker
 }

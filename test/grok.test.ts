@@ -1,8 +1,10 @@
 // scripts/grok.ts end to end, as a subprocess with a tmp --out: output files, summary.json shape, determinism,
 // ⊥AdamW beating the baseline on test accuracy, and one-line errors for bad flags. GrokRun with threads: 2
 // (data-parallel over a worker thread): parity with threads 1, determinism, and a clean exit.
-import { describe, expect, test } from "bun:test";
-import { GROK_ARMS, GrokRun, NumedgeError, type GrokConfig, type StepStats } from "numedge";
+import { describe, expect, spyOn, test } from "bun:test";
+import { DeviceArray, GROK_ARMS, GrokRun, NumedgeError, setBackend, type FloatArray, type GrokConfig, type StepStats, type Tensor } from "numedge";
+import { getBackend } from "../src/backends/index.ts";
+import { copyStats } from "../src/backends/wasm/runtime.ts";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -78,6 +80,9 @@ describe("scripts/grok.ts --threads 2", () => {
   });
 });
 
+/** A model array on the host: threads 1 keeps DeviceArrays, threads 2 host arrays. */
+const host = (t: Tensor): FloatArray => (t instanceof DeviceArray ? (t.readSync() as FloatArray) : t);
+
 describe("GrokRun threads: 2", () => {
   const cfg = (arm: "perp" | "stablemax"): GrokConfig => ({ ...GROK_ARMS[arm], p: 23, op: "add", frac: 0.6, hidden: [48, 40], seed: 3, lr: 0.01 });
   const REL = 1e-5; // combined statistics vs threads 1: f32 rounding of a different summation order
@@ -98,7 +103,7 @@ describe("GrokRun threads: 2", () => {
           close(a.weightNorm, b.weightNorm, REL);
           a.nlmCos.forEach((c, l) => expect(Math.abs(c - b.nlmCos[l]!)).toBeLessThan(1e-4));
           for (let l = 0; l < one.model.layers; l++) {
-            const g1 = one.model.grads[l]!, g2 = two.model.grads[l]!;
+            const g1 = host(one.model.grads[l]!), g2 = host(two.model.grads[l]!);
             let big = 0, diff = 0;
             for (let i = 0; i < g1.length; i++) { big = Math.max(big, Math.abs(g1[i]!)); diff = Math.max(diff, Math.abs(g1[i]! - g2[i]!)); }
             expect(big).toBeGreaterThan(0);
@@ -106,7 +111,7 @@ describe("GrokRun threads: 2", () => {
           }
           expect(two.testAccuracy()).toBe(one.testAccuracy());
           one.train(); // then give threads 2 the same weights, so each comparison is one step deep
-          two.model.params.forEach((w, l) => w.set(one.model.params[l]!));
+          two.model.params.forEach((w, l) => (w as FloatArray).set(host(one.model.params[l]!)));
         }
       } finally {
         two.close();
@@ -119,7 +124,7 @@ describe("GrokRun threads: 2", () => {
       const logs: StepStats[][] = runs.map(() => []);
       for (let t = 0; t < 8; t++) runs.forEach((r, i) => logs[i]!.push(r.train()));
       expect(logs[1]).toEqual(logs[0]!);
-      runs[0]!.model.params.forEach((w, l) => expect(Array.from(runs[1]!.model.params[l]!)).toEqual(Array.from(w)));
+      runs[0]!.model.params.forEach((w, l) => expect(Array.from(host(runs[1]!.model.params[l]!))).toEqual(Array.from(host(w))));
       expect(runs[1]!.testAccuracy()).toBe(runs[0]!.testAccuracy());
     } finally {
       runs.forEach((r) => r.close());
@@ -146,6 +151,51 @@ describe("GrokRun threads: 2", () => {
       expect(p.stderr.toString()).toBe("");
       expect(p.stdout.toString()).toStartWith("acc ");
       expect(p.exitCode).toBe(0);
+    }
+  });
+});
+
+describe("GrokRun on DeviceArrays (the default)", () => {
+  const cfg = (arm: "baseline" | "perp" | "stablemax"): GrokConfig => ({ ...GROK_ARMS[arm], p: 19, op: "add", frac: 0.6, hidden: [32, 24], seed: 1, lr: 0.01 });
+
+  for (const be of ["wasm", "reference"] as const)
+    test(`${be}: 10 unlogged steps read nothing back${be === "wasm" ? " and copy nothing in or out of WASM memory" : ""}; logged steps do`, async () => {
+      await setBackend(be);
+      try {
+        for (const arm of ["baseline", "perp", "stablemax"] as const) {
+          const run = new GrokRun(cfg(arm));
+          expect(run.model.backend).toBe(be);
+          run.train(); // first step: moments allocated, index data checked once
+          const storage = getBackend().storage;
+          const reads = spyOn(storage, "read"), readsAsync = storage.readAsync ? spyOn(storage, "readAsync") : null;
+          const copies = copyStats.inBytes + copyStats.outBytes;
+          for (let t = 0; t < 10; t++) expect(run.train(true, false)).toBeUndefined();
+          expect(reads).toHaveBeenCalledTimes(0);
+          if (readsAsync) expect(readsAsync).toHaveBeenCalledTimes(0);
+          if (be === "wasm") expect(copyStats.inBytes + copyStats.outBytes).toBe(copies);
+          const s = run.train(false, true);
+          expect(reads.mock.calls.length).toBeGreaterThan(0);
+          expect(s.step).toBe(11);
+          reads.mockRestore();
+          readsAsync?.mockRestore();
+        }
+      } finally {
+        await setBackend("wasm");
+      }
+    });
+
+  test("same bits as the host-array run (device: false), stats and running maxima included", () => {
+    for (const arm of ["baseline", "perp", "stablemax"] as const) {
+      const dev = new GrokRun(cfg(arm)), hostRun = new GrokRun(cfg(arm), { device: false });
+      for (let t = 0; t < 12; t++) {
+        const log = t % 4 === 0;
+        const a = dev.train(true, log), b = hostRun.train(true, log);
+        if (log) expect(a).toEqual(b!);
+      }
+      expect(dev.maxima()).toEqual(hostRun.maxima());
+      expect(dev.maxima().maxLogit).toBeGreaterThan(0);
+      expect(dev.testAccuracy()).toBe(hostRun.testAccuracy());
+      dev.model.params.forEach((w, l) => expect(host(w)).toEqual(host(hostRun.model.params[l]!)));
     }
   });
 });

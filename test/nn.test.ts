@@ -2,7 +2,7 @@
 // the modular-arithmetic split, and Softmax Collapse measured through the MLP path. Runs on every backend.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
-  AdamW, GROK_ARMS, GrokRun, MLP, NumedgeError, crossEntropy, dot, l2norm, modularData, nlmCosine, orthoGrad,
+  AdamW, DeviceArray, GROK_ARMS, GrokRun, MLP, NumedgeError, crossEntropy, dot, l2norm, modularData, nlmCosine, orthoGrad,
   orthogonalize, setBackend, type FloatArray, type Optimizer,
 } from "numedge";
 import { parityBackends } from "./parity.ts";
@@ -76,9 +76,9 @@ for (const pb of backends) {
       const p = 13;
       const mk = (precision: "f32" | "f64") => {
         const run = new GrokRun({ ...GROK_ARMS.baseline, precision, p, op: "add", frac: 0.5, hidden: [], seed: 2, lr: 0.01 });
-        const w = run.model.params[0]!;
-        w.fill(0);
+        const w = new Float32Array((run.model.params[0] as DeviceArray).length);
         for (let b = 0; b < p; b++) w[(p + b) * p + b] = b % 2 === 0 ? 30 : 5;
+        (run.model.params[0] as DeviceArray).write(w); // the run keeps its model on the backend
         return run;
       };
       const tr = modularData({ p, frac: 0.5, seed: 2 }).train;

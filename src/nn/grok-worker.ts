@@ -43,7 +43,7 @@ export const half = (rows: number) => Math.ceil(rows / 2);
 
 /** Forward + crossEntropy + backward on one shard (grads into m.grads, mean over the shard); counts into out. */
 export function shardTrain(m: MLP, s: ModularSplit, c: GrokConfig, out: Float64Array): void {
-  const z = m.forward(s.idx, s.rows);
+  const z = m.forward(s.idx, s.rows); // threads: 2 runs on host arrays
   const ce = crossEntropy(z, s.labels, { cols: c.p, head: c.head, precision: c.precision });
   m.backward(ce.grad!, s.idx);
   out[LOSS_SUM] = ce.loss * s.rows;

@@ -1,12 +1,15 @@
 // One grokking training run (data + MLP + loss head + optimizer) stepped by the caller, and the paper's arms.
 import { Worker } from "node:worker_threads";
 import { backendInfo } from "../backends/index.ts";
+import { DeviceArray } from "../device.ts";
 import { NumedgeError, type FloatArray } from "../errors.ts";
+import { empty, toDevice } from "../memory.ts";
 import { crossEntropy } from "../ops/softmax.ts";
+import { maxInto } from "../ops/track.ts";
 import { modularData, type ModOp, type ModularData, type ModularSplit } from "./data.ts";
 import { accuracy, l2norm, maxAbs, nlmCosine } from "./metrics.ts";
 import { MLP } from "./mlp.ts";
-import { AdamW, orthoGrad, type Optimizer } from "./optim.ts";
+import { AdamW, orthoGrad, zerosLike, type Optimizer, type Tensor } from "./optim.ts";
 import {
   CMD, DONE, ERR, ERR_BYTES, HITS, KIND, LOSS_SUM, MAX_LOGIT, QUIT, SC_ROWS, STATS, TEST, TRAIN, ZERO_ROWS,
   floats, half, pack, shardHits, shardOf, shardTrain, type GrokWorkerData,
@@ -14,6 +17,13 @@ import {
 
 export interface GrokRunOptions {
   dtype?: "f32" | "f64";
+  /**
+   * Where a one-thread run lives: true (default) keeps the model, optimizer state, data and step statistics as
+   * DeviceArrays on the current backend (or on the backend with this id), so unlogged steps read nothing back;
+   * false uses host typed arrays.
+   */
+  device?: boolean | string;
+  /** Host arrays only (device: false or threads: 2): where the model's arrays live. */
   alloc?: (n: number, dtype: "f32" | "f64") => FloatArray;
   /**
    * 2: data-parallel over two threads. A worker thread (its own replica and WASM instance) takes the second half
@@ -88,22 +98,38 @@ export interface StepStats {
   nlmCos: number[];
 }
 
+/** A split where the model lives (DeviceArrays when it is device-resident). */
+interface Split {
+  idx: Int32Array | DeviceArray;
+  labels: Int32Array | DeviceArray;
+  rows: number;
+}
+
+const hostOf = (t: Tensor) => (t instanceof DeviceArray ? (t.readSync() as FloatArray) : t);
+
 /**
  * One grokking training run: the seeded modular-arithmetic split, the MLP, and the arm's optimizer and loss head;
- * train() measures the train set and takes one full-batch step, testAccuracy() scores the held-out pairs.
+ * train() takes one full-batch step (measuring the train set when asked), testAccuracy() scores the held-out
+ * pairs. By default everything stays on the current backend as DeviceArrays and only logged steps read back.
  * With `{ threads: 2 }` a worker thread computes half of every step (call close() when done).
  * @example const run = new GrokRun({ ...GROK_ARMS.perp, p: 97, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
  *          for (let t = 0; t < 200; t++) run.train(); console.log(run.testAccuracy())
  */
 export class GrokRun {
   readonly data: ModularData;
-  readonly model: MLP;
+  readonly model: MLP<Tensor>;
   readonly opt: Optimizer;
   /** Updates applied so far. */
   step = 0;
   readonly threads: 1 | 2;
   private par: Parallel | null = null;
   private closed = false;
+  private readonly train_: Split;
+  private readonly test_: Split;
+  /** dL/dlogits of the train batch, reused every step. */
+  private readonly dz: Tensor | null = null;
+  /** Running maxima over every train() call: [scFraction, max |logit|] (f64, on the model's backend). */
+  private readonly track: Float64Array | DeviceArray;
 
   constructor(readonly config: GrokConfig, o: GrokRunOptions = {}) {
     const c = config;
@@ -111,11 +137,20 @@ export class GrokRun {
     if (threads !== 1 && threads !== 2) throw new NumedgeError("range", `threads must be 1 or 2, got ${JSON.stringify(o.threads)}`);
     this.threads = threads;
     this.data = modularData({ p: c.p, op: c.op, frac: c.frac, seed: c.seed });
-    this.model = new MLP({ inputs: 2 * c.p, hidden: c.hidden, outputs: c.p, seed: c.seed, dtype: o.dtype, alloc: o.alloc });
-    const dtype = this.model.dtype;
+    const device = threads === 1 ? (o.device ?? true) : false;
+    if (threads === 2 && o.device) throw new NumedgeError("unsupported", "threads: 2 runs on host arrays; drop device or use threads: 1");
+    this.model = new MLP<Tensor>({ inputs: 2 * c.p, hidden: c.hidden, outputs: c.p, seed: c.seed, dtype: o.dtype, alloc: o.alloc, device });
+    const dtype = this.model.dtype, on = this.model.backend;
+    if (on !== null && dtype === "f64" && c.precision === "f32")
+      throw new NumedgeError("unsupported", "an f64 model with the f32 loss head needs device: false (the head rounds the logits to f32 on the host)");
+    const put = (s: ModularSplit): Split => (on === null ? s : { idx: toDevice(s.idx, { backend: on }), labels: toDevice(s.labels, { backend: on }), rows: s.rows });
+    this.train_ = put(this.data.train);
+    this.test_ = put(this.data.test);
+    this.track = on === null ? new Float64Array(2) : empty(2, "f64", { backend: on });
     if (threads === 1) {
-      this.model.workspace(this.data.train.rows);
+      const z = this.model.workspace(this.data.train.rows).acts.at(-1)!;
       this.model.workspace(this.data.test.rows);
+      this.dz = zerosLike(z);
     } else this.par = this.spawn(dtype);
     const adam = new AdamW({ lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay },
       o.alloc ? (x) => o.alloc!(x.length, dtype) : undefined);
@@ -150,7 +185,7 @@ export class GrokRun {
   /** Broadcast the weights and start `kind` on the worker. */
   private send(par: Parallel, kind: number): void {
     if (this.closed) throw new NumedgeError("unsupported", "GrokRun was closed");
-    pack(this.model.params, par.weights);
+    pack(this.model.params as FloatArray[], par.weights); // threads: 2 runs on host arrays
     Atomics.store(par.ctrl, KIND, kind);
     par.seq = Atomics.add(par.ctrl, CMD, 1) + 1;
     Atomics.notify(par.ctrl, CMD);
@@ -188,31 +223,57 @@ export class GrokRun {
     void par.worker.terminate();
   }
 
-  /** Measure the current weights on the train set and, if `update`, take one full-batch optimizer step. */
-  train(update = true): StepStats {
+  /**
+   * One full-batch step on the train set: forward, loss, backward and, if `update`, the optimizer step. With `log`
+   * (default) it returns the train-set measurements of the weights before the update, reading them back; without,
+   * it reads nothing back and returns undefined. Running maxima over every call are in maxima().
+   */
+  train(update?: boolean, log?: true): StepStats;
+  train(update: boolean, log: boolean): StepStats | undefined;
+  train(update = true, log = true): StepStats | undefined {
     if (this.par) return this.trainParallel(this.par, update);
-    const { train } = this.data, p = this.config.p, m = this.model;
-    const z = m.forward(train.idx, train.rows);
-    const ce = crossEntropy(z, train.labels, { cols: p, head: this.config.head, precision: this.config.precision });
-    m.backward(ce.grad!, train.idx);
-    return this.finish({
-      loss: ce.loss,
-      trainAcc: accuracy(z, train.labels, p),
-      scFraction: ce.scFraction,
-      zeroLossFraction: ce.zeroLossFraction,
-      maxLogit: maxAbs(z),
-    }, update);
+    const { idx, labels, rows } = this.train_, p = this.config.p, m = this.model;
+    const z = m.forward(idx, rows);
+    const o = { cols: p, head: this.config.head, precision: this.config.precision, gradOut: this.dz as FloatArray };
+    let s: Omit<StepStats, "step" | "weightNorm" | "nlmCos"> | undefined;
+    if (z instanceof DeviceArray) {
+      const ce = crossEntropy(z, labels as DeviceArray, o);
+      maxInto(this.track as DeviceArray, 0, ce.stats, 1, 1, false);
+      maxInto(this.track as DeviceArray, 1, z, 0, z.length, true);
+      if (log) {
+        const st = ce.stats.readSync(), zh = z.readSync() as FloatArray;
+        s = { loss: st[0]!, trainAcc: accuracy(zh, this.data.train.labels, p), scFraction: st[1]!, zeroLossFraction: st[2]!, maxLogit: maxAbs(zh) };
+      }
+      ce.stats.dispose();
+    } else {
+      const ce = crossEntropy(z, labels as Int32Array, o);
+      s = { loss: ce.loss, trainAcc: accuracy(z, this.data.train.labels, p), scFraction: ce.scFraction, zeroLossFraction: ce.zeroLossFraction, maxLogit: maxAbs(z) };
+      this.trackHost(s);
+    }
+    m.backward(this.dz!, idx);
+    return this.finish(s, update);
+  }
+
+  private trackHost(s: { scFraction: number; maxLogit: number }): void {
+    const t = this.track as Float64Array;
+    t[0] = Math.max(t[0]!, s.scFraction);
+    t[1] = Math.max(t[1]!, s.maxLogit);
+  }
+
+  /** Largest Softmax Collapse share and largest |logit| over every train() call so far (reads them back). */
+  maxima(): { scFraction: number; maxLogit: number } {
+    const t = this.track instanceof DeviceArray ? this.track.readSync() : this.track;
+    return { scFraction: t[0]!, maxLogit: t[1]! };
   }
 
   /** Add the weight norm and NLM cosines (of the current grads) to a step's train-set stats; then step if asked. */
-  private finish(s: Omit<StepStats, "step" | "weightNorm" | "nlmCos">, update: boolean): StepStats {
+  private finish(s: Omit<StepStats, "step" | "weightNorm" | "nlmCos"> | undefined, update: boolean): StepStats | undefined {
     const m = this.model;
-    const stats: StepStats = {
-      step: this.step,
-      ...s,
-      weightNorm: l2norm(m.params),
-      nlmCos: m.params.map((w, l) => nlmCosine(w, m.grads[l]!)),
-    };
+    let stats: StepStats | undefined;
+    if (s) {
+      const w = m.params.map(hostOf), g = m.grads.map(hostOf);
+      stats = { step: this.step, ...s, weightNorm: l2norm(w), nlmCos: w.map((x, l) => nlmCosine(x, g[l]!)) };
+    }
     if (update) {
       this.opt.step(m.params, m.grads);
       this.step++;
@@ -224,20 +285,22 @@ export class GrokRun {
   private trainParallel(par: Parallel, update: boolean): StepStats {
     const m = this.model, [shard, rows] = par.train, own = par.own, their = par.stats;
     this.send(par, TRAIN);
-    shardTrain(m, shard, this.config, own);
+    shardTrain(m as MLP, shard, this.config, own);
     this.join(par);
     const n0 = shard.rows, a = n0 / rows, b = (rows - n0) / rows;
     for (let l = 0, o = 0; l < m.layers; l++) {
-      const g = m.grads[l]!;
+      const g = m.grads[l] as FloatArray;
       for (let i = 0; i < g.length; i++, o++) g[i] = g[i]! * a + par.grads[o]! * b;
     }
-    return this.finish({
+    const s = {
       loss: (own[LOSS_SUM]! + their[LOSS_SUM]!) / rows,
       trainAcc: (own[HITS]! + their[HITS]!) / rows,
       scFraction: (own[SC_ROWS]! + their[SC_ROWS]!) / rows,
       zeroLossFraction: (own[ZERO_ROWS]! + their[ZERO_ROWS]!) / rows,
       maxLogit: Math.max(own[MAX_LOGIT]!, their[MAX_LOGIT]!),
-    }, update);
+    };
+    this.trackHost(s);
+    return this.finish(s, update)!;
   }
 
   /** Accuracy of the current weights on the held-out pairs. */
@@ -246,11 +309,11 @@ export class GrokRun {
     if (par) {
       const [shard, rows] = par.test;
       this.send(par, TEST);
-      const hits = shardHits(this.model, shard, this.config.p);
+      const hits = shardHits(this.model as MLP, shard, this.config.p);
       this.join(par);
       return (hits + par.stats[HITS]!) / rows;
     }
-    const { test } = this.data;
-    return accuracy(this.model.forward(test.idx, test.rows), test.labels, this.config.p);
+    const { idx, rows } = this.test_;
+    return accuracy(hostOf(this.model.forward(idx, rows)), this.data.test.labels, this.config.p);
   }
 }

@@ -1,9 +1,14 @@
 // A bias-free ReLU MLP whose input is k-hot (the grokking paper's two concatenated one-hots), with explicit
-// forward and backward passes in llm.c style: every buffer is allocated once, every step is an op call, so it
-// runs on whichever backend is current. The first layer is a gather-and-sum of weight rows (embeddingSum).
-import { NumedgeError, checkInt, type FloatArray } from "../errors.ts";
+// forward and backward passes in llm.c style: every buffer is allocated once, every step is an op call. With
+// `device`, parameters, gradients and activations are DeviceArrays on one backend and a step never leaves it;
+// without, they are host typed arrays. The first layer is a gather-and-sum of weight rows (embeddingSum).
+import { DeviceArray } from "../device.ts";
+import { NumedgeError, checkInt, show, type FloatArray } from "../errors.ts";
+import { loadedBackend } from "../backends/index.ts";
+import { empty } from "../memory.ts";
 import { embeddingSum, embeddingSumBackward, matmul, relu, reluBackward } from "../ops/dense.ts";
 import { Rng } from "../report/rng.ts";
+import type { Tensor } from "./optim.ts";
 
 export interface MLPOptions {
   /** Input width (2p for the two-hot modular input). */
@@ -15,16 +20,23 @@ export interface MLPOptions {
   per?: number;
   seed: number;
   dtype?: "f32" | "f64";
-  /** Where arrays live (e.g. numedge's alloc for zero-copy WASM); default plain typed arrays. */
+  /**
+   * Keep every array as a DeviceArray: `true` on the current backend, or a loaded backend's id ("wasm",
+   * "tfjs-cpu", ...). forward() then takes DeviceArray indices on that backend and returns DeviceArray logits.
+   */
+  device?: boolean | string;
+  /** Host mode only: where arrays live (e.g. numedge's alloc for zero-copy WASM); default plain typed arrays. */
   alloc?: (n: number, dtype: "f32" | "f64") => FloatArray;
 }
 
 interface Workspace {
   /** acts[l] = output of layer l ([rows, sizes[l+1]]), after ReLU except for the last (the logits). */
-  acts: FloatArray[];
+  acts: Tensor[];
   /** d[l] = dL/d(output of layer l) ([rows, sizes[l+1]]), reused across steps. */
-  d: FloatArray[];
+  d: Tensor[];
 }
+
+const F = (t: Tensor) => t as FloatArray; // ops take host arrays and DeviceArrays alike
 
 /**
  * params[l] is [sizes[l], sizes[l+1]] row-major (x · W; PyTorch's weight transposed), initialized like
@@ -32,13 +44,16 @@ interface Workspace {
  * @example const net = new MLP({ inputs: 2 * p, hidden: [200, 200], outputs: p, seed: 0 });
  *          const z = net.forward(idx, rows); net.backward(dz, idx) // fills net.grads
  */
-export class MLP {
+export class MLP<T extends Tensor = FloatArray> {
   readonly sizes: number[];
-  readonly params: FloatArray[];
-  readonly grads: FloatArray[];
+  /** Host typed arrays by default; DeviceArrays with `device` (write `new MLP<DeviceArray>(...)` for their type). */
+  readonly params: T[];
+  readonly grads: T[];
   readonly per: number;
   readonly dtype: "f32" | "f64";
-  private readonly mk: (n: number) => FloatArray;
+  /** The backend id holding every array, or null for host typed arrays. */
+  readonly backend: string | null;
+  private readonly mk: (n: number) => T;
   private readonly ws = new Map<number, Workspace>();
 
   constructor(o: MLPOptions) {
@@ -49,15 +64,23 @@ export class MLP {
     this.dtype = o.dtype ?? "f32";
     if (this.dtype !== "f32" && this.dtype !== "f64") throw new NumedgeError("dtype", `dtype must be "f32" or "f64", got ${JSON.stringify(o.dtype)}`);
     const dtype = this.dtype;
-    this.mk = o.alloc ? (n) => o.alloc!(n, dtype) : (n) => (dtype === "f64" ? new Float64Array(n) : new Float32Array(n));
+    if (o.device !== undefined && typeof o.device !== "boolean" && typeof o.device !== "string")
+      throw new NumedgeError("dtype", `device must be a boolean or a backend id, got ${show(o.device)}`);
+    this.backend = o.device === undefined || o.device === false ? null : loadedBackend(o.device === true ? undefined : o.device).id;
+    const host = o.alloc ? (n: number) => o.alloc!(n, dtype) : (n: number) => (dtype === "f64" ? new Float64Array(n) : new Float32Array(n));
+    const on = this.backend;
+    this.mk = (on === null ? host : (n: number) => empty(n, dtype, { backend: on })) as (n: number) => T;
     this.sizes = [inputs, ...o.hidden, outputs];
     const rng = new Rng((checkInt("seed", o.seed, -(2 ** 31), 2 ** 32 - 1) ^ 0x1b873593) | 0); // init stream, distinct from the split's
     this.params = [];
     this.grads = [];
     for (let l = 0; l + 1 < this.sizes.length; l++) {
       const fanIn = this.sizes[l]!, n = fanIn * this.sizes[l + 1]!, bound = 1 / Math.sqrt(fanIn);
+      const init = dtype === "f64" ? new Float64Array(n) : new Float32Array(n);
+      for (let i = 0; i < n; i++) init[i] = rng.uniform(-bound, bound);
       const w = this.mk(n);
-      for (let i = 0; i < n; i++) w[i] = rng.uniform(-bound, bound);
+      if (w instanceof DeviceArray) w.write(init);
+      else w.set(init);
       this.params.push(w);
       this.grads.push(this.mk(n));
     }
@@ -82,40 +105,43 @@ export class MLP {
    * Logits [rows, outputs] for k-hot inputs given as hot positions (`per` per row). The returned array is
    * this model's buffer for that batch size: copy it to keep it past the next forward of the same size.
    */
-  forward(idx: Int32Array, rows: number): FloatArray {
+  forward(idx: Int32Array | DeviceArray, rows: number): T {
     checkInt("rows", rows, 1);
-    if (!(idx instanceof Int32Array) || idx.length !== rows * this.per)
-      throw new NumedgeError("shape", `idx must be an Int32Array of rows * per = ${rows * this.per} positions, got length ${(idx as { length?: number })?.length}`);
+    const isIdx = idx instanceof Int32Array || (idx instanceof DeviceArray && idx.dtype === "i32");
+    if (!isIdx || idx.length !== rows * this.per)
+      throw new NumedgeError("shape", `idx must be an Int32Array${this.backend ? ` DeviceArray on ${this.backend}` : ""} of rows * per = ${rows * this.per} positions, got ${show(idx)}`);
     const { acts } = this.workspace(rows), L = this.layers, s = this.sizes;
-    embeddingSum(this.params[0]!, idx, { cols: s[1]!, per: this.per, out: acts[0]! });
-    if (L > 1) relu(acts[0]!, { out: acts[0]! });
+    embeddingSum(F(this.params[0]!), idx as Int32Array, { cols: s[1]!, per: this.per, out: F(acts[0]!) });
+    if (L > 1) relu(F(acts[0]!), { out: F(acts[0]!) });
     for (let l = 1; l < L; l++) {
-      matmul(acts[l - 1]!, this.params[l]!, { m: rows, k: s[l]!, n: s[l + 1]!, out: acts[l]! });
-      if (l < L - 1) relu(acts[l]!, { out: acts[l]! });
+      matmul(F(acts[l - 1]!), F(this.params[l]!), { m: rows, k: s[l]!, n: s[l + 1]!, out: F(acts[l]!) });
+      if (l < L - 1) relu(F(acts[l]!), { out: F(acts[l]!) });
     }
-    return acts[L - 1]!;
+    return acts[L - 1]! as T;
   }
 
   /**
    * Gradients of the loss into this.grads, from dL/dlogits of the last forward with the same idx/rows.
    * dlogits may be the loss's own array; it is not modified.
    */
-  backward(dlogits: FloatArray, idx: Int32Array): void {
+  backward(dlogits: Tensor, idx: Int32Array | DeviceArray): void {
     const s = this.sizes, L = this.layers, outs = s[L]!;
     const rows = idx.length / this.per;
     if (dlogits.length !== rows * outs) throw new NumedgeError("shape", `dlogits.length ${dlogits.length} must equal rows * outputs = ${rows * outs}`);
     const w = this.ws.get(rows);
     if (!w) throw new NumedgeError("shape", `backward(rows = ${rows}) has no matching forward`);
-    let d = dlogits;
+    let d = F(dlogits);
     for (let l = L - 1; l >= 1; l--) {
       // dW_l = act_{l-1}^T · d ; d_{l-1} = (d · W_l^T) ⊙ [act_{l-1} > 0]
-      matmul(w.acts[l - 1]!, d, { m: s[l]!, k: rows, n: s[l + 1]!, transA: true, out: this.grads[l]! });
-      const prev = w.d[l - 1]!;
-      matmul(d, this.params[l]!, { m: rows, k: s[l + 1]!, n: s[l]!, transB: true, out: prev });
-      reluBackward(prev, w.acts[l - 1]!, { out: prev });
+      matmul(F(w.acts[l - 1]!), d, { m: s[l]!, k: rows, n: s[l + 1]!, transA: true, out: F(this.grads[l]!) });
+      const prev = F(w.d[l - 1]!);
+      matmul(d, F(this.params[l]!), { m: rows, k: s[l + 1]!, n: s[l]!, transB: true, out: prev });
+      reluBackward(prev, F(w.acts[l - 1]!), { out: prev });
       d = prev;
     }
-    this.grads[0]!.fill(0);
-    embeddingSumBackward(d, idx, this.grads[0]!, { cols: s[1]!, per: this.per });
+    const g0 = this.grads[0]!;
+    if (g0 instanceof DeviceArray) g0.zero();
+    else g0.fill(0);
+    embeddingSumBackward(d, idx as Int32Array, F(g0), { cols: s[1]!, per: this.per });
   }
 }
