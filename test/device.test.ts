@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import {
   DeviceArray, NumedgeError, adamwStep, backendInfo, crossEntropy, embeddingSum, embeddingSumBackward, empty, logSoftmax, logStablemax,
-  matmul, relu, reluBackward, setBackend, softmax, stablemax, toDevice, type HostOf,
+  combine, matmul, relu, reluBackward, route, setBackend, softmax, stablemax, toDevice, topk, updateBias, type HostOf, type RouteOptions,
 } from "numedge";
 import { expectError, uniform } from "./helpers.ts";
 
@@ -78,6 +78,32 @@ CASES["adamwStep (in place on w, m, v)"] = {
     return [w, m, v];
   },
 };
+
+const Z = floats(33 * 8, 4), BIAS = floats(8, 0.5), COUNTS = Int32Array.from([5, 0, 9, 3, 3, 7, 1, 4]);
+CASES["topk sorted"] = { run: (put) => topk(F(put(X)), { cols: 37, k: 5 }) };
+CASES["topk unsorted into out"] = {
+  run: (put) => { const out = { values: F(put(new Float32Array(14))), indices: put(new Int32Array(14)) as Int32Array }; topk(F(put(X)), { cols: 37, k: 2, sorted: false, out }); return out; },
+};
+const ROUTES: Record<string, Partial<RouteOptions>> = {
+  "mixtral, capacity, grads": { k: 2, normalize: true, capacityFactor: 1, grad: true },
+  "deepseek: sigmoid, bias, groups": { k: 3, scoring: "sigmoid", groups: 4, topkGroups: 2, normalize: true, scale: 2.5 },
+  "expert choice, stablemax": { k: 2, expertChoice: true, scoring: "stablemax", normalize: true, auxConvention: "normalized", grad: true },
+};
+for (const [name, ro] of Object.entries(ROUTES)) {
+  const withBias = name.includes("bias");
+  CASES[`route ${name}`] = {
+    run: (put) => route(F(put(Z)), { experts: 8, ...ro, ...(withBias ? { bias: F(put(BIAS)) } : {}) } as RouteOptions),
+    stats: ["dropped", "auxLoss", "zLoss"],
+  };
+}
+CASES["route then combine"] = {
+  run: (put) => {
+    const r = route(F(put(Z)), { experts: 8, k: 2, capacityFactor: 0.75 });
+    const kept = r.offsets instanceof Int32Array ? r.offsets[8]! : (r.offsets as unknown as DeviceArray).readSync()[8]!;
+    return combine(F(put(Float32Array.from({ length: kept * 5 }, (_, i) => Math.sin(i)))), r, { hidden: 5 });
+  },
+};
+CASES["updateBias (in place)"] = { run: (put) => { const b = F(put(BIAS)); updateBias(b, put(COUNTS) as Int32Array, 1e-3); return b; } };
 
 for (const be of BACKENDS) {
   describe(`DeviceArray on ${be}`, () => {

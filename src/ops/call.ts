@@ -133,20 +133,35 @@ export function outArg(c: OpCall, name: string, given: unknown, dtype: Dtype, le
 
 // Index arrays are range-checked before a kernel trusts them. A DeviceArray's check is remembered until it is
 // written again, so constant index data (a data set's labels) is checked once, not read back every step.
-const checkedUpTo = new WeakMap<DeviceArray, { version: number; hi: number }>();
+const checkedUpTo = new WeakMap<DeviceArray, { version: number; hi: number; n: number }>();
 
-/** Every element of `a` must lie in [0, hi); else "range" with `describe(i, value)`. */
-export function checkIndices(a: Arg, hi: number, describe: (i: number, v: number) => string): void {
+/** The elements of an argument on the host: the array itself where it is host memory, else a cached read. */
+function hostView(a: Arg): HostArray {
+  if (ArrayBuffer.isView(a.k)) return a.k; // host arrays, and wasm / reference handles
+  const da = a.da!, c = lastRead.get(da);
+  if (c && c.version === da.version) return c.data;
+  const data = da.readSync();
+  lastRead.set(da, { version: da.version, data });
+  return data;
+}
+const lastRead = new WeakMap<DeviceArray, { version: number; data: HostArray }>();
+
+/** Element i of an argument (a data-dependent size, such as offsets[E]). */
+export function elementAt(a: Arg, i: number): number {
+  return hostView(a)[i]!;
+}
+
+/** The first n (default all) elements of `a` must lie in [0, hi); else "range" with `describe(i, value)`. */
+export function checkIndices(a: Arg, hi: number, describe: (i: number, v: number) => string, n = a.length): void {
   const da = a.da;
   if (da) {
     const c = checkedUpTo.get(da);
-    if (c && c.version === da.version && c.hi === hi) return;
+    if (c && c.version === da.version && c.hi === hi && c.n === n) return;
   }
-  // wasm and reference handles are host typed arrays: loop over them in place; others are read once
-  const v = ArrayBuffer.isView(a.k) ? a.k : da!.readSync();
-  for (let i = 0; i < v.length; i++) {
+  const v = hostView(a);
+  for (let i = 0; i < n; i++) {
     const x = v[i]!;
     if (!(x >= 0 && x < hi)) throw new NumedgeError("range", describe(i, x));
   }
-  if (da) checkedUpTo.set(da, { version: da.version, hi });
+  if (da) checkedUpTo.set(da, { version: da.version, hi, n });
 }

@@ -1,11 +1,11 @@
 // Top-k and mixture-of-experts routing: argument checks, shapes, and dispatch to the backend kernels.
 // Ranking rule everywhere (topk, route selection, group selection, expert choice): larger first; NaN ranks
 // above everything (above +Infinity); equal values (NaN with NaN, -0 with +0) go lower index first (tf.topk).
-import { getBackend } from "../backends/index.ts";
+// Every op takes host typed arrays (result: host arrays) or DeviceArrays (result: DeviceArrays on their backend).
 import type { Scoring } from "../backends/api/routing.ts";
-import {
-  F32_MAX, NumedgeError, checkBool, checkEnum, checkFloat32, checkInt, checkNumber, checkOptions, noOverlap, rowsOf, scaleOf, show,
-} from "../errors.ts";
+import type { DeviceArray } from "../device.ts";
+import { F32_MAX, NumedgeError, checkBool, checkEnum, checkInt, checkNumber, checkOptions, rowsOf, scaleOf, show } from "../errors.ts";
+import { OpCall, checkIndices, elementAt, noOverlapArg, outArg, typedArg, valueOf, type Arg } from "./call.ts";
 
 export type { Scoring } from "../backends/api/routing.ts";
 
@@ -38,32 +38,34 @@ export interface TopkResult {
  * @example const { values, indices } = topk(logits, { cols: 32000, k: 50 })
  * @example topk(x, { cols: 256, k: 8, out: { values: alloc(rows * 8), indices: alloc(rows * 8, "i32") } }) // no allocation
  */
-export function topk(x: Float32Array, o: TopkOptions): TopkResult {
-  checkFloat32("x", x);
+export function topk(x: Float32Array, o: TopkOptions): TopkResult;
+export function topk(x: DeviceArray, o: Omit<TopkOptions, "out"> & { out?: { values: DeviceArray; indices: DeviceArray } }): { values: DeviceArray; indices: DeviceArray };
+export function topk(x: Float32Array | DeviceArray, o: TopkOptions | { cols: number; k: number; sorted?: boolean; out?: unknown }): TopkResult | { values: DeviceArray; indices: DeviceArray } {
+  const c = new OpCall();
+  const X = typedArg(c, "x", x, "f32");
   const oo = checkOptions(o, "cols, k");
   const cols = checkInt("cols", oo.cols, 1);
-  const rows = rowsOf("x", x, cols);
+  const rows = rowsOf("x", X, cols);
   const k = checkInt("k", oo.k, 0, cols);
   const sorted = checkBool("sorted", oo.sorted, true);
-  let values: Float32Array, indices: Int32Array;
+  let values: Arg, indices: Arg;
   if (oo.out === undefined) {
-    values = new Float32Array(rows * k);
-    indices = new Int32Array(rows * k);
+    values = c.out("values", "f32", rows * k);
+    indices = c.out("indices", "i32", rows * k);
   } else {
     const out = oo.out as { values?: unknown; indices?: unknown };
     if (out === null || typeof out !== "object") throw new NumedgeError("dtype", "out must be { values, indices }");
-    checkFloat32("out.values", out.values);
-    if (!(out.indices instanceof Int32Array)) throw new NumedgeError("dtype", `out.indices must be an Int32Array, got ${show(out.indices)}`);
-    values = out.values;
-    indices = out.indices;
-    for (const [name, a] of [["out.values", values], ["out.indices", indices]] as const) {
-      if (a.length !== rows * k) throw new NumedgeError("shape", `${name}.length ${a.length} must be rows * k = ${rows * k}`);
-      noOverlap(name, a, "x", x);
+    values = typedArg(c, "out.values", out.values, "f32");
+    indices = typedArg(c, "out.indices", out.indices, "i32");
+    for (const a of [values, indices]) {
+      if (a.length !== rows * k) throw new NumedgeError("shape", `${a.name}.length ${a.length} must be rows * k = ${rows * k}`);
+      noOverlapArg(a, X);
     }
-    noOverlap("out.values", values, "out.indices", indices);
+    noOverlapArg(values, indices);
   }
-  if (k > 0 && rows > 0) getBackend().topk(x, values, indices, rows, cols, k, sorted);
-  return { values, indices };
+  if (k > 0 && rows > 0) c.be.topk(X.k as Float32Array, values.k as Float32Array, indices.k as Int32Array, rows, cols, k, sorted);
+  c.wrote(values, indices);
+  return { values: valueOf<Float32Array>(values), indices: valueOf<Int32Array>(indices) };
 }
 
 export interface RouteOptions {
@@ -108,6 +110,21 @@ export interface RouteOptions {
   auxConvention?: "mixtral" | "normalized";
   /** Also return auxGrad and zGrad, the gradients of auxLoss and zLoss w.r.t. the logits. */
   grad?: boolean;
+}
+
+/** route() on DeviceArrays: every array on the logits' backend, the scalars in `stats`. */
+export interface RouteDeviceResult {
+  slots: number;
+  experts: DeviceArray;
+  weights: DeviceArray;
+  counts: DeviceArray;
+  offsets: DeviceArray;
+  order: DeviceArray;
+  capacity: number;
+  /** f64 [dropped, auxLoss, zLoss]. */
+  stats: DeviceArray;
+  auxGrad?: DeviceArray;
+  zGrad?: DeviceArray;
 }
 
 export interface RouteResult {
@@ -160,23 +177,27 @@ const SCORINGS = ["softmax", "sigmoid", "stablemax", "activation"] as const;
  * @example const r = route(logits, { experts: 8, k: 2, normalize: true }) // Mixtral
  * @example const r = route(logits, { experts: 256, k: 8, scoring: "sigmoid", bias, groups: 8, topkGroups: 4, normalize: true, scale: 2.5 }) // DeepSeek-V3
  */
-export function route(logits: Float32Array, o: RouteOptions): RouteResult {
-  checkFloat32("logits", logits);
+export function route(logits: Float32Array, o: RouteOptions): RouteResult;
+export function route(logits: DeviceArray, o: Omit<RouteOptions, "bias"> & { bias?: DeviceArray }): RouteDeviceResult;
+export function route(logits: Float32Array | DeviceArray, o: RouteOptions | (Omit<RouteOptions, "bias"> & { bias?: DeviceArray })): RouteResult | RouteDeviceResult {
+  const c = new OpCall();
+  const Z = typedArg(c, "logits", logits, "f32");
   const oo = checkOptions(o, "experts, k");
   const E = checkInt("experts", oo.experts, 1, 1 << 24);
-  const T = rowsOf("logits", logits, E, "experts");
+  const T = rowsOf("logits", Z, E, "experts");
   if (T === 0) throw new NumedgeError("shape", "logits is empty (no tokens to route)");
   const expertChoice = checkBool("expertChoice", oo.expertChoice, false);
   const k = checkInt("k", oo.k, 1, E);
   const scoring = checkEnum("scoring", oo.scoring ?? "softmax", SCORINGS);
   const scale = scaleOf(oo.temperature, true); // the kernels take 1/T as float32
-  let bias: Float32Array | null = null;
+  let bias: Arg | null = null;
   if (oo.bias !== undefined) {
-    checkFloat32("bias", oo.bias);
-    bias = oo.bias;
+    bias = typedArg(c, "bias", oo.bias, "f32");
     if (bias.length !== E) throw new NumedgeError("shape", `bias.length ${bias.length} must equal experts ${E}`);
-    for (let e = 0; e < E; e++)
-      if (!Number.isFinite(bias[e]!)) throw new NumedgeError("nonfinite", `bias[${e}] = ${bias[e]} is not finite`);
+    for (let e = 0; e < E; e++) {
+      const v = elementAt(bias, e);
+      if (!Number.isFinite(v)) throw new NumedgeError("nonfinite", `bias[${e}] = ${v} is not finite`);
+    }
   }
   const groups = checkInt("groups", oo.groups ?? 1, 1, E);
   if (E % groups !== 0) throw new NumedgeError("range", `groups ${groups} must divide experts ${E}`);
@@ -193,71 +214,44 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
   const conv = checkEnum("auxConvention", oo.auxConvention ?? "mixtral", ["mixtral", "normalized"] as const);
   const wantGrad = checkBool("grad", oo.grad, false);
 
-  const be = getBackend();
-  const pSum = new Float64Array(E), lse = new Float64Array(T), pre = new Int32Array(E);
-  const counts = new Int32Array(E), offsets = new Int32Array(E + 1);
-  let slots: number, experts: Int32Array, weights: Float32Array, order: Int32Array, capacity: number, dropped: number;
+  const be = c.be, z = Z.k as Float32Array, b = bias ? bias.k as Float32Array : null;
+  const slots = expertChoice ? E : k;
+  const capacity = expertChoice ? Math.min(T, Math.ceil(((cf ?? k) * T) / E)) : cf === undefined ? Infinity : Math.ceil((cf * T * k) / E);
+  const experts = c.out("experts", "i32", T * slots), weights = c.out("weights", "f32", T * slots), order = c.out("order", "i32", T * slots);
+  const counts = c.out("counts", "i32", E), offsets = c.out("offsets", "i32", E + 1), stats = c.out("stats", "f64", 3);
+  // scratch: selections per expert before drops, probability sums, logsumexp per token, d aux / d p
+  const pre = c.out("pre", "i32", E), pSum = c.out("pSum", "f64", E), lse = c.out("lse", "f64", T), coef = c.out("coef", "f64", E);
+  const I = (a: Arg) => a.k as Int32Array, D = (a: Arg) => a.k as Float64Array;
   if (!expertChoice) {
-    slots = k;
-    experts = new Int32Array(T * k);
-    weights = new Float32Array(T * k);
-    capacity = cf === undefined ? Infinity : Math.ceil((cf * T * k) / E);
-    order = new Int32Array(T * k);
-    dropped = be.routeTokens(logits, { rows: T, experts: E, k, scoring, scale, bias, groups, topkGroups, normalize, routeScale,
-      capacity: Number.isFinite(capacity) ? Math.min(capacity, T * k) : -1 }, experts, weights, pre, pSum, lse, counts, offsets, order);
+    be.routeTokens(z, { rows: T, experts: E, k, scoring, scale, bias: b, groups, topkGroups, normalize, routeScale,
+      capacity: Number.isFinite(capacity) ? Math.min(capacity, T * k) : -1 },
+    I(experts), weights.k as Float32Array, I(pre), D(pSum), D(lse), I(counts), I(offsets), I(order), D(stats));
   } else {
-    slots = E;
-    capacity = Math.min(T, Math.ceil(((cf ?? k) * T) / E));
-    const scores = new Float32Array(T * E);
-    be.routeScores(logits, T, E, scoring, scale, scores, pSum, lse);
-    // Each expert ranks the tokens by (score + bias): a top-k over the transposed [E, T] matrix.
-    const byExpert = new Float32Array(E * T);
-    for (let t = 0; t < T; t++) for (let e = 0; e < E; e++) byExpert[e * T + t] = scores[t * E + e]! + (bias ? bias[e]! : 0);
-    const chosen = { values: new Float32Array(E * capacity), indices: new Int32Array(E * capacity) };
-    if (capacity > 0) be.topk(byExpert, chosen.values, chosen.indices, E, T, capacity, true);
-    experts = new Int32Array(T * E).fill(-1);
-    weights = new Float32Array(T * E);
-    for (let e = 0; e < E; e++) {
-      pre[e] = capacity;
-      for (let j = 0; j < capacity; j++) {
-        const t = chosen.indices[e * capacity + j]!;
-        experts[t * E + e] = e;
-        weights[t * E + e] = scores[t * E + e]!;
-      }
-    }
-    dropped = 0; // expert choice reports the tokens no expert picked
-    for (let t = 0; t < T; t++) {
-      let sum = 0, n = 0;
-      for (let e = 0; e < E; e++) if (experts[t * E + e]! >= 0) { sum += weights[t * E + e]!; n++; }
-      if (n === 0) dropped++;
-      const c = normalize && sum > 0 ? routeScale / sum : routeScale;
-      for (let e = 0; e < E; e++) weights[t * E + e] = weights[t * E + e]! * c;
-    }
-    order = new Int32Array(T * E);
-    be.routeDispatch(experts, weights, T * E, E, -1, counts, offsets, order);
+    be.routeExpertChoice(z, { rows: T, experts: E, scoring, scale, bias: b, capacity, normalize, routeScale },
+      I(experts), weights.k as Float32Array, I(pre), D(pSum), D(lse), D(stats));
+    be.routeDispatch(I(experts), weights.k as Float32Array, T * E, E, -1, I(counts), I(offsets), I(order), null);
   }
-
   // aux = E * sum_e f_e P_e with P_e = pSum_e / T, f_e = pre_e / T (mixtral) or pre_e / (T k) (normalized).
-  const fDen = conv === "mixtral" ? T : T * k;
-  const coef = new Float64Array(E); // d aux / d p[t,e] = E * f_e / T
-  let auxLoss = 0, zLoss = 0;
-  for (let e = 0; e < E; e++) {
-    const f = pre[e]! / fDen;
-    auxLoss += f * (pSum[e]! / T);
-    coef[e] = (E * f) / T;
-  }
-  auxLoss *= E;
-  for (let t = 0; t < T; t++) zLoss += lse[t]! * lse[t]!;
-  zLoss /= T;
-  const res: RouteResult = {
-    slots, experts, weights, counts, offsets, order, capacity,
-    dropped, auxLoss, zLoss,
-  };
+  be.routeLosses(I(pre), D(pSum), D(lse), T, E, conv === "mixtral" ? T : T * k, D(coef), D(stats));
+  let auxGrad: Arg | undefined, zGrad: Arg | undefined;
   if (wantGrad) {
-    res.auxGrad = new Float32Array(T * E);
-    res.zGrad = new Float32Array(T * E);
-    be.routeGrad(logits, T, E, scoring, scale, coef, lse, res.auxGrad, res.zGrad);
+    auxGrad = c.out("auxGrad", "f32", T * E);
+    zGrad = c.out("zGrad", "f32", T * E);
+    be.routeGrad(z, T, E, scoring, scale, D(coef), D(lse), auxGrad.k as Float32Array, zGrad.k as Float32Array);
   }
+  c.wrote(experts, weights, order, counts, offsets, stats, auxGrad, zGrad);
+  for (const a of [pre, pSum, lse, coef]) a.da?.dispose();
+  if (c.device) {
+    const r: RouteDeviceResult = { slots, experts: experts.da!, weights: weights.da!, counts: counts.da!, offsets: offsets.da!, order: order.da!, capacity, stats: stats.da! };
+    if (auxGrad) { r.auxGrad = auxGrad.da!; r.zGrad = zGrad!.da!; }
+    return r;
+  }
+  const st = D(stats);
+  const res: RouteResult = {
+    slots, experts: I(experts), weights: weights.k as Float32Array, counts: I(counts), offsets: I(offsets), order: I(order), capacity,
+    dropped: st[0]!, auxLoss: st[1]!, zLoss: st[2]!,
+  };
+  if (auxGrad) { res.auxGrad = auxGrad.k as Float32Array; res.zGrad = zGrad!.k as Float32Array; }
   return res;
 }
 
@@ -268,26 +262,29 @@ export function route(logits: Float32Array, o: RouteOptions): RouteResult {
  * Error: each output within 2 ulp * (sum of |terms|) of the f64 reference (f32 accumulation over <= slots terms).
  * @example const y = combine(expertOut, r, { hidden: 512 })
  */
-export function combine(expertOut: Float32Array, r: RouteResult, o: { hidden: number }): Float32Array {
-  checkFloat32("expertOut", expertOut);
-  if (r === null || typeof r !== "object" || !(r.order instanceof Int32Array) || !(r.weights instanceof Float32Array)
-    || !(r.offsets instanceof Int32Array))
-    throw new NumedgeError("dtype", "r must be the result of route()");
+export function combine(expertOut: Float32Array, r: RouteResult, o: { hidden: number }): Float32Array;
+export function combine(expertOut: DeviceArray, r: RouteDeviceResult, o: { hidden: number }): DeviceArray;
+export function combine(expertOut: Float32Array | DeviceArray, r: RouteResult | RouteDeviceResult, o: { hidden: number }): Float32Array | DeviceArray {
+  const c = new OpCall();
+  const X = typedArg(c, "expertOut", expertOut, "f32");
+  const bad = () => new NumedgeError("dtype", "r must be the result of route()");
+  if (r === null || typeof r !== "object") throw bad();
+  const args = (["order", "weights", "offsets"] as const).map((k) => c.arg(`r.${k}`, r[k]));
+  const [order, weights, offsets] = args;
+  if (!order || order.dtype !== "i32" || !weights || weights.dtype !== "f32" || !offsets || offsets.dtype !== "i32" || offsets.length === 0) throw bad();
   const hidden = checkInt("hidden", checkOptions(o, "hidden").hidden, 1);
   const slots = checkInt("r.slots", r.slots, 1);
-  const kept = r.offsets[r.offsets.length - 1]!;
-  if (r.order.length !== r.weights.length || r.order.length % slots !== 0 || kept > r.order.length)
-    throw new NumedgeError("shape", `r is inconsistent: order ${r.order.length}, weights ${r.weights.length}, slots ${slots}`);
-  if (expertOut.length !== kept * hidden)
-    throw new NumedgeError("shape", `expertOut.length ${expertOut.length} must be offsets[E] * hidden = ${kept} * ${hidden}`);
-  const tokens = r.order.length / slots;
-  const out = new Float32Array(tokens * hidden);
-  for (let p = 0; p < kept; p++) {
-    const a = r.order[p]!;
-    if (!(a >= 0 && a < r.order.length)) throw new NumedgeError("range", `r.order[${p}] = ${a} is outside [0, ${r.order.length - 1}]`);
-  }
-  if (kept > 0) getBackend().combine(expertOut, r.order, r.weights, slots, kept, hidden, out);
-  return out;
+  const kept = elementAt(offsets, offsets.length - 1);
+  if (order.length !== weights.length || order.length % slots !== 0 || !(kept >= 0 && kept <= order.length))
+    throw new NumedgeError("shape", `r is inconsistent: order ${order.length}, weights ${weights.length}, slots ${slots}`);
+  if (X.length !== kept * hidden)
+    throw new NumedgeError("shape", `expertOut.length ${X.length} must be offsets[E] * hidden = ${kept} * ${hidden}`);
+  const tokens = order.length / slots;
+  const out = c.out("out", "f32", tokens * hidden);
+  checkIndices(order, order.length, (p, a) => `r.order[${p}] = ${a} is outside [0, ${order.length - 1}]`, kept);
+  if (kept > 0) c.be.combine(X.k as Float32Array, order.k as Int32Array, weights.k as Float32Array, slots, kept, hidden, out.k as Float32Array);
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
@@ -295,14 +292,13 @@ export function combine(expertOut: Float32Array, r: RouteResult, o: { hidden: nu
  * Overloaded experts get a lower selection bias, idle ones a higher. Pass route(...).counts. Returns nothing.
  * @example updateBias(bias, route(logits, { experts: 64, k: 6, bias }).counts, 1e-3)
  */
-export function updateBias(bias: Float32Array, counts: Int32Array, rate: number): void {
-  checkFloat32("bias", bias);
-  if (!(counts instanceof Int32Array)) throw new NumedgeError("dtype", `counts must be an Int32Array, got ${show(counts)}`);
-  if (counts.length !== bias.length)
-    throw new NumedgeError("shape", `counts.length ${counts.length} must equal bias.length ${bias.length}`);
+export function updateBias(bias: Float32Array | DeviceArray, counts: Int32Array | DeviceArray, rate: number): void {
+  const c = new OpCall();
+  const B = typedArg(c, "bias", bias, "f32");
+  const C = typedArg(c, "counts", counts, "i32");
+  if (C.length !== B.length)
+    throw new NumedgeError("shape", `counts.length ${C.length} must equal bias.length ${B.length}`);
   const r = checkNumber("rate", rate);
-  let sum = 0;
-  for (let e = 0; e < counts.length; e++) sum += counts[e]!;
-  const mean = sum / counts.length;
-  for (let e = 0; e < bias.length; e++) bias[e] = bias[e]! + r * Math.sign(mean - counts[e]!);
+  c.be.updateBias(B.k as Float32Array, C.k as Int32Array, r);
+  c.wrote(B);
 }

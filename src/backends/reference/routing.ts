@@ -1,4 +1,5 @@
 // The oracle for top-k and routing: plain TypeScript, f64 arithmetic, full sorts. Slow and obviously correct.
+import { hostRouting } from "../host/routing.ts";
 import type { RoutingKernels, Scoring } from "../api/routing.ts";
 
 /** a ranks before b (values va, vb at indices ia < ib or not): larger first, NaN above all, ties by index. */
@@ -62,7 +63,7 @@ function lseRow(z: number[]): number {
 
 const rowOf = (x: ArrayLike<number>, r: number, n: number) => Array.from({ length: n }, (_, i) => x[r * n + i]!);
 
-export const routingReference: RoutingKernels = {
+const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updateBias"> = {
   topk(x, values, indices, rows, cols, k, sorted) {
     for (let r = 0; r < rows; r++) {
       const row = rowOf(x, r, cols);
@@ -87,7 +88,7 @@ export const routingReference: RoutingKernels = {
     }
   },
 
-  routeTokens(logits, o, experts, weights, preCounts, pSum, lse, counts, offsets, order) {
+  routeTokens(logits, o, experts, weights, preCounts, pSum, lse, counts, offsets, order, stats) {
     const { rows, experts: E, k, groups, topkGroups } = o;
     const gs = E / groups;
     for (let r = 0; r < rows; r++) {
@@ -119,10 +120,10 @@ export const routingReference: RoutingKernels = {
         preCounts[e]!++;
       }
     }
-    return routingReference.routeDispatch(experts, weights, rows * k, E, o.capacity, counts, offsets, order);
+    kernels.routeDispatch(experts, weights, rows * k, E, o.capacity, counts, offsets, order, stats);
   },
 
-  routeDispatch(experts, weights, n, E, capacity, counts, offsets, order) {
+  routeDispatch(experts, weights, n, E, capacity, counts, offsets, order, stats) {
     counts.fill(0);
     let dropped = 0;
     for (let a = 0; a < n; a++) {
@@ -140,7 +141,7 @@ export const routingReference: RoutingKernels = {
     for (let e = 0; e < E; e++) for (let a = 0; a < n; a++) if (experts[a] === e) list.push(a);
     for (let a = 0; a < n; a++) if (experts[a]! < 0) list.push(a); // dropped and unused, in index order
     order.set(list);
-    return dropped;
+    if (stats) stats[0] = dropped;
   },
 
   routeGrad(logits, rows, E, scoring, scale, coef, lse, auxGrad, zGrad) {
@@ -177,3 +178,5 @@ export const routingReference: RoutingKernels = {
     out.set(acc);
   },
 };
+
+export const routingReference: RoutingKernels = { ...kernels, ...hostRouting(kernels) };

@@ -1,10 +1,11 @@
 // Routing kernels on WASM SIMD (asm/topk.ts). Marshalling only: arrays in WASM memory are used in place.
 import type { RoutingKernels, Scoring } from "../api/routing.ts";
+import { hostRouting } from "../host/routing.ts";
 import { asm, call } from "./runtime.ts";
 
 const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
 
-export const routingWasm: RoutingKernels = {
+const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updateBias"> = {
   topk(x, values, indices, rows, cols, k, sorted) {
     const keys = asm.topk_scratch_keys!(cols, k);
     call(
@@ -20,9 +21,9 @@ export const routingWasm: RoutingKernels = {
     );
   },
 
-  routeTokens(logits, o, experts, weights, preCounts, pSum, lse, counts, offsets, order) {
+  routeTokens(logits, o, experts, weights, preCounts, pSum, lse, counts, offsets, order, stats) {
     const work = Math.max(asm.route_tokens_scratch!(o.experts, o.k, o.groups, o.topkGroups), 4 * o.experts);
-    return call(
+    stats[0] = call(
       (f) => [f.input(logits), o.bias ? f.input(o.bias) : 0, f.output(experts), f.output(weights), f.inout(preCounts),
         f.inout(pSum), f.output(lse), f.output(counts), f.output(offsets), f.output(order), f.scratch(work)] as const,
       ([pz, pb, pe, pw, pc, pp, pl, pn, po, pr, pk]) =>
@@ -31,11 +32,12 @@ export const routingWasm: RoutingKernels = {
     );
   },
 
-  routeDispatch(experts, weights, n, E, capacity, counts, offsets, order) {
-    return call(
+  routeDispatch(experts, weights, n, E, capacity, counts, offsets, order, stats) {
+    const dropped = call(
       (f) => [f.inout(experts), f.inout(weights), f.output(counts), f.output(offsets), f.output(order), f.scratch(4 * E)] as const,
       ([pe, pw, pc, po, pr, pk]) => asm.route_dispatch!(pe, pw, n, E, capacity, pc, po, pr, pk),
     );
+    if (stats) stats[0] = dropped;
   },
 
   routeGrad(logits, rows, E, scoring, scale, coef, lse, auxGrad, zGrad) {
@@ -53,3 +55,5 @@ export const routingWasm: RoutingKernels = {
     );
   },
 };
+
+export const routingWasm: RoutingKernels = { ...kernels, ...hostRouting(kernels) };
