@@ -45,6 +45,8 @@ export interface Storage<H = unknown> {
   read(h: H): HostArray;
   /** Set every element to 0 where the data lives. */
   zero(h: H): void;
+  /** dst = src where the data lives (same dtype and length). */
+  copy(src: H, dst: H): void;
   /** The same, without blocking the thread where the backend can (default: read). */
   readAsync?(h: H): Promise<HostArray>;
 }

@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import {
   Adam8bit, FP4, NF4, Rng, alloc, dequantize4bit, dequantizeAffine, dequantizeBlockwise, dequantizeQ4_0,
   dequantizeQ8_0, dynamicMap, linearMap, quantize4bit, quantizeAffine, quantizeBlockwise, quantizeQ4_0, quantizeQ8_0,
+  type QuantizeBlockwiseOptions,
 } from "numedge";
 import { searchKind } from "../src/backends/wasm/quant.ts";
 import { parityBackends, underReference } from "./parity.ts";
@@ -64,7 +65,7 @@ for (const pb of parityBackends) {
       expect(searchKind(dense)).toBe("search");
       expect(searchKind(custom)).toBe("lut");
       expect(searchKind(tanh)).toBe("search");
-      const codes: Array<[string, Parameters<typeof quantizeBlockwise>[1]]> = [
+      const codes: Array<[string, QuantizeBlockwiseOptions]> = [
         ["dynamic", {}], ["dynamic-unsigned", { code: "dynamic-unsigned" }], ["linear", { code: "linear" }],
         ["custom", { code: custom }], ["search", { code: dense }], ["tanh", { code: tanh }],
       ];

@@ -68,6 +68,18 @@ export class OpCall {
     return { name, dtype, length, k: da.handle as HostArray, da };
   }
 
+  /** dst = src (same dtype and length), where the call's arrays live. */
+  copy(src: Arg, dst: Arg): void {
+    if (this.dev) this.be.storage.copy(src.k, dst.k);
+    else dst.k.set(src.k as never);
+    this.wrote(dst);
+  }
+
+  /** Dispose DeviceArrays made for one call (scratch); a no-op for host arrays. */
+  drop(...as: Array<Arg | undefined | null>): void {
+    for (const a of as) a?.da?.dispose();
+  }
+
   /** Outputs the kernel wrote: their DeviceArrays' contents changed. */
   wrote(...as: Array<Arg | undefined | null>): void {
     for (const a of as) if (a?.da) a.da.version++;

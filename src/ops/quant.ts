@@ -6,9 +6,12 @@
 //   caller-given `out` arrays untouched, except alloc()'d ones (written in place: they may hold partial absmax,
 //   scales or codes). Outputs must not overlap the input or each other.
 // - Float64Array input is rounded to float32 first (the formats are float32-based).
-import { getBackend } from "../backends/index.ts";
-import { NumedgeError, checkBool, checkEnum, checkInt, checkObject, checkOptions, noOverlap, rowsOf, show } from "../errors.ts";
-import { hash01 } from "../report/rng.ts";
+// Every op takes host typed arrays (result: host arrays; a non-finite input throws) or DeviceArrays (result:
+// DeviceArrays on their backend, with `bad`, an i32[1] DeviceArray holding the first non-finite block or -1, so
+// nothing waits for the host). Code tables (`code`) are parameters and stay host Float32Arrays either way.
+import type { DeviceArray } from "../device.ts";
+import { NumedgeError, checkBool, checkEnum, checkInt, checkObject, checkOptions, rowsOf, show } from "../errors.ts";
+import { OpCall, elementAt, noOverlapArg, outArg, typedArg, valueOf, type Arg } from "./call.ts";
 import {
   DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, maxHalfGap,
 } from "./quant/codes.ts";
@@ -42,11 +45,11 @@ const NAMED: Record<CodeName, Float32Array> = {
 };
 
 /** Result of quantizeBlockwise; everything dequantizeBlockwise needs. */
-export interface BlockwiseQuantized {
+export interface BlockwiseQuantized<U = Uint8Array, F = Float32Array> {
   /** Code index per element. */
-  codes: Uint8Array;
+  codes: U;
   /** max |x| per block (last block partial); 0 for an all-zero block. */
-  absmax: Float32Array;
+  absmax: F;
   /** The 256 code values. */
   code: Float32Array;
   blockSize: number;
@@ -54,7 +57,14 @@ export interface BlockwiseQuantized {
   length: number;
 }
 
-export interface QuantizeBlockwiseOptions {
+/** What a quantizer returns on DeviceArrays: its arrays there, and `bad` (i32[1]): the first block holding
+ *  NaN/±Infinity (whose outputs are then unspecified), or -1. */
+export interface DeviceBad {
+  bad: DeviceArray;
+}
+export type BlockwiseQuantizedDevice = BlockwiseQuantized<DeviceArray, DeviceArray> & DeviceBad;
+
+export interface QuantizeBlockwiseOptions<U = Uint8Array, F = Float32Array> {
   /** Power of two in [32, 4096], or "tensor" (one absmax for all of x). Default 4096 (bitsandbytes). */
   blockSize?: number | "tensor";
   /** Code table: a name or 256 sorted float32 values. Default "dynamic". */
@@ -64,14 +74,7 @@ export interface QuantizeBlockwiseOptions {
   /** Seed of the counter-based generator for stochastic rounding (default 0): same seed, same codes. */
   seed?: number;
   /** Write codes / absmax here instead of new arrays (alloc()'d arrays are used zero-copy). */
-  out?: { codes?: Uint8Array; absmax?: Float32Array };
-}
-
-function outArray<T extends Uint8Array | Int8Array | Float32Array | Int32Array>(arg: string, given: unknown, ctor: new (n: number) => T, n: number): T {
-  if (given === undefined) return new ctor(n);
-  if (!(given instanceof ctor)) throw new NumedgeError("dtype", `${arg} must be a ${ctor.name}, got ${show(given)}`);
-  if ((given as T).length !== n) throw new NumedgeError("shape", `${arg}.length ${(given as T).length} must be ${n}`);
-  return given as T;
+  out?: { codes?: U; absmax?: F };
 }
 
 function outOpts(o: { out?: unknown }): Record<string, unknown> {
@@ -81,20 +84,22 @@ function outOpts(o: { out?: unknown }): Record<string, unknown> {
 }
 
 /** Every output must be disjoint from the input and from the other outputs (plain or alloc()'d alike). */
-function disjoint(x: ArrayBufferView, outs: Array<[string, ArrayBufferView]>): void {
+function disjoint(x: Arg, outs: Arg[]): void {
   for (let i = 0; i < outs.length; i++) {
-    noOverlap(outs[i]![0], outs[i]![1], "x", x);
-    for (let j = 0; j < i; j++) noOverlap(outs[i]![0], outs[i]![1], outs[j]![0], outs[j]![1]);
+    noOverlapArg(outs[i]!, x);
+    for (let j = 0; j < i; j++) noOverlapArg(outs[i]!, outs[j]!);
   }
 }
 
-function toF32(arg: string, x: unknown): Float32Array {
-  if (x instanceof Float32Array) {
-    if (x.length === 0) throw new NumedgeError("shape", `${arg} is empty (length 0)`);
-    return x;
-  }
-  if (x instanceof Float64Array) return toF32(arg, Float32Array.from(x));
-  throw new NumedgeError("dtype", `${arg} must be a Float32Array or Float64Array, got ${show(x)}`);
+/** The input as f32: [the argument, the f32 array the kernels read (f64 input rounded first)]. */
+function input(c: OpCall, arg: string, x: unknown): [Arg, Arg] {
+  const a = c.arg(arg, x);
+  if (!a || (a.dtype !== "f32" && a.dtype !== "f64")) throw new NumedgeError("dtype", `${arg} must be a Float32Array or Float64Array, got ${show(x)}`);
+  if (a.length === 0) throw new NumedgeError("shape", `${arg} is empty (length 0)`);
+  if (a.dtype === "f32") return [a, a];
+  const f = c.out(arg, "f32", a.length);
+  c.be.toF32(a.k as Float64Array, f.k as Float32Array);
+  return [a, f];
 }
 
 function checkBlockSize(arg: string, v: unknown, length = 0): number {
@@ -104,12 +109,18 @@ function checkBlockSize(arg: string, v: unknown, length = 0): number {
   return b;
 }
 
-/** The first NaN/±Infinity in x, as an error (called when a kernel reports a bad block/group). */
-function nonfinite(arg: string, x: Float32Array, from: number, to: number): NumedgeError {
-  for (let i = from; i < to; i++) {
-    if (!Number.isFinite(x[i]!)) return new NumedgeError("nonfinite", `${arg}[${i}] = ${x[i]}: quantization needs finite input (no absmax or scale exists for it)`);
-  }
-  return new NumedgeError("nonfinite", `${arg} has a non-finite value in [${from}, ${to})`);
+/**
+ * After a quantizer: on host arrays, a bad block becomes NumedgeError("nonfinite") naming the first bad
+ * element of x (of block `per` elements); on DeviceArrays `bad` goes back with the result.
+ */
+function reportBad(c: OpCall, arg: string, xf: Arg, bad: Arg, per: number): void {
+  if (c.device) return;
+  const b = (bad.k as Int32Array)[0]!;
+  if (b < 0) return;
+  const x = xf.k as Float32Array, from = b * per, to = Math.min(x.length, from + per);
+  for (let i = from; i < to; i++)
+    if (!Number.isFinite(x[i]!)) throw new NumedgeError("nonfinite", `${arg}[${i}] = ${x[i]}: quantization needs finite input (no absmax or scale exists for it)`);
+  throw new NumedgeError("nonfinite", `${arg} has a non-finite value in [${from}, ${to})`);
 }
 
 function resolveCode(arg: string, c: unknown, size: number): Float32Array {
@@ -123,12 +134,7 @@ function resolveCode(arg: string, c: unknown, size: number): Float32Array {
   return c;
 }
 
-/** u_i in [0, 1) with 24 bits, exact in float32: the stochastic-rounding draws of (seed, i). */
-function uniforms(seed: number, n: number): Float32Array {
-  const u = new Float32Array(n);
-  for (let i = 0; i < n; i++) u[i] = Math.floor(hash01(seed, i) * 16777216) / 16777216;
-  return u;
-}
+const F32 = (a: Arg) => a.k as Float32Array, U8 = (a: Arg) => a.k as Uint8Array, I32 = (a: Arg) => a.k as Int32Array;
 
 /**
  * Block-wise 8-bit quantization (bitsandbytes quantize_blockwise): per block of `blockSize` elements (the last
@@ -138,11 +144,14 @@ function uniforms(seed: number, n: number): Float32Array {
  * draws from hash01(seed, i).
  * Error bound: |x - dequantize(x)| <= absmax_block * (codeHalfGap(code) + 2^-21) — 0.00703 * absmax for the
  * dynamic code (the 2^-21 covers the float32 scale and products); on randn the mean absolute error is < 0.011 and the mean relative error < 0.018 at every block size.
- * NaN or ±Infinity in x throws NumedgeError("nonfinite") naming the index.
+ * NaN or ±Infinity in x throws NumedgeError("nonfinite") naming the index (DeviceArrays: reported in `bad`).
  * @example const q = quantizeBlockwise(w, { blockSize: 256 }); const w2 = dequantizeBlockwise(q)
  */
-export function quantizeBlockwise(x: Float32Array | Float64Array, o: QuantizeBlockwiseOptions = {}): BlockwiseQuantized {
-  const xf = toF32("x", x);
+export function quantizeBlockwise(x: Float32Array | Float64Array, o?: QuantizeBlockwiseOptions): BlockwiseQuantized;
+export function quantizeBlockwise(x: DeviceArray, o?: QuantizeBlockwiseOptions<DeviceArray, DeviceArray>): BlockwiseQuantizedDevice;
+export function quantizeBlockwise(x: Float32Array | Float64Array | DeviceArray, o: QuantizeBlockwiseOptions<unknown, unknown> = {}): BlockwiseQuantized<unknown, unknown> {
+  const c = new OpCall();
+  const [xa, xf] = input(c, "x", x);
   checkOptions(o, "", "dtype");
   const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 4096);
   const code = resolveCode("code", o.code ?? "dynamic", 256);
@@ -150,23 +159,27 @@ export function quantizeBlockwise(x: Float32Array | Float64Array, o: QuantizeBlo
   const seed = o.seed === undefined ? 0 : checkInt("seed", o.seed, -(2 ** 31), 2 ** 32 - 1);
   const n = xf.length;
   const oo = outOpts(o);
-  const codes = outArray("out.codes", oo.codes, Uint8Array, n), absmax = outArray("out.absmax", oo.absmax, Float32Array, Math.ceil(n / blockSize));
-  disjoint(x, [["out.codes", codes], ["out.absmax", absmax]]);
-  const rand = rounding === "stochastic" ? uniforms(seed, n) : null;
-  const bad = getBackend().quantizeBlockwise(xf, blockSize, code, codes, absmax, rand);
-  if (bad >= 0) throw nonfinite("x", xf, bad * blockSize, Math.min(n, (bad + 1) * blockSize));
-  return { codes, absmax, code: code.slice(), blockSize, length: n };
+  const codes = outArg(c, "out.codes", oo.codes, "u8", n), absmax = outArg(c, "out.absmax", oo.absmax, "f32", Math.ceil(n / blockSize));
+  disjoint(xa, [codes, absmax]);
+  const rand = rounding === "stochastic" ? c.out("rand", "f32", n) : null;
+  if (rand) c.be.uniforms(F32(rand), seed);
+  const bad = c.out("bad", "i32", 1);
+  c.be.quantizeBlockwise(F32(xf), blockSize, code, U8(codes), F32(absmax), rand ? F32(rand) : null, I32(bad));
+  c.wrote(codes, absmax, bad);
+  c.drop(rand, xf === xa ? null : xf);
+  reportBad(c, "x", xf, bad, blockSize);
+  return { codes: valueOf(codes), absmax: valueOf(absmax), code: code.slice(), blockSize, length: n, ...(c.device ? { bad: bad.da } : {}) };
 }
 
 function checkLength(arg: string, v: unknown): number {
   return checkInt(arg, v, 1, 2 ** 31 - 1);
 }
 
-function checkAbsmax(arg: string, a: unknown, n: number, bs: number): Float32Array {
-  if (!(a instanceof Float32Array)) throw new NumedgeError("dtype", `${arg} must be a Float32Array, got ${show(a)}`);
+function checkAbsmax(c: OpCall, arg: string, a: unknown, n: number, bs: number): Arg {
+  const A = typedArg(c, arg, a, "f32");
   const nb = Math.ceil(n / bs);
-  if (a.length !== nb) throw new NumedgeError("shape", `${arg}.length ${a.length} must equal ceil(length / blockSize) = ${nb}`);
-  return a;
+  if (A.length !== nb) throw new NumedgeError("shape", `${arg}.length ${A.length} must equal ceil(length / blockSize) = ${nb}`);
+  return A;
 }
 
 function checkQ(q: unknown): asserts q is Record<string, unknown> {
@@ -177,37 +190,49 @@ function checkQ(q: unknown): asserts q is Record<string, unknown> {
  * Inverse of quantizeBlockwise: out[i] = code[codes[i]] * absmax[i / blockSize] (float32).
  * @example const w2 = dequantizeBlockwise(quantizeBlockwise(w))
  */
-export function dequantizeBlockwise(q: BlockwiseQuantized, out?: Float32Array): Float32Array {
+export function dequantizeBlockwise(q: BlockwiseQuantized, out?: Float32Array): Float32Array;
+export function dequantizeBlockwise(q: BlockwiseQuantized<DeviceArray, DeviceArray>, out?: DeviceArray): DeviceArray;
+export function dequantizeBlockwise(q: BlockwiseQuantized<unknown, unknown>, out?: unknown): unknown {
   checkQ(q);
+  const c = new OpCall();
   const n = checkLength("q.length", q.length);
   const bs = checkBlockSize("q.blockSize", q.blockSize, n);
-  if (!(q.codes instanceof Uint8Array)) throw new NumedgeError("dtype", `q.codes must be a Uint8Array, got ${show(q.codes)}`);
-  if (q.codes.length !== n) throw new NumedgeError("shape", `q.codes.length ${q.codes.length} must equal q.length ${n}`);
-  const absmax = checkAbsmax("q.absmax", q.absmax, n, bs);
+  const codes = typedArg(c, "q.codes", q.codes, "u8");
+  if (codes.length !== n) throw new NumedgeError("shape", `q.codes.length ${codes.length} must equal q.length ${n}`);
+  const absmax = checkAbsmax(c, "q.absmax", q.absmax, n, bs);
   const code = resolveCode("q.code", q.code, 256);
-  const o = outArray("out", out, Float32Array, n);
-  getBackend().dequantizeBlockwise(q.codes, bs, code, absmax, o);
-  return o;
+  const o = outArg(c, "out", out, "f32", n);
+  c.be.dequantizeBlockwise(U8(codes), bs, code, F32(absmax), F32(o));
+  c.wrote(o);
+  return valueOf(o);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // 4-bit
 
 /** Double-quantized absmax (bitsandbytes compress_statistics): absmax - offset quantized block-wise (256, dynamic). */
-export interface NestedAbsmax extends BlockwiseQuantized {
-  /** mean of the original absmax (float32). */
-  offset: number;
+export interface NestedAbsmax<U = Uint8Array, F = Float32Array, O = number> extends BlockwiseQuantized<U, F> {
+  /** mean of the original absmax (float32); an f32[1] DeviceArray on DeviceArrays. */
+  offset: O;
 }
 
-export interface Quantized4bit {
+export interface Quantized4bit<U = Uint8Array, F = Float32Array, O = number> {
   /** Two codes a byte: element 2j in the high nibble of byte j (bitsandbytes order); odd length pads with the code of 0. */
-  packed: Uint8Array;
-  absmax: Float32Array | NestedAbsmax;
+  packed: U;
+  absmax: F | NestedAbsmax<U, F, O>;
   type: "nf4" | "fp4";
   /** The 16 code values (NF4 or FP4). */
   code: Float32Array;
   blockSize: number;
   length: number;
+}
+export type Quantized4bitDevice = Quantized4bit<DeviceArray, DeviceArray, DeviceArray> & DeviceBad;
+
+export interface Quantize4bitOptions<U = Uint8Array, F = Float32Array> {
+  type?: "nf4" | "fp4";
+  blockSize?: number | "tensor";
+  doubleQuant?: boolean;
+  out?: { packed?: U; absmax?: F };
 }
 
 /**
@@ -219,8 +244,11 @@ export interface Quantized4bit {
  * absolute / relative errors are NF4 0.0728 / 0.203, FP4 0.0965 / 0.260 (bitsandbytes' figures).
  * @example const q = quantize4bit(w, { type: "nf4", blockSize: 64, doubleQuant: true }); const w2 = dequantize4bit(q)
  */
-export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" | "fp4"; blockSize?: number | "tensor"; doubleQuant?: boolean; out?: { packed?: Uint8Array; absmax?: Float32Array } } = {}): Quantized4bit {
-  const xf = toF32("x", x);
+export function quantize4bit(x: Float32Array | Float64Array, o?: Quantize4bitOptions): Quantized4bit;
+export function quantize4bit(x: DeviceArray, o?: Quantize4bitOptions<DeviceArray, DeviceArray>): Quantized4bitDevice;
+export function quantize4bit(x: Float32Array | Float64Array | DeviceArray, o: Quantize4bitOptions<unknown, unknown> = {}): Quantized4bit<unknown, unknown, unknown> {
+  const c = new OpCall();
+  const [xa, xf] = input(c, "x", x);
   checkOptions(o, "", "dtype");
   const type = checkEnum("type", o.type ?? "nf4", ["nf4", "fp4"] as const);
   const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 64);
@@ -228,32 +256,51 @@ export function quantize4bit(x: Float32Array | Float64Array, o: { type?: "nf4" |
   const table = type === "nf4" ? NF4_TABLE : FP4_TABLE;
   const n = xf.length;
   const oo = outOpts(o);
-  const packed = outArray("out.packed", oo.packed, Uint8Array, Math.ceil(n / 2)), absmax = outArray("out.absmax", oo.absmax, Float32Array, Math.ceil(n / blockSize));
-  disjoint(x, [["out.packed", packed], ["out.absmax", absmax]]);
-  const bad = getBackend().quantize4bit(xf, blockSize, table, packed, absmax);
-  if (bad >= 0) throw nonfinite("x", xf, bad * blockSize, Math.min(n, (bad + 1) * blockSize));
-  let am: Float32Array | NestedAbsmax = absmax;
+  const packed = outArg(c, "out.packed", oo.packed, "u8", Math.ceil(n / 2)), absmax = outArg(c, "out.absmax", oo.absmax, "f32", Math.ceil(n / blockSize));
+  disjoint(xa, [packed, absmax]);
+  const bad = c.out("bad", "i32", 1);
+  c.be.quantize4bit(F32(xf), blockSize, table, U8(packed), F32(absmax), I32(bad));
+  c.wrote(packed, absmax, bad);
+  if (xf !== xa) c.drop(xf);
+  reportBad(c, "x", xf, bad, blockSize);
+  let am: unknown = valueOf(absmax);
   if (doubleQuant) {
-    let s = 0;
-    for (const a of absmax) s += a;
-    const offset = Math.fround(s / absmax.length);
-    const centered = absmax.map((a) => a - offset);
-    am = { ...quantizeBlockwise(centered, { blockSize: 256, code: "dynamic" }), offset };
+    // offset = mean(absmax); absmax - offset quantized block-wise (dynamic code, block 256)
+    const offset = c.out("offset", "f32", 1), centered = c.out("centered", "f32", absmax.length);
+    c.be.absmaxCenter(F32(absmax), F32(centered), F32(offset));
+    c.wrote(offset);
+    const nested = quantizeBlockwise(valueOf<Float32Array>(centered), { blockSize: 256, code: "dynamic" });
+    c.drop(centered);
+    am = { ...nested, offset: c.device ? offset.da : F32(offset)[0]! };
   }
-  return { packed, absmax: am, type, code: table.slice(), blockSize, length: n };
+  return { packed: valueOf(packed), absmax: am, type, code: table.slice(), blockSize, length: n, ...(c.device ? { bad: bad.da } : {}) } as Quantized4bit<unknown, unknown, unknown>;
 }
 
 /**
  * The absmax values a 4-bit result stands for (undoing double quantization: code[c] * absmax2 + offset in f32).
  * @example const am = absmaxOf(quantize4bit(w, { doubleQuant: true })) // Float32Array, one per block of 64
  */
-export function absmaxOf(q: Quantized4bit): Float32Array {
-  const a = q.absmax;
-  if (a instanceof Float32Array) return a;
+export function absmaxOf(q: Quantized4bit): Float32Array;
+export function absmaxOf(q: Quantized4bit<DeviceArray, DeviceArray, DeviceArray>): DeviceArray;
+export function absmaxOf(q: Quantized4bit<unknown, unknown, unknown>): unknown {
+  checkQ(q);
+  const a = q.absmax as Record<string, unknown>;
+  if (a !== null && typeof a === "object" && !("offset" in a)) return a; // not double-quantized: the array itself
   checkQ(a);
-  if (typeof a.offset !== "number" || !Number.isFinite(a.offset)) throw new NumedgeError("range", `q.absmax.offset must be a finite number, got ${show(a.offset)}`);
-  const d = dequantizeBlockwise(a);
-  for (let i = 0; i < d.length; i++) d[i] = d[i]! + a.offset;
+  const c = new OpCall();
+  let off: Arg | null = null;
+  if (typeof a.offset !== "number") {
+    off = typedArg(c, "q.absmax.offset", a.offset, "f32");
+    if (off.length !== 1) throw new NumedgeError("shape", `q.absmax.offset must hold one value, got ${off.length}`);
+  } else if (!Number.isFinite(a.offset)) throw new NumedgeError("range", `q.absmax.offset must be a finite number, got ${show(a.offset)}`);
+  const d = dequantizeBlockwise(a as never) as Float32Array | DeviceArray;
+  const D = c.arg("absmax", d)!;
+  if (!off) {
+    off = c.out("offset", "f32", 1);
+    F32(off)[0] = a.offset as number;
+  }
+  c.be.absmaxUncenter(F32(D), F32(off));
+  c.wrote(D);
   return d;
 }
 
@@ -261,23 +308,30 @@ export function absmaxOf(q: Quantized4bit): Float32Array {
  * Inverse of quantize4bit: out[i] = code[nibble i] * absmax[i / blockSize].
  * @example const w2 = dequantize4bit(quantize4bit(w))
  */
-export function dequantize4bit(q: Quantized4bit, out?: Float32Array): Float32Array {
+export function dequantize4bit(q: Quantized4bit, out?: Float32Array): Float32Array;
+export function dequantize4bit(q: Quantized4bit<DeviceArray, DeviceArray, DeviceArray>, out?: DeviceArray): DeviceArray;
+export function dequantize4bit(q: Quantized4bit<unknown, unknown, unknown>, out?: unknown): unknown {
   checkQ(q);
+  const c = new OpCall();
   const n = checkLength("q.length", q.length);
   const bs = checkBlockSize("q.blockSize", q.blockSize, n);
   const type = checkEnum("q.type", q.type, ["nf4", "fp4"] as const);
-  if (!(q.packed instanceof Uint8Array)) throw new NumedgeError("dtype", `q.packed must be a Uint8Array, got ${show(q.packed)}`);
-  if (q.packed.length !== Math.ceil(n / 2)) throw new NumedgeError("shape", `q.packed.length ${q.packed.length} must equal ceil(q.length / 2) = ${Math.ceil(n / 2)}`);
-  const absmax = checkAbsmax("q.absmax", absmaxOf(q), n, bs);
-  const o = outArray("out", out, Float32Array, n);
-  getBackend().dequantize4bit(q.packed, bs, type === "nf4" ? NF4_TABLE : FP4_TABLE, absmax, o);
-  return o;
+  const packed = typedArg(c, "q.packed", q.packed, "u8");
+  if (packed.length !== Math.ceil(n / 2)) throw new NumedgeError("shape", `q.packed.length ${packed.length} must equal ceil(q.length / 2) = ${Math.ceil(n / 2)}`);
+  const nested = q.absmax !== null && typeof q.absmax === "object" && "offset" in (q.absmax as object);
+  const am = nested ? absmaxOf(q as never) as unknown : q.absmax;
+  const absmax = checkAbsmax(c, "q.absmax", am, n, bs);
+  const o = outArg(c, "out", out, "f32", n);
+  c.be.dequantize4bit(U8(packed), bs, type === "nf4" ? NF4_TABLE : FP4_TABLE, F32(absmax), F32(o));
+  c.wrote(o);
+  if (nested) c.drop(absmax);
+  return valueOf(o);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Affine (ONNX)
 
-export interface AffineOptions {
+export interface AffineOptions<Q = Int8Array | Uint8Array, F = Float32Array, I = Int32Array> {
   bits: 8;
   /** true (default): int8, symmetric, scale = absmax / 127, zero point 0 ("absmax int8").
    *  false: uint8, ONNX DynamicQuantizeLinear: scale = (max(0, max x) - min(0, min x)) / 255, zp = saturate(rint(-min(0, min x) / scale)). */
@@ -287,22 +341,23 @@ export interface AffineOptions {
   cols?: number;
   blockSize?: number;
   /** Use these scales (one per group, finite, > 0) instead of computing them: plain ONNX QuantizeLinear. */
-  scale?: Float32Array;
+  scale?: F;
   /** With `scale`: zero points (one per group, in the type's range). Default 0. */
-  zeroPoint?: Int32Array;
+  zeroPoint?: I;
   /** Write codes (Int8Array when signed, else Uint8Array) and the scales / zero points (computed, or copies of the
    * given `scale` / `zeroPoint`) here instead of new arrays (alloc()'d arrays are used zero-copy). */
-  out?: { q?: Int8Array | Uint8Array; scale?: Float32Array; zeroPoint?: Int32Array };
+  out?: { q?: Q; scale?: F; zeroPoint?: I };
 }
 
-export interface AffineQuantized {
-  q: Int8Array | Uint8Array;
-  scale: Float32Array;
-  zeroPoint: Int32Array;
+export interface AffineQuantized<Q = Int8Array | Uint8Array, F = Float32Array, I = Int32Array> {
+  q: Q;
+  scale: F;
+  zeroPoint: I;
   /** Elements per scale (the last group may be shorter). */
   group: number;
   length: number;
 }
+export type AffineQuantizedDevice = AffineQuantized<DeviceArray, DeviceArray, DeviceArray> & DeviceBad;
 
 /**
  * Affine 8-bit quantization, ONNX QuantizeLinear: q = saturate(rint(x / scale) + zeroPoint), x / scale in
@@ -311,8 +366,11 @@ export interface AffineQuantized {
  * Error bound: |x - dequantizeAffine(q)| <= scale / 2 (1 + 2^-22) for x inside the group's range.
  * @example const { q, scale } = quantizeAffine(w, { bits: 8, axis: "row", cols: 768 })
  */
-export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions): AffineQuantized {
-  const xf = toF32("x", x);
+export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions): AffineQuantized;
+export function quantizeAffine(x: DeviceArray, o: AffineOptions<DeviceArray, DeviceArray, DeviceArray>): AffineQuantizedDevice;
+export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: AffineOptions<unknown, unknown, unknown>): AffineQuantized<unknown, unknown, unknown> {
+  const c = new OpCall();
+  const [xa, xf] = input(c, "x", x);
   checkOptions(o, "bits: 8", "dtype");
   if (o.bits !== 8) throw new NumedgeError("unsupported", `bits must be 8, got ${show(o.bits)}`);
   const signed = checkBool("signed", o.signed, true);
@@ -321,89 +379,125 @@ export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions)
   const group = axis === "tensor" ? n : axis === "row" ? (rowsOf("x", xf, o.cols), o.cols!) : checkInt("blockSize", o.blockSize, 1);
   const ng = Math.ceil(n / group);
   const oo = outOpts(o);
-  const q = signed ? outArray("out.q", oo.q, Int8Array, n) : outArray("out.q", oo.q, Uint8Array, n);
+  const q = outArg(c, "out.q", oo.q, signed ? "i8" : "u8", n);
   // out.scale / out.zeroPoint receive the given scale and zero points, or the computed ones
-  const scale = outArray("out.scale", oo.scale, Float32Array, ng), zeroPoint = outArray("out.zeroPoint", oo.zeroPoint, Int32Array, ng);
-  disjoint(x, [["out.q", q], ["out.scale", scale], ["out.zeroPoint", zeroPoint]]);
-  const be = getBackend();
+  const scale = outArg(c, "out.scale", oo.scale, "f32", ng), zeroPoint = outArg(c, "out.zeroPoint", oo.zeroPoint, "i32", ng);
+  disjoint(xa, [q, scale, zeroPoint]);
+  const be = c.be, bad = c.out("bad", "i32", 1);
   if (o.scale !== undefined) {
-    if (!(o.scale instanceof Float32Array)) throw new NumedgeError("dtype", `scale must be a Float32Array, got ${show(o.scale)}`);
-    if (o.scale.length !== ng) throw new NumedgeError("shape", `scale.length ${o.scale.length} must equal the group count ${ng}`);
-    o.scale.forEach((s, i) => { if (!(s > 0 && s < Infinity)) throw new NumedgeError("range", `scale[${i}] = ${s} must be finite and > 0`); });
-    const [lo, hi] = signed ? [-128, 127] : [0, 255];
-    if (o.zeroPoint !== undefined) {
-      if (!(o.zeroPoint instanceof Int32Array)) throw new NumedgeError("dtype", `zeroPoint must be an Int32Array, got ${show(o.zeroPoint)}`);
-      if (o.zeroPoint.length !== ng) throw new NumedgeError("shape", `zeroPoint.length ${o.zeroPoint.length} must equal the group count ${ng}`);
-      o.zeroPoint.forEach((z, i) => { if (z < lo || z > hi) throw new NumedgeError("range", `zeroPoint[${i}] = ${z} is outside [${lo}, ${hi}]`); });
+    const S = typedArg(c, "scale", o.scale, "f32");
+    if (S.length !== ng) throw new NumedgeError("shape", `scale.length ${S.length} must equal the group count ${ng}`);
+    for (let i = 0; i < ng; i++) {
+      const s = elementAt(S, i);
+      if (!(s > 0 && s < Infinity)) throw new NumedgeError("range", `scale[${i}] = ${s} must be finite and > 0`);
     }
-    for (let i = 0; i < n; i++) if (!Number.isFinite(xf[i]!)) throw nonfinite("x", xf, i, i + 1);
-    scale.set(o.scale);
-    if (o.zeroPoint !== undefined) zeroPoint.set(o.zeroPoint);
-    else zeroPoint.fill(0);
-    be.quantizeAffine(xf, group, false, scale, zeroPoint, q);
+    const [lo, hi] = signed ? [-128, 127] : [0, 255];
+    let Z: Arg | null = null;
+    if (o.zeroPoint !== undefined) {
+      Z = typedArg(c, "zeroPoint", o.zeroPoint, "i32");
+      if (Z.length !== ng) throw new NumedgeError("shape", `zeroPoint.length ${Z.length} must equal the group count ${ng}`);
+      for (let i = 0; i < ng; i++) {
+        const z = elementAt(Z, i);
+        if (z < lo || z > hi) throw new NumedgeError("range", `zeroPoint[${i}] = ${z} is outside [${lo}, ${hi}]`);
+      }
+    }
+    const zp = Z ?? c.out("zeros", "i32", ng);
+    be.quantizeAffine(F32(xf), group, false, F32(S), I32(zp), q.k as Int8Array, I32(bad));
+    reportBad(c, "x", xf, bad, group); // before out.scale / out.zeroPoint are written
+    c.copy(S, scale);
+    c.copy(zp, zeroPoint);
+    if (!Z) c.drop(zp);
   } else {
     if (o.zeroPoint !== undefined) throw new NumedgeError("shape", "zeroPoint needs scale (computed scales come with their own zero points)");
-    const bad = be.quantizeAffine(xf, group, true, scale, zeroPoint, q);
-    if (bad >= 0) throw nonfinite("x", xf, bad * group, Math.min(n, (bad + 1) * group));
+    be.quantizeAffine(F32(xf), group, true, F32(scale), I32(zeroPoint), q.k as Int8Array, I32(bad));
+    reportBad(c, "x", xf, bad, group);
   }
-  return { q, scale, zeroPoint, group, length: n };
+  c.wrote(q, scale, zeroPoint, bad);
+  if (xf !== xa) c.drop(xf);
+  return { q: valueOf(q), scale: valueOf(scale), zeroPoint: valueOf(zeroPoint), group, length: n, ...(c.device ? { bad: bad.da } : {}) };
 }
 
 /**
  * ONNX DequantizeLinear: out = (q - zeroPoint) * scale in float32.
  * @example const w2 = dequantizeAffine(quantizeAffine(w, { bits: 8 }))
  */
-export function dequantizeAffine(q: AffineQuantized, out?: Float32Array): Float32Array {
+export function dequantizeAffine(q: AffineQuantized, out?: Float32Array): Float32Array;
+export function dequantizeAffine(q: AffineQuantized<DeviceArray, DeviceArray, DeviceArray>, out?: DeviceArray): DeviceArray;
+export function dequantizeAffine(q: AffineQuantized<unknown, unknown, unknown>, out?: unknown): unknown {
   checkQ(q);
+  const c = new OpCall();
   const n = checkLength("q.length", q.length);
-  if (!(q.q instanceof Int8Array) && !(q.q instanceof Uint8Array)) throw new NumedgeError("dtype", `q.q must be an Int8Array or Uint8Array, got ${show(q.q)}`);
-  if (q.q.length !== n) throw new NumedgeError("shape", `q.q.length ${q.q.length} must equal q.length ${n}`);
+  const Q = c.arg("q.q", q.q);
+  if (!Q || (Q.dtype !== "i8" && Q.dtype !== "u8")) throw new NumedgeError("dtype", `q.q must be an Int8Array or Uint8Array, got ${show(q.q)}`);
+  if (Q.length !== n) throw new NumedgeError("shape", `q.q.length ${Q.length} must equal q.length ${n}`);
   const group = checkInt("q.group", q.group, 1);
   const ng = Math.ceil(n / group);
-  if (!(q.scale instanceof Float32Array) || q.scale.length !== ng) throw new NumedgeError("shape", `q.scale must be a Float32Array of ${ng} scales, got ${show(q.scale)}`);
-  if (!(q.zeroPoint instanceof Int32Array) || q.zeroPoint.length !== ng) throw new NumedgeError("shape", `q.zeroPoint must be an Int32Array of ${ng} values, got ${show(q.zeroPoint)}`);
-  const o = outArray("out", out, Float32Array, n);
-  getBackend().dequantizeAffine(q.q, group, q.scale, q.zeroPoint, o);
-  return o;
+  const S = c.arg("q.scale", q.scale), Z = c.arg("q.zeroPoint", q.zeroPoint);
+  if (!S || S.dtype !== "f32" || S.length !== ng) throw new NumedgeError("shape", `q.scale must be a Float32Array of ${ng} scales, got ${show(q.scale)}`);
+  if (!Z || Z.dtype !== "i32" || Z.length !== ng) throw new NumedgeError("shape", `q.zeroPoint must be an Int32Array of ${ng} values, got ${show(q.zeroPoint)}`);
+  const o = outArg(c, "out", out, "f32", n);
+  c.be.dequantizeAffine(Q.k as Int8Array, group, F32(S), I32(Z), F32(o));
+  c.wrote(o);
+  return valueOf(o);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // ggml
 
-function ggmlInput(x: unknown): Float32Array {
-  const xf = toF32("x", x);
-  if (xf.length % 32 !== 0) throw new NumedgeError("shape", `x.length ${xf.length} must be a multiple of 32 (ggml block size)`);
-  return xf;
+function ggmlInput(c: OpCall, x: unknown): [Arg, Arg] {
+  const [a, f] = input(c, "x", x);
+  if (f.length % 32 !== 0) throw new NumedgeError("shape", `x.length ${f.length} must be a multiple of 32 (ggml block size)`);
+  return [a, f];
 }
 
-function ggmlBytes(bytes: unknown, length: unknown, per: number): number {
-  if (!(bytes instanceof Uint8Array)) throw new NumedgeError("dtype", `bytes must be a Uint8Array, got ${show(bytes)}`);
+function ggmlBytes(c: OpCall, bytes: unknown, length: unknown, per: number): [Arg, number] {
+  const b = c.arg("bytes", bytes);
+  if (!b || b.dtype !== "u8") throw new NumedgeError("dtype", `bytes must be a Uint8Array, got ${show(bytes)}`);
   const n = checkLength("length", length);
   if (n % 32 !== 0) throw new NumedgeError("shape", `length ${n} must be a multiple of 32`);
-  if (bytes.length !== (n / 32) * per) throw new NumedgeError("shape", `bytes.length ${bytes.length} must be ${(n / 32) * per} (${per} bytes per block of 32)`);
-  return n;
+  if (b.length !== (n / 32) * per) throw new NumedgeError("shape", `bytes.length ${b.length} must be ${(n / 32) * per} (${per} bytes per block of 32)`);
+  return [b, n];
+}
+
+/** quantizeQ8_0 / quantizeQ4_0: bytes per block of 32, the kernel. */
+function ggmlQuantize(x: unknown, per: number, kernel: "quantizeQ8_0" | "quantizeQ4_0"): unknown {
+  const c = new OpCall();
+  const [xa, xf] = ggmlInput(c, x);
+  const out = c.out("out", "u8", (xf.length / 32) * per), bad = c.out("bad", "i32", 1);
+  c.be[kernel](F32(xf), U8(out), I32(bad));
+  c.wrote(out, bad);
+  if (xf !== xa) c.drop(xf);
+  reportBad(c, "x", xf, bad, 32);
+  return c.device ? { bytes: out.da, bad: bad.da } : out.k;
+}
+
+function ggmlDequantize(bytes: unknown, length: unknown, per: number, kernel: "dequantizeQ8_0" | "dequantizeQ4_0"): unknown {
+  const c = new OpCall();
+  const [b, n] = ggmlBytes(c, bytes, length, per);
+  const out = c.out("out", "f32", n);
+  c.be[kernel](U8(b), F32(out));
+  c.wrote(out);
+  return valueOf(out);
 }
 
 /**
  * ggml Q8_0, byte-exact with quantize_row_q8_0_ref: per 32 values d = amax / 127, stored as fp16 (round to
  * nearest even, little-endian), then 32 int8 q = roundf(x / d) (half away from zero). 34 bytes per block.
  * Error bound: |x - x'| <= d / 2 + |d - fp16(d)| * 127 <= amax * (1/254 + 2^-11).
+ * On DeviceArrays: { bytes, bad } on their backend.
  * @example const bytes = quantizeQ8_0(w); const w2 = dequantizeQ8_0(bytes, w.length)
  */
-export function quantizeQ8_0(x: Float32Array | Float64Array): Uint8Array {
-  const xf = ggmlInput(x);
-  const out = new Uint8Array((xf.length / 32) * 34);
-  const bad = getBackend().quantizeQ8_0(xf, out);
-  if (bad >= 0) throw nonfinite("x", xf, bad * 32, bad * 32 + 32);
-  return out;
+export function quantizeQ8_0(x: Float32Array | Float64Array): Uint8Array;
+export function quantizeQ8_0(x: DeviceArray): { bytes: DeviceArray } & DeviceBad;
+export function quantizeQ8_0(x: Float32Array | Float64Array | DeviceArray): unknown {
+  return ggmlQuantize(x, 34, "quantizeQ8_0");
 }
 
 /** ggml dequantize_row_q8_0: x = q * fp16(d). @example dequantizeQ8_0(bytes, 64) */
-export function dequantizeQ8_0(bytes: Uint8Array, length: number): Float32Array {
-  const n = ggmlBytes(bytes, length, 34);
-  const out = new Float32Array(n);
-  getBackend().dequantizeQ8_0(bytes, out);
-  return out;
+export function dequantizeQ8_0(bytes: Uint8Array, length: number): Float32Array;
+export function dequantizeQ8_0(bytes: DeviceArray, length: number): DeviceArray;
+export function dequantizeQ8_0(bytes: Uint8Array | DeviceArray, length: number): unknown {
+  return ggmlDequantize(bytes, length, 34, "dequantizeQ8_0");
 }
 
 /**
@@ -411,22 +505,20 @@ export function dequantizeQ8_0(bytes: Uint8Array, length: number): Float32Array 
  * magnitude (first one on ties), fp16 d, q = min(15, trunc(x / d + 8.5)); byte j holds element j in the low
  * nibble and element j + 16 in the high nibble. 18 bytes per block.
  * Error bound: |x - x'| <= |d| / 2 + 8 |d - fp16(d)| (|d| = amax / 8), except the clipped top level (q = 16 -> 15).
+ * On DeviceArrays: { bytes, bad } on their backend.
  * @example const bytes = quantizeQ4_0(w); const w2 = dequantizeQ4_0(bytes, w.length)
  */
-export function quantizeQ4_0(x: Float32Array | Float64Array): Uint8Array {
-  const xf = ggmlInput(x);
-  const out = new Uint8Array((xf.length / 32) * 18);
-  const bad = getBackend().quantizeQ4_0(xf, out);
-  if (bad >= 0) throw nonfinite("x", xf, bad * 32, bad * 32 + 32);
-  return out;
+export function quantizeQ4_0(x: Float32Array | Float64Array): Uint8Array;
+export function quantizeQ4_0(x: DeviceArray): { bytes: DeviceArray } & DeviceBad;
+export function quantizeQ4_0(x: Float32Array | Float64Array | DeviceArray): unknown {
+  return ggmlQuantize(x, 18, "quantizeQ4_0");
 }
 
 /** ggml dequantize_row_q4_0: x = (nibble - 8) * fp16(d). @example dequantizeQ4_0(bytes, 64) */
-export function dequantizeQ4_0(bytes: Uint8Array, length: number): Float32Array {
-  const n = ggmlBytes(bytes, length, 18);
-  const out = new Float32Array(n);
-  getBackend().dequantizeQ4_0(bytes, out);
-  return out;
+export function dequantizeQ4_0(bytes: Uint8Array, length: number): Float32Array;
+export function dequantizeQ4_0(bytes: DeviceArray, length: number): DeviceArray;
+export function dequantizeQ4_0(bytes: Uint8Array | DeviceArray, length: number): unknown {
+  return ggmlDequantize(bytes, length, 18, "dequantizeQ4_0");
 }
 
 /** Largest |x - nearest code| over x in [-1, 1] for a code table: the per-absmax error bound of block-wise quantization. @example codeHalfGap(NF4) // 0.1519 */

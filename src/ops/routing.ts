@@ -240,7 +240,7 @@ export function route(logits: Float32Array | DeviceArray, o: RouteOptions | (Omi
     be.routeGrad(z, T, E, scoring, scale, D(coef), D(lse), auxGrad.k as Float32Array, zGrad.k as Float32Array);
   }
   c.wrote(experts, weights, order, counts, offsets, stats, auxGrad, zGrad);
-  for (const a of [pre, pSum, lse, coef]) a.da?.dispose();
+  c.drop(pre, pSum, lse, coef);
   if (c.device) {
     const r: RouteDeviceResult = { slots, experts: experts.da!, weights: weights.da!, counts: counts.da!, offsets: offsets.da!, order: order.da!, capacity, stats: stats.da! };
     if (auxGrad) { r.auxGrad = auxGrad.da!; r.zGrad = zGrad!.da!; }

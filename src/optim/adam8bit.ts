@@ -2,9 +2,12 @@
 // codes with a float32 absmax per block of 256 — m with the signed dynamic code, v with the unsigned one —
 // dequantized, updated and re-quantized every step in one kernel pass. Tensors under 4096 elements keep
 // float32 moments (bitsandbytes' min_8bit_size).
+// Parameters may be host Float32Arrays or f32 DeviceArrays; each tensor's state lives where it does.
 import type { Adam8bitState, AdamStepScalars } from "../backends/api/quant.ts";
-import { getBackend } from "../backends/index.ts";
+import { DeviceArray } from "../device.ts";
 import { NumedgeError, checkInt, checkNumber, checkOptions, checkPositive, show } from "../errors.ts";
+import { toDevice } from "../memory.ts";
+import { OpCall, typedArg, type Arg } from "../ops/call.ts";
 import { DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED } from "../ops/quant/codes.ts";
 
 const f = Math.fround;
@@ -26,7 +29,12 @@ export interface Adam8bitOptions {
   minSize8bit?: number;
 }
 
-type Slot = { kind: "8bit"; s: Adam8bitState } | { kind: "f32"; m: Float32Array; v: Float32Array };
+type F32 = Float32Array | DeviceArray;
+/** A tensor's state: arrays where its parameter lives (host arrays or DeviceArrays). */
+type Slot = { kind: "8bit"; s: { c1: Uint8Array | DeviceArray; c2: Uint8Array | DeviceArray; absmax1: F32; absmax2: F32; blockSize: number; code1: Float32Array; code2: Float32Array } }
+  | { kind: "f32"; m: F32; v: F32 };
+
+const hostOf = <T extends Float32Array | Uint8Array>(a: T | DeviceArray) => (a instanceof DeviceArray ? a.readSync() as T : a);
 
 /**
  * Adam with 8-bit block-wise states, updating Float32Array parameters in place.
@@ -40,7 +48,7 @@ type Slot = { kind: "8bit"; s: Adam8bitState } | { kind: "f32"; m: Float32Array;
  */
 export class Adam8bit {
   private slots: Slot[];
-  private params: Float32Array[];
+  private params: F32[];
   private t = 0;
   lr: number;
   readonly beta1: number;
@@ -48,10 +56,10 @@ export class Adam8bit {
   readonly eps: number;
   readonly weightDecay: number;
 
-  constructor(params: Float32Array[], o: Adam8bitOptions = {}) {
+  constructor(params: F32[], o: Adam8bitOptions = {}) {
     if (!Array.isArray(params) || params.length === 0) throw new NumedgeError("shape", "params must be a non-empty array of Float32Array");
     params.forEach((p, i) => {
-      if (!(p instanceof Float32Array)) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${show(p)}`);
+      if (!(p instanceof Float32Array) && !(p instanceof DeviceArray && p.dtype === "f32")) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${show(p)}`);
       if (p.length === 0) throw new NumedgeError("shape", `params[${i}] is empty`);
     });
     checkOptions(o, "", "dtype");
@@ -72,11 +80,12 @@ export class Adam8bit {
     this.params = params;
     this.slots = params.map((p): Slot => {
       const n = p.length;
-      if (n < minSize) return { kind: "f32", m: new Float32Array(n), v: new Float32Array(n) };
+      const put = <T extends Float32Array | Uint8Array>(a: T): T | DeviceArray => (p instanceof DeviceArray ? toDevice(a, { backend: p.backend }) : a);
+      if (n < minSize) return { kind: "f32", m: put(new Float32Array(n)), v: put(new Float32Array(n)) };
       const bs = bsOpt === "tensor" ? n : Math.min(bsOpt, n);
       const nb = Math.ceil(n / bs);
       // code index of 0 in each code: states start at exactly 0 (absmax 0 makes any code 0 anyway)
-      return { kind: "8bit", s: { c1: new Uint8Array(n).fill(code1.indexOf(0)), c2: new Uint8Array(n), absmax1: new Float32Array(nb), absmax2: new Float32Array(nb), blockSize: bs, code1, code2 } };
+      return { kind: "8bit", s: { c1: put(new Uint8Array(n).fill(code1.indexOf(0))), c2: put(new Uint8Array(n)), absmax1: put(new Float32Array(nb)), absmax2: put(new Float32Array(nb)), blockSize: bs, code1, code2 } };
     });
   }
 
@@ -86,12 +95,16 @@ export class Adam8bit {
   }
 
   /** One update of every parameter from its gradient (same order and lengths as the params). */
-  step(grads: Float32Array[]): void {
+  step(grads: F32[]): void {
     if (!Array.isArray(grads) || grads.length !== this.params.length)
       throw new NumedgeError("shape", `grads must be an array of ${this.params.length} Float32Array, got ${Array.isArray(grads) ? `length ${grads.length}` : typeof grads}`);
-    grads.forEach((g, i) => {
-      if (!(g instanceof Float32Array)) throw new NumedgeError("dtype", `grads[${i}] must be a Float32Array, got ${show(g)}`);
-      if (g.length !== this.params[i]!.length) throw new NumedgeError("shape", `grads[${i}].length ${g.length} must equal params[${i}].length ${this.params[i]!.length}`);
+    // every tensor's arrays, checked (one backend per tensor) before any is touched
+    const calls = grads.map((g, i) => {
+      const c = new OpCall(), s = this.slots[i]!;
+      const P = typedArg(c, `params[${i}]`, this.params[i], "f32"), G = typedArg(c, `grads[${i}]`, g, "f32");
+      if (G.length !== P.length) throw new NumedgeError("shape", `grads[${i}].length ${G.length} must equal params[${i}].length ${P.length}`);
+      const st = s.kind === "8bit" ? [s.s.c1, s.s.c2, s.s.absmax1, s.s.absmax2] : [s.m, s.v];
+      return { c, P, G, st: st.map((a, j) => c.arg(`state ${j} of params[${i}]`, a)!) };
     });
     checkPositive("lr", this.lr);
     this.t++;
@@ -102,10 +115,13 @@ export class Adam8bit {
       epsC2: f(c2 * f(this.eps)), stepSize: f(f(-lr * c2) / c1),
       decay: this.weightDecay > 0 ? f(1 - f(lr * f(this.weightDecay))) : 1,
     };
-    const be = getBackend();
     this.slots.forEach((s, i) => {
-      if (s.kind === "8bit") be.adam8bitStep(this.params[i]!, grads[i]!, s.s, h);
-      else be.adam32Step(this.params[i]!, grads[i]!, s.m, s.v, h);
+      const { c, P, G, st } = calls[i]!, k = (a: Arg) => a.k as Float32Array;
+      if (s.kind === "8bit") {
+        const state: Adam8bitState = { c1: st[0]!.k as Uint8Array, c2: st[1]!.k as Uint8Array, absmax1: k(st[2]!), absmax2: k(st[3]!), blockSize: s.s.blockSize, code1: s.s.code1, code2: s.s.code2 };
+        c.be.adam8bitStep(k(P), k(G), state, h);
+      } else c.be.adam32Step(k(P), k(G), k(st[0]!), k(st[1]!), h);
+      c.wrote(P, ...st);
     });
   }
 
@@ -120,8 +136,9 @@ export class Adam8bit {
   moments(i: number): { m: Float32Array; v: Float32Array; bits: 8 | 32 } {
     checkInt("i", i, 0, this.slots.length - 1);
     const s = this.slots[i]!;
-    if (s.kind === "f32") return { m: s.m.slice(), v: s.v.slice(), bits: 32 };
-    const { c1, c2, absmax1, absmax2, blockSize, code1, code2 } = s.s;
+    if (s.kind === "f32") return { m: hostOf(s.m).slice(), v: hostOf(s.v).slice(), bits: 32 };
+    const { blockSize, code1, code2 } = s.s;
+    const c1 = hostOf(s.s.c1), c2 = hostOf(s.s.c2), absmax1 = hostOf(s.s.absmax1), absmax2 = hostOf(s.s.absmax2);
     const m = new Float32Array(c1.length), v = new Float32Array(c1.length);
     for (let k = 0; k < c1.length; k++) {
       const b = Math.floor(k / blockSize);

@@ -29,7 +29,11 @@ export interface Adam8bitState {
   code2: Float32Array;
 }
 
-export interface QuantKernels {
+/**
+ * The quantizers as host implementations write them: each returns the index of the first block (group) holding
+ * NaN/±Infinity, or -1. backends/host/quant.ts turns them into QuantKernels, which write that index into `bad`.
+ */
+export interface QuantKernelsReturning {
   /**
    * Block-wise 8-bit quantization. Writes absmax[b] = max |x| of block b, then (unless a block holds NaN or
    * ±Infinity, whose index is returned: nothing is written to caller-visible arrays, except that arrays living in
@@ -62,3 +66,22 @@ export interface QuantKernels {
   /** One Adam step with f32 states m, v (in place). */
   adam32Step(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamStepScalars): void;
 }
+
+type Quantizer = "quantizeBlockwise" | "quantize4bit" | "quantizeAffine" | "quantizeQ8_0" | "quantizeQ4_0";
+type WithBad<F> = F extends (...a: infer A) => number ? (...a: [...A, bad: Int32Array]) => void : never;
+
+/**
+ * Quantization kernels: QuantKernelsReturning's, with each quantizer writing its bad block (or -1) into
+ * bad[0] instead of returning it (so a device call need not wait for it), plus the arithmetic around them.
+ * quantizeAffine without `compute` also reports the first group holding NaN/±Infinity in x (and then writes nothing).
+ */
+export type QuantKernels = Omit<QuantKernelsReturning, Quantizer> & { [K in Quantizer]: WithBad<QuantKernelsReturning[K]> } & {
+  /** out[i] = floor(hash01(seed, i) * 2^24) / 2^24: the stochastic-rounding draws of (seed, i), exact in f32. */
+  uniforms(out: Float32Array, seed: number): void;
+  /** Double quantization's centring: offset[0] = f32(mean of absmax) (f64 sum in order), centered = absmax - offset in f32. */
+  absmaxCenter(absmax: Float32Array, centered: Float32Array, offset: Float32Array): void;
+  /** x[i] = f32(x[i] + offset[0]), in place (undoing absmaxCenter after dequantization). */
+  absmaxUncenter(x: Float32Array, offset: Float32Array): void;
+  /** out[i] = f32(x[i]): f64 input rounded to float32, as the formats need. */
+  toF32(x: Float64Array, out: Float32Array): void;
+};

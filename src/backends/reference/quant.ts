@@ -1,7 +1,8 @@
 // The oracle for the quant family: plain loops, a linear argmin over the code for "nearest", float32 rounding
 // (Math.fround) wherever the anchor (bitsandbytes, ONNX, ggml) computes in float32, so wasm must match it bit
 // for bit. Slow and obviously correct.
-import type { QuantKernels } from "../api/quant.ts";
+import { hostQuant } from "../host/quant.ts";
+import type { QuantKernels, QuantKernelsReturning } from "../api/quant.ts";
 
 const f = Math.fround;
 const FLOOR = f(1e-38);
@@ -127,7 +128,7 @@ function affineParams(x: Float32Array, g: number, signed: boolean, scale: Float3
   return bad;
 }
 
-export const quantReference: QuantKernels = {
+const returning: QuantKernelsReturning = {
   quantizeBlockwise(x, bs, code, codes, absmax, rand) {
     const am = new Float32Array(absmax.length); // written to the caller's array only on success
     const bad = blockAbsmax(x, bs, am);
@@ -288,3 +289,5 @@ export const quantReference: QuantKernels = {
     }
   },
 };
+
+export const quantReference: QuantKernels = hostQuant(returning);

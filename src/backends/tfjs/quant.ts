@@ -15,7 +15,8 @@
 // primitive that keeps the reference's exact f32 probability arithmetic), ggml Q8_0 / Q4_0 quantization (f16 rounding of the
 // scale and C roundf: byte-format work, not tensor math) and adam8bitStep (dequantize, update and requantize both states per block in one pass).
 import type { Tensor } from "@tensorflow/tfjs-core";
-import type { QuantKernels } from "../api/quant.ts";
+import type { QuantKernels, QuantKernelsReturning } from "../api/quant.ts";
+import { badIntoArray, returningOf } from "../host/quant.ts";
 import { compute, type Tf, type TfCtx } from "./common.ts";
 
 const f = Math.fround;
@@ -126,7 +127,11 @@ function storeBlocks(am: Float32Array, q: Int32Array, absmax: Float32Array, dst:
 }
 
 export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
-  const fb = ctx.fallback;
+  const fb = returningOf(ctx.fallback);
+  return badIntoArray(returningTfjs(ctx, fb));
+}
+
+function returningTfjs(ctx: TfCtx, fb: Pick<QuantKernelsReturning, "quantizeBlockwise">): Partial<QuantKernelsReturning> {
   return {
     quantizeBlockwise(x, bs, code, codes, absmax, rand) {
       if (rand) return fb.quantizeBlockwise(x, bs, code, codes, absmax, rand);

@@ -44,6 +44,12 @@ export function tfjsStorage(ctx: TfCtx): Storage<TfBuf> {
       b.t?.dispose();
       b.t = t;
     },
+    copy(src, dst) {
+      if (src.host) return dst.host!.set(src.host);
+      const t = src.t!.clone();
+      dst.t?.dispose();
+      dst.t = t;
+    },
     read: (b) => (b.host ? b.host.slice() : toHost(b.dtype, b.t!.dataSync() as ArrayLike<number>)),
     async readAsync(b) {
       return b.host ? b.host.slice() : toHost(b.dtype, (await b.t!.data()) as ArrayLike<number>);

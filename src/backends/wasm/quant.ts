@@ -1,4 +1,5 @@
-import type { QuantKernels } from "../api/quant.ts";
+import { hostQuant } from "../host/quant.ts";
+import type { QuantKernels, QuantKernelsReturning } from "../api/quant.ts";
 import {
   buildLut, prepareCode, DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, type CodeLut, type PreparedCode,
 } from "../../ops/quant/codes.ts";
@@ -59,7 +60,7 @@ export function searchKind(code: Float32Array): "lut" | "search" {
   return digest(code).lut ? "lut" : "search";
 }
 
-export const quantWasm: QuantKernels = {
+const returning: QuantKernelsReturning = {
   quantizeBlockwise(x, bs, code, codes, absmax, rand) {
     const n = x.length, lbs = log2(bs, n), nb = absmax.length;
     const d = digest(code);
@@ -132,3 +133,5 @@ export const quantWasm: QuantKernels = {
       ([pp, pg, pm, pv]) => asm.adam32_f32!(pp, pg, pm, pv, p.length, h.beta1, h.oneMinusBeta1, h.beta2, h.oneMinusBeta2, h.epsC2, h.stepSize, h.decay));
   },
 };
+
+export const quantWasm: QuantKernels = hostQuant(returning);

@@ -9,4 +9,5 @@ export const wasmStorage: Storage<WasmArray> = {
   write: (h, src: HostArray) => h.set(src as never),
   read: (h) => h.slice() as HostArray,
   zero: (h) => h.fill(0),
+  copy: (src, dst) => dst.set(src as never),
 };
