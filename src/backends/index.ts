@@ -14,10 +14,10 @@
 //              (tfjs-node-gpu is installed, or { warn: true }), says why in one line on stderr.
 // Ops on DeviceArrays run on the backend that owns them, whatever is current.
 import { NumedgeError } from "../errors.ts";
-import { kernelNames, type Backend } from "./types.ts";
+import type { Backend } from "./types.ts";
 import { CANDIDATES, TfjsProbe, type Candidate, type TfEngine } from "./probe.ts";
 import { referenceBackend } from "./reference.ts";
-import { createTfjsBackend, tfjsFallbackOps } from "./tfjs.ts";
+import { createTfjsBackend, tfjsFallbackOps, tfjsStagedOps } from "./tfjs.ts";
 import { wasmBackend } from "./wasm.ts";
 
 /** A registered backend name: the built-in ones, or any name given to registerBackend(). */
@@ -173,7 +173,7 @@ export function backendNames(): string[] {
 
 const tfjsInfo = (e: TfEngine, reasons: Record<string, string>): Loaded => {
   const b = tfjsOn(e);
-  return { backend: b, info: { device: e.device, engine: e.candidate, reasons, fallbackOps: tfjsFallbackOps(), stagedOps: kernelNames(b) } };
+  return { backend: b, info: { device: e.device, engine: e.candidate, reasons, fallbackOps: tfjsFallbackOps(), stagedOps: tfjsStagedOps() } };
 };
 
 registerBackend("wasm", () => wasmBackend);

@@ -6,56 +6,39 @@
 // Float64Array inputs, since tfjs has no float64. tfjsFallbackOps() lists the ops that never touch tfjs,
 // and backendInfo().fallbackOps reports them.
 //
-// DeviceArray arguments reach the kernels as TfBufs. The family files take host arrays, so for now every kernel
-// is wrapped by `staged`: a call with TfBufs reads them to the host, runs, and writes back the ones it changed
-// (backendInfo().stagedOps says so). Host-array calls go straight through.
-import type { HostArray } from "../device.ts";
-import type { Backend, Kernels } from "./types.ts";
+// DeviceArray arguments reach the kernels as TfBufs. Kernels in RESIDENT take them as they are (their tensors
+// stay in the engine); the others are wrapped by `staged`: a call with TfBufs reads them to the host, runs, and
+// writes back the ones it changed (backendInfo().stagedOps lists them). Host-array calls go straight through.
+import { kernelNames, type Backend, type Kernels } from "./types.ts";
 import type { TfEngine } from "./probe.ts";
-import { makeCtx } from "./tfjs/common.ts";
+import { makeCtx, staged } from "./tfjs/common.ts";
 import { denseTfjs } from "./tfjs/dense.ts";
 import { quantTfjs } from "./tfjs/quant.ts";
 import { routingTfjs } from "./tfjs/routing.ts";
 import { softmaxTfjs } from "./tfjs/softmax.ts";
-import { isTfBuf, tfjsStorage, type TfBuf } from "./tfjs/storage.ts";
+import { tfjsStorage } from "./tfjs/storage.ts";
 import { wasmBackend } from "./wasm.ts";
 
-function nativeKernels(engine: TfEngine, fallback: Backend): Partial<Kernels> {
-  const ctx = makeCtx(engine, fallback);
+function nativeKernels(engine: TfEngine, fallback: Backend, storage?: Backend["storage"]): Partial<Kernels> {
+  const ctx = makeCtx(engine, fallback, storage);
   return { ...softmaxTfjs(ctx), ...routingTfjs(ctx), ...quantTfjs(ctx), ...denseTfjs(ctx) };
 }
 
-const isPlain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype;
-
-/** `fn` with TfBuf arguments (also one level inside plain objects) read to the host and changed ones written back. */
-function staged(storage: Backend["storage"], fn: (...a: unknown[]) => unknown) {
-  return (...args: unknown[]) => {
-    if (!args.some((a) => isTfBuf(a) || (isPlain(a) && Object.values(a).some(isTfBuf)))) return fn(...args);
-    const host = new Map<TfBuf, [HostArray, HostArray]>();
-    const stage = (v: unknown) => {
-      if (!isTfBuf(v)) return v;
-      let e = host.get(v);
-      if (!e) {
-        const a = storage.read(v) as HostArray;
-        host.set(v, (e = [a, a.slice()]));
-      }
-      return e[0];
-    };
-    const r = fn(...args.map((a) => (isPlain(a) ? Object.fromEntries(Object.entries(a).map(([k, v]) => [k, stage(v)])) : stage(a))));
-    for (const [b, [a, before]] of host) {
-      const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength), y = new Uint8Array(before.buffer);
-      if (x.some((v, i) => v !== y[i])) storage.write(b, a);
-    }
-    return r;
-  };
-}
+/** Kernels whose tfjs version takes TfBufs as they are (tensors stay resident); the others are staged. */
+export const RESIDENT: ReadonlySet<string> = new Set([
+  "softmax", "logSoftmax", "stablemax", "logStablemax", "crossEntropy",
+  "gemm", "relu", "reluBackward", "embeddingSum", "embeddingSumBackward", "adamw", "orthogonalize", "maxInto",
+]);
 
 /** A Backend running on `engine`; ops without a tfjs implementation run on `fallback` (default: wasm). */
 export function createTfjsBackend(engine: TfEngine, fallback: Backend = wasmBackend): Backend {
   const storage = tfjsStorage(makeCtx(engine, fallback));
-  const kernels = { ...fallback, ...nativeKernels(engine, fallback) } as unknown as Record<string, unknown>;
+  const native = nativeKernels(engine, fallback, storage) as Record<string, unknown>;
   const out: Record<string, unknown> = { name: "tfjs", id: engine.candidate, storage };
-  for (const [k, v] of Object.entries(kernels)) if (typeof v === "function") out[k] = staged(storage, v as (...a: unknown[]) => unknown);
+  for (const k of kernelNames(fallback)) {
+    const f = (native[k] ?? (fallback as unknown as Record<string, unknown>)[k]) as (...a: unknown[]) => unknown;
+    out[k] = RESIDENT.has(k) && k in native ? f : staged(storage, f);
+  }
   return out as unknown as Backend;
 }
 
@@ -64,5 +47,12 @@ export function tfjsFallbackOps(fallback: Backend = wasmBackend): string[] {
   // Kernel factories only capture the engine; a stub engine is enough to list which ops they define.
   const stub = { candidate: "tfjs-cpu", tf: {}, tfBackend: "cpu", device: "cpu" } as unknown as TfEngine;
   const native = nativeKernels(stub, fallback);
-  return Object.keys(fallback).filter((k) => k !== "name" && k !== "id" && k !== "storage" && typeof (fallback as unknown as Record<string, unknown>)[k] === "function" && !(k in native)).sort();
+  return kernelNames(fallback).filter((k) => !(k in native)).sort();
+}
+
+/** Kernels that read DeviceArray arguments to the host and write them back on tfjs (backendInfo().stagedOps). */
+export function tfjsStagedOps(fallback: Backend = wasmBackend): string[] {
+  const stub = { candidate: "tfjs-cpu", tf: {}, tfBackend: "cpu", device: "cpu" } as unknown as TfEngine;
+  const native = nativeKernels(stub, fallback);
+  return kernelNames(fallback).filter((k) => !(RESIDENT.has(k) && k in native)).sort();
 }

@@ -3,13 +3,17 @@
 // dataSync() *outside* the tidy, then dispose them. Float64Array calls never reach tfjs (it has no float64):
 // each family routes them to its fallback (the wasm kernels, which have f64 twins).
 import type { Tensor } from "@tensorflow/tfjs-core";
+import type { HostArray } from "../../device.ts";
 import type { Backend } from "../types.ts";
 import type { Tf, TfEngine } from "../probe.ts";
+import { isTfBuf, type TfBuf } from "./storage.ts";
 
 export type { Tf } from "../probe.ts";
 
 export interface TfCtx {
   engine: TfEngine;
+  /** The fallback's kernel `name`, staged: DeviceArray (TfBuf) arguments read to the host and written back. */
+  fb<K extends keyof Backend>(name: K): Backend[K];
   /** Make this engine tfjs's current backend (synchronous once initialized: parity suites switch between
    *  tfjs-wasm and tfjs-cpu in one process) and return the tf namespace. */
   use(): Tf;
@@ -17,11 +21,15 @@ export interface TfCtx {
   fallback: Backend;
 }
 
-export function makeCtx(engine: TfEngine, fallback: Backend): TfCtx {
+export function makeCtx(engine: TfEngine, fallback: Backend, storage?: Backend["storage"]): TfCtx {
   const { tf, tfBackend } = engine;
   return {
     engine,
     fallback,
+    fb: (name) => {
+      const f = fallback[name];
+      return (typeof f === "function" && storage ? staged(storage, f as never) : f) as never;
+    },
     use() {
       if (tf.getBackend() !== tfBackend) void tf.setBackend(tfBackend);
       return tf;
@@ -45,7 +53,70 @@ export function compute(ctx: TfCtx, build: (tf: Tf) => Tensor[]): Data[] {
   }
 }
 
-export const isF64 = (...a: ArrayBufferView[]) => a.some((x) => x instanceof Float64Array);
+/** True when any argument holds float64 (a Float64Array, or an f64 TfBuf): those run on the fallback. */
+export const isF64 = (...a: unknown[]) => a.some((x) => x instanceof Float64Array || (isTfBuf(x) && x.dtype === "f64"));
+
+/** An f64 argument's host array (an f64 TfBuf keeps one: tfjs has no float64). */
+export const hostF64 = (x: unknown): Float64Array => (isTfBuf(x) ? x.host! : x as Float64Array);
+
+/** A kernel argument as a tensor of `shape`: a resident TfBuf's own tensor reshaped (no copy), or a host array uploaded. */
+export function tin(tf: Tf, x: unknown, shape: number[], dtype: "float32" | "int32" = "float32"): Tensor {
+  if (isTfBuf(x)) return tf.reshape(x.t!, shape);
+  return tf.tensor(x as Float32Array, shape, dtype);
+}
+
+/**
+ * compute() for kernels that may get resident arguments: returned tensor i goes to dests[i], a TfBuf taking it as
+ * its new tensor (flattened; the old one disposed) or a host array receiving its data; a null dest returns the
+ * data instead (small kernel-internal reads, e.g. per-row losses).
+ */
+export function computeInto(ctx: TfCtx, dests: Array<unknown>, build: (tf: Tf) => Tensor[]): Data[] {
+  const tf = ctx.use();
+  const ts = tf.tidy(() => build(tf).map((t, i) => (isTfBuf(dests[i]) ? tf.reshape(t, [(dests[i] as TfBuf).length]) : t)));
+  const got: Data[] = [];
+  ts.forEach((t, i) => {
+    const d = dests[i];
+    if (isTfBuf(d)) {
+      d.t?.dispose();
+      d.t = t;
+      return;
+    }
+    const v = t.dataSync() as Data;
+    t.dispose();
+    if (d) (d as Float32Array).set(v);
+    else got.push(v);
+  });
+  return got;
+}
+
+const isPlain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype;
+
+/**
+ * `fn` with TfBuf arguments (also one level inside plain objects) read to the host and the ones it changed written
+ * back: how kernels without a resident tfjs version (and fallbacks) run on DeviceArrays. Host calls go straight through.
+ */
+export function staged(storage: Backend["storage"], fn: (...a: unknown[]) => unknown): (...a: unknown[]) => unknown {
+  return (...args: unknown[]) => {
+    if (!args.some((a) => isTfBuf(a) || (isPlain(a) && Object.values(a).some(isTfBuf)))) return fn(...args);
+    const host = new Map<TfBuf, [HostArray, HostArray]>();
+    const stage = (v: unknown) => {
+      if (!isTfBuf(v)) return v;
+      let e = host.get(v);
+      if (!e) {
+        const a = v.host ?? storage.read(v) as HostArray; // f64 lives on the host already: used in place
+        host.set(v, (e = [a, v.host ? a : a.slice()]));
+      }
+      return e[0];
+    };
+    const r = fn(...args.map((a) => (isPlain(a) ? Object.fromEntries(Object.entries(a).map(([k, v]) => [k, stage(v)])) : stage(a))));
+    for (const [b, [a, before]] of host) {
+      if (a === before) continue;
+      const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength), y = new Uint8Array(before.buffer);
+      if (x.some((v, i) => v !== y[i])) storage.write(b, a);
+    }
+    return r;
+  };
+}
 
 /** StableMax's s(x) = x + 1 for x >= 0, 1 / (1 - x) for x < 0, elementwise. */
 export const sOf = (tf: Tf, x: Tensor): Tensor => tf.where(tf.greaterEqual(x, 0), tf.add(x, 1), tf.reciprocal(tf.sub(1, x)));

@@ -18,7 +18,7 @@
 //   flushed below -87.3, so outputs < 1e-38 are denormals, not 0).
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { SoftmaxKernels } from "../api/softmax.ts";
-import { compute, isF64, sOf, type Tf, type TfCtx } from "./common.ts";
+import { computeInto, hostF64, isF64, sOf, tin, type Tf, type TfCtx } from "./common.ts";
 
 /** log s(x) = log1p(x) (x >= 0), -log1p(-x) (x < 0). */
 const logSOf = (tf: Tf, x: Tensor) => tf.where(tf.greaterEqual(x, 0), tf.log1p(x), tf.neg(tf.log1p(tf.neg(x))));
@@ -64,64 +64,53 @@ function scaled(tf: Tf, t: Tensor, m: Tensor, scale: number): Tensor {
   return tf.where(tf.logicalAnd(tf.isInf(a), tf.isFinite(t)), tf.sub(tf.mul(t, scale), tf.mul(m, scale)), a);
 }
 
-/** Flat indices r * cols + labels[r] (computed on the host: O(rows)). */
-function labelIndex(labels: Int32Array, cols: number): Int32Array {
-  const idx = new Int32Array(labels.length);
-  for (let r = 0; r < labels.length; r++) idx[r] = r * cols + labels[r]!;
-  return idx;
-}
-
 export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
-  const fb = ctx.fallback;
   return {
     softmax(x, y, rows, cols, scale, algorithm) {
-      if (isF64(x)) return fb.softmax(x, y, rows, cols, scale, algorithm);
-      const [o] = compute(ctx, (tf) => {
-        const t = tf.tensor2d(x as Float32Array, [rows, cols]);
+      if (isF64(x)) return ctx.fb("softmax")(x, y, rows, cols, scale, algorithm);
+      computeInto(ctx, [y], (tf) => {
+        const t = tin(tf, x, [rows, cols]);
         const e = tf.exp(scaled(tf, t, tf.max(t, 1, true), scale));
         return [tf.div(e, rowSum(ctx, tf, e, rows, cols))];
       });
-      y.set(o!);
     },
     logSoftmax(x, y, rows, cols, scale) {
-      if (isF64(x)) return fb.logSoftmax(x, y, rows, cols, scale);
-      const [o] = compute(ctx, (tf) => {
-        const t = tf.tensor2d(x as Float32Array, [rows, cols]);
+      if (isF64(x)) return ctx.fb("logSoftmax")(x, y, rows, cols, scale);
+      computeInto(ctx, [y], (tf) => {
+        const t = tin(tf, x, [rows, cols]);
         const m = tf.max(t, 1, true);
         const d = scaled(tf, t, m, scale);
         return [tf.sub(d, tf.log(rowSum(ctx, tf, tf.exp(d), rows, cols)))];
       });
-      y.set(o!);
     },
     stablemax(x, y, rows, cols) {
-      if (isF64(x)) return fb.stablemax(x, y, rows, cols);
-      const [o] = compute(ctx, (tf) => {
-        const { ratio, bad } = stableParts(ctx, tf, tf.tensor2d(x as Float32Array, [rows, cols]), rows, cols);
+      if (isF64(x)) return ctx.fb("stablemax")(x, y, rows, cols);
+      computeInto(ctx, [y], (tf) => {
+        const { ratio, bad } = stableParts(ctx, tf, tin(tf, x, [rows, cols]), rows, cols);
         return [tf.add(ratio, bad)];
       });
-      y.set(o!);
     },
     logStablemax(x, y, rows, cols) {
-      if (isF64(x)) return fb.logStablemax(x, y, rows, cols);
-      const [o] = compute(ctx, (tf) => {
-        const t = tf.tensor2d(x as Float32Array, [rows, cols]);
+      if (isF64(x)) return ctx.fb("logStablemax")(x, y, rows, cols);
+      computeInto(ctx, [y], (tf) => {
+        const t = tin(tf, x, [rows, cols]);
         const { ratio, logS, bad } = stableParts(ctx, tf, t, rows, cols);
         // log(s / S) keeps the absolute error near 1 ulp of 1 where log s - log S would cancel (a dominant
         // entry of a huge row: both ~69); where s / S underflows, |y| > 69 and the difference is accurate.
         const y = tf.where(tf.greater(ratio, 1e-30), tf.log(ratio), tf.sub(logSOf(tf, t), logS));
         return [tf.add(y, bad)];
       });
-      y.set(o!);
     },
     crossEntropy(z, labels, grad, stats, rows, cols, head, precision) {
-      if (isF64(z) || precision === "f64") return fb.crossEntropy(z, labels, grad, stats, rows, cols, head, precision);
+      if (isF64(z) || precision === "f64") return ctx.fb("crossEntropy")(z, labels, grad, stats, rows, cols, head, precision);
       const invN = Math.fround(1 / rows);
-      const idx = labelIndex(labels, cols);
-      const out = compute(ctx, (tf) => {
-        const t = tf.tensor2d(z as Float32Array, [rows, cols]);
-        const at = tf.tensor1d(idx, "int32");
+      // per-row losses and collapse flags come back to the host (2 * rows floats) to be summed in f64 like wasm
+      const out = computeInto(ctx, [null, null, grad], (tf) => {
+        const t = tin(tf, z, [rows, cols]);
+        const lab = tin(tf, labels, [rows], "int32");
+        const at = tf.add(tf.mul(tf.range(0, rows, 1, "int32"), tf.scalar(cols, "int32")), lab); // r * cols + labels[r]
         // one-hot as a comparison (tf.oneHot refuses depth 1)
-        const isY = tf.equal(tf.reshape(tf.range(0, cols, 1, "int32"), [1, cols]), tf.tensor2d(labels, [rows, 1], "int32"));
+        const isY = tf.equal(tf.reshape(tf.range(0, cols, 1, "int32"), [1, cols]), tf.reshape(lab, [rows, 1]));
         const hot = tf.cast(isY, "float32");
         const pick = (v: Tensor) => tf.gather(tf.reshape(v, [rows * cols]), at);
         if (head === "softmax") {
@@ -165,8 +154,7 @@ export function softmaxTfjs(ctx: TfCtx): SoftmaxKernels {
         if (l === 0) zeroLossRows++;
         if (stat[r] === 1) scRows++; // softmax head: f32 S == 1; stablemax: the S == s(max) flag
       }
-      if (grad) grad.set(out[2] as Float32Array);
-      stats.set([lossSum / rows, scRows / rows, zeroLossRows / rows]);
+      hostF64(stats).set([lossSum / rows, scRows / rows, zeroLossRows / rows]);
     },
   };
 }
