@@ -4,7 +4,7 @@ import {
   buildLut, prepareCode, DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, type CodeLut, type PreparedCode,
 } from "../../ops/quant/codes.ts";
 import { NumedgeError } from "../../errors.ts";
-import { asm, call, malloc, type Frame } from "./runtime.ts";
+import { asm, call, malloc, stream, type Frame, type Part } from "./runtime.ts";
 
 interface Digest {
   snapshot: Float32Array;
@@ -50,8 +50,6 @@ function digest(code: Float32Array): Digest {
 
 const lutPtr = (f: Frame, d: Digest) => (d.resident ? d.resident.lut : f.input(d.lut!.table));
 const codePtr = (f: Frame, d: Digest, code: Float32Array) => (d.resident ? d.resident.code : f.input(code));
-/** Kernels returning a bad block's index: copy outputs back only on success (-1), so a failed call writes nothing. */
-const ok = (bad: number) => bad < 0;
 /** log2 of the block size for the kernels' i >> lbs; one block (per-tensor, any size) -> 31. */
 const log2 = (bs: number, n: number) => (bs >= n ? 31 : 31 - Math.clz32(bs));
 
@@ -60,62 +58,69 @@ export function searchKind(code: Float32Array): "lut" | "search" {
   return digest(code).lut ? "lut" : "search";
 }
 
+// Every quantizer streams its units (blocks, groups) through stream(): host arrays are copied in and out one
+// cache-sized piece at a time; outputs of the quantizers are atomic (copied back only when no block is bad).
 const returning: QuantKernelsReturning = {
   quantizeBlockwise(x, bs, code, codes, absmax, rand) {
-    const n = x.length, lbs = log2(bs, n), nb = absmax.length;
-    const d = digest(code);
-    return call((f) => [f.input(x), f.output(codes), f.output(absmax), f.scratch(nb * 4),
-      rand ? f.input(d.prep.vals) : d.lut ? lutPtr(f, d) : f.input(d.thr255),
-      rand ? f.input(d.prep.ranks) : d.lut ? 0 : f.input(d.ranks256),
-      rand ? f.input(rand) : 0] as const,
-    ([px, pc, pa, pi, p1, p2, pu]) => {
-      const bad = asm.quant_absmax_f32!(px, n, bs, pa, pi);
+    const n = x.length, lbs = log2(bs, n), d = digest(code);
+    const ins: Part[] = rand ? [[x, bs], [rand, bs]] : [[x, bs]];
+    return stream(absmax.length, ins, [[codes, bs], [absmax, 1]], true, ([px, pu], [pc, pa], [pi, p1, p2], u0, k) => {
+      const m = Math.min(k * bs, n - u0 * bs);
+      const bad = asm.quant_absmax_f32!(px!, m, bs, pa!, pi!);
       if (bad >= 0) return bad;
-      if (rand) asm.quant_blockwise_stochastic_f32!(px, n, lbs, pi, p1, p2, d.prep.vals.length, pu, pc);
-      else if (d.lut) asm.quant_blockwise_lut_f32!(px, n, lbs, pi, p1, d.lut.sh, d.lut.k0, d.lut.nk, pc);
-      else asm.quant_blockwise_search_f32!(px, n, lbs, pi, p1, p2, pc);
+      if (rand) asm.quant_blockwise_stochastic_f32!(px!, m, lbs, pi!, p1!, p2!, d.prep.vals.length, pu!, pc!);
+      else if (d.lut) asm.quant_blockwise_lut_f32!(px!, m, lbs, pi!, p1!, d.lut.sh, d.lut.k0, d.lut.nk, pc!);
+      else asm.quant_blockwise_search_f32!(px!, m, lbs, pi!, p1!, p2!, pc!);
       return -1;
-    }, ok);
+    }, (f, step) => [f.scratch(step * 4),
+      rand ? f.input(d.prep.vals) : d.lut ? lutPtr(f, d) : f.input(d.thr255),
+      rand ? f.input(d.prep.ranks) : d.lut ? 0 : f.input(d.ranks256)]);
   },
   dequantizeBlockwise(codes, bs, code, absmax, out) {
-    const d = cache.get(code);
-    call((f) => [f.input(codes), d?.resident && same(d.snapshot, code) ? d.resident.code : f.input(code), f.input(absmax), f.output(out)] as const,
-      ([pc, pk, pa, po]) => asm.dequant_blockwise_u8!(pc, out.length, log2(bs, out.length), pa, pk, po));
+    const n = out.length, lbs = log2(bs, n), d = cache.get(code);
+    stream(absmax.length, [[codes, bs], [absmax, 1]], [[out, bs]], false,
+      ([pc, pa], [po], [pk], u0, k) => (asm.dequant_blockwise_u8!(pc!, Math.min(k * bs, n - u0 * bs), lbs, pa!, pk!, po!), -1),
+      (f) => [d?.resident && same(d.snapshot, code) ? d.resident.code : f.input(code)]);
   },
   quantize4bit(x, bs, code, packed, absmax) {
-    const n = x.length, d = digest(code), lut = d.lut!;
-    return call((f) => [f.input(x), f.output(packed), f.output(absmax), f.scratch(absmax.length * 4), lutPtr(f, d), f.input(d.perm16)] as const,
-      ([px, pp, pa, pi, pl, pm]) => {
-        const bad = asm.quant_absmax_f32!(px, n, bs, pa, pi);
-        if (bad < 0) asm.quant_4bit_f32!(px, n, log2(bs, n), pi, pl, lut.sh, lut.k0, lut.nk, pm, d.prep.zeroCode, pp);
-        return bad;
-      }, ok);
+    const n = x.length, lbs = log2(bs, n), d = digest(code), lut = d.lut!;
+    return stream(absmax.length, [[x, bs]], [[packed, Math.ceil(bs / 2)], [absmax, 1]], true, ([px], [pp, pa], [pi, pl, pm], u0, k) => {
+      const m = Math.min(k * bs, n - u0 * bs);
+      const bad = asm.quant_absmax_f32!(px!, m, bs, pa!, pi!);
+      if (bad < 0) asm.quant_4bit_f32!(px!, m, lbs, pi!, pl!, lut.sh, lut.k0, lut.nk, pm!, d.prep.zeroCode, pp!);
+      return bad;
+    }, (f, step) => [f.scratch(step * 4), lutPtr(f, d), f.input(d.perm16)]);
   },
   dequantize4bit(packed, bs, code, absmax, out) {
-    call((f) => [f.input(packed), f.input(code), f.input(absmax), f.output(out)] as const,
-      ([pp, pk, pa, po]) => asm.dequant_4bit!(pp, out.length, log2(bs, out.length), pa, pk, po));
+    const n = out.length, lbs = log2(bs, n);
+    stream(absmax.length, [[packed, Math.ceil(bs / 2)], [absmax, 1]], [[out, bs]], false,
+      ([pp, pa], [po], [pk], u0, k) => (asm.dequant_4bit!(pp!, Math.min(k * bs, n - u0 * bs), lbs, pa!, pk!, po!), -1),
+      (f) => [f.input(code)]);
   },
   quantizeAffine(x, g, compute, scale, zp, q) {
-    const signed = q instanceof Int8Array ? 1 : 0;
-    return call((f) => [f.input(x), compute ? f.output(scale) : f.input(scale), compute ? f.output(zp) : f.input(zp), f.output(q), f.scratch(16)] as const,
-      ([px, ps, pz, pq, pt]) => asm.quant_affine_f32!(px, x.length, g, signed, compute ? 1 : 0, ps, pz, pq, pt), ok);
+    const n = x.length, signed = q instanceof Int8Array ? 1 : 0, params: Part[] = [[scale, 1], [zp, 1]];
+    return stream(scale.length, compute ? [[x, g]] : [[x, g], ...params], compute ? [[q, g], ...params] : [[q, g]], true,
+      (ins, outs, [pt], u0, k) => {
+        const [ps, pz] = compute ? outs.slice(1) : ins.slice(1);
+        return asm.quant_affine_f32!(ins[0]!, Math.min(k * g, n - u0 * g), g, signed, compute ? 1 : 0, ps!, pz!, outs[0]!, pt!);
+      }, (f) => [f.scratch(16)]);
   },
   dequantizeAffine(q, g, scale, zp, out) {
-    const signed = q instanceof Int8Array ? 1 : 0;
-    call((f) => [f.input(q), f.input(scale), f.input(zp), f.output(out)] as const,
-      ([pq, ps, pz, po]) => asm.dequant_affine!(pq, out.length, g, ps, pz, signed, po));
+    const n = out.length, signed = q instanceof Int8Array ? 1 : 0;
+    stream(scale.length, [[q, g], [scale, 1], [zp, 1]], [[out, g]], false,
+      ([pq, ps, pz], [po], _s, u0, k) => (asm.dequant_affine!(pq!, Math.min(k * g, n - u0 * g), g, ps!, pz!, signed, po!), -1));
   },
   quantizeQ8_0(x, out) {
-    return call((f) => [f.input(x), f.output(out)] as const, ([px, po]) => asm.quant_q8_0_f32!(px, x.length / 32, po), ok);
+    return stream(x.length / 32, [[x, 32]], [[out, 34]], true, ([px], [po], _s, _u0, k) => asm.quant_q8_0_f32!(px!, k, po!));
   },
   dequantizeQ8_0(bytes, out) {
-    call((f) => [f.input(bytes), f.output(out)] as const, ([pb, po]) => asm.dequant_q8_0!(pb, out.length / 32, po));
+    stream(out.length / 32, [[bytes, 34]], [[out, 32]], false, ([pb], [po], _s, _u0, k) => (asm.dequant_q8_0!(pb!, k, po!), -1));
   },
   quantizeQ4_0(x, out) {
-    return call((f) => [f.input(x), f.output(out)] as const, ([px, po]) => asm.quant_q4_0_f32!(px, x.length / 32, po), ok);
+    return stream(x.length / 32, [[x, 32]], [[out, 18]], true, ([px], [po], _s, _u0, k) => asm.quant_q4_0_f32!(px!, k, po!));
   },
   dequantizeQ4_0(bytes, out) {
-    call((f) => [f.input(bytes), f.output(out)] as const, ([pb, po]) => asm.dequant_q4_0!(pb, out.length / 32, po));
+    stream(out.length / 32, [[bytes, 18]], [[out, 32]], false, ([pb], [po], _s, _u0, k) => (asm.dequant_q4_0!(pb!, k, po!), -1));
   },
   adam8bitStep(p, g, s, h) {
     const d1 = digest(s.code1), d2 = digest(s.code2);

@@ -186,6 +186,10 @@ export class Frame {
     this.inPlace.push([a, what]);
     return a.byteOffset;
   }
+  /** Bytes for this call that the caller fills itself (staging for streamed copies): neither zeroed nor copied. */
+  staging(nbytes: number): number {
+    return this.reserve(nbytes);
+  }
   /** Scratch bytes for this call, zero-filled (kernels may rely on it). */
   scratch(nbytes: number): number {
     const p = this.reserve(nbytes);
@@ -256,6 +260,67 @@ export function call<P, R>(setup: (f: Frame) => P, kernel: (p: P) => R, keep?: (
     const r = kernel(p);
     if (keep === undefined || keep(r)) f.done();
     return r;
+  } finally {
+    f.release();
+  }
+}
+
+/** Host bytes a streamed call moves per piece: small enough that a piece is still in cache when the kernel reads it. */
+export const PIECE_BYTES = 1 << 17;
+
+/** One array of a streamed call: `per` elements per unit (row, block, group); the last unit may be partial. */
+export type Part = [WasmArray, number];
+
+/**
+ * A kernel call streamed over `units` independent units. Host inputs are copied in one piece at a time through a
+ * small staging buffer while the kernel runs piece by piece, so each copy is read back from cache, not memory;
+ * host outputs are copied back after each piece, or, when `atomic`, written to a full-size region and copied back
+ * only when every piece succeeded. Arrays in WASM memory are used in place. `setup(f, unitsPerPiece)` reserves
+ * what every piece shares (tables, per-piece scratch) and returns its pointers; `kernel(ins, outs, shared, u0, n)`
+ * gets byte pointers to the piece's first unit and returns -1 or the failing unit within the piece. Returns -1 or
+ * the failing unit.
+ */
+export function stream(units: number, ins: Part[], outs: Part[], atomic: boolean,
+  kernel: (ins: number[], outs: number[], shared: number[], u0: number, n: number) => number,
+  setup: (f: Frame, step: number) => number[] = () => []): number {
+  const host = (a: WasmArray) => !inWasm(a);
+  let perUnit = 0;
+  for (const [a, per] of ins) if (host(a)) perUnit += per * a.BYTES_PER_ELEMENT;
+  if (!atomic) for (const [a, per] of outs) if (host(a)) perUnit += per * a.BYTES_PER_ELEMENT;
+  const step = perUnit === 0 ? units : Math.max(1, Math.min(units, Math.floor(PIECE_BYTES / perUnit)));
+  const f = new Frame();
+  try {
+    // [pointer, staged]: arrays in WASM memory and atomic outputs have a full-size pointer; others a staging piece
+    const inP = ins.map(([a, per]) => (host(a) ? [f.staging(step * per * a.BYTES_PER_ELEMENT), 1] : [f.input(a), 0]));
+    const outP = outs.map(([a, per]) => (host(a) && !atomic ? [f.staging(step * per * a.BYTES_PER_ELEMENT), 1] : [f.output(a), 0]));
+    const shared = setup(f, step);
+    f.ready();
+    const u8 = new Uint8Array(memory.buffer);
+    const range = (a: WasmArray, per: number, u0: number, n: number) => [u0 * per * a.BYTES_PER_ELEMENT, Math.min((u0 + n) * per, a.length) * a.BYTES_PER_ELEMENT];
+    for (let u0 = 0; u0 < units; u0 += step) {
+      const n = Math.min(step, units - u0);
+      const ip = ins.map(([a, per], i) => {
+        const [p, staged] = inP[i]!, [b0, b1] = range(a, per, u0, n);
+        if (!staged) return p! + b0!;
+        u8.set(new Uint8Array(a.buffer, a.byteOffset + b0!, b1! - b0!), p!);
+        copyStats.inBytes += b1! - b0!;
+        return p!;
+      });
+      const op = outs.map(([a, per], i) => {
+        const [p, staged] = outP[i]!;
+        return staged ? p! : p! + range(a, per, u0, n)[0]!;
+      });
+      const bad = kernel(ip, op, shared, u0, n);
+      if (bad >= 0) return u0 + bad;
+      outs.forEach(([a, per], i) => {
+        if (!outP[i]![1]) return;
+        const [b0, b1] = range(a, per, u0, n);
+        new Uint8Array(a.buffer, a.byteOffset + b0!, b1! - b0!).set(u8.subarray(outP[i]![0]!, outP[i]![0]! + b1! - b0!));
+        copyStats.outBytes += b1! - b0!;
+      });
+    }
+    f.done();
+    return -1;
   } finally {
     f.release();
   }

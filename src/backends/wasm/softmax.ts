@@ -1,13 +1,13 @@
 import type { FloatArray } from "../../errors.ts";
 import type { SoftmaxKernels } from "../api/softmax.ts";
-import { asm, call, view } from "./runtime.ts";
+import { asm, call, stream, view } from "./runtime.ts";
 
 type RowKernel = (x: number, y: number, rows: number, cols: number, ...rest: number[]) => number;
 
-/** x -> y through an f32 or f64 kernel, marshalled through scratch unless both live in WASM memory. */
+/** x -> y through an f32 or f64 kernel, rows streamed through cache-sized pieces unless both live in WASM memory. */
 function rowwise(k32: RowKernel, k64: RowKernel, x: FloatArray, y: FloatArray, rows: number, cols: number, ...rest: number[]) {
   const k = x instanceof Float64Array ? k64 : k32;
-  call((f) => [f.input(x), f.output(y)] as const, ([px, py]) => k(px, py, rows, cols, ...rest));
+  stream(rows, [[x, cols]], [[y, cols]], false, ([px], [py], _s, _u0, n) => (k(px!, py!, n, cols, ...rest), -1));
 }
 
 export const softmaxWasm: SoftmaxKernels = {
