@@ -6,7 +6,7 @@
 // Writes DIR/config.json, DIR/log.csv, DIR/plot.svg and, last, DIR/summary.json (DIR: --out or runs/grok-<time>).
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import {
-  GROK_ARMS, GrokRun, backendInfo, parseFlags, progress, runDir, setBackend, svgPlot, toCsv,
+  GROK_ARMS, GrokRun, backendInfo, backendNames, parseFlags, progress, runDir, setBackend, svgPlot, toCsv,
   type ArmName, type BackendChoice, type GrokConfig,
 } from "numedge";
 
@@ -26,7 +26,7 @@ const flags = parseFlags(process.argv.slice(2), {
   seed: { type: "int", default: 0, help: "data split and init seed" },
   threads: { type: "int", default: 1, min: 1, max: 2, help: "2: data-parallel steps on two threads (a worker takes half the rows)" },
   "log-every": { type: "int", min: 1, help: "log (and measure test accuracy) every N steps (default: ~300 rows per arm)" },
-  backend: { type: "string", choices: ["wasm", "reference", "tfjs", "tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu", "auto"], help: "numedge backend (or NUMEDGE_BACKEND)" },
+  backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
   out: { type: "string", help: "output directory (default runs/grok-<timestamp>)" },
 }, "usage: bun run scripts/grok.ts [flags]  (grokking at the edge of numerical stability, on numedge's kernels)");
 const hidden = flags.hidden?.map((h) => Number(h));

@@ -4,7 +4,7 @@
 // balancing the early winners keep most of the tokens. Run: npm run moe [-- --steps 600 --alpha 0.05]
 // Writes config.json, log.json and moe.svg (expert load and task loss per step) to runs/moe-<time>/.
 import { writeFileSync } from "node:fs";
-import { AdamW, Rng, combine, matmul, parseFlags, progress, route, runDir, svgPlot, updateBias } from "numedge";
+import { AdamW, Rng, backendNames, combine, matmul, parseFlags, progress, route, runDir, setBackend, svgPlot, updateBias } from "numedge";
 
 const cfg = parseFlags(process.argv.slice(2), {
   steps: { type: "int", default: 400, min: 1, help: "training steps per method" },
@@ -18,7 +18,9 @@ const cfg = parseFlags(process.argv.slice(2), {
   biasRate: { type: "number", default: 0.005, min: 0, help: "bias update rate (method bias)" },
   seed: { type: "int", default: 0, min: 0, help: "seed for data and initialisation" },
   methods: { type: "list", default: ["none", "aux", "bias"], choices: ["none", "aux", "bias"], help: "methods to compare" },
+  backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
 }, "npm run moe -- [flags]");
+if (cfg.backend) await setBackend(cfg.backend);
 const { steps, experts: E, k, batch: B, dim: D, out: O } = cfg;
 if (k > E) { console.error(`error: --k must be <= --experts (${E}), got ${k}`); process.exit(2); }
 

@@ -12,7 +12,7 @@
 import { writeFileSync } from "node:fs";
 import {
   Adam8bit, Rng, crossEntropy, dequantizeBlockwise, matmul, parseFlags, progress, quantizeBlockwise, relu, reluBackward,
-  runDir, svgPlot,
+  backendNames, runDir, setBackend, svgPlot,
 } from "numedge";
 
 const cfg = parseFlags(process.argv.slice(2), {
@@ -27,7 +27,9 @@ const cfg = parseFlags(process.argv.slice(2), {
   lr: { type: "number", default: 0.002, exclusiveMin: 0, help: "Adam learning rate (all three)" },
   evalEvery: { type: "int", default: 25, min: 1, help: "steps between test evaluations" },
   seed: { type: "int", default: 0, min: 0, help: "seed for data, initialisation and batches" },
+  backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
 }, "npm run quant -- [flags]");
+if (cfg.backend) await setBackend(cfg.backend);
 const { dim: D, hidden: H, classes: C, batch: B } = cfg;
 
 // ---- Data: a random teacher MLP labels Gaussian inputs; the model sees them with per-feature scales. ----

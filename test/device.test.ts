@@ -205,6 +205,28 @@ for (const be of BACKENDS) {
   });
 }
 
+describe("golden vectors on the DeviceArray path", () => {
+  for (const be of BACKENDS)
+    test(`${be}: softmax family (DESIGN golden x = [-2, 0, 0.5]) and MegaBlocks dispatch`, async () => {
+      await setBackend(be);
+      const x = toDevice(Float32Array.from([-2, 0, 0.5]));
+      const close = async (d: DeviceArray, want: number[], digits = 6) => (await d.read() as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(want[i]!, digits));
+      await close(softmax(x, { cols: 3 }), [0.048611, 0.359188, 0.592201]);
+      await close(softmax(x, { cols: 3, temperature: 2 }), [0.138723, 0.377087, 0.48419]);
+      await close(logSoftmax(x, { cols: 3 }), [-3.023909, -1.023909, -0.523909]);
+      await close(stablemax(x, { cols: 3 }), [0.117647, 0.352941, 0.529412]);
+      const top = [[2, 0], [1, 2], [0, 2], [3, 1]], z = new Float32Array(16);
+      top.forEach(([a, b], t) => { z[t * 4 + a!] = 5; z[t * 4 + b!] = 4; });
+      const r = route(toDevice(z), { experts: 4, k: 2 });
+      expect(Array.from(await r.experts.read())).toEqual(top.flat());
+      expect(Array.from(await r.order.read())).toEqual([1, 4, 2, 7, 0, 3, 5, 6]);
+      expect(Array.from(await r.counts.read())).toEqual([2, 2, 3, 1]);
+      expect(Array.from(await r.offsets.read())).toEqual([0, 2, 4, 7, 8]);
+      expect((await r.stats.read())[0]).toBe(0); // nothing dropped
+      await setBackend("wasm");
+    });
+});
+
 describe("DeviceArray errors", () => {
   test("host and device arrays in one call: NumedgeError(backend) naming both", async () => {
     await setBackend("wasm");
