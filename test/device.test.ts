@@ -227,6 +227,28 @@ describe("golden vectors on the DeviceArray path", () => {
     });
 });
 
+describe("quantizers on DeviceArrays report a non-finite block in `bad` instead of throwing", () => {
+  for (const be of BACKENDS)
+    test(be, async () => {
+      await setBackend(be);
+      const h = floats(1000);
+      h[300] = NaN;
+      h[999] = Infinity;
+      const x = toDevice(h);
+      expect(quantizeBlockwise(x, { blockSize: 64 }).bad.readSync()[0]).toBe(4);
+      expect(quantizeBlockwise(x, { blockSize: 64, rounding: "stochastic" }).bad.readSync()[0]).toBe(4);
+      expect(quantize4bit(x, { blockSize: 128 }).bad.readSync()[0]).toBe(2);
+      expect(quantizeAffine(x, { bits: 8, axis: "block", blockSize: 100 }).bad.readSync()[0]).toBe(3);
+      expect(quantizeAffine(x, { bits: 8, axis: "row", cols: 250, scale: toDevice(SC) }).bad.readSync()[0]).toBe(1);
+      const ok = toDevice(h.subarray(0, 256));
+      expect(quantizeBlockwise(ok, { blockSize: 64 }).bad.readSync()[0]).toBe(-1);
+      expect(quantizeQ8_0(toDevice(h.subarray(0, 320))).bad.readSync()[0]).toBe(9);
+      // host arrays still throw, naming the element
+      expectError(() => quantizeBlockwise(h, { blockSize: 64 }), "nonfinite", "x[300] = NaN");
+      await setBackend("wasm");
+    });
+});
+
 describe("DeviceArray errors", () => {
   test("host and device arrays in one call: NumedgeError(backend) naming both", async () => {
     await setBackend("wasm");

@@ -28,6 +28,8 @@ function nativeKernels(engine: TfEngine, fallback: Backend, storage?: Backend["s
 export const RESIDENT: ReadonlySet<string> = new Set([
   "softmax", "logSoftmax", "stablemax", "logStablemax", "crossEntropy",
   "gemm", "relu", "reluBackward", "embeddingSum", "embeddingSumBackward", "adamw", "orthogonalize", "maxInto",
+  "quantizeBlockwise", "quantize4bit", "quantizeAffine", "dequantizeBlockwise", "dequantize4bit", "dequantizeAffine",
+  "dequantizeQ8_0", "dequantizeQ4_0", "adam32Step",
 ]);
 
 /** A Backend running on `engine`; ops without a tfjs implementation run on `fallback` (default: wasm). */

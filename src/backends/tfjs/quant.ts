@@ -17,7 +17,8 @@
 import type { Tensor } from "@tensorflow/tfjs-core";
 import type { QuantKernels, QuantKernelsReturning } from "../api/quant.ts";
 import { badIntoArray, returningOf } from "../host/quant.ts";
-import { compute, type Tf, type TfCtx } from "./common.ts";
+import { compute, computeInto, tin, type Tf, type TfCtx } from "./common.ts";
+import { isTfBuf } from "./storage.ts";
 
 const f = Math.fround;
 const FLOOR = f(1e-38);
@@ -65,10 +66,10 @@ export function codeSearch(code: Float32Array): Search {
 }
 
 /** absmax [blocks] and the nearest code index of every element (int32 [n]), as tensors. */
-function nearestCodes(tf: Tf, x: Float32Array, bs: number, code: Float32Array, extraZero: boolean) {
-  const n = x.length, nb = Math.ceil(n / bs);
+function nearestCodes(tf: Tf, x: unknown, n: number, bs: number, code: Float32Array, extraZero: boolean) {
+  const nb = Math.ceil(n / bs);
   const { thresholds, index } = codeSearch(code);
-  let X: Tensor = tf.tensor1d(x);
+  let X: Tensor = tin(tf, x, [n]);
   if (nb * bs > n) X = tf.pad(X, [[0, nb * bs - n]]);
   const B = tf.reshape(X, [nb, bs]);
   const absmax = tf.max(tf.abs(B), 1);
@@ -101,7 +102,7 @@ const canonNaN = (tf: Tf, v: Tensor) => tf.where(tf.isNaN(v), tf.fill(v.shape, N
 /** ggml block bytes [blocks, size] as int32, the f16 scale of each block [blocks, 1] and the code bytes. */
 function ggmlBlocks(tf: Tf, bytes: Uint8Array, size: number, n: number) {
   const nb = Math.ceil(n / 32);
-  const B = tf.tensor2d(Int32Array.from(bytes.subarray(0, nb * size)), [nb, size], "int32");
+  const B = isTfBuf(bytes) ? tin(tf, bytes, [nb, size], "int32") : tf.tensor2d(Int32Array.from(bytes.subarray(0, nb * size)), [nb, size], "int32");
   const d = tf.reshape(f16Value(tf, tf.slice(B, [0, 0], [nb, 1]), tf.slice(B, [0, 1], [nb, 1])), [nb, 1]);
   return { nb, d, q: tf.slice(B, [0, 2], [nb, size - 2]) };
 }
@@ -111,11 +112,20 @@ function scaleByBlocks(tf: Tf, table: Float32Array, q: Tensor, absmax: Float32Ar
   const nb = absmax.length;
   let vals: Tensor = tf.gather(tf.tensor1d(table), q);
   if (nb * bs > n) vals = tf.pad(vals, [[0, nb * bs - n]]);
-  const out = tf.mul(tf.reshape(vals, [nb, bs]), tf.tensor2d(absmax, [nb, 1]));
+  const out = tf.mul(tf.reshape(vals, [nb, bs]), tin(tf, absmax, [nb, 1]));
   return tf.slice(tf.reshape(out, [nb * bs]), 0, n);
 }
 
+/** u8 / i8 codes as an int32 tensor: a resident TfBuf (already int32) or a host array. */
+const codesT = (tf: Tf, c: unknown): Tensor => (isTfBuf(c) ? tin(tf, c, [c.length], "int32") : tf.tensor1d(Int32Array.from(c as Uint8Array), "int32"));
+
 const firstBad = (absmax: Float32Array) => absmax.findIndex((a) => !(a < Infinity));
+
+/** [1] int32: the first block whose absmax is not finite, or -1 (on device: nothing waits for it). */
+function badOf(tf: Tf, absmax: Tensor): Tensor {
+  const badMask = tf.cast(tf.logicalNot(tf.isFinite(absmax)), "int32");
+  return tf.reshape(tf.where(tf.greater(tf.max(badMask), 0), tf.cast(tf.argMax(badMask), "int32"), tf.scalar(-1, "int32")), [1]);
+}
 
 /** Write the block absmax, then the codes unless a block is non-finite: returns its index, else -1. */
 function storeBlocks(am: Float32Array, q: Int32Array, absmax: Float32Array, dst: Uint8Array): number {
@@ -127,8 +137,74 @@ function storeBlocks(am: Float32Array, q: Int32Array, absmax: Float32Array, dst:
 }
 
 export function quantTfjs(ctx: TfCtx): Partial<QuantKernels> {
-  const fb = returningOf(ctx.fallback);
-  return badIntoArray(returningTfjs(ctx, fb));
+  const host = badIntoArray(returningTfjs(ctx, returningOf(ctx.fallback))) as QuantKernels;
+  // DeviceArray (TfBuf) calls stay in the engine: every output is written (a bad block's outputs are then
+  // unspecified, as for every backend's DeviceArrays) and the bad block goes to `bad` as a tensor.
+  const device: Partial<QuantKernels> = {
+    quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
+      if (rand) return ctx.fb("quantizeBlockwise")(x, bs, code, codes, absmax, rand, bad);
+      computeInto(ctx, [absmax, codes, bad], (tf) => {
+        const r = nearestCodes(tf, x, x.length, bs, code, false);
+        return [r.absmax, r.q, badOf(tf, r.absmax)];
+      });
+    },
+    quantize4bit(x, bs, code, packed, absmax, bad) {
+      computeInto(ctx, [absmax, packed, bad], (tf) => {
+        const r = nearestCodes(tf, x, x.length, bs, code, x.length % 2 === 1);
+        const [hi, lo] = tf.split(tf.reshape(r.q, [packed.length, 2]), 2, 1);
+        return [r.absmax, tf.reshape(tf.add(tf.mul(hi!, tf.scalar(16, "int32")), lo!), [packed.length]), badOf(tf, r.absmax)];
+      });
+    },
+    quantizeAffine(x, g, computeParams, scale, zp, q, bad) {
+      const signed = q instanceof Int8Array || (q as unknown as { dtype?: string }).dtype === "i8";
+      computeInto(ctx, computeParams ? [q, bad, scale, zp] : [q, bad], (tf) => {
+        const r = affine(tf, x, x.length, g, computeParams, scale, zp, signed);
+        // a NaN scale (computed) or a non-finite x (given scales) marks a bad group
+        const badGroup = computeParams ? tf.isNaN(r.S) : tf.logicalNot(tf.all(tf.isFinite(r.B), 1));
+        const mask = tf.cast(badGroup, "int32");
+        const b = tf.reshape(tf.where(tf.greater(tf.max(mask), 0), tf.cast(tf.argMax(mask), "int32"), tf.scalar(-1, "int32")), [1]);
+        return computeParams ? [r.Q, b, r.S, r.Z] : [r.Q, b];
+      });
+    },
+  };
+  const out: Partial<QuantKernels> = { ...host };
+  for (const [k, fn] of Object.entries(device) as Array<[keyof QuantKernels, (...a: unknown[]) => void]>) {
+    const h = host[k] as (...a: unknown[]) => void;
+    (out as Record<string, unknown>)[k] = (...a: unknown[]) => (isTfBuf(a[0]) ? fn(...a) : h(...a));
+  }
+  return out;
+}
+
+/** ONNX QuantizeLinear over groups of g: per-group scale S, zero point Z (computed or given) and codes Q. */
+function affine(tf: Tf, x: unknown, n: number, g: number, computeParams: boolean, scale: unknown, zp: unknown, signed: boolean) {
+  const ng = Math.ceil(n / g);
+  const [lo, hi] = signed ? [-128, 127] : [0, 255];
+  let X: Tensor = tin(tf, x, [n]);
+  if (ng * g > n) X = tf.pad(X, [[0, ng * g - n]]); // zero pads change neither absmax nor min(0, .) / max(0, .)
+  const B = tf.reshape(X, [ng, g]);
+  let S: Tensor, Z: Tensor;
+  if (computeParams) {
+    let sc: Tensor;
+    if (signed) {
+      sc = tf.div(tf.max(tf.abs(B), 1), 127);
+      sc = tf.where(tf.isFinite(sc), sc, tf.fill([ng], NaN));
+      Z = tf.zeros([ng], "int32");
+    } else {
+      const mn = tf.minimum(tf.min(B, 1), 0), mx = tf.maximum(tf.max(B, 1), 0);
+      const range = tf.sub(mx, mn);
+      sc = tf.where(tf.isFinite(range), tf.div(range, 255), tf.fill([ng], NaN));
+      const z = tf.clipByValue(tf.round(tf.div(tf.neg(mn), sc)), 0, 255);
+      Z = tf.cast(tf.where(tf.greater(sc, 0), z, tf.zerosLike(z)), "int32");
+    }
+    // a NaN scale marks a bad group; a zero scale (all-zero group) becomes 1
+    S = tf.where(tf.logicalOr(tf.greater(sc, 0), tf.isNaN(sc)), sc, tf.onesLike(sc));
+  } else {
+    S = tin(tf, scale, [ng]);
+    Z = tin(tf, zp, [ng], "int32");
+  }
+  const r = tf.add(tf.round(tf.div(B, tf.reshape(S, [ng, 1]))), tf.cast(tf.reshape(Z, [ng, 1]), "float32"));
+  const Q = tf.slice(tf.reshape(tf.cast(tf.clipByValue(r, lo, hi), "int32"), [ng * g]), 0, n);
+  return { B, S, Z, Q };
 }
 
 function returningTfjs(ctx: TfCtx, fb: Pick<QuantKernelsReturning, "quantizeBlockwise">): Partial<QuantKernelsReturning> {
@@ -136,19 +212,18 @@ function returningTfjs(ctx: TfCtx, fb: Pick<QuantKernelsReturning, "quantizeBloc
     quantizeBlockwise(x, bs, code, codes, absmax, rand) {
       if (rand) return fb.quantizeBlockwise(x, bs, code, codes, absmax, rand);
       const [am, q] = compute(ctx, (tf) => {
-        const r = nearestCodes(tf, x, bs, code, false);
+        const r = nearestCodes(tf, x, x.length, bs, code, false);
         return [r.absmax, r.q];
       });
       return storeBlocks(am as Float32Array, q as Int32Array, absmax, codes);
     },
     dequantizeBlockwise(codes, bs, code, absmax, out) {
-      const [o] = compute(ctx, (tf) => [scaleByBlocks(tf, code, tf.tensor1d(Int32Array.from(codes), "int32"), absmax, bs, out.length)]);
-      out.set(o!);
+      computeInto(ctx, [out], (tf) => [scaleByBlocks(tf, code, codesT(tf, codes), absmax, bs, out.length)]);
     },
     quantize4bit(x, bs, code, packed, absmax) {
       const odd = x.length % 2 === 1;
       const [am, p] = compute(ctx, (tf) => {
-        const r = nearestCodes(tf, x, bs, code, odd);
+        const r = nearestCodes(tf, x, x.length, bs, code, odd);
         const pairs = tf.reshape(r.q, [packed.length, 2]);
         const [hi, lo] = tf.split(pairs, 2, 1);
         return [r.absmax, tf.reshape(tf.add(tf.mul(hi!, tf.scalar(16, "int32")), lo!), [packed.length])];
@@ -157,56 +232,28 @@ function returningTfjs(ctx: TfCtx, fb: Pick<QuantKernelsReturning, "quantizeBloc
     },
     dequantize4bit(packed, bs, code, absmax, out) {
       const n = out.length;
-      const [o] = compute(ctx, (tf) => {
-        const b = tf.tensor1d(Int32Array.from(packed), "int32");
+      computeInto(ctx, [out], (tf) => {
+        const b = codesT(tf, packed);
         const sixteen = tf.scalar(16, "int32");
         const hi = tf.floorDiv(b, sixteen);
         const lo = tf.sub(b, tf.mul(hi, sixteen));
         const q = tf.slice(tf.reshape(tf.stack([hi, lo], 1), [packed.length * 2]), 0, n);
         return [scaleByBlocks(tf, code, q, absmax, bs, n)];
       });
-      out.set(o!);
     },
     dequantizeAffine(q, g, scale, zp, out) {
       const n = out.length, ng = scale.length;
-      const [o] = compute(ctx, (tf) => {
-        let Q: Tensor = tf.tensor1d(Int32Array.from(q), "int32");
+      computeInto(ctx, [out], (tf) => {
+        let Q: Tensor = codesT(tf, q);
         if (ng * g > n) Q = tf.pad(Q, [[0, ng * g - n]]);
-        const d = tf.cast(tf.sub(tf.reshape(Q, [ng, g]), tf.tensor2d(zp, [ng, 1], "int32")), "float32");
-        return [tf.slice(tf.reshape(tf.mul(d, tf.tensor2d(scale, [ng, 1])), [ng * g]), 0, n)];
+        const d = tf.cast(tf.sub(tf.reshape(Q, [ng, g]), tin(tf, zp, [ng, 1], "int32")), "float32");
+        return [tf.slice(tf.reshape(tf.mul(d, tin(tf, scale, [ng, 1])), [ng * g]), 0, n)];
       });
-      out.set(o!);
     },
     quantizeAffine(x, g, computeParams, scale, zp, q) {
-      const signed = q instanceof Int8Array, n = x.length, ng = scale.length;
-      const [lo, hi] = signed ? [-128, 127] : [0, 255];
       const out = compute(ctx, (tf) => {
-        let X: Tensor = tf.tensor1d(x);
-        if (ng * g > n) X = tf.pad(X, [[0, ng * g - n]]); // zero pads change neither absmax nor min(0, .) / max(0, .)
-        const B = tf.reshape(X, [ng, g]);
-        let S: Tensor, Z: Tensor;
-        if (computeParams) {
-          let sc: Tensor;
-          if (signed) {
-            sc = tf.div(tf.max(tf.abs(B), 1), 127);
-            sc = tf.where(tf.isFinite(sc), sc, tf.fill([ng], NaN));
-            Z = tf.zeros([ng], "int32");
-          } else {
-            const mn = tf.minimum(tf.min(B, 1), 0), mx = tf.maximum(tf.max(B, 1), 0);
-            const range = tf.sub(mx, mn);
-            sc = tf.where(tf.isFinite(range), tf.div(range, 255), tf.fill([ng], NaN));
-            const z = tf.clipByValue(tf.round(tf.div(tf.neg(mn), sc)), 0, 255);
-            Z = tf.cast(tf.where(tf.greater(sc, 0), z, tf.zerosLike(z)), "int32");
-          }
-          // a NaN scale marks a bad group; a zero scale (all-zero group) becomes 1
-          S = tf.where(tf.logicalOr(tf.greater(sc, 0), tf.isNaN(sc)), sc, tf.onesLike(sc));
-        } else {
-          S = tf.tensor1d(scale);
-          Z = tf.tensor1d(zp, "int32");
-        }
-        const r = tf.add(tf.round(tf.div(B, tf.reshape(S, [ng, 1]))), tf.cast(tf.reshape(Z, [ng, 1]), "float32"));
-        const Q = tf.slice(tf.reshape(tf.cast(tf.clipByValue(r, lo, hi), "int32"), [ng * g]), 0, n);
-        return [S, Z, Q];
+        const r = affine(tf, x, x.length, g, computeParams, scale, zp, q instanceof Int8Array);
+        return [r.S, r.Z, r.Q];
       });
       if (computeParams) {
         scale.set(out[0] as Float32Array);
@@ -219,28 +266,27 @@ function returningTfjs(ctx: TfCtx, fb: Pick<QuantKernelsReturning, "quantizeBloc
     },
     dequantizeQ8_0(bytes, out) {
       const n = out.length;
-      const [o] = compute(ctx, (tf) => {
+      computeInto(ctx, [out], (tf) => {
         const { nb, d, q } = ggmlBlocks(tf, bytes, 34, n);
         const s8 = tf.cast(tf.where(tf.greaterEqual(q, tf.scalar(128, "int32")), tf.sub(q, tf.scalar(256, "int32")), q), "float32");
         return [canonNaN(tf, tf.slice(tf.reshape(tf.mul(s8, d), [nb * 32]), 0, n))];
       });
-      out.set(o!);
     },
     dequantizeQ4_0(bytes, out) {
       const n = out.length;
-      const [o] = compute(ctx, (tf) => {
+      computeInto(ctx, [out], (tf) => {
         const { nb, d, q } = ggmlBlocks(tf, bytes, 18, n);
         const sixteen = tf.scalar(16, "int32");
         const hi = tf.floorDiv(q, sixteen), lo = tf.sub(q, tf.mul(hi, sixteen));
         const codes = tf.cast(tf.sub(tf.concat([lo, hi], 1), tf.scalar(8, "int32")), "float32"); // element j low, j+16 high
         return [canonNaN(tf, tf.slice(tf.reshape(tf.mul(codes, d), [nb * 32]), 0, n))];
       });
-      out.set(o!);
     },
     adam32Step(p, g, m, v, h) {
-      const out = compute(ctx, (tf) => {
+      const n = p.length;
+      computeInto(ctx, [p, m, v], (tf) => {
         const sc = (x: number) => tf.scalar(f(x));
-        const P = tf.tensor1d(p), G = tf.tensor1d(g), M = tf.tensor1d(m), V = tf.tensor1d(v);
+        const P = tin(tf, p, [n]), G = tin(tf, g, [n]), M = tin(tf, m, [n]), V = tin(tf, v, [n]);
         const ok = tf.isFinite(G);
         const s1 = tf.add(tf.mul(M, sc(h.beta1)), tf.mul(sc(h.oneMinusBeta1), G));
         const s2 = tf.add(tf.mul(V, sc(h.beta2)), tf.mul(sc(h.oneMinusBeta2), tf.mul(G, G)));
@@ -248,9 +294,6 @@ function returningTfjs(ctx: TfCtx, fb: Pick<QuantKernelsReturning, "quantizeBloc
         if (h.decay !== 1) pv = tf.mul(pv, sc(h.decay));
         return [tf.where(ok, pv, P), tf.where(ok, s1, M), tf.where(ok, s2, V)];
       });
-      p.set(out[0]!);
-      m.set(out[1]!);
-      v.set(out[2]!);
     },
   };
 }
