@@ -119,6 +119,49 @@ export function checkOptions(o: unknown, fields: string, code: NumedgeErrorCode 
   return checkObject(o, fields ? `options { ${fields} } are required` : "options must be an object", code);
 }
 
+/** Edit distance between two short strings (for "did you mean"). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** NumedgeError("range") for an unknown key of `what`, naming the nearest known key. */
+export function unknownKey(key: string, known: readonly string[], what = "option"): NumedgeError {
+  const near = [...known].sort((a, b) => distance(key.toLowerCase(), a.toLowerCase()) - distance(key.toLowerCase(), b.toLowerCase()))[0];
+  return new NumedgeError("range", `unknown ${what} ${JSON.stringify(key)}${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?` : " ("}${known.length ? ` known: ${known.join(", ")})` : ")"}`);
+}
+
+/**
+ * An options object read once: each known key's value copied into a plain snapshot (a getter or a Proxy is
+ * consulted once per key, so what is checked is what the kernel gets), any other own key a "range" error naming it
+ * and the nearest known key. `required` lists the required fields for the message when `o` is not an object;
+ * with required "" an undefined `o` reads as {}.
+ */
+export function readOptions<K extends string>(o: unknown, known: readonly K[], required = "", code: NumedgeErrorCode = "shape"): { [P in K]?: unknown } {
+  if (o === undefined && required === "") return {};
+  const obj = checkOptions(o, required, code);
+  for (const key of Object.keys(obj)) if (!(known as readonly string[]).includes(key)) throw unknownKey(key, known);
+  const snap: { [P in K]?: unknown } = {};
+  for (const key of known) {
+    const v = obj[key];
+    if (v !== undefined) snap[key] = v;
+  }
+  return snap;
+}
+
+/** A record (a quantizer's result, route()'s result) read once: the fields a call uses, copied; others ignored. */
+export function readRecord<K extends string>(r: unknown, fields: readonly K[], expected: string, code: NumedgeErrorCode = "dtype"): { [P in K]?: unknown } {
+  const obj = checkObject(r, expected, code);
+  const snap: { [P in K]?: unknown } = {};
+  for (const key of fields) snap[key] = obj[key];
+  return snap;
+}
+
 /** `out`, if given, must have x's type and length; else a new array like x. */
 export function outLike<T extends FloatArray>(x: T, out: unknown, arg = "out"): T {
   if (out === undefined) return new (x.constructor as new (n: number) => T)(x.length);

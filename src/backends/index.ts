@@ -13,7 +13,7 @@
 //              tfjs-gpu when a GPU is usable. Without one it stays on wasm and, when the GPU was asked for
 //              (tfjs-node-gpu is installed, or { warn: true }), says why in one line on stderr.
 // Ops on DeviceArrays run on the backend that owns them, whatever is current.
-import { NumedgeError } from "../errors.ts";
+import { NumedgeError, readOptions } from "../errors.ts";
 import type { Backend } from "./types.ts";
 import { CANDIDATES, TfjsProbe, type Candidate, type TfEngine } from "./probe.ts";
 import { referenceBackend } from "./reference.ts";
@@ -207,7 +207,11 @@ export async function setBackend(name: BackendChoice, opts: SetBackendOptions = 
   const factory = typeof name === "string" ? registry.get(name) : undefined;
   if (!factory)
     throw new NumedgeError("backend", `backend must be one of ${backendNames().join(", ")}, got ${JSON.stringify(name)}`);
-  const got = await factory(opts ?? {});
+  const o = readOptions(opts, ["warn", "thresholds"], "", "dtype") as SetBackendOptions;
+  if (o.warn !== undefined && typeof o.warn !== "boolean") throw new NumedgeError("dtype", `warn must be a boolean, got ${JSON.stringify(o.warn)}`);
+  if (o.thresholds !== undefined && (o.thresholds === null || typeof o.thresholds !== "object"))
+    throw new NumedgeError("dtype", "thresholds must be an object of per-op sizes");
+  const got = await factory(o);
   return "backend" in got ? useBackend(got.backend, got.info) : useBackend(got);
 }
 

@@ -1,7 +1,7 @@
 // Modular-arithmetic datasets for grokking: every pair (a, b) in [0, p)^2, target (a op b) mod p, as the
 // grokking paper's AlgorithmicDataset builds them; the input is two concatenated one-hot vectors (2p dims),
 // stored here as the two hot positions per row (a, p + b) for the first layer's gather.
-import { NumedgeError, checkEnum, checkInt } from "../errors.ts";
+import { NumedgeError, checkEnum, checkInt, readOptions } from "../errors.ts";
 import { Rng } from "../report/rng.ts";
 
 export type ModOp = "add" | "sub" | "mul";
@@ -44,14 +44,15 @@ const OPS: Record<ModOp, (a: number, b: number, p: number) => number> = {
  * first floor(frac * p^2) pairs train). Same (p, op, frac, seed) -> identical split on every backend.
  * @example const d = modularData({ p: 97, op: "add", frac: 0.4, seed: 0 }); d.train.rows // 3763
  */
-export function modularData(o: ModularDataOptions): ModularData {
+export function modularData(o0: ModularDataOptions): ModularData {
+  const o = readOptions(o0, ["p", "op", "frac", "seed", "alloc"], "p, frac, seed") as Partial<ModularDataOptions>;
   const p = checkInt("p", o.p, 2, 46340);
   const op = checkEnum("op", o.op ?? "add", ["add", "sub", "mul"] as const);
   if (typeof o.frac !== "number" || !(o.frac > 0 && o.frac < 1))
     throw new NumedgeError("range", `frac must be a number in (0, 1), got ${o.frac}`);
   const seed = checkInt("seed", o.seed, -(2 ** 31), 2 ** 32 - 1);
   const n = p * p;
-  const nTrain = Math.floor(o.frac * n);
+  const nTrain = Math.floor(o.frac! * n);
   if (nTrain < 1 || nTrain >= n)
     throw new NumedgeError("range", `frac ${o.frac} leaves ${nTrain} of ${n} pairs for training; need at least 1 train and 1 test pair`);
   const order = new Rng(seed).shuffle(Int32Array.from({ length: n }, (_, i) => i));

@@ -2,7 +2,7 @@
 import { Worker } from "node:worker_threads";
 import { backendInfo } from "../backends/index.ts";
 import { DeviceArray } from "../device.ts";
-import { NumedgeError, type FloatArray } from "../errors.ts";
+import { NumedgeError, readOptions, type FloatArray } from "../errors.ts";
 import { empty, toDevice } from "../memory.ts";
 import { crossEntropy } from "../ops/softmax.ts";
 import { maxInto } from "../ops/track.ts";
@@ -131,7 +131,8 @@ export class GrokRun {
   /** Running maxima over every train() call: [scFraction, max |logit|] (f64, on the model's backend). */
   private readonly track: Float64Array | DeviceArray;
 
-  constructor(readonly config: GrokConfig, o: GrokRunOptions = {}) {
+  constructor(readonly config: GrokConfig, o0: GrokRunOptions = {}) {
+    const o = readOptions(o0, ["dtype", "device", "alloc", "threads"], "", "dtype") as GrokRunOptions;
     const c = config;
     const threads = o.threads ?? 1;
     if (threads !== 1 && threads !== 2) throw new NumedgeError("range", `threads must be 1 or 2, got ${JSON.stringify(o.threads)}`);

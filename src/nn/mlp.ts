@@ -3,7 +3,7 @@
 // `device`, parameters, gradients and activations are DeviceArrays on one backend and a step never leaves it;
 // without, they are host typed arrays. The first layer is a gather-and-sum of weight rows (embeddingSum).
 import { DeviceArray } from "../device.ts";
-import { NumedgeError, checkInt, show, type FloatArray } from "../errors.ts";
+import { NumedgeError, checkInt, readOptions, show, type FloatArray } from "../errors.ts";
 import { loadedBackend } from "../backends/index.ts";
 import { empty } from "../memory.ts";
 import { embeddingSum, embeddingSumBackward, matmul, relu, reluBackward } from "../ops/dense.ts";
@@ -56,10 +56,12 @@ export class MLP<T extends Tensor = FloatArray> {
   private readonly mk: (n: number) => T;
   private readonly ws = new Map<number, Workspace>();
 
-  constructor(o: MLPOptions) {
+  constructor(o0: MLPOptions) {
+    const o = readOptions(o0, ["inputs", "hidden", "outputs", "per", "seed", "dtype", "device", "alloc"], "inputs, hidden, outputs, seed") as Partial<MLPOptions>;
     const inputs = checkInt("inputs", o.inputs, 1), outputs = checkInt("outputs", o.outputs, 1);
-    if (!Array.isArray(o.hidden)) throw new NumedgeError("dtype", `hidden must be an array of widths, got ${typeof o.hidden}`);
-    o.hidden.forEach((h, i) => checkInt(`hidden[${i}]`, h, 1));
+    if (!Array.isArray(o.hidden)) throw new NumedgeError("dtype", `hidden must be an array of widths, got ${show(o.hidden)}`);
+    const hidden = [...o.hidden];
+    hidden.forEach((h, i) => checkInt(`hidden[${i}]`, h, 1));
     this.per = checkInt("per", o.per ?? 2, 1);
     this.dtype = o.dtype ?? "f32";
     if (this.dtype !== "f32" && this.dtype !== "f64") throw new NumedgeError("dtype", `dtype must be "f32" or "f64", got ${JSON.stringify(o.dtype)}`);
@@ -67,10 +69,12 @@ export class MLP<T extends Tensor = FloatArray> {
     if (o.device !== undefined && typeof o.device !== "boolean" && typeof o.device !== "string")
       throw new NumedgeError("dtype", `device must be a boolean or a backend id, got ${show(o.device)}`);
     this.backend = o.device === undefined || o.device === false ? null : loadedBackend(o.device === true ? undefined : o.device).id;
-    const host = o.alloc ? (n: number) => o.alloc!(n, dtype) : (n: number) => (dtype === "f64" ? new Float64Array(n) : new Float32Array(n));
+    const alloc = o.alloc;
+    if (alloc !== undefined && typeof alloc !== "function") throw new NumedgeError("dtype", `alloc must be a function, got ${show(alloc)}`);
+    const host = alloc ? (n: number) => alloc(n, dtype) : (n: number) => (dtype === "f64" ? new Float64Array(n) : new Float32Array(n));
     const on = this.backend;
     this.mk = (on === null ? host : (n: number) => empty(n, dtype, { backend: on })) as (n: number) => T;
-    this.sizes = [inputs, ...o.hidden, outputs];
+    this.sizes = [inputs, ...hidden, outputs];
     const rng = new Rng((checkInt("seed", o.seed, -(2 ** 31), 2 ** 32 - 1) ^ 0x1b873593) | 0); // init stream, distinct from the split's
     this.params = [];
     this.grads = [];
@@ -126,6 +130,11 @@ export class MLP<T extends Tensor = FloatArray> {
    */
   backward(dlogits: Tensor, idx: Int32Array | DeviceArray): void {
     const s = this.sizes, L = this.layers, outs = s[L]!;
+    const isIdx = idx instanceof Int32Array || (idx instanceof DeviceArray && idx.dtype === "i32");
+    if (!isIdx) throw new NumedgeError("dtype", `idx must be an Int32Array${this.backend ? ` DeviceArray on ${this.backend}` : ""}, got ${show(idx)}`);
+    const isF = (v: unknown) => (v instanceof DeviceArray ? v.dtype : v instanceof Float32Array ? "f32" : v instanceof Float64Array ? "f64" : null);
+    if (isF(dlogits) !== this.dtype)
+      throw new NumedgeError("dtype", `dlogits must be ${this.dtype} like the model (${this.dtype === "f32" ? "Float32Array" : "Float64Array"}), got ${show(dlogits)}`);
     const rows = idx.length / this.per;
     if (dlogits.length !== rows * outs) throw new NumedgeError("shape", `dlogits.length ${dlogits.length} must equal rows * outputs = ${rows * outs}`);
     const w = this.ws.get(rows);

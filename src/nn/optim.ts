@@ -3,7 +3,7 @@
 // Parameters and gradients are host typed arrays or DeviceArrays; moments are made like the parameters (on the
 // same backend for DeviceArrays), so a step never leaves the device.
 import { DeviceArray } from "../device.ts";
-import { NumedgeError, checkOptions, show, type FloatArray } from "../errors.ts";
+import { NumedgeError, overlaps, readOptions, show, type FloatArray } from "../errors.ts";
 import { adamwStep, orthogonalize } from "../ops/dense.ts";
 import { checkAdamWHyper } from "../ops/adamw-hyper.ts";
 import { empty } from "../memory.ts";
@@ -23,6 +23,23 @@ function meta(arg: string, v: unknown): { dtype: string; length: number } {
   if (v instanceof Float32Array) return { dtype: "f32", length: v.length };
   if (v instanceof Float64Array) return { dtype: "f64", length: v.length };
   throw new NumedgeError("dtype", `${arg} must be a Float32Array or Float64Array (or an f32/f64 DeviceArray), got ${show(v)}`);
+}
+
+/**
+ * params and grads must be arrays of the same length whose tensors share no storage (checked before any tensor is
+ * touched, so a failing step changes nothing).
+ */
+function checkLists(params: unknown, grads: unknown): void {
+  if (!Array.isArray(params)) throw new NumedgeError("dtype", `params must be an array of tensors, got ${show(params)}`);
+  if (!Array.isArray(grads)) throw new NumedgeError("dtype", `grads must be an array of tensors, got ${show(grads)}`);
+  if (params.length !== grads.length) throw new NumedgeError("shape", `params has ${params.length} tensors but grads has ${grads.length}`);
+  const all: Array<[string, unknown]> = [...params.map((p, i) => [`params[${i}]`, p] as [string, unknown]), ...grads.map((g, i) => [`grads[${i}]`, g] as [string, unknown])];
+  for (let i = 0; i < all.length; i++)
+    for (let j = i + 1; j < all.length; j++) {
+      const a = all[i]![1], b = all[j]![1];
+      const same = a === b || (ArrayBuffer.isView(a) && ArrayBuffer.isView(b) && overlaps(a, b));
+      if (same) throw new NumedgeError("shape", `${all[i]![0]} overlaps ${all[j]![0]}; every tensor must be a separate array`);
+    }
 }
 
 /** Zeros shaped like x, where x lives. */
@@ -52,13 +69,13 @@ export class AdamW implements Optimizer {
   private m: Tensor[] = [];
   private v: Tensor[] = [];
   constructor(o: AdamWConfig, private readonly alloc?: (like: FloatArray) => FloatArray) {
-    checkOptions(o, "lr");
+    const oo = readOptions(o, ["lr", "beta1", "beta2", "eps", "weightDecay"], "lr");
     // adamwStep's checks, here, so that bad hyperparameters fail now and not halfway through a step
     ({ lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = checkAdamWHyper(
-      { lr: o.lr, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0 }));
+      { lr: oo.lr, beta1: oo.beta1 ?? 0.9, beta2: oo.beta2 ?? 0.999, eps: oo.eps ?? 1e-8, weightDecay: oo.weightDecay ?? 0 }));
   }
   step(params: Tensor[], grads: Tensor[]): void {
-    if (params.length !== grads.length) throw new NumedgeError("shape", `params has ${params.length} tensors but grads has ${grads.length}`);
+    checkLists(params, grads);
     // Check every pair before touching any tensor or the step count: a failure leaves the optimizer as it was.
     for (let i = 0; i < params.length; i++) {
       const w = meta(`params[${i}]`, params[i]), g = meta(`grads[${i}]`, grads[i]);
@@ -87,7 +104,7 @@ export function orthoGrad<O extends Optimizer>(base: O): Optimizer & { base: O }
   return {
     base,
     step(params, grads) {
-      if (params.length !== grads.length) throw new NumedgeError("shape", `params has ${params.length} tensors but grads has ${grads.length}`);
+      checkLists(params, grads);
       for (let i = 0; i < params.length; i++) orthogonalize(params[i]!, grads[i]! as never);
       base.step(params, grads);
     },

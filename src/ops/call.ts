@@ -163,12 +163,17 @@ export function elementAt(a: Arg, i: number): number {
   return hostView(a)[i]!;
 }
 
-/** The first n (default all) elements of `a` must lie in [0, hi); else "range" with `describe(i, value)`. */
-export function checkIndices(a: Arg, hi: number, describe: (i: number, v: number) => string, n = a.length): void {
+/**
+ * The first n (default all) elements of `a` must lie in [0, hi); else "range" with `describe(i, value)`. Returns
+ * the argument the kernel must use: a host array over a SharedArrayBuffer is copied first, so another thread cannot
+ * change an index between this check and the kernel.
+ */
+export function checkIndices(a0: Arg, hi: number, describe: (i: number, v: number) => string, n = a0.length): Arg {
+  const a: Arg = !a0.da && a0.k.buffer instanceof SharedArrayBuffer ? { ...a0, k: a0.k.slice() } : a0;
   const da = a.da;
   if (da) {
     const c = checkedUpTo.get(da);
-    if (c && c.version === da.version && c.hi === hi && c.n === n) return;
+    if (c && c.version === da.version && c.hi === hi && c.n === n) return a;
   }
   const v = hostView(a);
   for (let i = 0; i < n; i++) {
@@ -176,4 +181,5 @@ export function checkIndices(a: Arg, hi: number, describe: (i: number, v: number
     if (!(x >= 0 && x < hi)) throw new NumedgeError("range", describe(i, x));
   }
   if (da) checkedUpTo.set(da, { version: da.version, hi, n });
+  return a;
 }

@@ -3,7 +3,7 @@
 // (f64 kernels, for finite-difference tests); all float arguments of one call must have the same type.
 // Every op takes host typed arrays (result: host arrays) or DeviceArrays (result: DeviceArrays on their backend).
 import type { DeviceArray } from "../device.ts";
-import { NumedgeError, checkBool, checkInt, checkOptions, show, type FloatArray } from "../errors.ts";
+import { NumedgeError, checkBool, checkInt, readOptions, show, type FloatArray } from "../errors.ts";
 import { checkAdamWHyper } from "./adamw-hyper.ts";
 import { OpCall, argsOverlap, checkIndices, floatArg, noOverlapArg, outLikeArg, typeName, valueOf, type Arg } from "./call.ts";
 
@@ -25,8 +25,7 @@ function checkIdx(c: OpCall, idx: unknown, per: number, rowsW: number): [Arg, nu
   if (!a || a.dtype !== "i32") throw new NumedgeError("dtype", `idx must be an Int32Array, got ${show(idx)}`);
   if (a.length === 0) throw new NumedgeError("shape", "idx is empty (length 0)");
   if (a.length % per !== 0) throw new NumedgeError("shape", `idx.length ${a.length} is not a multiple of per ${per}`);
-  checkIndices(a, rowsW, (i, v) => `idx[${i}] = ${v} is outside [0, ${rowsW - 1}] (w has ${rowsW} rows)`);
-  return [a, a.length / per];
+  return [checkIndices(a, rowsW, (i, v) => `idx[${i}] = ${v} is outside [0, ${rowsW - 1}] (w has ${rowsW} rows)`), a.length / per];
 }
 
 const F = (a: Arg) => a.k as FloatArray;
@@ -58,17 +57,17 @@ export interface MatmulOptions<T extends Floats = Floats> {
  * @example const y = matmul(x, w, { m: rows, k: 200, n: 113 }) // x [rows,200] @ w [200,113]
  */
 export function matmul<T extends Floats>(a: T, b: T, o: MatmulOptions<T>): T {
+  const oo = readOptions(o, ["m", "k", "n", "transA", "transB", "accumulate", "out"], "m, k, n");
   const c = new OpCall();
   const A = floatArg(c, "a", a);
   const B = sameType(c, "b", A, b, "a");
-  checkOptions(o, "m, k, n");
-  const m = checkInt("m", o.m, 1), k = checkInt("k", o.k, 1), n = checkInt("n", o.n, 1);
-  const transA = checkBool("transA", o.transA, false), transB = checkBool("transB", o.transB, false);
-  const accumulate = checkBool("accumulate", o.accumulate, false);
+  const m = checkInt("m", oo.m, 1), k = checkInt("k", oo.k, 1), n = checkInt("n", oo.n, 1);
+  const transA = checkBool("transA", oo.transA, false), transB = checkBool("transB", oo.transB, false);
+  const accumulate = checkBool("accumulate", oo.accumulate, false);
   checkLen("a", A, m * k, transA ? `k * m (a is [k,m] with transA)` : `m * k`);
   checkLen("b", B, k * n, transB ? `n * k (b is [n,k] with transB)` : `k * n`);
-  if (accumulate && o.out === undefined) throw new NumedgeError("shape", "accumulate: true needs out (the array to add into)");
-  const out = o.out === undefined ? c.out("out", A.dtype, m * n) : sameType(c, "out", A, o.out, "a");
+  if (accumulate && oo.out === undefined) throw new NumedgeError("shape", "accumulate: true needs out (the array to add into)");
+  const out = oo.out === undefined ? c.out("out", A.dtype, m * n) : sameType(c, "out", A, oo.out, "a");
   checkLen("out", out, m * n, "m * n");
   noOverlapArg(out, A);
   noOverlapArg(out, B);
@@ -82,10 +81,10 @@ export function matmul<T extends Floats>(a: T, b: T, o: MatmulOptions<T>): T {
  * @example const h = relu(z); relu(z, { out: z }) // in place
  */
 export function relu<T extends Floats>(x: T, o?: { out?: T }): T {
+  const oo = readOptions(o, ["out"]);
   const c = new OpCall();
   const X = floatArg(c, "x", x);
-  if (o !== undefined) checkOptions(o, "");
-  const out = outLikeArg(c, X, o?.out);
+  const out = outLikeArg(c, X, oo.out);
   noOverlapArg(out, X, true);
   c.be.relu(F(X), F(out));
   c.wrote(out);
@@ -98,12 +97,12 @@ export function relu<T extends Floats>(x: T, o?: { out?: T }): T {
  * @example const dz = reluBackward(dh, z)
  */
 export function reluBackward<T extends Floats>(dy: T, x: T, o?: { out?: T }): T {
+  const oo = readOptions(o, ["out"]);
   const c = new OpCall();
   const DY = floatArg(c, "dy", dy);
   const X = sameType(c, "x", DY, x, "dy");
   checkLen("x", X, DY.length, "dy.length");
-  if (o !== undefined) checkOptions(o, "");
-  const out = outLikeArg(c, DY, o?.out);
+  const out = outLikeArg(c, DY, oo.out);
   noOverlapArg(out, DY, true);
   noOverlapArg(out, X);
   c.be.reluBackward(F(DY), F(X), F(out));
@@ -129,13 +128,13 @@ export interface EmbeddingSumOptions<T extends Floats = Floats> {
  * @example const h1 = embeddingSum(w1, idx, { cols: 200, per: 2 })
  */
 export function embeddingSum<T extends Floats>(w: T, idx: Int32Array | DeviceArray, o: EmbeddingSumOptions<T>): T {
+  const oo = readOptions(o, ["cols", "per", "out"], "cols, per");
   const c = new OpCall();
   const W = floatArg(c, "w", w);
-  checkOptions(o, "cols, per");
-  const cols = checkInt("cols", o.cols, 1), per = checkInt("per", o.per, 1);
+  const cols = checkInt("cols", oo.cols, 1), per = checkInt("per", oo.per, 1);
   if (W.length % cols !== 0) throw new NumedgeError("shape", `w.length ${W.length} is not a multiple of cols ${cols}`);
   const [I, rows] = checkIdx(c, idx, per, W.length / cols);
-  const out = o.out === undefined ? c.out("out", W.dtype, rows * cols) : sameType(c, "out", W, o.out, "w");
+  const out = oo.out === undefined ? c.out("out", W.dtype, rows * cols) : sameType(c, "out", W, oo.out, "w");
   checkLen("out", out, rows * cols, "rows * cols");
   noOverlapArg(out, W);
   noOverlapArg(out, I);
@@ -151,11 +150,11 @@ export function embeddingSum<T extends Floats>(w: T, idx: Int32Array | DeviceArr
  * @example dW1.fill(0); embeddingSumBackward(dh1, idx, dW1, { cols: 200, per: 2 })
  */
 export function embeddingSumBackward<T extends Floats>(dout: T, idx: Int32Array | DeviceArray, dw: T, o: { cols: number; per: number }): void {
+  const oo = readOptions(o, ["cols", "per"], "cols, per");
   const c = new OpCall();
   const DO = floatArg(c, "dout", dout);
   const DW = sameType(c, "dw", DO, dw, "dout");
-  checkOptions(o, "cols, per");
-  const cols = checkInt("cols", o.cols, 1), per = checkInt("per", o.per, 1);
+  const cols = checkInt("cols", oo.cols, 1), per = checkInt("per", oo.per, 1);
   if (DW.length % cols !== 0) throw new NumedgeError("shape", `dw.length ${DW.length} is not a multiple of cols ${cols}`);
   const [I, rows] = checkIdx(c, idx, per, DW.length / cols);
   checkLen("dout", DO, rows * cols, "(idx.length / per) * cols");
@@ -199,9 +198,9 @@ export function adamwStep<T extends Floats>(w: T, g: T, m: T, v: T, o: AdamWStep
   for (let i = 0; i < 4; i++)
     for (let j = i + 1; j < 4; j++)
       if (argsOverlap(arrs[i]!, arrs[j]!)) throw new NumedgeError("shape", `${arrs[i]!.name} overlaps ${arrs[j]!.name}; they must be separate arrays`);
-  checkOptions(o, "lr, beta1, beta2, eps, weightDecay, step");
-  const { lr, beta1, beta2, eps, weightDecay: wd } = checkAdamWHyper(o);
-  const step = checkInt("step", o.step, 1);
+  const oo = readOptions(o, ["lr", "beta1", "beta2", "eps", "weightDecay", "step"], "lr, beta1, beta2, eps, weightDecay, step");
+  const { lr, beta1, beta2, eps, weightDecay: wd } = checkAdamWHyper(oo);
+  const step = checkInt("step", oo.step, 1);
   const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
   c.wrote(W, arrs[2], arrs[3]);
   c.be.adamw(F(W), F(arrs[1]!), F(arrs[2]!), F(arrs[3]!), {

@@ -10,7 +10,7 @@
 // DeviceArrays on their backend, with `bad`, an i32[1] DeviceArray holding the first non-finite block or -1, so
 // nothing waits for the host). Code tables (`code`) are parameters and stay host Float32Arrays either way.
 import type { DeviceArray } from "../device.ts";
-import { NumedgeError, checkBool, checkEnum, checkInt, checkObject, checkOptions, rowsOf, show } from "../errors.ts";
+import { NumedgeError, checkBool, checkEnum, checkInt, readOptions, readRecord, rowsOf, show } from "../errors.ts";
 import { OpCall, elementAt, noOverlapArg, outArg, typedArg, valueOf, type Arg } from "./call.ts";
 import {
   DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, maxHalfGap,
@@ -77,10 +77,11 @@ export interface QuantizeBlockwiseOptions<U = Uint8Array, F = Float32Array> {
   out?: { codes?: U; absmax?: F };
 }
 
-function outOpts(o: { out?: unknown }): Record<string, unknown> {
-  if (o.out === undefined) return {};
-  if (o.out === null || typeof o.out !== "object") throw new NumedgeError("dtype", `out must be an object of output arrays, got ${show(o.out)}`);
-  return o.out as Record<string, unknown>;
+/** The `out` option's arrays, read once (unknown keys are errors). */
+function outOpts<K extends string>(out: unknown, known: readonly K[]): { [P in K]?: unknown } {
+  if (out === undefined) return {};
+  if (out === null || typeof out !== "object") throw new NumedgeError("dtype", `out must be an object of output arrays, got ${show(out)}`);
+  return readOptions(out, known, "", "dtype");
 }
 
 /** Every output must be disjoint from the input and from the other outputs (plain or alloc()'d alike). */
@@ -150,15 +151,15 @@ const F32 = (a: Arg) => a.k as Float32Array, U8 = (a: Arg) => a.k as Uint8Array,
 export function quantizeBlockwise(x: Float32Array | Float64Array, o?: QuantizeBlockwiseOptions): BlockwiseQuantized;
 export function quantizeBlockwise(x: DeviceArray, o?: QuantizeBlockwiseOptions<DeviceArray, DeviceArray>): BlockwiseQuantizedDevice;
 export function quantizeBlockwise(x: Float32Array | Float64Array | DeviceArray, o: QuantizeBlockwiseOptions<unknown, unknown> = {}): BlockwiseQuantized<unknown, unknown> {
+  const o1 = readOptions(o, ["blockSize", "code", "rounding", "seed", "out"], "", "dtype");
   const c = new OpCall();
   const [xa, xf] = input(c, "x", x);
-  checkOptions(o, "", "dtype");
-  const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 4096);
-  const code = resolveCode("code", o.code ?? "dynamic", 256);
-  const rounding = checkEnum("rounding", o.rounding ?? "nearest", ["nearest", "stochastic"] as const);
-  const seed = o.seed === undefined ? 0 : checkInt("seed", o.seed, -(2 ** 31), 2 ** 32 - 1);
+  const blockSize = o1.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o1.blockSize ?? 4096);
+  const code = resolveCode("code", o1.code ?? "dynamic", 256);
+  const rounding = checkEnum("rounding", o1.rounding ?? "nearest", ["nearest", "stochastic"] as const);
+  const seed = o1.seed === undefined ? 0 : checkInt("seed", o1.seed, -(2 ** 31), 2 ** 32 - 1);
   const n = xf.length;
-  const oo = outOpts(o);
+  const oo = outOpts(o1.out, ["codes", "absmax"]);
   const codes = outArg(c, "out.codes", oo.codes, "u8", n), absmax = outArg(c, "out.absmax", oo.absmax, "f32", Math.ceil(n / blockSize));
   disjoint(xa, [codes, absmax]);
   const rand = rounding === "stochastic" ? c.out("rand", "f32", n) : null;
@@ -182,9 +183,7 @@ function checkAbsmax(c: OpCall, arg: string, a: unknown, n: number, bs: number):
   return A;
 }
 
-function checkQ(q: unknown): asserts q is Record<string, unknown> {
-  checkObject(q, "q must be the object a quantize function returned", "dtype");
-}
+const Q_EXPECTED = "q must be the object a quantize function returned";
 
 /**
  * Inverse of quantizeBlockwise: out[i] = code[codes[i]] * absmax[i / blockSize] (float32).
@@ -192,8 +191,8 @@ function checkQ(q: unknown): asserts q is Record<string, unknown> {
  */
 export function dequantizeBlockwise(q: BlockwiseQuantized, out?: Float32Array): Float32Array;
 export function dequantizeBlockwise(q: BlockwiseQuantized<DeviceArray, DeviceArray>, out?: DeviceArray): DeviceArray;
-export function dequantizeBlockwise(q: BlockwiseQuantized<unknown, unknown>, out?: unknown): unknown {
-  checkQ(q);
+export function dequantizeBlockwise(q0: BlockwiseQuantized<unknown, unknown>, out?: unknown): unknown {
+  const q = readRecord(q0, ["length", "blockSize", "codes", "absmax", "code"], Q_EXPECTED);
   const c = new OpCall();
   const n = checkLength("q.length", q.length);
   const bs = checkBlockSize("q.blockSize", q.blockSize, n);
@@ -202,6 +201,8 @@ export function dequantizeBlockwise(q: BlockwiseQuantized<unknown, unknown>, out
   const absmax = checkAbsmax(c, "q.absmax", q.absmax, n, bs);
   const code = resolveCode("q.code", q.code, 256);
   const o = outArg(c, "out", out, "f32", n);
+  noOverlapArg(o, codes);
+  noOverlapArg(o, absmax);
   c.be.dequantizeBlockwise(U8(codes), bs, code, F32(absmax), F32(o));
   c.wrote(o);
   return valueOf(o);
@@ -247,15 +248,15 @@ export interface Quantize4bitOptions<U = Uint8Array, F = Float32Array> {
 export function quantize4bit(x: Float32Array | Float64Array, o?: Quantize4bitOptions): Quantized4bit;
 export function quantize4bit(x: DeviceArray, o?: Quantize4bitOptions<DeviceArray, DeviceArray>): Quantized4bitDevice;
 export function quantize4bit(x: Float32Array | Float64Array | DeviceArray, o: Quantize4bitOptions<unknown, unknown> = {}): Quantized4bit<unknown, unknown, unknown> {
+  const o1 = readOptions(o, ["type", "blockSize", "doubleQuant", "out"], "", "dtype");
   const c = new OpCall();
   const [xa, xf] = input(c, "x", x);
-  checkOptions(o, "", "dtype");
-  const type = checkEnum("type", o.type ?? "nf4", ["nf4", "fp4"] as const);
-  const blockSize = o.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o.blockSize ?? 64);
-  const doubleQuant = checkBool("doubleQuant", o.doubleQuant, false);
+  const type = checkEnum("type", o1.type ?? "nf4", ["nf4", "fp4"] as const);
+  const blockSize = o1.blockSize === "tensor" ? xf.length : checkBlockSize("blockSize", o1.blockSize ?? 64);
+  const doubleQuant = checkBool("doubleQuant", o1.doubleQuant, false);
   const table = type === "nf4" ? NF4_TABLE : FP4_TABLE;
   const n = xf.length;
-  const oo = outOpts(o);
+  const oo = outOpts(o1.out, ["packed", "absmax"]);
   const packed = outArg(c, "out.packed", oo.packed, "u8", Math.ceil(n / 2)), absmax = outArg(c, "out.absmax", oo.absmax, "f32", Math.ceil(n / blockSize));
   disjoint(xa, [packed, absmax]);
   const bad = c.out("bad", "i32", 1);
@@ -283,10 +284,13 @@ export function quantize4bit(x: Float32Array | Float64Array | DeviceArray, o: Qu
 export function absmaxOf(q: Quantized4bit): Float32Array;
 export function absmaxOf(q: Quantized4bit<DeviceArray, DeviceArray, DeviceArray>): DeviceArray;
 export function absmaxOf(q: Quantized4bit<unknown, unknown, unknown>): unknown {
-  checkQ(q);
-  const a = q.absmax as Record<string, unknown>;
-  if (a !== null && typeof a === "object" && !("offset" in a)) return a; // not double-quantized: the array itself
-  checkQ(a);
+  return absmaxFrom(readRecord(q, ["absmax"], Q_EXPECTED).absmax);
+}
+
+/** The absmax a 4-bit result's `absmax` field stands for: the array itself, or the undone double quantization. */
+function absmaxFrom(a0: unknown): unknown {
+  if (a0 === null || typeof a0 !== "object" || !("offset" in a0)) return a0; // not double-quantized: the array itself
+  const a = readRecord(a0, ["length", "blockSize", "codes", "absmax", "code", "offset"], "q.absmax must be an absmax array or a double-quantized absmax");
   const c = new OpCall();
   let off: Arg | null = null;
   if (typeof a.offset !== "number") {
@@ -310,18 +314,19 @@ export function absmaxOf(q: Quantized4bit<unknown, unknown, unknown>): unknown {
  */
 export function dequantize4bit(q: Quantized4bit, out?: Float32Array): Float32Array;
 export function dequantize4bit(q: Quantized4bit<DeviceArray, DeviceArray, DeviceArray>, out?: DeviceArray): DeviceArray;
-export function dequantize4bit(q: Quantized4bit<unknown, unknown, unknown>, out?: unknown): unknown {
-  checkQ(q);
+export function dequantize4bit(q0: Quantized4bit<unknown, unknown, unknown>, out?: unknown): unknown {
+  const q = readRecord(q0, ["length", "blockSize", "type", "packed", "absmax"], Q_EXPECTED);
   const c = new OpCall();
   const n = checkLength("q.length", q.length);
   const bs = checkBlockSize("q.blockSize", q.blockSize, n);
   const type = checkEnum("q.type", q.type, ["nf4", "fp4"] as const);
   const packed = typedArg(c, "q.packed", q.packed, "u8");
   if (packed.length !== Math.ceil(n / 2)) throw new NumedgeError("shape", `q.packed.length ${packed.length} must equal ceil(q.length / 2) = ${Math.ceil(n / 2)}`);
-  const nested = q.absmax !== null && typeof q.absmax === "object" && "offset" in (q.absmax as object);
-  const am = nested ? absmaxOf(q as never) as unknown : q.absmax;
+  const am = absmaxFrom(q.absmax), nested = am !== q.absmax;
   const absmax = checkAbsmax(c, "q.absmax", am, n, bs);
   const o = outArg(c, "out", out, "f32", n);
+  noOverlapArg(o, packed);
+  noOverlapArg(o, absmax);
   c.be.dequantize4bit(U8(packed), bs, type === "nf4" ? NF4_TABLE : FP4_TABLE, F32(absmax), F32(o));
   c.wrote(o);
   if (nested) c.drop(absmax);
@@ -369,23 +374,23 @@ export type AffineQuantizedDevice = AffineQuantized<DeviceArray, DeviceArray, De
 export function quantizeAffine(x: Float32Array | Float64Array, o: AffineOptions): AffineQuantized;
 export function quantizeAffine(x: DeviceArray, o: AffineOptions<DeviceArray, DeviceArray, DeviceArray>): AffineQuantizedDevice;
 export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: AffineOptions<unknown, unknown, unknown>): AffineQuantized<unknown, unknown, unknown> {
+  const o1 = readOptions(o, ["bits", "signed", "axis", "cols", "blockSize", "scale", "zeroPoint", "out"], "bits: 8", "dtype");
   const c = new OpCall();
   const [xa, xf] = input(c, "x", x);
-  checkOptions(o, "bits: 8", "dtype");
-  if (o.bits !== 8) throw new NumedgeError("unsupported", `bits must be 8, got ${show(o.bits)}`);
-  const signed = checkBool("signed", o.signed, true);
-  const axis = checkEnum("axis", o.axis ?? "tensor", ["tensor", "row", "block"] as const);
+  if (o1.bits !== 8) throw new NumedgeError("unsupported", `bits must be 8, got ${show(o1.bits)}`);
+  const signed = checkBool("signed", o1.signed, true);
+  const axis = checkEnum("axis", o1.axis ?? "tensor", ["tensor", "row", "block"] as const);
   const n = xf.length;
-  const group = axis === "tensor" ? n : axis === "row" ? (rowsOf("x", xf, o.cols), o.cols!) : checkInt("blockSize", o.blockSize, 1);
+  const group = axis === "tensor" ? n : axis === "row" ? (rowsOf("x", xf, o1.cols), o1.cols as number) : checkInt("blockSize", o1.blockSize, 1);
   const ng = Math.ceil(n / group);
-  const oo = outOpts(o);
+  const oo = outOpts(o1.out, ["q", "scale", "zeroPoint"]);
   const q = outArg(c, "out.q", oo.q, signed ? "i8" : "u8", n);
   // out.scale / out.zeroPoint receive the given scale and zero points, or the computed ones
   const scale = outArg(c, "out.scale", oo.scale, "f32", ng), zeroPoint = outArg(c, "out.zeroPoint", oo.zeroPoint, "i32", ng);
   disjoint(xa, [q, scale, zeroPoint]);
   const be = c.be, bad = c.out("bad", "i32", 1);
-  if (o.scale !== undefined) {
-    const S = typedArg(c, "scale", o.scale, "f32");
+  if (o1.scale !== undefined) {
+    const S = typedArg(c, "scale", o1.scale, "f32");
     if (S.length !== ng) throw new NumedgeError("shape", `scale.length ${S.length} must equal the group count ${ng}`);
     for (let i = 0; i < ng; i++) {
       const s = elementAt(S, i);
@@ -393,8 +398,8 @@ export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: 
     }
     const [lo, hi] = signed ? [-128, 127] : [0, 255];
     let Z: Arg | null = null;
-    if (o.zeroPoint !== undefined) {
-      Z = typedArg(c, "zeroPoint", o.zeroPoint, "i32");
+    if (o1.zeroPoint !== undefined) {
+      Z = typedArg(c, "zeroPoint", o1.zeroPoint, "i32");
       if (Z.length !== ng) throw new NumedgeError("shape", `zeroPoint.length ${Z.length} must equal the group count ${ng}`);
       for (let i = 0; i < ng; i++) {
         const z = elementAt(Z, i);
@@ -408,7 +413,7 @@ export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: 
     c.copy(zp, zeroPoint);
     if (!Z) c.drop(zp);
   } else {
-    if (o.zeroPoint !== undefined) throw new NumedgeError("shape", "zeroPoint needs scale (computed scales come with their own zero points)");
+    if (o1.zeroPoint !== undefined) throw new NumedgeError("shape", "zeroPoint needs scale (computed scales come with their own zero points)");
     be.quantizeAffine(F32(xf), group, true, F32(scale), I32(zeroPoint), q.k as Int8Array, I32(bad));
     reportBad(c, "x", xf, bad, group);
   }
@@ -423,8 +428,8 @@ export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: 
  */
 export function dequantizeAffine(q: AffineQuantized, out?: Float32Array): Float32Array;
 export function dequantizeAffine(q: AffineQuantized<DeviceArray, DeviceArray, DeviceArray>, out?: DeviceArray): DeviceArray;
-export function dequantizeAffine(q: AffineQuantized<unknown, unknown, unknown>, out?: unknown): unknown {
-  checkQ(q);
+export function dequantizeAffine(q0: AffineQuantized<unknown, unknown, unknown>, out?: unknown): unknown {
+  const q = readRecord(q0, ["length", "q", "group", "scale", "zeroPoint"], Q_EXPECTED);
   const c = new OpCall();
   const n = checkLength("q.length", q.length);
   const Q = c.arg("q.q", q.q);
@@ -435,7 +440,13 @@ export function dequantizeAffine(q: AffineQuantized<unknown, unknown, unknown>, 
   const S = c.arg("q.scale", q.scale), Z = c.arg("q.zeroPoint", q.zeroPoint);
   if (!S || S.dtype !== "f32" || S.length !== ng) throw new NumedgeError("shape", `q.scale must be a Float32Array of ${ng} scales, got ${show(q.scale)}`);
   if (!Z || Z.dtype !== "i32" || Z.length !== ng) throw new NumedgeError("shape", `q.zeroPoint must be an Int32Array of ${ng} values, got ${show(q.zeroPoint)}`);
+  const [lo, hi] = Q.dtype === "i8" ? [-128, 127] : [0, 255];
+  for (let i = 0; i < ng; i++) {
+    const z = elementAt(Z, i);
+    if (z < lo || z > hi) throw new NumedgeError("range", `q.zeroPoint[${i}] = ${z} is outside [${lo}, ${hi}]`);
+  }
   const o = outArg(c, "out", out, "f32", n);
+  for (const a of [Q, S, Z]) noOverlapArg(o, a);
   c.be.dequantizeAffine(Q.k as Int8Array, group, F32(S), I32(Z), F32(o));
   c.wrote(o);
   return valueOf(o);

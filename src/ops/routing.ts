@@ -4,7 +4,7 @@
 // Every op takes host typed arrays (result: host arrays) or DeviceArrays (result: DeviceArrays on their backend).
 import type { Scoring } from "../backends/api/routing.ts";
 import type { DeviceArray } from "../device.ts";
-import { F32_MAX, NumedgeError, checkBool, checkEnum, checkInt, checkNumber, checkOptions, rowsOf, scaleOf, show } from "../errors.ts";
+import { F32_MAX, NumedgeError, checkBool, checkEnum, checkInt, checkNumber, readOptions, readRecord, rowsOf, scaleOf, show } from "../errors.ts";
 import { OpCall, checkIndices, elementAt, noOverlapArg, outArg, typedArg, valueOf, type Arg } from "./call.ts";
 
 export type { Scoring } from "../backends/api/routing.ts";
@@ -41,9 +41,10 @@ export interface TopkResult {
 export function topk(x: Float32Array, o: TopkOptions): TopkResult;
 export function topk(x: DeviceArray, o: Omit<TopkOptions, "out"> & { out?: { values: DeviceArray; indices: DeviceArray } }): { values: DeviceArray; indices: DeviceArray };
 export function topk(x: Float32Array | DeviceArray, o: TopkOptions | { cols: number; k: number; sorted?: boolean; out?: unknown }): TopkResult | { values: DeviceArray; indices: DeviceArray } {
+  const oo = readOptions(o, ["cols", "k", "sorted", "out"], "cols, k");
   const c = new OpCall();
   const X = typedArg(c, "x", x, "f32");
-  const oo = checkOptions(o, "cols, k");
+  if (X.length === 0) throw new NumedgeError("shape", `x is empty (length 0${!X.da && X.k.buffer.byteLength === 0 ? "; if it came from alloc(), WASM memory grew and detached it" : ""})`);
   const cols = checkInt("cols", oo.cols, 1);
   const rows = rowsOf("x", X, cols);
   const k = checkInt("k", oo.k, 0, cols);
@@ -53,8 +54,8 @@ export function topk(x: Float32Array | DeviceArray, o: TopkOptions | { cols: num
     values = c.out("values", "f32", rows * k);
     indices = c.out("indices", "i32", rows * k);
   } else {
-    const out = oo.out as { values?: unknown; indices?: unknown };
-    if (out === null || typeof out !== "object") throw new NumedgeError("dtype", "out must be { values, indices }");
+    if (oo.out === null || typeof oo.out !== "object") throw new NumedgeError("dtype", "out must be { values, indices }");
+    const out = readOptions(oo.out, ["values", "indices"], "values, indices", "dtype");
     values = typedArg(c, "out.values", out.values, "f32");
     indices = typedArg(c, "out.indices", out.indices, "i32");
     for (const a of [values, indices]) {
@@ -180,9 +181,10 @@ const SCORINGS = ["softmax", "sigmoid", "stablemax", "activation"] as const;
 export function route(logits: Float32Array, o: RouteOptions): RouteResult;
 export function route(logits: DeviceArray, o: Omit<RouteOptions, "bias"> & { bias?: DeviceArray }): RouteDeviceResult;
 export function route(logits: Float32Array | DeviceArray, o: RouteOptions | (Omit<RouteOptions, "bias"> & { bias?: DeviceArray })): RouteResult | RouteDeviceResult {
+  const oo = readOptions(o, ["experts", "k", "scoring", "temperature", "bias", "groups", "topkGroups", "expertChoice", "normalize",
+    "scale", "capacityFactor", "auxConvention", "grad"], "experts, k");
   const c = new OpCall();
   const Z = typedArg(c, "logits", logits, "f32");
-  const oo = checkOptions(o, "experts, k");
   const E = checkInt("experts", oo.experts, 1, 1 << 24);
   const T = rowsOf("logits", Z, E, "experts");
   if (T === 0) throw new NumedgeError("shape", "logits is empty (no tokens to route)");
@@ -265,15 +267,16 @@ export function route(logits: Float32Array | DeviceArray, o: RouteOptions | (Omi
 export function combine(expertOut: Float32Array, r: RouteResult, o: { hidden: number }): Float32Array;
 export function combine(expertOut: DeviceArray, r: RouteDeviceResult, o: { hidden: number }): DeviceArray;
 export function combine(expertOut: Float32Array | DeviceArray, r: RouteResult | RouteDeviceResult, o: { hidden: number }): Float32Array | DeviceArray {
+  const oo = readOptions(o, ["hidden"], "hidden");
+  const rr = readRecord(r, ["order", "weights", "offsets", "slots"], "r must be the result of route()");
   const c = new OpCall();
   const X = typedArg(c, "expertOut", expertOut, "f32");
   const bad = () => new NumedgeError("dtype", "r must be the result of route()");
-  if (r === null || typeof r !== "object") throw bad();
-  const args = (["order", "weights", "offsets"] as const).map((k) => c.arg(`r.${k}`, r[k]));
+  const args = (["order", "weights", "offsets"] as const).map((k) => c.arg(`r.${k}`, rr[k]));
   const [order, weights, offsets] = args;
   if (!order || order.dtype !== "i32" || !weights || weights.dtype !== "f32" || !offsets || offsets.dtype !== "i32" || offsets.length === 0) throw bad();
-  const hidden = checkInt("hidden", checkOptions(o, "hidden").hidden, 1);
-  const slots = checkInt("r.slots", r.slots, 1);
+  const hidden = checkInt("hidden", oo.hidden, 1);
+  const slots = checkInt("r.slots", rr.slots, 1);
   const kept = elementAt(offsets, offsets.length - 1);
   if (order.length !== weights.length || order.length % slots !== 0 || !(kept >= 0 && kept <= order.length))
     throw new NumedgeError("shape", `r is inconsistent: order ${order.length}, weights ${weights.length}, slots ${slots}`);
@@ -281,8 +284,8 @@ export function combine(expertOut: Float32Array | DeviceArray, r: RouteResult | 
     throw new NumedgeError("shape", `expertOut.length ${X.length} must be offsets[E] * hidden = ${kept} * ${hidden}`);
   const tokens = order.length / slots;
   const out = c.out("out", "f32", tokens * hidden);
-  checkIndices(order, order.length, (p, a) => `r.order[${p}] = ${a} is outside [0, ${order.length - 1}]`, kept);
-  if (kept > 0) c.be.combine(X.k as Float32Array, order.k as Int32Array, weights.k as Float32Array, slots, kept, hidden, out.k as Float32Array);
+  const ord = checkIndices(order, order.length, (p, a) => `r.order[${p}] = ${a} is outside [0, ${order.length - 1}]`, kept);
+  if (kept > 0) c.be.combine(X.k as Float32Array, ord.k as Int32Array, weights.k as Float32Array, slots, kept, hidden, out.k as Float32Array);
   c.wrote(out);
   return valueOf(out);
 }
@@ -298,6 +301,7 @@ export function updateBias(bias: Float32Array | DeviceArray, counts: Int32Array 
   const C = typedArg(c, "counts", counts, "i32");
   if (C.length !== B.length)
     throw new NumedgeError("shape", `counts.length ${C.length} must equal bias.length ${B.length}`);
+  noOverlapArg(B, C);
   const r = checkNumber("rate", rate);
   c.be.updateBias(B.k as Float32Array, C.k as Int32Array, r);
   c.wrote(B);

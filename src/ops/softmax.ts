@@ -2,7 +2,7 @@
 // Every op takes host typed arrays (result: host arrays) or DeviceArrays (result: DeviceArrays on their backend).
 import type { CEHead, Precision } from "../backends/api/softmax.ts";
 import type { DeviceArray } from "../device.ts";
-import { NumedgeError, checkBool, checkEnum, checkOptions, rowsOf, scaleOf, type FloatArray } from "../errors.ts";
+import { NumedgeError, checkBool, checkEnum, readOptions, rowsOf, scaleOf, type FloatArray } from "../errors.ts";
 import { OpCall, checkIndices, floatArg, noOverlapArg, outLikeArg, typedArg, valueOf } from "./call.ts";
 
 /** A float array argument: Float32Array, Float64Array, or an f32/f64 DeviceArray. */
@@ -27,14 +27,15 @@ export interface SoftmaxOptions<T extends Floats = Floats> {
 // [1,1024], [1,65536], [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, so auto maps
 // straight to "threepass" (revisit if a runtime with FMA or wider SIMD changes that).
 
-function prepare(x: unknown, o: { cols: number; out?: unknown }) {
+/** Checks shared by the row ops; `o` is read once (a snapshot) and any key outside `known` is an error. */
+function prepare<K extends string>(x: unknown, o: unknown, known: readonly K[]) {
+  const oo = readOptions(o, known, "cols") as { [P in K | "cols" | "out"]?: unknown };
   const c = new OpCall();
   const xa = floatArg(c, "x", x);
-  checkOptions(o, "cols");
-  const rows = rowsOf("x", xa, o.cols);
-  const out = outLikeArg(c, xa, o.out);
+  const rows = rowsOf("x", xa, oo.cols);
+  const out = outLikeArg(c, xa, oo.out);
   noOverlapArg(out, xa, true);
-  return { c, x: xa.k, rows, cols: o.cols, out };
+  return { c, x: xa.k, rows, cols: oo.cols as number, out, oo };
 }
 
 /**
@@ -47,9 +48,9 @@ function prepare(x: unknown, o: { cols: number; out?: unknown }) {
  * @example const p = softmax(new Float32Array([-2, 0, 0.5]), { cols: 3 }) // [.0486, .3592, .5922]
  */
 export function softmax<T extends Floats>(x: T, o: SoftmaxOptions<T>): T {
-  const { c, x: xk, rows, cols, out } = prepare(x, o);
-  const scale = scaleOf(o.temperature);
-  const alg = checkEnum("algorithm", o.algorithm ?? "auto", ["auto", "twopass", "threepass"] as const);
+  const { c, x: xk, rows, cols, out, oo } = prepare(x, o, ["cols", "temperature", "algorithm", "out"]);
+  const scale = scaleOf(oo.temperature);
+  const alg = checkEnum("algorithm", oo.algorithm ?? "auto", ["auto", "twopass", "threepass"] as const);
   const algorithm = alg === "auto" ? "threepass" : alg;
   c.be.softmax(xk as FloatArray, out.k as FloatArray, rows, cols, scale, algorithm);
   c.wrote(out);
@@ -63,8 +64,8 @@ export function softmax<T extends Floats>(x: T, o: SoftmaxOptions<T>): T {
  * @example const lp = logSoftmax(x, { cols: 3 }) // [-3.0239, -1.0239, -0.5239] for [-2, 0, 0.5]
  */
 export function logSoftmax<T extends Floats>(x: T, o: Omit<SoftmaxOptions<T>, "algorithm">): T {
-  const { c, x: xk, rows, cols, out } = prepare(x, o);
-  c.be.logSoftmax(xk as FloatArray, out.k as FloatArray, rows, cols, scaleOf(o.temperature));
+  const { c, x: xk, rows, cols, out, oo } = prepare(x, o, ["cols", "temperature", "out"]);
+  c.be.logSoftmax(xk as FloatArray, out.k as FloatArray, rows, cols, scaleOf(oo.temperature));
   c.wrote(out);
   return valueOf(out);
 }
@@ -77,7 +78,7 @@ export function logSoftmax<T extends Floats>(x: T, o: Omit<SoftmaxOptions<T>, "a
  * @example const p = stablemax(new Float32Array([-2, 0, 0.5]), { cols: 3 }) // [.1176, .3529, .5294]
  */
 export function stablemax<T extends Floats>(x: T, o: { cols: number; out?: T }): T {
-  const { c, x: xk, rows, cols, out } = prepare(x, o);
+  const { c, x: xk, rows, cols, out } = prepare(x, o, ["cols", "out"]);
   c.be.stablemax(xk as FloatArray, out.k as FloatArray, rows, cols);
   c.wrote(out);
   return valueOf(out);
@@ -89,7 +90,7 @@ export function stablemax<T extends Floats>(x: T, o: { cols: number; out?: T }):
  * @example const lp = logStablemax(x, { cols: 113 })
  */
 export function logStablemax<T extends Floats>(x: T, o: { cols: number; out?: T }): T {
-  const { c, x: xk, rows, cols, out } = prepare(x, o);
+  const { c, x: xk, rows, cols, out } = prepare(x, o, ["cols", "out"]);
   c.be.logStablemax(xk as FloatArray, out.k as FloatArray, rows, cols);
   c.wrote(out);
   return valueOf(out);
@@ -140,18 +141,18 @@ export interface CrossEntropyDeviceResult {
 export function crossEntropy<T extends FloatArray>(logits: T, labels: Int32Array, o: CrossEntropyOptions): CrossEntropyResult<T>;
 export function crossEntropy(logits: DeviceArray, labels: DeviceArray, o: CrossEntropyOptions): CrossEntropyDeviceResult;
 export function crossEntropy(logits: Floats, labels: Int32Array | DeviceArray, o: CrossEntropyOptions): CrossEntropyResult<FloatArray> | CrossEntropyDeviceResult {
+  const oo = readOptions(o, ["cols", "head", "precision", "grad", "gradOut"], "cols");
   const c = new OpCall();
   const z = floatArg(c, "logits", logits);
-  checkOptions(o, "cols");
-  const rows = rowsOf("logits", z, o.cols);
-  const cols = o.cols;
-  const lab = typedArg(c, "labels", labels, "i32");
-  if (lab.length !== rows) throw new NumedgeError("shape", `labels.length ${lab.length} must equal rows ${rows}`);
-  checkIndices(lab, cols, (i, l) => `labels[${i}] = ${l} is outside [0, ${cols - 1}]`);
-  const head = checkEnum("head", o.head ?? "softmax", ["softmax", "stablemax"] as const);
-  const precision = checkEnum("precision", o.precision ?? (z.dtype === "f64" ? "f64" : "f32"), ["f32", "f64"] as const);
-  const wantGrad = checkBool("grad", o.grad, true);
-  const gradOut = o.gradOut === undefined ? undefined : outLikeArg(c, z, o.gradOut, "gradOut");
+  const rows = rowsOf("logits", z, oo.cols);
+  const cols = oo.cols as number;
+  const lab0 = typedArg(c, "labels", labels, "i32");
+  if (lab0.length !== rows) throw new NumedgeError("shape", `labels.length ${lab0.length} must equal rows ${rows}`);
+  const lab = checkIndices(lab0, cols, (i, l) => `labels[${i}] = ${l} is outside [0, ${cols - 1}]`);
+  const head = checkEnum("head", oo.head ?? "softmax", ["softmax", "stablemax"] as const);
+  const precision = checkEnum("precision", oo.precision ?? (z.dtype === "f64" ? "f64" : "f32"), ["f32", "f64"] as const);
+  const wantGrad = checkBool("grad", oo.grad, true);
+  const gradOut = oo.gradOut === undefined ? undefined : outLikeArg(c, z, oo.gradOut, "gradOut");
   if (gradOut) {
     noOverlapArg(gradOut, z);
     noOverlapArg(gradOut, lab);

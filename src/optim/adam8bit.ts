@@ -5,9 +5,9 @@
 // Parameters may be host Float32Arrays or f32 DeviceArrays; each tensor's state lives where it does.
 import type { Adam8bitState, AdamStepScalars } from "../backends/api/quant.ts";
 import { DeviceArray } from "../device.ts";
-import { NumedgeError, checkInt, checkNumber, checkOptions, checkPositive, show } from "../errors.ts";
+import { NumedgeError, checkInt, checkNumber, checkPositive, readOptions, show } from "../errors.ts";
 import { toDevice } from "../memory.ts";
-import { OpCall, typedArg, type Arg } from "../ops/call.ts";
+import { OpCall, argsOverlap, noOverlapArg, typedArg, type Arg } from "../ops/call.ts";
 import { DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED } from "../ops/quant/codes.ts";
 
 const f = Math.fround;
@@ -62,9 +62,9 @@ export class Adam8bit {
       if (!(p instanceof Float32Array) && !(p instanceof DeviceArray && p.dtype === "f32")) throw new NumedgeError("dtype", `params[${i}] must be a Float32Array, got ${show(p)}`);
       if (p.length === 0) throw new NumedgeError("shape", `params[${i}] is empty`);
     });
-    checkOptions(o, "", "dtype");
+    o = readOptions(o, ["lr", "betas", "eps", "weightDecay", "blockSize", "code", "minSize8bit"], "", "dtype") as Adam8bitOptions;
     this.lr = checkPositive("lr", o.lr ?? 1e-3);
-    const betas = o.betas ?? [0.9, 0.999];
+    const betas = Array.isArray(o.betas) ? [...o.betas] : o.betas ?? [0.9, 0.999];
     if (!Array.isArray(betas) || betas.length !== 2) throw new NumedgeError("shape", "betas must be [beta1, beta2]");
     betas.forEach((b, i) => checkNumber(`betas[${i}]`, b, { lo: 0, hi: 1, hiOpen: true }));
     [this.beta1, this.beta2] = betas;
@@ -103,6 +103,9 @@ export class Adam8bit {
       const c = new OpCall(), s = this.slots[i]!;
       const P = typedArg(c, `params[${i}]`, this.params[i], "f32"), G = typedArg(c, `grads[${i}]`, g, "f32");
       if (G.length !== P.length) throw new NumedgeError("shape", `grads[${i}].length ${G.length} must equal params[${i}].length ${P.length}`);
+      noOverlapArg(G, P);
+      for (let j = 0; j < i; j++) if (argsOverlap(P, typedArg(new OpCall(), `params[${j}]`, this.params[j], "f32")))
+        throw new NumedgeError("shape", `params[${i}] overlaps params[${j}]; every tensor must be a separate array`);
       const st = s.kind === "8bit" ? [s.s.c1, s.s.c2, s.s.absmax1, s.s.absmax2] : [s.m, s.v];
       return { c, P, G, st: st.map((a, j) => c.arg(`state ${j} of params[${i}]`, a)!) };
     });
