@@ -62,7 +62,13 @@ export class OpCall {
 
   /** A new output array of the call's kind: a DeviceArray on the call's backend, or a host array. */
   out(name: string, dtype: Dtype, length: number): Arg {
-    if (!this.dev) return { name, dtype, length, k: new CTORS[dtype](length) };
+    if (!this.dev) {
+      try {
+        return { name, dtype, length, k: new CTORS[dtype](length) };
+      } catch (e) {
+        throw new NumedgeError("range", `cannot allocate ${name}: ${length} elements of ${dtype} (${e instanceof Error ? e.message : String(e)})`);
+      }
+    }
     const be = this.be;
     const da = new DeviceArray(be, be.storage.alloc(length, dtype), dtype, length);
     return { name, dtype, length, k: da.handle as HostArray, da };

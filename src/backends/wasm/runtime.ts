@@ -26,12 +26,18 @@ const ALIGN = 16;
 let free: Array<[number, number]> = [[align(asm.heapBase()), memory.buffer.byteLength]];
 const sizes = new Map<number, number>();
 
+/** Round up to a multiple of ALIGN, in plain arithmetic (bitwise operators would wrap at 2^31). */
 function align(n: number): number {
-  return (n + ALIGN - 1) & ~(ALIGN - 1);
+  return Math.ceil(n / ALIGN) * ALIGN;
 }
+
+/** The most WASM memory can hold (maximumMemory: 65536 pages). */
+const MAX_BYTES = 65536 * PAGE;
 
 /** Reserve `nbytes` in WASM memory; grows memory (detaching old views) only when no free range fits. */
 export function malloc(nbytes: number): number {
+  if (!(nbytes >= 0 && nbytes <= MAX_BYTES))
+    throw new NumedgeError("range", `out of WASM memory: cannot reserve ${nbytes} bytes (WASM memory holds at most 4 GiB)`);
   const need = align(Math.max(nbytes, 1));
   for (let i = 0; i < free.length; i++) {
     const [s, e] = free[i]!;
@@ -45,9 +51,11 @@ export function malloc(nbytes: number): number {
   const oldEnd = memory.buffer.byteLength;
   const last = free.length && free[free.length - 1]![1] === oldEnd ? free.pop()! : ([oldEnd, oldEnd] as [number, number]);
   const short = need - (last[1] - last[0]);
-  // Grow by at least half the current size so growth (which detaches every view) stays rare.
-  const pages = Math.max(Math.ceil(short / PAGE), Math.ceil(oldEnd / PAGE / 2));
+  // Grow by at least half the current size so growth (which detaches every view) stays rare, within the maximum.
+  const maxPages = MAX_BYTES / PAGE - oldEnd / PAGE, least = Math.ceil(short / PAGE);
+  const pages = Math.min(Math.max(least, Math.ceil(oldEnd / PAGE / 2)), maxPages);
   try {
+    if (least > maxPages) throw new Error("beyond the maximum");
     memory.grow(pages);
   } catch {
     free.push(last);
