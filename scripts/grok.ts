@@ -4,9 +4,9 @@
 //   stablemax  AdamW + StableMax cross-entropy in f64: no SC, groks without weight decay (slowly; opt-in)
 // Usage: bun run scripts/grok.ts [--paper] [--arms baseline,perp,stablemax] [--p 113] ... (--help lists all)
 // Writes DIR/config.json, DIR/log.csv, DIR/plot.svg and, last, DIR/summary.json (DIR: --out or runs/grok-<time>).
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import {
-  GROK_ARMS, GrokRun, backendInfo, backendNames, parseFlags, progress, runDir, setBackend, svgPlot, toCsv,
+  GROK_ARMS, GrokRun, backendInfo, backendNames, orExit, outDir, parseFlags, progress, setBackend, svgPlot, toCsv,
   type ArmName, type BackendChoice, type GrokConfig,
 } from "numedge";
 
@@ -34,7 +34,7 @@ if (hidden?.some((h) => !Number.isInteger(h) || h < 1)) {
   process.stderr.write(`error: --hidden must be positive integers separated by commas, got "${flags.hidden!.join(",")}"\n`);
   process.exit(2);
 }
-if (flags.backend) await setBackend(flags.backend as BackendChoice);
+if (flags.backend) await orExit(() => setBackend(flags.backend as BackendChoice));
 const threads = flags.threads as 1 | 2;
 if (threads === 2 && !["wasm", "reference"].includes(backendInfo().name)) {
   process.stderr.write(`error: --threads 2 needs the wasm or reference backend, got ${backendInfo().name}\n`);
@@ -67,13 +67,16 @@ for (const arm of arms) {
     steps, logEvery: flags["log-every"] ?? Math.max(1, Math.round(steps / 300)),
   };
 }
+
+// Every arm's run is built (data, model, optimizer) and the output folder checked before anything is written: an
+// impossible configuration exits 2 with one line.
+const runs = await orExit(() => Object.fromEntries(arms.map((a) => [a, new GrokRun(configs[a], { threads })])) as Record<ArmName, GrokRun>);
+const dir = await orExit(() => outDir("grok", flags.out));
 const scaledDown = arms.some((a) => configs[a].p < 113 || configs[a].hidden.some((h) => h < 200));
 const task = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, MLP ${c.hidden.join("x")}`;
 console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${task(configs[a])}, lr ${configs[a].lr}, ${configs[a].steps} steps)`).join("; ")}${threads === 2 ? " [2 threads, data-parallel]" : ""}`);
 if (scaledDown) console.log("note: scaled down from the paper's p=113, 40% train, 2x200 to fit minutes on a CPU; --paper runs the paper's settings");
 
-const dir = flags.out ?? runDir("grok");
-mkdirSync(dir, { recursive: true });
 if (existsSync(`${dir}/summary.json`)) rmSync(`${dir}/summary.json`); // a run is finished only once summary.json exists
 const config = { command: `bun run scripts/grok.ts ${process.argv.slice(2).join(" ")}`.trim(), paper: flags.paper, scaledDown, threads, backend: backendInfo(), arms: configs };
 writeFileSync(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
@@ -86,7 +89,7 @@ const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
 
 for (const arm of arms) {
   const c = configs[arm];
-  const run = new GrokRun(c, { threads });
+  const run = runs[arm];
   const bar = progress(arm.padEnd(9), c.steps);
   const t0 = performance.now();
   let stepTo99: number | null = null, testAcc = 0, label = "";

@@ -4,7 +4,7 @@
 // balancing the early winners keep most of the tokens. Run: npm run moe [-- --steps 600 --alpha 0.05]
 // Writes config.json, log.json and moe.svg (expert load and task loss per step) to runs/moe-<time>/.
 import { writeFileSync } from "node:fs";
-import { AdamW, Rng, backendNames, combine, matmul, parseFlags, progress, route, runDir, setBackend, svgPlot, updateBias } from "numedge";
+import { AdamW, Rng, backendNames, combine, matmul, orExit, outDir, parseFlags, progress, route, setBackend, svgPlot, updateBias } from "numedge";
 
 const cfg = parseFlags(process.argv.slice(2), {
   steps: { type: "int", default: 400, min: 1, help: "training steps per method" },
@@ -12,17 +12,19 @@ const cfg = parseFlags(process.argv.slice(2), {
   k: { type: "int", default: 2, min: 1, max: 8, help: "experts per token" },
   batch: { type: "int", default: 512, min: 8, help: "tokens per step" },
   dim: { type: "int", default: 16, min: 2, help: "input width" },
-  out: { type: "int", default: 4, min: 1, help: "output width" },
+  outputs: { type: "int", default: 4, min: 1, help: "output width" },
   lr: { type: "number", default: 0.01, exclusiveMin: 0, help: "AdamW learning rate" },
   alpha: { type: "number", default: 0.05, min: 0, help: "aux loss weight (method aux)" },
   biasRate: { type: "number", default: 0.005, min: 0, help: "bias update rate (method bias)" },
   seed: { type: "int", default: 0, min: 0, help: "seed for data and initialisation" },
   methods: { type: "list", default: ["none", "aux", "bias"], choices: ["none", "aux", "bias"], help: "methods to compare" },
   backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
+  out: { type: "string", help: "output directory (default runs/moe-<timestamp>)" },
 }, "npm run moe -- [flags]");
-if (cfg.backend) await setBackend(cfg.backend);
-const { steps, experts: E, k, batch: B, dim: D, out: O } = cfg;
+if (cfg.backend) await orExit(() => setBackend(cfg.backend!));
+const { steps, experts: E, k, batch: B, dim: D, outputs: O } = cfg;
 if (k > E) { console.error(`error: --k must be <= --experts (${E}), got ${k}`); process.exit(2); }
+const dir = await orExit(() => outDir("moe", cfg.out));
 
 // ---- The task: E clusters with Zipf frequencies, each with its own linear map. Every input also carries a
 // shared offset m, and the router starts aligned with m for experts 0 and 1: all tokens favour them at first.
@@ -105,7 +107,6 @@ function train(method: "none" | "aux" | "bias") {
   return log;
 }
 
-const dir = runDir("moe");
 writeFileSync(`${dir}/config.json`, JSON.stringify(cfg, null, 2));
 const runs = Object.fromEntries(cfg.methods.map((mth) => [mth, train(mth as "none" | "aux" | "bias")]));
 const xs = Array.from({ length: steps }, (_, i) => i + 1);

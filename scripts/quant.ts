@@ -12,7 +12,7 @@
 import { writeFileSync } from "node:fs";
 import {
   Adam8bit, Rng, crossEntropy, dequantizeBlockwise, matmul, parseFlags, progress, quantizeBlockwise, relu, reluBackward,
-  backendNames, runDir, setBackend, svgPlot,
+  backendNames, orExit, outDir, setBackend, svgPlot,
 } from "numedge";
 
 const cfg = parseFlags(process.argv.slice(2), {
@@ -28,8 +28,10 @@ const cfg = parseFlags(process.argv.slice(2), {
   evalEvery: { type: "int", default: 25, min: 1, help: "steps between test evaluations" },
   seed: { type: "int", default: 0, min: 0, help: "seed for data, initialisation and batches" },
   backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
+  out: { type: "string", help: "output directory (default runs/quant-<timestamp>)" },
 }, "npm run quant -- [flags]");
-if (cfg.backend) await setBackend(cfg.backend);
+if (cfg.backend) await orExit(() => setBackend(cfg.backend!));
+const dir = await orExit(() => outDir("quant", cfg.out));
 const { dim: D, hidden: H, classes: C, batch: B } = cfg;
 
 // ---- Data: a random teacher MLP labels Gaussian inputs; the model sees them with per-feature scales. ----
@@ -128,7 +130,6 @@ function train(name: Variant) {
   return log;
 }
 
-const dir = runDir("quant");
 writeFileSync(`${dir}/config.json`, JSON.stringify(cfg, null, 2));
 const runs = Object.fromEntries((Object.keys(VARIANTS) as Variant[]).map((v) => [v, train(v)])) as Record<Variant, ReturnType<typeof train>>;
 

@@ -69,6 +69,28 @@ describe("scripts/grok.ts", () => {
     });
 });
 
+describe("scripts exit 2 with one line on an impossible configuration, before writing anything", () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ["grok", ["--out", "/proc/numedge-x"], /--out .* is not a writable folder/],
+    ["grok", ["--out", `${import.meta.dir}/grok.test.ts/sub`], /--out .* is not a writable folder/],
+    ["grok", ["--backend", "tfjs-node"], /tfjs-node/],
+    ["grok", ["--p", "2", "--frac", "0.1"], /leaves 0 of 4 pairs/],
+    ["grok", ["--hidden", "1000000000"], /cannot allocate/],
+    ["moe", ["--out", "/proc/numedge-x"], /--out .* is not a writable folder/],
+    ["quant", ["--out", "/proc/numedge-x"], /--out .* is not a writable folder/],
+  ];
+  for (const [name, args, msg] of cases)
+    test(`${name} ${args.join(" ")}`, () => {
+      const file = join(import.meta.dir, "..", "scripts", `${name}.ts`);
+      const p = Bun.spawnSync([process.execPath, file, ...args], { cwd: join(import.meta.dir, ".."), stdout: "pipe", stderr: "pipe" });
+      expect(p.exitCode).toBe(2);
+      const err = p.stderr.toString().trim();
+      expect(err.split("\n").length).toBe(1);
+      expect(err).toMatch(msg);
+      expect(p.stdout.toString()).toBe(""); // nothing printed or written before the check
+    }, 30000);
+});
+
 describe("scripts/grok.ts --threads 2", () => {
   test("runs, says so in the header, records threads in config.json, exits", () => {
     const dir = mkdtempSync(join(tmpdir(), "grok-"));

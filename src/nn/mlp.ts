@@ -80,7 +80,12 @@ export class MLP<T extends Tensor = FloatArray> {
     this.grads = [];
     for (let l = 0; l + 1 < this.sizes.length; l++) {
       const fanIn = this.sizes[l]!, n = fanIn * this.sizes[l + 1]!, bound = 1 / Math.sqrt(fanIn);
-      const init = dtype === "f64" ? new Float64Array(n) : new Float32Array(n);
+      let init: FloatArray;
+      try {
+        init = dtype === "f64" ? new Float64Array(n) : new Float32Array(n);
+      } catch {
+        throw new NumedgeError("range", `cannot allocate layer ${l + 1}'s ${n} weights (sizes ${this.sizes.join("x")}): too large for memory`);
+      }
       for (let i = 0; i < n; i++) init[i] = rng.uniform(-bound, bound);
       const w = this.mk(n);
       if (w instanceof DeviceArray) w.write(init);
