@@ -49,12 +49,34 @@ function isort_desc(p: usize, n: i32): void {
   }
 }
 
-/** Hoare partition around the median of three of [lo, hi]; returns (i, j) packed: [lo..j] >= piv >= [i..hi]. */
+// Pivots are the median of three pseudo-random positions (xorshift32), so no input structure (interleaved NaNs,
+// runs of ties, sorted rows) can make partitions lopsided on purpose; after more rounds than a balanced run
+// needs, the remaining range is heap-sorted, so selection is expected linear and never worse than n log n.
+let rng: u32 = 0x9E3779B9;
+/** Keys visited by partitions and heapsorts since the last read: tests check selection stays linear. */
+let work: f64 = 0;
+
+/** Keys visited by selection since the last call (and reset it). */
+export function topk_work(): f64 {
+  const w = work;
+  work = 0;
+  return w;
+}
+
+// @ts-ignore: decorator
+@inline function rand_in(lo: i32, hi: i32): i32 {
+  rng ^= rng << 13;
+  rng ^= rng >> 17;
+  rng ^= rng << 5;
+  return lo + <i32>(rng % <u32>(hi - lo + 1));
+}
+
+/** Hoare partition around the median of three random keys of [lo, hi]; returns (i, j) packed: [lo..j] >= piv >= [i..hi]. */
 // @ts-ignore: decorator
 @inline function partition(p: usize, lo: i32, hi: i32): i64 {
-  const mid = lo + ((hi - lo) >> 1);
-  const a = ld64(p, lo), b = ld64(p, mid), c = ld64(p, hi);
+  const a = ld64(p, rand_in(lo, hi)), b = ld64(p, rand_in(lo, hi)), c = ld64(p, rand_in(lo, hi));
   const piv = a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
+  work += <f64>(hi - lo + 1);
   let i = lo, j = hi;
   while (i <= j) {
     while (ld64(p, i) > piv) i++;
@@ -70,11 +92,48 @@ function isort_desc(p: usize, n: i32): void {
   return (<i64>i << 32) | <i64>(<u32>j);
 }
 
+/** Sift key i down a min-heap of n keys at p. */
+function sift_min(p: usize, n: i32, i: i32): void {
+  const v = ld64(p, i);
+  for (;;) {
+    let c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && ld64(p, c + 1) < ld64(p, c)) c++;
+    if (ld64(p, c) >= v) break;
+    st64(p, i, ld64(p, c));
+    i = c;
+  }
+  st64(p, i, v);
+}
+
+/** Heapsort of [lo, hi], descending: the guaranteed n log n fallback. */
+function heapsort_desc(p: usize, lo: i32, hi: i32): void {
+  const b = p + (<usize>lo << 3), n = hi - lo + 1;
+  work += <f64>n * <f64>(33 - clz(n)) * 2;
+  for (let i = (n >> 1) - 1; i >= 0; i--) sift_min(b, n, i);
+  for (let end = n - 1; end > 0; end--) {
+    const t = ld64(b, 0);
+    st64(b, 0, ld64(b, end));
+    st64(b, end, t);
+    sift_min(b, end, 0);
+  }
+}
+
+/** Rounds a selection or sort may take before falling back to heapsort: about 2 log2(n) + 8. */
+// @ts-ignore: decorator
+@inline function round_limit(n: i32): i32 {
+  return 2 * (32 - clz(n)) + 8;
+}
+
 /** Partial quickselect (keys distinct): afterwards [0, k) hold the k largest, position k-1 the k-th largest. */
 function select_desc(p: usize, n: i32, k: i32): void {
-  let lo = 0, hi = n - 1;
+  let lo = 0, hi = n - 1, rounds = round_limit(n);
   const t = k - 1;
   while (hi - lo > 16) {
+    if (rounds-- == 0) {
+      heapsort_desc(p, lo, hi);
+      return;
+    }
     const ij = partition(p, lo, hi);
     const i = <i32>(ij >> 32), j = <i32>ij;
     if (t <= j) hi = j;
@@ -84,13 +143,18 @@ function select_desc(p: usize, n: i32, k: i32): void {
   isort_desc(p + (<usize>lo << 3), hi - lo + 1);
 }
 
-/** Quicksort, descending (keys distinct), insertion sort below 17. */
-function sort_desc(p: usize, lo: i32, hi: i32): void {
+/** Quicksort, descending (keys distinct), insertion sort below 17, heapsort past the round limit. */
+function sort_desc(p: usize, lo: i32, hi: i32, rounds: i32 = -1): void {
+  if (rounds < 0) rounds = round_limit(hi - lo + 1);
   while (hi - lo > 16) {
+    if (rounds-- == 0) {
+      heapsort_desc(p, lo, hi);
+      return;
+    }
     const ij = partition(p, lo, hi);
     const i = <i32>(ij >> 32), j = <i32>ij;
-    if (j - lo < hi - i) { sort_desc(p, lo, j); lo = i; }
-    else { sort_desc(p, i, hi); hi = j; }
+    if (j - lo < hi - i) { sort_desc(p, lo, j, rounds); lo = i; }
+    else { sort_desc(p, i, hi, rounds); hi = j; }
   }
   isort_desc(p + (<usize>lo << 3), hi - lo + 1);
 }

@@ -1,6 +1,6 @@
 // topk: tf.topk semantics, exact parity with the f64 reference on random and adversarial rows, bad input.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { alloc, topk, type NumedgeErrorCode } from "numedge";
+import { alloc, setBackend, topk, type NumedgeErrorCode } from "numedge";
 import { expectError, uniform } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
@@ -144,5 +144,27 @@ describe("topk: overlapping outputs", () => {
     const r = topk(x, { cols: 4, k: 2, out: { values: new Float32Array(ab, 0, 4), indices: new Int32Array(ab, 16, 4) } });
     expect(Array.from(r.values)).toEqual([4, 3, 8, 7]);
     expect(Array.from(r.indices)).toEqual([1, 3, 0, 2]);
+  });
+});
+
+describe("topk selection work stays linear in cols on adversarial rows", () => {
+  test("interleaved NaN / +Infinity, ties, sorted rows, k = cols/2: keys visited per column bounded", async () => {
+    await setBackend("wasm");
+    const { asm } = await import("../src/backends/wasm/runtime.ts");
+    const cols = 1 << 18;
+    const make: Record<string, (i: number) => number> = {
+      nanInterleaved: (i) => (i % 2 ? NaN : Math.sin(i)), infInterleaved: (i) => (i % 2 ? Infinity : Math.sin(i)),
+      allEqual: () => 1, ascending: (i) => i, descending: (i) => -i, fewDistinct: (i) => i % 3, random: (i) => Math.sin(i * 12.9898) * 43758.5453 % 1,
+    };
+    for (const [name, f] of Object.entries(make)) {
+      const x = Float32Array.from({ length: cols }, (_, i) => f(i));
+      for (const sorted of [false, true]) {
+        asm.topk_work!();
+        const r = topk(x, { cols, k: cols / 2, sorted });
+        const perCol = asm.topk_work!() / cols;
+        expect(perCol, `${name} sorted=${sorted}`).toBeLessThan(sorted ? 120 : 30); // a quadratic selection visits ~cols keys per column
+        expect(r.indices.length).toBe(cols / 2);
+      }
+    }
   });
 });
