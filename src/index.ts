@@ -5,7 +5,7 @@ export {
 } from "./backends/index.ts";
 export type { Backend } from "./backends/types.ts";
 export { DeviceArray, type Dtype, type HostOf, type Storage } from "./device.ts";
-export { alloc, free, toDevice, empty, type DeviceOptions } from "./memory.ts";
+export { alloc, free, toDevice, empty, releaseMemory, type DeviceOptions } from "./memory.ts";
 export * from "./ops/softmax.ts";
 export * from "./ops/routing.ts";
 export * from "./ops/quant.ts";

@@ -1,7 +1,7 @@
 // Where arrays live: DeviceArrays on any backend (toDevice, empty), and alloc(), the wasm backend's storage seen
 // as plain typed arrays that every op uses in place.
 import { loadedBackend } from "./backends/index.ts";
-import { allocIn, freeIn } from "./backends/wasm/runtime.ts";
+import { allocIn, freeIn, resetMemory } from "./backends/wasm/runtime.ts";
 import { CTORS, DeviceArray, dtypeOfHost, type Dtype, type HostOf } from "./device.ts";
 import { NumedgeError, checkInt, checkOptions, show } from "./errors.ts";
 
@@ -75,4 +75,15 @@ export function alloc(n: number, dtype: AllocDtype = "f32") {
  */
 export function free(a: ArrayBufferView): void {
   freeIn(a);
+}
+
+/**
+ * Give the wasm backend's grown memory back to the system. WebAssembly memory only grows (to the largest amount
+ * live at once: alloc() arrays, wasm DeviceArrays, the staging of a call), so this replaces the wasm instance with
+ * a fresh 16 MiB one. Only possible once no alloc() array or wasm DeviceArray is alive: free() / dispose() them
+ * first (dropped ones are collected here); otherwise it throws NumedgeError("unsupported") saying how many remain.
+ * @example x.dispose(); const { before, after } = releaseMemory() // bytes of WASM memory
+ */
+export function releaseMemory(): { before: number; after: number } {
+  return resetMemory();
 }

@@ -170,3 +170,60 @@ describe("NumedgeError, never TypeError, for null and undefined", () => {
     expectError(() => dequantize4bit({ ...quantize4bit(floats(64)), absmax: [1, 2] } as never), "dtype", "q.absmax must be a Float32Array");
   });
 });
+
+describe("a failed quantize leaves caller-given out arrays untouched on every backend", () => {
+  for (const be of ["wasm", "reference", "tfjs-wasm", "tfjs-cpu"] as const)
+    test(be, async () => {
+      await setBackend(be);
+      const x = floats(256);
+      x[200] = NaN;
+      const absmax = new Float32Array(4).fill(7), codes = new Uint8Array(256).fill(7);
+      expectError(() => quantizeBlockwise(x, { blockSize: 64, out: { codes, absmax } }), "nonfinite", "x[200]");
+      expect(Array.from(absmax)).toEqual([7, 7, 7, 7]);
+      expect(codes.every((v) => v === 7)).toBe(true);
+      const packed = new Uint8Array(128).fill(7), am4 = new Float32Array(4).fill(7);
+      expectError(() => quantize4bit(x, { blockSize: 64, out: { packed, absmax: am4 } }), "nonfinite");
+      expect(Array.from(am4)).toEqual([7, 7, 7, 7]);
+      const q = new Int8Array(256).fill(7), scale = new Float32Array(4).fill(7), zeroPoint = new Int32Array(4).fill(7);
+      expectError(() => quantizeAffine(x, { bits: 8, axis: "block", blockSize: 64, out: { q, scale, zeroPoint } }), "nonfinite");
+      expect(Array.from(scale)).toEqual([7, 7, 7, 7]);
+      expect(Array.from(zeroPoint)).toEqual([7, 7, 7, 7]);
+      expect(q.every((v) => v === 7)).toBe(true);
+      await setBackend("wasm");
+    });
+});
+
+describe("memory: dropped blocks come back, host calls stream, grown memory can be released", () => {
+  test("12000 dropped alloc(1e5) arrays in a loop: no out-of-memory, memory stays small", async () => {
+    const { asm } = await import("../src/backends/wasm/runtime.ts");
+    for (let i = 0; i < 12000; i++) alloc(1e5)[0] = i;
+    expect(asm.memory.buffer.byteLength).toBeLessThan(1 << 30);
+  });
+
+  test("releaseMemory in a fresh process: a 2^26-float host softmax does not grow memory, alloc does, release shrinks it, live arrays block it", () => {
+    const src = `${import.meta.dir}/../src/index.ts`, rt = `${import.meta.dir}/../src/backends/wasm/runtime.ts`;
+    const code = `import { alloc, free, releaseMemory, softmax, NumedgeError } from ${JSON.stringify(src)};
+      import { asm } from ${JSON.stringify(rt)};
+      const mb = () => asm.memory.buffer.byteLength >> 20;
+      const start = mb();
+      softmax(new Float32Array(1 << 26), { cols: 1024 });
+      const afterSoftmax = mb();
+      const big = alloc(1 << 26);
+      const grown = mb();
+      let refused = "";
+      try { releaseMemory(); } catch (e) { refused = e instanceof NumedgeError ? e.code : "other"; }
+      free(big);
+      const r = releaseMemory();
+      const y = softmax(Float32Array.of(0, Math.log(3)), { cols: 2 });
+      console.log(JSON.stringify({ start, afterSoftmax, grown, refused, before: r.before >> 20, after: r.after >> 20, y1: y[1] }));`;
+    const p = Bun.spawnSync([process.execPath, "-e", code], { stdout: "pipe", stderr: "pipe" });
+    expect(p.stderr.toString()).toBe("");
+    const o = JSON.parse(p.stdout.toString());
+    expect(o.afterSoftmax).toBe(o.start); // streamed through small pieces
+    expect(o.grown).toBeGreaterThanOrEqual(256);
+    expect(o.refused).toBe("unsupported");
+    expect(o.before).toBe(o.grown);
+    expect(o.after).toBe(o.start);
+    expect(o.y1).toBeCloseTo(0.75, 6); // the fresh instance works
+  }, 60000);
+});

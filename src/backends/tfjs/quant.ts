@@ -127,11 +127,11 @@ function badOf(tf: Tf, absmax: Tensor): Tensor {
   return tf.reshape(tf.where(tf.greater(tf.max(badMask), 0), tf.cast(tf.argMax(badMask), "int32"), tf.scalar(-1, "int32")), [1]);
 }
 
-/** Write the block absmax, then the codes unless a block is non-finite: returns its index, else -1. */
+/** Write the block absmax and the codes unless a block is non-finite (then nothing): returns its index, else -1. */
 function storeBlocks(am: Float32Array, q: Int32Array, absmax: Float32Array, dst: Uint8Array): number {
-  absmax.set(am);
-  const bad = firstBad(absmax);
+  const bad = firstBad(am);
   if (bad >= 0) return bad;
+  absmax.set(am);
   dst.set(q);
   return -1;
 }
@@ -256,10 +256,10 @@ function returningTfjs(ctx: TfCtx, fb: Pick<QuantKernelsReturning, "quantizeBloc
         return [r.S, r.Z, r.Q];
       });
       if (computeParams) {
+        const bad = (out[0] as Float32Array).findIndex((v) => Number.isNaN(v));
+        if (bad >= 0) return bad; // nothing written
         scale.set(out[0] as Float32Array);
         zp.set(out[1] as Int32Array);
-        const bad = scale.findIndex((v) => Number.isNaN(v));
-        if (bad >= 0) return bad;
       }
       q.set(out[2] as Int32Array);
       return -1;

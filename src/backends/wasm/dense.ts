@@ -1,6 +1,6 @@
 import type { FloatArray } from "../../errors.ts";
 import type { DenseKernels } from "../api/dense.ts";
-import { asm, call } from "./runtime.ts";
+import { asm, call, stream } from "./runtime.ts";
 
 const is64 = (x: FloatArray) => x instanceof Float64Array;
 
@@ -16,15 +16,14 @@ export const denseWasm: DenseKernels = {
     call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.scratch(scratch)] as const,
       ([pa, pb, pc, ps]) => asm.gemm_f32!(pa, pb, pc, m, k, n, ta, tb, acc, ps));
   },
+  // elementwise: streamed in cache-sized pieces (in place works: each piece is read before it is written back)
   relu(x, y) {
     const kern = is64(x) ? asm.relu_f64! : asm.relu_f32!;
-    if (x === y) call((f) => f.inout(x), (px) => kern(px, px, x.length));
-    else call((f) => [f.input(x), f.output(y)] as const, ([px, py]) => kern(px, py, x.length));
+    stream(x.length, [[x, 1]], [[y, 1]], false, ([px], [py], _s, _u0, n) => (kern(px!, py!, n), -1));
   },
   reluBackward(dy, x, dx) {
     const kern = is64(x) ? asm.relu_backward_f64! : asm.relu_backward_f32!;
-    if (dx === dy) call((f) => [f.inout(dy), f.input(x)] as const, ([pd, px]) => kern(pd, px, pd, x.length));
-    else call((f) => [f.input(dy), f.input(x), f.output(dx)] as const, ([pd, px, po]) => kern(pd, px, po, x.length));
+    stream(x.length, [[dy, 1], [x, 1]], [[dx, 1]], false, ([pd, px], [po], _s, _u0, n) => (kern(pd!, px!, po!, n), -1));
   },
   embeddingSum(w, idx, out, cols, per) {
     const kern = is64(w) ? asm.embsum_f64! : asm.embsum_f32!;

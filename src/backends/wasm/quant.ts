@@ -4,7 +4,7 @@ import {
   buildLut, prepareCode, DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, FP4_TABLE, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, type CodeLut, type PreparedCode,
 } from "../../ops/quant/codes.ts";
 import { NumedgeError } from "../../errors.ts";
-import { asm, call, malloc, stream, type Frame, type Part } from "./runtime.ts";
+import { asm, call, malloc, onMemoryReset, stream, type Frame, type Part } from "./runtime.ts";
 
 interface Digest {
   snapshot: Float32Array;
@@ -21,7 +21,8 @@ interface Digest {
 }
 
 const BUILTIN = new Set<Float32Array>([DYNAMIC_SIGNED, DYNAMIC_UNSIGNED, LINEAR_SIGNED, LINEAR_UNSIGNED, NF4_TABLE, FP4_TABLE]);
-const cache = new WeakMap<Float32Array, Digest>();
+let cache = new WeakMap<Float32Array, Digest>();
+onMemoryReset(() => { cache = new WeakMap(); }); // resident tables lived in the old memory
 
 const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 

@@ -4,19 +4,24 @@
 import { readFileSync } from "node:fs";
 import { NumedgeError } from "../../errors.ts";
 
-const bytes = readFileSync(new URL("../../../build/numedge.wasm", import.meta.url));
-const { instance } = await WebAssembly.instantiate(bytes, {});
+const module = await WebAssembly.compile(readFileSync(new URL("../../../build/numedge.wasm", import.meta.url)));
 
-/** Every function asm/index.ts exports, by name. Pointers and sizes are numbers. */
-export const asm = instance.exports as unknown as Record<string, (...args: number[]) => number> & {
-  memory: WebAssembly.Memory;
-  heapBase(): number;
-};
-const memory = asm.memory;
-// Where the runtime can (Bun, Deno, Node >= 22), turn the memory's buffer into a resizable ArrayBuffer: growth
-// then resizes it in place and views from alloc() stay valid. Elsewhere (Node 20) growth detaches them.
-const resizable = typeof (memory as { toResizableBuffer?: () => ArrayBuffer }).toResizableBuffer === "function";
-if (resizable) (memory as unknown as { toResizableBuffer: () => ArrayBuffer }).toResizableBuffer();
+type Exports = Record<string, (...args: number[]) => number> & { memory: WebAssembly.Memory; heapBase(): number };
+/** Every function asm/index.ts exports, by name (pointers and sizes are numbers); refilled by releaseMemory(). */
+export const asm = {} as Exports;
+let memory!: WebAssembly.Memory;
+
+/** A fresh instance with its own small memory: asm's functions and `memory` now refer to it. */
+function instantiate(): void {
+  const exports = new WebAssembly.Instance(module, {}).exports as unknown as Exports;
+  Object.assign(asm, exports);
+  memory = exports.memory;
+  // Where the runtime can (Bun, Deno, Node >= 22), turn the memory's buffer into a resizable ArrayBuffer: growth
+  // then resizes it in place and views from alloc() stay valid. Elsewhere (Node 20) growth detaches them.
+  if (resizable) (memory as unknown as { toResizableBuffer: () => ArrayBuffer }).toResizableBuffer();
+}
+const resizable = typeof (WebAssembly.Memory.prototype as { toResizableBuffer?: () => ArrayBuffer }).toResizableBuffer === "function";
+instantiate();
 /** True when memory growth keeps existing alloc() views valid (resizable buffer). */
 export const growthKeepsViews = resizable;
 const PAGE = 65536;
@@ -24,6 +29,31 @@ const ALIGN = 16;
 
 // Free list of [start, end) byte ranges, sorted by start; coalesced on free.
 let free: Array<[number, number]> = [[align(asm.heapBase()), memory.buffer.byteLength]];
+
+/** Called after releaseMemory() replaced the instance (caches of pointers into the old memory drop them). */
+const resetHooks: Array<() => void> = [];
+export function onMemoryReset(fn: () => void): void {
+  resetHooks.push(fn);
+}
+
+/**
+ * Give WASM memory back to the system: WebAssembly memory only grows, so this replaces the instance with a fresh
+ * one (the initial 16 MiB) once no alloc() array or wasm DeviceArray is alive (dropped ones are collected first).
+ * Returns the bytes before and after; throws NumedgeError("unsupported") naming what is still alive.
+ */
+export function resetMemory(): { before: number; after: number } {
+  const before = memory.buffer.byteLength;
+  sweep();
+  if (refs.size > 0)
+    throw new NumedgeError("unsupported", `${refs.size} alloc() arrays or wasm DeviceArrays (${[...refs.keys()].reduce((a, p) => a + sizes.get(p)!, 0)} bytes) are still alive: free() or dispose() them first`);
+  instantiate();
+  free = [[align(asm.heapBase()), memory.buffer.byteLength]];
+  sizes.clear();
+  blockStarts.length = 0;
+  blockEnd.clear();
+  for (const f of resetHooks) f();
+  return { before, after: memory.buffer.byteLength };
+}
 const sizes = new Map<number, number>();
 
 /** Round up to a multiple of ALIGN, in plain arithmetic (bitwise operators would wrap at 2^31). */
@@ -46,6 +76,16 @@ export function malloc(nbytes: number): number {
       else free[i] = [s + need, e];
       sizes.set(s, need);
       return s;
+    }
+  }
+  // Before growing: blocks whose alloc() arrays were dropped go back now (a forced collection where the runtime
+  // offers one); FinalizationRegistry alone would return them only after this call, at some later task.
+  if (!swept && sweep()) {
+    swept = true;
+    try {
+      return malloc(nbytes);
+    } finally {
+      swept = false;
     }
   }
   const oldEnd = memory.buffer.byteLength;
@@ -149,7 +189,26 @@ function isDetached(a: ArrayBufferView): boolean {
   }
 }
 
-const owned = new FinalizationRegistry<number>(releaseBlock);
+const owned = new FinalizationRegistry<number>((ptr) => { refs.delete(ptr); releaseBlock(ptr); });
+/** Live allocIn() blocks: start -> [a weak reference to the array, the token its finalizer is registered with]. */
+const refs = new Map<number, [WeakRef<WasmArray>, object]>();
+let swept = false;
+
+/** Collect (where the runtime can, synchronously) and free the blocks whose arrays are gone; true if any was. */
+function sweep(): boolean {
+  const g = globalThis as { Bun?: { gc(force: boolean): void }; gc?: () => void };
+  if (g.Bun) g.Bun.gc(true);
+  else g.gc?.();
+  let any = false;
+  for (const [ptr, [ref, token]] of refs) {
+    if (ref.deref() !== undefined) continue;
+    owned.unregister(token);
+    refs.delete(ptr);
+    releaseBlock(ptr);
+    any = true;
+  }
+  return any;
+}
 
 /** A typed array living in WASM memory (zero-copy for every op); freed when garbage-collected. */
 export function allocIn<T extends WasmArray>(ctor: Ctor<T>, n: number): T {
@@ -159,14 +218,18 @@ export function allocIn<T extends WasmArray>(ctor: Ctor<T>, n: number): T {
   blockStarts.splice(firstAbove(ptr), 0, ptr);
   blockEnd.set(ptr, ptr + sizes.get(ptr)!);
   live.add(a);
-  owned.register(a, ptr, a);
+  const token = {};
+  refs.set(ptr, [new WeakRef(a), token]);
+  owned.register(a, ptr, token);
   return a;
 }
 
 /** Free an array that allocIn() returned, now instead of at garbage collection; anything else (a subarray, a freed array) is ignored. */
 export function freeIn(a: ArrayBufferView): void {
   if (!live.delete(a)) return;
-  owned.unregister(a);
+  const r = refs.get(a.byteOffset);
+  if (r) owned.unregister(r[1]);
+  refs.delete(a.byteOffset);
   releaseBlock(a.byteOffset);
 }
 
