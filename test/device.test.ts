@@ -10,8 +10,10 @@ import {
 } from "numedge";
 import { getBackend } from "../src/backends/index.ts";
 import { expectError, uniform } from "./helpers.ts";
+import { parityBackends } from "./parity.ts";
 
-const BACKENDS = ["wasm", "reference", "tfjs-wasm", "tfjs-cpu"] as const;
+// every parity backend (tfjs engines, cuda where a GPU is, wasm) and the reference
+const BACKENDS = [...parityBackends.map((b) => b.name), "reference"];
 afterAll(() => setBackend("wasm"));
 
 type Host = HostOf[keyof HostOf];

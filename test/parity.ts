@@ -13,7 +13,7 @@ export interface ParityBackend {
   tol: number;
 }
 
-export const parityBackends: ParityBackend[] = [
+const all: ParityBackend[] = [
   // The tfjs backend on tfjs's own engines (src/backends/tfjs/). Looser where tfjs's f32 math forces it:
   // - every intermediate is an f32 tensor where the wasm kernels work in f64: softmax's exp argument
   //   (x - max) / T is rounded twice, which at arguments down to -69 (outputs >= 1e-30) is up to
@@ -23,10 +23,24 @@ export const parityBackends: ParityBackend[] = [
   // Ops whose tfjs path is exact (dense, topk, quant) pass at any tol.
   { name: "tfjs-wasm", setup: () => setBackend("tfjs-wasm"), tol: 16 },
   { name: "tfjs-cpu", setup: () => setBackend("tfjs-cpu"), tol: 8 },
+  // cuda where a GPU is (test/gpu/ and npm run test:gpu say why not, in one line, where it is not): its kernels
+  // sum and exponentiate in f64, so the wasm bounds hold as they are.
+  { name: "cuda", setup: () => setBackend("cuda"), tol: 1 },
   // wasm last: bun runs every test file in one process, so the last suite's setup is the backend the next
   // file's non-parity tests start on; it must be the default.
   { name: "wasm", setup: () => setBackend("wasm"), tol: 1 },
 ];
+
+/** Why the cuda backend cannot run here, or null where it can (probed once). */
+export const cudaUnavailable: string | null = await setBackend("cuda").then(() => null, (e: Error) => e.message);
+await setBackend("wasm");
+
+/**
+ * The backends parity suites run on: every one above that can run here (cuda only with a GPU), restricted to the
+ * comma-separated names in NUMEDGE_TEST_BACKENDS when it is set (the GPU machine runs "cuda,wasm" without the tfjs packages).
+ */
+const only = process.env.NUMEDGE_TEST_BACKENDS?.split(",");
+export const parityBackends: ParityBackend[] = all.filter((b) => (b.name !== "cuda" || cudaUnavailable === null) && (!only || only.includes(b.name)));
 
 /** Run fn with the f64 reference backend current, then restore whatever was current. */
 export function underReference<T>(fn: () => T): T {

@@ -9,6 +9,7 @@
 //              tfjs-backend-cpu (src/backends/probe.ts). Throws NumedgeError("backend") only when none works.
 //   tfjs-gpu   tfjs-node-gpu on a CUDA device, or NumedgeError("backend") saying what is missing.
 //   tfjs-node | tfjs-wasm | tfjs-cpu   that tfjs engine exactly (the parity suites use the last two).
+//   cuda       NVIDIA GPUs through the driver API (bun:ffi); NumedgeError("backend") saying what is missing.
 //   auto       never throws: wasm for every op, except ops above a per-op size (GPU_THRESHOLDS) that go to
 //              tfjs-gpu when a GPU is usable. Without one it stays on wasm and, when the GPU was asked for
 //              (tfjs-node-gpu is installed, or { warn: true }), says why in one line on stderr.
@@ -17,11 +18,12 @@ import { NumedgeError, readOptions } from "../errors.ts";
 import type { Backend } from "./types.ts";
 import { CANDIDATES, TfjsProbe, type Candidate, type TfEngine } from "./probe.ts";
 import { referenceBackend } from "./reference.ts";
+import { createCudaBackend } from "./cuda.ts";
 import { createTfjsBackend, tfjsFallbackOps, tfjsStagedOps } from "./tfjs.ts";
 import { wasmBackend } from "./wasm.ts";
 
 /** A registered backend name: the built-in ones, or any name given to registerBackend(). */
-export type BackendChoice = "wasm" | "reference" | "tfjs" | "tfjs-gpu" | "tfjs-node" | "tfjs-wasm" | "tfjs-cpu" | "auto" | (string & {});
+export type BackendChoice = "wasm" | "reference" | "tfjs" | "tfjs-gpu" | "tfjs-node" | "tfjs-wasm" | "tfjs-cpu" | "cuda" | "auto" | (string & {});
 
 /** What runs the ops now, and why the other candidates were not picked. */
 export interface BackendInfo {
@@ -195,6 +197,13 @@ for (const c of ["tfjs-node", "tfjs-wasm", "tfjs-cpu"] as const) {
     throw new NumedgeError("backend", `backend ${JSON.stringify(c)} is not usable: ${e}`);
   });
 }
+let cuda: Promise<Loaded | string> | undefined;
+registerBackend("cuda", async () => {
+  cuda ??= createCudaBackend().then((r) => (typeof r === "string" ? r : { backend: r.backend, info: { device: "gpu" as const, ...r.info } }));
+  const r = await cuda;
+  if (typeof r === "string") throw new NumedgeError("backend", `backend "cuda" is not usable: ${r}`);
+  return r;
+});
 registerBackend("auto", (o) => auto(o));
 
 /**

@@ -3,9 +3,9 @@
 // dataSync() *outside* the tidy, then dispose them. Float64Array calls never reach tfjs (it has no float64):
 // each family routes them to its fallback (the wasm kernels, which have f64 twins).
 import type { Tensor } from "@tensorflow/tfjs-core";
-import type { HostArray } from "../../device.ts";
 import type { Backend } from "../types.ts";
 import type { Tf, TfEngine } from "../probe.ts";
+import { stagedBy } from "../host/staged.ts";
 import { isTfBuf, type TfBuf } from "./storage.ts";
 
 export type { Tf } from "../probe.ts";
@@ -89,34 +89,9 @@ export function computeInto(ctx: TfCtx, dests: Array<unknown>, build: (tf: Tf) =
   return got;
 }
 
-const isPlain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype;
-
-/**
- * `fn` with TfBuf arguments (also one level inside plain objects) read to the host and the ones it changed written
- * back: how kernels without a resident tfjs version (and fallbacks) run on DeviceArrays. Host calls go straight through.
- */
-export function staged(storage: Backend["storage"], fn: (...a: unknown[]) => unknown): (...a: unknown[]) => unknown {
-  return (...args: unknown[]) => {
-    if (!args.some((a) => isTfBuf(a) || (isPlain(a) && Object.values(a).some(isTfBuf)))) return fn(...args);
-    const host = new Map<TfBuf, [HostArray, HostArray]>();
-    const stage = (v: unknown) => {
-      if (!isTfBuf(v)) return v;
-      let e = host.get(v);
-      if (!e) {
-        const a = v.host ?? storage.read(v) as HostArray; // f64 lives on the host already: used in place
-        host.set(v, (e = [a, v.host ? a : a.slice()]));
-      }
-      return e[0];
-    };
-    const r = fn(...args.map((a) => (isPlain(a) ? Object.fromEntries(Object.entries(a).map(([k, v]) => [k, stage(v)])) : stage(a))));
-    for (const [b, [a, before]] of host) {
-      if (a === before) continue;
-      const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength), y = new Uint8Array(before.buffer);
-      if (x.some((v, i) => v !== y[i])) storage.write(b, a);
-    }
-    return r;
-  };
-}
+/** staged() for tfjs: TfBufs are the handles; an f64 TfBuf's host array is used in place. */
+export const staged = (storage: Backend["storage"], fn: (...a: unknown[]) => unknown) =>
+  stagedBy(storage, fn, isTfBuf, (b) => (b as TfBuf).host ?? undefined);
 
 /** StableMax's s(x) = x + 1 for x >= 0, 1 / (1 - x) for x < 0, elementwise. */
 export const sOf = (tf: Tf, x: Tensor): Tensor => tf.where(tf.greaterEqual(x, 0), tf.add(x, 1), tf.reciprocal(tf.sub(1, x)));

@@ -1,0 +1,167 @@
+// The CUDA driver API through FFI, for the cuda backend: only libcuda.so.1 (the NVIDIA driver) is needed; NVRTC
+// is used when present. Bun: bun:ffi. Deno and Node: not yet (their reason is returned instead of a driver).
+// Signatures as verified on an H200 (driver 580, CUDA 13): handles as pointers read back from 64-bit
+// out-parameters, CUdeviceptr as u64, kernel parameters as an array of pointers to one small typed array each.
+import { execFileSync } from "node:child_process";
+import { NumedgeError } from "../../errors.ts";
+
+type Ffi = typeof import("bun:ffi");
+type Ptr = import("bun:ffi").Pointer;
+
+/** One kernel argument: a device pointer, a 32- or 64-bit integer, or a double. */
+export type KernelArg = { p: bigint } | { i32: number } | { i64: number } | { f64: number };
+
+export interface DeviceFacts {
+  name: string;
+  /** Compute capability as 10 * major + minor (90 for an H100/H200). */
+  sm: number;
+  totalBytes: number;
+  driverVersion: number;
+}
+
+export interface Driver {
+  readonly ffi: Ffi;
+  readonly device: DeviceFacts;
+  alloc(bytes: number): bigint;
+  free(p: bigint): void;
+  htod(p: bigint, src: ArrayBufferView): void;
+  dtoh(dst: ArrayBufferView, p: bigint): void;
+  dtod(dst: bigint, src: bigint, bytes: number): void;
+  zero(p: bigint, bytes: number): void;
+  /** Load a cubin or PTX image; returns its functions by name. */
+  module(image: Uint8Array): (name: string) => Ptr;
+  launch(fn: Ptr, grid: number, block: number, args: KernelArg[]): void;
+  sync(): void;
+}
+
+/**
+ * Paths to try for a shared library: where `ldconfig -p` says it is (a bare name may not be searched for by every
+ * runtime's dlopen), then the bare name.
+ */
+export function libPaths(name: string): string[] {
+  const found: string[] = [];
+  try {
+    const out = execFileSync("ldconfig", ["-p"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    for (const line of out.split("\n")) {
+      const m = line.match(/^\s*(\S+) .*=> (\S+)$/);
+      if (m && m[1] === name && !found.includes(m[2]!)) found.push(m[2]!);
+    }
+  } catch { /* no ldconfig: the bare name only */ }
+  return [...found, name];
+}
+
+/** The FFI this runtime offers, or why there is none. */
+async function ffiOf(): Promise<Ffi | string> {
+  const g = globalThis as { Bun?: unknown; Deno?: unknown; process?: { versions?: { node?: string } } };
+  if (g.Bun) return await import("bun:ffi");
+  if (g.Deno) return "the cuda backend runs under Bun for now (Deno.dlopen support is planned)";
+  return `Node ${g.process?.versions?.node ?? "?"} has no FFI (node:ffi); run under Bun to use the cuda backend`;
+}
+
+/** Open the driver and the first device, or say why not (no runtime FFI, no driver, no device). */
+export async function openDriver(): Promise<Driver | string> {
+  const ffi = await ffiOf();
+  if (typeof ffi === "string") return ffi;
+  let lib, why = "";
+  const tryOpen = (path: string) => ffi.dlopen(path, {
+      cuInit: { args: ["u32"], returns: "i32" },
+      cuDriverGetVersion: { args: ["ptr"], returns: "i32" },
+      cuDeviceGetCount: { args: ["ptr"], returns: "i32" },
+      cuDeviceGet: { args: ["ptr", "i32"], returns: "i32" },
+      cuDeviceGetName: { args: ["ptr", "i32", "i32"], returns: "i32" },
+      cuDeviceGetAttribute: { args: ["ptr", "i32", "i32"], returns: "i32" },
+      cuDeviceTotalMem_v2: { args: ["ptr", "i32"], returns: "i32" },
+      cuDevicePrimaryCtxRetain: { args: ["ptr", "i32"], returns: "i32" },
+      cuCtxSetCurrent: { args: ["ptr"], returns: "i32" },
+      cuMemAlloc_v2: { args: ["ptr", "u64"], returns: "i32" },
+      cuMemFree_v2: { args: ["u64"], returns: "i32" },
+      cuMemGetInfo_v2: { args: ["ptr", "ptr"], returns: "i32" },
+      cuMemcpyHtoD_v2: { args: ["u64", "ptr", "u64"], returns: "i32" },
+      cuMemcpyDtoH_v2: { args: ["ptr", "u64", "u64"], returns: "i32" },
+      cuMemcpyDtoD_v2: { args: ["u64", "u64", "u64"], returns: "i32" },
+      cuMemsetD8_v2: { args: ["u64", "u8", "u64"], returns: "i32" },
+      cuModuleLoadData: { args: ["ptr", "ptr"], returns: "i32" },
+      cuModuleGetFunction: { args: ["ptr", "ptr", "cstring"], returns: "i32" },
+      cuLaunchKernel: { args: ["ptr", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
+      cuCtxSynchronize: { args: [], returns: "i32" },
+      cuGetErrorName: { args: ["i32", "ptr"], returns: "i32" },
+      cuGetErrorString: { args: ["i32", "ptr"], returns: "i32" },
+  });
+  for (const path of libPaths("libcuda.so.1")) {
+    try {
+      lib = tryOpen(path);
+      break;
+    } catch (e) {
+      why ||= e instanceof Error ? e.message.split("\n")[0]! : String(e);
+    }
+  }
+  if (!lib) return `libcuda.so.1 could not be loaded (no NVIDIA driver here): ${why}`;
+  const cu = lib.symbols;
+  const text = (p: bigint) => (p ? String(new ffi.CString(Number(p) as Ptr)) : "");
+  const errName = (rc: number) => {
+    const n = new BigUint64Array(1), s = new BigUint64Array(1);
+    cu.cuGetErrorName(rc, n);
+    cu.cuGetErrorString(rc, s);
+    return `${text(n[0]!) || `CUresult ${rc}`}: ${text(s[0]!)}`;
+  };
+  const check = (rc: number, what: string) => {
+    if (rc !== 0) throw new NumedgeError("backend", `cuda: ${what} failed (${errName(rc)})`);
+  };
+  const init = cu.cuInit(0);
+  if (init !== 0) return `cuInit failed (${errName(init)}): the driver found no usable GPU`;
+  const count = new Int32Array(1);
+  check(cu.cuDeviceGetCount(count), "cuDeviceGetCount");
+  if (count[0] === 0) return "the NVIDIA driver reports no CUDA device";
+  const dev = new Int32Array(1);
+  check(cu.cuDeviceGet(dev, 0), "cuDeviceGet");
+  const nameBuf = new Uint8Array(256), maj = new Int32Array(1), min = new Int32Array(1), total = new BigUint64Array(1), ver = new Int32Array(1);
+  check(cu.cuDeviceGetName(nameBuf, 256, dev[0]!), "cuDeviceGetName");
+  check(cu.cuDeviceGetAttribute(maj, 75, dev[0]!), "cuDeviceGetAttribute(major)");
+  check(cu.cuDeviceGetAttribute(min, 76, dev[0]!), "cuDeviceGetAttribute(minor)");
+  check(cu.cuDeviceTotalMem_v2(total, dev[0]!), "cuDeviceTotalMem");
+  check(cu.cuDriverGetVersion(ver), "cuDriverGetVersion");
+  const ctx = new BigUint64Array(1);
+  check(cu.cuDevicePrimaryCtxRetain(ctx, dev[0]!), "cuDevicePrimaryCtxRetain");
+  check(cu.cuCtxSetCurrent(Number(ctx[0]) as Ptr), "cuCtxSetCurrent");
+  const device: DeviceFacts = {
+    name: new TextDecoder().decode(nameBuf).split("\0")[0]!, sm: maj[0]! * 10 + min[0]!, totalBytes: Number(total[0]), driverVersion: ver[0]!,
+  };
+  const freeBytes = () => {
+    const f = new BigUint64Array(1), t = new BigUint64Array(1);
+    cu.cuMemGetInfo_v2(f, t);
+    return Number(f[0]);
+  };
+  return {
+    ffi,
+    device,
+    alloc(bytes) {
+      const p = new BigUint64Array(1);
+      const rc = cu.cuMemAlloc_v2(p, BigInt(Math.max(bytes, 1)));
+      if (rc === 2) throw new NumedgeError("range", `cuda: out of device memory: asked for ${bytes} bytes, ${freeBytes()} free of ${device.totalBytes}`);
+      check(rc, `cuMemAlloc(${bytes} bytes)`);
+      return p[0]!;
+    },
+    free: (p) => check(cu.cuMemFree_v2(p), "cuMemFree"),
+    htod: (p, src) => { if (src.byteLength) check(cu.cuMemcpyHtoD_v2(p, src as Uint8Array, BigInt(src.byteLength)), "cuMemcpyHtoD"); },
+    dtoh: (dst, p) => { if (dst.byteLength) check(cu.cuMemcpyDtoH_v2(dst as Uint8Array, p, BigInt(dst.byteLength)), "cuMemcpyDtoH"); },
+    dtod: (dst, src, bytes) => { if (bytes) check(cu.cuMemcpyDtoD_v2(dst, src, BigInt(bytes)), "cuMemcpyDtoD"); },
+    zero: (p, bytes) => { if (bytes) check(cu.cuMemsetD8_v2(p, 0, BigInt(bytes)), "cuMemsetD8"); },
+    module(image) {
+      const m = new BigUint64Array(1);
+      check(cu.cuModuleLoadData(m, image), "cuModuleLoadData");
+      const mod = Number(m[0]) as Ptr;
+      return (name) => {
+        const f = new BigUint64Array(1);
+        check(cu.cuModuleGetFunction(f, mod, Buffer.from(name + "\0")), `cuModuleGetFunction(${name})`);
+        return Number(f[0]) as Ptr;
+      };
+    },
+    launch(fn, grid, block, args) {
+      const store = args.map((a) =>
+        "p" in a ? BigUint64Array.of(a.p) : "i32" in a ? Int32Array.of(a.i32) : "i64" in a ? BigInt64Array.of(BigInt(a.i64)) : Float64Array.of(a.f64));
+      const params = BigUint64Array.from(store.map((s) => BigInt(ffi.ptr(s))));
+      check(cu.cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, null, params, null), "cuLaunchKernel");
+    },
+    sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
+  };
+}
