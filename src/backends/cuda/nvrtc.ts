@@ -16,7 +16,7 @@ export const PTX_HASH_PREFIX = "// numedge kernels.cu sha256 ";
 
 type Ffi = typeof import("bun:ffi");
 
-/** libnvrtc candidates, most recent first; NUMEDGE_NVRTC (a path) goes first when set. */
+/** libnvrtc candidates, most recent first; NUMEDGE_NVRTC (a path) goes first when set ("none": never use NVRTC). */
 export function nvrtcCandidates(): string[] {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NUMEDGE_NVRTC;
   return [...(env ? [env] : []), ...["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"].flatMap(libPaths)];
@@ -27,6 +27,8 @@ export function nvrtcCandidates(): string[] {
  * NVRTC's log when compilation fails; returns null when no libnvrtc loads (with the reason).
  */
 export function nvrtcCompile(ffi: Ffi, src: string, arch: string): { bytes: Uint8Array; log: string } | { missing: string } {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NUMEDGE_NVRTC;
+  if (env === "none") return { missing: "NUMEDGE_NVRTC=none" };
   let nv: ReturnType<typeof open> | undefined, why = "";
   function open(path: string) {
     return ffi.dlopen(path, {
