@@ -2,8 +2,19 @@
 // Each family's tests loop over parityBackends; the tfjs issue appends its engines here.
 // setBackend from the source (the same module "numedge" resolves to under Bun), so its types include the tfjs
 // engines even when dist/ is stale.
-import { backendInfo, getBackend, setBackend, useBackend } from "../src/backends/index.ts";
+import { backendInfo, getBackend, registerBackend, setBackend, useBackend } from "../src/backends/index.ts";
+import { createCudaBackend } from "../src/backends/cuda.ts";
 import { referenceBackend } from "../src/backends/reference.ts";
+import { wasmBackend } from "../src/backends/wasm.ts";
+import { emulatedDriver, type EmulatedDriver } from "./gpu/emulated-driver.ts";
+
+/** The device behind "cuda-emulated": the cuda backend's TypeScript over an emulated GPU (test/gpu/emulated-driver.ts). */
+export const emulated: EmulatedDriver = emulatedDriver();
+registerBackend("cuda-emulated", async () => {
+  const r = await createCudaBackend(wasmBackend, { open: async () => emulated, image: () => ({ image: new Uint8Array(0), how: "emulated kernels" }) }, "cuda-emulated");
+  if (typeof r === "string") throw new Error(r);
+  return { backend: r.backend, info: { device: "gpu", ...r.info } };
+});
 
 export interface ParityBackend {
   name: string;
@@ -24,8 +35,10 @@ const all: ParityBackend[] = [
   { name: "tfjs-wasm", setup: () => setBackend("tfjs-wasm"), tol: 16 },
   { name: "tfjs-cpu", setup: () => setBackend("tfjs-cpu"), tol: 8 },
   // cuda where a GPU is (test/gpu/ and npm run test:gpu say why not, in one line, where it is not): its kernels
-  // sum and exponentiate in f64, so the wasm bounds hold as they are.
+  // sum and exponentiate in f64, so the wasm bounds hold as they are. Everywhere, the same backend over an
+  // emulated GPU checks its storage, marshalling and staging.
   { name: "cuda", setup: () => setBackend("cuda"), tol: 1 },
+  { name: "cuda-emulated", setup: () => setBackend("cuda-emulated"), tol: 1 },
   // wasm last: bun runs every test file in one process, so the last suite's setup is the backend the next
   // file's non-parity tests start on; it must be the default.
   { name: "wasm", setup: () => setBackend("wasm"), tol: 1 },

@@ -72,13 +72,20 @@ export interface CudaInfo {
   stagedOps: string[];
 }
 
+/** How the backend reaches a GPU: the real driver and kernels by default; tests substitute an emulated device. */
+export interface CudaDeps {
+  open(): Promise<Driver | string>;
+  image(d: Driver): { image: Uint8Array; how: string };
+}
+const realDeps: CudaDeps = { open: openDriver, image: kernelImage };
+
 /** The cuda backend on the first GPU, or why it cannot run here. */
-export async function createCudaBackend(fallback: Backend = wasmBackend): Promise<{ backend: Backend; info: CudaInfo } | string> {
-  const opened = await openDriver();
+export async function createCudaBackend(fallback: Backend = wasmBackend, deps: CudaDeps = realDeps, id = "cuda"): Promise<{ backend: Backend; info: CudaInfo } | string> {
+  const opened = await deps.open();
   if (typeof opened === "string") return opened;
   const d: Driver = opened;
   const storage = cudaStorage(d);
-  const { image, how } = kernelImage(d);
+  const { image, how } = deps.image(d);
   const fn = d.module(image);
   const k = Object.fromEntries(["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward"].flatMap((n) =>
     ["f32", "f64"].map((t) => [`${n}_${t}`, fn(`${n}_${t}`)]))) as Record<string, import("bun:ffi").Pointer>;
@@ -124,7 +131,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend): Promis
     },
   } satisfies Partial<SoftmaxKernels> & Partial<Backend>;
 
-  const out: Record<string, unknown> = { name: "cuda", id: "cuda", storage };
+  const out: Record<string, unknown> = { name: "cuda", id, storage };
   const stagedOps: string[] = [];
   for (const name of kernelNames(fallback)) {
     const f = (native as Record<string, unknown>)[name];
