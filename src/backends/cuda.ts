@@ -63,6 +63,12 @@ function kernelImage(d: Driver): { image: Uint8Array; how: string } {
   return { image: new TextEncoder().encode(ptx + "\0"), how: `shipped compute_75 PTX, JIT by the driver (${r.missing})${stale ? "; WARNING: kernels.ptx is older than kernels.cu" : ""}` };
 }
 
+/** Every kernel the backend loads from kernels.cu (a test checks the shipped PTX defines each). */
+export const KERNELS = [
+  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm"].flatMap((n) => [`${n}_f32`, `${n}_f64`]),
+  "adamw_f32", "embsum_f32", "embsum_backward_f32",
+];
+
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
 const rowBlock = (cols: number) => (cols >= 8192 ? 1024 : cols >= 1024 ? 256 : cols >= 128 ? 128 : 32);
 
@@ -87,8 +93,10 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const storage = cudaStorage(d);
   const { image, how } = deps.image(d);
   const fn = d.module(image);
-  const k = Object.fromEntries(["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward"].flatMap((n) =>
-    ["f32", "f64"].map((t) => [`${n}_${t}`, fn(`${n}_${t}`)]))) as Record<string, import("bun:ffi").Pointer>;
+  const k = Object.fromEntries(KERNELS.map((n) => [n, fn(n)])) as Record<string, import("bun:ffi").Pointer>;
+  /** The wasm kernel `name` on host copies: for what has no CUDA version (f64 AdamW and embedding). */
+  const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
+
 
   /**
    * Runs `body` on device pointers: DeviceArray buffers as they are, host inputs copied to temporary device
@@ -129,7 +137,52 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     reluBackward(dy, x, dx) {
       onDevice([dy, x], [dx], ([pd, px], [po]) => d.launch(k[`relu_backward_${t(x)}`]!, elems(x.length), 256, [{ p: pd! }, { p: px! }, { p: po! }, { i64: x.length }]));
     },
+    gemm(a, b, c, m, kk, n, transA, transB, accumulate) {
+      // c is read too when accumulating: an input as well as an output
+      onDevice(accumulate ? [a, b, c] : [a, b], [c], ([pa, pb, pc0], [pc]) => {
+        if (accumulate && pc0 !== pc) d.dtod(pc!, pc0!, c.byteLength); // a host c: its values went in through the input copy
+        d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 16), Math.ceil(m / 16)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
+          { i32: transA ? 1 : 0 }, { i32: transB ? 1 : 0 }, { i32: accumulate ? 1 : 0 }]);
+      });
+    },
+    embeddingSum(w, idx, out, cols, per) {
+      if (t(w) === "f64") return viaWasm("embeddingSum")(w, idx, out, cols, per);
+      const rows = idx.length / per;
+      onDevice([w, idx], [out], ([pw, pi], [po]) => d.launch(k.embsum_f32!, elems(rows * cols), 256, [{ p: pw! }, { p: pi! }, { p: po! }, { i32: rows }, { i32: cols }, { i32: per }]));
+    },
+    embeddingSumBackward(dout, idx, dw, cols, per) {
+      if (t(dw) === "f64") return viaWasm("embeddingSumBackward")(dout, idx, dw, cols, per);
+      const rows = idx.length / per, vocab = dw.length / cols;
+      onDevice([dout, idx, dw], [dw], ([pd, pi, pw0], [pw]) => {
+        if (pw0 !== pw) d.dtod(pw!, pw0!, dw.byteLength); // a host dw: its values went in through the input copy
+        d.launch(k.embsum_backward_f32!, elems(vocab * cols), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
+      });
+    },
+    adamw(w, g, m, v, s) {
+      if (t(w) === "f64") return viaWasm("adamw")(w, g, m, v, s);
+      const f = Math.fround, lw = f(s.lerpW);
+      onDevice([w, g, m, v], [w, m, v], ([pw0, pg, pm0, pv0], [pw, pm, pv]) => {
+        for (const [dst, src, h] of [[pw, pw0, w], [pm, pm0, m], [pv, pv0, v]] as const) if (dst !== src) d.dtod(dst!, src!, h.byteLength);
+        d.launch(k.adamw_f32!, elems(w.length), 256, [{ p: pw! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: w.length },
+          { f32: f(s.decay) }, { i32: s.decay !== 1 ? 1 : 0 }, { f32: lw }, { f32: f(1 - lw) }, { i32: s.lerpW < 0.5 ? 1 : 0 },
+          { f32: f(s.beta2) }, { f32: f(s.oneMinusBeta2) }, { f32: f(s.bc2sqrt) }, { f32: f(s.eps) }, { f32: f(s.negStep) }]);
+      });
+    },
+    orthogonalize(w, g) {
+      onDevice([w, g], [g], ([pw, pg0], [pg]) => {
+        if (pg0 !== pg) d.dtod(pg!, pg0!, g.byteLength);
+        d.launch(k[`orthogonalize_${t(w)}`]!, 1, 1024, [{ p: pw! }, { p: pg! }, { i64: w.length }]);
+      });
+    },
+    maxInto(dst, idx, src, from, n, abs) {
+      const bpe = t(src) === "f64" ? 8 : 4;
+      onDevice([dst, src], [dst], ([pd0, ps], [pd]) => {
+        if (pd0 !== pd) d.dtod(pd!, pd0!, dst.byteLength);
+        d.launch(k[`max_into_${t(src)}`]!, 1, 1024, [{ p: pd! + BigInt(idx * 8) }, { p: ps! + BigInt(from * bpe) }, { i64: n }, { i32: abs ? 1 : 0 }]);
+      });
+    },
   } satisfies Partial<SoftmaxKernels> & Partial<Backend>;
+
 
   const out: Record<string, unknown> = { name: "cuda", id, storage };
   const stagedOps: string[] = [];

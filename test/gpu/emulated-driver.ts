@@ -19,7 +19,15 @@ export function emulatedDriver(): EmulatedDriver {
     if (!b) throw new Error(`emulated cuda: no allocation at ${p}`);
     return b;
   };
-  const f32 = (p: bigint) => new Float32Array(buf(p).buffer), f64 = (p: bigint) => new Float64Array(buf(p).buffer);
+  /** The bytes from device address p to the end of its allocation (kernels may get pointers into one). */
+  const bytesAt = (p: bigint) => {
+    for (const [base, b] of mem) if (p >= base && p < base + BigInt(b.byteLength)) return b.subarray(Number(p - base));
+    throw new Error(`emulated cuda: no allocation holds ${p}`);
+  };
+  const f32 = (p: bigint) => { const b = bytesAt(p); return new Float32Array(b.buffer, b.byteOffset, b.byteLength >> 2); };
+  const f64 = (p: bigint) => { const b = bytesAt(p); return new Float64Array(b.buffer, b.byteOffset, b.byteLength >> 3); };
+  const i32 = (p: bigint) => { const b = bytesAt(p); return new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2); };
+  const fr = Math.fround;
   const names: string[] = [];
   const launches: string[] = [];
   const sOf = (x: number) => (x >= 0 ? x + 1 : 1 / (1 - x));
@@ -69,13 +77,65 @@ export function emulatedDriver(): EmulatedDriver {
         return names.length as Ptr;
       };
     },
-    launch(fn, grid, _block, args: KernelArg[]) {
-      const name = names[(fn as number) - 1]!, t = name.endsWith("f64") ? "f64" : "f32";
+    launch(fn, grid0, _block, args: KernelArg[]) {
+      const name = names[(fn as number) - 1]!, t = name.endsWith("f64") ? "f64" : "f32", grid = typeof grid0 === "number" ? grid0 : grid0[0];
       launches.push(name);
-      const p = (i: number) => (args[i] as { p: bigint }).p, n = (i: number) => { const a = args[i]!; return "i32" in a ? a.i32 : "i64" in a ? a.i64 : (a as { f64: number }).f64; };
+      const p = (i: number) => (args[i] as { p: bigint }).p;
+      const n = (i: number) => { const a = args[i]!; return "i32" in a ? a.i32 : "i64" in a ? a.i64 : "f32" in a ? a.f32 : (a as { f64: number }).f64; };
       const x = view(t)(p(0));
       if (name.startsWith("softmax") || name.startsWith("logsoftmax")) softmaxRows(x, view(t)(p(1)), n(2), n(3), name.startsWith("log"), grid);
       else if (name.startsWith("stablemax") || name.startsWith("logstablemax")) stableRows(x, view(t)(p(1)), n(2), name.startsWith("log"), grid);
+      else if (name === "adamw_f32") {
+        const w = f32(p(0)), g = f32(p(1)), m = f32(p(2)), v = f32(p(3));
+        const [decay, doDecay, lw, lwc, small, b2, omb2, bc, eps, ns] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(n);
+        for (let i = 0; i < n(4); i++) {
+          let wv = w[i]!;
+          if (doDecay) wv = fr(wv * decay!);
+          const gv = g[i]!, d = fr(gv - m[i]!);
+          const mv = small ? fr(m[i]! + fr(lw! * d)) : fr(gv - fr(d * lwc!));
+          const vv = fr(fr(v[i]! * b2!) + fr(fr(omb2! * gv) * gv));
+          const den = fr(fr(fr(Math.sqrt(vv)) / bc!) + eps!);
+          w[i] = fr(wv + fr(fr(ns! * mv) / den));
+          m[i] = mv;
+          v[i] = vv;
+        }
+      } else if (name === "embsum_f32") {
+        const w = f32(p(0)), idx = i32(p(1)), out = f32(p(2)), [rows, cols, per] = [n(3), n(4), n(5)];
+        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+          let s = w[idx[r * per]! * cols + c]!;
+          for (let j = 1; j < per; j++) s = fr(s + w[idx[r * per + j]! * cols + c]!);
+          out[r * cols + c] = s;
+        }
+      } else if (name === "embsum_backward_f32") {
+        const dout = f32(p(0)), idx = i32(p(1)), dw = f32(p(2)), [rows, cols, per, vocab] = [n(3), n(4), n(5), n(6)];
+        for (let v = 0; v < vocab; v++) for (let c = 0; c < cols; c++) {
+          let acc = dw[v * cols + c]!;
+          for (let a = 0; a < rows * per; a++) if (idx[a] === v) acc = fr(acc + dout[Math.floor(a / per) * cols + c]!);
+          dw[v * cols + c] = acc;
+        }
+      } else if (name.startsWith("orthogonalize")) {
+        const w = x, g = view(t)(p(1)), len = n(2);
+        let wg = 0, ww = 0, gg = 0;
+        for (let i = 0; i < len; i++) { wg += w[i]! * g[i]!; ww += w[i]! * w[i]!; gg += g[i]! * g[i]!; }
+        const proj = wg / (ww + 1e-30);
+        let oo = 0;
+        for (let i = 0; i < len; i++) { const r = g[i]! - proj * w[i]!; oo += r * r; }
+        const scale = Math.sqrt(gg) / (Math.sqrt(oo) + 1e-30);
+        for (let i = 0; i < len; i++) g[i] = (g[i]! - proj * w[i]!) * scale;
+      } else if (name.startsWith("max_into")) {
+        const dst = f64(p(0)), src = view(t)(p(1)), len = n(2), abs = n(3);
+        let m = dst[0]!;
+        for (let i = 0; i < len && m === m; i++) { const v = abs ? Math.abs(src[i]!) : src[i]!; if (v > m || v !== v) m = v; }
+        dst[0] = m;
+      } else if (name.startsWith("gemm")) {
+        const A = x, B = view(t)(p(1)), C = view(t)(p(2)), [m, k, nn, ta, tb, acc] = [3, 4, 5, 6, 7, 8].map(n) as number[];
+        const r = t === "f32" ? fr : (v: number) => v;
+        for (let i = 0; i < m!; i++) for (let j = 0; j < nn!; j++) {
+          let s = 0;
+          for (let q = 0; q < k!; q++) s = r(s + r((ta ? A[q * m! + i]! : A[i * k! + q]!) * (tb ? B[j * k! + q]! : B[q * nn! + j]!)));
+          C[i * nn! + j] = acc ? r(C[i * nn! + j]! + s) : s;
+        }
+      }
       else if (name.startsWith("relu_backward")) { const dx = view(t)(p(2)), xx = view(t)(p(1)); for (let i = 0; i < n(3); i++) dx[i] = xx[i]! > 0 ? x[i]! : 0; }
       else if (name.startsWith("relu")) { const y = view(t)(p(1)); for (let i = 0; i < n(2); i++) { const v = x[i]!; y[i] = v < 0 ? 0 : v + 0; } }
       else throw new Error(`emulated cuda: no kernel ${name}`);

@@ -9,7 +9,7 @@ type Ffi = typeof import("bun:ffi");
 type Ptr = import("bun:ffi").Pointer;
 
 /** One kernel argument: a device pointer, a 32- or 64-bit integer, or a double. */
-export type KernelArg = { p: bigint } | { i32: number } | { i64: number } | { f64: number };
+export type KernelArg = { p: bigint } | { i32: number } | { i64: number } | { f32: number } | { f64: number };
 
 export interface DeviceFacts {
   name: string;
@@ -30,7 +30,8 @@ export interface Driver {
   zero(p: bigint, bytes: number): void;
   /** Load a cubin or PTX image; returns its functions by name. */
   module(image: Uint8Array): (name: string) => Ptr;
-  launch(fn: Ptr, grid: number, block: number, args: KernelArg[]): void;
+  /** Launch on a grid of blocks (x, or [x, y]) of threads (x, or [x, y]). */
+  launch(fn: Ptr, grid: number | [number, number], block: number | [number, number], args: KernelArg[]): void;
   sync(): void;
 }
 
@@ -158,9 +159,11 @@ export async function openDriver(): Promise<Driver | string> {
     },
     launch(fn, grid, block, args) {
       const store = args.map((a) =>
-        "p" in a ? BigUint64Array.of(a.p) : "i32" in a ? Int32Array.of(a.i32) : "i64" in a ? BigInt64Array.of(BigInt(a.i64)) : Float64Array.of(a.f64));
+        "p" in a ? BigUint64Array.of(a.p) : "i32" in a ? Int32Array.of(a.i32) : "i64" in a ? BigInt64Array.of(BigInt(a.i64))
+          : "f32" in a ? Float32Array.of(a.f32) : Float64Array.of(a.f64));
       const params = BigUint64Array.from(store.map((s) => BigInt(ffi.ptr(s))));
-      check(cu.cuLaunchKernel(fn, grid, 1, 1, block, 1, 1, 0, null, params, null), "cuLaunchKernel");
+      const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
+      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, null, params, null), "cuLaunchKernel");
     },
     sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
   };

@@ -106,3 +106,99 @@ extern "C" __global__ void relu_f32(const float* x, float* y, long long n) { rel
 extern "C" __global__ void relu_f64(const double* x, double* y, long long n) { relu_any<double>(x, y, n); }
 extern "C" __global__ void relu_backward_f32(const float* dy, const float* x, float* dx, long long n) { relu_backward_any<float>(dy, x, dx, n); }
 extern "C" __global__ void relu_backward_f64(const double* dy, const double* x, double* dx, long long n) { relu_backward_any<double>(dy, x, dx, n); }
+
+// AdamW, PyTorch's op order (as the wasm kernel): w *= decay; m = lerp(m, g, lw); v = v*b2 + (omb2*g)*g;
+// w += (ns*m) / (sqrt(v)/bc + eps). Compiled with --fmad=false, so every f32 operation rounds as the wasm one:
+// bit-identical. The scalars arrive already rounded to f32 (lwc = f32(1 - f32(lerpW)) as ATen's opmath).
+extern "C" __global__ void adamw_f32(float* w, const float* g, float* m, float* v, long long n, float decay, int do_decay,
+                                     float lw, float lwc, int small, float b2, float omb2, float bc, float eps, float ns) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    float wv = w[i];
+    if (do_decay) wv = wv * decay;
+    const float gv = g[i];
+    float mv = m[i];
+    const float d = gv - mv;
+    mv = small ? mv + lw * d : gv - d * lwc;
+    float vv = v[i] * b2;
+    vv = vv + (omb2 * gv) * gv;
+    const float den = sqrtf(vv) / bc + eps;
+    w[i] = wv + (ns * mv) / den;
+    m[i] = mv;
+    v[i] = vv;
+  }
+}
+
+// out[r, c] = w[idx[r*per], c] + w[idx[r*per+1], c] + ... in that order (the wasm kernel's f32 additions).
+extern "C" __global__ void embsum_f32(const float* w, const int* idx, float* out, int rows, int cols, int per) {
+  const long long total = (long long)rows * cols;
+  for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+    const long long r = e / cols, c = e % cols;
+    const int* ip = idx + r * per;
+    float s = w[(long long)ip[0] * cols + c];
+    for (int j = 1; j < per; j++) s = s + w[(long long)ip[j] * cols + c];
+    out[e] = s;
+  }
+}
+
+// dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order: one thread per (v, c) scans
+// the indices, so the additions happen in the wasm kernel's order (bit-identical, deterministic, no atomics).
+extern "C" __global__ void embsum_backward_f32(const float* dout, const int* idx, float* dw, int rows, int cols, int per, int vocab) {
+  const long long total = (long long)vocab * cols, n = (long long)rows * per;
+  for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+    const int v = (int)(e / cols), c = (int)(e % cols);
+    float acc = dw[e];
+    for (long long a = 0; a < n; a++) if (idx[a] == v) acc = acc + dout[(a / per) * cols + c];
+    dw[e] = acc;
+  }
+}
+
+// ⊥Grad in one block: proj = w.g / (w.w + 1e-30); g = (g - proj w) * |g| / (|g - proj w| + 1e-30), sums in f64.
+template <typename T>
+__device__ void orthogonalize_any(const T* w, T* g, long long n) {
+  double wg = 0, ww = 0, gg = 0;
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+    const double a = (double)w[i], b = (double)g[i];
+    wg += a * b; ww += a * a; gg += b * b;
+  }
+  wg = block_sum(wg); ww = block_sum(ww); gg = block_sum(gg);
+  const double proj = wg / (ww + 1e-30);
+  double oo = 0;
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) { const double r = (double)g[i] - proj * (double)w[i]; oo += r * r; }
+  oo = block_sum(oo);
+  const double scale = sqrt(gg) / (sqrt(oo) + 1e-30);
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) g[i] = (T)(((double)g[i] - proj * (double)w[i]) * scale);
+}
+extern "C" __global__ void orthogonalize_f32(const float* w, float* g, long long n) { orthogonalize_any<float>(w, g, n); }
+extern "C" __global__ void orthogonalize_f64(const double* w, double* g, long long n) { orthogonalize_any<double>(w, g, n); }
+
+// dst[0] = max(dst[0], max of src[0..n) (|src| when abs)) in f64, NaN sticking: one block.
+template <typename T>
+__device__ void max_into_any(double* dst, const T* src, long long n, int abs_) {
+  double m = -(double)NUMEDGE_INF;
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) { double v = (double)src[i]; if (abs_) v = fabs(v); m = nan_max(m, v); }
+  m = block_max(m);
+  if (threadIdx.x == 0) dst[0] = nan_max(dst[0], n > 0 ? m : dst[0]);
+}
+extern "C" __global__ void max_into_f32(double* dst, const float* src, long long n, int abs_) { max_into_any<float>(dst, src, n, abs_); }
+extern "C" __global__ void max_into_f64(double* dst, const double* src, long long n, int abs_) { max_into_any<double>(dst, src, n, abs_); }
+
+// C[m, n] = (acc ? C : 0) + op(A) op(B), row-major; A stored [k, m] when ta, B stored [n, k] when tb. 16x16 tiles
+// in shared memory, f32 (or f64) accumulation in k order within each output: within the GEMM error bound, not
+// the wasm kernel's blocking (bits may differ).
+template <typename T>
+__device__ void gemm_any(const T* A, const T* B, T* C, int m, int k, int n, int ta, int tb, int acc) {
+  __shared__ T sa[16][17], sb[16][17];
+  const int row = blockIdx.y * 16 + threadIdx.y, col = blockIdx.x * 16 + threadIdx.x;
+  T s = 0;
+  for (int p0 = 0; p0 < k; p0 += 16) {
+    const int pa = p0 + threadIdx.x, pb = p0 + threadIdx.y;
+    sa[threadIdx.y][threadIdx.x] = (row < m && pa < k) ? (ta ? A[(long long)pa * m + row] : A[(long long)row * k + pa]) : (T)0;
+    sb[threadIdx.y][threadIdx.x] = (pb < k && col < n) ? (tb ? B[(long long)col * k + pb] : B[(long long)pb * n + col]) : (T)0;
+    __syncthreads();
+    for (int q = 0; q < 16; q++) s = s + sa[threadIdx.y][q] * sb[q][threadIdx.x];
+    __syncthreads();
+  }
+  if (row < m && col < n) C[(long long)row * n + col] = acc ? C[(long long)row * n + col] + s : s;
+}
+extern "C" __global__ void gemm_f32(const float* A, const float* B, float* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<float>(A, B, C, m, k, n, ta, tb, acc); }
+extern "C" __global__ void gemm_f64(const double* A, const double* B, double* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<double>(A, B, C, m, k, n, ta, tb, acc); }

@@ -57,7 +57,8 @@ export function nvrtcCompile(ffi: Ffi, src: string, arch: string): { bytes: Uint
   if (s.nvrtcCreateProgram(prog, cstr(src), cstr("numedge.cu"), 0, null, null) !== 0) throw new Error("nvrtcCreateProgram failed");
   const p = Number(prog[0]) as import("bun:ffi").Pointer; // the nvrtcProgram handle, passed back as a pointer
   try {
-    const opts = [cstr(`--gpu-architecture=${arch}`), cstr("--std=c++17")];
+    // --fmad=false: no fused multiply-adds, so f32 kernels round every operation as the wasm kernels do
+    const opts = [cstr(`--gpu-architecture=${arch}`), cstr("--std=c++17"), cstr("--fmad=false")];
     const rc = s.nvrtcCompileProgram(p, opts.length, BigUint64Array.from(opts.map((b) => BigInt(ffi.ptr(b)))));
     const ls = new BigUint64Array(1);
     s.nvrtcGetProgramLogSize(p, ls);
