@@ -5,6 +5,7 @@ import { describe, expect, spyOn, test } from "bun:test";
 import { DeviceArray, GROK_ARMS, GrokRun, NumedgeError, setBackend, type FloatArray, type GrokConfig, type StepStats, type Tensor } from "numedge";
 import { getBackend } from "../src/backends/index.ts";
 import { copyStats } from "../src/backends/wasm/runtime.ts";
+import "./parity.ts"; // registers cuda-emulated
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -180,7 +181,7 @@ describe("GrokRun threads: 2", () => {
 describe("GrokRun on DeviceArrays (the default)", () => {
   const cfg = (arm: "baseline" | "perp" | "stablemax"): GrokConfig => ({ ...GROK_ARMS[arm], p: 19, op: "add", frac: 0.6, hidden: [32, 24], seed: 1, lr: 0.01 });
 
-  for (const be of ["wasm", "reference"] as const)
+  for (const be of ["wasm", "reference", "cuda-emulated"] as const)
     test(`${be}: 10 unlogged steps read nothing back${be === "wasm" ? " and copy nothing in or out of WASM memory" : ""}; logged steps do`, async () => {
       await setBackend(be);
       try {

@@ -67,6 +67,7 @@ function kernelImage(d: Driver): { image: Uint8Array; how: string } {
 export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm"].flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "adamw_f32", "embsum_f32", "embsum_backward_f32",
+  "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -136,6 +137,19 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     reluBackward(dy, x, dx) {
       onDevice([dy, x], [dx], ([pd, px], [po]) => d.launch(k[`relu_backward_${t(x)}`]!, elems(x.length), 256, [{ p: pd! }, { p: px! }, { p: po! }, { i64: x.length }]));
+    },
+    crossEntropy(z, labels, grad, stats, r, cols, head, precision) {
+      const kern = `ce_${head}_${t(z) === "f64" ? "f64" : precision === "f64" ? "f32in_f64" : "f32"}`;
+      const perRow = d.alloc(Math.max(1, r) * 24);
+      try {
+        onDevice([z, labels], grad ? [grad, stats] : [stats], ([pz, pl], outs) => {
+          const pg = grad ? outs[0]! : 0n, ps = outs[grad ? 1 : 0]!;
+          d.launch(k[kern]!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: pz! }, { p: pl! }, { p: pg }, { i32: r }, { i32: cols }, { p: perRow }]);
+          d.launch(k.ce_finish!, 1, 32, [{ p: perRow }, { i32: r }, { p: ps }]);
+        });
+      } finally {
+        d.free(perRow);
+      }
     },
     gemm(a, b, c, m, kk, n, transA, transB, accumulate) {
       // c is read too when accumulating: an input as well as an output

@@ -55,6 +55,83 @@ export function emulatedDriver(): EmulatedDriver {
     }
   }
   const view = (t: string) => (t === "f64" ? f64 : f32);
+
+  /** exp_rr2p5 of kernels.cu (the wasm kernel's f32 exp), every operation rounded to f32. */
+  const F = (u: number) => { const b = new Uint32Array([u]); return new Float32Array(b.buffer)[0]!; };
+  const [LOG2E, MAGIC, MLN2HI, MLN2LO, CUTOFF, C5, C4, C3, C2, C1] = [0x3FB8AA3B, 0x4B40007F, 0xBF317200, 0xB5BFBE8E, 0xC2AEAC4F,
+    0x3C07CFCE, 0x3D2B9D0D, 0x3E2AAD40, 0x3EFFFEE3, 0x3F7FFFFB].map(F) as number[];
+  const fbuf = new Float32Array(1), ibuf = new Int32Array(fbuf.buffer);
+  function expRr2p5(x: number): number {
+    let n = fr(fr(x * LOG2E!) + MAGIC!);
+    fbuf[0] = n;
+    ibuf[0] = ibuf[0]! << 23;
+    const s = fbuf[0]!;
+    n = fr(n - MAGIC!);
+    let t = fr(fr(n * MLN2HI!) + x);
+    t = fr(fr(n * MLN2LO!) + t);
+    let p = fr(fr(C5! * t) + C4!);
+    p = fr(fr(p * t) + C3!);
+    p = fr(fr(p * t) + C2!);
+    p = fr(fr(p * t) + C1!);
+    t = fr(t * s);
+    const f = fr(fr(t * p) + s);
+    return x < CUTOFF! ? 0 : f;
+  }
+  /** The ce_* kernels of kernels.cu and ce_finish, per row then summed in row order. */
+  function ceRows(name: string, args: KernelArg[], p: (i: number) => bigint, n: (i: number) => number) {
+    const f64in = name.endsWith("_f64") && !name.includes("f32in"), math64 = name.endsWith("f64"), stable = name.includes("stablemax");
+    const z = (f64in ? f64 : f32)(p(0)), labels = i32(p(1)), gp = p(2), grad = gp ? (f64in ? f64 : f32)(gp) : null;
+    const rows = n(3), cols = n(4), st = f64(p(5));
+    const R = math64 ? (v: number) => v : fr;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, y = labels[r]!;
+      const bad = () => { st[3 * r] = NaN; st[3 * r + 1] = 0; st[3 * r + 2] = 0; if (grad) grad.fill(NaN, o, o + cols); };
+      if (stable) {
+        let S = 0, mx = -Infinity;
+        for (let i = 0; i < cols; i++) { const v = R(z[o + i]!); mx = v > mx ? v : mx; S = R(S + (v >= 0 ? R(v + 1) : R(1 / R(1 - v)))); }
+        if (!(S > 0 && S < Infinity) || !(mx < Infinity)) { bad(); continue; }
+        const sm = mx >= 0 ? R(mx + 1) : R(1 / R(1 - mx)), zy = R(z[o + y]!), sy = zy >= 0 ? R(zy + 1) : R(1 / R(1 - zy));
+        const l = -R(Math.log(R(sy / S)));
+        st[3 * r] = l; st[3 * r + 1] = S === sm ? 1 : 0; st[3 * r + 2] = l === 0 ? 1 : 0;
+        if (!grad) continue;
+        const invS = R(1 / S), invN = R(1 / rows);
+        for (let i = 0; i < cols; i++) {
+          const v = R(z[o + i]!), d = v >= 0 ? 1 : R(1 / R(R(1 - v) * R(1 - v)));
+          grad[o + i] = i === y ? R(R(R(d * invS) - R(d / sy)) * invN) : R(R(d * invS) * invN);
+        }
+        continue;
+      }
+      let mx = -Infinity, nan = false;
+      for (let i = 0; i < cols; i++) { const v = z[o + i]!; if (v !== v) nan = true; else if (v > mx) mx = v; }
+      if (nan || !(mx > -Infinity && mx < Infinity)) { bad(); continue; }
+      if (math64) {
+        let s = 0;
+        for (let i = 0; i < cols; i++) s += Math.exp(z[o + i]! - mx);
+        const ls = Math.log(s), l = -((z[o + y]! - mx) - ls);
+        st[3 * r] = l; st[3 * r + 1] = s === 1 ? 1 : 0; st[3 * r + 2] = l === 0 ? 1 : 0;
+        const invN = 1 / rows;
+        if (grad) for (let i = 0; i < cols; i++) { const q = Math.exp((z[o + i]! - mx) - ls); grad[o + i] = (i === y ? q - 1 : q) * invN; }
+        continue;
+      }
+      const a = [0, 0, 0, 0];
+      let i = 0;
+      for (; i + 4 <= cols; i += 4) for (let q = 0; q < 4; q++) a[q] = fr(a[q]! + expRr2p5(fr(z[o + i + q]! - mx)));
+      let s = fr(fr(a[0]! + a[1]!) + fr(a[2]! + a[3]!));
+      for (; i < cols; i++) s = fr(s + expRr2p5(fr(z[o + i]! - mx)));
+      const ls = fr(Math.log(s)), l = -fr(fr(z[o + y]! - mx) - ls), invN = fr(1 / rows);
+      st[3 * r] = l; st[3 * r + 1] = s === 1 ? 1 : 0; st[3 * r + 2] = l === 0 ? 1 : 0;
+      if (!grad) continue;
+      for (let k = 0; k < cols; k++) grad[o + k] = fr(expRr2p5(fr(fr(z[o + k]! - mx) - ls)) * invN);
+      grad[o + y] = fr(fr(expRr2p5(fr(fr(z[o + y]! - mx) - ls)) - 1) * invN);
+    }
+    void args;
+  }
+  function ceFinish(p: (i: number) => bigint, n: (i: number) => number) {
+    const st = f64(p(0)), rows = n(1), out = f64(p(2));
+    let loss = 0, sc = 0, zero = 0;
+    for (let r = 0; r < rows; r++) { loss += st[3 * r]!; sc += st[3 * r + 1]!; zero += st[3 * r + 2]!; }
+    out[0] = loss / rows; out[1] = sc / rows; out[2] = zero / rows;
+  }
   return {
     ffi: undefined as never,
     device: { name: "emulated GPU", sm: 90, totalBytes: 2 ** 34, driverVersion: 13000 },
@@ -127,6 +204,10 @@ export function emulatedDriver(): EmulatedDriver {
         let m = dst[0]!;
         for (let i = 0; i < len && m === m; i++) { const v = abs ? Math.abs(src[i]!) : src[i]!; if (v > m || v !== v) m = v; }
         dst[0] = m;
+      } else if (name === "ce_finish") {
+        ceFinish(p, n);
+      } else if (name.startsWith("ce_")) {
+        ceRows(name, args, p, n);
       } else if (name.startsWith("gemm")) {
         const A = x, B = view(t)(p(1)), C = view(t)(p(2)), [m, k, nn, ta, tb, acc] = [3, 4, 5, 6, 7, 8].map(n) as number[];
         const r = t === "f32" ? fr : (v: number) => v;

@@ -202,3 +202,136 @@ __device__ void gemm_any(const T* A, const T* B, T* C, int m, int k, int n, int 
 }
 extern "C" __global__ void gemm_f32(const float* A, const float* B, float* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<float>(A, B, C, m, k, n, ta, tb, acc); }
 extern "C" __global__ void gemm_f64(const double* A, const double* B, double* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<double>(A, B, C, m, k, n, ta, tb, acc); }
+
+// ---- cross-entropy: one thread per row, the wasm kernels' arithmetic in the wasm kernels' order, so the Softmax
+// Collapse and zero-loss counts agree with wasm's; per-row results, then one thread sums the rows in order.
+
+// exp for x <= 0 in f32: the wasm kernel's rr2-p5 (XNNPACK) operation for operation (no FMA: --fmad=false),
+// flushed to 0 below -87.34. Bit-identical to asm/exp.ts's exp_f32.
+__device__ float exp_rr2p5(float x) {
+  const float LOG2E = __int_as_float(0x3FB8AA3B), MAGIC = __int_as_float(0x4B40007F);
+  const float MLN2HI = __int_as_float(0xBF317200), MLN2LO = __int_as_float(0xB5BFBE8E), CUTOFF = __int_as_float(0xC2AEAC4F);
+  const float C5 = __int_as_float(0x3C07CFCE), C4 = __int_as_float(0x3D2B9D0D), C3 = __int_as_float(0x3E2AAD40);
+  const float C2 = __int_as_float(0x3EFFFEE3), C1 = __int_as_float(0x3F7FFFFB);
+  float n = x * LOG2E + MAGIC;
+  const float s = __int_as_float(__float_as_int(n) << 23);
+  n = n - MAGIC;
+  float t = n * MLN2HI + x;
+  t = n * MLN2LO + t;
+  float p = C5 * t + C4;
+  p = p * t + C3;
+  p = p * t + C2;
+  p = p * t + C1;
+  t = t * s;
+  const float f = t * p + s;
+  return x < CUTOFF ? 0.f : f;
+}
+
+__device__ bool bad_max_f(double m) { return !(m > -(double)NUMEDGE_INF && m < (double)NUMEDGE_INF); }
+
+// row_stats[3r..3r+2] = (loss, collapsed, zero loss); a bad row (NaN, +Infinity, only -Infinity): NaN loss, NaN grad.
+extern "C" __global__ void ce_softmax_f32(const float* z, const int* labels, float* grad, int rows, int cols, double* row_stats) {
+  const float invN = 1.f / (float)rows;
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+    const float* zr = z + (long long)r * cols;
+    float* gr = grad ? grad + (long long)r * cols : 0;
+    const int y = labels[r];
+    float mx = -NUMEDGE_INF;
+    bool nan = false;
+    for (int i = 0; i < cols; i++) { const float v = zr[i]; if (v != v) nan = true; else if (v > mx) mx = v; }
+    double* st = row_stats + 3LL * r;
+    if (nan || bad_max_f(mx)) {
+      st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0;
+      if (gr) for (int i = 0; i < cols; i++) gr[i] = NUMEDGE_NAN;
+      continue;
+    }
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int i = 0;
+    for (; i + 4 <= cols; i += 4) {
+      a0 = a0 + exp_rr2p5(zr[i] - mx); a1 = a1 + exp_rr2p5(zr[i + 1] - mx);
+      a2 = a2 + exp_rr2p5(zr[i + 2] - mx); a3 = a3 + exp_rr2p5(zr[i + 3] - mx);
+    }
+    float s = (a0 + a1) + (a2 + a3);
+    for (; i < cols; i++) s = s + exp_rr2p5(zr[i] - mx);
+    const float ls = logf(s);
+    const float l = -((zr[y] - mx) - ls);
+    st[0] = (double)l; st[1] = s == 1.f ? 1 : 0; st[2] = l == 0.f ? 1 : 0;
+    if (!gr) continue;
+    for (int k = 0; k < cols; k++) gr[k] = exp_rr2p5((zr[k] - mx) - ls) * invN;
+    gr[y] = (exp_rr2p5((zr[y] - mx) - ls) - 1.f) * invN;
+  }
+}
+
+// softmax head in f64 (logits TIn, gradient TOut)
+template <typename TIn, typename TOut>
+__device__ void ce_softmax_f64_any(const TIn* z, const int* labels, TOut* grad, int rows, int cols, double* row_stats) {
+  const double invN = 1.0 / (double)rows;
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+    const TIn* zr = z + (long long)r * cols;
+    TOut* gr = grad ? grad + (long long)r * cols : 0;
+    const int y = labels[r];
+    double mx = -(double)NUMEDGE_INF;
+    for (int i = 0; i < cols; i++) mx = nan_max(mx, (double)zr[i]);
+    double* st = row_stats + 3LL * r;
+    if (bad_max_f(mx)) {
+      st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0;
+      if (gr) for (int i = 0; i < cols; i++) gr[i] = (TOut)NUMEDGE_DNAN;
+      continue;
+    }
+    double s = 0;
+    for (int i = 0; i < cols; i++) s += exp((double)zr[i] - mx);
+    const double ls = log(s), l = -(((double)zr[y] - mx) - ls);
+    st[0] = l; st[1] = s == 1.0 ? 1 : 0; st[2] = l == 0.0 ? 1 : 0;
+    if (!gr) continue;
+    for (int i = 0; i < cols; i++) {
+      const double p = exp(((double)zr[i] - mx) - ls);
+      gr[i] = (TOut)((i == y ? p - 1 : p) * invN);
+    }
+  }
+}
+extern "C" __global__ void ce_softmax_f64(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_softmax_f64_any<double, double>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_softmax_f32in_f64(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_softmax_f64_any<float, float>(z, l, g, rows, cols, st); }
+
+// StableMax head in precision T: loss = -log(s(z_y) / S); collapse when S == s(max z). As ce_stablemax_impl.
+template <typename T, typename TIn, typename TOut>
+__device__ void ce_stablemax_any(const TIn* z, const int* labels, TOut* grad, int rows, int cols, double* row_stats) {
+  const T invN = (T)1 / (T)rows;
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+    const TIn* zr = z + (long long)r * cols;
+    TOut* gr = grad ? grad + (long long)r * cols : 0;
+    const int y = labels[r];
+    T S = 0, mx = -(T)NUMEDGE_INF;
+    for (int i = 0; i < cols; i++) {
+      const T v = (T)zr[i];
+      mx = v > mx ? v : mx;
+      S = S + (v >= 0 ? v + (T)1 : (T)1 / ((T)1 - v));
+    }
+    double* st = row_stats + 3LL * r;
+    if (!(S > 0 && S < (T)NUMEDGE_INF) || !(mx < (T)NUMEDGE_INF)) {
+      st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0;
+      if (gr) for (int i = 0; i < cols; i++) gr[i] = (TOut)NUMEDGE_DNAN;
+      continue;
+    }
+    const T sm = mx >= 0 ? mx + (T)1 : (T)1 / ((T)1 - mx);
+    const T zy = (T)zr[y], sy = zy >= 0 ? zy + (T)1 : (T)1 / ((T)1 - zy);
+    const T l = -(T)log(sy / S);
+    st[0] = (double)l; st[1] = S == sm ? 1 : 0; st[2] = l == (T)0 ? 1 : 0;
+    if (!gr) continue;
+    const T invS = (T)1 / S;
+    for (int i = 0; i < cols; i++) {
+      const T v = (T)zr[i], d = v >= 0 ? (T)1 : (T)1 / (((T)1 - v) * ((T)1 - v));
+      gr[i] = (TOut)(i == y ? (d * invS - d / sy) * invN : d * invS * invN);
+    }
+  }
+}
+extern "C" __global__ void ce_stablemax_f32(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_stablemax_any<float, float, float>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_stablemax_f64(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_stablemax_any<double, double, double>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_stablemax_f32in_f64(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_stablemax_any<double, float, float>(z, l, g, rows, cols, st); }
+
+// stats = (mean loss, collapsed share, zero-loss share): the rows summed in order in f64, as the wasm kernel.
+extern "C" __global__ void ce_finish(const double* row_stats, int rows, double* stats) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double loss = 0, sc = 0, zero = 0;
+  for (int r = 0; r < rows; r++) { loss += row_stats[3LL * r]; sc += row_stats[3LL * r + 1]; zero += row_stats[3LL * r + 2]; }
+  stats[0] = loss / rows; stats[1] = sc / rows; stats[2] = zero / rows;
+}
