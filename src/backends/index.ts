@@ -92,6 +92,7 @@ export function opSize(op: string, args: readonly unknown[]): number {
 export function routedBackend(small: Backend, big: Backend, thresholds: Record<string, number>): Backend {
   // Storage is small's: DeviceArrays made under it belong to small and their ops run there.
   const out: Record<string, unknown> = { name: big.name, id: small.id, storage: small.storage };
+  Object.defineProperty(out, "home", { value: small }); // the backend that owns DeviceArrays made under this one
   for (const [op, fn] of Object.entries(small)) {
     if (typeof fn !== "function") continue;
     const min = thresholds[op] ?? Infinity;
@@ -117,7 +118,8 @@ export function getBackend(): Backend {
 /** Install a backend object directly (used by setBackend and by tests). */
 export function useBackend(b: Backend, i: Partial<BackendInfo> = {}): BackendInfo {
   current = b;
-  if (!loaded.has(b.id)) loaded.set(b.id, b);
+  // the newest instance of a backend owns the DeviceArrays made from now on (a routed backend: its small one)
+  loaded.set(b.id, (b as { home?: Backend }).home ?? b);
   info = { name: b.name, id: b.id, device: "cpu", engine: ENGINES[b.name] ?? b.name, reasons: {}, ...i };
   return info;
 }
