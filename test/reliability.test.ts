@@ -8,6 +8,7 @@ import {
   stablemax, topk, updateBias,
 } from "numedge";
 import { expectError, uniform } from "./helpers.ts";
+import "./parity.ts"; // registers cuda-emulated
 
 afterAll(() => setBackend("wasm"));
 const rnd = uniform(11);
@@ -172,7 +173,7 @@ describe("NumedgeError, never TypeError, for null and undefined", () => {
 });
 
 describe("a failed quantize leaves caller-given out arrays untouched on every backend", () => {
-  for (const be of ["wasm", "reference", "tfjs-wasm", "tfjs-cpu"] as const)
+  for (const be of ["wasm", "reference", "tfjs-wasm", "tfjs-cpu", "cuda-emulated"] as const)
     test(be, async () => {
       await setBackend(be);
       const x = floats(256);

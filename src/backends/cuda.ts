@@ -11,6 +11,7 @@ import type { SoftmaxKernels } from "./api/softmax.ts";
 import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "./cuda/nvrtc.ts";
 import { stagedBy } from "./host/staged.ts";
+import { prepareCode } from "../ops/quant/codes.ts";
 import { kernelNames, type Backend } from "./types.ts";
 import { wasmBackend } from "./wasm.ts";
 
@@ -68,6 +69,7 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm"].flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "adamw_f32", "embsum_f32", "embsum_backward_f32",
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
+  "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit", "dequant_affine",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -103,7 +105,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
    * Runs `body` on device pointers: DeviceArray buffers as they are, host inputs copied to temporary device
    * buffers, host outputs received in temporary ones and copied back after.
    */
-  function onDevice(ins: unknown[], outs: unknown[], body: (ip: bigint[], op: bigint[]) => void): void {
+  function onDevice(ins: unknown[], outs: unknown[], body: (ip: bigint[], op: bigint[]) => void, keep?: (op: bigint[]) => boolean): void {
     const temps: bigint[] = [];
     const put = (a: unknown, copyIn: boolean) => {
       if (isCudaBuf(a)) return a.p;
@@ -115,6 +117,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     try {
       const ip = ins.map((a) => put(a, true)), op = outs.map((a) => put(a, false));
       body(ip, op);
+      if (keep && !keep(op)) return; // a failed quantizer leaves host outputs untouched
       outs.forEach((a, i) => { if (!isCudaBuf(a)) d.dtoh(a as HostArray, op[i]!); });
     } finally {
       for (const p of temps) d.free(p);
@@ -126,6 +129,34 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     onDevice([x], [y], ([px], [py]) => d.launch(k[`${name}_${t(x)}`]!, r, rowBlock(cols), [{ p: px! }, { p: py! }, { i32: cols }, ...extra]));
   };
   const elems = (n: number) => Math.max(1, Math.min(Math.ceil(n / 256), 65535));
+
+  // Code tables on the device, per code array (re-uploaded if its contents changed): the 256 values, and for the
+  // search 255 thresholds padded with +Infinity and the code index of each rank (as the wasm search kernel).
+  const tables = new WeakMap<Float32Array, { snap: Float32Array; code: bigint; thr: bigint; ranks: bigint; zero: number }>();
+  function table(code: Float32Array) {
+    const hit = tables.get(code);
+    if (hit && hit.snap.every((v, i) => Object.is(v, code[i]))) return hit;
+    const prep = prepareCode(code);
+    const thr = new Float32Array(255).fill(Infinity), ranks = new Uint8Array(256).fill(prep.ranks[prep.ranks.length - 1]!);
+    thr.set(prep.thr);
+    ranks.set(prep.ranks);
+    const put = (h: ArrayBufferView) => { const p = d.alloc(h.byteLength); d.htod(p, h); return p; };
+    const t = { snap: code.slice(), code: put(code), thr: put(thr), ranks: put(ranks), zero: prep.zeroCode };
+    tables.set(code, t);
+    return t;
+  }
+  /** Block absmax and the first bad block into `bad` (-1 if none). */
+  function absmaxPass(px: bigint, n: number, bs: number, nb: number, pa: bigint, inv: bigint, pbad: bigint) {
+    d.launch(k.bad_init!, 1, 32, [{ p: pbad }]);
+    d.launch(k.quant_absmax_f32!, nb, Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]);
+    d.launch(k.bad_finish!, 1, 32, [{ p: pbad }]);
+  }
+  /** A host `bad` gets the bad block now; the other host outputs come back only when there is none. */
+  const keepUnlessBad = (bad: Int32Array | CudaBuf) => (op: bigint[]) => {
+    if (isCudaBuf(bad)) return true;
+    d.dtoh(bad, op[2]!);
+    return bad[0]! < 0;
+  };
 
   const native: Partial<Backend> = {
     softmax: (x, y, r, cols, scale) => rows("softmax", x, y, r, cols, [{ f64: scale }]),
@@ -150,6 +181,41 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       } finally {
         d.free(perRow);
       }
+    },
+    quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
+      if (rand) return viaWasm("quantizeBlockwise")(x, bs, code, codes, absmax, rand, bad);
+      const n = x.length, nb = absmax.length, tb = table(code), inv = d.alloc(nb * 4);
+      try {
+        onDevice([x], [codes, absmax, bad], ([px], [pc, pa, pbad]) => {
+          absmaxPass(px!, n, bs, nb, pa!, inv, pbad!);
+          d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }]);
+        }, keepUnlessBad(bad));
+      } finally {
+        d.free(inv);
+      }
+    },
+    quantize4bit(x, bs, code, packed, absmax, bad) {
+      const n = x.length, nb = absmax.length, tb = table(code), inv = d.alloc(nb * 4);
+      try {
+        onDevice([x], [packed, absmax, bad], ([px], [pp, pa, pbad]) => {
+          absmaxPass(px!, n, bs, nb, pa!, inv, pbad!);
+          d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.thr }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
+        }, keepUnlessBad(bad));
+      } finally {
+        d.free(inv);
+      }
+    },
+    dequantizeBlockwise(codes, bs, code, absmax, out) {
+      const tb = table(code);
+      onDevice([codes, absmax], [out], ([pc, pa], [po]) => d.launch(k.dequant_blockwise_u8!, elems(out.length), 256, [{ p: pc! }, { i64: out.length }, { i32: bs }, { p: pa! }, { p: tb.code }, { p: po! }]));
+    },
+    dequantize4bit(packed, bs, code, absmax, out) {
+      const tb = table(code);
+      onDevice([packed, absmax], [out], ([pp, pa], [po]) => d.launch(k.dequant_4bit!, elems(out.length), 256, [{ p: pp! }, { i64: out.length }, { i32: bs }, { p: pa! }, { p: tb.code }, { p: po! }]));
+    },
+    dequantizeAffine(q, g, scale, zp, out) {
+      const signed = q instanceof Int8Array || (q as unknown as CudaBuf).dtype === "i8" ? 1 : 0;
+      onDevice([q, scale, zp], [out], ([pq, ps, pz], [po]) => d.launch(k.dequant_affine!, elems(out.length), 256, [{ p: pq! }, { i64: out.length }, { i32: g }, { p: ps! }, { p: pz! }, { i32: signed }, { p: po! }]));
     },
     gemm(a, b, c, m, kk, n, transA, transB, accumulate) {
       // c is read too when accumulating: an input as well as an output

@@ -28,6 +28,18 @@ export function emulatedDriver(): EmulatedDriver {
   const f64 = (p: bigint) => { const b = bytesAt(p); return new Float64Array(b.buffer, b.byteOffset, b.byteLength >> 3); };
   const i32 = (p: bigint) => { const b = bytesAt(p); return new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2); };
   const fr = Math.fround;
+  const u8 = (p: bigint) => bytesAt(p);
+  const i8 = (p: bigint) => { const b = bytesAt(p); return new Int8Array(b.buffer, b.byteOffset, b.byteLength); };
+  const bitsBuf = new Float32Array(1), bitsInt = new Int32Array(bitsBuf.buffer);
+  const absBits = (v: number) => { bitsBuf[0] = v; return bitsInt[0]! & 0x7fffffff; };
+  const fromBits = (m: number) => { bitsInt[0] = m; return bitsBuf[0]!; };
+  /** code_of of kernels.cu: #{j : v > thr[j]} by the same binary search, then the code index. */
+  const codeOf = (v: number, thr: Float32Array, ranks: Uint8Array) => {
+    let r = 0;
+    for (let step = 128; step >= 1; step >>= 1) if (v > thr[r + step - 1]!) r += step;
+    return ranks[r]!;
+  };
+  const scaleClamp = (x: number, inv: number) => { const v = fr(x * inv); return v > 1 ? 1 : v < -1 ? -1 : v; };
   const names: string[] = [];
   const launches: string[] = [];
   const sOf = (x: number) => (x >= 0 ? x + 1 : 1 / (1 - x));
@@ -204,6 +216,40 @@ export function emulatedDriver(): EmulatedDriver {
         let m = dst[0]!;
         for (let i = 0; i < len && m === m; i++) { const v = abs ? Math.abs(src[i]!) : src[i]!; if (v > m || v !== v) m = v; }
         dst[0] = m;
+      } else if (name === "bad_init") {
+        i32(p(0))[0] = 0x7fffffff;
+      } else if (name === "bad_finish") {
+        const b = i32(p(0));
+        if (b[0] === 0x7fffffff) b[0] = -1;
+      } else if (name === "quant_absmax_f32") {
+        const xx = f32(p(0)), len = n(1), bs = n(2), am = f32(p(3)), inv = f32(p(4)), bad = i32(p(5));
+        for (let b = 0; b < grid; b++) {
+          let m = 0;
+          for (let i = b * bs; i < Math.min(len, (b + 1) * bs); i++) m = Math.max(m, absBits(xx[i]!));
+          const a = fromBits(m);
+          am[b] = a;
+          inv[b] = fr(1 / Math.max(a, fr(1e-38)));
+          if (m >= 0x7f800000) bad[0] = Math.min(bad[0]!, b);
+        }
+      } else if (name === "quant_codes_f32") {
+        const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6));
+        for (let i = 0; i < len; i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), thr, ranks);
+      } else if (name === "quant_4bit_f32") {
+        const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), zero = n(6), packed = u8(p(7));
+        for (let j = 0; 2 * j < len; j++) {
+          const i = 2 * j, hi = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), thr, ranks);
+          const lo = i + 1 < len ? codeOf(scaleClamp(xx[i + 1]!, inv[Math.floor((i + 1) / bs)]!), thr, ranks) : zero;
+          packed[j] = (hi << 4) | lo;
+        }
+      } else if (name === "dequant_blockwise_u8") {
+        const codes = u8(p(0)), len = n(1), bs = n(2), am = f32(p(3)), code = f32(p(4)), out = f32(p(5));
+        for (let i = 0; i < len; i++) out[i] = fr(code[codes[i]!]! * am[Math.floor(i / bs)]!);
+      } else if (name === "dequant_4bit") {
+        const packed = u8(p(0)), len = n(1), bs = n(2), am = f32(p(3)), code = f32(p(4)), out = f32(p(5));
+        for (let i = 0; i < len; i++) { const b = packed[i >> 1]!; out[i] = fr(code[i & 1 ? b & 15 : b >> 4]! * am[Math.floor(i / bs)]!); }
+      } else if (name === "dequant_affine") {
+        const len = n(1), g = n(2), sc = f32(p(3)), zp = i32(p(4)), signed = n(5), out = f32(p(6)), q = signed ? i8(p(0)) : u8(p(0));
+        for (let i = 0; i < len; i++) { const kk = Math.floor(i / g); out[i] = fr((q[i]! - zp[kk]!) * sc[kk]!); }
       } else if (name === "ce_finish") {
         ceFinish(p, n);
       } else if (name.startsWith("ce_")) {

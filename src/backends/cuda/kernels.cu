@@ -335,3 +335,74 @@ extern "C" __global__ void ce_finish(const double* row_stats, int rows, double* 
   for (int r = 0; r < rows; r++) { loss += row_stats[3LL * r]; sc += row_stats[3LL * r + 1]; zero += row_stats[3LL * r + 2]; }
   stats[0] = loss / rows; stats[1] = sc / rows; stats[2] = zero / rows;
 }
+
+// ---- quantization (bitsandbytes block-wise 8-bit and 4-bit, nearest code; ONNX dequantize), as the wasm kernels.
+
+// absmax[b] = max |x| of block b (as bits: NaN and ±Infinity compare above every finite value), inv[b] =
+// f32(1 / max(absmax, 1e-38)); bad[0] = the lowest block holding NaN/±Infinity (atomicMin over an INT_MAX start).
+extern "C" __global__ void quant_absmax_f32(const float* x, long long n, int bs, float* absmax, float* inv, int* bad) {
+  __shared__ int part[32];
+  const long long s = (long long)blockIdx.x * bs;
+  const int len = (int)min((long long)bs, n - s);
+  int m = 0;
+  for (int i = threadIdx.x; i < len; i += blockDim.x) m = max(m, __float_as_int(x[s + i]) & 0x7fffffff);
+  for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+  const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+  if (l == 0) part[w] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int k = 1; k < nw; k++) m = max(m, part[k]);
+    m = max(m, part[0]);
+    const float a = __int_as_float(m);
+    absmax[blockIdx.x] = a;
+    inv[blockIdx.x] = 1.f / fmaxf(a, 1e-38f);
+    if (m >= 0x7f800000) atomicMin(bad, (int)blockIdx.x);
+  }
+}
+extern "C" __global__ void bad_init(int* bad) { bad[0] = 0x7fffffff; }
+extern "C" __global__ void bad_finish(int* bad) { if (bad[0] == 0x7fffffff) bad[0] = -1; }
+
+// The code of v: #{j : v > thr[j]} over 255 thresholds (padded with +Infinity), then its code index.
+__device__ unsigned char code_of(float v, const float* thr, const unsigned char* ranks) {
+  int r = 0;
+  for (int step = 128; step >= 1; step >>= 1) if (v > thr[r + step - 1]) r += step;
+  return ranks[r];
+}
+__device__ float scale_clamp(float x, float inv) { const float v = x * inv; return v > 1.f ? 1.f : v < -1.f ? -1.f : v; }
+
+extern "C" __global__ void quant_codes_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, unsigned char* codes) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    codes[i] = code_of(scale_clamp(x[i], inv[i / bs]), thr, ranks);
+}
+
+// two codes a byte, element 2j in the high nibble; an odd length pads with the code nearest 0
+extern "C" __global__ void quant_4bit_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, int zero_code, unsigned char* packed) {
+  const long long nb = (n + 1) / 2;
+  for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < nb; j += (long long)gridDim.x * blockDim.x) {
+    const long long i = 2 * j;
+    const int hi = code_of(scale_clamp(x[i], inv[i / bs]), thr, ranks);
+    const int lo = i + 1 < n ? code_of(scale_clamp(x[i + 1], inv[(i + 1) / bs]), thr, ranks) : zero_code;
+    packed[j] = (unsigned char)((hi << 4) | lo);
+  }
+}
+
+extern "C" __global__ void dequant_blockwise_u8(const unsigned char* codes, long long n, int bs, const float* absmax, const float* code, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    out[i] = code[codes[i]] * absmax[i / bs];
+}
+
+extern "C" __global__ void dequant_4bit(const unsigned char* packed, long long n, int bs, const float* absmax, const float* code, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const int byte = packed[i >> 1];
+    out[i] = code[(i & 1) ? (byte & 15) : (byte >> 4)] * absmax[i / bs];
+  }
+}
+
+// out = f32(q - zp) * scale per group of g (ONNX DequantizeLinear)
+extern "C" __global__ void dequant_affine(const unsigned char* q, long long n, int g, const float* scale, const int* zp, int is_signed, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const long long k = i / g;
+    const int c = is_signed ? (int)(signed char)q[i] : (int)q[i];
+    out[i] = (float)(c - zp[k]) * scale[k];
+  }
+}
