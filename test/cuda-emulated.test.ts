@@ -2,7 +2,7 @@
 // look: host-array calls leave no device allocation behind, kernels run on device buffers (no staging) where
 // cuda has a kernel, the others are staged and listed, and backendInfo describes it.
 import { describe, expect, test } from "bun:test";
-import { backendInfo, crossEntropy, matmul, relu, setBackend, softmax, toDevice, topk } from "numedge";
+import { backendInfo, crossEntropy, matmul, relu, setBackend, softmax, toDevice, topk, updateBias } from "numedge";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { emulated } from "./parity.ts";
 
@@ -10,8 +10,8 @@ describe("cuda backend over an emulated GPU", () => {
   test("info: gpu, staged ops listed; host-array calls free every temporary device buffer", async () => {
     const i = await setBackend("cuda-emulated");
     expect(i).toMatchObject({ name: "cuda", id: "cuda-emulated", device: "gpu" });
-    expect(i.stagedOps).toContain("topk");
-    for (const op of ["softmax", "crossEntropy", "gemm", "adamw", "embeddingSum", "embeddingSumBackward", "orthogonalize", "maxInto"]) expect(i.stagedOps).not.toContain(op);
+    expect(i.stagedOps).toContain("routeTokens");
+    for (const op of ["softmax", "crossEntropy", "topk", "gemm", "adamw", "embeddingSum", "embeddingSumBackward", "orthogonalize", "maxInto"]) expect(i.stagedOps).not.toContain(op);
     const before = emulated.liveBytes();
     const x = Float32Array.from({ length: 12 * 33 }, (_, k) => Math.sin(k));
     softmax(x, { cols: 33 });
@@ -30,9 +30,10 @@ describe("cuda backend over an emulated GPU", () => {
     relu(x);
     matmul(x, x, { m: 8, k: 16, n: 8, transB: true });
     crossEntropy(x, toDevice(new Int32Array(8)), { cols: 16 });
-    topk(x, { cols: 16, k: 2 }); // no cuda kernel yet: staged through wasm
-    expect(emulated.launches).toEqual(["softmax_f32", "relu_f32", "gemm_f32", "ce_softmax_f32", "ce_finish"]);
-    expect(backendInfo().stagedOps).toContain("topk");
+    topk(x, { cols: 16, k: 2 });
+    updateBias(toDevice(new Float32Array(4)), toDevice(new Int32Array(4)), 0.1); // no cuda kernel yet: staged through wasm
+    expect(emulated.launches).toEqual(["softmax_f32", "relu_f32", "gemm_f32", "ce_softmax_f32", "ce_finish", "topk_small_f32"]);
+    expect(backendInfo().stagedOps).toContain("updateBias");
     x.dispose();
     await setBackend("wasm");
   });

@@ -69,7 +69,7 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm"].flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "adamw_f32", "embsum_f32", "embsum_backward_f32",
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
-  "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit", "dequant_affine",
+  "topk_small_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit", "dequant_affine",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -181,6 +181,11 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       } finally {
         d.free(perRow);
       }
+    },
+    topk(x, values, indices, r, cols, kk, sorted) {
+      if (kk > 32) return viaWasm("topk")(x, values, indices, r, cols, kk, sorted);
+      onDevice([x], [values, indices], ([px], [pv, pi]) =>
+        d.launch(k.topk_small_f32!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }]));
     },
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
       if (rand) return viaWasm("quantizeBlockwise")(x, bs, code, codes, absmax, rand, bad);

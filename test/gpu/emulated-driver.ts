@@ -216,6 +216,26 @@ export function emulatedDriver(): EmulatedDriver {
         let m = dst[0]!;
         for (let i = 0; i < len && m === m; i++) { const v = abs ? Math.abs(src[i]!) : src[i]!; if (v > m || v !== v) m = v; }
         dst[0] = m;
+      } else if (name === "topk_small_f32") {
+        const vals = f32(p(1)), idx = i32(p(2)), [rows, cols, k, sorted] = [n(3), n(4), n(5), n(6)];
+        const key = (v: number, i: number) => { // topk_key of kernels.cu as a BigInt
+          let hi: bigint;
+          if (v !== v) hi = 0x7fffffffn;
+          else { bitsBuf[0] = v; const b = bitsInt[0]!, o = b ^ ((b >> 31) & 0x7fffffff); hi = BigInt(o === -1 ? 0 : o); }
+          return (hi << 32n) | BigInt((~i) >>> 0);
+        };
+        for (let r = 0; r < rows; r++) {
+          const buf: bigint[] = new Array(k).fill(-(1n << 63n));
+          for (let i = 0; i < cols; i++) {
+            const kk = key(x[r * cols + i]!, i);
+            if (kk <= buf[k - 1]!) continue;
+            let j = k - 1;
+            for (; j > 0 && buf[j - 1]! < kk; j--) buf[j] = buf[j - 1]!;
+            buf[j] = kk;
+          }
+          const sel = sorted ? buf : buf.map((b) => b & 0xffffffffn).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
+          sel.forEach((b, j) => { const i = ~Number(BigInt.asIntN(32, b & 0xffffffffn)); idx[r * k + j] = i; vals[r * k + j] = x[r * cols + i]!; });
+        }
       } else if (name === "bad_init") {
         i32(p(0))[0] = 0x7fffffff;
       } else if (name === "bad_finish") {

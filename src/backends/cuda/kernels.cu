@@ -406,3 +406,41 @@ extern "C" __global__ void dequant_affine(const unsigned char* q, long long n, i
     out[i] = (float)(c - zp[k]) * scale[k];
   }
 }
+
+// ---- top-k for k <= 32: one thread per row keeps a sorted buffer of 64-bit keys, the wasm kernel's ranking rule:
+// high half the value as an order-preserving int (NaN above everything, -0 equal to +0), low half ~index (ties:
+// lower index first). Exact: values are copied, not computed. sorted = 0 writes the same set in index order.
+__device__ long long topk_key(float v, int i) {
+  long long hi;
+  if (v != v) hi = 0x7FFFFFFF;
+  else {
+    const int b = __float_as_int(v);
+    const int o = b ^ ((b >> 31) & 0x7FFFFFFF);
+    hi = o == -1 ? 0 : o;
+  }
+  return (hi << 32) | (long long)(unsigned int)(~i);
+}
+
+extern "C" __global__ void topk_small_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) {
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+    const float* xr = x + (long long)r * cols;
+    long long buf[32];
+    for (int j = 0; j < k; j++) buf[j] = (long long)0x8000000000000000ull; // below every key
+    for (int i = 0; i < cols; i++) {
+      const long long key = topk_key(xr[i], i);
+      if (key <= buf[k - 1]) continue;
+      int j = k - 1;
+      for (; j > 0 && buf[j - 1] < key; j--) buf[j] = buf[j - 1];
+      buf[j] = key;
+    }
+    if (!sorted) { // ascending index: descending ~index, the low halves as unsigned keys
+      for (int j = 0; j < k; j++) buf[j] = (long long)(unsigned int)buf[j];
+      for (int a = 1; a < k; a++) { const long long v = buf[a]; int j = a; for (; j > 0 && buf[j - 1] < v; j--) buf[j] = buf[j - 1]; buf[j] = v; }
+    }
+    for (int j = 0; j < k; j++) {
+      const int i = ~(int)buf[j];
+      idx[(long long)r * k + j] = i;
+      vals[(long long)r * k + j] = xr[i];
+    }
+  }
+}
