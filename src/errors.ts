@@ -24,18 +24,7 @@ export const show = (v: unknown): string =>
   : (v as object).constructor?.name === "DeviceArray" ? String(v)
   : Array.isArray(v) ? `Array(${v.length})` : typeof v;
 
-/** `arg` must be a Float32Array or Float64Array with at least one element. */
-export function checkFloatArray(arg: string, v: unknown): asserts v is FloatArray {
-  if (!(v instanceof Float32Array) && !(v instanceof Float64Array))
-    throw new NumedgeError("dtype", `${arg} must be a Float32Array or Float64Array, got ${show(v)}`);
-  if (v.length === 0)
-    throw new NumedgeError("shape", `${arg} is empty (length 0${v.buffer.byteLength === 0 ? "; if it came from alloc(), WASM memory grew and detached it" : ""})`);
-}
 
-/** `arg` must be a Float32Array. */
-export function checkFloat32(arg: string, v: unknown): asserts v is Float32Array {
-  if (!(v instanceof Float32Array)) throw new NumedgeError("dtype", `${arg} must be a Float32Array, got ${show(v)}`);
-}
 
 /** `arg` must be an integer in [lo, hi]. */
 export function checkInt(arg: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): number {
@@ -162,15 +151,6 @@ export function readRecord<K extends string>(r: unknown, fields: readonly K[], e
   return snap;
 }
 
-/** `out`, if given, must have x's type and length; else a new array like x. */
-export function outLike<T extends FloatArray>(x: T, out: unknown, arg = "out"): T {
-  if (out === undefined) return new (x.constructor as new (n: number) => T)(x.length);
-  if (out === null || (out as object).constructor !== x.constructor)
-    throw new NumedgeError("dtype", `${arg} must be a ${x.constructor.name} like the input, got ${show(out)}`);
-  if ((out as T).length !== x.length)
-    throw new NumedgeError("shape", `${arg}.length ${(out as T).length} must equal the input length ${x.length}`);
-  return out as T;
-}
 
 /** A value from a fixed set of strings. */
 export function checkEnum<T extends string>(arg: string, v: unknown, allowed: readonly T[]): T {
@@ -184,9 +164,3 @@ export function overlaps(x: ArrayBufferView, y: ArrayBufferView): boolean {
   return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
 }
 
-/** Throws "shape" if output `out` shares memory with input `x` (unless inPlaceOk and out is x itself). */
-export function noOverlap(outArg: string, out: ArrayBufferView, inArg: string, x: ArrayBufferView, inPlaceOk = false): void {
-  if (inPlaceOk && out === x) return;
-  if (overlaps(out, x))
-    throw new NumedgeError("shape", `${outArg} overlaps ${inArg}${inPlaceOk ? " without being it" : ""}; pass a separate array`);
-}

@@ -44,17 +44,20 @@ export function createTfjsBackend(engine: TfEngine, fallback: Backend = wasmBack
   return out as unknown as Backend;
 }
 
+/** The kernels the tfjs family files define (kernel factories only capture the engine: a stub one lists them). */
+function nativeNames(fallback: Backend): Set<string> {
+  const stub = { candidate: "tfjs-cpu", tf: {}, tfBackend: "cpu", device: "cpu" } as unknown as TfEngine;
+  return new Set(Object.keys(nativeKernels(stub, fallback)));
+}
+
 /** Ops that always run on the fallback kernels under the tfjs backend (f64 inputs aside). */
 export function tfjsFallbackOps(fallback: Backend = wasmBackend): string[] {
-  // Kernel factories only capture the engine; a stub engine is enough to list which ops they define.
-  const stub = { candidate: "tfjs-cpu", tf: {}, tfBackend: "cpu", device: "cpu" } as unknown as TfEngine;
-  const native = nativeKernels(stub, fallback);
-  return kernelNames(fallback).filter((k) => !(k in native)).sort();
+  const native = nativeNames(fallback);
+  return kernelNames(fallback).filter((k) => !native.has(k)).sort();
 }
 
 /** Kernels that read DeviceArray arguments to the host and write them back on tfjs (backendInfo().stagedOps). */
 export function tfjsStagedOps(fallback: Backend = wasmBackend): string[] {
-  const stub = { candidate: "tfjs-cpu", tf: {}, tfBackend: "cpu", device: "cpu" } as unknown as TfEngine;
-  const native = nativeKernels(stub, fallback);
-  return kernelNames(fallback).filter((k) => !(RESIDENT.has(k) && k in native)).sort();
+  const native = nativeNames(fallback);
+  return kernelNames(fallback).filter((k) => !(RESIDENT.has(k) && native.has(k))).sort();
 }

@@ -44,7 +44,6 @@ export function emulatedDriver(): EmulatedDriver {
   const launches: string[] = [];
   const sOf = (x: number) => (x >= 0 ? x + 1 : 1 / (1 - x));
   const logSOf = (x: number) => (x >= 0 ? Math.log1p(x) : -Math.log1p(-x));
-  const rowsOf = (y: Float32Array | Float64Array, cols: number) => y.length / cols; // exact: allocations are exact sizes
   function softmaxRows(x: Float32Array | Float64Array, y: Float32Array | Float64Array, cols: number, scale: number, log: boolean, rows: number) {
     for (let r = 0; r < rows; r++) {
       const o = r * cols;
@@ -90,7 +89,7 @@ export function emulatedDriver(): EmulatedDriver {
     return x < CUTOFF! ? 0 : f;
   }
   /** The ce_* kernels of kernels.cu and ce_finish, per row then summed in row order. */
-  function ceRows(name: string, args: KernelArg[], p: (i: number) => bigint, n: (i: number) => number) {
+  function ceRows(name: string, p: (i: number) => bigint, n: (i: number) => number) {
     const f64in = name.endsWith("_f64") && !name.includes("f32in"), math64 = name.endsWith("f64"), stable = name.includes("stablemax");
     const z = (f64in ? f64 : f32)(p(0)), labels = i32(p(1)), gp = p(2), grad = gp ? (f64in ? f64 : f32)(gp) : null;
     const rows = n(3), cols = n(4), st = f64(p(5));
@@ -136,7 +135,6 @@ export function emulatedDriver(): EmulatedDriver {
       for (let k = 0; k < cols; k++) grad[o + k] = fr(expRr2p5(fr(fr(z[o + k]! - mx) - ls)) * invN);
       grad[o + y] = fr(fr(expRr2p5(fr(fr(z[o + y]! - mx) - ls)) - 1) * invN);
     }
-    void args;
   }
   function ceFinish(p: (i: number) => bigint, n: (i: number) => number) {
     const st = f64(p(0)), rows = n(1), out = f64(p(2));
@@ -273,7 +271,7 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name === "ce_finish") {
         ceFinish(p, n);
       } else if (name.startsWith("ce_")) {
-        ceRows(name, args, p, n);
+        ceRows(name, p, n);
       } else if (name.startsWith("gemm")) {
         const A = x, B = view(t)(p(1)), C = view(t)(p(2)), [m, k, nn, ta, tb, acc] = [3, 4, 5, 6, 7, 8].map(n) as number[];
         const r = t === "f32" ? fr : (v: number) => v;
@@ -286,7 +284,6 @@ export function emulatedDriver(): EmulatedDriver {
       else if (name.startsWith("relu_backward")) { const dx = view(t)(p(2)), xx = view(t)(p(1)); for (let i = 0; i < n(3); i++) dx[i] = xx[i]! > 0 ? x[i]! : 0; }
       else if (name.startsWith("relu")) { const y = view(t)(p(1)); for (let i = 0; i < n(2); i++) { const v = x[i]!; y[i] = v < 0 ? 0 : v + 0; } }
       else throw new Error(`emulated cuda: no kernel ${name}`);
-      void rowsOf;
     },
     sync() {},
   };
