@@ -47,6 +47,10 @@ export interface Storage<H = unknown> {
   zero(h: H): void;
   /** dst = src where the data lives (same dtype and length). */
   copy(src: H, dst: H): void;
+  /** A fresh handle when `h` went stale (wasm views detached by memory growth), else undefined. */
+  refresh?(h: H): H | undefined;
+  /** True when the storage frees a handle itself once it is unreachable (so DeviceArrays need no finalizer). */
+  collects?: boolean;
   /** The same, without blocking the thread where the backend can (default: read). */
   readAsync?(h: H): Promise<HostArray>;
 }
@@ -75,7 +79,7 @@ export class DeviceArray<D extends Dtype = Dtype> {
   /** @internal Use toDevice() or empty(). */
   constructor(readonly owner: StorageOwner, handle: unknown, readonly dtype: D, readonly length: number) {
     this.h = handle;
-    collected.register(this, { owner, h: handle }, this);
+    if (!owner.storage.collects) collected.register(this, { owner, h: handle }, this);
   }
 
   /** The owning backend's id ("wasm", "reference", "tfjs-cpu", ...). */
@@ -90,6 +94,8 @@ export class DeviceArray<D extends Dtype = Dtype> {
   /** @internal The backend's handle (what its kernels receive). */
   get handle(): unknown {
     if (this.h === undefined) throw new NumedgeError("backend", `this DeviceArray (${this.dtype}[${this.length}] on ${this.backend}) was disposed`);
+    const fresh = this.owner.storage.refresh?.(this.h);
+    if (fresh !== undefined) this.h = fresh;
     return this.h;
   }
 
@@ -121,7 +127,7 @@ export class DeviceArray<D extends Dtype = Dtype> {
   /** Free the storage now; later use throws. Idempotent. @example x.dispose() */
   dispose(): void {
     if (this.h === undefined) return;
-    collected.unregister(this);
+    if (!this.owner.storage.collects) collected.unregister(this);
     const h = this.h;
     this.h = undefined;
     this.owner.storage.free(h);

@@ -3,7 +3,7 @@
 import { loadedBackend } from "./backends/index.ts";
 import { allocIn, freeIn, resetMemory } from "./backends/wasm/runtime.ts";
 import { CTORS, DeviceArray, dtypeOfHost, type Dtype, type HostOf } from "./device.ts";
-import { NumedgeError, checkInt, checkOptions, show } from "./errors.ts";
+import { NumedgeError, checkInt, readOptions, show } from "./errors.ts";
 
 const ALLOC_DTYPES = ["f32", "f64", "i32", "u8"] as const;
 type AllocDtype = (typeof ALLOC_DTYPES)[number];
@@ -15,11 +15,9 @@ export interface DeviceOptions {
 }
 
 function backendOpt(o: unknown) {
-  if (o === undefined) return loadedBackend();
-  const oo = checkOptions(o, "");
-  for (const k of Object.keys(oo)) if (k !== "backend") throw new NumedgeError("range", `unknown option ${JSON.stringify(k)} (known: backend)`);
-  if (oo.backend !== undefined && typeof oo.backend !== "string") throw new NumedgeError("dtype", `backend must be a string, got ${show(oo.backend)}`);
-  return loadedBackend(oo.backend as string | undefined);
+  const { backend } = readOptions(o, ["backend"]);
+  if (backend !== undefined && typeof backend !== "string") throw new NumedgeError("dtype", `backend must be a string, got ${show(backend)}`);
+  return loadedBackend(backend as string | undefined);
 }
 
 /**

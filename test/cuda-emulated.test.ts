@@ -2,7 +2,10 @@
 // look: host-array calls leave no device allocation behind, kernels run on device buffers (no staging) where
 // cuda has a kernel, the others are staged and listed, and backendInfo describes it.
 import { describe, expect, test } from "bun:test";
-import { backendInfo, crossEntropy, matmul, relu, setBackend, softmax, toDevice, topk, updateBias } from "numedge";
+import {
+  DeviceArray, absmaxOf, backendInfo, crossEntropy, dequantizeBlockwise, matmul, quantize4bit, quantizeBlockwise, relu, setBackend, softmax, toDevice,
+  topk, updateBias,
+} from "numedge";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { emulated } from "./parity.ts";
 
@@ -46,5 +49,33 @@ describe("a device-resident grok run on the emulated GPU", () => {
     expectClose(a!, b!);
     for (const k of ["gemm_f32", "embsum_f32", "embsum_backward_f32", "adamw_f32", "orthogonalize_f32", "max_into_f32", "relu_f32", "ce_softmax_f32", "ce_finish"])
       expect(emulated.launches).toContain(k);
+  });
+});
+
+describe("cuda device memory and state records", () => {
+  test("quantize/dequantize pairs do not pile up code tables on the device (one upload per table contents)", async () => {
+    await setBackend("cuda-emulated");
+    const x = toDevice(Float32Array.from({ length: 4096 }, (_, k) => Math.sin(k)));
+    const round = () => { const q = quantizeBlockwise(x, { blockSize: 64 }); const y = dequantizeBlockwise(q); for (const d of [q.codes, q.absmax, q.bad, y]) d.dispose(); };
+    round();
+    const base = emulated.liveBytes();
+    for (let i = 0; i < 50; i++) round();
+    expect(emulated.liveBytes()).toBe(base);
+    x.dispose();
+    await setBackend("wasm");
+  });
+
+  test("a double-quantized absmax with a numeric offset and DeviceArray codes decodes like the host one", async () => {
+    const w = Float32Array.from({ length: 1024 }, (_, k) => Math.cos(k * 0.3) * 3);
+    const qh = quantize4bit(w, { blockSize: 64, doubleQuant: true });
+    const want = absmaxOf(qh);
+    for (const be of ["cuda-emulated", "wasm"]) {
+      await setBackend(be);
+      const n = qh.absmax as Exclude<typeof qh.absmax, Float32Array>;
+      const nested = { ...n, codes: toDevice(n.codes), absmax: toDevice(n.absmax) }; // offset stays a number
+      const got = absmaxOf({ ...qh, packed: toDevice(qh.packed), absmax: nested } as never) as unknown as DeviceArray;
+      expect(Array.from(got.readSync())).toEqual(Array.from(want));
+    }
+    await setBackend("wasm");
   });
 });

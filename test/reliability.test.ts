@@ -203,7 +203,7 @@ describe("memory: dropped blocks come back, host calls stream, grown memory can 
 
   test("releaseMemory in a fresh process: a 2^26-float host softmax does not grow memory, alloc does, release shrinks it, live arrays block it", () => {
     const src = `${import.meta.dir}/../src/index.ts`, rt = `${import.meta.dir}/../src/backends/wasm/runtime.ts`;
-    const code = `import { alloc, free, releaseMemory, softmax, NumedgeError } from ${JSON.stringify(src)};
+    const code = `import { alloc, free, releaseMemory, softmax, toDevice, NumedgeError } from ${JSON.stringify(src)};
       import { asm } from ${JSON.stringify(rt)};
       const mb = () => asm.memory.buffer.byteLength >> 20;
       const start = mb();
@@ -214,6 +214,7 @@ describe("memory: dropped blocks come back, host calls stream, grown memory can 
       let refused = "";
       try { releaseMemory(); } catch (e) { refused = e instanceof NumedgeError ? e.code : "other"; }
       free(big);
+      (() => { toDevice(new Float32Array(1 << 20)); })(); // a wasm DeviceArray dropped without dispose(): collected here
       const r = releaseMemory();
       const y = softmax(Float32Array.of(0, Math.log(3)), { cols: 2 });
       console.log(JSON.stringify({ start, afterSoftmax, grown, refused, before: r.before >> 20, after: r.after >> 20, y1: y[1] }));`;
@@ -227,4 +228,24 @@ describe("memory: dropped blocks come back, host calls stream, grown memory can 
     expect(o.after).toBe(o.start);
     expect(o.y1).toBeCloseTo(0.75, 6); // the fresh instance works
   }, 60000);
+});
+
+describe("no block is taken back while a call may still use it", () => {
+  test("a subarray of a dropped alloc() array stays live through a call whose scratch grows memory", async () => {
+    const { call, inWasm, asm } = await import("../src/backends/wasm/runtime.ts");
+    const sub = (() => {
+      const a = alloc(1 << 16);
+      a.fill(3);
+      return a.subarray(0, 1 << 16); // the parent array is unreachable from here on
+    })();
+    let liveInside = false;
+    call((f) => {
+      f.input(sub);
+      f.staging(asm.memory.buffer.byteLength); // no free range fits: memory grows (and, before the fix, swept first)
+      liveInside = inWasm(sub);
+      return 0;
+    }, () => 0);
+    expect(liveInside).toBe(true);
+    expect(sub.every((v) => v === 3)).toBe(true);
+  });
 });

@@ -130,19 +130,24 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   };
   const elems = (n: number) => Math.max(1, Math.min(Math.ceil(n / 256), 65535));
 
-  // Code tables on the device, per code array (re-uploaded if its contents changed): the 256 values, and for the
-  // search 255 thresholds padded with +Infinity and the code index of each rank (as the wasm search kernel).
-  const tables = new WeakMap<Float32Array, { snap: Float32Array; code: bigint; thr: bigint; ranks: bigint; zero: number }>();
+  // Code tables on the device, one upload per distinct table contents (every quantize result carries its own copy
+  // of the code, so a cache by array would upload and keep a table per result): the 256 values, and for the search
+  // 255 thresholds padded with +Infinity and the code index of each rank (as the wasm search kernel).
+  const tables = new Map<number, Array<{ snap: Float32Array; code: bigint; thr: bigint; ranks: bigint; zero: number }>>();
   function table(code: Float32Array) {
-    const hit = tables.get(code);
-    if (hit && hit.snap.every((v, i) => Object.is(v, code[i]))) return hit;
+    const words = new Uint32Array(code.buffer, code.byteOffset, code.length);
+    let h = 0x811c9dc5;
+    for (const w of words) h = Math.imul(h ^ w, 0x01000193);
+    const bucket = tables.get(h) ?? [];
+    const hit = bucket.find((t) => t.snap.length === code.length && t.snap.every((v, i) => Object.is(v, code[i])));
+    if (hit) return hit;
     const prep = prepareCode(code);
     const thr = new Float32Array(255).fill(Infinity), ranks = new Uint8Array(256).fill(prep.ranks[prep.ranks.length - 1]!);
     thr.set(prep.thr);
     ranks.set(prep.ranks);
-    const put = (h: ArrayBufferView) => { const p = d.alloc(h.byteLength); d.htod(p, h); return p; };
+    const put = (a: ArrayBufferView) => { const p = d.alloc(a.byteLength); d.htod(p, a); return p; };
     const t = { snap: code.slice(), code: put(code), thr: put(thr), ranks: put(ranks), zero: prep.zeroCode };
-    tables.set(code, t);
+    tables.set(h, [...bucket, t]);
     return t;
   }
   /** Block absmax and the first bad block into `bad` (-1 if none). */
@@ -275,7 +280,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     const f = (native as Record<string, unknown>)[name];
     if (f) out[name] = f;
     else {
-      out[name] = stagedBy(storage, (fallback as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!, isCudaBuf);
+      out[name] = viaWasm(name as keyof Backend);
       stagedOps.push(name);
     }
   }

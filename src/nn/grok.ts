@@ -2,7 +2,7 @@
 import { Worker } from "node:worker_threads";
 import { backendInfo } from "../backends/index.ts";
 import { DeviceArray } from "../device.ts";
-import { NumedgeError, readOptions, type FloatArray } from "../errors.ts";
+import { NumedgeError, readOptions, readRecord, type FloatArray } from "../errors.ts";
 import { empty, toDevice } from "../memory.ts";
 import { crossEntropy } from "../ops/softmax.ts";
 import { maxInto } from "../ops/track.ts";
@@ -131,9 +131,15 @@ export class GrokRun {
   /** Running maxima over every train() call: [scFraction, max |logit|] (f64, on the model's backend). */
   private readonly track: Float64Array | DeviceArray;
 
-  constructor(readonly config: GrokConfig, o0: GrokRunOptions = {}) {
+  readonly config: GrokConfig;
+
+  constructor(config: GrokConfig, o0: GrokRunOptions = {}) {
+    // the config is read once, into a plain copy every step reads (scripts pass extra keys, e.g. steps: ignored)
+    const c = readRecord(config, ["p", "op", "frac", "hidden", "seed", "lr", "beta1", "beta2", "eps", "weightDecay", "head", "precision", "ortho"],
+      "config must be a GrokConfig object") as unknown as GrokConfig;
+    if (Array.isArray(c.hidden)) c.hidden = [...c.hidden];
+    this.config = c;
     const o = readOptions(o0, ["dtype", "device", "alloc", "threads"], "", "dtype") as GrokRunOptions;
-    const c = config;
     const threads = o.threads ?? 1;
     if (threads !== 1 && threads !== 2) throw new NumedgeError("range", `threads must be 1 or 2, got ${JSON.stringify(o.threads)}`);
     this.threads = threads;

@@ -39,7 +39,9 @@ export class OpCall {
   arg(name: string, v: unknown): Arg | undefined {
     if (v instanceof DeviceArray) {
       if (v.disposed) throw new NumedgeError("backend", `${name} is a disposed DeviceArray (${v.dtype}[${v.length}] on ${v.backend})`);
-      const a: Arg = { name, dtype: v.dtype, length: v.length, k: v.handle as HostArray, da: v };
+      // k re-reads the handle on every use: a wasm handle detached by memory growth (Node 20) is re-derived
+      v.handle; // throws now if disposed
+      const a: Arg = { name, dtype: v.dtype, length: v.length, get k() { return v.handle as HostArray; }, da: v };
       if (this.dev && this.dev.da!.owner !== v.owner)
         throw new NumedgeError("backend", `${this.dev.name} is on backend ${this.dev.da!.backend} but ${name} is on ${v.backend}: one call runs on one backend (copy with toDevice(await ${name}.read(), { backend: "${this.dev.da!.backend}" }))`);
       this.dev ??= a;
@@ -71,7 +73,7 @@ export class OpCall {
     }
     const be = this.be;
     const da = new DeviceArray(be, be.storage.alloc(length, dtype), dtype, length);
-    return { name, dtype, length, k: da.handle as HostArray, da };
+    return { name, dtype, length, get k() { return da.handle as HostArray; }, da };
   }
 
   /** dst = src (same dtype and length), where the call's arrays live. */
@@ -175,7 +177,7 @@ export function elementAt(a: Arg, i: number): number {
  * change an index between this check and the kernel.
  */
 export function checkIndices(a0: Arg, hi: number, describe: (i: number, v: number) => string, n = a0.length): Arg {
-  const a: Arg = !a0.da && a0.k.buffer instanceof SharedArrayBuffer ? { ...a0, k: a0.k.slice() } : a0;
+  const a: Arg = !a0.da && a0.k.buffer instanceof SharedArrayBuffer ? { name: a0.name, dtype: a0.dtype, length: a0.length, k: a0.k.slice() } : a0;
   const da = a.da;
   if (da) {
     const c = checkedUpTo.get(da);

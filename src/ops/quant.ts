@@ -299,12 +299,15 @@ function absmaxFrom(a0: unknown): unknown {
   } else if (!Number.isFinite(a.offset)) throw new NumedgeError("range", `q.absmax.offset must be a finite number, got ${show(a.offset)}`);
   const d = dequantizeBlockwise(a as never) as Float32Array | DeviceArray;
   const D = c.arg("absmax", d)!;
+  let made: Arg | null = null;
   if (!off) {
-    off = c.out("offset", "f32", 1);
-    F32(off)[0] = a.offset as number;
+    off = made = c.out("offset", "f32", 1);
+    if (made.da) made.da.write(Float32Array.of(a.offset as number)); // where the data lives
+    else F32(made)[0] = a.offset as number;
   }
   c.be.absmaxUncenter(F32(D), F32(off));
   c.wrote(D);
+  c.drop(made);
   return d;
 }
 

@@ -35,7 +35,8 @@ export interface DenseKernels {
   adamw(w: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, s: AdamWScalars): void;
   /**
    * ⊥Grad in place on g: proj = (w·g)/(w·w + 1e-30), g = (g - proj w) * ‖g‖/(‖g - proj w‖ + 1e-30), every sum
-   * and the update in f64, accumulated sequentially (index order), stored in g's type.
+   * and the update in f64, stored in g's type (wasm and reference sum in index order; cuda in parallel blocks, so
+   * its f64 sums may differ in the last bits).
    */
   orthogonalize(w: FloatArray, g: FloatArray): void;
   /** dst[at] = max(dst[at], max over i in [from, from + n) of src[i] (|src[i]| when abs)) in f64; NaN sticks. */

@@ -203,8 +203,9 @@ __device__ void gemm_any(const T* A, const T* B, T* C, int m, int k, int n, int 
 extern "C" __global__ void gemm_f32(const float* A, const float* B, float* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<float>(A, B, C, m, k, n, ta, tb, acc); }
 extern "C" __global__ void gemm_f64(const double* A, const double* B, double* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<double>(A, B, C, m, k, n, ta, tb, acc); }
 
-// ---- cross-entropy: one thread per row, the wasm kernels' arithmetic in the wasm kernels' order, so the Softmax
-// Collapse and zero-loss counts agree with wasm's; per-row results, then one thread sums the rows in order.
+// ---- cross-entropy: one thread per row, the wasm kernels' exp and summation order, so the Softmax Collapse and
+// zero-loss counts agree with wasm's (log is CUDA's logf/log: loss and gradient may differ from wasm's by an ulp);
+// per-row results, then one thread sums the rows in order.
 
 // exp for x <= 0 in f32: the wasm kernel's rr2-p5 (XNNPACK) operation for operation (no FMA: --fmad=false),
 // flushed to 0 below -87.34. Bit-identical to asm/exp.ts's exp_f32.

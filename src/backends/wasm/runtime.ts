@@ -80,7 +80,7 @@ export function malloc(nbytes: number): number {
   }
   // Before growing: blocks whose alloc() arrays were dropped go back now (a forced collection where the runtime
   // offers one); FinalizationRegistry alone would return them only after this call, at some later task.
-  if (!swept && sweep()) {
+  if (!swept && framesOpen === 0 && sweep()) {
     swept = true;
     try {
       return malloc(nbytes);
@@ -192,7 +192,15 @@ function isDetached(a: ArrayBufferView): boolean {
 const owned = new FinalizationRegistry<number>((ptr) => { refs.delete(ptr); releaseBlock(ptr); });
 /** Live allocIn() blocks: start -> [a weak reference to the array, the token its finalizer is registered with]. */
 const refs = new Map<number, [WeakRef<WasmArray>, object]>();
+/** Block start of each allocIn() array (a detached view's byteOffset reads 0). */
+const ptrOf = new WeakMap<ArrayBufferView, number>();
 let swept = false;
+/**
+ * Frames (calls) in progress: no sweep then, since a call may hold a block only through a view whose parent
+ * array is already unreachable (a subarray of a dropped alloc() array), and freeing it mid-call would hand the
+ * block to the call's own scratch.
+ */
+let framesOpen = 0;
 
 /** Collect (where the runtime can, synchronously) and free the blocks whose arrays are gone; true if any was. */
 function sweep(): boolean {
@@ -218,6 +226,7 @@ export function allocIn<T extends WasmArray>(ctor: Ctor<T>, n: number): T {
   blockStarts.splice(firstAbove(ptr), 0, ptr);
   blockEnd.set(ptr, ptr + sizes.get(ptr)!);
   live.add(a);
+  ptrOf.set(a, ptr);
   const token = {};
   refs.set(ptr, [new WeakRef(a), token]);
   owned.register(a, ptr, token);
@@ -226,11 +235,19 @@ export function allocIn<T extends WasmArray>(ctor: Ctor<T>, n: number): T {
 
 /** Free an array that allocIn() returned, now instead of at garbage collection; anything else (a subarray, a freed array) is ignored. */
 export function freeIn(a: ArrayBufferView): void {
-  if (!live.delete(a)) return;
-  const r = refs.get(a.byteOffset);
-  if (r) owned.unregister(r[1]);
-  refs.delete(a.byteOffset);
-  releaseBlock(a.byteOffset);
+  const p = ptrOf.get(a);
+  if (p !== undefined && live.delete(a)) freeBlock(p);
+}
+
+/** Free the live allocIn() block starting at ptr (its arrays may be detached views); anything else is ignored. */
+export function freeBlock(ptr: number): void {
+  const r = refs.get(ptr);
+  if (!r) return;
+  owned.unregister(r[1]);
+  refs.delete(ptr);
+  const a = r[0].deref();
+  if (a) live.delete(a);
+  releaseBlock(ptr);
 }
 
 /**
@@ -240,6 +257,9 @@ export function freeIn(a: ArrayBufferView): void {
  * detached: input/output then throw, and ready() re-checks every array taken zero-copy.
  */
 export class Frame {
+  constructor() {
+    framesOpen++;
+  }
   private temps: number[] = [];
   private copyBack: Array<[number, WasmArray]> = [];
   private copyIn: Array<[number, WasmArray]> = [];
@@ -311,7 +331,10 @@ export class Frame {
   release(): void {
     for (const p of this.temps) mfree(p);
     this.temps.length = 0;
+    if (!this.closed) framesOpen--;
+    this.closed = true;
   }
+  private closed = false;
 }
 
 function detachedError(a: ArrayBufferView, what: string): NumedgeError {
