@@ -1,7 +1,7 @@
 // Where data lives. A DeviceArray is owned by one backend and stays in that backend's storage (WASM memory,
 // a tf.Tensor, a plain array for the reference) between calls; ops given DeviceArrays return DeviceArrays on
 // the same backend without a host copy. Host typed arrays keep working everywhere: they are copied in and out.
-import { NumedgeError } from "./errors.ts";
+import { NumedgeError, show } from "./errors.ts";
 
 /** Element types a DeviceArray can hold. */
 export type Dtype = "f32" | "f64" | "i32" | "u8" | "i8";
@@ -113,7 +113,7 @@ export class DeviceArray<D extends Dtype = Dtype> {
   /** Overwrite the contents from a host array of the same dtype and length. @example w.write(init) */
   write(src: HostOf[D]): void {
     if (dtypeOfHost(src) !== this.dtype || src.length !== this.length)
-      throw new NumedgeError("shape", `write needs a ${CTORS[this.dtype].name}(${this.length}), got ${describeArray(src)}`);
+      throw new NumedgeError("shape", `write needs a ${CTORS[this.dtype].name}(${this.length}), got ${show(src)}`);
     this.owner.storage.write(this.handle, src);
     this.version++;
   }
@@ -138,9 +138,7 @@ export class DeviceArray<D extends Dtype = Dtype> {
   }
 }
 
-/** A short description for messages: Float32Array(3), DeviceArray(f32[3] on wasm). */
-export function describeArray(v: unknown): string {
-  if (v instanceof DeviceArray) return v.toString();
-  if (ArrayBuffer.isView(v)) return `${v.constructor.name}(${(v as unknown as { length: number }).length})`;
-  return v === null ? "null" : typeof v;
+/** A host array as it is, or a DeviceArray's contents read back (for host-side measurements). @example hostCopy(net.params[0]) */
+export function hostCopy<T extends HostArray>(t: T | DeviceArray): T {
+  return (t instanceof DeviceArray ? t.readSync() : t) as T;
 }

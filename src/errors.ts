@@ -98,7 +98,7 @@ export function checkBool(arg: string, v: unknown, dflt: boolean): boolean {
 }
 
 /** `v` must be a non-null object (an options bag, a result record); else `code` with "`expected`, got ...". */
-export function checkObject(v: unknown, expected: string, code: NumedgeErrorCode = "shape"): Record<string, unknown> {
+function checkObject(v: unknown, expected: string, code: NumedgeErrorCode = "shape"): Record<string, unknown> {
   if (v === null || typeof v !== "object") throw new NumedgeError(code, `${expected}, got ${show(v)}`);
   return v as Record<string, unknown>;
 }
@@ -119,10 +119,10 @@ function distance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** NumedgeError("range") for an unknown key of `what`, naming the nearest known key. */
-export function unknownKey(key: string, known: readonly string[], what = "option"): NumedgeError {
+/** NumedgeError("range") for an unknown option key, naming the nearest known one. */
+function unknownKey(key: string, known: readonly string[]): NumedgeError {
   const near = [...known].sort((a, b) => distance(key.toLowerCase(), a.toLowerCase()) - distance(key.toLowerCase(), b.toLowerCase()))[0];
-  return new NumedgeError("range", `unknown ${what} ${JSON.stringify(key)}${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?` : " ("}${known.length ? ` known: ${known.join(", ")})` : ")"}`);
+  return new NumedgeError("range", `unknown option ${JSON.stringify(key)}${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?` : " ("}${known.length ? ` known: ${known.join(", ")})` : ")"}`);
 }
 
 /**

@@ -16,10 +16,10 @@ import { kernelNames, type Backend } from "./types.ts";
 import { wasmBackend } from "./wasm.ts";
 
 /** A cuda DeviceArray's handle: a device allocation. */
-export class CudaBuf {
+class CudaBuf {
   constructor(readonly p: bigint, readonly dtype: Dtype, readonly length: number, readonly bytes: number) {}
 }
-export const isCudaBuf = (v: unknown): v is CudaBuf => v instanceof CudaBuf;
+const isCudaBuf = (v: unknown): v is CudaBuf => v instanceof CudaBuf;
 
 function cudaStorage(d: Driver): Storage<CudaBuf> {
   return {

@@ -25,7 +25,7 @@ function nativeKernels(engine: TfEngine, fallback: Backend, storage?: Backend["s
 }
 
 /** Kernels whose tfjs version takes TfBufs as they are (tensors stay resident); the others are staged. */
-export const RESIDENT: ReadonlySet<string> = new Set([
+const RESIDENT: ReadonlySet<string> = new Set([
   "softmax", "logSoftmax", "stablemax", "logStablemax", "crossEntropy",
   "gemm", "relu", "reluBackward", "embeddingSum", "embeddingSumBackward", "adamw", "orthogonalize", "maxInto",
   "quantizeBlockwise", "quantize4bit", "quantizeAffine", "dequantizeBlockwise", "dequantize4bit", "dequantizeAffine",

@@ -1,7 +1,7 @@
 // One grokking training run (data + MLP + loss head + optimizer) stepped by the caller, and the paper's arms.
 import { Worker } from "node:worker_threads";
 import { backendInfo } from "../backends/index.ts";
-import { DeviceArray } from "../device.ts";
+import { DeviceArray, hostCopy } from "../device.ts";
 import { NumedgeError, readOptions, readRecord, type FloatArray } from "../errors.ts";
 import { empty, toDevice } from "../memory.ts";
 import { crossEntropy } from "../ops/softmax.ts";
@@ -105,7 +105,6 @@ interface Split {
   rows: number;
 }
 
-const hostOf = (t: Tensor) => (t instanceof DeviceArray ? (t.readSync() as FloatArray) : t);
 
 /**
  * One grokking training run: the seeded modular-arithmetic split, the MLP, and the arm's optimizer and loss head;
@@ -278,7 +277,7 @@ export class GrokRun {
     const m = this.model;
     let stats: StepStats | undefined;
     if (s) {
-      const w = m.params.map(hostOf), g = m.grads.map(hostOf);
+      const w = m.params.map((t) => hostCopy<FloatArray>(t)), g = m.grads.map((t) => hostCopy<FloatArray>(t));
       stats = { step: this.step, ...s, weightNorm: l2norm(w), nlmCos: w.map((x, l) => nlmCosine(x, g[l]!)) };
     }
     if (update) {
@@ -321,6 +320,6 @@ export class GrokRun {
       return (hits + par.stats[HITS]!) / rows;
     }
     const { idx, rows } = this.test_;
-    return accuracy(hostOf(this.model.forward(idx, rows)), this.data.test.labels, this.config.p);
+    return accuracy(hostCopy<FloatArray>(this.model.forward(idx, rows)), this.data.test.labels, this.config.p);
   }
 }

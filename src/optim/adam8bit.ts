@@ -4,7 +4,7 @@
 // float32 moments (bitsandbytes' min_8bit_size).
 // Parameters may be host Float32Arrays or f32 DeviceArrays; each tensor's state lives where it does.
 import type { Adam8bitState, AdamStepScalars } from "../backends/api/quant.ts";
-import { DeviceArray } from "../device.ts";
+import { DeviceArray, hostCopy } from "../device.ts";
 import { NumedgeError, checkInt, checkNumber, checkPositive, readOptions, show } from "../errors.ts";
 import { toDevice } from "../memory.ts";
 import { OpCall, argsOverlap, noOverlapArg, typedArg, type Arg } from "../ops/call.ts";
@@ -34,7 +34,6 @@ type F32 = Float32Array | DeviceArray;
 type Slot = { kind: "8bit"; s: { c1: Uint8Array | DeviceArray; c2: Uint8Array | DeviceArray; absmax1: F32; absmax2: F32; blockSize: number; code1: Float32Array; code2: Float32Array } }
   | { kind: "f32"; m: F32; v: F32 };
 
-const hostOf = <T extends Float32Array | Uint8Array>(a: T | DeviceArray) => (a instanceof DeviceArray ? a.readSync() as T : a);
 
 /**
  * Adam with 8-bit block-wise states, updating Float32Array parameters in place.
@@ -139,9 +138,9 @@ export class Adam8bit {
   moments(i: number): { m: Float32Array; v: Float32Array; bits: 8 | 32 } {
     checkInt("i", i, 0, this.slots.length - 1);
     const s = this.slots[i]!;
-    if (s.kind === "f32") return { m: hostOf(s.m).slice(), v: hostOf(s.v).slice(), bits: 32 };
+    if (s.kind === "f32") return { m: hostCopy(s.m).slice(), v: hostCopy(s.v).slice(), bits: 32 };
     const { blockSize, code1, code2 } = s.s;
-    const c1 = hostOf(s.s.c1), c2 = hostOf(s.s.c2), absmax1 = hostOf(s.s.absmax1), absmax2 = hostOf(s.s.absmax2);
+    const c1 = hostCopy(s.s.c1), c2 = hostCopy(s.s.c2), absmax1 = hostCopy(s.s.absmax1), absmax2 = hostCopy(s.s.absmax2);
     const m = new Float32Array(c1.length), v = new Float32Array(c1.length);
     for (let k = 0; k < c1.length; k++) {
       const b = Math.floor(k / blockSize);

@@ -17,7 +17,7 @@ export const PTX_HASH_PREFIX = "// numedge kernels.cu sha256 ";
 type Ffi = typeof import("bun:ffi");
 
 /** libnvrtc candidates, most recent first; NUMEDGE_NVRTC (a path) goes first when set ("none": never use NVRTC). */
-export function nvrtcCandidates(): string[] {
+function nvrtcCandidates(): string[] {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NUMEDGE_NVRTC;
   return [...(env ? [env] : []), ...["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"].flatMap(libPaths)];
 }

@@ -360,7 +360,7 @@ export function call<P, R>(setup: (f: Frame) => P, kernel: (p: P) => R, keep?: (
 }
 
 /** Host bytes a streamed call moves per piece: small enough that a piece is still in cache when the kernel reads it. */
-export const PIECE_BYTES = 1 << 17;
+const PIECE_BYTES = 1 << 17;
 
 /** One array of a streamed call: `per` elements per unit (row, block, group); the last unit may be partial. */
 export type Part = [WasmArray, number];
