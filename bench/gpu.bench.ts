@@ -1,8 +1,12 @@
-// The cuda backend's kernels on DeviceArrays against numedge's wasm kernels, one process: softmax on the shapes of
-// the GPU figures, relu, and a host-array round trip. Kernel time = wall time of N back-to-back calls, closed by
+// The cuda backend's kernels on DeviceArrays against numedge's wasm kernels and PyTorch on the same GPU (when python3
+// has torch: bench/torch-anchor.py): softmax on the shapes of the GPU figures with its host round trip, relu,
+// block-wise quantization, top-k, and the grokking step at the paper size. Kernel time = wall time of N back-to-back calls, closed by
 // reading one value back (the copy waits for the queued kernels), median of 5 batches. Run on a machine with an
 // NVIDIA GPU: bun run bench/gpu.bench.ts (writes $OUT/gpu-bench.json when OUT is set).
-import { alloc, backendInfo, empty, relu, setBackend, softmax, toDevice, type DeviceArray } from "numedge";
+import { spawnSync } from "node:child_process";
+import {
+  GROK_ARMS, GrokRun, alloc, backendInfo, empty, quantizeBlockwise, relu, setBackend, softmax, toDevice, topk, type DeviceArray,
+} from "numedge";
 
 const info = await setBackend("cuda").catch((e: Error) => e);
 if (info instanceof Error) {
@@ -43,7 +47,34 @@ for (const [r, c] of [[64, 32000], [512, 1024], [4096, 1024], [4096, 64], [1024,
   const n = 1 << 26, xd = toDevice(Float32Array.from({ length: n }, (_, i) => Math.sin(i))), yd = empty(n, "f32");
   const us = usPer(50, () => relu(xd, { out: yd }), () => flag.readSync());
   rows.push({ op: "relu", shape: `${n}`, cuda_us: +us.toFixed(1), TBs: +((n * 8) / us / 1e6).toFixed(2) });
+  const q = () => { const r = quantizeBlockwise(xd, { blockSize: 4096 }); for (const d of [r.codes, r.absmax, r.bad]) d.dispose(); };
+  const qus = usPer(20, q, () => flag.readSync());
+  rows.push({ op: "quantizeBlockwise (dynamic, 4096)", shape: `${n}`, cuda_us: +qus.toFixed(1), TBs: +((n * 5) / qus / 1e6).toFixed(2) });
+  xd.dispose(); yd.dispose();
 }
-console.log("| op | shape | cuda µs | TB/s | host round trip µs | wasm µs | wasm / cuda |\n|---|---|---|---|---|---|---|");
-for (const r of rows) console.log(`| ${r.op} | ${r.shape} | ${r.cuda_us} | ${r.TBs} | ${r.cuda_host_roundtrip_us ?? "-"} | ${r.wasm_us ?? "-"} | ${r.wasm_over_cuda ?? "-"} |`);
-if (process.env.OUT) await Bun.write(`${process.env.OUT}/gpu-bench.json`, JSON.stringify({ engine: backendInfo().engine, date: new Date().toISOString(), rows }, null, 1));
+for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2]] as const) {
+  const xd = toDevice(Float32Array.from({ length: r * c }, (_, i) => Math.round(Math.sin(i * 0.7) * 50) / 10));
+  const us = usPer(100, () => { const t = topk(xd, { cols: c, k }); t.values.dispose(); t.indices.dispose(); }, () => flag.readSync());
+  rows.push({ op: "topk", shape: `[${r},${c}] k=${k}`, cuda_us: +us.toFixed(1) });
+  xd.dispose();
+}
+// The grokking step at the paper's size, device-resident (forward, f32 softmax cross-entropy, backward, AdamW).
+{
+  const run = new GrokRun({ ...GROK_ARMS.baseline, p: 113, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
+  for (let t = 0; t < 5; t++) run.train(true, false);
+  const us = usPer(50, () => run.train(true, false), () => flag.readSync());
+  rows.push({ op: "grok step (p=113, 2x200, 5107 rows)", shape: "fwd+bwd+AdamW", cuda_us: +us.toFixed(1) });
+}
+// PyTorch on the same GPU, where python3 has torch: the anchor every kernel target is set against.
+let torch: Record<string, unknown>[] = [];
+if (spawnSync("python3", ["-c", "import torch; assert torch.cuda.is_available()"]).status === 0) {
+  const r = spawnSync("python3", [new URL("./torch-anchor.py", import.meta.url).pathname], { encoding: "utf8", env: { ...process.env, OUT: "" } });
+  try { torch = JSON.parse(r.stdout); } catch { console.log(`torch anchor failed: ${r.stderr.split("\n").slice(-3).join(" ")}`); }
+}
+for (const row of rows) {
+  const t = torch.find((x) => (x.shape === row.shape && x.op === row.op) || (String(row.op).startsWith("grok") && String(x.op).startsWith("grok")));
+  if (t) row.torch_us = t.kernel_us;
+}
+console.log("| op | shape | cuda µs | PyTorch µs | TB/s | host round trip µs | wasm µs | wasm / cuda |\n|---|---|---|---|---|---|---|---|");
+for (const r of rows) console.log(`| ${r.op} | ${r.shape} | ${r.cuda_us} | ${r.torch_us ?? "-"} | ${r.TBs ?? "-"} | ${r.cuda_host_roundtrip_us ?? "-"} | ${r.wasm_us ?? "-"} | ${r.wasm_over_cuda ?? "-"} |`);
+if (process.env.OUT) await Bun.write(`${process.env.OUT}/gpu-bench.json`, JSON.stringify({ engine: backendInfo().engine, date: new Date().toISOString(), rows, torch }, null, 1));
