@@ -5,7 +5,7 @@
 // NVIDIA GPU: bun run bench/gpu.bench.ts (writes $OUT/gpu-bench.json when OUT is set).
 import { spawnSync } from "node:child_process";
 import {
-  GROK_ARMS, GrokRun, alloc, backendInfo, empty, quantizeBlockwise, relu, setBackend, softmax, toDevice, topk, type DeviceArray,
+  GROK_ARMS, GrokRun, alloc, backendInfo, empty, quantizeAffine, quantizeBlockwise, relu, setBackend, softmax, toDevice, topk, type DeviceArray,
 } from "numedge";
 
 const info = await setBackend("cuda").catch((e: Error) => e);
@@ -50,6 +50,9 @@ for (const [r, c] of [[64, 32000], [512, 1024], [4096, 1024], [4096, 64], [1024,
   const q = () => { const r = quantizeBlockwise(xd, { blockSize: 4096 }); for (const d of [r.codes, r.absmax, r.bad]) d.dispose(); };
   const qus = usPer(20, q, () => flag.readSync());
   rows.push({ op: "quantizeBlockwise (dynamic, 4096)", shape: `${n}`, cuda_us: +qus.toFixed(1), TBs: +((n * 5) / qus / 1e6).toFixed(2) });
+  const a = () => { const r = quantizeAffine(xd, { bits: 8, axis: "block", blockSize: 128 }); for (const d of [r.q, r.scale, r.zeroPoint, r.bad]) d.dispose(); };
+  const aus = usPer(20, a, () => flag.readSync());
+  rows.push({ op: "quantizeAffine (int8, 128)", shape: `${n}`, cuda_us: +aus.toFixed(1), TBs: +((n * 5) / aus / 1e6).toFixed(2) });
   xd.dispose(); yd.dispose();
 }
 for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2]] as const) {

@@ -7,6 +7,7 @@ import {
   topk, updateBias,
 } from "numedge";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
+import { quantOn } from "./gpu/quant-compare.ts";
 import { emulated } from "./parity.ts";
 
 describe("cuda backend over an emulated GPU", () => {
@@ -14,7 +15,7 @@ describe("cuda backend over an emulated GPU", () => {
     const i = await setBackend("cuda-emulated");
     expect(i).toMatchObject({ name: "cuda", id: "cuda-emulated", device: "gpu" });
     expect(i.stagedOps).toContain("routeTokens");
-    for (const op of ["softmax", "crossEntropy", "topk", "gemm", "adamw", "embeddingSum", "embeddingSumBackward", "orthogonalize", "maxInto"]) expect(i.stagedOps).not.toContain(op);
+    for (const op of ["softmax", "crossEntropy", "topk", "gemm", "adamw", "embeddingSum", "embeddingSumBackward", "orthogonalize", "maxInto", "quantizeAffine"]) expect(i.stagedOps).not.toContain(op);
     const before = emulated.liveBytes();
     const x = Float32Array.from({ length: 12 * 33 }, (_, k) => Math.sin(k));
     softmax(x, { cols: 33 });
@@ -39,6 +40,16 @@ describe("cuda backend over an emulated GPU", () => {
     expect(backendInfo().stagedOps).toContain("updateBias");
     x.dispose();
     await setBackend("wasm");
+  });
+});
+
+describe("quantizers on the emulated GPU", () => {
+  test("affine, block-wise and 4-bit outputs equal wasm's bit for bit (host arrays and DeviceArrays, tails, halves, bad groups)", async () => {
+    emulated.launches.length = 0;
+    const [a, b] = await quantOn(["cuda-emulated", "wasm"]);
+    expect(emulated.launches).toContain("quant_affine_params_f32");
+    expect(Object.keys(a!).length).toBeGreaterThan(1000);
+    for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
   });
 });
 

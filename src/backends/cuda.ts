@@ -69,7 +69,8 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm"].flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "adamw_f32", "embsum_f32", "embsum_backward_f32",
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
-  "topk_small_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit", "dequant_affine",
+  "topk_small_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "quant_affine_params_f32", "quant_affine_f32", "dequant_affine",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -156,12 +157,13 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     d.launch(k.quant_absmax_f32!, nb, Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]);
     d.launch(k.bad_finish!, 1, 32, [{ p: pbad }]);
   }
-  /** A host `bad` gets the bad block now; the other host outputs come back only when there is none. */
-  const keepUnlessBad = (bad: Int32Array | CudaBuf) => (op: bigint[]) => {
+  /** A host `bad` (outs[at]) gets the bad block now; the other host outputs come back only when there is none. */
+  const keepUnlessBad = (bad: Int32Array | CudaBuf, at = 2) => (op: bigint[]) => {
     if (isCudaBuf(bad)) return true;
-    d.dtoh(bad, op[2]!);
+    d.dtoh(bad, op[at]!);
     return bad[0]! < 0;
   };
+  const isI8 = (q: unknown) => (q instanceof Int8Array || (q as CudaBuf).dtype === "i8" ? 1 : 0);
 
   const native: Partial<Backend> = {
     softmax: (x, y, r, cols, scale) => rows("softmax", x, y, r, cols, [{ f64: scale }]),
@@ -223,8 +225,19 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       const tb = table(code);
       onDevice([packed, absmax], [out], ([pp, pa], [po]) => d.launch(k.dequant_4bit!, elems(out.length), 256, [{ p: pp! }, { i64: out.length }, { i32: bs }, { p: pa! }, { p: tb.code }, { p: po! }]));
     },
+    quantizeAffine(x, g, compute, scale, zp, q, bad) {
+      // with compute, scale and zp are outputs; without, inputs (and a bad group still stops the call)
+      const n = x.length, ng = scale.length, signed = isI8(q), bs = Math.min(256, Math.ceil(Math.min(g, n) / 32) * 32);
+      onDevice(compute ? [x] : [x, scale, zp], compute ? [q, scale, zp, bad] : [q, bad], (ins, outs) => {
+        const [px, ps, pz] = compute ? [ins[0]!, outs[1]!, outs[2]!] : ins, pbad = outs[compute ? 3 : 1]!;
+        d.launch(k.bad_init!, 1, 32, [{ p: pbad }]);
+        d.launch(k.quant_affine_params_f32!, ng, bs, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]);
+        d.launch(k.bad_finish!, 1, 32, [{ p: pbad }]);
+        d.launch(k.quant_affine_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { p: ps! }, { p: pz! }, { p: outs[0]! }]);
+      }, keepUnlessBad(bad, compute ? 3 : 1));
+    },
     dequantizeAffine(q, g, scale, zp, out) {
-      const signed = q instanceof Int8Array || (q as unknown as CudaBuf).dtype === "i8" ? 1 : 0;
+      const signed = isI8(q);
       onDevice([q, scale, zp], [out], ([pq, ps, pz], [po]) => d.launch(k.dequant_affine!, elems(out.length), 256, [{ p: pq! }, { i64: out.length }, { i32: g }, { p: ps! }, { p: pz! }, { i32: signed }, { p: po! }]));
     },
     gemm(a, b, c, m, kk, n, transA, transB, accumulate) {

@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { DeviceArray, NumedgeError, empty, logSoftmax, relu, setBackend, softmax, stablemax, toDevice } from "numedge";
 import { cudaUnavailable, underReference } from "../parity.ts";
 import { expectClose, grokOn } from "./grok-compare.ts";
+import { quantOn } from "./quant-compare.ts";
 
 if (cudaUnavailable !== null) console.log(`skipped: cuda tests (${cudaUnavailable})`);
 else {
@@ -75,6 +76,11 @@ else {
       expect((err as NumedgeError).message).toMatch(/asked for \d+ bytes, \d+ free/);
       expect(softmax(toDevice(Float32Array.of(0, Math.log(3))), { cols: 2 }).readSync()[1]).toBeCloseTo(0.75, 6);
       await setBackend("wasm");
+    });
+
+    test("affine, block-wise and 4-bit quantizers equal wasm's bit for bit (host arrays and DeviceArrays, tails, halves, bad groups)", async () => {
+      const [a, b] = await quantOn(["cuda", "wasm"]);
+      for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
     });
 
     test("a device-resident grok run on cuda tracks wasm's (GEMM sums in another order: within 1e-3)", async () => {

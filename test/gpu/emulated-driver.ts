@@ -33,6 +33,8 @@ export function emulatedDriver(): EmulatedDriver {
   const bitsBuf = new Float32Array(1), bitsInt = new Int32Array(bitsBuf.buffer);
   const absBits = (v: number) => { bitsBuf[0] = v; return bitsInt[0]! & 0x7fffffff; };
   const fromBits = (m: number) => { bitsInt[0] = m; return bitsBuf[0]!; };
+  /** rintf: round half to even. */
+  const rintEven = (v: number) => { const r = Math.round(v); return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r; };
   /** code_of of kernels.cu: #{j : v > thr[j]} by the same binary search, then the code index. */
   const codeOf = (v: number, thr: Float32Array, ranks: Uint8Array) => {
     let r = 0;
@@ -265,6 +267,34 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name === "dequant_4bit") {
         const packed = u8(p(0)), len = n(1), bs = n(2), am = f32(p(3)), code = f32(p(4)), out = f32(p(5));
         for (let i = 0; i < len; i++) { const b = packed[i >> 1]!; out[i] = fr(code[i & 1 ? b & 15 : b >> 4]! * am[Math.floor(i / bs)]!); }
+      } else if (name === "quant_affine_params_f32") {
+        const xx = f32(p(0)), len = n(1), g = n(2), signed = n(3), compute = n(4), sc = f32(p(5)), zp = i32(p(6)), bad = i32(p(7));
+        for (let b = 0; b < grid; b++) {
+          let m = 0, mn = 0, mx = 0;
+          for (let i = b * g; i < Math.min(len, (b + 1) * g); i++) {
+            const v = xx[i]!;
+            m = Math.max(m, absBits(v));
+            if (v < mn) mn = v;
+            if (v > mx) mx = v;
+          }
+          let s: number, z = 0, isBad = m >= 0x7f800000;
+          if (signed) s = fr(fromBits(m) / 127);
+          else {
+            const range = fr(mx - mn);
+            isBad ||= !(range < Infinity);
+            s = fr(range / 255);
+            if (!isBad && s > 0) z = Math.min(255, Math.max(0, rintEven(fr(-mn / s))));
+          }
+          if (isBad) bad[0] = Math.min(bad[0]!, b);
+          else if (compute) { sc[b] = s === 0 ? 1 : s; zp[b] = z; }
+        }
+      } else if (name === "quant_affine_f32") {
+        const xx = f32(p(0)), len = n(1), g = n(2), signed = n(3), sc = f32(p(4)), zp = i32(p(5)), q = signed ? i8(p(6)) : u8(p(6));
+        const [lo, hi] = signed ? [-128, 127] : [0, 255];
+        for (let i = 0; i < len; i++) {
+          const kk = Math.floor(i / g), v = fr(rintEven(fr(xx[i]! / sc[kk]!)) + zp[kk]!);
+          q[i] = v !== v ? lo : Math.min(hi, Math.max(lo, v));
+        }
       } else if (name === "dequant_affine") {
         const len = n(1), g = n(2), sc = f32(p(3)), zp = i32(p(4)), signed = n(5), out = f32(p(6)), q = signed ? i8(p(0)) : u8(p(0));
         for (let i = 0; i < len; i++) { const kk = Math.floor(i / g); out[i] = fr((q[i]! - zp[kk]!) * sc[kk]!); }

@@ -399,6 +399,59 @@ extern "C" __global__ void dequant_4bit(const unsigned char* packed, long long n
   }
 }
 
+// Affine (ONNX QuantizeLinear) per group of g, as asm/quant.ts quant_affine_f32. One block per group: bad
+// (atomicMin) when the group holds NaN/±Infinity (or, unsigned, its range overflows); with compute, the group's
+// scale and zero point: signed absmax / 127 and 0, unsigned ONNX DynamicQuantizeLinear; a scale of 0 becomes 1.
+extern "C" __global__ void quant_affine_params_f32(const float* x, long long n, int g, int is_signed, int compute, float* scale, int* zp, int* bad) {
+  __shared__ int pm[32];
+  __shared__ float pmn[32], pmx[32];
+  const long long s = (long long)blockIdx.x * g;
+  const int len = (int)min((long long)g, n - s);
+  int m = 0; // max |x| as bits: >= 0x7f800000 for NaN and ±Infinity
+  float mn = 0.f, mx = 0.f; // min(0, min x), max(0, max x); fminf/fmaxf skip NaN, which m flags
+  for (int i = threadIdx.x; i < len; i += blockDim.x) {
+    const float v = x[s + i];
+    m = max(m, __float_as_int(v) & 0x7fffffff);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+    mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  }
+  const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+  if (l == 0) { pm[w] = m; pmn[w] = mn; pmx[w] = mx; }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  for (int k = 1; k < nw; k++) { m = max(m, pm[k]); mn = fminf(mn, pmn[k]); mx = fmaxf(mx, pmx[k]); }
+  float sc;
+  int z = 0;
+  bool isbad = m >= 0x7f800000;
+  if (is_signed) sc = __int_as_float(m) / 127.f;
+  else {
+    const float range = mx - mn;
+    isbad = isbad || !(range < NUMEDGE_INF);
+    sc = range / 255.f;
+    if (!isbad && sc > 0.f) z = (int)fminf(255.f, fmaxf(0.f, rintf(-mn / sc)));
+  }
+  if (isbad) atomicMin(bad, (int)blockIdx.x);
+  else if (compute) {
+    scale[blockIdx.x] = sc == 0.f ? 1.f : sc;
+    zp[blockIdx.x] = z;
+  }
+}
+
+// q = saturate(rint(x / scale) + zp), half to even, int8 when is_signed (written as its byte)
+extern "C" __global__ void quant_affine_f32(const float* x, long long n, int g, int is_signed, const float* scale, const int* zp, unsigned char* q) {
+  const float qmin = is_signed ? -128.f : 0.f, qmax = is_signed ? 127.f : 255.f;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const long long k = i / g;
+    const float v = fminf(qmax, fmaxf(qmin, rintf(x[i] / scale[k]) + (float)zp[k]));
+    q[i] = (unsigned char)(int)v;
+  }
+}
+
 // out = f32(q - zp) * scale per group of g (ONNX DequantizeLinear)
 extern "C" __global__ void dequant_affine(const unsigned char* q, long long n, int g, const float* scale, const int* zp, int is_signed, float* out) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {

@@ -1,0 +1,76 @@
+// The quantizers on given backends over sizes across tails and groups, adversarial values (exact halves, ties,
+// zero groups, one-sided and huge ranges, a non-finite group), with host arrays and DeviceArrays: every output
+// as bytes, so a test can ask for another backend's results to equal wasm's bit for bit.
+import {
+  DeviceArray, Rng, dequantize4bit, dequantizeAffine, dequantizeBlockwise, quantize4bit, quantizeAffine, quantizeBlockwise, setBackend, toDevice,
+} from "numedge";
+
+const SIZES = [1, 15, 16, 17, 100, 257, 4099];
+
+/** Inputs of length n: uniform, exact quarter steps (x / scale on halves), one-sided, tiny, huge, with zero groups. */
+function inputs(n: number): Record<string, Float32Array> {
+  const rng = new Rng(n);
+  return {
+    uniform: Float32Array.from({ length: n }, () => rng.normal() * 3),
+    quarters: Float32Array.from({ length: n }, () => (rng.int(1200) - 600) * 0.25),
+    positive: Float32Array.from({ length: n }, () => rng.uniform(1, 2)),
+    tiny: Float32Array.from({ length: n }, () => rng.normal() * 1e-39),
+    huge: Float32Array.from({ length: n }, (_, i) => (i % 2 ? 1.6e38 : -1.6e38) * rng.uniform(0, 1)),
+    zeros: Float32Array.from({ length: n }, (_, i) => (i < 16 || i >= 100 ? 0 : rng.normal())),
+  };
+}
+
+const bytes = (a: unknown): number[] => {
+  const h = a instanceof DeviceArray ? a.readSync() : (a as ArrayBufferView);
+  return Array.from(new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+};
+
+/** Every case's outputs as bytes, one record per backend. */
+export async function quantOn(backends: string[]): Promise<Record<string, number[]>[]> {
+  const all: Record<string, number[]>[] = [];
+  for (const be of backends) {
+    await setBackend(be);
+    const out: Record<string, number[]> = {};
+    for (const device of [false, true]) {
+      const put = (a: Float32Array) => (device ? toDevice(a) : a) as Float32Array;
+      for (const n of SIZES) {
+        for (const [name, x] of Object.entries(inputs(n))) {
+          const key = `${device ? "device" : "host"} ${name} n=${n}`;
+          for (const signed of [true, false]) {
+            for (const o of [{ axis: "tensor" as const }, { axis: "block" as const, blockSize: 16 }, { axis: "block" as const, blockSize: 100 }]) {
+              const q = quantizeAffine(put(x), { bits: 8, signed, ...o });
+              out[`${key} affine signed=${signed} ${JSON.stringify(o)}`] = [...bytes(q.q), ...bytes(q.scale), ...bytes(q.zeroPoint), ...bytes(dequantizeAffine(q))];
+            }
+            const scale = put(new Float32Array([0.5])), zeroPoint = (device ? toDevice(new Int32Array([signed ? -3 : 130])) : new Int32Array([signed ? -3 : 130])) as Int32Array;
+            out[`${key} affine given signed=${signed}`] = bytes(quantizeAffine(put(x), { bits: 8, signed, scale, zeroPoint }).q);
+          }
+          for (const blockSize of [64, 256]) {
+            const b = quantizeBlockwise(put(x), { blockSize });
+            out[`${key} blockwise bs=${blockSize}`] = [...bytes(b.codes), ...bytes(b.absmax), ...bytes(dequantizeBlockwise(b))];
+            const f = quantize4bit(put(x), { blockSize, type: "nf4" });
+            out[`${key} nf4 bs=${blockSize}`] = [...bytes(f.packed), ...bytes(f.absmax), ...bytes(dequantize4bit(f))];
+          }
+        }
+      }
+      // a non-finite group: the first bad group's index (DeviceArrays return it; host calls throw)
+      const x = inputs(300).uniform;
+      x[150] = NaN;
+      x[290] = Infinity;
+      const wide = Float32Array.from({ length: 300 }, (_, i) => (i === 120 ? 3e38 : i === 130 ? -3e38 : 1)); // unsigned: the range overflows
+      if (device) for (const [o, v] of [[{ signed: true }, x], [{ signed: false }, x], [{ signed: false }, wide]] as const) {
+        const q = quantizeAffine(put(v), { bits: 8, axis: "block", blockSize: 100, ...o }) as unknown as { bad: DeviceArray };
+        out[`device bad affine ${JSON.stringify(o)} ${v === wide ? "wide" : "nan"}`] = bytes(q.bad);
+      } else {
+        try {
+          quantizeAffine(x, { bits: 8, axis: "block", blockSize: 100 });
+          out["host bad affine"] = [0];
+        } catch (e) {
+          out["host bad affine"] = [...new TextEncoder().encode(String((e as Error).message))];
+        }
+      }
+    }
+    all.push(out);
+  }
+  await setBackend("wasm");
+  return all;
+}
