@@ -70,7 +70,7 @@ export const KERNELS = [
   "adamw_f32", "embsum_f32", "embsum_backward_f32",
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
   "topk_small_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
-  "quant_affine_params_f32", "quant_affine_f32", "dequant_affine",
+  "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -163,6 +163,15 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     d.dtoh(bad, op[at]!);
     return bad[0]! < 0;
   };
+  /** A ggml quantizer: one warp per block of 32 (8 blocks per CUDA block), the first bad block into `bad`. */
+  function ggml(kernel: string, x: Float32Array, out: Uint8Array, bad: Int32Array) {
+    const nb = x.length / 32;
+    onDevice([x], [out, bad], ([px], [po, pbad]) => {
+      d.launch(k.bad_init!, 1, 32, [{ p: pbad! }]);
+      if (nb > 0) d.launch(k[kernel]!, Math.ceil(nb / 8), 256, [{ p: px! }, { i64: nb }, { p: po! }, { p: pbad! }]);
+      d.launch(k.bad_finish!, 1, 32, [{ p: pbad! }]);
+    }, keepUnlessBad(bad, 1));
+  }
   const isI8 = (q: unknown) => (q instanceof Int8Array || (q as CudaBuf).dtype === "i8" ? 1 : 0);
 
   const native: Partial<Backend> = {
@@ -239,6 +248,14 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     dequantizeAffine(q, g, scale, zp, out) {
       const signed = isI8(q);
       onDevice([q, scale, zp], [out], ([pq, ps, pz], [po]) => d.launch(k.dequant_affine!, elems(out.length), 256, [{ p: pq! }, { i64: out.length }, { i32: g }, { p: ps! }, { p: pz! }, { i32: signed }, { p: po! }]));
+    },
+    quantizeQ8_0: (x, out, bad) => ggml("quant_q8_0_f32", x, out, bad),
+    quantizeQ4_0: (x, out, bad) => ggml("quant_q4_0_f32", x, out, bad),
+    dequantizeQ8_0(bytes, out) {
+      onDevice([bytes], [out], ([pb], [po]) => d.launch(k.dequant_q8_0!, elems(out.length), 256, [{ p: pb! }, { i64: out.length }, { p: po! }]));
+    },
+    dequantizeQ4_0(bytes, out) {
+      onDevice([bytes], [out], ([pb], [po]) => d.launch(k.dequant_q4_0!, elems(out.length), 256, [{ p: pb! }, { i64: out.length }, { p: po! }]));
     },
     gemm(a, b, c, m, kk, n, transA, transB, accumulate) {
       // c is read too when accumulating: an input as well as an output

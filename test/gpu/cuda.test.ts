@@ -78,7 +78,7 @@ else {
       await setBackend("wasm");
     });
 
-    test("affine, block-wise and 4-bit quantizers equal wasm's bit for bit (host arrays and DeviceArrays, tails, halves, bad groups)", async () => {
+    test("affine, ggml, block-wise and 4-bit quantizers equal wasm's bit for bit (host arrays and DeviceArrays, tails, halves, bad groups)", async () => {
       const [a, b] = await quantOn(["cuda", "wasm"]);
       for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
     });

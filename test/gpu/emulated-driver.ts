@@ -2,6 +2,7 @@
 // a map of host buffers, and each kernel of kernels.cu is mirrored in TypeScript (same f64 arithmetic, same row
 // rules). It checks storage, host-array marshalling, staging and dispatch; the CUDA C itself runs only on a GPU.
 import type { Driver, KernelArg } from "../../src/backends/cuda/driver.ts";
+import { quantReference } from "../../src/backends/reference/quant.ts";
 
 type Ptr = import("bun:ffi").Pointer;
 
@@ -295,6 +296,17 @@ export function emulatedDriver(): EmulatedDriver {
           const kk = Math.floor(i / g), v = fr(rintEven(fr(xx[i]! / sc[kk]!)) + zp[kk]!);
           q[i] = v !== v ? lo : Math.min(hi, Math.max(lo, v));
         }
+      } else if (name === "quant_q8_0_f32" || name === "quant_q4_0_f32") {
+        // each block through the reference's ggml quantizer (f32 arithmetic in ggml's order), as one warp would
+        const q8 = name === "quant_q8_0_f32", per = q8 ? 34 : 18, nb = n(1), xx = f32(p(0)), out = u8(p(2)), bad = i32(p(3));
+        for (let b = 0; b < nb; b++) {
+          const fn = q8 ? quantReference.quantizeQ8_0 : quantReference.quantizeQ4_0, one = new Int32Array(1);
+          fn(xx.subarray(b * 32, b * 32 + 32), out.subarray(b * per, b * per + per), one);
+          if (one[0]! >= 0) bad[0] = Math.min(bad[0]!, b);
+        }
+      } else if (name === "dequant_q8_0" || name === "dequant_q4_0") {
+        const len = n(1);
+        (name === "dequant_q8_0" ? quantReference.dequantizeQ8_0 : quantReference.dequantizeQ4_0)(u8(p(0)), f32(p(2)).subarray(0, len));
       } else if (name === "dequant_affine") {
         const len = n(1), g = n(2), sc = f32(p(3)), zp = i32(p(4)), signed = n(5), out = f32(p(6)), q = signed ? i8(p(0)) : u8(p(0));
         for (let i = 0; i < len; i++) { const kk = Math.floor(i / g); out[i] = fr((q[i]! - zp[kk]!) * sc[kk]!); }

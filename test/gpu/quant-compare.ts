@@ -2,10 +2,11 @@
 // zero groups, one-sided and huge ranges, a non-finite group), with host arrays and DeviceArrays: every output
 // as bytes, so a test can ask for another backend's results to equal wasm's bit for bit.
 import {
-  DeviceArray, Rng, dequantize4bit, dequantizeAffine, dequantizeBlockwise, quantize4bit, quantizeAffine, quantizeBlockwise, setBackend, toDevice,
+  DeviceArray, Rng, dequantize4bit, dequantizeAffine, dequantizeBlockwise, dequantizeQ4_0, dequantizeQ8_0, quantize4bit, quantizeAffine,
+  quantizeBlockwise, quantizeQ4_0, quantizeQ8_0, setBackend, toDevice,
 } from "numedge";
 
-const SIZES = [1, 15, 16, 17, 100, 257, 4099];
+const SIZES = [1, 15, 16, 17, 32, 100, 257, 4099];
 
 /** Inputs of length n: uniform, exact quarter steps (x / scale on halves), one-sided, tiny, huge, with zero groups. */
 function inputs(n: number): Record<string, Float32Array> {
@@ -16,7 +17,9 @@ function inputs(n: number): Record<string, Float32Array> {
     positive: Float32Array.from({ length: n }, () => rng.uniform(1, 2)),
     tiny: Float32Array.from({ length: n }, () => rng.normal() * 1e-39),
     huge: Float32Array.from({ length: n }, (_, i) => (i % 2 ? 1.6e38 : -1.6e38) * rng.uniform(0, 1)),
-    zeros: Float32Array.from({ length: n }, (_, i) => (i < 16 || i >= 100 ? 0 : rng.normal())),
+    zeros: Float32Array.from({ length: n }, (_, i) => (i < 16 || i >= 100 ? (i % 3 ? 0 : -0) : rng.normal())),
+    ties: Float32Array.from({ length: n }, (_, i) => (i % 7 === 3 ? -4 : i % 7 === 5 ? 4 : rng.uniform(-3, 3))), // equal magnitudes, both signs
+    subnormal: Float32Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 1e-40 : 0) * (i % 2 ? -1 : 1)), // ggml's d subnormal: 1 / d is Inf
   };
 }
 
@@ -44,6 +47,13 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
             const scale = put(new Float32Array([0.5])), zeroPoint = (device ? toDevice(new Int32Array([signed ? -3 : 130])) : new Int32Array([signed ? -3 : 130])) as Int32Array;
             out[`${key} affine given signed=${signed}`] = bytes(quantizeAffine(put(x), { bits: 8, signed, scale, zeroPoint }).q);
           }
+          if (n % 32 === 0 || n === 4099) {
+            const xg = x.subarray(0, n - (n % 32));
+            for (const [name, q, dq] of [["q8_0", quantizeQ8_0, dequantizeQ8_0], ["q4_0", quantizeQ4_0, dequantizeQ4_0]] as const) {
+              const b = device ? q(toDevice(xg)).bytes : q(xg);
+              out[`${key} ${name}`] = [...bytes(b), ...bytes(dq(b as Uint8Array, xg.length))];
+            }
+          }
           for (const blockSize of [64, 256]) {
             const b = quantizeBlockwise(put(x), { blockSize });
             out[`${key} blockwise bs=${blockSize}`] = [...bytes(b.codes), ...bytes(b.absmax), ...bytes(dequantizeBlockwise(b))];
@@ -60,7 +70,9 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
       if (device) for (const [o, v] of [[{ signed: true }, x], [{ signed: false }, x], [{ signed: false }, wide]] as const) {
         const q = quantizeAffine(put(v), { bits: 8, axis: "block", blockSize: 100, ...o }) as unknown as { bad: DeviceArray };
         out[`device bad affine ${JSON.stringify(o)} ${v === wide ? "wide" : "nan"}`] = bytes(q.bad);
-      } else {
+      }
+      if (device) for (const [name, q] of [["q8_0", quantizeQ8_0], ["q4_0", quantizeQ4_0]] as const) out[`device bad ${name}`] = bytes(q(toDevice(x.subarray(0, 288))).bad);
+      else {
         try {
           quantizeAffine(x, { bits: 8, axis: "block", blockSize: 100 });
           out["host bad affine"] = [0];

@@ -452,6 +452,78 @@ extern "C" __global__ void quant_affine_f32(const float* x, long long n, int g, 
   }
 }
 
+// ggml Q8_0 / Q4_0, byte-exact with ggml-quants.c quantize_row_q8_0_ref / quantize_row_q4_0_ref (as asm/quant.ts):
+// one warp per block of 32, lane j holding element j; an fp16 scale d (little-endian), then the quants.
+
+// fp32 -> fp16 bits, round to nearest even (ggml_compute_fp32_to_fp16, the FP16 library's bit trick)
+__device__ unsigned f32_to_f16(float f) {
+  float base = (fabsf(f) * __int_as_float(0x77800000)) * __int_as_float(0x08800000);
+  const unsigned w = __float_as_uint(f), shl1w = w + w, sign = w & 0x80000000u;
+  unsigned bias = shl1w & 0xff000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  base = __uint_as_float((bias >> 1) + 0x07800000u) + base;
+  const unsigned bits = __float_as_uint(base);
+  return (sign >> 16) | (shl1w > 0xff000000u ? 0x7e00u : ((bits >> 13) & 0x7c00u) + (bits & 0x0fffu));
+}
+__device__ float f16_to_f32(unsigned h) {
+  const unsigned sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0) { const float v = (float)m * __int_as_float(0x33800000); return sign ? -v : v; } // m * 2^-24, exact
+  if (e == 31) return __uint_as_float(sign | 0x7f800000u | (m << 13));
+  return __uint_as_float(sign | ((e + 112) << 23) | (m << 13));
+}
+
+// d = absmax / 127, q = roundf(x / d); a non-finite x * (1 / d) (subnormal d) is 0, as ggml on x86. bad: atomicMin.
+extern "C" __global__ void quant_q8_0_f32(const float* x, long long nb, unsigned char* out, int* bad) {
+  const long long b = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int j = threadIdx.x & 31;
+  if (b >= nb) return; // whole warps: blockDim is a multiple of 32
+  const float v = x[b * 32 + j];
+  int m = __float_as_int(v) & 0x7fffffff;
+  for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (m >= 0x7f800000) { if (j == 0) atomicMin(bad, (int)b); return; }
+  const float d = __int_as_float(m) / 127.f, id = d != 0.f ? 1.f / d : 0.f, q = v * id;
+  unsigned char* o = out + b * 34;
+  if (j == 0) { const unsigned h = f32_to_f16(d); o[0] = (unsigned char)h; o[1] = (unsigned char)(h >> 8); }
+  o[2 + j] = fabsf(q) < NUMEDGE_INF ? (unsigned char)(int)roundf(q) : 0;
+}
+
+extern "C" __global__ void dequant_q8_0(const unsigned char* bytes, long long n, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const unsigned char* src = bytes + (i >> 5) * 34;
+    out[i] = (float)(signed char)src[2 + (i & 31)] * f16_to_f32(src[0] | (src[1] << 8));
+  }
+}
+
+// d = (the first element of largest magnitude) / -8; q = min(15, trunc(x / d + 8.5)); byte j holds element j in
+// the low nibble and element j + 16 in the high.
+extern "C" __global__ void quant_q4_0_f32(const float* x, long long nb, unsigned char* out, int* bad) {
+  const long long b = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int j = threadIdx.x & 31;
+  if (b >= nb) return;
+  const float v = x[b * 32 + j];
+  // the largest |v|, the lowest lane among equals: (|v| bits, 31 - lane)
+  long long key = ((long long)(__float_as_int(v) & 0x7fffffff) << 5) | (31 - j);
+  for (int o = 16; o > 0; o >>= 1) key = max(key, __shfl_xor_sync(0xffffffffu, key, o));
+  if ((key >> 5) >= 0x7f800000) { if (j == 0) atomicMin(bad, (int)b); return; }
+  // an all-zero block keeps ggml's initial max, +0 (so d = -0), whatever the zeros' signs
+  const float mx = (key >> 5) == 0 ? 0.f : __shfl_sync(0xffffffffu, v, 31 - (int)(key & 31));
+  const float d = mx / -8.f, id = d != 0.f ? 1.f / d : 0.f;
+  const float t = v * id + 8.5f; // two roundings (--fmad=false): the product, then the sum
+  const int q = fabsf(t) < NUMEDGE_INF ? min(15, (int)(signed char)(int)t) : 0;
+  const int hi = __shfl_down_sync(0xffffffffu, q, 16);
+  unsigned char* o = out + b * 18;
+  if (j == 0) { const unsigned h = f32_to_f16(d); o[0] = (unsigned char)h; o[1] = (unsigned char)(h >> 8); }
+  if (j < 16) o[2 + j] = (unsigned char)(q | (hi << 4));
+}
+
+extern "C" __global__ void dequant_q4_0(const unsigned char* bytes, long long n, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const unsigned char* src = bytes + (i >> 5) * 18;
+    const int j = (int)(i & 31), byte = src[2 + (j & 15)];
+    out[i] = (float)((j < 16 ? byte & 15 : byte >> 4) - 8) * f16_to_f32(src[0] | (src[1] << 8));
+  }
+}
+
 // out = f32(q - zp) * scale per group of g (ONNX DequantizeLinear)
 extern "C" __global__ void dequant_affine(const unsigned char* q, long long n, int g, const float* scale, const int* zp, int is_signed, float* out) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
