@@ -71,6 +71,7 @@ export const KERNELS = [
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
   "topk_small_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
+  "quant_stochastic_f32", "uniforms_f32",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -133,8 +134,9 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
 
   // Code tables on the device, one upload per distinct table contents (every quantize result carries its own copy
   // of the code, so a cache by array would upload and keep a table per result): the 256 values, and for the search
-  // 255 thresholds padded with +Infinity and the code index of each rank (as the wasm search kernel).
-  const tables = new Map<number, Array<{ snap: Float32Array; code: bigint; thr: bigint; ranks: bigint; zero: number }>>();
+  // 255 thresholds padded with +Infinity and the code index of each rank (as the wasm search kernel); for stochastic
+  // rounding the distinct values, whose code indices are the same ranks.
+  const tables = new Map<number, Array<{ snap: Float32Array; code: bigint; thr: bigint; ranks: bigint; vals: bigint; nu: number; zero: number }>>();
   function table(code: Float32Array) {
     const words = new Uint32Array(code.buffer, code.byteOffset, code.length);
     let h = 0x811c9dc5;
@@ -147,7 +149,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     thr.set(prep.thr);
     ranks.set(prep.ranks);
     const put = (a: ArrayBufferView) => { const p = d.alloc(a.byteLength); d.htod(p, a); return p; };
-    const t = { snap: code.slice(), code: put(code), thr: put(thr), ranks: put(ranks), zero: prep.zeroCode };
+    const t = { snap: code.slice(), code: put(code), thr: put(thr), ranks: put(ranks), vals: put(prep.vals), nu: prep.vals.length, zero: prep.zeroCode };
     tables.set(h, [...bucket, t]);
     return t;
   }
@@ -204,12 +206,12 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
         d.launch(k.topk_small_f32!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }]));
     },
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
-      if (rand) return viaWasm("quantizeBlockwise")(x, bs, code, codes, absmax, rand, bad);
       const n = x.length, nb = absmax.length, tb = table(code), inv = d.alloc(nb * 4);
       try {
-        onDevice([x], [codes, absmax, bad], ([px], [pc, pa, pbad]) => {
+        onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
           absmaxPass(px!, n, bs, nb, pa!, inv, pbad!);
-          d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }]);
+          if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);
+          else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }]);
         }, keepUnlessBad(bad));
       } finally {
         d.free(inv);
@@ -248,6 +250,9 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     dequantizeAffine(q, g, scale, zp, out) {
       const signed = isI8(q);
       onDevice([q, scale, zp], [out], ([pq, ps, pz], [po]) => d.launch(k.dequant_affine!, elems(out.length), 256, [{ p: pq! }, { i64: out.length }, { i32: g }, { p: ps! }, { p: pz! }, { i32: signed }, { p: po! }]));
+    },
+    uniforms(out, seed) {
+      onDevice([], [out], (_, [po]) => d.launch(k.uniforms_f32!, elems(out.length), 256, [{ p: po! }, { i64: out.length }, { i32: seed | 0 }]));
     },
     quantizeQ8_0: (x, out, bad) => ggml("quant_q8_0_f32", x, out, bad),
     quantizeQ4_0: (x, out, bad) => ggml("quant_q4_0_f32", x, out, bad),

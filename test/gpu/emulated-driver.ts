@@ -3,6 +3,7 @@
 // rules). It checks storage, host-array marshalling, staging and dispatch; the CUDA C itself runs only on a GPU.
 import type { Driver, KernelArg } from "../../src/backends/cuda/driver.ts";
 import { quantReference } from "../../src/backends/reference/quant.ts";
+import { hash01 } from "../../src/report/rng.ts";
 
 type Ptr = import("bun:ffi").Pointer;
 
@@ -255,6 +256,18 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name === "quant_codes_f32") {
         const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6));
         for (let i = 0; i < len; i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), thr, ranks);
+      } else if (name === "quant_stochastic_f32") {
+        const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), vals = f32(p(4)), ranks = u8(p(5)), nu = n(6), rand = f32(p(7)), codes = u8(p(8));
+        for (let i = 0; i < len; i++) {
+          const v = scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!);
+          let j = -1;
+          while (j + 1 < nu && vals[j + 1]! <= v) j++;
+          const r = j < 0 ? 0 : j >= nu - 1 ? nu - 1 : vals[j] === v ? j : rand[i]! < fr(fr(v - vals[j]!) / fr(vals[j + 1]! - vals[j]!)) ? j + 1 : j;
+          codes[i] = ranks[r]!;
+        }
+      } else if (name === "uniforms_f32") {
+        const out = f32(p(0)), len = n(1), seed = n(2);
+        for (let i = 0; i < len; i++) out[i] = Math.floor(hash01(seed, i) * 16777216) / 16777216;
       } else if (name === "quant_4bit_f32") {
         const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), zero = n(6), packed = u8(p(7));
         for (let j = 0; 2 * j < len; j++) {

@@ -57,6 +57,10 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
           for (const blockSize of [64, 256]) {
             const b = quantizeBlockwise(put(x), { blockSize });
             out[`${key} blockwise bs=${blockSize}`] = [...bytes(b.codes), ...bytes(b.absmax), ...bytes(dequantizeBlockwise(b))];
+            for (const code of [undefined, "linear" as const]) {
+              const st = quantizeBlockwise(put(x), { blockSize, rounding: "stochastic", seed: 2 ** 32 - 7, ...(code ? { code } : {}) });
+              out[`${key} stochastic ${code ?? "dynamic"} bs=${blockSize}`] = [...bytes(st.codes), ...bytes(st.absmax)];
+            }
             const f = quantize4bit(put(x), { blockSize, type: "nf4" });
             out[`${key} nf4 bs=${blockSize}`] = [...bytes(f.packed), ...bytes(f.absmax), ...bytes(dequantize4bit(f))];
           }

@@ -376,6 +376,42 @@ extern "C" __global__ void quant_codes_f32(const float* x, long long n, int bs, 
     codes[i] = code_of(scale_clamp(x[i], inv[i / bs]), thr, ranks);
 }
 
+// Stochastic rounding between the two code values around v (vals: the nu distinct code values ascending, ranks:
+// their code indices): up iff rand[i] < (v - lo) / (hi - lo) in f32; exact values and values outside the code's
+// range are deterministic (as asm/quant.ts quant_blockwise_stochastic_f32).
+extern "C" __global__ void quant_stochastic_f32(const float* x, long long n, int bs, const float* inv, const float* vals, const unsigned char* ranks, int nu, const float* rand, unsigned char* codes) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const float v = scale_clamp(x[i], inv[i / bs]);
+    int lo = 0, hi = nu; // the largest j with vals[j] <= v is lo - 1
+    while (lo < hi) {
+      const int mid = (lo + hi) >> 1;
+      if (vals[mid] <= v) lo = mid + 1;
+      else hi = mid;
+    }
+    const int j = lo - 1;
+    int r;
+    if (j < 0) r = 0;
+    else if (j >= nu - 1) r = nu - 1;
+    else if (vals[j] == v) r = j;
+    else r = rand[i] < (v - vals[j]) / (vals[j + 1] - vals[j]) ? j + 1 : j;
+    codes[i] = ranks[r];
+  }
+}
+
+// lowbias32, as src/report/rng.ts mix32
+__device__ unsigned mix32(unsigned x) {
+  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+  return x;
+}
+// out[i] = floor(hash01(seed, i) * 2^24) / 2^24 (src/report/rng.ts): the top 24 bits of hash01's first word
+extern "C" __global__ void uniforms_f32(float* out, long long n, int seed) {
+  const unsigned s = mix32((unsigned)seed ^ 0x9e3779b9u);
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const unsigned a = mix32(s ^ mix32((unsigned)i ^ mix32((unsigned)((unsigned long long)i >> 32) + 0x85ebca6bu)));
+    out[i] = (float)(a >> 8) * 5.9604644775390625e-8f;
+  }
+}
+
 // two codes a byte, element 2j in the high nibble; an odd length pads with the code nearest 0
 extern "C" __global__ void quant_4bit_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, int zero_code, unsigned char* packed) {
   const long long nb = (n + 1) / 2;
