@@ -15,7 +15,8 @@ describe("cuda backend over an emulated GPU", () => {
     const i = await setBackend("cuda-emulated");
     expect(i).toMatchObject({ name: "cuda", id: "cuda-emulated", device: "gpu" });
     expect(i.stagedOps).toContain("routeTokens");
-    for (const op of ["softmax", "crossEntropy", "topk", "gemm", "adamw", "embeddingSum", "embeddingSumBackward", "orthogonalize", "maxInto", "quantizeAffine", "quantizeQ8_0", "quantizeQ4_0", "quantizeBlockwise", "uniforms"]) expect(i.stagedOps).not.toContain(op);
+    for (const op of ["softmax", "crossEntropy", "topk", "gemm", "adamw", "embeddingSum", "embeddingSumBackward", "orthogonalize", "maxInto", "quantizeAffine", "quantizeQ8_0", "quantizeQ4_0", "quantizeBlockwise", "uniforms",
+      "absmaxCenter", "absmaxUncenter", "toF32", "adam8bitStep", "adam32Step"]) expect(i.stagedOps).not.toContain(op);
     const before = emulated.liveBytes();
     const x = Float32Array.from({ length: 12 * 33 }, (_, k) => Math.sin(k));
     softmax(x, { cols: 33 });
@@ -44,13 +45,14 @@ describe("cuda backend over an emulated GPU", () => {
 });
 
 describe("quantizers on the emulated GPU", () => {
-  test("affine, ggml, block-wise (nearest and stochastic) and 4-bit outputs equal wasm's bit for bit (host arrays and DeviceArrays, tails, halves, bad groups)", async () => {
+  test("affine, ggml, block-wise (nearest, stochastic), 4-bit (double-quantized) outputs and 8-bit Adam steps equal wasm's bit for bit (host arrays and DeviceArrays, tails, halves, bad groups)", async () => {
     emulated.launches.length = 0;
     const [a, b] = await quantOn(["cuda-emulated", "wasm"]);
-    for (const kn of ["quant_affine_params_f32", "quant_affine_f32", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0", "quant_stochastic_f32", "uniforms_f32"]) expect(emulated.launches).toContain(kn);
+    for (const kn of ["quant_affine_params_f32", "quant_affine_f32", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0", "quant_stochastic_f32", "uniforms_f32",
+      "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32"]) expect(emulated.launches).toContain(kn);
     expect(Object.keys(a!).length).toBeGreaterThan(1000);
     for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
-  });
+  }, 60_000);
 });
 
 describe("a device-resident grok run on the emulated GPU", () => {

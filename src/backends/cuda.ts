@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { CTORS, type Dtype, type HostArray, type Storage } from "../device.ts";
 import type { FloatArray } from "../errors.ts";
+import type { AdamStepScalars } from "./api/quant.ts";
 import type { SoftmaxKernels } from "./api/softmax.ts";
 import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "./cuda/nvrtc.ts";
@@ -71,7 +72,7 @@ export const KERNELS = [
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
   "topk_small_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
-  "quant_stochastic_f32", "uniforms_f32",
+  "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -174,6 +175,8 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       d.launch(k.bad_finish!, 1, 32, [{ p: pbad! }]);
     }, keepUnlessBad(bad, 1));
   }
+  const adamScalars = (h: AdamStepScalars): KernelArg[] =>
+    [h.beta1, h.oneMinusBeta1, h.beta2, h.oneMinusBeta2, h.epsC2, h.stepSize, h.decay].map((v) => ({ f32: Math.fround(v) }));
   const isI8 = (q: unknown) => (q instanceof Int8Array || (q as CudaBuf).dtype === "i8" ? 1 : 0);
 
   const native: Partial<Backend> = {
@@ -253,6 +256,37 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     uniforms(out, seed) {
       onDevice([], [out], (_, [po]) => d.launch(k.uniforms_f32!, elems(out.length), 256, [{ p: po! }, { i64: out.length }, { i32: seed | 0 }]));
+    },
+    absmaxCenter(absmax, centered, offset) {
+      onDevice([absmax], [centered, offset], ([pa], [pc, po]) => d.launch(k.absmax_center_f32!, 1, 256, [{ p: pa! }, { i64: absmax.length }, { p: pc! }, { p: po! }]));
+    },
+    absmaxUncenter(x, offset) {
+      onDevice([x, offset], [x], ([px0, po], [px]) => {
+        if (px0 !== px) d.dtod(px!, px0!, x.byteLength);
+        d.launch(k.absmax_uncenter_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]);
+      });
+    },
+    toF32(x, out) {
+      onDevice([x], [out], ([px], [po]) => d.launch(k.to_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]));
+    },
+    adam8bitStep(p, g, s, h) {
+      if (s.blockSize > 4096) return viaWasm("adam8bitStep")(p, g, s, h); // the kernel keeps a block in registers
+      const t1 = table(s.code1), t2 = table(s.code2), nb = s.absmax1.length;
+      onDevice([p, g, s.c1, s.c2, s.absmax1, s.absmax2], [p, s.c1, s.c2, s.absmax1, s.absmax2], (ins, outs) => {
+        for (let i = 0; i < outs.length; i++) {
+          const src = ins[i === 0 ? 0 : i + 1]!, a = [p, s.c1, s.c2, s.absmax1, s.absmax2][i]!;
+          if (src !== outs[i]) d.dtod(outs[i]!, src, a.byteLength); // host state: its values went in through the input copies
+        }
+        const [pp, pc1, pc2, pa1, pa2] = outs;
+        d.launch(k.adam8bit_f32!, nb, 256, [{ p: pp! }, { p: ins[1]! }, { p: pc1! }, { p: pc2! }, { p: pa1! }, { p: pa2! }, { i64: p.length }, { i32: s.blockSize },
+          { p: t1.code }, { p: t1.thr }, { p: t1.ranks }, { p: t2.code }, { p: t2.thr }, { p: t2.ranks }, ...adamScalars(h)]);
+      });
+    },
+    adam32Step(p, g, m, v, h) {
+      onDevice([p, g, m, v], [p, m, v], ([pp0, pg, pm0, pv0], [pp, pm, pv]) => {
+        for (const [dst, src, a] of [[pp, pp0, p], [pm, pm0, m], [pv, pv0, v]] as const) if (dst !== src) d.dtod(dst!, src!, a.byteLength);
+        d.launch(k.adam32_f32!, elems(p.length), 256, [{ p: pp! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: p.length }, ...adamScalars(h)]);
+      });
     },
     quantizeQ8_0: (x, out, bad) => ggml("quant_q8_0_f32", x, out, bad),
     quantizeQ4_0: (x, out, bad) => ggml("quant_q4_0_f32", x, out, bad),

@@ -140,6 +140,44 @@ export function emulatedDriver(): EmulatedDriver {
       grad[o + y] = fr(fr(expRr2p5(fr(fr(z[o + y]! - mx) - ls)) - 1) * invN);
     }
   }
+  /** adam8bit_f32 of kernels.cu: per block, the new moments and parameters, the NaN-propagating absmax, requantization. */
+  function adam8bit(p: (i: number) => bigint, n: (i: number) => number, grid: number) {
+    const [pp, g] = [f32(p(0)), f32(p(1))], [c1, c2] = [u8(p(2)), u8(p(3))], [a1, a2] = [f32(p(4)), f32(p(5))], len = n(6), bs = n(7);
+    const [code1, thr1, ranks1, code2, thr2, ranks2] = [f32(p(8)), f32(p(9)), u8(p(10)), f32(p(11)), f32(p(12)), u8(p(13))];
+    const [b1, omb1, b2, omb2, epsc2, step, decay] = [14, 15, 16, 17, 18, 19, 20].map(n) as number[];
+    const maxNan = (a: number, b: number) => (a !== a || b !== b ? NaN : Math.max(a, b));
+    const clamp1 = (v: number) => (v > 1 ? 1 : v < -1 ? -1 : v);
+    for (let b = 0; b < grid; b++) {
+      const s = b * bs, end = Math.min(len, s + bs), am1 = a1[b]!, am2 = a2[b]!, r1: number[] = [], r2: number[] = [];
+      let m1 = 0, m2 = 0;
+      for (let i = s; i < end; i++) {
+        const gv = g[i]!;
+        let v1 = 0, v2 = 0;
+        if (Math.abs(gv) < Infinity) {
+          v2 = fr(code2[c2[i]!]! * am2);
+          v2 = fr(fr(v2 * b2!) + fr(fr(omb2! * gv) * gv));
+          v1 = fr(code1[c1[i]!]! * am1);
+          v1 = fr(fr(v1 * b1!) + fr(omb1! * gv));
+          const pv = fr(pp[i]! + fr(step! * fr(v1 / fr(fr(Math.sqrt(v2)) + epsc2!))));
+          pp[i] = decay !== 1 ? fr(pv * decay!) : pv;
+        }
+        m1 = maxNan(m1, Math.abs(v1));
+        m2 = maxNan(m2, Math.abs(v2));
+        r1.push(v1);
+        r2.push(v2);
+      }
+      a1[b] = m1;
+      a2[b] = m2;
+      const d1 = maxNan(m1, fr(1e-38)), d2 = maxNan(m2, fr(1e-38));
+      for (let i = s; i < end; i++) {
+        const v1 = r1[i - s]!;
+        let q1 = codeOf(clamp1(fr(v1 / d1)), thr1, ranks1);
+        if ((code1[q1]! < 0 || Object.is(code1[q1], -0)) !== (v1 < 0 || Object.is(v1, -0))) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
+        c1[i] = q1;
+        c2[i] = codeOf(clamp1(fr(r2[i - s]! / d2)), thr2, ranks2);
+      }
+    }
+  }
   function ceFinish(p: (i: number) => bigint, n: (i: number) => number) {
     const st = f64(p(0)), rows = n(1), out = f64(p(2));
     let loss = 0, sc = 0, zero = 0;
@@ -268,6 +306,32 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name === "uniforms_f32") {
         const out = f32(p(0)), len = n(1), seed = n(2);
         for (let i = 0; i < len; i++) out[i] = Math.floor(hash01(seed, i) * 16777216) / 16777216;
+      } else if (name === "absmax_center_f32") {
+        const am = f32(p(0)), len = n(1), centered = f32(p(2)), offset = f32(p(3));
+        let sum = 0;
+        for (let i = 0; i < len; i++) sum += am[i]!;
+        const o = fr(sum / len);
+        offset[0] = o;
+        for (let i = 0; i < len; i++) centered[i] = fr(am[i]! - o);
+      } else if (name === "absmax_uncenter_f32") {
+        const xx = f32(p(0)), o = f32(p(2))[0]!;
+        for (let i = 0; i < n(1); i++) xx[i] = fr(xx[i]! + o);
+      } else if (name === "to_f32") {
+        const xx = f64(p(0)), out = f32(p(2));
+        for (let i = 0; i < n(1); i++) out[i] = xx[i]!;
+      } else if (name === "adam8bit_f32") {
+        adam8bit(p, n, grid);
+      } else if (name === "adam32_f32") {
+        const [pp, g, m, v] = [0, 1, 2, 3].map((a) => f32(p(a))) as Float32Array[], [b1, omb1, b2, omb2, epsc2, step, decay] = [5, 6, 7, 8, 9, 10, 11].map(n) as number[];
+        for (let i = 0; i < n(4); i++) {
+          const gv = g![i]!;
+          if (!(Math.abs(gv) < Infinity)) continue;
+          const s1 = fr(fr(m![i]! * b1!) + fr(omb1! * gv)), s2 = fr(fr(v![i]! * b2!) + fr(omb2! * fr(gv * gv)));
+          m![i] = s1;
+          v![i] = s2;
+          const pv = fr(pp![i]! + fr(step! * fr(s1 / fr(fr(Math.sqrt(s2)) + epsc2!))));
+          pp![i] = decay !== 1 ? fr(pv * decay!) : pv;
+        }
       } else if (name === "quant_4bit_f32") {
         const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), zero = n(6), packed = u8(p(7));
         for (let j = 0; 2 * j < len; j++) {

@@ -2,7 +2,7 @@
 // zero groups, one-sided and huge ranges, a non-finite group), with host arrays and DeviceArrays: every output
 // as bytes, so a test can ask for another backend's results to equal wasm's bit for bit.
 import {
-  DeviceArray, Rng, dequantize4bit, dequantizeAffine, dequantizeBlockwise, dequantizeQ4_0, dequantizeQ8_0, quantize4bit, quantizeAffine,
+  Adam8bit, DeviceArray, Rng, absmaxOf, dequantize4bit, dequantizeAffine, dequantizeBlockwise, dequantizeQ4_0, dequantizeQ8_0, quantize4bit, quantizeAffine,
   quantizeBlockwise, quantizeQ4_0, quantizeQ8_0, setBackend, toDevice,
 } from "numedge";
 
@@ -63,8 +63,24 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
             }
             const f = quantize4bit(put(x), { blockSize, type: "nf4" });
             out[`${key} nf4 bs=${blockSize}`] = [...bytes(f.packed), ...bytes(f.absmax), ...bytes(dequantize4bit(f))];
+            if (n > 300) { // double quantization: absmax centred, quantized, decoded (from f64 x: the cast too)
+              const x64 = Float64Array.from(x, (v, i) => v + i * 1e-9);
+              const dq = quantize4bit((device ? toDevice(x64) : x64) as Float64Array, { blockSize, type: "fp4", doubleQuant: true });
+              out[`${key} fp4 double-quant bs=${blockSize}`] = [...bytes(dq.packed), ...bytes(absmaxOf(dq)), ...bytes(dequantize4bit(dq))];
+            }
           }
         }
+      }
+      // 8-bit Adam (block-wise states; tensors under minSize8bit on f32 states), NaN and Infinity gradients, decay
+      for (const o of [{}, { blockSize: 64, weightDecay: 0.1 }, { code: "linear" as const, blockSize: 4096 }]) {
+        const rng = new Rng(9), sizes = [5000, 4096, 300, 9001];
+        const params = sizes.map((n) => put(Float32Array.from({ length: n }, () => rng.normal())));
+        const opt = new Adam8bit(params, { lr: 0.01, minSize8bit: 4096, ...o });
+        for (let step = 0; step < 4; step++) {
+          const grads = sizes.map((n) => Float32Array.from({ length: n }, (_, i) => (i === 7 * step ? NaN : i === 11 ? Infinity : rng.normal())));
+          opt.step(grads.map(put));
+        }
+        out[`${device ? "device" : "host"} adam8bit ${JSON.stringify(o)}`] = params.flatMap(bytes);
       }
       // a non-finite group: the first bad group's index (DeviceArrays return it; host calls throw)
       const x = inputs(300).uniform;

@@ -412,6 +412,102 @@ extern "C" __global__ void uniforms_f32(float* out, long long n, int seed) {
   }
 }
 
+// Double quantization's centring (as backends/host/quant.ts): offset = f32(mean of absmax) with the f64 sum in
+// index order, so one thread sums (absmax has one value per block: n / blockSize), then centered = absmax - offset.
+extern "C" __global__ void absmax_center_f32(const float* absmax, long long n, float* centered, float* offset) {
+  __shared__ float o;
+  if (threadIdx.x == 0) {
+    double s = 0;
+    for (long long i = 0; i < n; i++) s += absmax[i];
+    o = (float)(s / (double)n);
+    offset[0] = o;
+  }
+  __syncthreads();
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) centered[i] = absmax[i] - o;
+}
+extern "C" __global__ void absmax_uncenter_f32(float* x, long long n, const float* offset) {
+  const float o = offset[0];
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) x[i] = x[i] + o;
+}
+extern "C" __global__ void to_f32(const double* x, long long n, float* out) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) out[i] = (float)x[i];
+}
+
+// f32 max as WebAssembly's f32.max: NaN when either is NaN
+__device__ float max_nan(float a, float b) { return a != a || b != b ? a + b : fmaxf(a, b); }
+
+// Adam with 8-bit block-wise states, bitsandbytes kOptimizerStatic8bit2StateBlockwise in its f32 order (as asm/quant.ts
+// adam8bit_blockwise_f32): one CUDA block of 256 threads per state block of bs <= 4096, each thread keeping its
+// <= 16 new moments in registers between the absmax reduction and the requantization. A non-finite gradient leaves
+// its parameter unchanged and its moments 0. thr/ranks: the codes' search tables (code_of).
+extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char* c1, unsigned char* c2, float* a1, float* a2, long long n, int bs,
+    const float* code1, const float* thr1, const unsigned char* ranks1, const float* code2, const float* thr2, const unsigned char* ranks2,
+    float b1, float omb1, float b2, float omb2, float epsc2, float step, float decay) {
+  __shared__ float pm1[8], pm2[8];
+  const long long s = (long long)blockIdx.x * bs;
+  const int len = (int)min((long long)bs, n - s);
+  const float am1 = a1[blockIdx.x], am2 = a2[blockIdx.x];
+  float r1[16], r2[16], m1 = 0.f, m2 = 0.f;
+#pragma unroll
+  for (int t = 0; t < 16; t++) {
+    const int j = threadIdx.x + t * 256;
+    float v1 = 0.f, v2 = 0.f;
+    if (j < len) {
+      const long long i = s + j;
+      const float gv = g[i];
+      if (fabsf(gv) < NUMEDGE_INF) {
+        v2 = code2[c2[i]] * am2;
+        v2 = v2 * b2 + omb2 * gv * gv;
+        v1 = code1[c1[i]] * am1;
+        v1 = v1 * b1 + omb1 * gv;
+        float pv = p[i] + step * (v1 / (sqrtf(v2) + epsc2));
+        if (decay != 1.f) pv = pv * decay;
+        p[i] = pv;
+      }
+      m1 = max_nan(m1, fabsf(v1));
+      m2 = max_nan(m2, fabsf(v2));
+    }
+    r1[t] = v1;
+    r2[t] = v2;
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    m1 = max_nan(m1, __shfl_xor_sync(0xffffffffu, m1, o));
+    m2 = max_nan(m2, __shfl_xor_sync(0xffffffffu, m2, o));
+  }
+  if ((threadIdx.x & 31) == 0) { pm1[threadIdx.x >> 5] = m1; pm2[threadIdx.x >> 5] = m2; }
+  __syncthreads();
+  for (int w = 0; w < 8; w++) { m1 = max_nan(m1, pm1[w]); m2 = max_nan(m2, pm2[w]); }
+  if (threadIdx.x == 0) { a1[blockIdx.x] = m1; a2[blockIdx.x] = m2; }
+  const float d1 = max_nan(m1, 1e-38f), d2 = max_nan(m2, 1e-38f);
+#pragma unroll
+  for (int t = 0; t < 16; t++) {
+    const int j = threadIdx.x + t * 256;
+    if (j >= len) break;
+    const long long i = s + j;
+    const float v1 = r1[t], x1 = v1 / d1, x2 = r2[t] / d2;
+    int q1 = code_of(x1 > 1.f ? 1.f : x1 < -1.f ? -1.f : x1, thr1, ranks1);
+    // keep the sign of m through quantization (bitsandbytes)
+    if ((__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
+    c1[i] = (unsigned char)q1;
+    c2[i] = code_of(x2 > 1.f ? 1.f : x2 < -1.f ? -1.f : x2, thr2, ranks2);
+  }
+}
+
+// Adam with f32 states (bitsandbytes kOptimizer32bit2State order, as asm/quant.ts adam32_f32)
+extern "C" __global__ void adam32_f32(float* p, const float* g, float* m, float* v, long long n,
+    float b1, float omb1, float b2, float omb2, float epsc2, float step, float decay) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const float gv = g[i];
+    if (!(fabsf(gv) < NUMEDGE_INF)) continue;
+    const float s1 = m[i] * b1 + omb1 * gv, s2 = v[i] * b2 + omb2 * (gv * gv);
+    m[i] = s1;
+    v[i] = s2;
+    float pv = p[i] + step * (s1 / (sqrtf(s2) + epsc2));
+    if (decay != 1.f) pv = pv * decay;
+    p[i] = pv;
+  }
+}
+
 // two codes a byte, element 2j in the high nibble; an odd length pads with the code nearest 0
 extern "C" __global__ void quant_4bit_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, int zero_code, unsigned char* packed) {
   const long long nb = (n + 1) / 2;
