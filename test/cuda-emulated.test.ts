@@ -20,7 +20,7 @@ describe("cuda backend over an emulated GPU", () => {
     const before = emulated.liveBytes();
     const x = Float32Array.from({ length: 12 * 33 }, (_, k) => Math.sin(k));
     softmax(x, { cols: 33 });
-    softmax(x, { cols: 33, out: x }); // in place on a host array: input and output temporaries are separate
+    softmax(x, { cols: 33, out: x }); // in place on a host array: one temporary, input and output
     relu(x);
     crossEntropy(x, new Int32Array(12), { cols: 33 });
     expect(emulated.liveBytes()).toBe(before);

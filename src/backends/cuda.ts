@@ -106,15 +106,19 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
 
   /**
    * Runs `body` on device pointers: DeviceArray buffers as they are, host inputs copied to temporary device
-   * buffers, host outputs received in temporary ones and copied back after.
+   * buffers, host outputs received in temporary ones and copied back after. A host array given as input and output
+   * (in place, an accumulator, optimizer state) gets one temporary, as a DeviceArray would be one buffer.
    */
   function onDevice(ins: unknown[], outs: unknown[], body: (ip: bigint[], op: bigint[]) => void, keep?: (op: bigint[]) => boolean): void {
-    const temps: bigint[] = [];
+    const temps = new Map<HostArray, bigint>();
     const put = (a: unknown, copyIn: boolean) => {
       if (isCudaBuf(a)) return a.p;
-      const h = a as HostArray, p = d.alloc(h.byteLength);
-      temps.push(p);
-      if (copyIn) d.htod(p, h);
+      const h = a as HostArray;
+      let p = temps.get(h);
+      if (p === undefined) {
+        temps.set(h, (p = d.alloc(h.byteLength)));
+        if (copyIn) d.htod(p, h);
+      }
       return p;
     };
     try {
@@ -123,7 +127,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       if (keep && !keep(op)) return; // a failed quantizer leaves host outputs untouched
       outs.forEach((a, i) => { if (!isCudaBuf(a)) d.dtoh(a as HostArray, op[i]!); });
     } finally {
-      for (const p of temps) d.free(p);
+      for (const p of temps.values()) d.free(p);
     }
   }
   const t = (x: unknown) => ((x as { dtype?: string }).dtype === "f64" || x instanceof Float64Array ? "f64" : "f32");
@@ -261,10 +265,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       onDevice([absmax], [centered, offset], ([pa], [pc, po]) => d.launch(k.absmax_center_f32!, 1, 256, [{ p: pa! }, { i64: absmax.length }, { p: pc! }, { p: po! }]));
     },
     absmaxUncenter(x, offset) {
-      onDevice([x, offset], [x], ([px0, po], [px]) => {
-        if (px0 !== px) d.dtod(px!, px0!, x.byteLength);
-        d.launch(k.absmax_uncenter_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]);
-      });
+      onDevice([x, offset], [x], ([px, po]) => d.launch(k.absmax_uncenter_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]));
     },
     toF32(x, out) {
       onDevice([x], [out], ([px], [po]) => d.launch(k.to_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]));
@@ -272,21 +273,14 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     adam8bitStep(p, g, s, h) {
       if (s.blockSize > 4096) return viaWasm("adam8bitStep")(p, g, s, h); // the kernel keeps a block in registers
       const t1 = table(s.code1), t2 = table(s.code2), nb = s.absmax1.length;
-      onDevice([p, g, s.c1, s.c2, s.absmax1, s.absmax2], [p, s.c1, s.c2, s.absmax1, s.absmax2], (ins, outs) => {
-        for (let i = 0; i < outs.length; i++) {
-          const src = ins[i === 0 ? 0 : i + 1]!, a = [p, s.c1, s.c2, s.absmax1, s.absmax2][i]!;
-          if (src !== outs[i]) d.dtod(outs[i]!, src, a.byteLength); // host state: its values went in through the input copies
-        }
-        const [pp, pc1, pc2, pa1, pa2] = outs;
-        d.launch(k.adam8bit_f32!, nb, 256, [{ p: pp! }, { p: ins[1]! }, { p: pc1! }, { p: pc2! }, { p: pa1! }, { p: pa2! }, { i64: p.length }, { i32: s.blockSize },
-          { p: t1.code }, { p: t1.thr }, { p: t1.ranks }, { p: t2.code }, { p: t2.thr }, { p: t2.ranks }, ...adamScalars(h)]);
-      });
+      const state = [p, s.c1, s.c2, s.absmax1, s.absmax2];
+      onDevice([g, ...state], state, ([pg], [pp, pc1, pc2, pa1, pa2]) =>
+        d.launch(k.adam8bit_f32!, nb, 256, [{ p: pp! }, { p: pg! }, { p: pc1! }, { p: pc2! }, { p: pa1! }, { p: pa2! }, { i64: p.length }, { i32: s.blockSize },
+          { p: t1.code }, { p: t1.thr }, { p: t1.ranks }, { p: t2.code }, { p: t2.thr }, { p: t2.ranks }, ...adamScalars(h)]));
     },
     adam32Step(p, g, m, v, h) {
-      onDevice([p, g, m, v], [p, m, v], ([pp0, pg, pm0, pv0], [pp, pm, pv]) => {
-        for (const [dst, src, a] of [[pp, pp0, p], [pm, pm0, m], [pv, pv0, v]] as const) if (dst !== src) d.dtod(dst!, src!, a.byteLength);
-        d.launch(k.adam32_f32!, elems(p.length), 256, [{ p: pp! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: p.length }, ...adamScalars(h)]);
-      });
+      onDevice([p, g, m, v], [p, m, v], ([pp, pg, pm, pv]) =>
+        d.launch(k.adam32_f32!, elems(p.length), 256, [{ p: pp! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: p.length }, ...adamScalars(h)]));
     },
     quantizeQ8_0: (x, out, bad) => ggml("quant_q8_0_f32", x, out, bad),
     quantizeQ4_0: (x, out, bad) => ggml("quant_q4_0_f32", x, out, bad),
@@ -298,8 +292,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     gemm(a, b, c, m, kk, n, transA, transB, accumulate) {
       // c is read too when accumulating: an input as well as an output
-      onDevice(accumulate ? [a, b, c] : [a, b], [c], ([pa, pb, pc0], [pc]) => {
-        if (accumulate && pc0 !== pc) d.dtod(pc!, pc0!, c.byteLength); // a host c: its values went in through the input copy
+      onDevice(accumulate ? [a, b, c] : [a, b], [c], ([pa, pb], [pc]) => {
         d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 16), Math.ceil(m / 16)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
           { i32: transA ? 1 : 0 }, { i32: transB ? 1 : 0 }, { i32: accumulate ? 1 : 0 }]);
       });
@@ -312,31 +305,27 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     embeddingSumBackward(dout, idx, dw, cols, per) {
       if (t(dw) === "f64") return viaWasm("embeddingSumBackward")(dout, idx, dw, cols, per);
       const rows = idx.length / per, vocab = dw.length / cols;
-      onDevice([dout, idx, dw], [dw], ([pd, pi, pw0], [pw]) => {
-        if (pw0 !== pw) d.dtod(pw!, pw0!, dw.byteLength); // a host dw: its values went in through the input copy
+      onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
         d.launch(k.embsum_backward_f32!, elems(vocab * cols), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
       });
     },
     adamw(w, g, m, v, s) {
       if (t(w) === "f64") return viaWasm("adamw")(w, g, m, v, s);
       const f = Math.fround, lw = f(s.lerpW);
-      onDevice([w, g, m, v], [w, m, v], ([pw0, pg, pm0, pv0], [pw, pm, pv]) => {
-        for (const [dst, src, h] of [[pw, pw0, w], [pm, pm0, m], [pv, pv0, v]] as const) if (dst !== src) d.dtod(dst!, src!, h.byteLength);
+      onDevice([w, g, m, v], [w, m, v], ([pw, pg, pm, pv]) => {
         d.launch(k.adamw_f32!, elems(w.length), 256, [{ p: pw! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: w.length },
           { f32: f(s.decay) }, { i32: s.decay !== 1 ? 1 : 0 }, { f32: lw }, { f32: f(1 - lw) }, { i32: s.lerpW < 0.5 ? 1 : 0 },
           { f32: f(s.beta2) }, { f32: f(s.oneMinusBeta2) }, { f32: f(s.bc2sqrt) }, { f32: f(s.eps) }, { f32: f(s.negStep) }]);
       });
     },
     orthogonalize(w, g) {
-      onDevice([w, g], [g], ([pw, pg0], [pg]) => {
-        if (pg0 !== pg) d.dtod(pg!, pg0!, g.byteLength);
+      onDevice([w, g], [g], ([pw, pg]) => {
         d.launch(k[`orthogonalize_${t(w)}`]!, 1, 1024, [{ p: pw! }, { p: pg! }, { i64: w.length }]);
       });
     },
     maxInto(dst, idx, src, from, n, abs) {
       const bpe = t(src) === "f64" ? 8 : 4;
-      onDevice([dst, src], [dst], ([pd0, ps], [pd]) => {
-        if (pd0 !== pd) d.dtod(pd!, pd0!, dst.byteLength);
+      onDevice([dst, src], [dst], ([pd, ps]) => {
         d.launch(k[`max_into_${t(src)}`]!, 1, 1024, [{ p: pd! + BigInt(idx * 8) }, { p: ps! + BigInt(from * bpe) }, { i64: n }, { i32: abs ? 1 : 0 }]);
       });
     },
