@@ -342,6 +342,8 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       stagedOps.push(name);
     }
   }
+  // ops with a CUDA kernel for most arguments, staged for these
+  stagedOps.push("adam8bitStep (blockSize > 4096)", "adamw (f64)", "embeddingSum (f64)", "embeddingSumBackward (f64)", "topk (k > 32)");
   const dev = d.device;
   return {
     backend: out as unknown as Backend,

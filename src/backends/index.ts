@@ -37,7 +37,8 @@ export interface BackendInfo {
   reasons: Record<string, string>;
   /** tfjs backends: ops that run on the wasm kernels instead (Float64Array inputs always do). */
   fallbackOps?: string[];
-  /** Ops whose DeviceArray arguments are read to the host and written back around the kernel (not resident yet). */
+  /** Ops whose DeviceArray arguments are read to the host and written back around the kernel (not resident yet);
+   * an op staged only for some arguments is listed with them, e.g. "topk (k > 32)". */
   stagedOps?: string[];
   /** auto with a GPU: per-op minimum size (elements of the largest array; gemm: m*k*n) sent to the GPU. */
   gpuThresholds?: Record<string, number>;
