@@ -565,7 +565,7 @@ export function adam8bit_blockwise_f32(
 
 // @ts-ignore: decorator
 @inline function clamp1(v: f32): f32 {
-  return v > 1 ? 1 : v < -1 ? -1 : v;
+  return v > 1 ? 1 : v >= -1 ? v : -1; // NaN (an overflowed moment) -> -1: code index 0, as the reference; never a lookup past the table
 }
 
 /** Adam with f32 states m, v (bitsandbytes kOptimizer32bit2State order). */

@@ -8,7 +8,7 @@ import {
   stablemax, topk, updateBias,
 } from "numedge";
 import { expectError, uniform } from "./helpers.ts";
-import "./parity.ts"; // registers cuda-emulated
+import { underReference } from "./parity.ts"; // also registers cuda-emulated
 
 afterAll(() => setBackend("wasm"));
 const rnd = uniform(11);
@@ -247,5 +247,19 @@ describe("no block is taken back while a call may still use it", () => {
     }, () => 0);
     expect(liveInside).toBe(true);
     expect(sub.every((v) => v === 3)).toBe(true);
+  });
+});
+
+describe("8-bit Adam when a moment overflows", () => {
+  test("a gradient whose square overflows f32: parameters as the reference's after the steps that follow", async () => {
+    const run = () => {
+      const p = Float32Array.from({ length: 512 }, (_, i) => Math.sin(i));
+      const opt = new Adam8bit([p], { lr: 0.01, blockSize: 256, minSize8bit: 0 });
+      for (let s = 0; s < 3; s++) opt.step([Float32Array.from({ length: 512 }, (_, i) => (i === 3 && s === 0 ? 1e21 : Math.cos(i + s)))]);
+      return p;
+    };
+    await setBackend("wasm");
+    const a = run(), b = underReference(run);
+    for (let i = 0; i < a.length; i++) expect(Object.is(a[i], b[i]) || (a[i] !== a[i] && b[i] !== b[i]), `p[${i}] ${a[i]} vs ${b[i]}`).toBe(true);
   });
 });

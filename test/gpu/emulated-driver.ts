@@ -146,7 +146,7 @@ export function emulatedDriver(): EmulatedDriver {
     const [code1, thr1, ranks1, code2, thr2, ranks2] = [f32(p(8)), f32(p(9)), u8(p(10)), f32(p(11)), f32(p(12)), u8(p(13))];
     const [b1, omb1, b2, omb2, epsc2, step, decay] = [14, 15, 16, 17, 18, 19, 20].map(n) as number[];
     const maxNan = (a: number, b: number) => (a !== a || b !== b ? NaN : Math.max(a, b));
-    const clamp1 = (v: number) => (v > 1 ? 1 : v < -1 ? -1 : v);
+    const clamp1 = (v: number) => (v > 1 ? 1 : v >= -1 ? v : -1);
     for (let b = 0; b < grid; b++) {
       const s = b * bs, end = Math.min(len, s + bs), am1 = a1[b]!, am2 = a2[b]!, r1: number[] = [], r2: number[] = [];
       let m1 = 0, m2 = 0;
@@ -355,16 +355,19 @@ export function emulatedDriver(): EmulatedDriver {
             if (v < mn) mn = v;
             if (v > mx) mx = v;
           }
-          let s: number, z = 0, isBad = m >= 0x7f800000;
-          if (signed) s = fr(fromBits(m) / 127);
-          else {
-            const range = fr(mx - mn);
-            isBad ||= !(range < Infinity);
-            s = fr(range / 255);
-            if (!isBad && s > 0) z = Math.min(255, Math.max(0, rintEven(fr(-mn / s))));
+          let isBad = m >= 0x7f800000;
+          if (compute && !isBad) {
+            let s: number, z = 0;
+            if (signed) s = fr(fromBits(m) / 127);
+            else {
+              const range = fr(mx - mn);
+              isBad = !(range < Infinity);
+              s = fr(range / 255);
+              if (!isBad && s > 0) z = Math.min(255, Math.max(0, rintEven(fr(-mn / s))));
+            }
+            if (!isBad) { sc[b] = s === 0 ? 1 : s; zp[b] = z; }
           }
           if (isBad) bad[0] = Math.min(bad[0]!, b);
-          else if (compute) { sc[b] = s === 0 ? 1 : s; zp[b] = z; }
         }
       } else if (name === "quant_affine_f32") {
         const xx = f32(p(0)), len = n(1), g = n(2), signed = n(3), sc = f32(p(4)), zp = i32(p(5)), q = signed ? i8(p(6)) : u8(p(6));

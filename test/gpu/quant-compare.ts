@@ -91,6 +91,10 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
         const q = quantizeAffine(put(v), { bits: 8, axis: "block", blockSize: 100, ...o }) as unknown as { bad: DeviceArray };
         out[`device bad affine ${JSON.stringify(o)} ${v === wide ? "wide" : "nan"}`] = bytes(q.bad);
       }
+      // given parameters: a finite group whose range would overflow is not bad (only computed unsigned parameters need the range)
+      const given = quantizeAffine(put(wide), { bits: 8, signed: false, axis: "block", blockSize: 100, scale: put(new Float32Array([1e36, 1e36, 1e36])),
+        zeroPoint: (device ? toDevice(new Int32Array([128, 128, 128])) : new Int32Array([128, 128, 128])) as Int32Array });
+      out[`${device ? "device" : "host"} affine given wide`] = [...bytes(given.q), ...(device ? bytes((given as unknown as { bad: DeviceArray }).bad) : [])];
       if (device) for (const [name, q] of [["q8_0", quantizeQ8_0], ["q4_0", quantizeQ4_0]] as const) out[`device bad ${name}`] = bytes(q(toDevice(x.subarray(0, 288))).bad);
       else {
         try {

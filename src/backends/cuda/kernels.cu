@@ -485,11 +485,11 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
     if (j >= len) break;
     const long long i = s + j;
     const float v1 = r1[t], x1 = v1 / d1, x2 = r2[t] / d2;
-    int q1 = code_of(x1 > 1.f ? 1.f : x1 < -1.f ? -1.f : x1, thr1, ranks1);
+    int q1 = code_of(x1 > 1.f ? 1.f : x1 >= -1.f ? x1 : -1.f, thr1, ranks1); // NaN -> -1, as asm clamp1
     // keep the sign of m through quantization (bitsandbytes)
     if ((__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
     c1[i] = (unsigned char)q1;
-    c2[i] = code_of(x2 > 1.f ? 1.f : x2 < -1.f ? -1.f : x2, thr2, ranks2);
+    c2[i] = code_of(x2 > 1.f ? 1.f : x2 >= -1.f ? x2 : -1.f, thr2, ranks2);
   }
 }
 
@@ -532,7 +532,7 @@ extern "C" __global__ void dequant_4bit(const unsigned char* packed, long long n
 }
 
 // Affine (ONNX QuantizeLinear) per group of g, as asm/quant.ts quant_affine_f32. One block per group: bad
-// (atomicMin) when the group holds NaN/±Infinity (or, unsigned, its range overflows); with compute, the group's
+// (atomicMin) when the group holds NaN/±Infinity (or, computing unsigned parameters, its range overflows); with compute, the group's
 // scale and zero point: signed absmax / 127 and 0, unsigned ONNX DynamicQuantizeLinear; a scale of 0 becomes 1.
 extern "C" __global__ void quant_affine_params_f32(const float* x, long long n, int g, int is_signed, int compute, float* scale, int* zp, int* bad) {
   __shared__ int pm[32];
@@ -557,21 +557,23 @@ extern "C" __global__ void quant_affine_params_f32(const float* x, long long n, 
   __syncthreads();
   if (threadIdx.x != 0) return;
   for (int k = 1; k < nw; k++) { m = max(m, pm[k]); mn = fminf(mn, pmn[k]); mx = fmaxf(mx, pmx[k]); }
-  float sc;
-  int z = 0;
   bool isbad = m >= 0x7f800000;
-  if (is_signed) sc = __int_as_float(m) / 127.f;
-  else {
-    const float range = mx - mn;
-    isbad = isbad || !(range < NUMEDGE_INF);
-    sc = range / 255.f;
-    if (!isbad && sc > 0.f) z = (int)fminf(255.f, fmaxf(0.f, rintf(-mn / sc)));
+  if (compute && !isbad) { // given scales: only a non-finite x is bad
+    float sc;
+    int z = 0;
+    if (is_signed) sc = __int_as_float(m) / 127.f;
+    else {
+      const float range = mx - mn;
+      isbad = !(range < NUMEDGE_INF);
+      sc = range / 255.f;
+      if (!isbad && sc > 0.f) z = (int)fminf(255.f, fmaxf(0.f, rintf(-mn / sc)));
+    }
+    if (!isbad) {
+      scale[blockIdx.x] = sc == 0.f ? 1.f : sc;
+      zp[blockIdx.x] = z;
+    }
   }
   if (isbad) atomicMin(bad, (int)blockIdx.x);
-  else if (compute) {
-    scale[blockIdx.x] = sc == 0.f ? 1.f : sc;
-    zp[blockIdx.x] = z;
-  }
 }
 
 // q = saturate(rint(x / scale) + zp), half to even, int8 when is_signed (written as its byte)
