@@ -100,8 +100,13 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const { image, how } = deps.image(d);
   const fn = d.module(image);
   const k = Object.fromEntries(KERNELS.map((n) => [n, fn(n)])) as Record<string, import("bun:ffi").Pointer>;
-  /** The wasm kernel `name` on host copies: for what has no CUDA version (f64 AdamW and embedding). */
+  /** The wasm kernel `name` on host copies: for what has no CUDA version. */
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
+  const stagedOps: string[] = [];
+  /** viaWasm for an op whose CUDA kernel does not take some arguments; backendInfo lists it as "name (when)". */
+  const stagedWhen = <K extends keyof Backend>(name: K, when: string) => (stagedOps.push(`${name} (${when})`), viaWasm(name));
+  const topkStaged = stagedWhen("topk", "k > 32"), adam8bitStaged = stagedWhen("adam8bitStep", "blockSize > 4096");
+  const adamwStaged = stagedWhen("adamw", "f64"), embStaged = stagedWhen("embeddingSum", "f64"), embBackStaged = stagedWhen("embeddingSumBackward", "f64");
 
 
   /**
@@ -158,11 +163,15 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     tables.set(h, [...bucket, t]);
     return t;
   }
+  /** Runs the kernels of `launch`, which atomicMin each bad block into bad[0]: then bad[0] = the first, or -1. */
+  function findBad(pbad: bigint, launch: () => void) {
+    d.launch(k.bad_init!, 1, 32, [{ p: pbad }]);
+    launch();
+    d.launch(k.bad_finish!, 1, 32, [{ p: pbad }]);
+  }
   /** Block absmax and the first bad block into `bad` (-1 if none). */
   function absmaxPass(px: bigint, n: number, bs: number, nb: number, pa: bigint, inv: bigint, pbad: bigint) {
-    d.launch(k.bad_init!, 1, 32, [{ p: pbad }]);
-    d.launch(k.quant_absmax_f32!, nb, Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]);
-    d.launch(k.bad_finish!, 1, 32, [{ p: pbad }]);
+    findBad(pbad, () => d.launch(k.quant_absmax_f32!, nb, Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]));
   }
   /** A host `bad` (outs[at]) gets the bad block now; the other host outputs come back only when there is none. */
   const keepUnlessBad = (bad: Int32Array | CudaBuf, at = 2) => (op: bigint[]) => {
@@ -173,11 +182,9 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   /** A ggml quantizer: one warp per block of 32 (8 blocks per CUDA block), the first bad block into `bad`. */
   function ggml(kernel: string, x: Float32Array, out: Uint8Array, bad: Int32Array) {
     const nb = x.length / 32;
-    onDevice([x], [out, bad], ([px], [po, pbad]) => {
-      d.launch(k.bad_init!, 1, 32, [{ p: pbad! }]);
+    onDevice([x], [out, bad], ([px], [po, pbad]) => findBad(pbad!, () => {
       if (nb > 0) d.launch(k[kernel]!, Math.ceil(nb / 8), 256, [{ p: px! }, { i64: nb }, { p: po! }, { p: pbad! }]);
-      d.launch(k.bad_finish!, 1, 32, [{ p: pbad! }]);
-    }, keepUnlessBad(bad, 1));
+    }), keepUnlessBad(bad, 1));
   }
   const adamScalars = (h: AdamStepScalars): KernelArg[] =>
     [h.beta1, h.oneMinusBeta1, h.beta2, h.oneMinusBeta2, h.epsC2, h.stepSize, h.decay].map((v) => ({ f32: Math.fround(v) }));
@@ -208,7 +215,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       }
     },
     topk(x, values, indices, r, cols, kk, sorted) {
-      if (kk > 32) return viaWasm("topk")(x, values, indices, r, cols, kk, sorted);
+      if (kk > 32) return topkStaged(x, values, indices, r, cols, kk, sorted);
       onDevice([x], [values, indices], ([px], [pv, pi]) =>
         d.launch(k.topk_small_f32!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }]));
     },
@@ -248,9 +255,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       const n = x.length, ng = scale.length, signed = isI8(q), bs = Math.min(256, Math.ceil(Math.min(g, n) / 32) * 32);
       onDevice(compute ? [x] : [x, scale, zp], compute ? [q, scale, zp, bad] : [q, bad], (ins, outs) => {
         const [px, ps, pz] = compute ? [ins[0]!, outs[1]!, outs[2]!] : ins, pbad = outs[compute ? 3 : 1]!;
-        d.launch(k.bad_init!, 1, 32, [{ p: pbad }]);
-        d.launch(k.quant_affine_params_f32!, ng, bs, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]);
-        d.launch(k.bad_finish!, 1, 32, [{ p: pbad }]);
+        findBad(pbad, () => d.launch(k.quant_affine_params_f32!, ng, bs, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]));
         d.launch(k.quant_affine_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { p: ps! }, { p: pz! }, { p: outs[0]! }]);
       }, keepUnlessBad(bad, compute ? 3 : 1));
     },
@@ -271,7 +276,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       onDevice([x], [out], ([px], [po]) => d.launch(k.to_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]));
     },
     adam8bitStep(p, g, s, h) {
-      if (s.blockSize > 4096) return viaWasm("adam8bitStep")(p, g, s, h); // the kernel keeps a block in registers
+      if (s.blockSize > 4096) return adam8bitStaged(p, g, s, h); // the kernel keeps a block in registers
       const t1 = table(s.code1), t2 = table(s.code2), nb = s.absmax1.length;
       const state = [p, s.c1, s.c2, s.absmax1, s.absmax2];
       onDevice([g, ...state], state, ([pg], [pp, pc1, pc2, pa1, pa2]) =>
@@ -298,19 +303,19 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       });
     },
     embeddingSum(w, idx, out, cols, per) {
-      if (t(w) === "f64") return viaWasm("embeddingSum")(w, idx, out, cols, per);
+      if (t(w) === "f64") return embStaged(w, idx, out, cols, per);
       const rows = idx.length / per;
       onDevice([w, idx], [out], ([pw, pi], [po]) => d.launch(k.embsum_f32!, elems(rows * cols), 256, [{ p: pw! }, { p: pi! }, { p: po! }, { i32: rows }, { i32: cols }, { i32: per }]));
     },
     embeddingSumBackward(dout, idx, dw, cols, per) {
-      if (t(dw) === "f64") return viaWasm("embeddingSumBackward")(dout, idx, dw, cols, per);
+      if (t(dw) === "f64") return embBackStaged(dout, idx, dw, cols, per);
       const rows = idx.length / per, vocab = dw.length / cols;
       onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
         d.launch(k.embsum_backward_f32!, elems(vocab * cols), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
       });
     },
     adamw(w, g, m, v, s) {
-      if (t(w) === "f64") return viaWasm("adamw")(w, g, m, v, s);
+      if (t(w) === "f64") return adamwStaged(w, g, m, v, s);
       const f = Math.fround, lw = f(s.lerpW);
       onDevice([w, g, m, v], [w, m, v], ([pw, pg, pm, pv]) => {
         d.launch(k.adamw_f32!, elems(w.length), 256, [{ p: pw! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: w.length },
@@ -333,7 +338,6 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
 
 
   const out: Record<string, unknown> = { name: "cuda", id, storage };
-  const stagedOps: string[] = [];
   for (const name of kernelNames(fallback)) {
     const f = (native as Record<string, unknown>)[name];
     if (f) out[name] = f;
@@ -342,8 +346,6 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       stagedOps.push(name);
     }
   }
-  // ops with a CUDA kernel for most arguments, staged for these
-  stagedOps.push("adam8bitStep (blockSize > 4096)", "adamw (f64)", "embeddingSum (f64)", "embeddingSumBackward (f64)", "topk (k > 32)");
   const dev = d.device;
   return {
     backend: out as unknown as Backend,

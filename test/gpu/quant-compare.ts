@@ -35,7 +35,7 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
     await setBackend(be);
     const out: Record<string, number[]> = {};
     for (const device of [false, true]) {
-      const put = (a: Float32Array) => (device ? toDevice(a) : a) as Float32Array;
+      const put = <T extends Float32Array | Float64Array | Int32Array>(a: T) => (device ? toDevice(a) : a) as T;
       for (const n of SIZES) {
         for (const [name, x] of Object.entries(inputs(n))) {
           const key = `${device ? "device" : "host"} ${name} n=${n}`;
@@ -44,7 +44,7 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
               const q = quantizeAffine(put(x), { bits: 8, signed, ...o });
               out[`${key} affine signed=${signed} ${JSON.stringify(o)}`] = [...bytes(q.q), ...bytes(q.scale), ...bytes(q.zeroPoint), ...bytes(dequantizeAffine(q))];
             }
-            const scale = put(new Float32Array([0.5])), zeroPoint = (device ? toDevice(new Int32Array([signed ? -3 : 130])) : new Int32Array([signed ? -3 : 130])) as Int32Array;
+            const scale = put(new Float32Array([0.5])), zeroPoint = put(new Int32Array([signed ? -3 : 130]));
             out[`${key} affine given signed=${signed}`] = bytes(quantizeAffine(put(x), { bits: 8, signed, scale, zeroPoint }).q);
           }
           if (n % 32 === 0 || n === 4099) {
@@ -65,7 +65,7 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
             out[`${key} nf4 bs=${blockSize}`] = [...bytes(f.packed), ...bytes(f.absmax), ...bytes(dequantize4bit(f))];
             if (n > 300) { // double quantization: absmax centred, quantized, decoded (from f64 x: the cast too)
               const x64 = Float64Array.from(x, (v, i) => v + i * 1e-9);
-              const dq = quantize4bit((device ? toDevice(x64) : x64) as Float64Array, { blockSize, type: "fp4", doubleQuant: true });
+              const dq = quantize4bit(put(x64), { blockSize, type: "fp4", doubleQuant: true });
               out[`${key} fp4 double-quant bs=${blockSize}`] = [...bytes(dq.packed), ...bytes(absmaxOf(dq)), ...bytes(dequantize4bit(dq))];
             }
           }
@@ -93,7 +93,7 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
       }
       // given parameters: a finite group whose range would overflow is not bad (only computed unsigned parameters need the range)
       const given = quantizeAffine(put(wide), { bits: 8, signed: false, axis: "block", blockSize: 100, scale: put(new Float32Array([1e36, 1e36, 1e36])),
-        zeroPoint: (device ? toDevice(new Int32Array([128, 128, 128])) : new Int32Array([128, 128, 128])) as Int32Array });
+        zeroPoint: put(new Int32Array([128, 128, 128])) });
       out[`${device ? "device" : "host"} affine given wide`] = [...bytes(given.q), ...(device ? bytes((given as unknown as { bad: DeviceArray }).bad) : [])];
       if (device) for (const [name, q] of [["q8_0", quantizeQ8_0], ["q4_0", quantizeQ4_0]] as const) out[`device bad ${name}`] = bytes(q(toDevice(x.subarray(0, 288))).bad);
       else {

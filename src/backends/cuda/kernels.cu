@@ -435,6 +435,8 @@ extern "C" __global__ void to_f32(const double* x, long long n, float* out) {
 
 // f32 max as WebAssembly's f32.max: NaN when either is NaN
 __device__ float max_nan(float a, float b) { return a != a || b != b ? a + b : fmaxf(a, b); }
+// clamp to [-1, 1], NaN (an overflowed moment) to -1, as asm/quant.ts clamp1
+__device__ float clamp1(float v) { return v > 1.f ? 1.f : v >= -1.f ? v : -1.f; }
 
 // Adam with 8-bit block-wise states, bitsandbytes kOptimizerStatic8bit2StateBlockwise in its f32 order (as asm/quant.ts
 // adam8bit_blockwise_f32): one CUDA block of 256 threads per state block of bs <= 4096, each thread keeping its
@@ -485,11 +487,11 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
     if (j >= len) break;
     const long long i = s + j;
     const float v1 = r1[t], x1 = v1 / d1, x2 = r2[t] / d2;
-    int q1 = code_of(x1 > 1.f ? 1.f : x1 >= -1.f ? x1 : -1.f, thr1, ranks1); // NaN -> -1, as asm clamp1
+    int q1 = code_of(clamp1(x1), thr1, ranks1);
     // keep the sign of m through quantization (bitsandbytes)
     if ((__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
     c1[i] = (unsigned char)q1;
-    c2[i] = code_of(x2 > 1.f ? 1.f : x2 >= -1.f ? x2 : -1.f, thr2, ranks2);
+    c2[i] = code_of(clamp1(x2), thr2, ranks2);
   }
 }
 
