@@ -8,6 +8,7 @@ import { homedir } from "node:os";
 import { CTORS, type Dtype, type HostArray, type Storage } from "../device.ts";
 import type { FloatArray } from "../errors.ts";
 import type { AdamStepScalars } from "./api/quant.ts";
+import type { RoutingKernels, Scoring } from "./api/routing.ts";
 import type { SoftmaxKernels } from "./api/softmax.ts";
 import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "./cuda/nvrtc.ts";
@@ -70,9 +71,12 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm"].flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "adamw_f32", "embsum_f32", "embsum_backward_f32",
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
-  "topk_small_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
+  "route_score_f32", "route_psum", "route_select_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
+  "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets", "dispatch_place",
+  "combine_count", "scan_part", "scan_top", "scan_apply", "combine_place", "combine_sort", "combine_gather_f32",
 ];
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
@@ -105,7 +109,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const stagedOps: string[] = [];
   /** viaWasm for an op whose CUDA kernel does not take some arguments; backendInfo lists it as "name (when)". */
   const stagedWhen = <K extends keyof Backend>(name: K, when: string) => (stagedOps.push(`${name} (${when})`), viaWasm(name));
-  const topkStaged = stagedWhen("topk", "k > 32"), adam8bitStaged = stagedWhen("adam8bitStep", "blockSize > 4096");
+  const adam8bitStaged = stagedWhen("adam8bitStep", "blockSize > 4096");
   const adamwStaged = stagedWhen("adamw", "f64"), embStaged = stagedWhen("embeddingSum", "f64"), embBackStaged = stagedWhen("embeddingSumBackward", "f64");
 
 
@@ -186,9 +190,109 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       if (nb > 0) d.launch(k[kernel]!, Math.ceil(nb / 8), 256, [{ p: px! }, { i64: nb }, { p: po! }, { p: pbad! }]);
     }), keepUnlessBad(bad, 1));
   }
+  /** Runs body on device scratch buffers of the given byte sizes (one allocation; each 16-byte aligned). */
+  function scratch<R>(bytes: number | number[], body: (p: bigint[]) => R): R {
+    const sizes = typeof bytes === "number" ? [bytes] : bytes, at: number[] = [];
+    let total = 0;
+    for (const b of sizes) { at.push(total); total += Math.ceil(b / 16) * 16; }
+    const base = d.alloc(Math.max(16, total));
+    try {
+      return body(at.map((o) => base + BigInt(o)));
+    } finally {
+      d.free(base);
+    }
+  }
+  /** Blocks of 128 threads for one thread per item. */
+  const perThread = (n: number) => Math.max(1, Math.min(Math.ceil(n / 128), 65535));
   const adamScalars = (h: AdamStepScalars): KernelArg[] =>
     [h.beta1, h.oneMinusBeta1, h.beta2, h.oneMinusBeta2, h.epsC2, h.stepSize, h.decay].map((v) => ({ f32: Math.fround(v) }));
   const isI8 = (q: unknown) => (q instanceof Int8Array || (q as CudaBuf).dtype === "i8" ? 1 : 0);
+
+  const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
+  const f32 = (v: number): KernelArg => ({ f32: Math.fround(v) });
+  /** Scores [T, E] into ps (inv: 1 / what p divides them by), pSum += routing probabilities, lse per token. */
+  function score(pz: bigint, T: number, E: number, scoring: Scoring, scale: number, ps: bigint, pinv: bigint, pSum: bigint, plse: bigint) {
+    d.launch(k.route_score_f32!, perThread(T), 128, [{ p: pz }, { i32: T }, { i32: E }, { i32: MODE[scoring] }, f32(scale), { p: ps }, { p: pinv }, { p: plse }]);
+    d.launch(k.route_psum!, Math.min(E, 65535), 256, [{ p: ps }, { p: pinv }, { i32: T }, { i32: E }, { p: pSum }]);
+  }
+  /** routeDispatch on device buffers (pstats 0n: no stats). */
+  function dispatch(pe: bigint, pw: bigint, n: number, E: number, cap: number, pc: bigint, po: bigint, pr: bigint, pstats: bigint) {
+    const chunks = Math.ceil(n / 256);
+    scratch([chunks * E * 4, chunks * E * 4, chunks * 4, E * 4], ([hist, base, neg, total]) => {
+      d.launch(k.dispatch_count!, perThread(chunks), 128, [{ p: pe }, { i32: n }, { i32: E }, { p: hist! }, { p: neg! }]);
+      d.launch(k.dispatch_scan!, perThread(E), 128, [{ p: hist! }, { i32: chunks }, { i32: E }, { i32: cap }, { p: base! }, { p: pc }, { p: total! }]);
+      if (cap >= 0) d.launch(k.dispatch_drops!, perThread(chunks), 128, [{ p: hist! }, { p: base! }, { i32: chunks }, { i32: E }, { i32: cap }, { p: neg! }]);
+      d.launch(k.dispatch_offsets!, 1, 32, [{ p: pc }, { p: total! }, { i32: E }, { i32: chunks }, { p: po }, { p: neg! }, { p: pstats }]);
+      d.launch(k.dispatch_place!, perThread(chunks), 128, [{ p: pe }, { p: pw }, { i32: n }, { i32: E }, { i32: cap }, { p: hist! }, { p: base! }, { p: po }, { p: neg! }, { p: pr }]);
+    });
+  }
+  // Accumulators (pre, pSum) and partly written outputs (stats) are inputs too, so host arrays keep what the kernels do not write.
+  const routing: Omit<RoutingKernels, "topk"> = {
+    routeScores(z, T, E, scoring, scale, scores, pSum, lse) {
+      scratch([T * 8, scores ? 0 : T * E * 4], ([pinv, pscr]) => onDevice([z, pSum], scores ? [scores, pSum, lse] : [pSum, lse], ([pz], op) => {
+        const [ps, pps, pl] = scores ? op : [pscr!, ...op];
+        score(pz!, T, E, scoring, scale, ps!, pinv!, pps!, pl!);
+      }));
+    },
+    routeTokens(z, o, experts, weights, pre, pSum, lse, counts, offsets, order, stats) {
+      const { rows: T, experts: E, groups, topkGroups } = o, kmax = Math.max(o.k, topkGroups, 2), masked = o.bias !== null || groups > 1;
+      scratch([T * E * 4, T * 8, masked ? T * E * 4 : 0, masked ? T * groups * 4 : 0, T * kmax * 8], ([ps, pinv, psel, pgsc, pkeys]) =>
+        onDevice(o.bias ? [z, o.bias, pre, pSum, stats] : [z, pre, pSum, stats], [experts, weights, pre, pSum, lse, counts, offsets, order, stats],
+          (ip, [pe, pw, pp, pps, pl, pc, po, pr, pst]) => {
+            score(ip[0]!, T, E, o.scoring, o.scale, ps!, pinv!, pps!, pl!);
+            d.launch(k.route_select_f32!, perThread(T), 128, [{ p: ip[0]! }, { p: ps! }, { p: o.bias ? ip[1]! : 0n }, { i32: T }, { i32: E }, { i32: o.k },
+              { i32: groups }, { i32: topkGroups }, { i32: o.normalize ? 1 : 0 }, f32(o.routeScale), { p: psel! }, { p: pgsc! }, { p: pkeys! }, { i32: kmax },
+              { p: pe! }, { p: pw! }, { p: pp! }]);
+            dispatch(pe!, pw!, T * o.k, E, o.capacity, pc!, po!, pr!, pst!);
+          }));
+    },
+    routeExpertChoice(z, o, experts, weights, pre, pSum, lse, stats) {
+      const { rows: T, experts: E, capacity: cap } = o;
+      scratch([T * E * 4, T * 8, 4], ([ps, pinv, puntaken]) => {
+        d.zero(puntaken!, 4);
+        onDevice(o.bias ? [z, o.bias, pre, pSum, stats] : [z, pre, pSum, stats], [experts, weights, pre, pSum, lse, stats], (ip, [pe, pw, pp, pps, pl, pst]) => {
+          score(ip[0]!, T, E, o.scoring, o.scale, ps!, pinv!, pps!, pl!);
+          d.launch(k.route_ec_select_f32!, [Math.ceil(T / 256), Math.min(E, 65535)], 256, [{ p: ps! }, { p: o.bias ? ip[1]! : 0n }, { i32: T }, { i32: E }, { i32: cap }, { p: pe! }, { p: pw! }]);
+          d.launch(k.route_ec_finish!, perThread(T), 128, [{ p: pe! }, { p: pw! }, { i32: T }, { i32: E }, { i32: o.normalize ? 1 : 0 }, f32(o.routeScale), { p: puntaken! }]);
+          d.launch(k.route_ec_stats!, 1, 32, [{ p: pp! }, { i32: E }, { i32: cap }, { p: puntaken! }, { p: pst! }]);
+        });
+      });
+    },
+    routeLosses(pre, pSum, lse, T, E, fDen, coef, stats) {
+      onDevice([pre, pSum, lse, stats], [coef, stats], ([pp, ps, pl], [pc, pst]) =>
+        d.launch(k.route_losses!, 1, 256, [{ p: pp! }, { p: ps! }, { p: pl! }, { i32: T }, { i32: E }, { f64: fDen }, { p: pc! }, { p: pst! }]));
+    },
+    routeDispatch(experts, weights, n, E, cap, counts, offsets, order, stats) {
+      const io = stats ? [experts, weights, stats] : [experts, weights];
+      onDevice(io, [experts, weights, counts, offsets, order, ...(stats ? [stats] : [])], (_, op) =>
+        dispatch(op[0]!, op[1]!, n, E, cap, op[2]!, op[3]!, op[4]!, stats ? op[5]! : 0n));
+    },
+    routeGrad(z, T, E, scoring, scale, coef, lse, auxGrad, zGrad) {
+      onDevice([z, coef, lse], [auxGrad, zGrad].filter((a) => a !== null), ([pz, pc, pl], op) => {
+        const pa = auxGrad ? op[0]! : 0n, pg = zGrad ? op[auxGrad ? 1 : 0]! : 0n;
+        d.launch(k.route_grad_f32!, perThread(T), 128, [{ p: pz! }, { i32: T }, { i32: E }, { i32: MODE[scoring] }, f32(scale), { p: pc! }, { p: pl! }, { p: pa }, { p: pg }]);
+      });
+    },
+    updateBias(bias, counts, rate) {
+      onDevice([bias, counts], [bias], ([pb, pc]) => d.launch(k.update_bias!, 1, 32, [{ p: pb! }, { p: pc! }, { i32: bias.length }, { f64: rate }]));
+    },
+    combine(eo, order, weights, slots, kept, hidden, out) {
+      const T = order.length / slots, chunks = Math.ceil(T / 1024);
+      scratch([T * 4, (T + 1) * 4, T * 4, kept * 4, chunks * 4], ([cnt, start, cur, list, part]) => {
+        d.zero(cnt!, T * 4);
+        d.zero(cur!, T * 4);
+        onDevice([eo, order, weights], [out], ([pe, po, pw], [pout]) => {
+          d.launch(k.combine_count!, perThread(kept), 128, [{ p: po! }, { i32: kept }, { i32: slots }, { p: cnt! }]);
+          d.launch(k.scan_part!, perThread(chunks), 128, [{ p: cnt! }, { i32: T }, { p: part! }]);
+          d.launch(k.scan_top!, 1, 32, [{ p: part! }, { i32: T }, { p: start! }]);
+          d.launch(k.scan_apply!, perThread(chunks), 128, [{ p: cnt! }, { i32: T }, { p: part! }, { p: start! }]);
+          d.launch(k.combine_place!, perThread(kept), 128, [{ p: po! }, { i32: kept }, { i32: slots }, { p: start! }, { p: cur! }, { p: list! }]);
+          d.launch(k.combine_sort!, perThread(T), 128, [{ p: start! }, { i32: T }, { p: list! }]);
+          d.launch(k.combine_gather_f32!, elems(T * hidden), 256, [{ p: pe! }, { p: po! }, { p: pw! }, { p: list! }, { p: start! }, { i32: T }, { i32: hidden }, { p: pout! }]);
+        });
+      });
+    },
+  };
 
   const native: Partial<Backend> = {
     softmax: (x, y, r, cols, scale) => rows("softmax", x, y, r, cols, [{ f64: scale }]),
@@ -215,10 +319,11 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       }
     },
     topk(x, values, indices, r, cols, kk, sorted) {
-      if (kk > 32) return topkStaged(x, values, indices, r, cols, kk, sorted);
-      onDevice([x], [values, indices], ([px], [pv, pi]) =>
-        d.launch(k.topk_small_f32!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }]));
+      // k <= 32 keeps each row's keys in registers, a larger k in device scratch
+      scratch(kk > 32 ? r * kk * 8 : 0, ([keys]) => onDevice([x], [values, indices], ([px], [pv, pi]) =>
+        d.launch(k.topk_f32!, perThread(r), 128, [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }, { p: keys! }])));
     },
+    ...routing,
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
       const n = x.length, nb = absmax.length, tb = table(code), inv = d.alloc(nb * 4);
       try {

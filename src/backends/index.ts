@@ -38,7 +38,7 @@ export interface BackendInfo {
   /** tfjs backends: ops that run on the wasm kernels instead (Float64Array inputs always do). */
   fallbackOps?: string[];
   /** Ops whose DeviceArray arguments are read to the host and written back around the kernel (not resident yet);
-   * an op staged only for some arguments is listed with them, e.g. "topk (k > 32)". */
+   * an op staged only for some arguments is listed with them, e.g. "adamw (f64)". */
   stagedOps?: string[];
   /** auto with a GPU: per-op minimum size (elements of the largest array; gemm: m*k*n) sent to the GPU. */
   gpuThresholds?: Record<string, number>;

@@ -184,6 +184,267 @@ export function emulatedDriver(): EmulatedDriver {
     for (let r = 0; r < rows; r++) { loss += st[3 * r]!; sc += st[3 * r + 1]!; zero += st[3 * r + 2]!; }
     out[0] = loss / rows; out[1] = sc / rows; out[2] = zero / rows;
   }
+  /** topk_key of kernels.cu as a BigInt: order-preserving value bits high, ~index low. */
+  const topkKey = (v: number, i: number) => {
+    let hi: bigint;
+    if (v !== v) hi = 0x7fffffffn;
+    else { bitsBuf[0] = v; const b = bitsInt[0]!, o = b ^ ((b >> 31) & 0x7fffffff); hi = BigInt(o === -1 ? 0 : o); }
+    return (hi << 32n) | BigInt((~i) >>> 0);
+  };
+  const KEY_MIN = -(1n << 63n);
+  const idxOf = (b: bigint) => ~Number(BigInt.asIntN(32, b & 0xffffffffn));
+  /** topk_keys of kernels.cu: the keys of the k best of x[o .. o + n), best first. */
+  function topkKeys(xx: Float32Array, o: number, len: number, k: number): bigint[] {
+    const buf: bigint[] = new Array(k).fill(KEY_MIN);
+    for (let i = 0; i < len; i++) {
+      const kk = topkKey(xx[o + i]!, i);
+      if (kk <= buf[k - 1]!) continue;
+      let j = k - 1;
+      for (; j > 0 && buf[j - 1]! < kk; j--) buf[j] = buf[j - 1]!;
+      buf[j] = kk;
+    }
+    return buf;
+  }
+  const sigmoidD = (u: number) => { const e = Math.exp(-Math.abs(u)); return u >= 0 ? 1 / (1 + e) : e / (1 + e); };
+  /** route_score_row of kernels.cu: scores of z[o .. o + len) into s[so ..]; returns what p divides them by. */
+  function scoreRow(z: Float32Array, o: number, s: Float32Array, so: number, len: number, mode: number, scale: number): number {
+    if (mode === 1) {
+      let S = 0;
+      for (let i = 0; i < len; i++) { const v = fr(sigmoidD(fr(z[o + i]! * scale))); s[so + i] = v; S += v; }
+      return S;
+    }
+    if (mode === 2) {
+      let S = 0;
+      for (let i = 0; i < len; i++) S += sOf(fr(z[o + i]! * scale));
+      const bad = !(S > 0 && S < Infinity);
+      for (let i = 0; i < len; i++) s[so + i] = bad ? NaN : sOf(fr(z[o + i]! * scale)) / S;
+      return 1;
+    }
+    const t = mode === 0 ? scale : 1, v = (i: number) => (mode === 0 ? z[o + i]! : fr(fr(sigmoidD(z[o + i]!)) * scale));
+    let m = -Infinity, nan = false;
+    for (let i = 0; i < len; i++) { const u = v(i); if (u !== u) nan = true; else if (u > m) m = u; }
+    if (nan || !(m > -Infinity && m < Infinity)) { for (let i = 0; i < len; i++) s[so + i] = NaN; return 1; }
+    let sum = 0;
+    for (let i = 0; i < len; i++) sum += Math.exp((v(i) - m) * t);
+    for (let i = 0; i < len; i++) s[so + i] = Math.exp((v(i) - m) * t) / sum;
+    return 1;
+  }
+  function routeLse(z: Float32Array, o: number, len: number): number {
+    let m = -Infinity, nan = false;
+    for (let i = 0; i < len; i++) { const v = z[o + i]!; if (v !== v) nan = true; else if (v > m) m = v; }
+    if (nan) return NaN;
+    if (!(m > -Infinity && m < Infinity)) return m;
+    let s = 0;
+    for (let i = 0; i < len; i++) s += Math.exp(z[o + i]! - m);
+    return m + Math.log(s);
+  }
+  /** The router's kernels (route_*, dispatch_*, combine_*, scan_*, update_bias), each as kernels.cu computes it. */
+  function router(name: string, p: (i: number) => bigint, n: (i: number) => number, args: KernelArg[]) {
+    const opt = <T>(i: number, view: (q: bigint) => T) => (p(i) === 0n ? null : view(p(i)));
+    const CH = 256, SC = 1024;
+    switch (name) {
+      case "route_score_f32": {
+        const z = f32(p(0)), [T, E, mode, scale] = [n(1), n(2), n(3), n(4)], s = f32(p(5)), inv = f64(p(6)), lse = f64(p(7));
+        for (let t = 0; t < T; t++) { inv[t] = 1 / scoreRow(z, t * E, s, t * E, E, mode, scale); lse[t] = routeLse(z, t * E, E); }
+        return;
+      }
+      case "route_psum": {
+        const s = f32(p(0)), inv = f64(p(1)), [T, E] = [n(2), n(3)], pSum = f64(p(4));
+        for (let e = 0; e < E; e++) { let v = 0; for (let t = 0; t < T; t++) v += s[t * E + e]! * inv[t]!; pSum[e] = pSum[e]! + v; }
+        return;
+      }
+      case "route_select_f32": {
+        const z = f32(p(0)), s = f32(p(1)), bias = opt(2, f32), [T, E, k, groups, topkGroups, normalize, rscale] = [3, 4, 5, 6, 7, 8, 9].map(n) as number[];
+        const sel = new Float32Array(E), experts = i32(p(14)), weights = f32(p(15)), pre = i32(p(16));
+        for (let t = 0; t < T; t++) {
+          let src = z, so = t * E!;
+          if (bias || groups! > 1) {
+            for (let e = 0; e < E!; e++) sel[e] = bias ? s[t * E! + e]! + bias[e]! : s[t * E! + e]!;
+            if (groups! > 1) {
+              const gs = E! / groups!, two = bias ? Math.min(2, gs) : 1, gsc = new Float32Array(groups!);
+              for (let g = 0; g < groups!; g++) {
+                const kb = topkKeys(sel, g * gs, gs, two);
+                gsc[g] = two === 2 ? sel[g * gs + idxOf(kb[0]!)]! + sel[g * gs + idxOf(kb[1]!)]! : sel[g * gs + idxOf(kb[0]!)]!;
+              }
+              const keep = new Set(topkKeys(gsc, 0, groups!, topkGroups!).map(idxOf));
+              for (let g = 0; g < groups!; g++) if (!keep.has(g)) sel.fill(-Infinity, g * gs, (g + 1) * gs);
+            }
+            src = sel;
+            so = 0;
+          }
+          const kb = topkKeys(src, so, E!, k!);
+          let sum = 0;
+          for (const b of kb) sum += s[t * E! + idxOf(b)]!;
+          const c = normalize && sum > 0 ? rscale! / sum : rscale!;
+          kb.forEach((b, j) => { const e = idxOf(b); experts[t * k! + j] = e; weights[t * k! + j] = s[t * E! + e]! * c; pre[e] = pre[e]! + 1; });
+        }
+        return;
+      }
+      case "route_ec_select_f32": {
+        const s = f32(p(0)), bias = opt(1, f32), [T, E, cap] = [n(2), n(3), n(4)], experts = i32(p(5)), weights = f32(p(6));
+        for (let e = 0; e < E; e++) {
+          const b = bias ? bias[e]! : 0, keys = Array.from({ length: T }, (_, t) => topkKey(fr(s[t * E + e]! + b), t));
+          for (let t = 0; t < T; t++) {
+            const rank = keys.reduce((r, kk) => r + (kk > keys[t]! ? 1 : 0), 0), a = t * E + e;
+            experts[a] = rank < cap ? e : -1;
+            weights[a] = rank < cap ? s[a]! : 0;
+          }
+        }
+        return;
+      }
+      case "route_ec_finish": {
+        const experts = i32(p(0)), weights = f32(p(1)), [T, E, normalize, rscale] = [n(2), n(3), n(4), n(5)], untaken = i32(p(6));
+        for (let t = 0; t < T; t++) {
+          let sum = 0, cnt = 0;
+          for (let e = 0; e < E; e++) if (experts[t * E + e]! >= 0) { sum += weights[t * E + e]!; cnt++; }
+          if (cnt === 0) untaken[0]!++;
+          const c = normalize && sum > 0 ? rscale / sum : rscale;
+          for (let e = 0; e < E; e++) weights[t * E + e] = weights[t * E + e]! * c;
+        }
+        return;
+      }
+      case "route_ec_stats": {
+        const pre = i32(p(0)), [E, cap] = [n(1), n(2)];
+        for (let e = 0; e < E; e++) pre[e] = pre[e]! + cap;
+        f64(p(4))[0] = i32(p(3))[0]!;
+        return;
+      }
+      case "dispatch_count": {
+        const experts = i32(p(0)), [len, E] = [n(1), n(2)], hist = i32(p(3)), neg = i32(p(4));
+        for (let c = 0; c * CH < len; c++) {
+          hist.fill(0, c * E, (c + 1) * E);
+          let ng = 0;
+          for (let a = c * CH; a < Math.min(len, (c + 1) * CH); a++) { const e = experts[a]!; if (e < 0) ng++; else hist[c * E + e]!++; }
+          neg[c] = ng;
+        }
+        return;
+      }
+      case "dispatch_scan": {
+        const hist = i32(p(0)), [chunks, E, cap] = [n(1), n(2), n(3)], base = i32(p(4)), counts = i32(p(5)), total = i32(p(6));
+        for (let e = 0; e < E; e++) {
+          let acc = 0;
+          for (let c = 0; c < chunks; c++) { base[c * E + e] = acc; acc += hist[c * E + e]!; }
+          total[e] = acc;
+          counts[e] = cap >= 0 && acc > cap ? cap : acc;
+        }
+        return;
+      }
+      case "dispatch_drops": {
+        const hist = i32(p(0)), base = i32(p(1)), [chunks, E, cap] = [n(2), n(3), n(4)], neg = i32(p(5));
+        for (let c = 0; c < chunks; c++) {
+          let dd = 0;
+          for (let e = 0; e < E; e++) { const h = hist[c * E + e]!, room = cap - base[c * E + e]!; dd += h - (room < 0 ? 0 : room > h ? h : room); }
+          neg[c] = neg[c]! + dd;
+        }
+        return;
+      }
+      case "dispatch_offsets": {
+        const counts = i32(p(0)), total = i32(p(1)), [E, chunks] = [n(2), n(3)], offsets = i32(p(4)), neg = i32(p(5)), stats = opt(6, f64);
+        let acc = 0, dropped = 0;
+        for (let e = 0; e < E; e++) { offsets[e] = acc; acc += counts[e]!; dropped += total[e]! - counts[e]!; }
+        offsets[E] = acc;
+        let tail = acc;
+        for (let c = 0; c < chunks; c++) { const v = neg[c]!; neg[c] = tail; tail += v; }
+        if (stats) stats[0] = dropped;
+        return;
+      }
+      case "dispatch_place": {
+        const experts = i32(p(0)), weights = f32(p(1)), [len, E, cap] = [n(2), n(3), n(4)], cur = i32(p(5)), base = i32(p(6)), offsets = i32(p(7)), neg = i32(p(8)), order = i32(p(9));
+        for (let c = 0; c * CH < len; c++) {
+          for (let e = 0; e < E; e++) cur[c * E + e] = base[c * E + e]!;
+          let tail = neg[c]!;
+          for (let a = c * CH; a < Math.min(len, (c + 1) * CH); a++) {
+            const e = experts[a]!;
+            if (e < 0) { order[tail++] = a; continue; }
+            const r = cur[c * E + e]!++;
+            if (cap >= 0 && r >= cap) { experts[a] = -1; weights[a] = 0; order[tail++] = a; } else order[offsets[e]! + r] = a;
+          }
+        }
+        return;
+      }
+      case "route_losses": {
+        const pre = i32(p(0)), pSum = f64(p(1)), lse = f64(p(2)), [T, E, fDen] = [n(3), n(4), n(5)], coef = f64(p(6)), stats = f64(p(7));
+        let z = 0, aux = 0;
+        for (let t = 0; t < T; t++) z += lse[t]! * lse[t]!;
+        for (let e = 0; e < E; e++) { const f = pre[e]! / fDen; aux += f * (pSum[e]! / T); coef[e] = (E * f) / T; }
+        stats[1] = aux * E;
+        stats[2] = z / T;
+        return;
+      }
+      case "route_grad_f32": {
+        const z = f32(p(0)), [T, E, mode, scale] = [n(1), n(2), n(3), n(4)], coef = f64(p(5)), lse = f64(p(6)), aux = opt(7, f32), zg = opt(8, f32);
+        for (let t = 0; t < T; t++) {
+          const o = t * E;
+          if (zg) {
+            scoreRow(z, o, zg, o, E, 0, 1);
+            const c = fr(2 * lse[t]! * (1 / T));
+            for (let e = 0; e < E; e++) zg[o + e] = fr(zg[o + e]! * c);
+          }
+          if (!aux) continue;
+          const S = scoreRow(z, o, aux, o, E, mode, scale), inv = mode === 1 ? 1 / S : 1;
+          let gp = 0;
+          for (let e = 0; e < E; e++) gp += coef[e]! * aux[o + e]! * inv;
+          for (let e = 0; e < E; e++) {
+            const sv = aux[o + e]!, dd = coef[e]! - gp;
+            const sg = fr(sigmoidD(z[o + e]!));
+            const g = mode === 0 ? sv * dd : mode === 1 ? sv * (1 - sv) * dd * inv : mode === 2 ? (sv * dd) / (1 + Math.abs(z[o + e]! * scale)) : sv * dd * sg * (1 - sg);
+            aux[o + e] = g * scale;
+          }
+        }
+        return;
+      }
+      case "update_bias": {
+        const bias = f32(p(0)), counts = i32(p(1)), [E, rate] = [n(2), n(3)];
+        let sum = 0;
+        for (let e = 0; e < E; e++) sum += counts[e]!;
+        for (let e = 0; e < E; e++) { const dd = sum / E - counts[e]!; bias[e] = bias[e]! + rate * (dd > 0 ? 1 : dd < 0 ? -1 : 0); }
+        return;
+      }
+      case "combine_count": {
+        const order = i32(p(0)), [kept, slots] = [n(1), n(2)], cnt = i32(p(3));
+        for (let q = 0; q < kept; q++) cnt[Math.trunc(order[q]! / slots)]!++;
+        return;
+      }
+      case "scan_part": {
+        const xx = i32(p(0)), len = n(1), part = i32(p(2));
+        for (let c = 0; c * SC < len; c++) { let s = 0; for (let i = c * SC; i < Math.min(len, (c + 1) * SC); i++) s += xx[i]!; part[c] = s; }
+        return;
+      }
+      case "scan_top": {
+        const part = i32(p(0)), len = n(1), y = i32(p(2));
+        let acc = 0;
+        for (let c = 0; c * SC < len; c++) { const v = part[c]!; part[c] = acc; acc += v; }
+        y[len] = acc;
+        return;
+      }
+      case "scan_apply": {
+        const xx = i32(p(0)), len = n(1), part = i32(p(2)), y = i32(p(3));
+        for (let c = 0; c * SC < len; c++) { let s = part[c]!; for (let i = c * SC; i < Math.min(len, (c + 1) * SC); i++) { y[i] = s; s += xx[i]!; } }
+        return;
+      }
+      case "combine_place": {
+        // atomics hand out places in any order: reverse order here, so combine_sort must restore it
+        const order = i32(p(0)), [kept, slots] = [n(1), n(2)], start = i32(p(3)), cur = i32(p(4)), list = i32(p(5));
+        for (let q = kept - 1; q >= 0; q--) { const t = Math.trunc(order[q]! / slots); list[start[t]! + cur[t]!++] = q; }
+        return;
+      }
+      case "combine_sort": {
+        const start = i32(p(0)), T = n(1), list = i32(p(2));
+        for (let t = 0; t < T; t++) list.subarray(start[t]!, start[t + 1]!).sort();
+        return;
+      }
+      case "combine_gather_f32": {
+        const eo = f32(p(0)), order = i32(p(1)), weights = f32(p(2)), list = i32(p(3)), start = i32(p(4)), [T, hidden] = [n(5), n(6)], out = f32(p(7));
+        for (let t = 0; t < T; t++) for (let h = 0; h < hidden; h++) {
+          let acc = 0;
+          for (let q = start[t]!; q < start[t + 1]!; q++) acc = fr(acc + fr(eo[list[q]! * hidden + h]! * weights[order[list[q]!]!]!));
+          out[t * hidden + h] = acc;
+        }
+        return;
+      }
+    }
+    throw new Error(`emulated cuda: no kernel ${name} (${args.length} args)`);
+  }
   return {
     ffi: undefined as never,
     device: { name: "emulated GPU", sm: 90, totalBytes: 2 ** 34, driverVersion: 13000 },
@@ -196,10 +457,10 @@ export function emulatedDriver(): EmulatedDriver {
       return p;
     },
     free(p) { buf(p); mem.delete(p); },
-    htod(p, src) { buf(p).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength)); },
-    dtoh(dst, p) { new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(buf(p).subarray(0, dst.byteLength)); },
-    dtod(dst, src, bytes) { buf(dst).set(buf(src).subarray(0, bytes)); },
-    zero(p, bytes) { buf(p).fill(0, 0, bytes); },
+    htod(p, src) { bytesAt(p).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength)); },
+    dtoh(dst, p) { new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(bytesAt(p).subarray(0, dst.byteLength)); },
+    dtod(dst, src, bytes) { bytesAt(dst).set(bytesAt(src).subarray(0, bytes)); },
+    zero(p, bytes) { bytesAt(p).fill(0, 0, bytes); },
     module() {
       return (name) => {
         names.push(name);
@@ -256,26 +517,15 @@ export function emulatedDriver(): EmulatedDriver {
         let m = dst[0]!;
         for (let i = 0; i < len && m === m; i++) { const v = abs ? Math.abs(src[i]!) : src[i]!; if (v > m || v !== v) m = v; }
         dst[0] = m;
-      } else if (name === "topk_small_f32") {
+      } else if (name === "topk_f32") {
         const vals = f32(p(1)), idx = i32(p(2)), [rows, cols, k, sorted] = [n(3), n(4), n(5), n(6)];
-        const key = (v: number, i: number) => { // topk_key of kernels.cu as a BigInt
-          let hi: bigint;
-          if (v !== v) hi = 0x7fffffffn;
-          else { bitsBuf[0] = v; const b = bitsInt[0]!, o = b ^ ((b >> 31) & 0x7fffffff); hi = BigInt(o === -1 ? 0 : o); }
-          return (hi << 32n) | BigInt((~i) >>> 0);
-        };
         for (let r = 0; r < rows; r++) {
-          const buf: bigint[] = new Array(k).fill(-(1n << 63n));
-          for (let i = 0; i < cols; i++) {
-            const kk = key(x[r * cols + i]!, i);
-            if (kk <= buf[k - 1]!) continue;
-            let j = k - 1;
-            for (; j > 0 && buf[j - 1]! < kk; j--) buf[j] = buf[j - 1]!;
-            buf[j] = kk;
-          }
+          const buf = topkKeys(x as Float32Array, r * cols, cols, k);
           const sel = sorted ? buf : buf.map((b) => b & 0xffffffffn).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
-          sel.forEach((b, j) => { const i = ~Number(BigInt.asIntN(32, b & 0xffffffffn)); idx[r * k + j] = i; vals[r * k + j] = x[r * cols + i]!; });
+          sel.forEach((b, j) => { const i = idxOf(b); idx[r * k + j] = i; vals[r * k + j] = x[r * cols + i]!; });
         }
+      } else if (name.startsWith("route_") || name.startsWith("dispatch_") || name.startsWith("combine_") || name.startsWith("scan_") || name === "update_bias") {
+        router(name, p, n, args);
       } else if (name === "bad_init") {
         i32(p(0))[0] = 0x7fffffff;
       } else if (name === "bad_finish") {

@@ -669,9 +669,10 @@ extern "C" __global__ void dequant_affine(const unsigned char* q, long long n, i
   }
 }
 
-// ---- top-k for k <= 32: one thread per row keeps a sorted buffer of 64-bit keys, the wasm kernel's ranking rule:
-// high half the value as an order-preserving int (NaN above everything, -0 equal to +0), low half ~index (ties:
-// lower index first). Exact: values are copied, not computed. sorted = 0 writes the same set in index order.
+// ---- top-k: one thread per row keeps a sorted buffer of 64-bit keys, the wasm kernel's ranking rule: high half
+// the value as an order-preserving int (NaN above everything, -0 equal to +0), low half ~index (ties: lower index
+// first). Exact: values are copied, not computed. The buffer is in registers for k <= 32, else in `keys`
+// ([rows, k] device scratch). sorted = 0 writes the same set in index order.
 __device__ long long topk_key(float v, int i) {
   long long hi;
   if (v != v) hi = 0x7FFFFFFF;
@@ -682,19 +683,26 @@ __device__ long long topk_key(float v, int i) {
   }
   return (hi << 32) | (long long)(unsigned int)(~i);
 }
+#define NUMEDGE_KEY_MIN ((long long)0x8000000000000000ull)
 
-extern "C" __global__ void topk_small_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) {
+// buf[0..k) = the keys of the k best of x[0..n), best first
+__device__ void topk_keys(const float* x, int n, int k, long long* buf) {
+  for (int j = 0; j < k; j++) buf[j] = NUMEDGE_KEY_MIN; // below every key
+  for (int i = 0; i < n; i++) {
+    const long long key = topk_key(x[i], i);
+    if (key <= buf[k - 1]) continue;
+    int j = k - 1;
+    for (; j > 0 && buf[j - 1] < key; j--) buf[j] = buf[j - 1];
+    buf[j] = key;
+  }
+}
+
+extern "C" __global__ void topk_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted, long long* keys) {
   for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
     const float* xr = x + (long long)r * cols;
-    long long buf[32];
-    for (int j = 0; j < k; j++) buf[j] = (long long)0x8000000000000000ull; // below every key
-    for (int i = 0; i < cols; i++) {
-      const long long key = topk_key(xr[i], i);
-      if (key <= buf[k - 1]) continue;
-      int j = k - 1;
-      for (; j > 0 && buf[j - 1] < key; j--) buf[j] = buf[j - 1];
-      buf[j] = key;
-    }
+    long long local[32];
+    long long* buf = k <= 32 ? local : keys + (long long)r * k;
+    topk_keys(xr, cols, k, buf);
     if (!sorted) { // ascending index: descending ~index, the low halves as unsigned keys
       for (int j = 0; j < k; j++) buf[j] = (long long)(unsigned int)buf[j];
       for (int a = 1; a < k; a++) { const long long v = buf[a]; int j = a; for (; j > 0 && buf[j - 1] < v; j--) buf[j] = buf[j - 1]; buf[j] = v; }
@@ -704,5 +712,355 @@ extern "C" __global__ void topk_small_f32(const float* x, float* vals, int* idx,
       idx[(long long)r * k + j] = i;
       vals[(long long)r * k + j] = xr[i];
     }
+  }
+}
+
+// ---- MoE router (as asm/topk.ts route_*): one thread per token; scores in f64, rounded once to f32. Scoring modes:
+// 0 softmax(z*scale), 1 sigmoid(z*scale), 2 stablemax(f32(z*scale)), 3 softmax(f32(f32(sigmoid(z))*scale)).
+// Routing probability p = s, except sigmoid: p = s / sum(s). Sums that cross tokens are deterministic: pSum and the
+// z-loss by a fixed split and tree (block_sum), counts by integer atomics, dispatch by chunk histograms and scans.
+__device__ double sigmoid_d(double u) { const double e = exp(-fabs(u)); return u >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e); }
+
+// logsumexp of a raw row in f64; a row holding NaN: NaN; +Infinity or only -Infinity: its max
+__device__ double route_lse(const float* z, int n) {
+  double m = -(double)NUMEDGE_INF;
+  bool nan = false;
+  for (int i = 0; i < n; i++) { const float v = z[i]; if (v != v) nan = true; else if (v > m) m = v; }
+  if (nan) return NUMEDGE_DNAN;
+  if (bad_max_f(m)) return m;
+  double s = 0;
+  for (int i = 0; i < n; i++) s += exp((double)z[i] - m);
+  return m + log(s);
+}
+
+// s[0..n) = the scores of one token; returns what p divides s by (the sum for sigmoid, else 1). Row rules as the
+// softmax family: softmax/stablemax rows holding NaN or +Infinity (or only -Infinity) score NaN.
+__device__ double route_score_row(const float* z, float* s, int n, int mode, float scale) {
+  if (mode == 1) {
+    double S = 0;
+    for (int i = 0; i < n; i++) { const float v = (float)sigmoid_d((double)(z[i] * scale)); s[i] = v; S += v; }
+    return S;
+  }
+  if (mode == 2) {
+    double S = 0;
+    for (int i = 0; i < n; i++) S += stable_s((double)(z[i] * scale));
+    const bool bad = !(S > 0 && S < (double)NUMEDGE_INF);
+    for (int i = 0; i < n; i++) s[i] = bad ? NUMEDGE_NAN : (float)(stable_s((double)(z[i] * scale)) / S);
+    return 1;
+  }
+  // softmax of v * t: mode 0 v = z, t = scale; mode 3 v = f32(f32(sigmoid(z)) * scale), t = 1
+  const double t = mode == 0 ? (double)scale : 1.0;
+  double m = -(double)NUMEDGE_INF;
+  bool nan = false;
+  for (int i = 0; i < n; i++) {
+    const float v = mode == 0 ? z[i] : (float)sigmoid_d(z[i]) * scale;
+    if (v != v) nan = true; else if (v > m) m = v;
+  }
+  if (nan || bad_max_f(m)) { for (int i = 0; i < n; i++) s[i] = NUMEDGE_NAN; return 1; }
+  double sum = 0;
+  for (int i = 0; i < n; i++) sum += exp(((double)(mode == 0 ? z[i] : (float)sigmoid_d(z[i]) * scale) - m) * t);
+  for (int i = 0; i < n; i++) s[i] = (float)(exp(((double)(mode == 0 ? z[i] : (float)sigmoid_d(z[i]) * scale) - m) * t) / sum);
+  return 1;
+}
+
+// scores [T, E], inv[t] = 1 / (what p divides by), lse[t] = logsumexp of the raw logits
+extern "C" __global__ void route_score_f32(const float* z, int T, int E, int mode, float scale, float* s, double* inv, double* lse) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < T; t += gridDim.x * blockDim.x) {
+    const float* zr = z + (long long)t * E;
+    inv[t] = 1.0 / route_score_row(zr, s + (long long)t * E, E, mode, scale);
+    lse[t] = route_lse(zr, E);
+  }
+}
+
+// pSum[e] += sum over tokens of s[t, e] * inv[t] in f64: one block per expert, a fixed split and tree
+extern "C" __global__ void route_psum(const float* s, const double* inv, int T, int E, double* pSum) {
+  for (int e = blockIdx.x; e < E; e += gridDim.x) {
+    double v = 0;
+    for (int t = threadIdx.x; t < T; t += blockDim.x) v += (double)s[(long long)t * E + e] * inv[t];
+    v = block_sum(v);
+    if (threadIdx.x == 0) pSum[e] += v;
+  }
+}
+
+// Token choice: the top k of z (no bias, no groups: the scores are monotone in z) or of s + bias, group-limited
+// (DeepSeek-V3: group score = sum of its top 2 with a bias, its max without; the best topkGroups groups stay
+// eligible); weights from s (normalized with an f64 sum, scaled); pre[e] += 1 per selection. Scratch: sel [T, E]
+// and gsc [T, groups] f32, keys [T, kmax] (kmax = max(k, topkGroups, 2)).
+extern "C" __global__ void route_select_f32(const float* z, const float* s, const float* bias, int T, int E, int k, int groups, int topkGroups,
+    int normalize, float rscale, float* sel, float* gsc, long long* keys, int kmax, int* experts, float* weights, int* pre) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < T; t += gridDim.x * blockDim.x) {
+    const float* sr = s + (long long)t * E;
+    long long* kb = keys + (long long)t * kmax;
+    const float* src = z + (long long)t * E;
+    if (bias || groups > 1) {
+      float* sl = sel + (long long)t * E;
+      for (int e = 0; e < E; e++) sl[e] = bias ? sr[e] + bias[e] : sr[e];
+      if (groups > 1) {
+        const int gs = E / groups, two = bias ? min(2, gs) : 1;
+        float* gr = gsc + (long long)t * groups;
+        for (int g = 0; g < groups; g++) {
+          const float* gp = sl + g * gs;
+          topk_keys(gp, gs, two, kb);
+          float v = gp[~(int)kb[0]];
+          if (two == 2) v += gp[~(int)kb[1]];
+          gr[g] = v;
+        }
+        topk_keys(gr, groups, topkGroups, kb);
+        for (int g = 0; g < groups; g++) {
+          bool keep = false;
+          for (int j = 0; j < topkGroups; j++) keep |= ~(int)kb[j] == g;
+          if (!keep) for (int i = 0; i < gs; i++) sl[g * gs + i] = -NUMEDGE_INF;
+        }
+      }
+      src = sl;
+    }
+    topk_keys(src, E, k, kb);
+    int* er = experts + (long long)t * k;
+    float* wr = weights + (long long)t * k;
+    double sum = 0;
+    for (int j = 0; j < k; j++) sum += (double)sr[~(int)kb[j]];
+    const double c = normalize && sum > 0 ? (double)rscale / sum : (double)rscale;
+    for (int j = 0; j < k; j++) {
+      const int e = ~(int)kb[j];
+      er[j] = e;
+      wr[j] = (float)((double)sr[e] * c);
+      atomicAdd(pre + e, 1);
+    }
+  }
+}
+
+// Expert choice: (t, e) is chosen iff fewer than cap tokens rank above t by key(s[t, e] + bias[e], t), counted over
+// tiles of 256 keys in shared memory (exact, O(T) per pair). Grid: (token blocks of 256, experts).
+extern "C" __global__ void route_ec_select_f32(const float* s, const float* bias, int T, int E, int cap, int* experts, float* weights) {
+  __shared__ long long tile[256];
+  const int t = blockIdx.x * 256 + threadIdx.x;
+  for (int e = blockIdx.y; e < E; e += gridDim.y) {
+    const float b = bias ? bias[e] : 0.f;
+    const long long mine = t < T ? topk_key(s[(long long)t * E + e] + b, t) : 0;
+    int rank = 0;
+    for (int t0 = 0; t0 < T; t0 += 256) {
+      __syncthreads();
+      const int u = t0 + threadIdx.x;
+      tile[threadIdx.x] = u < T ? topk_key(s[(long long)u * E + e] + b, u) : NUMEDGE_KEY_MIN;
+      __syncthreads();
+      const int m = min(256, T - t0);
+      for (int j = 0; j < m; j++) rank += tile[j] > mine;
+    }
+    if (t < T) {
+      const long long a = (long long)t * E + e;
+      const bool chosen = rank < cap;
+      experts[a] = chosen ? e : -1;
+      weights[a] = chosen ? s[a] : 0.f;
+    }
+  }
+}
+
+// per token: its weights normalized (when normalize and their f64 sum > 0) and scaled; *untaken += 1 when no expert took it
+extern "C" __global__ void route_ec_finish(const int* experts, float* weights, int T, int E, int normalize, float rscale, int* untaken) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < T; t += gridDim.x * blockDim.x) {
+    const long long o = (long long)t * E;
+    double sum = 0;
+    int n = 0;
+    for (int e = 0; e < E; e++) if (experts[o + e] >= 0) { sum += (double)weights[o + e]; n++; }
+    if (n == 0) atomicAdd(untaken, 1);
+    const double c = normalize && sum > 0 ? (double)rscale / sum : (double)rscale;
+    for (int e = 0; e < E; e++) weights[o + e] = (float)((double)weights[o + e] * c);
+  }
+}
+
+extern "C" __global__ void route_ec_stats(int* pre, int E, int cap, const int* untaken, double* stats) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  for (int e = 0; e < E; e++) pre[e] += cap;
+  stats[0] = (double)untaken[0];
+}
+
+// ---- dispatch (routeDispatch): chunks of 256 assignments. hist[c, e] = chunk c's assignments to e, neg[c] = its
+// -1 slots; per expert an exclusive scan over chunks gives each assignment's rank among e's, so the capacity drops
+// the same assignments as a walk in order; then each chunk places its own in order.
+#define DISPATCH_CHUNK 256
+extern "C" __global__ void dispatch_count(const int* experts, int n, int E, int* hist, int* neg) {
+  const int chunks = (n + DISPATCH_CHUNK - 1) / DISPATCH_CHUNK;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+    int* h = hist + (long long)c * E;
+    for (int e = 0; e < E; e++) h[e] = 0;
+    int ng = 0;
+    const int end = min(n, (c + 1) * DISPATCH_CHUNK);
+    for (int a = c * DISPATCH_CHUNK; a < end; a++) { const int e = experts[a]; if (e < 0) ng++; else h[e]++; }
+    neg[c] = ng;
+  }
+}
+
+// base[c, e] = e's assignments in chunks before c; total[e] = all of them; counts[e] = those kept (cap >= 0: at most cap)
+extern "C" __global__ void dispatch_scan(const int* hist, int chunks, int E, int cap, int* base, int* counts, int* total) {
+  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < E; e += gridDim.x * blockDim.x) {
+    int acc = 0;
+    for (int c = 0; c < chunks; c++) { base[(long long)c * E + e] = acc; acc += hist[(long long)c * E + e]; }
+    total[e] = acc;
+    counts[e] = cap >= 0 && acc > cap ? cap : acc;
+  }
+}
+
+// neg[c] += chunk c's assignments the capacity drops
+extern "C" __global__ void dispatch_drops(const int* hist, const int* base, int chunks, int E, int cap, int* neg) {
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+    int d = 0;
+    for (int e = 0; e < E; e++) {
+      const int h = hist[(long long)c * E + e], room = cap - base[(long long)c * E + e];
+      d += h - (room < 0 ? 0 : room > h ? h : room);
+    }
+    neg[c] += d;
+  }
+}
+
+// one thread: offsets = exclusive cumsum of counts (offsets[E] = kept); neg[c] becomes where chunk c's unplaced
+// assignments (dropped or -1) start in order; stats[0] (when given) = the dropped count
+extern "C" __global__ void dispatch_offsets(const int* counts, const int* total, int E, int chunks, int* offsets, int* neg, double* stats) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  int acc = 0;
+  long long dropped = 0;
+  for (int e = 0; e < E; e++) { offsets[e] = acc; acc += counts[e]; dropped += total[e] - counts[e]; }
+  offsets[E] = acc;
+  int tail = acc;
+  for (int c = 0; c < chunks; c++) { const int v = neg[c]; neg[c] = tail; tail += v; }
+  if (stats) stats[0] = (double)dropped;
+}
+
+// per chunk, in assignment order: a kept one to offsets[e] + its rank; a dropped one (experts -1, weight 0) or a
+// -1 slot to the tail. hist is the chunk's cursor.
+extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, int E, int cap, int* hist, const int* base, const int* offsets,
+    const int* neg, int* order) {
+  const int chunks = (n + DISPATCH_CHUNK - 1) / DISPATCH_CHUNK;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+    int* cur = hist + (long long)c * E;
+    for (int e = 0; e < E; e++) cur[e] = base[(long long)c * E + e];
+    int tail = neg[c];
+    const int end = min(n, (c + 1) * DISPATCH_CHUNK);
+    for (int a = c * DISPATCH_CHUNK; a < end; a++) {
+      const int e = experts[a];
+      if (e < 0) { order[tail++] = a; continue; }
+      const int r = cur[e]++;
+      if (cap >= 0 && r >= cap) { experts[a] = -1; weights[a] = 0.f; order[tail++] = a; }
+      else order[offsets[e] + r] = a;
+    }
+  }
+}
+
+// Losses: f = pre / fDen, stats[1] = E * sum_e f_e pSum_e / T (index order), coef[e] = E f_e / T, stats[2] = mean
+// lse^2 (a fixed split and tree). One block.
+extern "C" __global__ void route_losses(const int* pre, const double* pSum, const double* lse, int T, int E, double fDen, double* coef, double* stats) {
+  double z = 0;
+  for (int t = threadIdx.x; t < T; t += blockDim.x) z += lse[t] * lse[t];
+  z = block_sum(z);
+  if (threadIdx.x != 0) return;
+  double aux = 0;
+  for (int e = 0; e < E; e++) {
+    const double f = (double)pre[e] / fDen;
+    aux += f * (pSum[e] / T);
+    coef[e] = (E * f) / T;
+  }
+  stats[1] = aux * E;
+  stats[2] = z / T;
+}
+
+// d/dz of sum_e coef_e p_e (aux) and 2 lse softmax(z) / T (z-loss) per token; either output may be null. The scores
+// are built in the output row, then replaced by the gradient.
+extern "C" __global__ void route_grad_f32(const float* z, int T, int E, int mode, float scale, const double* coef, const double* lse, float* aux, float* zg) {
+  const double invT = 1.0 / (double)T;
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < T; t += gridDim.x * blockDim.x) {
+    const float* zr = z + (long long)t * E;
+    if (zg) {
+      float* g = zg + (long long)t * E;
+      route_score_row(zr, g, E, 0, 1.f);
+      const float c = (float)(2 * lse[t] * invT);
+      for (int e = 0; e < E; e++) g[e] = g[e] * c;
+    }
+    if (!aux) continue;
+    float* a = aux + (long long)t * E;
+    const double S = route_score_row(zr, a, E, mode, scale), inv = mode == 1 ? 1.0 / S : 1.0;
+    double gp = 0;
+    for (int e = 0; e < E; e++) gp += coef[e] * (double)a[e] * inv;
+    for (int e = 0; e < E; e++) {
+      const double sv = a[e], d = coef[e] - gp;
+      double g;
+      if (mode == 0) g = sv * d;
+      else if (mode == 1) g = sv * (1 - sv) * d * inv;
+      else if (mode == 2) g = sv * d / (1 + fabs((double)zr[e] * (double)scale));
+      else { const double sg = (float)sigmoid_d(zr[e]); g = sv * d * sg * (1 - sg); }
+      a[e] = (float)(g * (double)scale);
+    }
+  }
+}
+
+// bias[e] = f32(bias[e] + rate * sign(mean(counts) - counts[e])), the mean in f64 (index order)
+extern "C" __global__ void update_bias(float* bias, const int* counts, int E, double rate) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double sum = 0;
+  for (int e = 0; e < E; e++) sum += counts[e];
+  const double mean = sum / E;
+  for (int e = 0; e < E; e++) {
+    const double d = mean - counts[e];
+    bias[e] = (float)((double)bias[e] + rate * (d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0));
+  }
+}
+
+// ---- combine: each token's rows p (order[p] / slots = t) listed in increasing p, then summed in that order as the
+// wasm kernel does (f32, out starting at 0): bit-identical, no float atomics. cnt/cur zeroed by the caller.
+extern "C" __global__ void combine_count(const int* order, int kept, int slots, int* cnt) {
+  for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < kept; p += gridDim.x * blockDim.x) atomicAdd(cnt + order[p] / slots, 1);
+}
+
+// exclusive scan of x[0..n) into y[0..n], y[n] = the total: part[c] = sums of chunks of 1024, one thread scans those
+#define SCAN_CHUNK 1024
+extern "C" __global__ void scan_part(const int* x, int n, int* part) {
+  const int chunks = (n + SCAN_CHUNK - 1) / SCAN_CHUNK;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+    int s = 0;
+    for (int i = c * SCAN_CHUNK; i < min(n, (c + 1) * SCAN_CHUNK); i++) s += x[i];
+    part[c] = s;
+  }
+}
+extern "C" __global__ void scan_top(int* part, int n, int* y) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  int acc = 0;
+  for (int c = 0; c < (n + SCAN_CHUNK - 1) / SCAN_CHUNK; c++) { const int v = part[c]; part[c] = acc; acc += v; }
+  y[n] = acc;
+}
+extern "C" __global__ void scan_apply(const int* x, int n, const int* part, int* y) {
+  const int chunks = (n + SCAN_CHUNK - 1) / SCAN_CHUNK;
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+    int s = part[c];
+    for (int i = c * SCAN_CHUNK; i < min(n, (c + 1) * SCAN_CHUNK); i++) { y[i] = s; s += x[i]; }
+  }
+}
+
+// list[start[t] ..] = token t's rows p (in any order, then sorted by combine_sort)
+extern "C" __global__ void combine_place(const int* order, int kept, int slots, const int* start, int* cur, int* list) {
+  for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < kept; p += gridDim.x * blockDim.x) {
+    const int t = order[p] / slots;
+    list[start[t] + atomicAdd(cur + t, 1)] = p;
+  }
+}
+extern "C" __global__ void combine_sort(const int* start, int T, int* list) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < T; t += gridDim.x * blockDim.x) {
+    for (int a = start[t] + 1; a < start[t + 1]; a++) {
+      const int v = list[a];
+      int j = a;
+      for (; j > start[t] && list[j - 1] > v; j--) list[j] = list[j - 1];
+      list[j] = v;
+    }
+  }
+}
+// out[t, h] = sum over t's rows p, in increasing p, of weights[order[p]] * eo[p, h]
+extern "C" __global__ void combine_gather_f32(const float* eo, const int* order, const float* weights, const int* list, const int* start,
+    int T, int hidden, float* out) {
+  const long long n = (long long)T * hidden;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const int t = (int)(i / hidden), h = (int)(i % hidden);
+    float acc = 0.f;
+    for (int q = start[t]; q < start[t + 1]; q++) {
+      const int p = list[q];
+      acc = acc + eo[(long long)p * hidden + h] * weights[order[p]];
+    }
+    out[i] = acc;
   }
 }
