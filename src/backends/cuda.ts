@@ -1,8 +1,9 @@
 // The cuda backend: the CUDA driver API through FFI (backends/cuda/driver.ts), storage in device memory, kernels
 // in CUDA C (backends/cuda/kernels.cu) compiled by NVRTC for the device when a libnvrtc is found (the cubin is
 // cached per source hash and architecture), else the shipped compute_75 PTX, JIT-compiled by the driver.
-// Kernels with a CUDA version take device buffers as they are; host arrays are copied to the device and back
-// around them. The others run the wasm kernels on host copies (staged) and backendInfo().stagedOps lists them.
+// Kernels take device buffers as they are; host arrays are copied to the device and back around them. Every op
+// has a CUDA kernel; one added to the backend interface without one runs the wasm kernel on host copies (staged)
+// and backendInfo().stagedOps lists it.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { CTORS, type Dtype, type HostArray, type Storage } from "../device.ts";
@@ -68,8 +69,8 @@ function kernelImage(d: Driver): { image: Uint8Array; how: string } {
 
 /** Every kernel the backend loads from kernels.cu (a test checks the shipped PTX defines each). */
 export const KERNELS = [
-  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm"].flatMap((n) => [`${n}_f32`, `${n}_f64`]),
-  "adamw_f32", "embsum_f32", "embsum_backward_f32",
+  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm", "adamw", "embsum", "embsum_backward"]
+    .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
   "topk_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
@@ -107,10 +108,6 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   /** The wasm kernel `name` on host copies: for what has no CUDA version. */
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
   const stagedOps: string[] = [];
-  /** viaWasm for an op whose CUDA kernel does not take some arguments; backendInfo lists it as "name (when)". */
-  const stagedWhen = <K extends keyof Backend>(name: K, when: string) => (stagedOps.push(`${name} (${when})`), viaWasm(name));
-  const adam8bitStaged = stagedWhen("adam8bitStep", "blockSize > 4096");
-  const adamwStaged = stagedWhen("adamw", "f64"), embStaged = stagedWhen("embeddingSum", "f64"), embBackStaged = stagedWhen("embeddingSumBackward", "f64");
 
 
   /**
@@ -381,7 +378,6 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       onDevice([x], [out], ([px], [po]) => d.launch(k.to_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]));
     },
     adam8bitStep(p, g, s, h) {
-      if (s.blockSize > 4096) return adam8bitStaged(p, g, s, h); // the kernel keeps a block in registers
       const t1 = table(s.code1), t2 = table(s.code2), nb = s.absmax1.length;
       const state = [p, s.c1, s.c2, s.absmax1, s.absmax2];
       onDevice([g, ...state], state, ([pg], [pp, pc1, pc2, pa1, pa2]) =>
@@ -408,24 +404,23 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       });
     },
     embeddingSum(w, idx, out, cols, per) {
-      if (t(w) === "f64") return embStaged(w, idx, out, cols, per);
       const rows = idx.length / per;
-      onDevice([w, idx], [out], ([pw, pi], [po]) => d.launch(k.embsum_f32!, elems(rows * cols), 256, [{ p: pw! }, { p: pi! }, { p: po! }, { i32: rows }, { i32: cols }, { i32: per }]));
+      onDevice([w, idx], [out], ([pw, pi], [po]) => d.launch(k[`embsum_${t(w)}`]!, elems(rows * cols), 256, [{ p: pw! }, { p: pi! }, { p: po! }, { i32: rows }, { i32: cols }, { i32: per }]));
     },
     embeddingSumBackward(dout, idx, dw, cols, per) {
-      if (t(dw) === "f64") return embBackStaged(dout, idx, dw, cols, per);
       const rows = idx.length / per, vocab = dw.length / cols;
       onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
-        d.launch(k.embsum_backward_f32!, elems(vocab * cols), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
+        d.launch(k[`embsum_backward_${t(dw)}`]!, elems(vocab * cols), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
       });
     },
     adamw(w, g, m, v, s) {
-      if (t(w) === "f64") return adamwStaged(w, g, m, v, s);
-      const f = Math.fround, lw = f(s.lerpW);
+      // f32: every scalar rounded to f32 first, lwc = f32(1 - f32(lerpW)) as ATen's opmath; f64 as they are
+      const f64 = t(w) === "f64", r = f64 ? (v: number) => v : Math.fround, lw = r(s.lerpW);
+      const num = (v: number): KernelArg => (f64 ? { f64: v } : { f32: v });
       onDevice([w, g, m, v], [w, m, v], ([pw, pg, pm, pv]) => {
-        d.launch(k.adamw_f32!, elems(w.length), 256, [{ p: pw! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: w.length },
-          { f32: f(s.decay) }, { i32: s.decay !== 1 ? 1 : 0 }, { f32: lw }, { f32: f(1 - lw) }, { i32: s.lerpW < 0.5 ? 1 : 0 },
-          { f32: f(s.beta2) }, { f32: f(s.oneMinusBeta2) }, { f32: f(s.bc2sqrt) }, { f32: f(s.eps) }, { f32: f(s.negStep) }]);
+        d.launch(k[`adamw_${t(w)}`]!, elems(w.length), 256, [{ p: pw! }, { p: pg! }, { p: pm! }, { p: pv! }, { i64: w.length },
+          num(r(s.decay)), { i32: s.decay !== 1 ? 1 : 0 }, num(lw), num(r(1 - lw)), { i32: s.lerpW < 0.5 ? 1 : 0 },
+          num(r(s.beta2)), num(r(s.oneMinusBeta2)), num(r(s.bc2sqrt)), num(r(s.eps)), num(r(s.negStep))]);
       });
     },
     orthogonalize(w, g) {

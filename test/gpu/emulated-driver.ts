@@ -472,36 +472,36 @@ export function emulatedDriver(): EmulatedDriver {
       launches.push(name);
       const p = (i: number) => (args[i] as { p: bigint }).p;
       const n = (i: number) => { const a = args[i]!; return "i32" in a ? a.i32 : "i64" in a ? a.i64 : "f32" in a ? a.f32 : (a as { f64: number }).f64; };
-      const x = view(t)(p(0));
+      const x = view(t)(p(0)), rnd = t === "f64" ? (v: number) => v : fr; // rounding to the kernel's type
       if (name.startsWith("softmax") || name.startsWith("logsoftmax")) softmaxRows(x, view(t)(p(1)), n(2), n(3), name.startsWith("log"), grid);
       else if (name.startsWith("stablemax") || name.startsWith("logstablemax")) stableRows(x, view(t)(p(1)), n(2), name.startsWith("log"), grid);
-      else if (name === "adamw_f32") {
-        const w = f32(p(0)), g = f32(p(1)), m = f32(p(2)), v = f32(p(3));
-        const [decay, doDecay, lw, lwc, small, b2, omb2, bc, eps, ns] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(n);
+      else if (name.startsWith("adamw")) {
+        const r = rnd, [w, g, m, v] = [0, 1, 2, 3].map((a) => view(t)(p(a)));
+        const [decay, doDecay, lw, lwc, small, b2, omb2, bc, eps, ns] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(n) as number[];
         for (let i = 0; i < n(4); i++) {
-          let wv = w[i]!;
-          if (doDecay) wv = fr(wv * decay!);
-          const gv = g[i]!, d = fr(gv - m[i]!);
-          const mv = small ? fr(m[i]! + fr(lw! * d)) : fr(gv - fr(d * lwc!));
-          const vv = fr(fr(v[i]! * b2!) + fr(fr(omb2! * gv) * gv));
-          const den = fr(fr(fr(Math.sqrt(vv)) / bc!) + eps!);
-          w[i] = fr(wv + fr(fr(ns! * mv) / den));
-          m[i] = mv;
-          v[i] = vv;
+          let wv = w![i]!;
+          if (doDecay) wv = r(wv * decay!);
+          const gv = g![i]!, dd = r(gv - m![i]!);
+          const mv = small ? r(m![i]! + r(lw! * dd)) : r(gv - r(dd * lwc!));
+          const vv = r(r(v![i]! * b2!) + r(r(omb2! * gv) * gv));
+          const den = r(r(r(Math.sqrt(vv)) / bc!) + eps!);
+          w![i] = r(wv + r(r(ns! * mv) / den));
+          m![i] = mv;
+          v![i] = vv;
         }
-      } else if (name === "embsum_f32") {
-        const w = f32(p(0)), idx = i32(p(1)), out = f32(p(2)), [rows, cols, per] = [n(3), n(4), n(5)];
-        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
-          let s = w[idx[r * per]! * cols + c]!;
-          for (let j = 1; j < per; j++) s = fr(s + w[idx[r * per + j]! * cols + c]!);
-          out[r * cols + c] = s;
-        }
-      } else if (name === "embsum_backward_f32") {
-        const dout = f32(p(0)), idx = i32(p(1)), dw = f32(p(2)), [rows, cols, per, vocab] = [n(3), n(4), n(5), n(6)];
+      } else if (name.startsWith("embsum_backward")) {
+        const dout = view(t)(p(0)), idx = i32(p(1)), dw = view(t)(p(2)), [rows, cols, per, vocab] = [n(3), n(4), n(5), n(6)];
         for (let v = 0; v < vocab; v++) for (let c = 0; c < cols; c++) {
           let acc = dw[v * cols + c]!;
-          for (let a = 0; a < rows * per; a++) if (idx[a] === v) acc = fr(acc + dout[Math.floor(a / per) * cols + c]!);
+          for (let a = 0; a < rows * per; a++) if (idx[a] === v) acc = rnd(acc + dout[Math.floor(a / per) * cols + c]!);
           dw[v * cols + c] = acc;
+        }
+      } else if (name.startsWith("embsum")) {
+        const w = x, idx = i32(p(1)), out = view(t)(p(2)), [rows, cols, per] = [n(3), n(4), n(5)], zero = t === "f64";
+        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+          let s = zero ? 0 : w[idx[r * per]! * cols + c]!;
+          for (let j = zero ? 0 : 1; j < per; j++) s = rnd(s + w[idx[r * per + j]! * cols + c]!);
+          out[r * cols + c] = s;
         }
       } else if (name.startsWith("orthogonalize")) {
         const w = x, g = view(t)(p(1)), len = n(2);

@@ -107,50 +107,61 @@ extern "C" __global__ void relu_f64(const double* x, double* y, long long n) { r
 extern "C" __global__ void relu_backward_f32(const float* dy, const float* x, float* dx, long long n) { relu_backward_any<float>(dy, x, dx, n); }
 extern "C" __global__ void relu_backward_f64(const double* dy, const double* x, double* dx, long long n) { relu_backward_any<double>(dy, x, dx, n); }
 
-// AdamW, PyTorch's op order (as the wasm kernel): w *= decay; m = lerp(m, g, lw); v = v*b2 + (omb2*g)*g;
-// w += (ns*m) / (sqrt(v)/bc + eps). Compiled with --fmad=false, so every f32 operation rounds as the wasm one:
-// bit-identical. The scalars arrive already rounded to f32 (lwc = f32(1 - f32(lerpW)) as ATen's opmath).
-extern "C" __global__ void adamw_f32(float* w, const float* g, float* m, float* v, long long n, float decay, int do_decay,
-                                     float lw, float lwc, int small, float b2, float omb2, float bc, float eps, float ns) {
+// AdamW, PyTorch's op order (as the wasm kernels): w *= decay; m = lerp(m, g, lw); v = v*b2 + (omb2*g)*g;
+// w += (ns*m) / (sqrt(v)/bc + eps). Compiled with --fmad=false, so every operation rounds as the wasm one:
+// bit-identical. f32: the scalars arrive already rounded to f32 (lwc = f32(1 - f32(lerpW)) as ATen's opmath).
+template <typename T>
+__device__ void adamw_any(T* w, const T* g, T* m, T* v, long long n, T decay, int do_decay, T lw, T lwc, int small, T b2, T omb2, T bc, T eps, T ns) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    float wv = w[i];
+    T wv = w[i];
     if (do_decay) wv = wv * decay;
-    const float gv = g[i];
-    float mv = m[i];
-    const float d = gv - mv;
+    const T gv = g[i];
+    T mv = m[i];
+    const T d = gv - mv;
     mv = small ? mv + lw * d : gv - d * lwc;
-    float vv = v[i] * b2;
+    T vv = v[i] * b2;
     vv = vv + (omb2 * gv) * gv;
-    const float den = sqrtf(vv) / bc + eps;
+    const T den = sqrt(vv) / bc + eps;
     w[i] = wv + (ns * mv) / den;
     m[i] = mv;
     v[i] = vv;
   }
 }
+extern "C" __global__ void adamw_f32(float* w, const float* g, float* m, float* v, long long n, float decay, int do_decay,
+    float lw, float lwc, int small, float b2, float omb2, float bc, float eps, float ns) { adamw_any<float>(w, g, m, v, n, decay, do_decay, lw, lwc, small, b2, omb2, bc, eps, ns); }
+extern "C" __global__ void adamw_f64(double* w, const double* g, double* m, double* v, long long n, double decay, int do_decay,
+    double lw, double lwc, int small, double b2, double omb2, double bc, double eps, double ns) { adamw_any<double>(w, g, m, v, n, decay, do_decay, lw, lwc, small, b2, omb2, bc, eps, ns); }
 
-// out[r, c] = w[idx[r*per], c] + w[idx[r*per+1], c] + ... in that order (the wasm kernel's f32 additions).
-extern "C" __global__ void embsum_f32(const float* w, const int* idx, float* out, int rows, int cols, int per) {
+// out[r, c] = w[idx[r*per], c] + w[idx[r*per+1], c] + ... in that order (the wasm kernels' additions; f64 starts
+// from 0, as asm's embsum_f64).
+template <typename T>
+__device__ void embsum_any(const T* w, const int* idx, T* out, int rows, int cols, int per, bool from_zero) {
   const long long total = (long long)rows * cols;
   for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
     const long long r = e / cols, c = e % cols;
     const int* ip = idx + r * per;
-    float s = w[(long long)ip[0] * cols + c];
-    for (int j = 1; j < per; j++) s = s + w[(long long)ip[j] * cols + c];
+    T s = from_zero ? (T)0 : w[(long long)ip[0] * cols + c];
+    for (int j = from_zero ? 0 : 1; j < per; j++) s = s + w[(long long)ip[j] * cols + c];
     out[e] = s;
   }
 }
+extern "C" __global__ void embsum_f32(const float* w, const int* idx, float* out, int rows, int cols, int per) { embsum_any<float>(w, idx, out, rows, cols, per, false); }
+extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* out, int rows, int cols, int per) { embsum_any<double>(w, idx, out, rows, cols, per, true); }
 
 // dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order: one thread per (v, c) scans
 // the indices, so the additions happen in the wasm kernel's order (bit-identical, deterministic, no atomics).
-extern "C" __global__ void embsum_backward_f32(const float* dout, const int* idx, float* dw, int rows, int cols, int per, int vocab) {
+template <typename T>
+__device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
   const long long total = (long long)vocab * cols, n = (long long)rows * per;
   for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
     const int v = (int)(e / cols), c = (int)(e % cols);
-    float acc = dw[e];
+    T acc = dw[e];
     for (long long a = 0; a < n; a++) if (idx[a] == v) acc = acc + dout[(a / per) * cols + c];
     dw[e] = acc;
   }
 }
+extern "C" __global__ void embsum_backward_f32(const float* dout, const int* idx, float* dw, int rows, int cols, int per, int vocab) { embsum_backward_any<float>(dout, idx, dw, rows, cols, per, vocab); }
+extern "C" __global__ void embsum_backward_f64(const double* dout, const int* idx, double* dw, int rows, int cols, int per, int vocab) { embsum_backward_any<double>(dout, idx, dw, rows, cols, per, vocab); }
 
 // ⊥Grad in one block: proj = w.g / (w.w + 1e-30); g = (g - proj w) * |g| / (|g - proj w| + 1e-30), sums in f64.
 template <typename T>
@@ -439,9 +450,24 @@ __device__ float max_nan(float a, float b) { return a != a || b != b ? a + b : f
 __device__ float clamp1(float v) { return v > 1.f ? 1.f : v >= -1.f ? v : -1.f; }
 
 // Adam with 8-bit block-wise states, bitsandbytes kOptimizerStatic8bit2StateBlockwise in its f32 order (as asm/quant.ts
-// adam8bit_blockwise_f32): one CUDA block of 256 threads per state block of bs <= 4096, each thread keeping its
-// <= 16 new moments in registers between the absmax reduction and the requantization. A non-finite gradient leaves
-// its parameter unchanged and its moments 0. thr/ranks: the codes' search tables (code_of).
+// adam8bit_blockwise_f32): one CUDA block of 256 threads per state block. Each thread keeps its first 16 new moments
+// in registers between the absmax reduction and the requantization (blocks up to 4096); past those it recomputes
+// them from the old codes, which stay in place until their own thread rewrites them (same operations: same bits).
+// A non-finite gradient leaves its parameter unchanged and its moments 0. thr/ranks: the codes' search tables.
+__device__ void adam8bit_moments(float gv, float old1, float old2, float b1, float omb1, float b2, float omb2, float& v1, float& v2) {
+  v1 = 0.f; v2 = 0.f;
+  if (!(fabsf(gv) < NUMEDGE_INF)) return;
+  v2 = old2 * b2 + omb2 * gv * gv;
+  v1 = old1 * b1 + omb1 * gv;
+}
+__device__ void adam8bit_requant(long long i, float v1, float v2, float d1, float d2, unsigned char* c1, unsigned char* c2,
+    const float* code1, const float* thr1, const unsigned char* ranks1, const float* thr2, const unsigned char* ranks2) {
+  int q1 = code_of(clamp1(v1 / d1), thr1, ranks1);
+  // keep the sign of m through quantization (bitsandbytes)
+  if ((__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
+  c1[i] = (unsigned char)q1;
+  c2[i] = code_of(clamp1(v2 / d2), thr2, ranks2);
+}
 extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char* c1, unsigned char* c2, float* a1, float* a2, long long n, int bs,
     const float* code1, const float* thr1, const unsigned char* ranks1, const float* code2, const float* thr2, const unsigned char* ranks2,
     float b1, float omb1, float b2, float omb2, float epsc2, float step, float decay) {
@@ -456,12 +482,8 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
     float v1 = 0.f, v2 = 0.f;
     if (j < len) {
       const long long i = s + j;
-      const float gv = g[i];
-      if (fabsf(gv) < NUMEDGE_INF) {
-        v2 = code2[c2[i]] * am2;
-        v2 = v2 * b2 + omb2 * gv * gv;
-        v1 = code1[c1[i]] * am1;
-        v1 = v1 * b1 + omb1 * gv;
+      adam8bit_moments(g[i], code1[c1[i]] * am1, code2[c2[i]] * am2, b1, omb1, b2, omb2, v1, v2);
+      if (fabsf(g[i]) < NUMEDGE_INF) {
         float pv = p[i] + step * (v1 / (sqrtf(v2) + epsc2));
         if (decay != 1.f) pv = pv * decay;
         p[i] = pv;
@@ -471,6 +493,18 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
     }
     r1[t] = v1;
     r2[t] = v2;
+  }
+  for (int j = threadIdx.x + 16 * 256; j < len; j += 256) {
+    const long long i = s + j;
+    float v1, v2;
+    adam8bit_moments(g[i], code1[c1[i]] * am1, code2[c2[i]] * am2, b1, omb1, b2, omb2, v1, v2);
+    if (fabsf(g[i]) < NUMEDGE_INF) {
+      float pv = p[i] + step * (v1 / (sqrtf(v2) + epsc2));
+      if (decay != 1.f) pv = pv * decay;
+      p[i] = pv;
+    }
+    m1 = max_nan(m1, fabsf(v1));
+    m2 = max_nan(m2, fabsf(v2));
   }
   for (int o = 16; o > 0; o >>= 1) {
     m1 = max_nan(m1, __shfl_xor_sync(0xffffffffu, m1, o));
@@ -485,13 +519,13 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
   for (int t = 0; t < 16; t++) {
     const int j = threadIdx.x + t * 256;
     if (j >= len) break;
+    adam8bit_requant(s + j, r1[t], r2[t], d1, d2, c1, c2, code1, thr1, ranks1, thr2, ranks2);
+  }
+  for (int j = threadIdx.x + 16 * 256; j < len; j += 256) {
     const long long i = s + j;
-    const float v1 = r1[t], x1 = v1 / d1, x2 = r2[t] / d2;
-    int q1 = code_of(clamp1(x1), thr1, ranks1);
-    // keep the sign of m through quantization (bitsandbytes)
-    if ((__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
-    c1[i] = (unsigned char)q1;
-    c2[i] = code_of(clamp1(x2), thr2, ranks2);
+    float v1, v2;
+    adam8bit_moments(g[i], code1[c1[i]] * am1, code2[c2[i]] * am2, b1, omb1, b2, omb2, v1, v2);
+    adam8bit_requant(i, v1, v2, d1, d2, c1, c2, code1, thr1, ranks1, thr2, ranks2);
   }
 }
 
