@@ -460,6 +460,15 @@ __device__ void adam8bit_moments(float gv, float old1, float old2, float b1, flo
   v2 = old2 * b2 + omb2 * gv * gv;
   v1 = old1 * b1 + omb1 * gv;
 }
+// the new moments of element i, and its parameter updated when its gradient is finite
+__device__ void adam8bit_param(long long i, float* p, const float* g, const unsigned char* c1, const unsigned char* c2, float am1, float am2,
+    const float* code1, const float* code2, float b1, float omb1, float b2, float omb2, float epsc2, float step, float decay, float& v1, float& v2) {
+  adam8bit_moments(g[i], code1[c1[i]] * am1, code2[c2[i]] * am2, b1, omb1, b2, omb2, v1, v2);
+  if (!(fabsf(g[i]) < NUMEDGE_INF)) return;
+  float pv = p[i] + step * (v1 / (sqrtf(v2) + epsc2));
+  if (decay != 1.f) pv = pv * decay;
+  p[i] = pv;
+}
 __device__ void adam8bit_requant(long long i, float v1, float v2, float d1, float d2, unsigned char* c1, unsigned char* c2,
     const float* code1, const float* thr1, const unsigned char* ranks1, const float* thr2, const unsigned char* ranks2) {
   int q1 = code_of(clamp1(v1 / d1), thr1, ranks1);
@@ -481,13 +490,7 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
     const int j = threadIdx.x + t * 256;
     float v1 = 0.f, v2 = 0.f;
     if (j < len) {
-      const long long i = s + j;
-      adam8bit_moments(g[i], code1[c1[i]] * am1, code2[c2[i]] * am2, b1, omb1, b2, omb2, v1, v2);
-      if (fabsf(g[i]) < NUMEDGE_INF) {
-        float pv = p[i] + step * (v1 / (sqrtf(v2) + epsc2));
-        if (decay != 1.f) pv = pv * decay;
-        p[i] = pv;
-      }
+      adam8bit_param(s + j, p, g, c1, c2, am1, am2, code1, code2, b1, omb1, b2, omb2, epsc2, step, decay, v1, v2);
       m1 = max_nan(m1, fabsf(v1));
       m2 = max_nan(m2, fabsf(v2));
     }
@@ -495,14 +498,8 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
     r2[t] = v2;
   }
   for (int j = threadIdx.x + 16 * 256; j < len; j += 256) {
-    const long long i = s + j;
     float v1, v2;
-    adam8bit_moments(g[i], code1[c1[i]] * am1, code2[c2[i]] * am2, b1, omb1, b2, omb2, v1, v2);
-    if (fabsf(g[i]) < NUMEDGE_INF) {
-      float pv = p[i] + step * (v1 / (sqrtf(v2) + epsc2));
-      if (decay != 1.f) pv = pv * decay;
-      p[i] = pv;
-    }
+    adam8bit_param(s + j, p, g, c1, c2, am1, am2, code1, code2, b1, omb1, b2, omb2, epsc2, step, decay, v1, v2);
     m1 = max_nan(m1, fabsf(v1));
     m2 = max_nan(m2, fabsf(v2));
   }
