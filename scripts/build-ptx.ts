@@ -3,10 +3,12 @@
 // hash; a test fails when kernels.cu changed and this was not rerun. Run: npm run build:ptx (Bun; NVRTC from the
 // nvidia-cuda-nvrtc wheel works: NUMEDGE_NVRTC=.../nvidia/cu13/lib/libnvrtc.so.13, with that folder on
 // LD_LIBRARY_PATH so libnvrtc finds its builtins).
-import * as ffi from "bun:ffi";
 import { writeFileSync } from "node:fs";
+import { loadFfi } from "../src/backends/cuda/ffi.ts";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "../src/backends/cuda/nvrtc.ts";
 
+const ffi = await loadFfi();
+if (typeof ffi === "string") throw new Error(ffi);
 const { src, hash } = kernelSource();
 const r = nvrtcCompile(ffi, src, "compute_75");
 if ("missing" in r) {

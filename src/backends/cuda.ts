@@ -104,7 +104,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const storage = cudaStorage(d);
   const { image, how } = deps.image(d);
   const fn = d.module(image);
-  const k = Object.fromEntries(KERNELS.map((n) => [n, fn(n)])) as Record<string, import("bun:ffi").Pointer>;
+  const k = Object.fromEntries(KERNELS.map((n) => [n, fn(n)])) as Record<string, bigint>;
   /** The wasm kernel `name` on host copies: for what has no CUDA version. */
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
   const stagedOps: string[] = [];

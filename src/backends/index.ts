@@ -9,7 +9,7 @@
 //              tfjs-backend-cpu (src/backends/probe.ts). Throws NumedgeError("backend") only when none works.
 //   tfjs-gpu   tfjs-node-gpu on a CUDA device, or NumedgeError("backend") saying what is missing.
 //   tfjs-node | tfjs-wasm | tfjs-cpu   that tfjs engine exactly (the parity suites use the last two).
-//   cuda       NVIDIA GPUs through the driver API (bun:ffi); NumedgeError("backend") saying what is missing.
+//   cuda       NVIDIA GPUs through the driver API (bun:ffi or Deno.dlopen); NumedgeError("backend") saying what is missing.
 //   auto       never throws: wasm for every op, except ops above a per-op size (GPU_THRESHOLDS) that go to
 //              tfjs-gpu when a GPU is usable. Without one it stays on wasm and, when the GPU was asked for
 //              (tfjs-node-gpu is installed, or { warn: true }), says why in one line on stderr.

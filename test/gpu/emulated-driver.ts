@@ -5,7 +5,6 @@ import type { Driver, KernelArg } from "../../src/backends/cuda/driver.ts";
 import { quantReference } from "../../src/backends/reference/quant.ts";
 import { hash01 } from "../../src/report/rng.ts";
 
-type Ptr = import("bun:ffi").Pointer;
 
 export interface EmulatedDriver extends Driver {
   /** Device allocations alive now (bytes). */
@@ -464,11 +463,11 @@ export function emulatedDriver(): EmulatedDriver {
     module() {
       return (name) => {
         names.push(name);
-        return names.length as Ptr;
+        return BigInt(names.length);
       };
     },
     launch(fn, grid0, _block, args: KernelArg[]) {
-      const name = names[(fn as number) - 1]!, t = name.endsWith("f64") ? "f64" : "f32", grid = typeof grid0 === "number" ? grid0 : grid0[0];
+      const name = names[Number(fn) - 1]!, t = name.endsWith("f64") ? "f64" : "f32", grid = typeof grid0 === "number" ? grid0 : grid0[0];
       launches.push(name);
       const p = (i: number) => (args[i] as { p: bigint }).p;
       const n = (i: number) => { const a = args[i]!; return "i32" in a ? a.i32 : "i64" in a ? a.i64 : "f32" in a ? a.f32 : (a as { f64: number }).f64; };

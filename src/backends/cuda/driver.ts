@@ -1,12 +1,10 @@
-// The CUDA driver API through FFI, for the cuda backend: only libcuda.so.1 (the NVIDIA driver) is needed; NVRTC
-// is used when present. Bun: bun:ffi. Deno and Node: not yet (their reason is returned instead of a driver).
-// Signatures as verified on an H200 (driver 580, CUDA 13): handles as pointers read back from 64-bit
-// out-parameters, CUdeviceptr as u64, kernel parameters as an array of pointers to one small typed array each.
+// The CUDA driver API through FFI (ffi.ts: Bun or Deno), for the cuda backend: only libcuda.so.1 (the NVIDIA
+// driver) is needed; NVRTC is used when present. Signatures as verified on an H200 (driver 580, CUDA 13): handles
+// read back from 64-bit out-parameters, CUdeviceptr as u64, kernel parameters as an array of addresses of one small
+// typed array each.
 import { execFileSync } from "node:child_process";
 import { NumedgeError } from "../../errors.ts";
-
-type Ffi = typeof import("bun:ffi");
-type Ptr = import("bun:ffi").Pointer;
+import { loadFfi, type Ffi } from "./ffi.ts";
 
 /** One kernel argument: a device pointer, a 32- or 64-bit integer, or a double. */
 export type KernelArg = { p: bigint } | { i32: number } | { i64: number } | { f32: number } | { f64: number };
@@ -28,10 +26,10 @@ export interface Driver {
   dtoh(dst: ArrayBufferView, p: bigint): void;
   dtod(dst: bigint, src: bigint, bytes: number): void;
   zero(p: bigint, bytes: number): void;
-  /** Load a cubin or PTX image; returns its functions by name. */
-  module(image: Uint8Array): (name: string) => Ptr;
+  /** Load a cubin or PTX image; returns its functions (CUfunction handles) by name. */
+  module(image: Uint8Array): (name: string) => bigint;
   /** Launch on a grid of blocks (x, or [x, y]) of threads (x, or [x, y]). */
-  launch(fn: Ptr, grid: number | [number, number], block: number | [number, number], args: KernelArg[]): void;
+  launch(fn: bigint, grid: number | [number, number], block: number | [number, number], args: KernelArg[]): void;
   sync(): void;
 }
 
@@ -51,43 +49,35 @@ export function libPaths(name: string): string[] {
   return [...found, name];
 }
 
-/** The FFI this runtime offers, or why there is none. */
-async function ffiOf(): Promise<Ffi | string> {
-  const g = globalThis as { Bun?: unknown; Deno?: unknown; process?: { versions?: { node?: string } } };
-  if (g.Bun) return await import("bun:ffi");
-  if (g.Deno) return "the cuda backend runs under Bun for now (Deno.dlopen support is planned)";
-  return `Node ${g.process?.versions?.node ?? "?"} has no FFI (node:ffi); run under Bun to use the cuda backend`;
-}
-
 /** Open the driver and the first device, or say why not (no runtime FFI, no driver, no device). */
 export async function openDriver(): Promise<Driver | string> {
-  const ffi = await ffiOf();
+  const ffi = await loadFfi();
   if (typeof ffi === "string") return ffi;
   let lib, why = "";
-  const tryOpen = (path: string) => ffi.dlopen(path, {
-      cuInit: { args: ["u32"], returns: "i32" },
-      cuDriverGetVersion: { args: ["ptr"], returns: "i32" },
-      cuDeviceGetCount: { args: ["ptr"], returns: "i32" },
-      cuDeviceGet: { args: ["ptr", "i32"], returns: "i32" },
-      cuDeviceGetName: { args: ["ptr", "i32", "i32"], returns: "i32" },
-      cuDeviceGetAttribute: { args: ["ptr", "i32", "i32"], returns: "i32" },
-      cuDeviceTotalMem_v2: { args: ["ptr", "i32"], returns: "i32" },
-      cuDevicePrimaryCtxRetain: { args: ["ptr", "i32"], returns: "i32" },
-      cuCtxSetCurrent: { args: ["ptr"], returns: "i32" },
-      cuMemAlloc_v2: { args: ["ptr", "u64"], returns: "i32" },
-      cuMemFree_v2: { args: ["u64"], returns: "i32" },
-      cuMemGetInfo_v2: { args: ["ptr", "ptr"], returns: "i32" },
-      cuMemcpyHtoD_v2: { args: ["u64", "ptr", "u64"], returns: "i32" },
-      cuMemcpyDtoH_v2: { args: ["ptr", "u64", "u64"], returns: "i32" },
-      cuMemcpyDtoD_v2: { args: ["u64", "u64", "u64"], returns: "i32" },
-      cuMemsetD8_v2: { args: ["u64", "u8", "u64"], returns: "i32" },
-      cuModuleLoadData: { args: ["ptr", "ptr"], returns: "i32" },
-      cuModuleGetFunction: { args: ["ptr", "ptr", "cstring"], returns: "i32" },
-      cuLaunchKernel: { args: ["ptr", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
-      cuCtxSynchronize: { args: [], returns: "i32" },
-      cuGetErrorName: { args: ["i32", "ptr"], returns: "i32" },
-      cuGetErrorString: { args: ["i32", "ptr"], returns: "i32" },
-  });
+  const tryOpen = (path: string) => ffi.open(path, {
+    cuInit: ["u32"],
+    cuDriverGetVersion: ["buf"],
+    cuDeviceGetCount: ["buf"],
+    cuDeviceGet: ["buf", "i32"],
+    cuDeviceGetName: ["buf", "i32", "i32"],
+    cuDeviceGetAttribute: ["buf", "i32", "i32"],
+    cuDeviceTotalMem_v2: ["buf", "i32"],
+    cuDevicePrimaryCtxRetain: ["buf", "i32"],
+    cuCtxSetCurrent: ["ptr"],
+    cuMemAlloc_v2: ["buf", "usize"],
+    cuMemFree_v2: ["u64"],
+    cuMemGetInfo_v2: ["buf", "buf"],
+    cuMemcpyHtoD_v2: ["u64", "buf", "usize"],
+    cuMemcpyDtoH_v2: ["buf", "u64", "usize"],
+    cuMemcpyDtoD_v2: ["u64", "u64", "usize"],
+    cuMemsetD8_v2: ["u64", "u8", "usize"],
+    cuModuleLoadData: ["buf", "buf"],
+    cuModuleGetFunction: ["buf", "ptr", "buf"],
+    cuLaunchKernel: ["ptr", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "ptr", "buf", "ptr"],
+    cuCtxSynchronize: [],
+    cuGetErrorName: ["i32", "buf"],
+    cuGetErrorString: ["i32", "buf"],
+  } as const);
   for (const path of libPaths("libcuda.so.1")) {
     try {
       lib = tryOpen(path);
@@ -97,8 +87,8 @@ export async function openDriver(): Promise<Driver | string> {
     }
   }
   if (!lib) return `libcuda.so.1 could not be loaded (no NVIDIA driver here): ${why}`;
-  const cu = lib.symbols;
-  const text = (p: bigint) => (p ? String(new ffi.CString(Number(p) as Ptr)) : "");
+  const cu = lib.fn;
+  const text = (p: bigint) => ffi.cstring(p);
   const errName = (rc: number) => {
     const n = new BigUint64Array(1), s = new BigUint64Array(1);
     cu.cuGetErrorName(rc, n);
@@ -123,7 +113,7 @@ export async function openDriver(): Promise<Driver | string> {
   check(cu.cuDriverGetVersion(ver), "cuDriverGetVersion");
   const ctx = new BigUint64Array(1);
   check(cu.cuDevicePrimaryCtxRetain(ctx, dev[0]!), "cuDevicePrimaryCtxRetain");
-  check(cu.cuCtxSetCurrent(Number(ctx[0]) as Ptr), "cuCtxSetCurrent");
+  check(cu.cuCtxSetCurrent(ctx[0]!), "cuCtxSetCurrent");
   const device: DeviceFacts = {
     name: new TextDecoder().decode(nameBuf).split("\0")[0]!, sm: maj[0]! * 10 + min[0]!, totalBytes: Number(total[0]), driverVersion: ver[0]!,
   };
@@ -143,27 +133,27 @@ export async function openDriver(): Promise<Driver | string> {
       return p[0]!;
     },
     free: (p) => check(cu.cuMemFree_v2(p), "cuMemFree"),
-    htod: (p, src) => { if (src.byteLength) check(cu.cuMemcpyHtoD_v2(p, src as Uint8Array, BigInt(src.byteLength)), "cuMemcpyHtoD"); },
-    dtoh: (dst, p) => { if (dst.byteLength) check(cu.cuMemcpyDtoH_v2(dst as Uint8Array, p, BigInt(dst.byteLength)), "cuMemcpyDtoH"); },
+    htod: (p, src) => { if (src.byteLength) check(cu.cuMemcpyHtoD_v2(p, src, BigInt(src.byteLength)), "cuMemcpyHtoD"); },
+    dtoh: (dst, p) => { if (dst.byteLength) check(cu.cuMemcpyDtoH_v2(dst, p, BigInt(dst.byteLength)), "cuMemcpyDtoH"); },
     dtod: (dst, src, bytes) => { if (bytes) check(cu.cuMemcpyDtoD_v2(dst, src, BigInt(bytes)), "cuMemcpyDtoD"); },
     zero: (p, bytes) => { if (bytes) check(cu.cuMemsetD8_v2(p, 0, BigInt(bytes)), "cuMemsetD8"); },
     module(image) {
       const m = new BigUint64Array(1);
       check(cu.cuModuleLoadData(m, image), "cuModuleLoadData");
-      const mod = Number(m[0]) as Ptr;
+      const mod = m[0]!;
       return (name) => {
         const f = new BigUint64Array(1);
-        check(cu.cuModuleGetFunction(f, mod, Buffer.from(name + "\0")), `cuModuleGetFunction(${name})`);
-        return Number(f[0]) as Ptr;
+        check(cu.cuModuleGetFunction(f, mod, new TextEncoder().encode(name + "\0")), `cuModuleGetFunction(${name})`);
+        return f[0]!;
       };
     },
     launch(fn, grid, block, args) {
       const store = args.map((a) =>
         "p" in a ? BigUint64Array.of(a.p) : "i32" in a ? Int32Array.of(a.i32) : "i64" in a ? BigInt64Array.of(BigInt(a.i64))
           : "f32" in a ? Float32Array.of(a.f32) : Float64Array.of(a.f64));
-      const params = BigUint64Array.from(store.map((s) => BigInt(ffi.ptr(s))));
+      const params = BigUint64Array.from(store.map((s) => ffi.addr(s)));
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
-      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, null, params, null), "cuLaunchKernel");
+      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, 0n, params, 0n), "cuLaunchKernel");
     },
     sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
   };

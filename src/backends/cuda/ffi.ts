@@ -1,0 +1,75 @@
+// One small FFI over the runtime's own: bun:ffi under Bun, Deno.dlopen under Deno (Node has none yet). Every
+// function bound here (CUDA driver, NVRTC, cuBLAS) returns an int status, and takes arguments of these kinds:
+//   "buf"  a typed array, passed as the address of its bytes (out-parameters, host memory, C strings)
+//   "ptr"  an opaque handle or address as a bigint (0n: NULL)
+//   "u64" / "usize" a bigint; "i32" / "u32" / "u8" a number; "f32" / "f64" a number
+// Signatures as verified on an H200 with Bun 1.4.5 and Deno 2.9.6 (handles read back from 64-bit out-parameters).
+export type Kind = "buf" | "ptr" | "u64" | "usize" | "i32" | "u32" | "u8" | "f32" | "f64";
+export type Signatures = Record<string, readonly Kind[]>;
+export type Bound<S extends Signatures> = { [K in keyof S]: (...args: unknown[]) => number };
+
+export interface Ffi {
+  runtime: "bun" | "deno";
+  /** dlopen `path` with these functions; throws when the library or a symbol is missing. */
+  open<S extends Signatures>(path: string, sigs: S): { fn: Bound<S>; close(): void };
+  /** The address of a typed array's first byte (valid while the array is alive and not resized). */
+  addr(a: ArrayBufferView): bigint;
+  /** The NUL-terminated string at an address. */
+  cstring(p: bigint): string;
+}
+
+type DenoFfi = {
+  dlopen(path: string, s: Record<string, { parameters: string[]; result: string }>): { symbols: Record<string, (...a: unknown[]) => number>; close(): void };
+  UnsafePointer: { create(v: bigint): unknown; of(a: ArrayBufferView): unknown; value(p: unknown): bigint | number };
+  UnsafePointerView: new (p: unknown) => { getCString(): string };
+};
+
+const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+async function bunFfi(): Promise<Ffi> {
+  const b = await import("bun:ffi");
+  const TYPE: Record<Kind, string> = { buf: "ptr", ptr: "ptr", u64: "u64", usize: "u64", i32: "i32", u32: "u32", u8: "u8", f32: "f32", f64: "f64" };
+  return {
+    runtime: "bun",
+    open(path, sigs) {
+      const lib = b.dlopen(path, Object.fromEntries(Object.entries(sigs).map(([n, k]) => [n, { args: k.map((t) => TYPE[t]), returns: "i32" }])) as never);
+      const syms = lib.symbols as Record<string, (...a: unknown[]) => number>;
+      const fn = Object.fromEntries(Object.entries(sigs).map(([n, kinds]) => {
+        const f = syms[n]!;
+        return [n, (...a: unknown[]) => f(...a.map((v, i) => (kinds[i] === "ptr" ? (v === 0n ? null : Number(v)) : v)))];
+      }));
+      return { fn: fn as never, close: () => lib.close() };
+    },
+    addr: (a) => BigInt(b.ptr(a as Uint8Array)),
+    cstring: (p) => (p ? String(new b.CString(Number(p) as import("bun:ffi").Pointer)) : ""),
+  };
+}
+
+function denoFfi(D: DenoFfi): Ffi {
+  const TYPE: Record<Kind, string> = { buf: "buffer", ptr: "pointer", u64: "u64", usize: "usize", i32: "i32", u32: "u32", u8: "u8", f32: "f32", f64: "f64" };
+  return {
+    runtime: "deno",
+    open(path, sigs) {
+      const lib = D.dlopen(path, Object.fromEntries(Object.entries(sigs).map(([n, k]) => [n, { parameters: k.map((t) => TYPE[t]), result: "i32" }])));
+      const fn = Object.fromEntries(Object.entries(sigs).map(([n, kinds]) => {
+        const f = lib.symbols[n]!;
+        return [n, (...a: unknown[]) => f(...a.map((v, i) =>
+          kinds[i] === "ptr" ? (v === 0n ? null : D.UnsafePointer.create(v as bigint)) : kinds[i] === "buf" ? (v === null ? null : bytes(v as ArrayBufferView)) : v))];
+      }));
+      return { fn: fn as never, close: () => lib.close() };
+    },
+    addr: (a) => BigInt(D.UnsafePointer.value(D.UnsafePointer.of(bytes(a)))),
+    cstring: (p) => (p ? new D.UnsafePointerView(D.UnsafePointer.create(p)).getCString() : ""),
+  };
+}
+
+/** This runtime's FFI, or the one-line reason it has none. */
+export async function loadFfi(): Promise<Ffi | string> {
+  const g = globalThis as { Bun?: unknown; Deno?: DenoFfi & { version?: { deno?: string } }; process?: { versions?: { node?: string } } };
+  if (g.Bun) return await bunFfi();
+  if (g.Deno) {
+    if (typeof g.Deno.dlopen !== "function") return "Deno.dlopen is unavailable: run Deno with --allow-ffi (or -A)";
+    return denoFfi(g.Deno);
+  }
+  return `Node ${g.process?.versions?.node ?? "?"} has no FFI (no node:ffi): run under Bun or Deno to use the cuda backend`;
+}
