@@ -8,7 +8,12 @@ import {
 } from "numedge";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
-import { emulated } from "./parity.ts";
+import { createCudaBackend } from "../src/backends/cuda.ts";
+import { useBackend } from "../src/backends/index.ts";
+import { wasmBackend } from "../src/backends/wasm.ts";
+import { emulatedDriver } from "./gpu/emulated-driver.ts";
+import { uniform } from "./helpers.ts";
+import { emulated, underReference } from "./parity.ts";
 
 describe("cuda backend over an emulated GPU", () => {
   test("info: gpu, staged ops listed; host-array calls free every temporary device buffer", async () => {
@@ -38,7 +43,7 @@ describe("cuda backend over an emulated GPU", () => {
     topk(x, { cols: 16, k: 2 });
     topk(x, { cols: 16, k: 16 });
     updateBias(toDevice(new Float32Array(4)), toDevice(new Int32Array(4)), 0.1);
-    expect(emulated.launches).toEqual(["softmax_f32", "relu_f32", "gemm_f32", "ce_softmax_f32", "ce_finish", "topk_f32", "topk_f32", "update_bias"]);
+    expect(emulated.launches).toEqual(["softmax_f32", "relu_f32", "cublasSgemm_v2", "ce_softmax_f32", "ce_finish", "topk_f32", "topk_f32", "update_bias"]);
     emulated.launches.length = 0;
     const r = route(x, { experts: 16, k: 2, capacityFactor: 1, grad: true });
     const kept = (r.offsets.readSync() as Int32Array)[16]!;
@@ -72,6 +77,35 @@ test("f64 AdamW and embeddings run their f64 kernels and equal wasm's bit for bi
   expect(got).toEqual(await run("wasm"));
 });
 
+test("matmul through cuBLAS (row-major onto column-major) and through the NVRTC kernel: every transpose, accumulate, f32 and f64, within the GEMM bound", async () => {
+  const noBlas = await createCudaBackend(wasmBackend, { open: async () => emulatedDriver(), image: () => ({ image: new Uint8Array(0), how: "emulated" }), blas: () => "no cuBLAS here" }, "cuda-noblas");
+  if (typeof noBlas === "string") throw new Error(noBlas);
+  expect(noBlas.info.engine).toContain("matmul: NVRTC GEMM kernel (no cuBLAS here)");
+  expect((await setBackend("cuda-emulated")).engine).toContain("matmul: emulated cuBLAS (FP32)");
+  const r = uniform(4);
+  let n64 = 0;
+  for (const [m, k, n] of [[1, 1, 1], [3, 5, 7], [17, 33, 9], [64, 1, 31], [2, 40, 1]] as const)
+    for (const f64 of [false, true]) for (const transA of [false, true]) for (const transB of [false, true]) for (const accumulate of [false, true]) {
+      const fill = (len: number) => { const v = Array.from({ length: len }, () => r() - 0.5); return f64 ? Float64Array.from(v) : Float32Array.from(v); };
+      const a = fill(m * k), b = fill(k * n), c0 = fill(m * n), o = { m, k, n, transA, transB, accumulate };
+      const want = underReference(() => matmul(a, b, { ...o, out: c0.slice() }));
+      const bound = (k + 2) * (f64 ? 2 ** -52 : 2 ** -23) * (k + 1);
+      for (const use of [() => setBackend("cuda-emulated"), () => useBackend(noBlas.backend, noBlas.info)]) {
+        await use();
+        emulated.launches.length = 0;
+        const got = matmul(a, b, { ...o, out: c0.slice() });
+        for (let i = 0; i < m * n; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(bound);
+        n64 += f64 ? 1 : 0;
+      }
+      await setBackend("cuda-emulated");
+      emulated.launches.length = 0;
+      matmul(a, b, { ...o, out: c0.slice() });
+      expect(emulated.launches).toEqual([f64 ? "cublasDgemm_v2" : "cublasSgemm_v2"]);
+    }
+  expect(n64).toBe(80);
+  await setBackend("wasm");
+});
+
 describe("quantizers on the emulated GPU", () => {
   test("affine, ggml, block-wise (nearest, stochastic), 4-bit (double-quantized) outputs and 8-bit Adam steps equal wasm's bit for bit (host arrays and DeviceArrays, tails, halves, bad groups)", async () => {
     emulated.launches.length = 0;
@@ -88,7 +122,7 @@ describe("a device-resident grok run on the emulated GPU", () => {
     emulated.launches.length = 0;
     const [a, b] = await grokOn(["cuda-emulated", "wasm"]);
     expectClose(a!, b!);
-    for (const k of ["gemm_f32", "embsum_f32", "embsum_backward_f32", "adamw_f32", "orthogonalize_f32", "max_into_f32", "relu_f32", "ce_softmax_f32", "ce_finish"])
+    for (const k of ["cublasSgemm_v2", "embsum_f32", "embsum_backward_f32", "adamw_f32", "orthogonalize_f32", "max_into_f32", "relu_f32", "ce_softmax_f32", "ce_finish"])
       expect(emulated.launches).toContain(k);
   });
 });

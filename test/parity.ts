@@ -10,7 +10,7 @@ import { emulatedDriver, type EmulatedDriver } from "./gpu/emulated-driver.ts";
 
 /** The device behind "cuda-emulated": the cuda backend's TypeScript over an emulated GPU (test/gpu/emulated-driver.ts). */
 export const emulated: EmulatedDriver = emulatedDriver();
-const emulatedBackend = createCudaBackend(wasmBackend, { open: async () => emulated, image: () => ({ image: new Uint8Array(0), how: "emulated kernels" }) }, "cuda-emulated");
+const emulatedBackend = createCudaBackend(wasmBackend, { open: async () => emulated, image: () => ({ image: new Uint8Array(0), how: "emulated kernels" }), blas: () => emulated.blas() }, "cuda-emulated");
 registerBackend("cuda-emulated", async () => {
   const r = await emulatedBackend; // one instance, like the real cuda backend
   if (typeof r === "string") throw new Error(r);

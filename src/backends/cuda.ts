@@ -11,6 +11,7 @@ import type { FloatArray } from "../errors.ts";
 import type { AdamStepScalars } from "./api/quant.ts";
 import type { RoutingKernels, Scoring } from "./api/routing.ts";
 import type { SoftmaxKernels } from "./api/softmax.ts";
+import { openCublas, type Cublas } from "./cuda/cublas.ts";
 import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "./cuda/nvrtc.ts";
 import { stagedBy } from "./host/staged.ts";
@@ -45,7 +46,6 @@ function cudaStorage(d: Driver): Storage<CudaBuf> {
 
 /** Where compiled kernels are cached: $XDG_CACHE_HOME/numedge or ~/.cache/numedge. */
 function cacheDir(): string {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
   return `${env.XDG_CACHE_HOME ?? `${homedir()}/.cache`}/numedge`;
 }
 
@@ -93,8 +93,12 @@ export interface CudaInfo {
 export interface CudaDeps {
   open(): Promise<Driver | string>;
   image(d: Driver): { image: Uint8Array; how: string };
+  /** cuBLAS for matmul, or why not (then the NVRTC GEMM kernel runs). */
+  blas(d: Driver): Cublas | string;
 }
-const realDeps: CudaDeps = { open: openDriver, image: kernelImage };
+const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+/** NUMEDGE_CUDA_TF32=1 lets cuBLAS run f32 matmuls on TF32 tensor cores (10-bit mantissa products); default FP32. */
+const realDeps: CudaDeps = { open: openDriver, image: kernelImage, blas: (d) => openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1") };
 
 /** The cuda backend on the first GPU, or why it cannot run here. */
 export async function createCudaBackend(fallback: Backend = wasmBackend, deps: CudaDeps = realDeps, id = "cuda"): Promise<{ backend: Backend; info: CudaInfo } | string> {
@@ -103,7 +107,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const d: Driver = opened;
   const storage = cudaStorage(d);
   const { image, how } = deps.image(d);
-  const fn = d.module(image);
+  const fn = d.module(image), blas = deps.blas(d);
   const k = Object.fromEntries(KERNELS.map((n) => [n, fn(n)])) as Record<string, bigint>;
   /** The wasm kernel `name` on host copies: for what has no CUDA version. */
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
@@ -397,8 +401,15 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       onDevice([bytes], [out], ([pb], [po]) => d.launch(k.dequant_q4_0!, elems(out.length), 256, [{ p: pb! }, { i64: out.length }, { p: po! }]));
     },
     gemm(a, b, c, m, kk, n, transA, transB, accumulate) {
+      if (m === 0 || n === 0) return;
       // c is read too when accumulating: an input as well as an output
       onDevice(accumulate ? [a, b, c] : [a, b], [c], ([pa, pb], [pc]) => {
+        if (typeof blas !== "string") {
+          // row-major C [m, n] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's storage first, as it is
+          (t(a) === "f64" ? blas.dgemm : blas.sgemm)(transB ? 1 : 0, transA ? 1 : 0, n, m, kk, 1, pb!, Math.max(1, transB ? kk : n),
+            pa!, Math.max(1, transA ? m : kk), accumulate ? 1 : 0, pc!, n);
+          return;
+        }
         d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 16), Math.ceil(m / 16)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
           { i32: transA ? 1 : 0 }, { i32: transB ? 1 : 0 }, { i32: accumulate ? 1 : 0 }]);
       });
@@ -450,7 +461,8 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   return {
     backend: out as unknown as Backend,
     info: {
-      engine: `cuda: ${dev.name} (sm_${dev.sm}, ${(dev.totalBytes / 2 ** 30).toFixed(0)} GiB, driver API ${dev.driverVersion}), ${how}`,
+      engine: `cuda: ${dev.name} (sm_${dev.sm}, ${(dev.totalBytes / 2 ** 30).toFixed(0)} GiB, driver API ${dev.driverVersion}), ${how}; matmul: ${
+        typeof blas === "string" ? `NVRTC GEMM kernel (${blas})` : blas.engine}`,
       stagedOps: stagedOps.sort(),
     },
   };

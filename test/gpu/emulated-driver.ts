@@ -1,12 +1,15 @@
 // An emulated CUDA device for testing the cuda backend's TypeScript on a machine without a GPU: device memory is
 // a map of host buffers, and each kernel of kernels.cu is mirrored in TypeScript (same f64 arithmetic, same row
 // rules). It checks storage, host-array marshalling, staging and dispatch; the CUDA C itself runs only on a GPU.
+import type { Cublas, GemmCall } from "../../src/backends/cuda/cublas.ts";
 import type { Driver, KernelArg } from "../../src/backends/cuda/driver.ts";
 import { quantReference } from "../../src/backends/reference/quant.ts";
 import { hash01 } from "../../src/report/rng.ts";
 
 
 export interface EmulatedDriver extends Driver {
+  /** cuBLAS's column-major GEMM over this memory (f64 sums, rounded once to the type). */
+  blas(): Cublas;
   /** Device allocations alive now (bytes). */
   liveBytes(): number;
   launches: string[];
@@ -444,7 +447,18 @@ export function emulatedDriver(): EmulatedDriver {
     }
     throw new Error(`emulated cuda: no kernel ${name} (${args.length} args)`);
   }
+  /** cublas?gemm: C = alpha op(A) op(B) + beta C, column-major with leading dimensions (beta 0: C not read). */
+  const gemmCM = (name: string, view: typeof f32 | typeof f64, r: (v: number) => number): GemmCall => (opA, opB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) => {
+    launches.push(name);
+    const a = view(A), b = view(B), c = view(C);
+    for (let j = 0; j < n; j++) for (let i = 0; i < m; i++) {
+      let s = 0;
+      for (let l = 0; l < k; l++) s += (opA ? a[l + i * lda]! : a[i + l * lda]!) * (opB ? b[j + l * ldb]! : b[l + j * ldb]!);
+      c[i + j * ldc] = r(beta === 0 ? alpha * s : alpha * s + beta * c[i + j * ldc]!);
+    }
+  };
   return {
+    blas: () => ({ engine: "emulated cuBLAS (FP32)", sgemm: gemmCM("cublasSgemm_v2", f32, fr), dgemm: gemmCM("cublasDgemm_v2", f64, (v) => v) }),
     ffi: undefined as never,
     device: { name: "emulated GPU", sm: 90, totalBytes: 2 ** 34, driverVersion: 13000 },
     liveBytes: () => [...mem.values()].reduce((a, b) => a + b.byteLength, 0),

@@ -1,0 +1,47 @@
+// cuBLAS through FFI (ffi.ts), for the cuda backend's matmul: libcublas.so.13 or .12 when the machine has one.
+// Column-major, as cuBLAS is: the backend maps its row-major products onto these calls. The handle runs on the
+// default stream, in order with every kernel numedge launches. Signatures as verified on an H200 (CUDA 13).
+import { NumedgeError } from "../../errors.ts";
+import { libPaths } from "./driver.ts";
+import type { Ffi } from "./ffi.ts";
+
+/** C = alpha op(A) op(B) + beta C, column-major; op 0 = as stored, 1 = transposed; pointers are device addresses. */
+export type GemmCall = (opA: 0 | 1, opB: 0 | 1, m: number, n: number, k: number, alpha: number, A: bigint, lda: number,
+  B: bigint, ldb: number, beta: number, C: bigint, ldc: number) => void;
+
+export interface Cublas {
+  /** Which library, and FP32 or TF32 for sgemm. */
+  engine: string;
+  sgemm: GemmCall;
+  dgemm: GemmCall;
+}
+
+/** cuBLAS on the current context, or why not. tf32: let sgemm use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH). */
+export function openCublas(ffi: Ffi, tf32: boolean): Cublas | string {
+  let lib, path = "", why = "";
+  for (const p of ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths)) {
+    try {
+      lib = ffi.open(p, {
+        cublasCreate_v2: ["buf"],
+        cublasSetMathMode: ["ptr", "i32"],
+        cublasSgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
+        cublasDgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
+      } as const);
+      path = p;
+      break;
+    } catch (e) {
+      why ||= e instanceof Error ? e.message.split("\n")[0]! : String(e);
+    }
+  }
+  if (!lib) return `no libcublas.so.13/.12 (${why})`;
+  const h = new BigUint64Array(1);
+  const rc = lib.fn.cublasCreate_v2(h);
+  if (rc !== 0) return `cublasCreate failed (cublasStatus ${rc})`;
+  if (tf32 && lib.fn.cublasSetMathMode(h[0]!, 3) !== 0) return "cublasSetMathMode(TF32) failed";
+  const call = (name: "cublasSgemm_v2" | "cublasDgemm_v2", Scalar: Float32ArrayConstructor | Float64ArrayConstructor): GemmCall =>
+    (opA, opB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) => {
+      const s = lib.fn[name](h[0]!, opA, opB, m, n, k, Scalar.of(alpha), A, lda, B, ldb, Scalar.of(beta), C, ldc);
+      if (s !== 0) throw new NumedgeError("backend", `cuda: ${name} failed (cublasStatus ${s})`);
+    };
+  return { engine: `cuBLAS (${path.split("/").pop()}, ${tf32 ? "TF32" : "FP32"})`, sgemm: call("cublasSgemm_v2", Float32Array), dgemm: call("cublasDgemm_v2", Float64Array) };
+}
