@@ -3,7 +3,7 @@
 import { afterAll, afterEach, describe, expect, spyOn, test } from "bun:test";
 import { NumedgeError, backendInfo, setBackend, softmax } from "numedge";
 import {
-  GPU_THRESHOLDS, getBackend, opSize, routedBackend, useProbe,
+  autoOn, getBackend, opSize, routedBackend, useProbe,
 } from "../src/backends/index.ts";
 import { TfjsProbe, type ProbeDeps } from "../src/backends/probe.ts";
 import type { Backend } from "../src/backends/types.ts";
@@ -115,11 +115,20 @@ describe("backend registry", () => {
     expect(loud.lines[0]).toMatch(/not installed/);
   });
 
+  test("auto with a GPU but no measured thresholds keeps every op on wasm and says how to measure them, in one line", async () => {
+    useProbe(new TfjsProbe(gpuWorld({ binding: true, gpu: true })));
+    const { value, lines } = await captureStderr(() => setBackend("auto"));
+    expect(value).toMatchObject({ name: "wasm", device: "cpu" });
+    expect(value.reasons.tfjs).toMatch(/no thresholds were measured for it: run `npx numedge gpu-check`/);
+    expect(value.reasons.cuda).toMatch(/libcuda|FFI|driver/);
+    expect(lines.length).toBe(1);
+  });
+
   test("auto with a GPU: routed backend, device gpu, thresholds reported; small ops stay on wasm", async () => {
     useProbe(new TfjsProbe(gpuWorld({ binding: true, gpu: true })));
     const i = await setBackend("auto", { thresholds: { softmax: 1 << 20 } });
-    expect(i).toMatchObject({ device: "gpu", engine: "auto(wasm-simd + tfjs-node-gpu)" });
-    expect(i.gpuThresholds).toEqual({ ...GPU_THRESHOLDS, softmax: 1 << 20 });
+    expect(i).toMatchObject({ device: "gpu", engine: "auto(wasm-simd + tfjs-node-gpu)", thresholdKey: "tfjs-gpu:tfjs-node-gpu" });
+    expect(i.gpuThresholds).toEqual({ softmax: 1 << 20 });
     // the fake GPU engine cannot compute: a small softmax proves it went to wasm
     const y = softmax(new Float32Array([-2, 0, 0.5]), { cols: 3 });
     expect(y[0]).toBeCloseTo(0.048611, 6);

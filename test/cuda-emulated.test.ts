@@ -9,7 +9,11 @@ import {
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
 import { createCudaBackend } from "../src/backends/cuda.ts";
-import { useBackend } from "../src/backends/index.ts";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { autoOn, useBackend, type BackendInfo } from "../src/backends/index.ts";
+import { saveThresholds } from "../src/backends/thresholds.ts";
+import type { Backend } from "../src/backends/types.ts";
 import { wasmBackend } from "../src/backends/wasm.ts";
 import { emulatedDriver } from "./gpu/emulated-driver.ts";
 import { uniform } from "./helpers.ts";
@@ -104,6 +108,34 @@ test("matmul through cuBLAS (row-major onto column-major) and through the NVRTC 
     }
   expect(n64).toBe(80);
   await setBackend("wasm");
+});
+
+test("auto on a cuda device: every op on wasm until gpu-check saved thresholds for it, then ops at or above them on the GPU", async () => {
+  const dev = emulatedDriver(), old = process.env.XDG_CACHE_HOME;
+  const c = await createCudaBackend(wasmBackend, { open: async () => dev, image: () => ({ image: new Uint8Array(0), how: "emulated" }), blas: () => dev.blas() }, "cuda-auto");
+  if (typeof c === "string") throw new Error(c);
+  process.env.XDG_CACHE_HOME = mkdtempSync(`${tmpdir()}/numedge-auto-`);
+  try {
+    const gpu = { backend: c.backend, info: { device: "gpu" as const, ...c.info } };
+    expect(gpu.info.thresholdKey).toBe("cuda:emulated GPU sm_90");
+    const none = autoOn(gpu, { warn: false });
+    expect((none as { backend: Backend }).backend).toBe(wasmBackend);
+    expect((none as { info: { reasons: Record<string, string> } }).info.reasons.cuda).toMatch(/no thresholds were measured for it/);
+    saveThresholds(gpu.info.thresholdKey, { thresholds: { softmax: 64, gemm: 1000 }, measured: "by this test" });
+    const l = autoOn(gpu, {}) as { backend: Backend; info: Partial<BackendInfo> };
+    expect(l.info).toMatchObject({ device: "gpu", engine: "auto(wasm-simd + cuda)", gpuThresholds: { softmax: 64, gemm: 1000 } });
+    useBackend(l.backend, l.info);
+    dev.launches.length = 0;
+    softmax(new Float32Array(32), { cols: 32 }); // 32 < 64: wasm
+    softmax(new Float32Array(64), { cols: 32 });
+    matmul(new Float32Array(81), new Float32Array(81), { m: 9, k: 9, n: 9 }); // 729 < 1000: wasm
+    matmul(new Float32Array(100), new Float32Array(100), { m: 10, k: 10, n: 10 });
+    relu(new Float32Array(1 << 16)); // no threshold: wasm at any size
+    expect(dev.launches).toEqual(["softmax_f32", "cublasSgemm_v2"]);
+  } finally {
+    process.env.XDG_CACHE_HOME = old;
+    await setBackend("wasm");
+  }
 });
 
 describe("quantizers on the emulated GPU", () => {

@@ -5,7 +5,6 @@
 // has a CUDA kernel; one added to the backend interface without one runs the wasm kernel on host copies (staged)
 // and backendInfo().stagedOps lists it.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
 import { CTORS, type Dtype, type HostArray, type Storage } from "../device.ts";
 import type { FloatArray } from "../errors.ts";
 import type { AdamStepScalars } from "./api/quant.ts";
@@ -16,6 +15,7 @@ import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "./cuda/nvrtc.ts";
 import { stagedBy } from "./host/staged.ts";
 import { prepareCode } from "../ops/quant/codes.ts";
+import { cacheDir } from "./thresholds.ts";
 import { kernelNames, type Backend } from "./types.ts";
 import { wasmBackend } from "./wasm.ts";
 
@@ -42,11 +42,6 @@ function cudaStorage(d: Driver): Storage<CudaBuf> {
     zero: (b) => d.zero(b.p, b.bytes),
     copy: (src, dst) => d.dtod(dst.p, src.p, src.bytes),
   };
-}
-
-/** Where compiled kernels are cached: $XDG_CACHE_HOME/numedge or ~/.cache/numedge. */
-function cacheDir(): string {
-  return `${env.XDG_CACHE_HOME ?? `${homedir()}/.cache`}/numedge`;
 }
 
 /** The kernels' image for this device: a cached or freshly compiled cubin, else the shipped PTX. */
@@ -87,6 +82,8 @@ const rowBlock = (cols: number) => (cols >= 8192 ? 1024 : cols >= 1024 ? 256 : c
 export interface CudaInfo {
   engine: string;
   stagedOps: string[];
+  /** The key auto's measured thresholds are saved under: "cuda:<device name> sm_<cc>". */
+  thresholdKey: string;
 }
 
 /** How the backend reaches a GPU: the real driver and kernels by default; tests substitute an emulated device. */
@@ -464,6 +461,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       engine: `cuda: ${dev.name} (sm_${dev.sm}, ${(dev.totalBytes / 2 ** 30).toFixed(0)} GiB, driver API ${dev.driverVersion}), ${how}; matmul: ${
         typeof blas === "string" ? `NVRTC GEMM kernel (${blas})` : blas.engine}`,
       stagedOps: stagedOps.sort(),
+      thresholdKey: `cuda:${dev.name} sm_${dev.sm}`,
     },
   };
 }

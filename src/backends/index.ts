@@ -10,9 +10,11 @@
 //   tfjs-gpu   tfjs-node-gpu on a CUDA device, or NumedgeError("backend") saying what is missing.
 //   tfjs-node | tfjs-wasm | tfjs-cpu   that tfjs engine exactly (the parity suites use the last two).
 //   cuda       NVIDIA GPUs through the driver API (bun:ffi or Deno.dlopen); NumedgeError("backend") saying what is missing.
-//   auto       never throws: wasm for every op, except ops above a per-op size (GPU_THRESHOLDS) that go to
-//              tfjs-gpu when a GPU is usable. Without one it stays on wasm and, when the GPU was asked for
-//              (tfjs-node-gpu is installed, or { warn: true }), says why in one line on stderr.
+//   auto       never throws: wasm for every op, except ops at or above a per-op size that go to the GPU (cuda,
+//              else tfjs-gpu). The sizes are measured on this machine by scripts/gpu-check.ts and saved
+//              (thresholds.ts), or passed as { thresholds }; a GPU without them, like no GPU, leaves every op on
+//              wasm and says why in one line on stderr (no GPU: only when the GPU was asked for, i.e.
+//              tfjs-node-gpu is installed or { warn: true }).
 // Ops on DeviceArrays run on the backend that owns them, whatever is current.
 import { NumedgeError, readOptions } from "../errors.ts";
 import type { Backend } from "./types.ts";
@@ -20,6 +22,7 @@ import { CANDIDATES, TfjsProbe, type Candidate, type TfEngine } from "./probe.ts
 import { referenceBackend } from "./reference.ts";
 import { createCudaBackend } from "./cuda.ts";
 import { createTfjsBackend, tfjsFallbackOps, tfjsStagedOps } from "./tfjs.ts";
+import { readThresholds } from "./thresholds.ts";
 import { wasmBackend } from "./wasm.ts";
 
 /** A registered backend name: the built-in ones, or any name given to registerBackend(). */
@@ -42,46 +45,21 @@ export interface BackendInfo {
   stagedOps?: string[];
   /** auto with a GPU: per-op minimum size (elements of the largest array; gemm: m*k*n) sent to the GPU. */
   gpuThresholds?: Record<string, number>;
+  /** A GPU backend (cuda, tfjs-gpu): the key its measured thresholds are saved under (scripts/gpu-check.ts). */
+  thresholdKey?: string;
 }
 
 export interface SetBackendOptions {
   /** auto: print the one-line "no GPU, staying on wasm" notice on stderr. Default: only when
    *  @tensorflow/tfjs-node-gpu is installed (the user asked for the GPU by installing it). */
   warn?: boolean;
-  /** auto: override GPU_THRESHOLDS per op (e.g. from scripts/gpu-check.ts's measured crossover). */
+  /** auto: per-op sizes from which ops go to the GPU, instead of those scripts/gpu-check.ts saved on this machine. */
   thresholds?: Record<string, number>;
 }
 
 const ENGINES: Record<string, string> = { wasm: "wasm-simd", reference: "typescript-f64" };
 
-/**
- * Smallest problem `auto` sends to tfjs-gpu, per kernel; every other kernel, and anything smaller, stays on wasm.
- * Size = elements of the largest array argument, except gemm: m * k * n.
- *
- * Basis. No GPU was available where these were set: they come from a cost model, and scripts/gpu-check.ts
- * measures the real crossover on a CUDA box and prints it (`setBackend("auto", { thresholds })` takes it).
- * - GPU side: numedge's API takes and returns host typed arrays, so a GPU call pays host -> device and
- *   device -> host copies (~10 GB/s through pageable memory), tfjs-node's host copies into and out of
- *   TF_Tensor, and 10-30 us of eager dispatch per tfjs op (5-20 ops per kernel): ~1.4 ns per element moved
- *   (4 bytes in, 4 out) plus ~0.3 ms fixed.
- * - wasm side, measured (1M elements, one core, bun 1.4.5, on a 2-core machine under load ~7, so 2-4x slower
- *   than an idle core): relu 2.2, softmax 12.8, crossEntropy 25.8, AdamW 20.8 ns/element; GEMM 19 GFLOP/s at
- *   128^3 and 6 at 256^3.
- * - So: exp-heavy row ops (softmax family, crossEntropy: ~3+ ns/element on an idle core) cross near 2e5
- *   elements; 2^20 leaves margin for the model's error. Copy-bound ops (relu, embedding, AdamW with 28 bytes
- *   moved per element, top-k, quantization) move as many bytes as wasm spends time on them: never routed.
- *   gemm: wasm needs ~0.5 ms at 128^3 = 2^21 but ~3 ms at 2^24, against ~0.3 ms + copies on the GPU: 2^22.
- */
-export const GPU_THRESHOLDS: Readonly<Record<string, number>> = Object.freeze({
-  gemm: 2 ** 22,
-  softmax: 2 ** 20,
-  logSoftmax: 2 ** 20,
-  stablemax: 2 ** 20,
-  logStablemax: 2 ** 20,
-  crossEntropy: 2 ** 20,
-});
-
-/** Problem size of one kernel call, as GPU_THRESHOLDS counts it. */
+/** Problem size of one kernel call, as auto's thresholds count it: elements of the largest array; gemm: m * k * n. */
 export function opSize(op: string, args: readonly unknown[]): number {
   if (op === "gemm") return (args[3] as number) * (args[4] as number) * (args[5] as number);
   let n = 0;
@@ -176,9 +154,11 @@ export function backendNames(): string[] {
   return [...registry.keys()];
 }
 
-const tfjsInfo = (e: TfEngine, reasons: Record<string, string>): Loaded => {
+type LoadedWithInfo = { backend: Backend; info: Partial<BackendInfo> };
+const tfjsInfo = (e: TfEngine, reasons: Record<string, string>): LoadedWithInfo => {
   const b = tfjsOn(e);
-  return { backend: b, info: { device: e.device, engine: e.candidate, reasons, fallbackOps: tfjsFallbackOps(), stagedOps: tfjsStagedOps() } };
+  return { backend: b, info: { device: e.device, engine: e.candidate, reasons, fallbackOps: tfjsFallbackOps(), stagedOps: tfjsStagedOps(),
+    ...(e.device === "gpu" ? { thresholdKey: `tfjs-gpu:${e.candidate}` } : {}) } };
 };
 
 registerBackend("wasm", () => wasmBackend);
@@ -200,10 +180,14 @@ for (const c of ["tfjs-node", "tfjs-wasm", "tfjs-cpu"] as const) {
     throw new NumedgeError("backend", `backend ${JSON.stringify(c)} is not usable: ${e}`);
   });
 }
-let cuda: Promise<Loaded | string> | undefined;
+let cuda: Promise<LoadedWithInfo | string> | undefined;
+/** The cuda backend (loaded once), or why it cannot run here. */
+const loadCuda = () => (cuda ??= createCudaBackend().then(
+  (r) => (typeof r === "string" ? r : { backend: r.backend, info: { device: "gpu" as const, ...r.info } }),
+  (e: unknown) => `failed to start: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`,
+));
 registerBackend("cuda", async () => {
-  cuda ??= createCudaBackend().then((r) => (typeof r === "string" ? r : { backend: r.backend, info: { device: "gpu" as const, ...r.info } }));
-  const r = await cuda;
+  const r = await loadCuda();
   if (typeof r === "string") throw new NumedgeError("backend", `backend "cuda" is not usable: ${r}`);
   return r;
 });
@@ -228,6 +212,8 @@ export async function setBackend(name: BackendChoice, opts: SetBackendOptions = 
 }
 
 async function auto(opts: SetBackendOptions): Promise<Loaded> {
+  const c = await loadCuda();
+  if (typeof c !== "string") return autoOn(c, opts);
   let e: TfEngine | string;
   try {
     e = await probe.gpu();
@@ -237,12 +223,26 @@ async function auto(opts: SetBackendOptions): Promise<Loaded> {
   if (typeof e === "string") {
     const warn = opts.warn ?? probe.installed("tfjs-node-gpu");
     if (warn) stderrLine(`numedge: no usable GPU, running on wasm (${e})`);
-    return { backend: wasmBackend, info: { reasons: { "tfjs-gpu": e } } };
+    return { backend: wasmBackend, info: { reasons: { cuda: c, "tfjs-gpu": e } } };
   }
-  const thresholds = { ...GPU_THRESHOLDS, ...(opts.thresholds ?? {}) };
-  const routed = routedBackend(wasmBackend, tfjsOn(e), thresholds);
-  return { backend: routed, info: {
-    device: "gpu", engine: `auto(wasm-simd + ${e.candidate})`, reasons: {}, fallbackOps: tfjsFallbackOps(), gpuThresholds: thresholds,
+  return autoOn(tfjsInfo(e, {}), opts, { cuda: c }, { fallbackOps: tfjsFallbackOps() });
+}
+
+/**
+ * auto once a GPU backend loaded: ops at or above the measured sizes go to it, the rest stay on wasm. The sizes
+ * are opts.thresholds, else those scripts/gpu-check.ts saved for this device; without either, every op stays on
+ * wasm and one stderr line says how to measure them.
+ */
+export function autoOn(gpu: LoadedWithInfo, opts: SetBackendOptions, reasons: Record<string, string> = {}, extra: Partial<BackendInfo> = {}): Loaded {
+  const key = gpu.info.thresholdKey ?? gpu.backend.name;
+  const th = opts.thresholds ?? readThresholds(key)?.thresholds;
+  if (!th) {
+    const why = `a GPU is here (${key}) but no thresholds were measured for it: run \`npx numedge gpu-check\` once (or pass setBackend("auto", { thresholds }))`;
+    if (opts.warn ?? true) stderrLine(`numedge: auto keeps every op on wasm: ${why}`);
+    return { backend: wasmBackend, info: { reasons: { ...reasons, [gpu.backend.name]: why } } };
+  }
+  return { backend: routedBackend(wasmBackend, gpu.backend, th), info: {
+    device: "gpu", engine: `auto(wasm-simd + ${gpu.info.engine?.split(":")[0] ?? gpu.backend.name})`, reasons, gpuThresholds: { ...th }, thresholdKey: key, ...extra,
   } };
 }
 
