@@ -79,7 +79,7 @@ describe("backend registry", () => {
     const e = await setBackend("tfjs-gpu").catch((x) => x);
     expect(e).toBeInstanceOf(NumedgeError);
     expect(e.code).toBe("backend");
-    expect(e.message).toMatch(/@tensorflow\/tfjs-node-gpu is not installed.*CUDA 11\.2 and cuDNN 8\.1.*docs\/backends\.md: The legacy route: tfjs-node-gpu/);
+    expect(e.message).toMatch(/@tensorflow\/tfjs-node-gpu is not installed.*CUDA 11\.2 and cuDNN 8\.1: npm i @tensorflow\/tfjs-node-gpu@4\.22\.0 .*docs\/backends\.md: The legacy route: tfjs-node-gpu/);
     expect(e.message).not.toMatch(/\n/);
     expect(backendInfo().engine).toBe("wasm-simd"); // unchanged
   });

@@ -45,6 +45,9 @@ try {
   const nm = join(app, "node_modules");
   const top = readdirSync(nm).filter((f) => !f.startsWith("."));
   check(top.join(",") === "numedge", `node_modules holds only numedge (got: ${top.join(", ")})`);
+  const pj = JSON.parse(readFileSync(join(nm, "numedge", "package.json"), "utf8"));
+  check(!pj.dependencies && !pj.optionalDependencies && pj.peerDependenciesMeta?.["@tensorflow/tfjs-node-gpu"]?.optional === true,
+    "no dependencies; @tensorflow/tfjs-node-gpu is an optional peer dependency");
   const own = duBytes(join(nm, "numedge")), rest = duBytes(nm) - own;
   check(rest < 2 << 20, `install size beside numedge's own files: ${rest} bytes (numedge itself: ${own} bytes)`);
 
