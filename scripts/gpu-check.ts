@@ -1,20 +1,20 @@
-// Run this first on a CUDA machine: what numedge found (tfjs engines and why the others were not usable), then
-// every op on the GPU against the wasm result (max error) and timed on both at a few sizes, with the size from
-// which the GPU wins (the crossover to pass to setBackend("auto", { thresholds })).
+// Run this first on a CUDA machine: what numedge found (the cuda backend, the tfjs engines, and why the others
+// were not usable), then every op on the GPU against the wasm result (max error) and timed on both at a few sizes,
+// with the size from which the GPU wins (for tfjs-gpu: the crossover to pass to setBackend("auto", { thresholds })).
 //
-// Usage: bun run scripts/gpu-check.ts [--engine tfjs-gpu|tfjs-node|tfjs-wasm|tfjs-cpu] [--sizes 1e3,1e5,1e6] [--reps 5]
+// Usage: npx numedge gpu-check [--engine cuda|tfjs-gpu|tfjs-node|tfjs-wasm|tfjs-cpu] [--sizes 1e3,1e5,1e6] [--reps 5]
 // Without a usable engine it prints the reasons and exits 0 (nothing here needs a GPU to run).
 import {
-  NumedgeError, adamwStep, backendInfo, combine, crossEntropy, dequantize4bit, dequantizeBlockwise, embeddingSum,
+  NumedgeError, adamwStep, backendInfo, combine, formatTable, crossEntropy, dequantize4bit, dequantizeBlockwise, embeddingSum,
   logSoftmax, matmul, parseFlags, quantize4bit, quantizeBlockwise, relu, route, setBackend, softmax, stablemax, topk,
   type BackendChoice,
 } from "numedge";
 
 const flags = parseFlags(process.argv.slice(2), {
-  engine: { type: "string", default: "tfjs-gpu", choices: ["tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu"], help: "tfjs engine to compare with wasm" },
+  engine: { type: "string", default: "cuda", choices: ["cuda", "tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu"], help: "backend to compare with wasm" },
   sizes: { type: "list", default: ["1e3", "1e4", "1e5", "1e6", "4e6"], help: "problem sizes in elements (gemm: m*k*n is about size^1.5)" },
   reps: { type: "int", default: 5, min: 1, max: 100, help: "timed repetitions per case (median reported)" },
-});
+}, "usage: numedge gpu-check [flags]  (the GPU backends numedge finds, and each op against wasm)");
 const sizes = flags.sizes.map(Number);
 if (sizes.some((s) => !Number.isFinite(s) || s < 16)) {
   process.stderr.write(`error: --sizes must be numbers >= 16, got "${flags.sizes.join(",")}"\n`);
@@ -23,6 +23,8 @@ if (sizes.some((s) => !Number.isFinite(s) || s < 16)) {
 
 // 1. What was found.
 console.log(`numedge gpu-check (${typeof Bun !== "undefined" ? `bun ${Bun.version}` : `node ${process.version}`}, ${process.platform}-${process.arch})`);
+const cuda = await setBackend("cuda").catch((e: unknown) => e);
+console.log(cuda instanceof NumedgeError ? `cuda: not usable: ${cuda.message}` : `cuda: usable (${backendInfo().engine}); on wasm through host copies: ${backendInfo().stagedOps?.join(", ") || "none"}`);
 const tfjs = await setBackend("tfjs").catch((e: unknown) => e);
 if (tfjs instanceof NumedgeError) console.log(`tfjs: none usable: ${tfjs.message}`);
 else {
@@ -39,7 +41,7 @@ await setBackend("wasm");
 const target = flags.engine as BackendChoice;
 const got = await setBackend(target).catch((e: unknown) => e);
 if (got instanceof NumedgeError) {
-  console.log(`\nno ${target} engine here, so no device comparison was run. To compare on a CPU tfjs engine: --engine tfjs-wasm`);
+  console.log(`\nno usable ${target} here, so no device comparison was run. To compare on a CPU tfjs engine: --engine tfjs-wasm`);
   process.exit(0);
 }
 await setBackend("wasm");
@@ -134,16 +136,12 @@ for (const size of sizes) {
   }
 }
 await setBackend("wasm");
-const widths = header.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j]!.length)));
-const line = (r: string[]) => r.map((v, j) => (j < 2 ? v.padEnd(widths[j]!) : v.padStart(widths[j]!))).join("  ");
-console.log(line(header));
-console.log(widths.map((w) => "-".repeat(w)).join("  "));
-for (const r of rows) console.log(line(r));
+console.log(formatTable(header, rows, header.map((_, j) => j >= 2)));
 
 console.log(`\ncrossover (smallest size measured where ${target} beat wasm; gemm counts m*k*n):`);
 const kernels = [...new Set(cases(16).map((c) => c.kernel))];
 for (const k of kernels) console.log(`  ${k.padEnd(20)} ${crossover.has(k) ? crossover.get(k)!.toExponential(1) : "never (wasm faster at every size measured)"}`);
 const th = Object.fromEntries(crossover);
-console.log(Object.keys(th).length
+if (target.startsWith("tfjs")) console.log(Object.keys(th).length
   ? `\nto route by these: await setBackend("auto", { thresholds: ${JSON.stringify(th)} })`
   : `\nno op beat wasm at the sizes measured: keep auto's defaults (GPU_THRESHOLDS) or stay on wasm`);

@@ -2,11 +2,10 @@
 //   baseline   AdamW + float32 softmax cross-entropy: memorizes, logits grow until Softmax Collapse (SC), stalls
 //   perp       ⊥AdamW (gradient orthogonal to the weights): generalizes fast without weight decay
 //   stablemax  AdamW + StableMax cross-entropy in f64: no SC, groks without weight decay (slowly; opt-in)
-// Usage: bun run scripts/grok.ts [--paper] [--arms baseline,perp,stablemax] [--p 113] ... (--help lists all)
-// Writes DIR/config.json, DIR/log.csv, DIR/plot.svg and, last, DIR/summary.json (DIR: --out or runs/grok-<time>).
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+// Usage: npx numedge grok [--paper] [--arms baseline,perp,stablemax] [--p 113] ... (--help lists all; in a checkout:
+// npm run grok -- [flags]). Writes the run folder (RunFolder: config.json ... summary.json) to --out or runs/grok-<time>.
 import {
-  GROK_ARMS, GrokRun, backendInfo, backendNames, orExit, outDir, parseFlags, progress, setBackend, svgPlot, toCsv,
+  GROK_ARMS, GrokRun, RunFolder, backendInfo, backendNames, formatTable, orExit, parseFlags, progress, setBackend, svgPlot,
   type ArmName, type BackendChoice, type GrokConfig,
 } from "numedge";
 
@@ -28,7 +27,7 @@ const flags = parseFlags(process.argv.slice(2), {
   "log-every": { type: "int", min: 1, help: "log (and measure test accuracy) every N steps (default: ~300 rows per arm)" },
   backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
   out: { type: "string", help: "output directory (default runs/grok-<timestamp>)" },
-}, "usage: bun run scripts/grok.ts [flags]  (grokking at the edge of numerical stability, on numedge's kernels)");
+}, "usage: numedge grok [flags]  (grokking at the edge of numerical stability, on numedge's kernels)");
 const hidden = flags.hidden?.map((h) => Number(h));
 if (hidden?.some((h) => !Number.isInteger(h) || h < 1)) {
   process.stderr.write(`error: --hidden must be positive integers separated by commas, got "${flags.hidden!.join(",")}"\n`);
@@ -71,15 +70,14 @@ for (const arm of arms) {
 // Every arm's run is built (data, model, optimizer) and the output folder checked before anything is written: an
 // impossible configuration exits 2 with one line.
 const runs = await orExit(() => Object.fromEntries(arms.map((a) => [a, new GrokRun(configs[a], { threads })])) as Record<ArmName, GrokRun>);
-const dir = await orExit(() => outDir("grok", flags.out));
+const folder = await orExit(() => new RunFolder("grok", flags.out));
 const scaledDown = arms.some((a) => configs[a].p < 113 || configs[a].hidden.some((h) => h < 200));
 const task = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, MLP ${c.hidden.join("x")}`;
 console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${task(configs[a])}, lr ${configs[a].lr}, ${configs[a].steps} steps)`).join("; ")}${threads === 2 ? " [2 threads, data-parallel]" : ""}`);
 if (scaledDown) console.log("note: scaled down from the paper's p=113, 40% train, 2x200 to fit minutes on a CPU; --paper runs the paper's settings");
 
-if (existsSync(`${dir}/summary.json`)) rmSync(`${dir}/summary.json`); // a run is finished only once summary.json exists
-const config = { command: `bun run scripts/grok.ts ${process.argv.slice(2).join(" ")}`.trim(), paper: flags.paper, scaledDown, threads, backend: backendInfo(), arms: configs };
-writeFileSync(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+const config = { command: `numedge grok ${process.argv.slice(2).join(" ")}`.trim(), paper: flags.paper, scaledDown, threads, backend: backendInfo(), arms: configs };
+folder.start(config);
 
 type Row = Record<string, number | string | null>;
 const log: Row[] = [];
@@ -120,25 +118,20 @@ const rows = arms.map((a) => {
   return [a, String(s.steps), pct(s.finalTrainAcc), pct(s.finalTestAcc), s.stepTo99Test === null ? "never" : String(s.stepTo99Test),
     s.maxScFraction.toFixed(3), s.finalWeightNorm.toFixed(1), s.maxLogit.toPrecision(3), finalNlm[a]!.map((v) => v.toFixed(2)).join(" "), s.seconds.toFixed(1)];
 });
-const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-const line = (r: string[]) => r.map((v, i) => v.padEnd(width[i]!)).join("  ");
-const table = [line(head), line(width.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+const table = formatTable(head, rows);
 console.log(`\n${table}\n`);
 
-writeFileSync(`${dir}/log.csv`, toCsv(log));
-writeFileSync(`${dir}/table.txt`, table + "\n");
 const series = (arm: string, key: string) => {
   const r = log.filter((row) => row.arm === arm);
   return { x: r.map((row) => row.step as number), y: r.map((row) => row[key] as number) };
 };
 const shared = arms.length > 1 && new Set(arms.map((a) => task(configs[a]))).size === 1; // one task: say it once, in the title
-writeFileSync(`${dir}/plot.svg`, svgPlot(arms.map((a) => ({
+const plot = svgPlot(arms.map((a) => ({
   title: `${a}: ${WHAT[a]}${shared ? "" : ` (${task(configs[a])})`}`, xLabel: "step", yMin: 0, yMax: 1,
   series: [
     { name: "train acc", ...series(a, "train_acc") },
     { name: "test acc", ...series(a, "test_acc") },
     { name: "SC fraction", ...series(a, "sc_fraction"), dash: true },
   ],
-})), { title: `Grokking at the edge of numerical stability${shared ? `: ${task(configs[arms[0]!])}` : ""}`, cols: Math.min(arms.length, 3), width: arms.length === 1 ? 600 : 480 }));
-writeFileSync(`${dir}/summary.json`, JSON.stringify({ config, arms: summary }, null, 2) + "\n");
-console.log(`wrote ${dir}/{config.json,log.csv,plot.svg,table.txt,summary.json}`);
+})), { title: `Grokking at the edge of numerical stability${shared ? `: ${task(configs[arms[0]!])}` : ""}`, cols: Math.min(arms.length, 3), width: arms.length === 1 ? 600 : 480 });
+folder.finish({ log, table, plot, summary: { config, arms: summary } });

@@ -1,10 +1,12 @@
 // Load balancing in a toy mixture of experts, three ways: none, the Switch/Mixtral auxiliary loss, and
 // DeepSeek-V3's aux-loss-free bias updates. Linear experts and a linear router are trained with AdamW on a
 // synthetic regression task whose inputs all lean towards the same two experts at initialisation, so without
-// balancing the early winners keep most of the tokens. Run: npm run moe [-- --steps 600 --alpha 0.05]
-// Writes config.json, log.json and moe.svg (expert load and task loss per step) to runs/moe-<time>/.
-import { writeFileSync } from "node:fs";
-import { AdamW, Rng, backendNames, combine, matmul, orExit, outDir, parseFlags, progress, route, setBackend, svgPlot, updateBias } from "numedge";
+// balancing the early winners keep most of the tokens. Run: npx numedge moe [--steps 600 --alpha 0.05] (in a checkout:
+// npm run moe -- [flags]). Writes the run folder (RunFolder: config.json ... summary.json) to --out or runs/moe-<time>.
+import {
+  AdamW, Rng, RunFolder, backendInfo, backendNames, combine, formatTable, matmul, orExit, parseFlags, progress, route, setBackend,
+  svgPlot, updateBias,
+} from "numedge";
 
 const cfg = parseFlags(process.argv.slice(2), {
   steps: { type: "int", default: 400, min: 1, help: "training steps per method" },
@@ -20,11 +22,11 @@ const cfg = parseFlags(process.argv.slice(2), {
   methods: { type: "list", default: ["none", "aux", "bias"], choices: ["none", "aux", "bias"], help: "methods to compare" },
   backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
   out: { type: "string", help: "output directory (default runs/moe-<timestamp>)" },
-}, "npm run moe -- [flags]");
+}, "usage: numedge moe [flags]  (MoE load balancing: none, aux loss, bias updates)");
 if (cfg.backend) await orExit(() => setBackend(cfg.backend!));
 const { steps, experts: E, k, batch: B, dim: D, outputs: O } = cfg;
 if (k > E) { console.error(`error: --k must be <= --experts (${E}), got ${k}`); process.exit(2); }
-const dir = await orExit(() => outDir("moe", cfg.out));
+const folder = await orExit(() => new RunFolder("moe", cfg.out));
 
 // ---- The task: E clusters with Zipf frequencies, each with its own linear map. Every input also carries a
 // shared offset m, and the router starts aligned with m for experts 0 and 1: all tokens favour them at first.
@@ -107,22 +109,24 @@ function train(method: "none" | "aux" | "bias") {
   return log;
 }
 
-writeFileSync(`${dir}/config.json`, JSON.stringify(cfg, null, 2));
+const config = { ...cfg, backend: backendInfo() };
+folder.start(config);
 const runs = Object.fromEntries(cfg.methods.map((mth) => [mth, train(mth as "none" | "aux" | "bias")]));
 const xs = Array.from({ length: steps }, (_, i) => i + 1);
 const tail = (a: number[]) => a.slice(-50).reduce((s, v) => s + v, 0) / Math.min(50, a.length);
-console.log("\nmethod  max/mean load (last 50)  task loss (last 50)  final load per expert (sorted, x uniform)");
-for (const [mth, l] of Object.entries(runs)) {
-  const sorted = Array.from(l.load).sort((a, b) => b - a).map((v) => (v * E).toFixed(2)).join(" ");
-  console.log(`${mth.padEnd(7)} ${tail(l.maxLoad).toFixed(2).padStart(22)} ${tail(l.loss).toFixed(5).padStart(20)}   ${sorted}`);
-}
+const sortedLoad = (l: (typeof runs)[string]) => Array.from(l.load).sort((a, b) => b - a).map((v) => v * E); // x uniform
+const table = formatTable(["method", "max/mean load (last 50)", "task loss (last 50)", "final load per expert (sorted, x uniform)"],
+  Object.entries(runs).map(([mth, l]) => [mth, tail(l.maxLoad).toFixed(2), tail(l.loss).toFixed(5), sortedLoad(l).map((v) => v.toFixed(2)).join(" ")]),
+  [false, true, true, false]);
+console.log(`\n${table}`);
 const series = (pick: (l: (typeof runs)[string]) => ArrayLike<number>, x: ArrayLike<number> = xs) =>
   Object.entries(runs).map(([name, l]) => ({ name, x, y: pick(l) }));
-writeFileSync(`${dir}/moe.svg`, svgPlot([
+const plot = svgPlot([
   { title: "max / mean expert load", xLabel: "step", yLabel: "max load / uniform", yMin: 1, series: series((l) => l.maxLoad) },
   { title: "task loss (MSE)", xLabel: "step", logY: true, series: series((l) => l.loss) },
   { title: "final load per expert, sorted (last 50 steps)", xLabel: "expert rank", yLabel: "load / uniform",
-    yMin: 0, series: series((l) => Array.from(l.load).sort((a, b) => b - a).map((v) => v * E), Array.from({ length: E }, (_, i) => i + 1)) },
-], { title: `toy MoE: E=${E}, k=${k}, ${steps} steps, seed ${cfg.seed}`, cols: 3 }));
-writeFileSync(`${dir}/log.json`, JSON.stringify(Object.fromEntries(Object.entries(runs).map(([n, l]) => [n, { ...l, load: Array.from(l.load) }]))));
-console.log(`wrote ${dir}/moe.svg, log.json, config.json`);
+    yMin: 0, series: series(sortedLoad, Array.from({ length: E }, (_, i) => i + 1)) },
+], { title: `toy MoE: E=${E}, k=${k}, ${steps} steps, seed ${cfg.seed}`, cols: 3 });
+const log = Object.entries(runs).flatMap(([method, l]) => l.loss.map((loss, i) => ({ method, step: i + 1, loss, max_load: l.maxLoad[i], aux_loss: l.aux[i] })));
+const summary = Object.fromEntries(Object.entries(runs).map(([mth, l]) => [mth, { maxLoadLast50: tail(l.maxLoad), lossLast50: tail(l.loss), loadSorted: sortedLoad(l) }]));
+folder.finish({ log, table, plot, summary: { config, methods: summary } });

@@ -8,11 +8,11 @@
 // Input features have very different scales (as raw, unnormalized features do), so gradient magnitudes spread
 // over orders of magnitude within each weight tensor. Also printed: the quantization error of linear vs dynamic
 // codes, per tensor vs block-wise, on randn and on a heavy-tailed tensor, and each optimizer's state bytes.
-// Run: npm run quant [-- --steps 800 --lr 0.002]. Writes config.json, log.json and quant.svg to runs/quant-<time>/.
-import { writeFileSync } from "node:fs";
+// Run: npx numedge quant [--steps 800 --lr 0.002] (in a checkout: npm run quant -- [flags]). Writes the run folder
+// (RunFolder: config.json ... summary.json) to --out or runs/quant-<time>.
 import {
-  Adam8bit, Rng, crossEntropy, dequantizeBlockwise, matmul, parseFlags, progress, quantizeBlockwise, relu, reluBackward,
-  backendNames, orExit, outDir, setBackend, svgPlot,
+  Adam8bit, Rng, RunFolder, backendInfo, backendNames, crossEntropy, dequantizeBlockwise, formatTable, matmul, orExit, parseFlags,
+  progress, quantizeBlockwise, relu, reluBackward, setBackend, svgPlot,
 } from "numedge";
 
 const cfg = parseFlags(process.argv.slice(2), {
@@ -29,9 +29,9 @@ const cfg = parseFlags(process.argv.slice(2), {
   seed: { type: "int", default: 0, min: 0, help: "seed for data, initialisation and batches" },
   backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
   out: { type: "string", help: "output directory (default runs/quant-<timestamp>)" },
-}, "npm run quant -- [flags]");
+}, "usage: numedge quant [flags]  (Adam with 32-bit vs 8-bit states)");
 if (cfg.backend) await orExit(() => setBackend(cfg.backend!));
-const dir = await orExit(() => outDir("quant", cfg.out));
+const folder = await orExit(() => new RunFolder("quant", cfg.out));
 const { dim: D, hidden: H, classes: C, batch: B } = cfg;
 
 // ---- Data: a random teacher MLP labels Gaussian inputs; the model sees them with per-feature scales. ----
@@ -130,17 +130,20 @@ function train(name: Variant) {
   return log;
 }
 
-writeFileSync(`${dir}/config.json`, JSON.stringify(cfg, null, 2));
+const config = { ...cfg, backend: backendInfo() };
+folder.start(config);
 const runs = Object.fromEntries((Object.keys(VARIANTS) as Variant[]).map((v) => [v, train(v)])) as Record<Variant, ReturnType<typeof train>>;
 
 // ---- Results: final metrics, state bytes ----
 const tail = (a: number[], k = 50) => a.slice(-k).reduce((s, v) => s + v, 0) / Math.min(k, a.length);
 const maxLoss = (a: number[]) => a.reduce((m, v) => (Number.isFinite(v) ? Math.max(m, v) : Infinity), 0);
-console.log(`\n${"optimizer".padEnd(13)} ${"train loss (last 50)".padStart(21)} ${"max batch loss".padStart(15)} ${"test loss".padStart(10)} ${"test acc".padStart(9)} ${"state bytes".padStart(12)} ${"s".padStart(6)}`);
-for (const [name, l] of Object.entries(runs)) {
-  console.log(`${name.padEnd(13)} ${tail(l.loss).toFixed(4).padStart(21)} ${maxLoss(l.loss).toFixed(3).padStart(15)} ${l.testLoss.at(-1)!.toFixed(4).padStart(10)} ` +
-    `${(100 * l.testAcc.at(-1)!).toFixed(1).padStart(8)}% ${String(l.stateBytes).padStart(12)} ${l.seconds.toFixed(1).padStart(6)}`);
-}
+const num = (v: number, digits: number) => (Math.abs(v) >= 1e4 ? v.toExponential(2) : v.toFixed(digits)); // a blown-up loss stays narrow
+const results = Object.fromEntries(Object.entries(runs).map(([name, l]) => [name, {
+  trainLossLast50: tail(l.loss), maxBatchLoss: maxLoss(l.loss), testLoss: l.testLoss.at(-1)!, testAcc: l.testAcc.at(-1)!, stateBytes: l.stateBytes, seconds: l.seconds,
+}]));
+const optText = formatTable(["optimizer", "train loss (last 50)", "max batch loss", "test loss", "test acc", "state bytes", "s"],
+  Object.entries(results).map(([name, r]) => [name, num(r.trainLossLast50, 4), num(r.maxBatchLoss, 3), num(r.testLoss, 4), `${(100 * r.testAcc).toFixed(1)}%`,
+    String(r.stateBytes), r.seconds.toFixed(1)]), [false, true, true, true, true, true, true]);
 
 // ---- Quantization error of the codes themselves: linear vs dynamic x per tensor vs block-wise ----
 const N = 1 << 20;
@@ -163,18 +166,28 @@ for (const [tname, x] of Object.entries(tensors)) {
     }
   }
 }
-console.log(`\n${"tensor".padEnd(13)} ${"code".padEnd(8)} ${"scales".padEnd(11)} ${"mean abs err".padStart(13)} ${"mean rel err".padStart(13)}`);
-for (const r of errTable) console.log(`${r.tensor.padEnd(13)} ${r.code.padEnd(8)} ${r.blocks.padEnd(11)} ${r.absErr.toExponential(3).padStart(13)} ${r.relErr.toExponential(3).padStart(13)}`);
+const errText = formatTable(["tensor", "code", "scales", "mean abs err", "mean rel err"],
+  errTable.map((r) => [r.tensor, r.code, r.blocks, r.absErr.toExponential(3), r.relErr.toExponential(3)]), [false, false, false, true, true]);
+const table = `${optText}\n\n${errText}`;
+console.log(`\n${table}`);
 
 // ---- Plot and log ----
+// adam8-dyn-bw trains like adam32, so their curves overlap: it is drawn wide and first, adam32 dashed on top of it.
 const smooth = (a: number[], k = 20) => a.map((_, i) => { const s = a.slice(Math.max(0, i - k + 1), i + 1).filter(Number.isFinite); return s.length ? s.reduce((u, v) => u + v, 0) / s.length : NaN; });
 const steps = Array.from({ length: cfg.steps }, (_, i) => i + 1);
-writeFileSync(`${dir}/quant.svg`, svgPlot([
-  { title: "training loss (20-step mean)", xLabel: "step", logY: true, series: Object.entries(runs).map(([name, l]) => ({ name, x: steps, y: smooth(l.loss) })) },
-  { title: "test accuracy", xLabel: "step", yMin: 0, yMax: 1, series: Object.entries(runs).map(([name, l]) => ({ name, x: l.evalStep, y: l.testAcc })) },
-  { title: "test loss", xLabel: "step", logY: true, series: Object.entries(runs).map(([name, l]) => ({ name, x: l.evalStep, y: l.testLoss })) },
+const STYLE: Record<Variant, { width?: number; dash?: boolean }> = { "adam8-lin-pt": {}, "adam8-dyn-bw": { width: 3.5 }, adam32: { dash: true } };
+const series = (names: Variant[], pick: (l: (typeof runs)[Variant]) => { x: number[]; y: number[] }) => names.map((name) => ({ name, ...STYLE[name], ...pick(runs[name]) }));
+const ALL: Variant[] = ["adam8-lin-pt", "adam8-dyn-bw", "adam32"];
+const plot = svgPlot([
+  { title: "training loss (20-step mean)", xLabel: "step", logY: true, series: series(ALL, (l) => ({ x: steps, y: smooth(l.loss) })) },
+  { title: "test accuracy", xLabel: "step", yMin: 0, yMax: 1, series: series(ALL, (l) => ({ x: l.evalStep, y: l.testAcc })) },
+  { title: "test loss", xLabel: "step", logY: true, series: series(ALL, (l) => ({ x: l.evalStep, y: l.testLoss })) },
   { title: "zoom: 32-bit vs 8-bit dynamic block-wise", xLabel: "step", yLabel: "training loss (20-step mean)",
-    series: (["adam32", "adam8-dyn-bw"] as const).map((name) => ({ name, x: steps, y: smooth(runs[name].loss), dash: name !== "adam32" })) },
-], { title: `Adam state precision: MLP ${D}-${H}-${H}-${C}, ${cfg.steps} steps, lr ${cfg.lr}, seed ${cfg.seed}`, cols: 2 }));
-writeFileSync(`${dir}/log.json`, JSON.stringify({ runs, quantError: errTable }));
-console.log(`\nwrote ${dir}/quant.svg, log.json, config.json`);
+    series: series(["adam8-dyn-bw", "adam32"], (l) => ({ x: steps, y: smooth(l.loss) })) },
+], { title: `Adam state precision: MLP ${D}-${H}-${H}-${C}, ${cfg.steps} steps, lr ${cfg.lr}, seed ${cfg.seed}`, cols: 2, width: 500 });
+const evalAt = (l: (typeof runs)[Variant], step: number) => l.evalStep.indexOf(step);
+const log = (Object.keys(VARIANTS) as Variant[]).flatMap((optimizer) => runs[optimizer].loss.map((loss, i) => {
+  const e = evalAt(runs[optimizer], i + 1);
+  return { optimizer, step: i + 1, loss, test_acc: e < 0 ? null : runs[optimizer].testAcc[e], test_loss: e < 0 ? null : runs[optimizer].testLoss[e] };
+}));
+folder.finish({ log, table, plot, summary: { config, optimizers: results, quantError: errTable } });

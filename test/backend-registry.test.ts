@@ -79,7 +79,7 @@ describe("backend registry", () => {
     const e = await setBackend("tfjs-gpu").catch((x) => x);
     expect(e).toBeInstanceOf(NumedgeError);
     expect(e.code).toBe("backend");
-    expect(e.message).toMatch(/@tensorflow\/tfjs-node-gpu is not installed.*CUDA 11\.2 and cuDNN 8\.1.*README: Installing tfjs-node-gpu on a CUDA machine/);
+    expect(e.message).toMatch(/@tensorflow\/tfjs-node-gpu is not installed.*CUDA 11\.2 and cuDNN 8\.1: npm i @tensorflow\/tfjs-node-gpu@4\.22\.0 .*docs\/backends\.md: The legacy route: tfjs-node-gpu/);
     expect(e.message).not.toMatch(/\n/);
     expect(backendInfo().engine).toBe("wasm-simd"); // unchanged
   });
@@ -207,6 +207,7 @@ describe("scripts/gpu-check.ts without a GPU", () => {
     expect(p.exitCode).toBe(0);
     expect(out).toMatch(/^tfjs: picks tfjs-(node|wasm|cpu)/m);
     expect(out).toMatch(/^tfjs-gpu: (not usable: backend "tfjs-gpu" needs|usable)/m);
+    expect(out).toMatch(/^cuda: (not usable: backend "cuda" is not usable|usable)/m);
     expect(out + err).not.toMatch(/\n\s+at /);
   }, 60000);
 });

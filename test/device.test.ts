@@ -209,7 +209,7 @@ for (const be of BACKENDS) {
 
 describe("golden vectors on the DeviceArray path", () => {
   for (const be of BACKENDS)
-    test(`${be}: softmax family (DESIGN golden x = [-2, 0, 0.5]) and MegaBlocks dispatch`, async () => {
+    test(`${be}: softmax family (golden x = [-2, 0, 0.5]) and MegaBlocks dispatch`, async () => {
       await setBackend(be);
       const x = toDevice(Float32Array.from([-2, 0, 0.5]));
       const close = async (d: DeviceArray, want: number[], digits = 6) => (await d.read() as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(want[i]!, digits));

@@ -18,10 +18,10 @@ describe("scripts/grok.ts", () => {
   const dir = mkdtempSync(join(tmpdir(), "grok-"));
   const r = grok([...tiny, "--out", dir]);
 
-  test("tiny run: exits 0 and writes config, log, plot and summary", () => {
+  test("tiny run: exits 0 and writes the run folder: config, log, table, plot and summary", () => {
     expect(r.stderr.toString()).toContain("perp");
     expect(r.exitCode).toBe(0);
-    for (const f of ["config.json", "log.csv", "plot.svg", "summary.json"]) expect(existsSync(join(dir, f))).toBe(true);
+    for (const f of ["config.json", "log.csv", "table.txt", "plot.svg", "summary.json"]) expect(existsSync(join(dir, f))).toBe(true);
     expect(r.stdout.toString()).toContain("step->99% test");
   });
 

@@ -45,7 +45,7 @@ describe("tfjs backend", () => {
   test("backendInfo lists the ops that stay on wasm kernels, and only those", async () => {
     const i = await setBackend("tfjs-cpu");
     expect(i).toMatchObject({ name: "tfjs", engine: "tfjs-cpu", device: "cpu" });
-    // documented fallbacks (README, "GPUs: the cuda backend, and tfjs"); a kernel added to a family later also shows up here until ported
+    // documented fallbacks (docs/backends.md, "What runs where under the tfjs backend"); a kernel added to a family later also shows up here until ported
     const kernels = Object.keys(wasmBackend);
     for (const op of ["adam8bitStep", "quantizeQ8_0", "quantizeQ4_0", "routeDispatch", "routeTokens"])
       if (kernels.includes(op)) expect(i.fallbackOps).toContain(op);

@@ -1,6 +1,6 @@
 // Finds a usable TensorFlow.js engine without ever leaving the process in a bad state.
 //
-// Order (DESIGN.md §4): @tensorflow/tfjs-node-gpu, @tensorflow/tfjs-node, @tensorflow/tfjs-backend-wasm,
+// Order: @tensorflow/tfjs-node-gpu, @tensorflow/tfjs-node, @tensorflow/tfjs-backend-wasm,
 // @tensorflow/tfjs-backend-cpu. Rules:
 // - A native package is imported only after its binding file (lib/napi-vN/tfjs_binding.node) and its
 //   libtensorflow (deps/lib/libtensorflow.so.2 on Linux, the 2.9.1 library; see libtensorflowPath) exist on disk: tfjs-node registers its kernels
@@ -34,8 +34,8 @@ const TF_BACKEND: Record<Candidate, string> = {
   "tfjs-node-gpu": "tensorflow", "tfjs-node": "tensorflow", "tfjs-wasm": "wasm", "tfjs-cpu": "cpu",
 };
 const HOW: Record<Candidate, string> = {
-  "tfjs-node-gpu": "on a Linux x86-64 box with CUDA 11.2 and cuDNN 8.1: npm i @tensorflow/tfjs-node-gpu@4.22.0 with its install script allowed (numedge README: Installing tfjs-node-gpu on a CUDA machine)",
-  "tfjs-node": "npm i @tensorflow/tfjs-node@4.22.0 with its install script allowed (numedge README: Installing tfjs-node-gpu on a CUDA machine)",
+  "tfjs-node-gpu": "on a Linux x86-64 box with CUDA 11.2 and cuDNN 8.1: npm i @tensorflow/tfjs-node-gpu@4.22.0 with its install script allowed (numedge docs/backends.md: The legacy route: tfjs-node-gpu)",
+  "tfjs-node": "npm i @tensorflow/tfjs-node@4.22.0 with its install script allowed (numedge docs/backends.md: The legacy route: tfjs-node-gpu)",
   "tfjs-wasm": "npm i @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-backend-wasm@4.22.0",
   "tfjs-cpu": "npm i @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-backend-cpu@4.22.0",
 };
@@ -179,11 +179,11 @@ export class TfjsProbe {
     if (!bindings.some((p) => d.exists(p)))
       return `${pkg} is installed without its native binding (${bindings[0] ?? join(dir, "lib")} is missing): its install ` +
         `script, which downloads libtensorflow 2.9.1 and the prebuilt addon, did not run or failed; ` +
-        `run it with \`npm rebuild ${pkg} --foreground-scripts\` after allowing it, or from a local mirror (numedge README: Installing tfjs-node-gpu on a CUDA machine)`;
+        `run it with \`npm rebuild ${pkg} --foreground-scripts\` after allowing it, or from a local mirror (numedge docs/backends.md: The legacy route: tfjs-node-gpu)`;
     const lib = libtensorflowPath(dir, d.platform);
     if (d.platform !== "win32" && !d.exists(lib))
       return `${pkg} has its binding but not libtensorflow (${lib} is missing): rerun its install script ` +
-        `(TFJS_NODE_CDN_STORAGE / TFJS_NODE_BASE_URI / scripts/custom-binary.json can point it at a local mirror; numedge README: Installing tfjs-node-gpu on a CUDA machine)`;
+        `(TFJS_NODE_CDN_STORAGE / TFJS_NODE_BASE_URI / scripts/custom-binary.json can point it at a local mirror; numedge docs/backends.md: The legacy route: tfjs-node-gpu)`;
     this.native = c;
     // TensorFlow's C++ loader logs a warning per CUDA library it cannot dlopen; the GPU reason says how to see them.
     const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;

@@ -53,9 +53,12 @@ function convert(name: string, s: FlagSpec, raw: string): unknown {
   return v;
 }
 
-function helpText<T extends Record<string, FlagSpec>>(spec: T): string {
+/** One line per flag: type, help, valid choices, default. */
+function helpText(spec: Record<string, FlagSpec>): string {
   return Object.entries(spec)
-    .map(([k, s]) => `  --${k}${s.type === "bool" ? "" : ` <${s.type}>`}  ${s.help}${s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : ""}`)
+    .map(([k, s]) => `  --${k}${s.type === "bool" ? "" : ` <${s.type}>`}  ${s.help}` +
+      (s.choices ? `; ${s.type === "list" ? "any of" : "one of"} ${s.choices.join(s.type === "list" ? "," : "|")}` : "") +
+      (s.default !== undefined ? ` (default ${JSON.stringify(s.default)})` : ""))
     .join("\n");
 }
 
@@ -85,18 +88,19 @@ export function parseFlagsOrThrow<T extends Record<string, FlagSpec>>(argv: stri
 }
 
 /**
- * Parse `--name value` / `--name=value` flags; bad input prints one line and exits 2, --help prints help.
+ * Parse `--name value` / `--name=value` flags; bad input prints one line and exits 2, --help prints help (the
+ * flags with their choices and defaults) and exits 0.
  * @example const f = parseFlags(process.argv.slice(2), { p: { type: "int", default: 97, min: 2, help: "modulus" } })
  */
 export function parseFlags<T extends Record<string, FlagSpec>>(argv: string[], spec: T, usage = ""): Flags<T> {
   const proc = (globalThis as unknown as { process: { exit(c: number): never; stderr: { write(s: string): void }; stdout: { write(s: string): void } } }).process;
   try {
-    const f = parseFlagsOrThrow(argv, spec);
-    if (f.help) {
+    const { help, ...flags } = parseFlagsOrThrow(argv, spec);
+    if (help) {
       proc.stdout.write(`${usage ? usage + "\n" : ""}flags:\n${helpText(spec)}\n`);
       proc.exit(0);
     }
-    return f;
+    return flags as unknown as Flags<T>; // without `help`, so a script can record its flags as its config
   } catch (e) {
     if (!(e instanceof FlagError)) throw e;
     proc.stderr.write(`error: ${e.message}\n`);

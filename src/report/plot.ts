@@ -1,4 +1,5 @@
-// Line plots as standalone SVG: panels in a grid, each with its own axes, ticks and legend.
+// Line plots as standalone SVG: panels in a grid, each with its own axes, ticks and legend (in a band right of
+// the plot area, never over the data).
 // No dependencies, so a script's plot opens in any browser straight from its run directory.
 
 export interface Series {
@@ -7,6 +8,8 @@ export interface Series {
   y: ArrayLike<number>;
   color?: string;
   dash?: boolean;
+  /** Line width (default 1.6). Series are drawn in order: a wide line under a dashed one keeps both visible. */
+  width?: number;
 }
 
 export interface Panel {
@@ -48,7 +51,8 @@ function fmt(v: number): string {
 }
 
 function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorOf: (name: string) => string): string {
-  const m = { l: 56, r: 12, t: 26, b: 38 };
+  const legendW = p.series.length ? 34 + 6 * Math.max(...p.series.map((s) => s.name.length)) : 0;
+  const m = { l: 56, r: 12 + legendW, t: 26, b: 38 };
   const pw = w - m.l - m.r, ph = h - m.t - m.b;
   const tx = (v: number) => (p.logX ? Math.log10(v) : v), ty = (v: number) => (p.logY ? Math.log10(v) : v);
   let xl = Infinity, xh = -Infinity, yl = Infinity, yh = -Infinity;
@@ -82,11 +86,9 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
   if (p.xLabel) parts.push(`<text x="${x0 + m.l + pw / 2}" y="${y0 + h - 6}" text-anchor="middle" font-size="11">${esc(p.xLabel)}</text>`);
   if (p.yLabel)
     parts.push(`<text transform="translate(${x0 + 12},${y0 + m.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="11">${esc(p.yLabel)}</text>`);
-  // Lines first, then the legend on a white box above them.
-  const legend: string[] = [];
   p.series.forEach((s, k) => {
     const c = s.color ?? colorOf(s.name);
-    const dash = s.dash ? ' stroke-dasharray="5,3"' : "";
+    const style = `stroke="${c}" stroke-width="${s.width ?? 1.6}"${s.dash ? ' stroke-dasharray="5,3"' : ""}`;
     let d = "", pen = false;
     for (let i = 0; i < s.x.length; i++) {
       const X = tx(s.x[i]!), Y = ty(s.y[i]!);
@@ -95,15 +97,11 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
       d += `${pen ? "L" : "M"}${sx(X).toFixed(1)},${sy(cy).toFixed(1)}`;
       pen = true;
     }
-    parts.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="1.6"${dash}/>`);
-    const ly = y0 + m.t + 12 + k * 13;
-    legend.push(`<line x1="${x0 + m.l + 8}" y1="${ly - 4}" x2="${x0 + m.l + 24}" y2="${ly - 4}" stroke="${c}" stroke-width="2"${dash}/>`);
-    legend.push(`<text x="${x0 + m.l + 28}" y="${ly}" font-size="10">${esc(s.name)}</text>`);
+    parts.push(`<path d="${d}" fill="none" ${style}/>`);
+    const lx = x0 + m.l + pw + 10, ly = y0 + m.t + 10 + k * 14;
+    parts.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 18}" y2="${ly - 4}" ${style}/>`);
+    parts.push(`<text x="${lx + 22}" y="${ly}" font-size="10">${esc(s.name)}</text>`);
   });
-  if (p.series.length) {
-    const w = 36 + 6 * Math.max(...p.series.map((s) => s.name.length));
-    parts.push(`<rect x="${x0 + m.l + 4}" y="${y0 + m.t + 3}" width="${w}" height="${p.series.length * 13 + 4}" fill="white" fill-opacity="0.85"/>`, ...legend);
-  }
   return parts.join("\n");
 }
 
