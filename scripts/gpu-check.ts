@@ -1,19 +1,21 @@
 // Run this first on a CUDA machine: what numedge found (the cuda backend, the tfjs engines, and why the others
 // were not usable), then every op on the GPU against the wasm result (max error) and timed on both at a few sizes,
-// with the size from which the GPU wins (for tfjs-gpu: the crossover to pass to setBackend("auto", { thresholds })).
+// with the size from which the GPU wins at every larger size measured. For a GPU backend (cuda, tfjs-gpu) those
+// sizes are saved in numedge's cache folder, where setBackend("auto") finds them for this device (--no-save: not).
 //
-// Usage: npx numedge gpu-check [--engine cuda|tfjs-gpu|tfjs-node|tfjs-wasm|tfjs-cpu] [--sizes 1e3,1e5,1e6] [--reps 5]
+// Usage: npx numedge gpu-check [--engine cuda|tfjs-gpu|tfjs-node|tfjs-wasm|tfjs-cpu] [--sizes 1e3,1e5,1e6] [--reps 5] [--no-save]
 // Without a usable engine it prints the reasons and exits 0 (nothing here needs a GPU to run).
 import {
   NumedgeError, adamwStep, backendInfo, combine, formatTable, crossEntropy, dequantize4bit, dequantizeBlockwise, embeddingSum,
   logSoftmax, matmul, parseFlags, quantize4bit, quantizeBlockwise, relu, route, setBackend, softmax, stablemax, topk,
-  type BackendChoice,
+  saveThresholds, type BackendChoice,
 } from "numedge";
 
 const flags = parseFlags(process.argv.slice(2), {
   engine: { type: "string", default: "cuda", choices: ["cuda", "tfjs-gpu", "tfjs-node", "tfjs-wasm", "tfjs-cpu"], help: "backend to compare with wasm" },
   sizes: { type: "list", default: ["1e3", "1e4", "1e5", "1e6", "4e6"], help: "problem sizes in elements (gemm: m*k*n is about size^1.5)" },
   reps: { type: "int", default: 5, min: 1, max: 100, help: "timed repetitions per case (median reported)" },
+  "no-save": { type: "bool", help: "do not save the measured thresholds for auto" },
 }, "usage: numedge gpu-check [flags]  (the GPU backends numedge finds, and each op against wasm)");
 const sizes = flags.sizes.map(Number);
 if (sizes.some((s) => !Number.isFinite(s) || s < 16)) {
@@ -40,6 +42,7 @@ await setBackend("wasm");
 
 const target = flags.engine as BackendChoice;
 const got = await setBackend(target).catch((e: unknown) => e);
+const thresholdKey = got instanceof NumedgeError ? undefined : backendInfo().thresholdKey;
 if (got instanceof NumedgeError) {
   console.log(`\nno usable ${target} here, so no device comparison was run. To compare on a CPU tfjs engine: --engine tfjs-wasm`);
   process.exit(0);
@@ -87,6 +90,7 @@ function cases(size: number): Case[] {
     { op: "quantizeBlockwise", kernel: "quantizeBlockwise", shape: `${n}`, run: () => quantizeBlockwise(x, { blockSize: 256 }).codes },
     { op: "dequantizeBlockwise", kernel: "dequantizeBlockwise", shape: `${n}`, run: () => dequantizeBlockwise(q) },
     { op: "dequantize4bit nf4", kernel: "dequantize4bit", shape: `${n}`, run: () => dequantize4bit(q4) },
+    { op: "route k=2 of 8", kernel: "routeTokens", shape: `${T}x${E}`, run: () => route(rand(T * E, 9), { experts: E, k: 2, normalize: true }).weights },
     { op: "combine k=2", kernel: "combine", shape: `${T}x${H}`, run: () => combine(eo, r, { hidden: H }) },
   ];
 }
@@ -116,7 +120,7 @@ function maxErr(p: Out, q: Out): number {
 console.log(`\n${target} vs wasm, median of ${flags.reps} (ms); err = max |${target} - wasm|`);
 const header = ["op", "shape", "wasm ms", `${target} ms`, "speedup", "max err"];
 const rows: string[][] = [];
-const crossover = new Map<string, number>();
+const wins = new Map<string, Array<[number, boolean]>>(); // kernel -> (size, GPU faster) per size measured
 for (const size of sizes) {
   const cs = cases(size);
   for (const c of cs) {
@@ -131,17 +135,26 @@ for (const size of sizes) {
       continue;
     }
     const speedup = w.ms / g.ms;
-    if (speedup > 1 && !crossover.has(c.kernel)) crossover.set(c.kernel, c.kernel === "gemm" ? Math.round(Math.sqrt(size)) ** 3 : size);
+    wins.set(c.kernel, [...(wins.get(c.kernel) ?? []), [c.kernel === "gemm" ? Math.round(Math.sqrt(size)) ** 3 : size, speedup > 1]]);
     rows.push([c.op, c.shape, w.ms.toFixed(3), g.ms.toFixed(3), `${speedup.toFixed(2)}x`, maxErr(g.out, w.out).toExponential(2)]);
   }
 }
 await setBackend("wasm");
 console.log(formatTable(header, rows, header.map((_, j) => j >= 2)));
 
-console.log(`\ncrossover (smallest size measured where ${target} beat wasm; gemm counts m*k*n):`);
-const kernels = [...new Set(cases(16).map((c) => c.kernel))];
-for (const k of kernels) console.log(`  ${k.padEnd(20)} ${crossover.has(k) ? crossover.get(k)!.toExponential(1) : "never (wasm faster at every size measured)"}`);
+// The threshold of a kernel: the smallest size measured from which the GPU won at every larger size measured.
+const crossover = new Map<string, number>();
+for (const [k, w] of wins) {
+  const sorted = w.sort((p, q) => p[0] - q[0]);
+  let from: number | undefined;
+  for (let i = sorted.length - 1; i >= 0 && sorted[i]![1]; i--) from = sorted[i]![0];
+  if (from !== undefined) crossover.set(k, from);
+}
+console.log(`\nthresholds (smallest size measured from which ${target} beat wasm at every larger size; gemm counts m*k*n):`);
+for (const k of wins.keys()) console.log(`  ${k.padEnd(20)} ${crossover.has(k) ? crossover.get(k)!.toExponential(1) : "none (wasm faster at the largest size measured)"}`);
 const th = Object.fromEntries(crossover);
-if (target.startsWith("tfjs")) console.log(Object.keys(th).length
-  ? `\nto route by these: await setBackend("auto", { thresholds: ${JSON.stringify(th)} })`
-  : `\nno op beat wasm at the sizes measured: keep auto's defaults (GPU_THRESHOLDS) or stay on wasm`);
+if (thresholdKey && !flags["no-save"]) {
+  const file = saveThresholds(thresholdKey, { thresholds: th, measured: `${new Date().toISOString()} by gpu-check, sizes ${sizes.join(",")}` });
+  console.log(`\nsaved for ${thresholdKey} in ${file}: setBackend("auto") now sends these ops to ${target} from those sizes` +
+    `${Object.keys(th).length ? "" : " (none: every op stays on wasm)"}`);
+} else if (Object.keys(th).length) console.log(`\nto route by these: await setBackend("auto", { thresholds: ${JSON.stringify(th)} })`);

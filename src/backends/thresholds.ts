@@ -19,7 +19,10 @@ export interface SavedThresholds {
   measured: string;
 }
 
-/** The thresholds saved for `key` ("cuda:<device>", "tfjs-gpu:<engine>"), or null when none were measured. */
+/**
+ * The thresholds saved for `key` (backendInfo().thresholdKey: "cuda:<device> sm_<cc>", "tfjs-gpu:<engine>"), or null
+ * when none were measured. @example readThresholds(backendInfo().thresholdKey!)?.thresholds // { softmax: 1e5, ... }
+ */
 export function readThresholds(key: string): SavedThresholds | null {
   try {
     if (!existsSync(file())) return null;
@@ -32,7 +35,10 @@ export function readThresholds(key: string): SavedThresholds | null {
   }
 }
 
-/** Save thresholds for `key` beside the others; returns the file written. */
+/**
+ * Save thresholds for `key` beside the others (what scripts/gpu-check.ts does); returns the file written.
+ * @example saveThresholds(backendInfo().thresholdKey!, { thresholds: { gemm: 2 ** 21 }, measured: "by hand" })
+ */
 export function saveThresholds(key: string, entry: SavedThresholds): string {
   let all: Record<string, SavedThresholds> = {};
   try {
