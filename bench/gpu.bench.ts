@@ -5,7 +5,8 @@
 // NVIDIA GPU: bun run bench/gpu.bench.ts (writes $OUT/gpu-bench.json when OUT is set).
 import { spawnSync } from "node:child_process";
 import {
-  GROK_ARMS, GrokRun, alloc, backendInfo, empty, quantizeAffine, quantizeBlockwise, relu, setBackend, softmax, toDevice, topk, type DeviceArray,
+  GROK_ARMS, GrokRun, alloc, backendInfo, combine, empty, quantizeAffine, quantizeBlockwise, relu, route, setBackend, softmax, toDevice, topk,
+  type DeviceArray, type RouteDeviceResult,
 } from "numedge";
 
 const info = await setBackend("cuda").catch((e: Error) => e);
@@ -55,18 +56,32 @@ for (const [r, c] of [[64, 32000], [512, 1024], [4096, 1024], [4096, 64], [1024,
   rows.push({ op: "quantizeAffine (int8, 128)", shape: `${n}`, cuda_us: +aus.toFixed(1), TBs: +((n * 5) / aus / 1e6).toFixed(2) });
   xd.dispose(); yd.dispose();
 }
-for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2]] as const) {
+for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2], [65536, 256, 8], [1024, 4096, 64]] as const) {
   const xd = toDevice(Float32Array.from({ length: r * c }, (_, i) => Math.round(Math.sin(i * 0.7) * 50) / 10));
   const us = usPer(100, () => { const t = topk(xd, { cols: c, k }); t.values.dispose(); t.indices.dispose(); }, () => flag.readSync());
   rows.push({ op: "topk", shape: `[${r},${c}] k=${k}`, cuda_us: +us.toFixed(1) });
   xd.dispose();
 }
-// The grokking step at the paper's size, device-resident (forward, f32 softmax cross-entropy, backward, AdamW).
-{
-  const run = new GrokRun({ ...GROK_ARMS.baseline, p: 113, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
+// The MoE router on device-resident logits (scoring, selection, capacity drops, dispatch, losses) and combine.
+const free = (r: RouteDeviceResult) => { for (const d of [r.experts, r.weights, r.counts, r.offsets, r.order, r.stats, r.auxGrad, r.zGrad]) d?.dispose(); };
+for (const [T, E, k, extra] of [[4096, 64, 6, {}], [65536, 8, 2, { capacityFactor: 1.25 }], [4096, 256, 8, { groups: 8, topkGroups: 4, scoring: "sigmoid" as const }]] as const) {
+  const z = toDevice(Float32Array.from({ length: T * E }, (_, i) => Math.sin(i * 0.37) * 3));
+  const o = { experts: E, k, normalize: true, ...extra };
+  const us = usPer(20, () => free(route(z, o)), () => flag.readSync());
+  rows.push({ op: "route", shape: `[${T},${E}] k=${k} ${JSON.stringify(extra)}`, cuda_us: +us.toFixed(1) });
+  const r = route(z, o), kept = (r.offsets.readSync() as Int32Array)[E]!, H = 1024;
+  const eo = toDevice(new Float32Array(kept * H).fill(0.5));
+  const cus = usPer(20, () => combine(eo, r, { hidden: H }).dispose(), () => flag.readSync());
+  rows.push({ op: "combine", shape: `[${T},${H}] from ${kept} rows`, cuda_us: +cus.toFixed(1), TBs: +((kept * H * 4 + T * H * 4) / cus / 1e6).toFixed(2) });
+  free(r); eo.dispose(); z.dispose();
+}
+// The grokking step at the paper's size, device-resident (forward, cross-entropy, backward, AdamW): the f32 softmax
+// head, and the paper's StableMax head in f64.
+for (const [arm, head] of [["baseline", "f32 softmax"], ["stablemax", "f64 StableMax"]] as const) {
+  const run = new GrokRun({ ...GROK_ARMS[arm], p: 113, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
   for (let t = 0; t < 5; t++) run.train(true, false);
   const us = usPer(50, () => run.train(true, false), () => flag.readSync());
-  rows.push({ op: "grok step (p=113, 2x200, 5107 rows)", shape: "fwd+bwd+AdamW", cuda_us: +us.toFixed(1) });
+  rows.push({ op: `grok step (p=113, 2x200, 5107 rows, ${head})`, shape: "fwd+bwd+AdamW", cuda_us: +us.toFixed(1) });
 }
 // PyTorch on the same GPU, where python3 has torch: the anchor every kernel target is set against.
 let torch: Record<string, unknown>[] = [];
