@@ -20,19 +20,26 @@ import { uniform } from "./helpers.ts";
 import { emulated, underReference } from "./parity.ts";
 
 describe("cuda backend over an emulated GPU", () => {
-  test("info: gpu, staged ops listed; host-array calls free every temporary device buffer", async () => {
+  test("info: gpu, staged ops listed; host-array calls reuse pooled temporaries", async () => {
     const i = await setBackend("cuda-emulated");
     expect(i).toMatchObject({ name: "cuda", id: "cuda-emulated", device: "gpu" });
     expect(i.stagedOps).toEqual([]); // every op has a CUDA kernel, for every argument
     for (const op of ["softmax", "crossEntropy", "topk", "topk (k > 32)", "routeTokens", "routeExpertChoice", "routeDispatch", "routeGrad", "combine", "updateBias", "gemm", "adamw", "embeddingSum", "embeddingSumBackward", "orthogonalize", "maxInto", "quantizeAffine", "quantizeQ8_0", "quantizeQ4_0", "quantizeBlockwise", "uniforms",
       "absmaxCenter", "absmaxUncenter", "toF32", "adam8bitStep", "adam32Step"]) expect(i.stagedOps).not.toContain(op);
-    const before = emulated.liveBytes();
     const x = Float32Array.from({ length: 12 * 33 }, (_, k) => Math.sin(k));
-    softmax(x, { cols: 33 });
-    softmax(x, { cols: 33, out: x }); // in place on a host array: one temporary, input and output
-    relu(x);
-    crossEntropy(x, new Int32Array(12), { cols: 33 });
-    expect(emulated.liveBytes()).toBe(before);
+    const calls = () => {
+      softmax(x, { cols: 33 });
+      softmax(x, { cols: 33, out: x }); // in place on a host array: one temporary, input and output
+      relu(x);
+      crossEntropy(x, new Int32Array(12), { cols: 33 });
+    };
+    const before = emulated.liveBytes();
+    calls(); // temporaries go back to a pool (freeing would synchronize the device) ...
+    const pooled = emulated.liveBytes() - before;
+    expect(pooled).toBeLessThanOrEqual(4 * 2048);
+    calls(); // ... and the same calls again reuse them: no new device memory
+    calls();
+    expect(emulated.liveBytes() - before).toBe(pooled);
     await setBackend("wasm");
   });
 

@@ -111,22 +111,50 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const stagedOps: string[] = [];
 
 
+  // Temporaries (host arrays' device copies, kernel scratch) come from a pool and go back to it: cuMemFree waits
+  // for the whole device, so freeing after every call would stall the queue of DeviceArray work. Reuse is safe
+  // because every kernel runs in order on one stream. Size classes are powers of two from 256 bytes; at most
+  // POOL_BYTES stay pooled; a buffer over POOL_BYTES / 4 is allocated and freed exactly.
+  const POOL_BYTES = 256 * 2 ** 20, pool = new Map<number, bigint[]>();
+  let pooled = 0;
+  const sizeClass = (bytes: number) => (bytes > POOL_BYTES / 4 ? Math.max(1, bytes) : 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, bytes)))));
+  function take(bytes: number): [bigint, number] {
+    const c = sizeClass(bytes), hit = pool.get(c)?.pop();
+    if (hit !== undefined) {
+      pooled -= c;
+      return [hit, c];
+    }
+    try {
+      return [d.alloc(c), c];
+    } catch (e) { // out of memory: hand the pool back to the driver, then try once more
+      if (pooled === 0) throw e;
+      for (const list of pool.values()) for (const q of list.splice(0)) d.free(q);
+      pooled = 0;
+      return [d.alloc(c), c];
+    }
+  }
+  function give(p: bigint, c: number): void {
+    if (c > POOL_BYTES / 4 || pooled + c > POOL_BYTES) return d.free(p);
+    pool.set(c, [...(pool.get(c) ?? []), p]);
+    pooled += c;
+  }
+
   /**
    * Runs `body` on device pointers: DeviceArray buffers as they are, host inputs copied to temporary device
    * buffers, host outputs received in temporary ones and copied back after. A host array given as input and output
    * (in place, an accumulator, optimizer state) gets one temporary, as a DeviceArray would be one buffer.
    */
   function onDevice(ins: unknown[], outs: unknown[], body: (ip: bigint[], op: bigint[]) => void, keep?: (op: bigint[]) => boolean): void {
-    const temps = new Map<HostArray, bigint>();
+    const temps = new Map<HostArray, [bigint, number]>();
     const put = (a: unknown, copyIn: boolean) => {
       if (isCudaBuf(a)) return a.p;
       const h = a as HostArray;
-      let p = temps.get(h);
-      if (p === undefined) {
-        temps.set(h, (p = d.alloc(h.byteLength)));
-        if (copyIn) d.htod(p, h);
+      let t = temps.get(h);
+      if (t === undefined) {
+        temps.set(h, (t = take(h.byteLength)));
+        if (copyIn) d.htod(t[0], h);
       }
-      return p;
+      return t[0];
     };
     try {
       const ip = ins.map((a) => put(a, true)), op = outs.map((a) => put(a, false));
@@ -134,7 +162,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       if (keep && !keep(op)) return; // a failed quantizer leaves host outputs untouched
       outs.forEach((a, i) => { if (!isCudaBuf(a)) d.dtoh(a as HostArray, op[i]!); });
     } finally {
-      for (const p of temps.values()) d.free(p);
+      for (const [p, c] of temps.values()) give(p, c);
     }
   }
   const t = (x: unknown) => ((x as { dtype?: string }).dtype === "f64" || x instanceof Float64Array ? "f64" : "f32");
@@ -188,16 +216,16 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       if (nb > 0) d.launch(k[kernel]!, Math.ceil(nb / 8), 256, [{ p: px! }, { i64: nb }, { p: po! }, { p: pbad! }]);
     }), keepUnlessBad(bad, 1));
   }
-  /** Runs body on device scratch buffers of the given byte sizes (one allocation; each 16-byte aligned). */
+  /** Runs body on device scratch buffers of the given byte sizes (one pooled buffer; each 16-byte aligned). */
   function scratch<R>(bytes: number | number[], body: (p: bigint[]) => R): R {
     const sizes = typeof bytes === "number" ? [bytes] : bytes, at: number[] = [];
     let total = 0;
     for (const b of sizes) { at.push(total); total += Math.ceil(b / 16) * 16; }
-    const base = d.alloc(Math.max(16, total));
+    const [base, c] = take(Math.max(16, total));
     try {
       return body(at.map((o) => base + BigInt(o)));
     } finally {
-      d.free(base);
+      give(base, c);
     }
   }
   /** Blocks of 128 threads for one thread per item. */
@@ -305,16 +333,11 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     crossEntropy(z, labels, grad, stats, r, cols, head, precision) {
       const kern = `ce_${head}_${t(z) === "f64" ? "f64" : precision === "f64" ? "f32in_f64" : "f32"}`;
-      const perRow = d.alloc(Math.max(1, r) * 24);
-      try {
-        onDevice([z, labels], grad ? [grad, stats] : [stats], ([pz, pl], outs) => {
-          const pg = grad ? outs[0]! : 0n, ps = outs[grad ? 1 : 0]!;
-          d.launch(k[kern]!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: pz! }, { p: pl! }, { p: pg }, { i32: r }, { i32: cols }, { p: perRow }]);
-          d.launch(k.ce_finish!, 1, 32, [{ p: perRow }, { i32: r }, { p: ps }]);
-        });
-      } finally {
-        d.free(perRow);
-      }
+      scratch(Math.max(1, r) * 24, ([perRow]) => onDevice([z, labels], grad ? [grad, stats] : [stats], ([pz, pl], outs) => {
+        const pg = grad ? outs[0]! : 0n, ps = outs[grad ? 1 : 0]!;
+        d.launch(k[kern]!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: pz! }, { p: pl! }, { p: pg }, { i32: r }, { i32: cols }, { p: perRow! }]);
+        d.launch(k.ce_finish!, 1, 32, [{ p: perRow! }, { i32: r }, { p: ps }]);
+      }));
     },
     topk(x, values, indices, r, cols, kk, sorted) {
       // k <= 32 keeps each row's keys in registers, a larger k in device scratch
@@ -323,27 +346,19 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     ...routing,
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
-      const n = x.length, nb = absmax.length, tb = table(code), inv = d.alloc(nb * 4);
-      try {
-        onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
-          absmaxPass(px!, n, bs, nb, pa!, inv, pbad!);
-          if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);
-          else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }]);
-        }, keepUnlessBad(bad));
-      } finally {
-        d.free(inv);
-      }
+      const n = x.length, nb = absmax.length, tb = table(code);
+      scratch(nb * 4, ([inv]) => onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
+        absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
+        if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);
+        else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }]);
+      }, keepUnlessBad(bad)));
     },
     quantize4bit(x, bs, code, packed, absmax, bad) {
-      const n = x.length, nb = absmax.length, tb = table(code), inv = d.alloc(nb * 4);
-      try {
-        onDevice([x], [packed, absmax, bad], ([px], [pp, pa, pbad]) => {
-          absmaxPass(px!, n, bs, nb, pa!, inv, pbad!);
-          d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv }, { p: tb.thr }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
-        }, keepUnlessBad(bad));
-      } finally {
-        d.free(inv);
-      }
+      const n = x.length, nb = absmax.length, tb = table(code);
+      scratch(nb * 4, ([inv]) => onDevice([x], [packed, absmax, bad], ([px], [pp, pa, pbad]) => {
+        absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
+        d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.thr }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
+      }, keepUnlessBad(bad)));
     },
     dequantizeBlockwise(codes, bs, code, absmax, out) {
       const tb = table(code);
