@@ -3,7 +3,9 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { KERNELS } from "../src/backends/cuda.ts";
-import { PTX_HASH_PREFIX, kernelSource } from "../src/backends/cuda/nvrtc.ts";
+import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "../src/backends/cuda/nvrtc.ts";
+import { loadFfi, type Ffi } from "../src/backends/cuda/ffi.ts";
+import { NumedgeError } from "../src/errors.ts";
 
 describe("shipped CUDA PTX", () => {
   const ptx = readFileSync(new URL("../src/backends/cuda/kernels.ptx", import.meta.url), "utf8");
@@ -26,4 +28,17 @@ describe("the cuda backend's FFI under Deno (Deno.dlopen)", () => {
     expect(out, r.stderr.toString()).toContain("deno cuda: ok");
     expect(r.exitCode).toBe(0);
   }, 60_000);
+});
+
+// NVRTC itself, where a libnvrtc loads (NUMEDGE_NVRTC or ldconfig; CI has none): a failed compile shows its log.
+const ffi = await loadFfi();
+const probe = typeof ffi === "string" ? { missing: ffi } : nvrtcCompile(ffi, "extern \"C\" __global__ void k() {}", "compute_75");
+if ("missing" in probe) console.log(`skipped: NVRTC compile-error test (${probe.missing})`);
+else describe("NVRTC", () => {
+  test("a failed compile throws NumedgeError('backend') carrying NVRTC's log (file, line, message)", () => {
+    const e = (() => { try { nvrtcCompile(ffi as Ffi, "extern \"C\" __global__ void k() { undeclared_name = 1; }", "compute_75"); } catch (x) { return x; } })();
+    expect(e).toBeInstanceOf(NumedgeError);
+    expect((e as NumedgeError).code).toBe("backend");
+    expect((e as Error).message).toMatch(/numedge\.cu\(1\): error: identifier "undeclared_name" is undefined/);
+  });
 });

@@ -184,7 +184,7 @@ let cuda: Promise<LoadedWithInfo | string> | undefined;
 /** The cuda backend (loaded once), or why it cannot run here. */
 const loadCuda = () => (cuda ??= createCudaBackend().then(
   (r) => (typeof r === "string" ? r : { backend: r.backend, info: { device: "gpu" as const, ...r.info } }),
-  (e: unknown) => `failed to start: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`,
+  (e: unknown) => `failed to start: ${e instanceof Error ? e.message : String(e)}`, // all of it: an NVRTC log spans lines
 ));
 registerBackend("cuda", async () => {
   const r = await loadCuda();

@@ -95,8 +95,13 @@ export async function openDriver(): Promise<Driver | string> {
     cu.cuGetErrorString(rc, s);
     return `${text(n[0]!) || `CUresult ${rc}`}: ${text(s[0]!)}`;
   };
+  // After these the context is unusable (CUDA's "sticky" errors: a kernel faulted); any other error leaves it, and
+  // the backend, usable for the next call.
+  const STICKY = new Set([700, 702, 714, 715, 716, 717, 718, 719]);
   const check = (rc: number, what: string) => {
-    if (rc !== 0) throw new NumedgeError("backend", `cuda: ${what} failed (${errName(rc)})`);
+    if (rc === 0) return;
+    const lost = STICKY.has(rc) ? "; the CUDA context is lost: restart the process to use the GPU again" : "";
+    throw new NumedgeError("backend", `cuda: ${what} failed (${errName(rc)})${lost}`);
   };
   const init = cu.cuInit(0);
   if (init !== 0) return `cuInit failed (${errName(init)}): the driver found no usable GPU`;

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { libPaths } from "./driver.ts";
+import { NumedgeError } from "../../errors.ts";
 import type { Ffi } from "./ffi.ts";
 
 /** The kernels' CUDA C source, and its hash (the key of the cubin cache and of the shipped PTX). */
@@ -63,7 +64,7 @@ export function nvrtcCompile(ffi: Ffi, src: string, arch: string): { bytes: Uint
     const logBuf = new Uint8Array(Math.max(1, Number(ls[0])));
     s.nvrtcGetProgramLog(p, logBuf);
     const log = new TextDecoder().decode(logBuf).replace(/\0+$/, "").trim();
-    if (rc !== 0) throw new Error(`NVRTC could not compile the kernels for ${arch}:\n${log}`);
+    if (rc !== 0) throw new NumedgeError("backend", `NVRTC could not compile the kernels for ${arch}:\n${log}`);
     const cubin = arch.startsWith("sm_");
     const size = new BigUint64Array(1);
     (cubin ? s.nvrtcGetCUBINSize : s.nvrtcGetPTXSize)(p, size);
