@@ -127,6 +127,9 @@ export async function openDriver(): Promise<Driver | string> {
     cu.cuMemGetInfo_v2(f, t);
     return Number(f[0]);
   };
+  // Kernel arguments: one block of 8-byte slots and the array of their addresses, made once (no allocation per launch).
+  const MAX_ARGS = 32, slotBytes = new BigUint64Array(MAX_ARGS), slots = new DataView(slotBytes.buffer);
+  const base = ffi.addr(slotBytes), params = BigUint64Array.from({ length: MAX_ARGS }, (_, i) => base + BigInt(i * 8));
   return {
     ffi,
     device,
@@ -153,10 +156,16 @@ export async function openDriver(): Promise<Driver | string> {
       };
     },
     launch(fn, grid, block, args) {
-      const store = args.map((a) =>
-        "p" in a ? BigUint64Array.of(a.p) : "i32" in a ? Int32Array.of(a.i32) : "i64" in a ? BigInt64Array.of(BigInt(a.i64))
-          : "f32" in a ? Float32Array.of(a.f32) : Float64Array.of(a.f64));
-      const params = BigUint64Array.from(store.map((s) => ffi.addr(s)));
+      if (args.length > MAX_ARGS) throw new NumedgeError("backend", `cuda: a kernel with ${args.length} arguments (at most ${MAX_ARGS})`);
+      // each argument in its own 8-byte slot of one reused block (cuLaunchKernel copies the values before returning)
+      args.forEach((a, i) => {
+        const o = i * 8;
+        if ("p" in a) slots.setBigUint64(o, a.p, true);
+        else if ("i32" in a) slots.setInt32(o, a.i32, true);
+        else if ("i64" in a) slots.setBigInt64(o, BigInt(a.i64), true);
+        else if ("f32" in a) slots.setFloat32(o, a.f32, true);
+        else slots.setFloat64(o, a.f64, true);
+      });
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
       check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, 0n, params, 0n), "cuLaunchKernel");
     },
