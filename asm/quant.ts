@@ -554,9 +554,9 @@ export function adam8bit_blockwise_f32(
       const i = s + j;
       const v1 = load<f32>(s1 + (<usize>j << 2)), v2 = load<f32>(s2 + (<usize>j << 2));
       let q1 = lut_one(clamp1(v1 / d1), lut1, sh1, k01, nk1);
-      // keep the sign of m through quantization (bitsandbytes)
+      // keep the sign of m through quantization (bitsandbytes); a NaN moment (its sign bit is arbitrary) keeps code 0
       const cv = load<f32>(code1 + (<usize>q1 << 2));
-      if ((reinterpret<u32>(cv) >>> 31) != (reinterpret<u32>(v1) >>> 31)) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
+      if (v1 == v1 && (reinterpret<u32>(cv) >>> 31) != (reinterpret<u32>(v1) >>> 31)) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
       store<u8>(c1 + <usize>i, <u8>q1);
       store<u8>(c2 + <usize>i, <u8>lut_one(clamp1(v2 / d2), lut2, sh2, k02, nk2));
     }

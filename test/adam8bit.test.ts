@@ -154,3 +154,20 @@ describe("Adam8bit", () => {
     expect(o.steps).toBe(1);
   }, 60_000);
 });
+
+test("a NaN first moment (absmax Infinity times the code's 0) keeps code index 0 on every backend: its sign bit is arbitrary", async () => {
+  const { parityBackends } = await import("./parity.ts");
+  const { getBackend } = await import("../src/backends/index.ts");
+  const { referenceBackend } = await import("../src/backends/reference.ts");
+  const code = dynamicMap(true), zero = code.findIndex((v) => v === 0), vcode = dynamicMap(false);
+  const run = (be: { adam8bitStep: typeof referenceBackend.adam8bitStep }) => {
+    const s = { c1: new Uint8Array(8).fill(zero), c2: new Uint8Array(8), absmax1: Float32Array.of(Infinity), absmax2: Float32Array.of(1), blockSize: 8, code1: code, code2: vcode };
+    be.adam8bitStep(new Float32Array(8), new Float32Array(8).fill(0.5), s, { beta1: 0.9, oneMinusBeta1: Math.fround(0.1), beta2: 0.999, oneMinusBeta2: Math.fround(0.001), epsC2: 1e-8, stepSize: -1e-3, decay: 1 });
+    return Array.from(s.c1);
+  };
+  expect(run(referenceBackend)).toEqual(new Array(8).fill(0));
+  for (const pb of parityBackends) {
+    await pb.setup();
+    expect(run(getBackend()), pb.name).toEqual(new Array(8).fill(0));
+  }
+});

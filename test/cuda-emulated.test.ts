@@ -3,7 +3,7 @@
 // staged through wasm, and backendInfo describes it.
 import { describe, expect, test } from "bun:test";
 import {
-  DeviceArray, absmaxOf, backendInfo, crossEntropy, dequantizeBlockwise, matmul, quantize4bit, quantizeBlockwise, relu, setBackend, softmax, toDevice,
+  DeviceArray, NumedgeError, absmaxOf, backendInfo, crossEntropy, dequantizeBlockwise, matmul, quantize4bit, quantizeBlockwise, relu, setBackend, softmax, toDevice,
   adamwStep, combine, embeddingSum, embeddingSumBackward, route, topk, updateBias,
 } from "numedge";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
@@ -143,6 +143,18 @@ test("auto on a cuda device: every op on wasm until gpu-check saved thresholds f
     process.env.XDG_CACHE_HOME = old;
     await setBackend("wasm");
   }
+});
+
+test("a cubin the driver refuses (NVRTC newer than the driver) falls back to the shipped PTX; a PTX it refuses says which driver it needs", async () => {
+  const dev = emulatedDriver(), refuse = (img: Uint8Array) => img[0] === 1;
+  const picky = { ...dev, module: (img: Uint8Array) => { if (refuse(img)) throw new NumedgeError("backend", "cuda: cuModuleLoadData failed (CUDA_ERROR_UNSUPPORTED_PTX_VERSION)"); return dev.module(img); } };
+  const ptx = () => ({ image: new Uint8Array([2]), how: "shipped PTX (the driver refused the cubin)" });
+  const ok = await createCudaBackend(wasmBackend, { open: async () => picky, image: () => ({ image: new Uint8Array([1]), how: "NVRTC cubin", ptx }), blas: () => "none" }, "cuda-picky");
+  if (typeof ok === "string") throw new Error(ok);
+  expect(ok.info.engine).toContain("shipped PTX (the driver refused the cubin)");
+  const bad = await createCudaBackend(wasmBackend, { open: async () => picky, image: () => ({ image: new Uint8Array([1]), how: "shipped PTX" }), blas: () => "none" }, "cuda-old").catch((e) => e);
+  expect(bad).toBeInstanceOf(NumedgeError);
+  expect((bad as Error).message).toMatch(/UNSUPPORTED_PTX_VERSION.*needs a driver for CUDA 13 \(R580 or newer\).*libnvrtc/);
 });
 
 describe("quantizers on the emulated GPU", () => {

@@ -6,13 +6,13 @@
 // and backendInfo().stagedOps lists it.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { CTORS, type Dtype, type HostArray, type Storage } from "../device.ts";
-import type { FloatArray } from "../errors.ts";
+import { NumedgeError, type FloatArray } from "../errors.ts";
 import type { AdamStepScalars } from "./api/quant.ts";
 import type { RoutingKernels, Scoring } from "./api/routing.ts";
 import type { SoftmaxKernels } from "./api/softmax.ts";
 import { openCublas, type Cublas } from "./cuda/cublas.ts";
 import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
-import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "./cuda/nvrtc.ts";
+import { PTX_HASH_PREFIX, kernelSource, openNvrtc } from "./cuda/nvrtc.ts";
 import { stagedBy } from "./host/staged.ts";
 import { prepareCode } from "../ops/quant/codes.ts";
 import { cacheDir } from "./thresholds.ts";
@@ -44,22 +44,42 @@ function cudaStorage(d: Driver): Storage<CudaBuf> {
   };
 }
 
-/** The kernels' image for this device: a cached or freshly compiled cubin, else the shipped PTX. */
-function kernelImage(d: Driver): { image: Uint8Array; how: string } {
+/**
+ * The kernels' image for this device: a cubin NVRTC compiled (cached per source hash, architecture and NVRTC
+ * version), else the shipped PTX. `ptx` gives the shipped PTX, for when the driver refuses the cubin (an NVRTC
+ * newer than the driver).
+ */
+function kernelImage(d: Driver): KernelImage {
   const { src, hash } = kernelSource();
-  const arch = `sm_${d.device.sm}`, file = `${cacheDir()}/cuda-${hash.slice(0, 16)}-${arch}.cubin`;
-  if (existsSync(file)) return { image: readFileSync(file), how: `NVRTC cubin for ${arch} (cached)` };
-  const r = nvrtcCompile(d.ffi, src, arch);
-  if (!("missing" in r)) {
+  const nv = openNvrtc(d.ffi);
+  if ("missing" in nv) return shippedPtx(nv.missing);
+  try {
+    const arch = `sm_${d.device.sm}`, file = `${cacheDir()}/cuda-${hash.slice(0, 16)}-${arch}-nvrtc${nv.version}.cubin`;
+    const how = `NVRTC ${nv.version} cubin for ${arch}`;
+    if (existsSync(file)) return { image: readFileSync(file), how: `${how} (cached)`, ptx: () => shippedPtx("the driver refused the cubin") };
+    const { bytes } = nv.compile(src, arch);
     try {
       mkdirSync(cacheDir(), { recursive: true });
-      writeFileSync(file, r.bytes);
+      writeFileSync(file, bytes);
     } catch { /* an unwritable cache only costs a compile next time */ }
-    return { image: r.bytes, how: `NVRTC cubin for ${arch}` };
+    return { image: bytes, how, ptx: () => shippedPtx("the driver refused the cubin") };
+  } finally {
+    nv.close();
   }
+}
+function shippedPtx(why: string): KernelImage {
   const ptx = readFileSync(new URL("./cuda/kernels.ptx", import.meta.url), "utf8");
-  const stale = !ptx.startsWith(`${PTX_HASH_PREFIX}${hash}`);
-  return { image: new TextEncoder().encode(ptx + "\0"), how: `shipped compute_75 PTX, JIT by the driver (${r.missing})${stale ? "; WARNING: kernels.ptx is older than kernels.cu" : ""}` };
+  const stale = !ptx.startsWith(`${PTX_HASH_PREFIX}${kernelSource().hash}`);
+  return { image: new TextEncoder().encode(ptx + "\0"), how: `shipped compute_75 PTX (ISA ${ptx.match(/\.version (\S+)/)?.[1]}), JIT by the driver (${why})${stale ? "; WARNING: kernels.ptx is older than kernels.cu" : ""}` };
+}
+/** A module load failure, with what fixes the likely cause. */
+const ptxHint = (e: unknown) => new NumedgeError("backend", `${e instanceof Error ? e.message : String(e)}. The shipped PTX needs a driver ` +
+  "for CUDA 13 (R580 or newer); with an older driver, put the libnvrtc of your driver's CUDA version on the loader path (or NUMEDGE_NVRTC=path)");
+interface KernelImage {
+  image: Uint8Array;
+  how: string;
+  /** The shipped PTX instead, where the image is a cubin. */
+  ptx?: () => KernelImage;
 }
 
 /** Every kernel the backend loads from kernels.cu (a test checks the shipped PTX defines each). */
@@ -89,7 +109,7 @@ export interface CudaInfo {
 /** How the backend reaches a GPU: the real driver and kernels by default; tests substitute an emulated device. */
 export interface CudaDeps {
   open(): Promise<Driver | string>;
-  image(d: Driver): { image: Uint8Array; how: string };
+  image(d: Driver): KernelImage;
   /** cuBLAS for matmul, or why not (then the NVRTC GEMM kernel runs). */
   blas(d: Driver): Cublas | string;
 }
@@ -103,8 +123,19 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   if (typeof opened === "string") return opened;
   const d: Driver = opened;
   const storage = cudaStorage(d);
-  const { image, how } = deps.image(d);
-  const fn = d.module(image), blas = deps.blas(d);
+  let img = deps.image(d), fn: (name: string) => bigint;
+  try {
+    fn = d.module(img.image);
+  } catch (e) {
+    if (!img.ptx) throw ptxHint(e);
+    img = img.ptx(); // a cubin from an NVRTC newer than the driver: the driver JIT-compiles the shipped PTX instead
+    try {
+      fn = d.module(img.image);
+    } catch (e2) {
+      throw ptxHint(e2);
+    }
+  }
+  const how = img.how, blas = deps.blas(d);
   const k = Object.fromEntries(KERNELS.map((n) => [n, fn(n)])) as Record<string, bigint>;
   /** The wasm kernel `name` on host copies: for what has no CUDA version. */
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
@@ -126,15 +157,20 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     }
     try {
       return [d.alloc(c), c];
-    } catch (e) { // out of memory: hand the pool back to the driver, then try once more
-      if (pooled === 0) throw e;
+    } catch (e) { // out of memory (the driver's NumedgeError "range"): hand the pool back, then try once more
+      if (pooled === 0 || !(e instanceof NumedgeError && e.code === "range")) throw e;
       for (const list of pool.values()) for (const q of list.splice(0)) d.free(q);
       pooled = 0;
       return [d.alloc(c), c];
     }
   }
   function give(p: bigint, c: number): void {
-    if (c > POOL_BYTES / 4 || pooled + c > POOL_BYTES) return d.free(p);
+    if (c > POOL_BYTES / 4 || pooled + c > POOL_BYTES) {
+      try {
+        d.free(p);
+      } catch { /* only after a fault that lost the context: the error that lost it is the one to report */ }
+      return;
+    }
     pool.set(c, [...(pool.get(c) ?? []), p]);
     pooled += c;
   }
@@ -422,7 +458,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
             pa!, Math.max(1, transA ? m : kk), accumulate ? 1 : 0, pc!, n);
           return;
         }
-        d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 16), Math.ceil(m / 16)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
+        d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 16), Math.min(Math.ceil(m / 16), 65535)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
           { i32: transA ? 1 : 0 }, { i32: transB ? 1 : 0 }, { i32: accumulate ? 1 : 0 }]);
       });
     },

@@ -174,7 +174,7 @@ export function emulatedDriver(): EmulatedDriver {
       for (let i = s; i < end; i++) {
         const v1 = r1[i - s]!;
         let q1 = codeOf(clamp1(fr(v1 / d1)), thr1, ranks1);
-        if ((code1[q1]! < 0 || Object.is(code1[q1], -0)) !== (v1 < 0 || Object.is(v1, -0))) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
+        if (v1 === v1 && (code1[q1]! < 0 || Object.is(code1[q1], -0)) !== (v1 < 0 || Object.is(v1, -0))) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
         c1[i] = q1;
         c2[i] = codeOf(clamp1(fr(r2[i - s]! / d2)), thr2, ranks2);
       }

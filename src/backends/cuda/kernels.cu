@@ -196,20 +196,24 @@ extern "C" __global__ void max_into_f64(double* dst, const double* src, long lon
 // C[m, n] = (acc ? C : 0) + op(A) op(B), row-major; A stored [k, m] when ta, B stored [n, k] when tb. 16x16 tiles
 // in shared memory, f32 (or f64) accumulation in k order within each output: within the GEMM error bound, not
 // the wasm kernel's blocking (bits may differ).
+// Row tiles loop over blockIdx.y (gridDim.y is at most 65535; the loop is uniform per block, so the barriers hold).
 template <typename T>
 __device__ void gemm_any(const T* A, const T* B, T* C, int m, int k, int n, int ta, int tb, int acc) {
   __shared__ T sa[16][17], sb[16][17];
-  const int row = blockIdx.y * 16 + threadIdx.y, col = blockIdx.x * 16 + threadIdx.x;
-  T s = 0;
-  for (int p0 = 0; p0 < k; p0 += 16) {
-    const int pa = p0 + threadIdx.x, pb = p0 + threadIdx.y;
-    sa[threadIdx.y][threadIdx.x] = (row < m && pa < k) ? (ta ? A[(long long)pa * m + row] : A[(long long)row * k + pa]) : (T)0;
-    sb[threadIdx.y][threadIdx.x] = (pb < k && col < n) ? (tb ? B[(long long)col * k + pb] : B[(long long)pb * n + col]) : (T)0;
-    __syncthreads();
-    for (int q = 0; q < 16; q++) s = s + sa[threadIdx.y][q] * sb[q][threadIdx.x];
-    __syncthreads();
+  const int col = blockIdx.x * 16 + threadIdx.x;
+  for (int r0 = blockIdx.y * 16; r0 < m; r0 += gridDim.y * 16) {
+    const int row = r0 + threadIdx.y;
+    T s = 0;
+    for (int p0 = 0; p0 < k; p0 += 16) {
+      const int pa = p0 + threadIdx.x, pb = p0 + threadIdx.y;
+      sa[threadIdx.y][threadIdx.x] = (row < m && pa < k) ? (ta ? A[(long long)pa * m + row] : A[(long long)row * k + pa]) : (T)0;
+      sb[threadIdx.y][threadIdx.x] = (pb < k && col < n) ? (tb ? B[(long long)col * k + pb] : B[(long long)pb * n + col]) : (T)0;
+      __syncthreads();
+      for (int q = 0; q < 16; q++) s = s + sa[threadIdx.y][q] * sb[q][threadIdx.x];
+      __syncthreads();
+    }
+    if (row < m && col < n) C[(long long)row * n + col] = acc ? C[(long long)row * n + col] + s : s;
   }
-  if (row < m && col < n) C[(long long)row * n + col] = acc ? C[(long long)row * n + col] + s : s;
 }
 extern "C" __global__ void gemm_f32(const float* A, const float* B, float* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<float>(A, B, C, m, k, n, ta, tb, acc); }
 extern "C" __global__ void gemm_f64(const double* A, const double* B, double* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<double>(A, B, C, m, k, n, ta, tb, acc); }
@@ -472,8 +476,8 @@ __device__ void adam8bit_param(long long i, float* p, const float* g, const unsi
 __device__ void adam8bit_requant(long long i, float v1, float v2, float d1, float d2, unsigned char* c1, unsigned char* c2,
     const float* code1, const float* thr1, const unsigned char* ranks1, const float* thr2, const unsigned char* ranks2) {
   int q1 = code_of(clamp1(v1 / d1), thr1, ranks1);
-  // keep the sign of m through quantization (bitsandbytes)
-  if ((__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
+  // keep the sign of m through quantization (bitsandbytes); a NaN moment (its sign bit is arbitrary) keeps code 0
+  if (v1 == v1 && (__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
   c1[i] = (unsigned char)q1;
   c2[i] = code_of(clamp1(v2 / d2), thr2, ranks2);
 }
@@ -712,7 +716,7 @@ __device__ long long topk_key(float v, int i) {
     const int o = b ^ ((b >> 31) & 0x7FFFFFFF);
     hi = o == -1 ? 0 : o;
   }
-  return (hi << 32) | (long long)(unsigned int)(~i);
+  return (long long)(((unsigned long long)hi << 32) | (unsigned int)(~i));
 }
 #define NUMEDGE_KEY_MIN ((long long)0x8000000000000000ull)
 

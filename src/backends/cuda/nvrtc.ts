@@ -21,16 +21,21 @@ function nvrtcCandidates(): string[] {
   return [...(env ? [env] : []), ...["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"].flatMap(libPaths)];
 }
 
-/**
- * Compile `src` with NVRTC for `arch` ("sm_90" -> a cubin, "compute_75" -> PTX text). Throws an Error carrying
- * NVRTC's log when compilation fails; returns null when no libnvrtc loads (with the reason).
- */
-export function nvrtcCompile(ffi: Ffi, src: string, arch: string): { bytes: Uint8Array; log: string } | { missing: string } {
+/** An opened libnvrtc: its version ("13.0"), and compile (see nvrtcCompile). */
+export interface Nvrtc {
+  version: string;
+  compile(src: string, arch: string): { bytes: Uint8Array; log: string };
+  close(): void;
+}
+
+/** The first libnvrtc that loads, or why none does (NUMEDGE_NVRTC=none: never). */
+export function openNvrtc(ffi: Ffi): Nvrtc | { missing: string } {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NUMEDGE_NVRTC;
   if (env === "none") return { missing: "NUMEDGE_NVRTC=none" };
   let nv: ReturnType<typeof open> | undefined, why = "";
   function open(path: string) {
     return ffi.open(path, {
+      nvrtcVersion: ["buf", "buf"],
       nvrtcCreateProgram: ["buf", "buf", "buf", "i32", "ptr", "ptr"],
       nvrtcCompileProgram: ["ptr", "i32", "buf"],
       nvrtcGetCUBINSize: ["ptr", "buf"],
@@ -52,27 +57,48 @@ export function nvrtcCompile(ffi: Ffi, src: string, arch: string): { bytes: Uint
   }
   if (!nv) return { missing: `no libnvrtc found (${why})` };
   const s = nv.fn, cstr = (t: string) => new TextEncoder().encode(t + "\0");
-  const prog = new BigUint64Array(1);
-  if (s.nvrtcCreateProgram(prog, cstr(src), cstr("numedge.cu"), 0, 0n, 0n) !== 0) throw new Error("nvrtcCreateProgram failed");
-  const p = prog[0]!; // the nvrtcProgram handle
+  const major = new Int32Array(1), minor = new Int32Array(1);
+  s.nvrtcVersion(major, minor);
+  return {
+    version: `${major[0]}.${minor[0]}`,
+    close: () => nv.close(),
+    compile(src, arch) {
+      const prog = new BigUint64Array(1);
+      if (s.nvrtcCreateProgram(prog, cstr(src), cstr("numedge.cu"), 0, 0n, 0n) !== 0) throw new NumedgeError("backend", "nvrtcCreateProgram failed");
+      const p = prog[0]!; // the nvrtcProgram handle
+      try {
+        // --fmad=false: no fused multiply-adds, so f32 kernels round every operation as the wasm kernels do
+        const opts = [cstr(`--gpu-architecture=${arch}`), cstr("--std=c++17"), cstr("--fmad=false")];
+        const rc = s.nvrtcCompileProgram(p, opts.length, BigUint64Array.from(opts.map((b) => ffi.addr(b))));
+        const ls = new BigUint64Array(1);
+        s.nvrtcGetProgramLogSize(p, ls);
+        const logBuf = new Uint8Array(Math.max(1, Number(ls[0])));
+        s.nvrtcGetProgramLog(p, logBuf);
+        const log = new TextDecoder().decode(logBuf).replace(/\0+$/, "").trim();
+        if (rc !== 0) throw new NumedgeError("backend", `NVRTC could not compile the kernels for ${arch}:\n${log}`);
+        const cubin = arch.startsWith("sm_");
+        const size = new BigUint64Array(1);
+        (cubin ? s.nvrtcGetCUBINSize : s.nvrtcGetPTXSize)(p, size);
+        const bytes = new Uint8Array(Number(size[0]));
+        (cubin ? s.nvrtcGetCUBIN : s.nvrtcGetPTX)(p, bytes);
+        return { bytes: cubin ? bytes : bytes.subarray(0, bytes.length - 1), log }; // PTX comes NUL-terminated
+      } finally {
+        s.nvrtcDestroyProgram(prog);
+      }
+    },
+  };
+}
+
+/**
+ * Compile `src` with NVRTC for `arch` ("sm_90" -> a cubin, "compute_75" -> PTX text). Throws NumedgeError("backend")
+ * carrying NVRTC's log when compilation fails; returns { missing } when no libnvrtc loads (with the reason).
+ */
+export function nvrtcCompile(ffi: Ffi, src: string, arch: string): { bytes: Uint8Array; log: string } | { missing: string } {
+  const nv = openNvrtc(ffi);
+  if ("missing" in nv) return nv;
   try {
-    // --fmad=false: no fused multiply-adds, so f32 kernels round every operation as the wasm kernels do
-    const opts = [cstr(`--gpu-architecture=${arch}`), cstr("--std=c++17"), cstr("--fmad=false")];
-    const rc = s.nvrtcCompileProgram(p, opts.length, BigUint64Array.from(opts.map((b) => ffi.addr(b))));
-    const ls = new BigUint64Array(1);
-    s.nvrtcGetProgramLogSize(p, ls);
-    const logBuf = new Uint8Array(Math.max(1, Number(ls[0])));
-    s.nvrtcGetProgramLog(p, logBuf);
-    const log = new TextDecoder().decode(logBuf).replace(/\0+$/, "").trim();
-    if (rc !== 0) throw new NumedgeError("backend", `NVRTC could not compile the kernels for ${arch}:\n${log}`);
-    const cubin = arch.startsWith("sm_");
-    const size = new BigUint64Array(1);
-    (cubin ? s.nvrtcGetCUBINSize : s.nvrtcGetPTXSize)(p, size);
-    const bytes = new Uint8Array(Number(size[0]));
-    (cubin ? s.nvrtcGetCUBIN : s.nvrtcGetPTX)(p, bytes);
-    return { bytes: cubin ? bytes : bytes.subarray(0, bytes.length - 1), log }; // PTX comes NUL-terminated
+    return nv.compile(src, arch);
   } finally {
-    s.nvrtcDestroyProgram(prog);
     nv.close();
   }
 }

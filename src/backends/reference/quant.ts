@@ -269,7 +269,7 @@ const returning: QuantKernelsReturning = {
         const i = st + j, v1 = s1[j]!, v2 = s2[j]!;
         let q1 = nearest(code1, Math.max(-1, Math.min(1, f(v1 / d1))));
         const neg = (v: number) => v < 0 || Object.is(v, -0);
-        if (neg(code1[q1]!) !== neg(v1)) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
+        if (v1 === v1 && neg(code1[q1]!) !== neg(v1)) q1 = v1 > 0 ? q1 + 1 : q1 - 1; // a NaN moment keeps code 0
         c1[i] = q1;
         c2[i] = nearest(code2, Math.max(-1, Math.min(1, f(v2 / d2))));
       }
