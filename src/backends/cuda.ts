@@ -87,7 +87,7 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
-  "topk_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
@@ -376,7 +376,12 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       }));
     },
     topk(x, values, indices, r, cols, kk, sorted) {
-      // k <= 32 keeps each row's keys in registers, a larger k in device scratch
+      // long rows: a warp per row; else a thread per row, keys in registers (k <= 32) or device scratch
+      if (kk <= 32 && cols >= 128) {
+        onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(k.topk_warp_f32!, Math.max(1, Math.min(Math.ceil(r / 4), 65535)), 128,
+          [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }]));
+        return;
+      }
       scratch(kk > 32 ? r * kk * 8 : 0, ([keys]) => onDevice([x], [values, indices], ([px], [pv, pi]) =>
         d.launch(k.topk_f32!, perThread(r), 128, [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }, { p: keys! }])));
     },

@@ -750,6 +750,44 @@ extern "C" __global__ void topk_f32(const float* x, float* vals, int* idx, int r
   }
 }
 
+// Long rows (k <= 32): one warp per row. Each lane keeps the k best of its strided share (lane, lane + 32, ...),
+// best first; then k rounds of a warp-wide max over the lanes' next keys (keys are distinct: one winner) emit the
+// row's k best in rank order. Same keys, same selection as topk_f32.
+extern "C" __global__ void topk_warp_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) {
+  const int lane = threadIdx.x & 31, warps = (gridDim.x * blockDim.x) >> 5;
+  for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+    const float* xr = x + (long long)r * cols;
+    long long buf[32];
+    for (int j = 0; j < k; j++) buf[j] = NUMEDGE_KEY_MIN;
+    for (int i = lane; i < cols; i += 32) {
+      const long long key = topk_key(xr[i], i);
+      if (key <= buf[k - 1]) continue;
+      int j = k - 1;
+      for (; j > 0 && buf[j - 1] < key; j--) buf[j] = buf[j - 1];
+      buf[j] = key;
+    }
+    int pos = 0;
+    long long mine = 0; // lane j ends up holding the row's j-th best key
+    for (int j = 0; j < k; j++) {
+      const long long offer = pos < k ? buf[pos] : NUMEDGE_KEY_MIN;
+      long long best = offer;
+      for (int o = 16; o > 0; o >>= 1) { const long long other = __shfl_xor_sync(0xffffffffu, best, o); best = other > best ? other : best; }
+      if (offer == best) pos++;
+      if (lane == j) mine = best;
+    }
+    if (!sorted) { // ascending index: rank the low halves (~index, larger = lower index) across the k lanes
+      const unsigned int lo = (unsigned int)mine;
+      int rank = 0;
+      for (int j = 0; j < k; j++) { const unsigned int other = __shfl_sync(0xffffffffu, lo, j); rank += lane < k && other > lo; }
+      if (lane < k) { const int i = ~(int)lo; idx[(long long)r * k + rank] = i; vals[(long long)r * k + rank] = xr[i]; }
+    } else if (lane < k) {
+      const int i = ~(int)mine;
+      idx[(long long)r * k + lane] = i;
+      vals[(long long)r * k + lane] = xr[i];
+    }
+  }
+}
+
 // ---- MoE router (as asm/topk.ts route_*): one thread per token; scores in f64, rounded once to f32. Scoring modes:
 // 0 softmax(z*scale), 1 sigmoid(z*scale), 2 stablemax(f32(z*scale)), 3 softmax(f32(f32(sigmoid(z))*scale)).
 // Routing probability p = s, except sigmoid: p = s / sum(s). Sums that cross tokens are deterministic: pSum and the
