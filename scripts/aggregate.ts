@@ -10,7 +10,7 @@ const argv = process.argv.slice(2);
 const dir = argv[0] !== undefined && !argv[0].startsWith("-") ? argv.shift()! : undefined;
 const flags = parseFlags(argv, {
   metric: { type: "string", help: "only this metric (a summary name, or its last part: stepTo99Test), and plot it" },
-  x: { type: "string", help: "the flag on the plot's x axis (default: the one numeric flag that varies)" },
+  x: { type: "string", help: "the flag on the plot's x axis (default: the one numeric grid flag, or numeric flag, that varies)" },
 }, USAGE);
 if (dir === undefined) {
   process.stderr.write(`error: no sweep folder\n${USAGE}\n`);
@@ -21,7 +21,8 @@ const { a, plot } = await orExit(() => {
   const a = aggregateSweep(dir);
   if (flags.metric === undefined) return { a, plot: undefined };
   const numeric = a.varying.filter((k) => a.groups.every((g) => typeof g.flags[k] === "number"));
-  const x = flags.x ?? (numeric.length === 1 ? numeric[0]! : undefined);
+  const inGrid = numeric.filter((k) => a.grid.includes(k));
+  const x = flags.x ?? (inGrid.length === 1 ? inGrid[0]! : numeric.length === 1 ? numeric[0]! : undefined);
   if (x === undefined) throw new NumedgeError("range", `give --x, the flag to plot against (varying: ${a.varying.join(", ") || "none"})`);
   return { a, plot: aggregatePlot(a, flags.metric, x) };
 });

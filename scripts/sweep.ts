@@ -29,6 +29,7 @@ if (file === undefined) {
 // The shipped scripts sit beside this one (scripts/*.ts under Bun, dist/scripts/*.js under Node); a path is
 // relative to the sweep file. Every point's flags are checked against the script's before anything runs.
 const self = fileURLToPath(import.meta.url);
+const runtime = [process.execPath, ...("Deno" in globalThis ? ["run", "-A"] : [])]; // Deno runs a file with `run`
 const { sweep, points, script, index } = await orExit(() => {
   if (!existsSync(file)) throw new NumedgeError("range", `sweep file ${file} not found`);
   const sweep = parseSweep(readFileSync(file, "utf8"), file);
@@ -36,7 +37,7 @@ const { sweep, points, script, index } = await orExit(() => {
   const script = builtin ? resolve(dirname(self), sweep.script + extname(self)) : resolve(dirname(file), sweep.script);
   if (!existsSync(script)) throw new NumedgeError("range", `${file}: script "${sweep.script}" is not grok, moe, quant or a file (no ${script})`);
   const points = expandPoints(sweep);
-  const spec = scriptFlagSpec(process.execPath, script);
+  const spec = scriptFlagSpec(runtime, script);
   if (spec) checkPointFlags(points, spec, sweep.script);
   else console.log(`note: ${sweep.script} does not print --flags-json, so bad flags show only when a point runs`);
   if (flags.slurm && flags.index !== undefined) throw new NumedgeError("range", "--index runs one point here; --slurm submits them all: give one");
@@ -44,7 +45,7 @@ const { sweep, points, script, index } = await orExit(() => {
   return { sweep, points, script, index };
 });
 const dir = resolve(flags.out, sweep.name);
-const runner = { runtime: process.execPath, script, dir };
+const runner = { runtime, script, dir };
 const said = (p: Point, o: Outcome) => `${p.index} ${p.id}: ` + (o.status === "done" ? `done in ${o.seconds.toFixed(1)}s`
   : o.status === "skipped" ? "skipped (has summary.json)" : `FAILED (${o.signal ?? `exit ${o.exitCode}`}; ${p.id}/failed.json)`);
 
@@ -62,7 +63,7 @@ if (flags.slurm) {
     process.exit(0);
   }
   const array = arraySpec(todo, flags.jobs);
-  const command = [process.execPath, self, resolve(file), "--out", resolve(flags.out)];
+  const command = [...runtime, self, resolve(file), "--out", resolve(flags.out)];
   const text = sbatchScript({ sweep, array, dir, cwd: process.cwd(), command, points: points.length });
   if (flags["dry-run"]) {
     process.stdout.write(text);

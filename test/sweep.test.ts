@@ -12,8 +12,9 @@ import { join } from "node:path";
 
 const root = join(import.meta.dir, "..");
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), `sweep-${p}-`));
+const { SLURM_ARRAY_TASK_ID: _s, JOB_COMPLETION_INDEX: _j, ...outside } = process.env; // in case the suite runs as an array task
 const cli = (name: "sweep" | "aggregate", args: string[], env: Record<string, string> = {}) => {
-  const r = Bun.spawnSync([process.execPath, join(root, "scripts", `${name}.ts`), ...args], { cwd: root, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  const r = Bun.spawnSync([process.execPath, join(root, "scripts", `${name}.ts`), ...args], { cwd: root, stdout: "pipe", stderr: "pipe", env: { ...outside, ...env } });
   return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
 };
 const sweepFile = (dir: string, body: object) => {

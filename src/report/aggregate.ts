@@ -52,6 +52,8 @@ export interface Aggregate {
   name: string;
   /** The flags that vary across the sweep, seed aside. */
   varying: string[];
+  /** The sweep's grid flags. */
+  grid: string[];
   groups: Group[];
   missing: Point[];
   failed: { point: Point; exitCode: number | null; signal: string | null }[];
@@ -86,7 +88,7 @@ export function aggregateSweep(dir: string): Aggregate {
     const names = [...new Set(runs.flatMap((r) => Object.keys(r)))];
     return { ...g, seeds: runs.length, metrics: Object.fromEntries(names.map((m) => [m, meanStd(runs.map((r) => r[m] ?? null))])) };
   });
-  return { name: sweep.name, varying, groups: out, missing, failed };
+  return { name: sweep.name, varying, grid: Object.keys(sweep.grid), groups: out, missing, failed };
 }
 
 /** The metric names of a group that `want` names: itself, or any name ending in `.want`. */
@@ -136,5 +138,7 @@ export function aggregatePlot(a: Aggregate, metric: string, x: string): string {
     ps.sort((p, q) => p.x - q.x);
     return { name, x: ps.map((p) => p.x), y: ps.map((p) => p.y), err: ps.map((p) => p.err) };
   });
-  return svgPlot([{ title: `${metric} vs ${x}: mean ± std over seeds`, xLabel: x, yLabel: metric, series }], { title: `sweep ${a.name}`, width: 640, height: 380 });
+  const xs = a.groups.map((g) => g.flags[x] as number);
+  return svgPlot([{ title: `${metric} vs ${x}: mean ± std over the seeds that have it`, xLabel: x, yLabel: metric, xMin: Math.min(...xs), xMax: Math.max(...xs), series }],
+    { title: `sweep ${a.name}`, width: 640, height: 380 });
 }

@@ -22,6 +22,9 @@ export interface Panel {
   logY?: boolean;
   yMin?: number;
   yMax?: number;
+  /** The x range even where y is missing (NaN) at its ends. */
+  xMin?: number;
+  xMax?: number;
   series: Series[];
 }
 
@@ -65,6 +68,8 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
       const e = s.err?.[i] ?? 0;
       xl = Math.min(xl, X); xh = Math.max(xh, X); yl = Math.min(yl, Y - e); yh = Math.max(yh, Y + e);
     }
+  if (p.xMin !== undefined) xl = tx(p.xMin);
+  if (p.xMax !== undefined) xh = tx(p.xMax);
   if (p.yMin !== undefined) yl = ty(p.yMin);
   if (p.yMax !== undefined) yh = ty(p.yMax);
   if (!Number.isFinite(xl)) { xl = 0; xh = 1; }

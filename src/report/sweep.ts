@@ -141,8 +141,8 @@ export function checkPointFlags(points: Point[], spec: Record<string, FlagSpec>,
 }
 
 /** The flag specs a script built on parseFlags prints with --flags-json, or null when it prints none. */
-export function scriptFlagSpec(runtime: string, script: string): Record<string, FlagSpec> | null {
-  const r = spawnSync(runtime, [script, "--flags-json"], { encoding: "utf8", timeout: 60_000 });
+export function scriptFlagSpec(runtime: string[], script: string): Record<string, FlagSpec> | null {
+  const r = spawnSync(runtime[0]!, [...runtime.slice(1), script, "--flags-json"], { encoding: "utf8", timeout: 60_000 });
   try {
     return r.status === 0 ? JSON.parse(r.stdout) : null;
   } catch {
@@ -164,9 +164,10 @@ export function runnerIndex(flag: number | undefined, env: Record<string, string
   return i;
 }
 
-/** How to run a sweep's points: `runtime script --flag=value... --out=.` in each point's folder under `dir`. */
+/** How to run a sweep's points: `runtime... script --flag=value... --out=.` in each point's folder under `dir`. */
 export interface SweepRunner {
-  runtime: string;
+  /** The runtime and its arguments: [process.execPath], or [deno, "run", "-A"]. */
+  runtime: string[];
   script: string;
   /** The sweep's folder, <out>/<name>. */
   dir: string;
@@ -207,7 +208,7 @@ export async function runPoint(p: Point, r: SweepRunner): Promise<Outcome> {
   const out = openSync(join(dir, "stdout.txt"), "w"), err = openSync(join(dir, "stderr.txt"), "w");
   const t0 = performance.now();
   const end = await new Promise<{ code: number | null; signal: string | null; error?: string }>((done) => {
-    const child = spawn(r.runtime, [r.script, ...pointArgs(p.flags), "--out=."], { cwd: dir, stdio: ["ignore", out, err] });
+    const child = spawn(r.runtime[0]!, [...r.runtime.slice(1), r.script, ...pointArgs(p.flags), "--out=."], { cwd: dir, stdio: ["ignore", out, err] });
     child.on("error", (e) => done({ code: null, signal: null, error: e.message }));
     child.on("close", (code, signal) => done({ code, signal }));
   });
