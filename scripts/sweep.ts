@@ -49,7 +49,7 @@ const runner = { runtime, script, dir };
 const said = (p: Point, o: Outcome) => `${p.index} ${p.id}: ` + (o.status === "done" ? `done in ${o.seconds.toFixed(1)}s`
   : o.status === "skipped" ? "skipped (has summary.json)" : `FAILED (${o.signal ?? `exit ${o.exitCode}`}; ${p.id}/failed.json)`);
 
-if (index !== undefined) {
+if (index !== undefined && !flags["dry-run"]) {
   writeSweepJson(dir, sweep, points);
   const o = await runPoint(points[index]!, runner);
   console.log(said(points[index]!, o));

@@ -162,7 +162,7 @@ run.finish({ log: [], table: "", plot: "", summary: { value: f.x * 10 + f.seed, 
     expect(existsSync(join(dir, "flaky", "x=1_seed=1", "failed.json"))).toBe(false);
   }, 60000);
 
-  test("--slurm --dry-run prints the sbatch script of the unfinished points", () => {
+  test("--slurm --dry-run prints the sbatch script of the unfinished points; --dry-run lists the points", () => {
     const dir = tmp("slurm");
     const file = sweepFile(dir, { ...TINY, slurm: { time: "00:05:00", partition: "debug" } });
     expect(cli("sweep", [file, "--out", dir, "--index", "1"]).code).toBe(0);
@@ -176,6 +176,9 @@ run.finish({ log: [], table: "", plot: "", summary: { value: f.x * 10 + f.seed, 
     expect(lines).toContain(`cd ${root}`);
     expect(lines).toContain(`exec ${process.execPath} ${join(root, "scripts", "sweep.ts")} ${file} --out ${dir} --index "$SLURM_ARRAY_TASK_ID"`);
     expect(existsSync(join(dir, "tiny", "sweep.sbatch"))).toBe(false); // a dry run writes nothing
+    const list = cli("sweep", [file, "--out", dir, "--dry-run", "--index", "0"]);
+    expect(list.out).toBe("0 frac=0.5_seed=0\n1 frac=0.5_seed=1 (done)\n2 frac=0.7_seed=0\n3 frac=0.7_seed=1\n");
+    expect(existsSync(join(dir, "tiny", "frac=0.5_seed=0"))).toBe(false);
   }, 30000);
 
   const bad: [string, object | null, string[], RegExp][] = [

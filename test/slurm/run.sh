@@ -100,8 +100,9 @@ grep -q '^missing: none$' "$tmp/slurm.txt" && grep -q '^failed: none$' "$tmp/slu
 diff <(head -n -1 "$tmp/slurm.txt") <(head -n -1 "$tmp/local.txt") || fail "the aggregated tables differ"
 node --input-type=module -e '
 import { readdirSync, readFileSync } from "node:fs";
+const { withoutWallClock } = await import(`${process.cwd()}/dist/index.js`);
 const [a, b] = process.argv.slice(1);
-const read = (d, id) => JSON.stringify(JSON.parse(readFileSync(`${d}/${id}/summary.json`, "utf8")), (k, v) => (k === "seconds" ? undefined : v));
+const read = (d, id) => JSON.stringify(withoutWallClock(JSON.parse(readFileSync(`${d}/${id}/summary.json`, "utf8"))));
 const ids = readdirSync(a).filter((f) => f.includes("seed="));
 const differ = ids.filter((id) => read(a, id) !== read(b, id));
 console.log(`${ids.length} summaries compared, wall-clock aside: ${differ.length ? `differ: ${differ.join(", ")}` : "identical"}`);
