@@ -7,6 +7,8 @@ const SCRIPTS = {
   moe: "load balancing in a toy mixture of experts (none, aux loss, bias updates)",
   quant: "8-bit Adam states: 32-bit vs dynamic block-wise vs linear per-tensor",
   "gpu-check": "what GPU backends numedge finds, and each op timed against wasm",
+  sweep: "run a sweep file's points: local processes (--jobs), a Slurm job array (--slurm), or one (--index)",
+  aggregate: "a sweep's metrics across seeds (mean ± std), missing and failed points, a plot",
 };
 const [name, ...args] = process.argv.slice(2);
 if (!Object.hasOwn(SCRIPTS, name ?? "")) {

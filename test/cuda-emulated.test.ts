@@ -141,7 +141,8 @@ test("auto on a cuda device: every op on wasm until gpu-check saved thresholds f
     relu(new Float32Array(1 << 16)); // no threshold: wasm at any size
     expect(dev.launches).toEqual(["softmax_f32", "cublasSgemm_v2"]);
   } finally {
-    process.env.XDG_CACHE_HOME = old;
+    if (old === undefined) delete process.env.XDG_CACHE_HOME; // assigning undefined would set the string "undefined"
+    else process.env.XDG_CACHE_HOME = old;
     await setBackend("wasm");
   }
 });

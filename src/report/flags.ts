@@ -89,11 +89,15 @@ export function parseFlagsOrThrow<T extends Record<string, FlagSpec>>(argv: stri
 
 /**
  * Parse `--name value` / `--name=value` flags; bad input prints one line and exits 2, --help prints help (the
- * flags with their choices and defaults) and exits 0.
+ * flags with their choices and defaults) and exits 0; `--flags-json` alone prints the specs as JSON (for sweeps).
  * @example const f = parseFlags(process.argv.slice(2), { p: { type: "int", default: 97, min: 2, help: "modulus" } })
  */
 export function parseFlags<T extends Record<string, FlagSpec>>(argv: string[], spec: T, usage = ""): Flags<T> {
   const proc = (globalThis as unknown as { process: { exit(c: number): never; stderr: { write(s: string): void }; stdout: { write(s: string): void } } }).process;
+  if (argv.length === 1 && argv[0] === "--flags-json") { // the specs, for a sweep to check its points before running any
+    proc.stdout.write(JSON.stringify(spec) + "\n");
+    return proc.exit(0);
+  }
   try {
     const { help, ...flags } = parseFlagsOrThrow(argv, spec);
     if (help) {

@@ -10,6 +10,8 @@ export interface Series {
   dash?: boolean;
   /** Line width (default 1.6). Series are drawn in order: a wide line under a dashed one keeps both visible. */
   width?: number;
+  /** Error bars: y ± err[i] at each point, with a dot (aggregated sweeps: mean ± std). */
+  err?: ArrayLike<number>;
 }
 
 export interface Panel {
@@ -20,6 +22,9 @@ export interface Panel {
   logY?: boolean;
   yMin?: number;
   yMax?: number;
+  /** The x range even where y is missing (NaN) at its ends. */
+  xMin?: number;
+  xMax?: number;
   series: Series[];
 }
 
@@ -60,8 +65,11 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
     for (let i = 0; i < s.x.length; i++) {
       const X = tx(s.x[i]!), Y = ty(s.y[i]!);
       if (!Number.isFinite(X) || !Number.isFinite(Y)) continue;
-      xl = Math.min(xl, X); xh = Math.max(xh, X); yl = Math.min(yl, Y); yh = Math.max(yh, Y);
+      const e = s.err?.[i] ?? 0;
+      xl = Math.min(xl, X); xh = Math.max(xh, X); yl = Math.min(yl, Y - e); yh = Math.max(yh, Y + e);
     }
+  if (p.xMin !== undefined) xl = tx(p.xMin);
+  if (p.xMax !== undefined) xh = tx(p.xMax);
   if (p.yMin !== undefined) yl = ty(p.yMin);
   if (p.yMax !== undefined) yh = ty(p.yMax);
   if (!Number.isFinite(xl)) { xl = 0; xh = 1; }
@@ -98,6 +106,13 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number, colorO
       pen = true;
     }
     parts.push(`<path d="${d}" fill="none" ${style}/>`);
+    for (let i = 0; s.err && i < s.x.length; i++) {
+      const X = sx(tx(s.x[i]!)), Y = ty(s.y[i]!), e = s.err[i] ?? 0;
+      if (!Number.isFinite(X) || !Number.isFinite(Y)) continue;
+      const lo = sy(Math.max(Y - e, yl)).toFixed(1), hi = sy(Math.min(Y + e, yh)).toFixed(1);
+      parts.push(`<path d="M${(X - 3).toFixed(1)},${lo}h6M${X.toFixed(1)},${lo}V${hi}M${(X - 3).toFixed(1)},${hi}h6" stroke="${c}" fill="none"/>`);
+      parts.push(`<circle cx="${X.toFixed(1)}" cy="${sy(Y).toFixed(1)}" r="2.5" fill="${c}"/>`);
+    }
     const lx = x0 + m.l + pw + 10, ly = y0 + m.t + 10 + k * 14;
     parts.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 18}" y2="${ly - 4}" ${style}/>`);
     parts.push(`<text x="${lx + 22}" y="${ly}" font-size="10">${esc(s.name)}</text>`);

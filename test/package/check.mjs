@@ -32,7 +32,8 @@ try {
   const [packed] = JSON.parse(execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", tmp], { cwd: repo, env, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }));
   const files = new Set(packed.files.map((f) => f.path));
   const want = ["LICENSE", "README.md", "bin/numedge.mjs", "build/numedge.wasm", "dist/index.js", "src/index.ts", "scripts/grok.ts",
-    "dist/scripts/grok.js", "dist/scripts/moe.js", "dist/scripts/quant.js", "dist/scripts/gpu-check.js", "scripts/figures/grok-plot.svg", "docs/backends.md",
+    "dist/scripts/grok.js", "dist/scripts/moe.js", "dist/scripts/quant.js", "dist/scripts/gpu-check.js",
+    "dist/scripts/sweep.js", "dist/scripts/aggregate.js", "scripts/sweeps/grok-frac.json", "scripts/figures/grok-plot.svg", "docs/backends.md",
     "dist/backends/cuda/kernels.cu", "dist/backends/cuda/kernels.ptx"]; // the cuda backend reads them beside its JS (Deno loads dist/)
   check(want.every((f) => files.has(f)), `tarball ${packed.filename}: ${packed.size} bytes packed, ${packed.unpackedSize} unpacked, ${files.size} files; holds ${want.join(", ")}` +
     (want.some((f) => !files.has(f)) ? ` (missing: ${want.filter((f) => !files.has(f)).join(", ")})` : ""));
