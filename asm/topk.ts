@@ -165,13 +165,15 @@ function sort_desc(p: usize, lo: i32, hi: i32, rounds: i32 = -1): void {
   return v128.or(f32x4.gt(v, t), f32x4.ne(v, v));
 }
 
+// Static scratch lives in the one shared memory: each instance (a pool thread) has its own pointers to it, and
+// thread_scratch() moves a worker's to bytes of its own.
 /** Keys buffer for k <= 32 (static: kernels never allocate). */
-const small = memory.data(256, 16);
+let small = memory.data(256, 16);
 
 /** Candidate keys of the bounded scan (static: kernels never allocate). */
 const CAND = 512;
-const cand = memory.data(CAND * 8 + 16, 16);
-const lanes = memory.data(128, 16);
+let cand = memory.data(CAND * 8 + 16, 16);
+let lanes = memory.data(128, 16);
 
 /**
  * Pass 2 of the bounded scans: appends to buf (capacity cap keys, holding cnt already) the keys of x[start..n)
@@ -423,8 +425,8 @@ export function topk_scratch_keys(n: i32, k: i32): i32 {
   return k <= 32 ? 0 : min(n, max(4 * k, 1024));
 }
 
-const lanebuf = memory.data(64, 16);
-const colbuf = memory.data(64, 16);
+let lanebuf = memory.data(64, 16);
+let colbuf = memory.data(64, 16);
 
 /**
  * Short rows (cols <= 32, k <= 4), four rows at a time, one row per lane: columns (gathered by 4x4 transposes)
@@ -707,8 +709,8 @@ function route_row(z: usize, s: usize, tmp: usize, n: i32, mode: i32, scale: f32
 }
 
 // ---- Short softmax routers (E <= 32, T = 1, plain selection): four tokens per vector, one token per lane.
-const s4 = memory.data(32 * 16, 16); // scores, [E][4]: column e of tokens r0..r0+3
-const pacc = memory.data(32 * 16, 16); // per-lane f32 sums of p, folded into pSum every 16 groups
+let s4 = memory.data(32 * 16, 16); // scores, [E][4]: column e of tokens r0..r0+3
+let pacc = memory.data(32 * 16, 16); // per-lane f32 sums of p, folded into pSum every 16 groups
 
 /** Fold pacc (per-lane partial sums) into pSum (f64) and clear it. */
 function fold_pacc(pSum: usize, E: i32): void {
@@ -914,10 +916,11 @@ export function route_dispatch(experts: usize, weights: usize, n: i32, E: i32, c
  * Gradients (routeGrad in the API): auxGrad = d/dz sum_e coef_e p_e per row, zGrad = 2 lse softmax(z) / rows.
  * Either output may be 0. work: route_grad_scratch(E) bytes. Error: 1e-6 relative to max |grad| of the row.
  */
+/** Rows of a batch of `total` rows (a pool thread runs some of them): z-loss gradients are divided by total. */
 export function route_grad_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f32, coef: usize, lse: usize,
-  auxGrad: usize, zGrad: usize, work: usize): void {
+  auxGrad: usize, zGrad: usize, work: usize, total: i32): void {
   const s = work, tmp = s + <usize>pad16(E << 2), q = tmp + <usize>pad16(E << 2);
-  const invRows: f64 = 1.0 / <f64>rows;
+  const invRows: f64 = 1.0 / <f64>total;
   for (let r = 0; r < rows; r++) {
     const zr = z + (<usize>r * <usize>E << 2), ro = <usize>r * <usize>E << 2;
     if (zGrad) {
@@ -967,4 +970,21 @@ export function combine_f32(eo: usize, order: usize, weights: usize, slots: i32,
       store<f32>(dst + o, load<f32>(dst + o) + load<f32>(src + o) * w);
     }
   }
+}
+
+/** Bytes of thread_scratch()'s region (16-aligned). */
+const THREAD_SCRATCH: i32 = 256 + CAND * 8 + 16 + 128 + 64 + 64 + 512 + 512;
+export function thread_scratch_bytes(): i32 {
+  return THREAD_SCRATCH;
+}
+
+/** Point this instance's static scratch at `p` (THREAD_SCRATCH bytes, 16-aligned): a pool worker's own. */
+export function thread_scratch(p: usize): void {
+  small = p; p += 256;
+  cand = p; p += CAND * 8 + 16;
+  lanes = p; p += 128;
+  lanebuf = p; p += 64;
+  colbuf = p; p += 64;
+  s4 = p; p += 512;
+  pacc = p;
 }

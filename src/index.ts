@@ -4,6 +4,7 @@ export {
   setBackend, backendInfo, registerBackend, backendNames, type BackendChoice, type BackendInfo, type BackendFactory,
 } from "./backends/index.ts";
 export type { Backend } from "./backends/types.ts";
+export { setThreads, threads } from "./backends/wasm/pool.ts";
 export { DeviceArray, type Dtype, type HostOf, type Storage } from "./device.ts";
 export { alloc, free, toDevice, empty, releaseMemory, type DeviceOptions } from "./memory.ts";
 export * from "./ops/softmax.ts";

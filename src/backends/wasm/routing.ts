@@ -1,23 +1,38 @@
 // Routing kernels on WASM SIMD (asm/topk.ts). Marshalling only: arrays in WASM memory are used in place.
 import type { RoutingKernels, Scoring } from "../api/routing.ts";
 import { hostRouting } from "../host/routing.ts";
-import { asm, call } from "./runtime.ts";
+import { CHUNK_SLOT, COUNT, MIN_CHUNK, MIN_WORK, THREAD, UNIT, chunkOf, par, threads } from "./pool.ts";
+import { asm, call, view } from "./runtime.ts";
 
 const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
 
 const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updateBias"> = {
   topk(x, values, indices, rows, cols, k, sorted) {
-    const keys = asm.topk_scratch_keys!(cols, k);
+    // rows over the pool, four at a time (the short-row kernel's group), each thread with its own key buffer
+    const keys = asm.topk_scratch_keys!(cols, k), chunk = Math.ceil(chunkOf(rows, 4 * cols) / 4) * 4;
     call(
-      (f) => [f.input(x), f.output(values), f.output(indices), keys ? f.scratch(keys * 8) : 0] as const,
-      ([px, pv, pi, pb]) => asm.topk_f32!(px, pv, pi, rows, cols, k, sorted ? 1 : 0, pb),
+      (f) => [f.input(x), f.output(values), f.output(indices), keys ? f.scratch(keys * 8 * threads()) : 0] as const,
+      ([px, pv, pi, pb]) => par("topk_f32", rows, chunk, [[px, UNIT, 4 * cols], [pv, UNIT, 4 * k], [pi, UNIT, 4 * k], [rows, COUNT, 1],
+        cols, k, sorted ? 1 : 0, [pb, THREAD, keys * 8]]),
     );
   },
 
   routeScores(logits, rows, E, scoring, scale, scores, pSum, lse) {
+    // fixed chunks of rows (a function of the size only), each summing into its own pSum slot; the slots are added
+    // into pSum in chunk order, so any thread count gives the same bits
+    const w = asm.route_scores_scratch!(E), rb = 4 * E;
+    const chunk = rows * rb < MIN_WORK ? Math.max(rows, 1) : Math.max(Math.ceil(MIN_CHUNK / rb), Math.ceil(rows / 4096));
+    const nch = Math.max(1, Math.ceil(rows / chunk));
     call(
-      (f) => [f.input(logits), scores ? f.output(scores) : 0, f.inout(pSum), f.output(lse), f.scratch(asm.route_scores_scratch!(E))] as const,
-      ([pz, ps, pp, pl, pw]) => asm.route_scores_f32!(pz, rows, E, MODE[scoring], scale, ps, pp, pl, pw),
+      (f) => [f.input(logits), scores ? f.output(scores) : 0, f.inout(pSum), f.output(lse), f.scratch(w * threads()),
+        nch > 1 ? f.scratch(8 * E * nch) : 0] as const,
+      ([pz, ps, pp, pl, pw, slots]) => {
+        par("route_scores_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, MODE[scoring], scale, [ps, UNIT, ps ? rb : 0],
+          slots ? [slots, CHUNK_SLOT, 8 * E] : pp, [pl, UNIT, 8], [pw, THREAD, w]]);
+        if (!slots) return;
+        const sum = view(Float64Array, pp, E), part = view(Float64Array, slots, E * nch);
+        for (let c = 0; c < nch; c++) for (let e = 0; e < E; e++) sum[e] = sum[e]! + part[c * E + e]!;
+      },
     );
   },
 
@@ -41,10 +56,12 @@ const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updat
   },
 
   routeGrad(logits, rows, E, scoring, scale, coef, lse, auxGrad, zGrad) {
+    const w = asm.route_grad_scratch!(E), rb = 4 * E;
     call(
       (f) => [f.input(logits), f.input(coef), f.input(lse), auxGrad ? f.output(auxGrad) : 0, zGrad ? f.output(zGrad) : 0,
-        f.scratch(asm.route_grad_scratch!(E))] as const,
-      ([pz, pc, pl, pa, pg, pw]) => asm.route_grad_f32!(pz, rows, E, MODE[scoring], scale, pc, pl, pa, pg, pw),
+        f.scratch(w * threads())] as const,
+      ([pz, pc, pl, pa, pg, pw]) => par("route_grad_f32", rows, chunkOf(rows, 3 * rb), [[pz, UNIT, rb], [rows, COUNT, 1], E, MODE[scoring],
+        scale, pc, [pl, UNIT, 8], [pa, UNIT, pa ? rb : 0], [pg, UNIT, pg ? rb : 0], [pw, THREAD, w], rows]),
     );
   },
 
