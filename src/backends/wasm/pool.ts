@@ -27,7 +27,8 @@ setPieceThreads(wanted);
 let workers: Worker[] = [];
 let scratch: number[] = [];
 // A fresh control block per set of workers: a worker still being terminated can never see a later job.
-let ctl = new SharedArrayBuffer(CTL_BYTES);
+const newCtl = () => (noSharedMemory ? new ArrayBuffer(CTL_BYTES) : new SharedArrayBuffer(CTL_BYTES));
+let ctl = newCtl();
 let I = new Int32Array(ctl), F = new Float64Array(ctl, BASE_BYTE, 2 * MAX_ARGS);
 /** Export names in one order for every thread: a job names its kernel by index. */
 const names = Object.keys(asm).filter((k) => typeof asm[k] === "function").sort();
@@ -62,11 +63,15 @@ export function threadsNote(): string | null {
 
 /** Workers that started, and chunks they ran (for tests and the benchmark). */
 export function poolStats(): { workers: number; ready: number; workerChunks: number } {
-  return { workers: workers.length, ready: Atomics.load(I, READY), workerChunks: Atomics.load(I, WORKER_CHUNKS) };
+  return { workers: workers.length, ready: workers.length ? Atomics.load(I, READY) : 0, workerChunks: retired + Atomics.load(I, WORKER_CHUNKS) };
 }
+
+/** Chunks that workers of earlier control blocks ran. */
+let retired = 0;
 
 function stop(): void {
   if (workers.length === 0) return;
+  retired += Atomics.load(I, WORKER_CHUNKS);
   Atomics.store(I, QUIT, 1);
   Atomics.add(I, GEN, 1);
   Atomics.notify(I, GEN);
@@ -82,14 +87,14 @@ onMemoryReset(() => {
 });
 
 function start(): void {
-  ctl = new SharedArrayBuffer(CTL_BYTES);
+  ctl = newCtl();
   I = new Int32Array(ctl);
   F = new Float64Array(ctl, BASE_BYTE, 2 * MAX_ARGS);
   const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
   for (let tid = 1; tid < wanted; tid++) {
     const reserved = threadScratch(tid), p = reserved ?? malloc(asm.thread_scratch_bytes!());
     if (reserved === null) scratch.push(p);
-    const d: PoolWorkerData = { numedgePool: true, wasm: threadedWasm, memory: asm.memory, ctl, names, tid, scratch: p };
+    const d: PoolWorkerData = { numedgePool: true, wasm: threadedWasm, memory: asm.memory, ctl: ctl as SharedArrayBuffer, names, tid, scratch: p };
     const w = new Worker(new URL(`./worker${ext}`, import.meta.url), { workerData: d });
     w.unref();
     w.on("error", (e) => { failed ??= e instanceof Error ? e.message : String(e); });

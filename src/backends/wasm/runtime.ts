@@ -394,9 +394,10 @@ export function call<P, R>(setup: (f: Frame) => P, kernel: (p: P) => R, keep?: (
 /** Host bytes a streamed call moves per piece and thread: small enough that a piece is still in cache when the kernel reads it. */
 const PIECE_BYTES = 1 << 17;
 let pieceBytes = PIECE_BYTES, pieceThreads = 1;
-/** The pool (pool.ts) splits each piece over its threads: pieces grow with them, at least a unit per thread. */
+/** The pool (pool.ts) splits each piece over its threads: pieces grow with them (past the pool's least split
+ *  work), at least a unit per thread. */
 export function setPieceThreads(n: number): void {
-  pieceBytes = PIECE_BYTES * n;
+  pieceBytes = n > 1 ? 4 * PIECE_BYTES * n : PIECE_BYTES;
   pieceThreads = n;
 }
 
