@@ -787,9 +787,11 @@ export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i3
  * normalize), preCounts, pSum (f64), lse (f64), then the dispatch of route_dispatch (capacity cap, -1 =
  * dropless; work doubles as its cursor). bias = 0: none. Returns the dropped count.
  */
-export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
+/** Token-choice scoring and selection for `rows` tokens, adding into pre (counts) and pSum (route_dispatch then
+ *  places them): pool threads run chunks of rows, each with its own pre, pSum and work. */
+export function route_select_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
   groups: i32, topkGroups: i32, normalize: i32, rscale: f32, experts: usize, weights: usize, pre: usize,
-  pSum: usize, lse: usize, cap: i32, counts: usize, offsets: usize, order: usize, work: usize): i32 {
+  pSum: usize, lse: usize, work: usize): void {
   const s = work, sel = s + <usize>pad16(E << 2), gsc = sel + <usize>pad16(E << 2);
   const gidx = gsc + <usize>pad16(groups << 2), big = gidx + <usize>pad16(groups << 2);
   const keys = topk_scratch_keys(E, k), gs = E / groups;
@@ -862,7 +864,6 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
       store<i32>(pc, load<i32>(pc) + 1);
     }
   }
-  return route_dispatch(experts, weights, rows * k, E, cap, counts, offsets, order, work);
 }
 
 /** Scoring only: scores (or nothing if 0) [rows, E], pSum, lse. work: route_scores_scratch(E) bytes. */

@@ -24,7 +24,7 @@ const specials = X.slice(); // NaN, infinities and ties in some rows
 for (let i = 0; i < specials.length; i += 997) specials[i] = [NaN, Infinity, -Infinity, 0, -0][i % 5]!;
 const A = f32(300 * 170), B = f32(170 * 260), B2 = f32(300 * 260);
 const big = f32(1 << 20), W = f32(4000 * 64), IDX = ints(2 * 5000, 4000), G = f32(5000 * 64);
-const T8 = f32(40000 * 8), A64 = f64(120 * 90), B64 = f64(90 * 110), GRADS = [1, 2, 3].map(() => f32(big.length));
+const R16 = f32(20000 * 16), R64 = f32(8000 * 64), BIAS = f32(64, 0.5), T8 = f32(40000 * 8), A64 = f64(120 * 90), B64 = f64(90 * 110), GRADS = [1, 2, 3].map(() => f32(big.length));
 
 /** Each family's outputs (every array and scalar it returns), as bytes. */
 const families: Record<string, () => Array<ArrayBufferView | number>> = {
@@ -36,10 +36,11 @@ const families: Record<string, () => Array<ArrayBufferView | number>> = {
   })),
   topk: () => [topk(X, { cols: 4099, k: 40 }), topk(X, { cols: 4099, k: 5 }), topk(Z, { cols: 97, k: 2 }), topk(T8, { cols: 8, k: 2 })]
     .flatMap((t) => [t.values, t.indices]),
-  route: () => (["softmax", "sigmoid"] as const).flatMap((scoring) => [false, true].flatMap((expertChoice) => {
-    const o = route(Z, { experts: 97, k: 4, scoring, expertChoice, grad: true });
-    return [o.experts, o.weights, o.counts, o.offsets, o.order, o.auxLoss, o.zLoss, o.auxGrad!, o.zGrad!];
-  })),
+  route: () => [
+    ...(["softmax", "sigmoid"] as const).flatMap((scoring) => [false, true].map((expertChoice) => route(Z, { experts: 97, k: 4, scoring, expertChoice, grad: true }))),
+    route(R16, { experts: 16, k: 2, capacityFactor: 1 }), // four tokens at a time
+    route(R64, { experts: 64, k: 6, scoring: "sigmoid", groups: 8, topkGroups: 3, bias: BIAS }), // DeepSeek-V3 groups
+  ].flatMap((o) => [o.experts, o.weights, o.counts, o.offsets, o.order, o.auxLoss, o.zLoss, o.dropped, ...(o.auxGrad ? [o.auxGrad, o.zGrad!] : [])]),
   embeddings: () => {
     const dw = new Float32Array(W.length);
     embeddingSumBackward(G, IDX, dw, { cols: 64, per: 2 });

@@ -155,5 +155,13 @@ export function chunkOf(units: number, cost: number, min = MIN_WORK): number {
   if (n === 1 || units * cost < min) return Math.max(units, 1);
   return Math.max(Math.ceil(units / (4 * n)), Math.ceil(MIN_CHUNK / cost));
 }
+/**
+ * Rows per chunk for a reduction over rows of `rowBytes` each: a function of the size only (never of the thread
+ * count), a multiple of `multiple`, so partial sums per chunk added in chunk order give the same bits on any pool.
+ */
+export function fixedChunk(rows: number, rowBytes: number, multiple = 1): number {
+  if (rows * rowBytes < MIN_WORK) return Math.max(rows, 1);
+  return Math.ceil(Math.max(MIN_CHUNK / rowBytes, rows / 4096) / multiple) * multiple;
+}
 /** Work (bytes touched, roughly) below which an op stays on the calling thread, and the least work per chunk. */
 export const MIN_WORK = 1 << 18, MIN_CHUNK = 1 << 16;

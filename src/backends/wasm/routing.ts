@@ -1,10 +1,16 @@
 // Routing kernels on WASM SIMD (asm/topk.ts). Marshalling only: arrays in WASM memory are used in place.
 import type { RoutingKernels, Scoring } from "../api/routing.ts";
 import { hostRouting } from "../host/routing.ts";
-import { CHUNK_SLOT, COUNT, MIN_CHUNK, MIN_WORK, THREAD, UNIT, chunkOf, par, threads } from "./pool.ts";
+import { CHUNK_SLOT, COUNT, THREAD, UNIT, chunkOf, fixedChunk, par, threads } from "./pool.ts";
 import { asm, call, view } from "./runtime.ts";
 
 const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
+
+/** dst[e] += each chunk's slot[e], in chunk order (the pool's partial sums of a reduction over rows). */
+function addSlots(ctor: typeof Float64Array | typeof Int32Array, dst: number, slots: number, E: number, nch: number): void {
+  const c0 = ctor as typeof Float64Array, d = view(c0, dst, E), part = view(c0, slots, E * nch);
+  for (let c = 0; c < nch; c++) for (let e = 0; e < E; e++) d[e] = d[e]! + part[c * E + e]!;
+}
 
 const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updateBias"> = {
   topk(x, values, indices, rows, cols, k, sorted) {
@@ -21,29 +27,39 @@ const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updat
     // fixed chunks of rows (a function of the size only), each summing into its own pSum slot; the slots are added
     // into pSum in chunk order, so any thread count gives the same bits
     const w = asm.route_scores_scratch!(E), rb = 4 * E;
-    const chunk = rows * rb < MIN_WORK ? Math.max(rows, 1) : Math.max(Math.ceil(MIN_CHUNK / rb), Math.ceil(rows / 4096));
-    const nch = Math.max(1, Math.ceil(rows / chunk));
+    const chunk = fixedChunk(rows, rb), nch = Math.max(1, Math.ceil(rows / chunk));
     call(
       (f) => [f.input(logits), scores ? f.output(scores) : 0, f.inout(pSum), f.output(lse), f.scratch(w * threads()),
         nch > 1 ? f.scratch(8 * E * nch) : 0] as const,
       ([pz, ps, pp, pl, pw, slots]) => {
         par("route_scores_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, MODE[scoring], scale, [ps, UNIT, ps ? rb : 0],
           slots ? [slots, CHUNK_SLOT, 8 * E] : pp, [pl, UNIT, 8], [pw, THREAD, w]]);
-        if (!slots) return;
-        const sum = view(Float64Array, pp, E), part = view(Float64Array, slots, E * nch);
-        for (let c = 0; c < nch; c++) for (let e = 0; e < E; e++) sum[e] = sum[e]! + part[c * E + e]!;
+        if (slots) addSlots(Float64Array, pp, slots, E, nch);
       },
     );
   },
 
   routeTokens(logits, o, experts, weights, preCounts, pSum, lse, counts, offsets, order, stats) {
-    const work = Math.max(asm.route_tokens_scratch!(o.experts, o.k, o.groups, o.topkGroups), 4 * o.experts);
+    // scoring and selection in fixed chunks of rows (four-token groups), each with its own counts and pSum slot,
+    // added in chunk order; then the dispatch on this thread
+    const E = o.experts, k = o.k, rows = o.rows, rb = 4 * E;
+    const work = Math.max(asm.route_tokens_scratch!(E, k, o.groups, o.topkGroups), 4 * E);
+    const chunk = fixedChunk(rows, rb, 4), nch = Math.max(1, Math.ceil(rows / chunk));
     stats[0] = call(
       (f) => [f.input(logits), o.bias ? f.input(o.bias) : 0, f.output(experts), f.output(weights), f.inout(preCounts),
-        f.inout(pSum), f.output(lse), f.output(counts), f.output(offsets), f.output(order), f.scratch(work)] as const,
-      ([pz, pb, pe, pw, pc, pp, pl, pn, po, pr, pk]) =>
-        asm.route_tokens_f32!(pz, o.rows, o.experts, o.k, MODE[o.scoring], o.scale, pb, o.groups, o.topkGroups,
-          o.normalize ? 1 : 0, o.routeScale, pe, pw, pc, pp, pl, o.capacity, pn, po, pr, pk),
+        f.inout(pSum), f.output(lse), f.output(counts), f.output(offsets), f.output(order), f.scratch(work * threads()),
+        nch > 1 ? f.scratch(12 * E * nch) : 0] as const,
+      ([pz, pb, pe, pw, pc, pp, pl, pn, po, pr, pk, slots]) => {
+        const ps = slots + 8 * E * nch; // counts slots after the pSum slots
+        par("route_select_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, k, MODE[o.scoring], o.scale, pb, o.groups, o.topkGroups,
+          o.normalize ? 1 : 0, o.routeScale, [pe, UNIT, 4 * k], [pw, UNIT, 4 * k], slots ? [ps, CHUNK_SLOT, 4 * E] : pc,
+          slots ? [slots, CHUNK_SLOT, 8 * E] : pp, [pl, UNIT, 8], [pk, THREAD, work]]);
+        if (slots) {
+          addSlots(Float64Array, pp, slots, E, nch);
+          addSlots(Int32Array, pc, ps, E, nch);
+        }
+        return asm.route_dispatch!(pe, pw, rows * k, E, o.capacity, pn, po, pr, pk);
+      },
     );
   },
 

@@ -1,6 +1,6 @@
 import type { FloatArray } from "../../errors.ts";
 import type { SoftmaxKernels } from "../api/softmax.ts";
-import { CHUNK_SLOT, COUNT, MIN_CHUNK, MIN_WORK, UNIT, chunkOf, par } from "./pool.ts";
+import { CHUNK_SLOT, COUNT, UNIT, chunkOf, fixedChunk, par } from "./pool.ts";
 import { call, stream, view } from "./runtime.ts";
 
 /** x -> y through an f32 or f64 kernel, rows streamed through cache-sized pieces unless both live in WASM memory;
@@ -29,7 +29,7 @@ export const softmaxWasm: SoftmaxKernels = {
     const name = `ce_${head}_${f64in ? "f64" : precision === "f64" ? "f32in_f64" : "f32"}`;
     const rb = cols * z.BYTES_PER_ELEMENT, gb = grad ? cols * grad.BYTES_PER_ELEMENT : 0;
     // Fixed chunks (a function of the size only) whose sums are added in order: the same bits on any thread count.
-    const chunk = rows * rb < MIN_WORK ? Math.max(rows, 1) : Math.max(Math.ceil(MIN_CHUNK / rb), Math.ceil(rows / 4096));
+    const chunk = fixedChunk(rows, rb);
     const nch = Math.max(1, Math.ceil(rows / chunk));
     call(
       (f) => [f.input(z), f.input(labels), grad ? f.output(grad) : 0, f.output(stats), f.scratch(nch * 24)] as const,
