@@ -1,0 +1,110 @@
+// The worker pool: each case at 1 thread and at N threads (default 2, --threads N), in one process, rounds
+// interleaved so a noisy neighbour hurts both alike; ratio = median over rounds of (1-thread time / N-thread time)
+// from the same round. Next to it onnxruntime-node at its default intra-op thread count on the same shape, and
+// what the host-array copies cost (the caller makes them; workers cannot see a caller's buffer).
+// Run: bun run bench/threads.bench.ts [--threads N] [--quick]
+import { availableParallelism } from "node:os";
+import { measure } from "mitata";
+import {
+  AdamW, MLP, alloc, backendInfo, crossEntropy, dequantizeAffine, matmul, modularData, quantizeAffine, quantizeBlockwise,
+  setThreads, softmax, topk, type FloatArray,
+} from "numedge";
+import { ort, ortSession } from "./onnx.ts";
+
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const N = Number(arg("--threads") ?? 2), quick = process.argv.includes("--quick");
+const ROUNDS = quick ? 2 : 4;
+const opts = { min_cpu_time: (quick ? 100 : 300) * 1e6, min_samples: quick ? 4 : 8, max_samples: 60 };
+const fill = (a: Float32Array, seed: number) => { for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.61803 + seed) * 4; return a; };
+const fmt = (v: number, d = 2) => v.toFixed(d);
+const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
+const collect = () => (globalThis as { Bun?: { gc(f: boolean): void } }).Bun?.gc(true);
+
+interface Case { name: string; target?: string; fn: () => unknown; ort?: () => Promise<unknown> }
+const cases: Case[] = [];
+
+// softmax [64,32000] and the small shape, in WASM memory (zero-copy), and [64,32000] from host arrays
+for (const [rows, cols] of [[64, 32000], [1, 1024]] as const) {
+  const x = fill(alloc(rows * cols), rows), y = alloc(rows * cols);
+  const s = await ortSession("Softmax", [{ name: "x", type: "float", dims: [rows, cols] }], [{ name: "y", type: "float", dims: [rows, cols] }], { axis: -1 }, [], 13, "default");
+  const feeds = { x: new ort.Tensor("float32", x.slice(), [rows, cols]) };
+  cases.push({ name: `softmax [${rows},${cols}]`, target: rows > 1 ? ">= 1.8" : "within 5%", fn: () => softmax(x, { cols, out: y }), ort: () => s.run(feeds) });
+}
+{
+  const xs = fill(new Float32Array(64 * 32000), 3), ys = new Float32Array(xs.length);
+  cases.push({ name: "softmax [64,32000] host arrays (copies on the caller)", fn: () => softmax(xs, { cols: 32000, out: ys }) });
+}
+
+// quantizeBlockwise 16M (dynamic map, block 4096) and int8 dequantize 16M (absmax int8, block 64), in WASM memory
+const M = 1 << 24;
+{
+  const x = fill(alloc(M), 5), codes = alloc(M, "u8"), absmax = alloc(M / 4096);
+  cases.push({ name: "quantizeBlockwise 16M", target: ">= 1.8", fn: () => quantizeBlockwise(x, { out: { codes, absmax } }) });
+  const q = quantizeAffine(x, { bits: 8, axis: "block", blockSize: 64 }), y = alloc(M);
+  const u8 = alloc(M, "u8"), qa = { ...q, q: new Int8Array(u8.buffer, u8.byteOffset, M), scale: alloc(q.scale.length) };
+  qa.q.set(q.q as Int8Array);
+  qa.scale.set(q.scale);
+  const d = await ortSession("DequantizeLinear", [{ name: "q", type: "int8", dims: [M] }], [{ name: "y", type: "float", dims: [M] }],
+    { axis: 0, block_size: 64 }, [{ name: "s", type: "float", dims: [M / 64], data: q.scale }, { name: "z", type: "int8", dims: [M / 64], data: new Int8Array(M / 64) }], 21, "default")
+    .catch(() => null);
+  const fq = { q: new ort.Tensor("int8", (q.q as Int8Array).slice(), [M]) };
+  cases.push({ name: "dequantize int8 16M", target: ">= 1.8", fn: () => dequantizeAffine(qa, y), ort: d ? () => d.run(fq) : undefined });
+}
+
+// matmul 512^3
+{
+  const n = 512, a = fill(alloc(n * n), 7), b = fill(alloc(n * n), 8), c = alloc(n * n);
+  const s = await ortSession("MatMul", [{ name: "a", type: "float", dims: [n, n] }, { name: "b", type: "float", dims: [n, n] }], [{ name: "c", type: "float", dims: [n, n] }], {}, [], 13, "default");
+  const feeds = { a: new ort.Tensor("float32", a.slice(), [n, n]), b: new ort.Tensor("float32", b.slice(), [n, n]) };
+  cases.push({ name: "matmul 512^3", target: ">= 1.8", fn: () => matmul(a, b, { m: n, k: n, n, out: c }), ort: () => s.run(feeds) });
+}
+
+// topk [4096,8] k=2 (small: stays on the caller)
+{
+  const x = fill(alloc(4096 * 8), 9), values = alloc(4096 * 2), indices = alloc(4096 * 2, "i32");
+  const s = await ortSession("TopK", [{ name: "x", type: "float", dims: [4096, 8] }, { name: "k", type: "int64", dims: [1] }],
+    [{ name: "v", type: "float", dims: [4096, 2] }, { name: "i", type: "int64", dims: [4096, 2] }], { axis: -1 }, [], 13, "default");
+  const feeds = { x: new ort.Tensor("float32", x.slice(), [4096, 8]), k: new ort.Tensor("int64", BigInt64Array.from([2n]), [1]) };
+  cases.push({ name: "topk [4096,8] k=2", target: "within 5%", fn: () => topk(x, { cols: 8, k: 2, out: { values, indices } }), ort: () => s.run(feeds) });
+}
+
+// grok paper-size step (p = 113, 40% train, MLP 226 -> 200 -> 200 -> 113), as bench/grok.bench.ts
+{
+  const P = 113, data = modularData({ p: P, op: "add", frac: 0.4, seed: 0, alloc: (n) => alloc(n, "i32") });
+  const { idx, labels, rows } = data.train;
+  const net = new MLP({ inputs: 2 * P, hidden: [200, 200], outputs: P, seed: 0, alloc: (n, d) => alloc(n, d as "f32") as FloatArray });
+  const opt = new AdamW({ lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-25 }, (x) => alloc(x.length) as FloatArray);
+  cases.push({
+    name: "grok paper-size step", target: ">= 1.8", fn: () => {
+      const z = net.forward(idx, rows);
+      net.backward(crossEntropy(z, labels, { cols: P }).grad!, idx);
+      opt.step(net.params, net.grads);
+    },
+  });
+}
+
+const per: Record<string, { one: number[]; many: number[]; ort: number[] }> = {};
+for (let round = 0; round < ROUNDS; round++) {
+  for (const c of cases) {
+    const r = (per[c.name] ??= { one: [], many: [], ort: [] });
+    for (const [t, into] of [[1, r.one], [N, r.many]] as const) {
+      setThreads(t);
+      for (let w = 0; w < 3; w++) c.fn(); // workers up, caches warm
+      collect();
+      into.push((await measure(c.fn, opts)).p50);
+    }
+    if (c.ort && round === 0) r.ort.push((await measure(c.ort, opts)).p50);
+  }
+}
+
+const out = (s: string) => console.log(s);
+out(`numedge worker pool, ${new Date().toISOString().slice(0, 10)}, Bun ${Bun.version}, ${availableParallelism()} cores available, ` +
+  `1 vs ${N} threads (backendInfo: ${backendInfo().engine}${backendInfo().threadsNote ? `, ${backendInfo().threadsNote}` : ""}); p50 per call, medians over ${ROUNDS} rounds`);
+out("");
+out(`| case | 1 thread (ms) | ${N} threads (ms) | speedup | target | onnxruntime default threads (ms) |`);
+out("|---|---|---|---|---|---|");
+for (const c of cases) {
+  const r = per[c.name]!, ratio = median(r.one.map((v, i) => v / r.many[i]!));
+  out(`| ${c.name} | ${fmt(median(r.one) / 1e6, 3)} | ${fmt(median(r.many) / 1e6, 3)} | ${fmt(ratio)}x | ${c.target ?? ""} | ${r.ort.length ? fmt(median(r.ort) / 1e6, 3) : ""} |`);
+}
+setThreads(1);
