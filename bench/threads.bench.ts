@@ -5,6 +5,7 @@
 // Run: bun run bench/threads.bench.ts [--threads N] [--quick]
 import { availableParallelism } from "node:os";
 import { measure } from "mitata";
+import { MIN_WORK } from "../src/backends/wasm/pool.ts";
 import {
   AdamW, MLP, alloc, backendInfo, crossEntropy, dequantizeAffine, matmul, modularData, quantizeAffine, quantizeBlockwise,
   setThreads, softmax, topk, type FloatArray,
@@ -83,6 +84,13 @@ const M = 1 << 24;
   });
 }
 
+// The split threshold: softmax [rows,1024] around MIN_WORK (bytes read + written); smaller calls stay on the caller.
+const sweep = [8, 16, 32, 64, 128, 256].map((rows) => {
+  const x = fill(alloc(rows * 1024), rows), y = alloc(rows * 1024);
+  return { name: `threshold: softmax [${rows},1024] (${(rows * 8) | 0} KiB)`, fn: () => softmax(x, { cols: 1024, out: y }) };
+});
+cases.push(...sweep);
+
 const per: Record<string, { one: number[]; many: number[]; ort: number[] }> = {};
 for (let round = 0; round < ROUNDS; round++) {
   for (const c of cases) {
@@ -107,4 +115,6 @@ for (const c of cases) {
   const r = per[c.name]!, ratio = median(r.one.map((v, i) => v / r.many[i]!));
   out(`| ${c.name} | ${fmt(median(r.one) / 1e6, 3)} | ${fmt(median(r.many) / 1e6, 3)} | ${fmt(ratio)}x | ${c.target ?? ""} | ${r.ort.length ? fmt(median(r.ort) / 1e6, 3) : ""} |`);
 }
+out("");
+out(`An op splits from ${MIN_WORK >> 10} KiB of data touched (the threshold rows: [32,1024] and up split; below, both columns run the same code on the caller).`);
 setThreads(1);
