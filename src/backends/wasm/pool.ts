@@ -13,13 +13,18 @@ import type { PoolWorkerData } from "./worker.ts";
 
 export { UNIT, COUNT, START, END, CHUNK_SLOT, THREAD };
 
+/** NUMEDGE_THREADS, else the available parallelism. A bad value prints one line and exits 1 (as NUMEDGE_BACKEND). */
 function fromEnv(): number {
   const cores = typeof availableParallelism === "function" ? availableParallelism() : 1;
-  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NUMEDGE_THREADS;
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined>; exit?(c: number): never; stderr?: { write(s: string): unknown } } }).process;
+  const v = proc?.env?.NUMEDGE_THREADS;
   if (v === undefined || v === "") return cores;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 256) throw new NumedgeError("range", `NUMEDGE_THREADS must be an integer from 1 to 256, got ${JSON.stringify(v)}`);
-  return n;
+  if (Number.isInteger(n) && n >= 1 && n <= 256) return n;
+  const msg = `NUMEDGE_THREADS must be an integer from 1 to 256, got ${JSON.stringify(v)}`;
+  if (!proc?.exit || !proc.stderr) throw new NumedgeError("range", msg);
+  proc.stderr.write(`numedge: ${msg}\n`);
+  return proc.exit(1);
 }
 
 let wanted = noSharedMemory ? 1 : fromEnv();
