@@ -1,9 +1,13 @@
 // The worker pool: each case at 1 thread and at N threads (default 2, --threads N), in one process, rounds
-// interleaved so a noisy neighbour hurts both alike; ratio = median over rounds of (1-thread time / N-thread time)
-// from the same round. Next to it onnxruntime-node at its default intra-op thread count on the same shape, and
-// what the host-array copies cost (the caller makes them; workers cannot see a caller's buffer).
+// interleaved so a noisy neighbour hurts both alike. On a shared machine the minimum over all samples is the
+// closest to an idle one: the speedup is min(1 thread) / min(N threads); p50s (median over rounds) are shown too.
+// CPU ms per call (this process, all threads) shows what splitting costs in work whatever the load: equal CPU at
+// 1 and N threads means the pool adds no work, so the wall-clock speedup is bounded by the cores the machine lends.
+// Next to it onnxruntime-node at its default intra-op thread count on the same shape, and what the host-array
+// copies cost (the caller makes them; workers cannot see a caller's buffer).
 // Run: bun run bench/threads.bench.ts [--threads N] [--quick]
 import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
 import { measure } from "mitata";
 import { MIN_WORK } from "../src/backends/wasm/pool.ts";
 import {
@@ -14,7 +18,7 @@ import { ort, ortSession } from "./onnx.ts";
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const N = Number(arg("--threads") ?? 2), quick = process.argv.includes("--quick");
-const ROUNDS = quick ? 2 : 4;
+const ROUNDS = quick ? 1 : 3;
 const opts = { min_cpu_time: (quick ? 100 : 300) * 1e6, min_samples: quick ? 4 : 8, max_samples: 60 };
 const fill = (a: Float32Array, seed: number) => { for (let i = 0; i < a.length; i++) a[i] = Math.sin(i * 0.61803 + seed) * 4; return a; };
 const fmt = (v: number, d = 2) => v.toFixed(d);
@@ -91,29 +95,62 @@ const sweep = [8, 16, 32, 64, 128, 256].map((rows) => {
 });
 cases.push(...sweep);
 
-const per: Record<string, { one: number[]; many: number[]; ort: number[] }> = {};
+/** What the machine lends now: N copies of a pure-JS busy loop on N threads vs one copy on one; N is ideal. */
+async function ceiling(): Promise<number> {
+  const src = "let x = 0; for (let i = 0; i < 1e8; i++) x += Math.sqrt(i); require('node:worker_threads').parentPort.postMessage(x);";
+  const busy = () => { let x = 0; for (let i = 0; i < 1e8; i++) x += Math.sqrt(i); return x; };
+  let t0 = performance.now();
+  busy();
+  const one = performance.now() - t0;
+  const ws = Array.from({ length: N - 1 }, () => new Worker(src, { eval: true }));
+  await new Promise((r) => setTimeout(r, 200)); // let them start before the clock
+  t0 = performance.now();
+  const done = ws.map((w) => new Promise((r) => w.on("message", r)));
+  busy();
+  await Promise.all(done);
+  const many = performance.now() - t0 + 0;
+  for (const w of ws) void w.terminate();
+  return (N * one) / many;
+}
+const lent = [await ceiling()];
+
+type Stat = { p50: number; min: number; cpu: number };
+const per: Record<string, { one: Stat[]; many: Stat[]; ort: Stat[] }> = {};
+const stat = async (fn: () => unknown): Promise<Stat> => {
+  const s = await measure(fn, opts), reps = Math.max(3, Math.ceil(1e8 / s.p50)), u = process.cpuUsage();
+  for (let i = 0; i < reps; i++) await fn();
+  const d = process.cpuUsage(u);
+  return { p50: s.p50, min: s.min, cpu: ((d.user + d.system) * 1e3) / reps };
+};
 for (let round = 0; round < ROUNDS; round++) {
+  if (round > 0) lent.push(await ceiling());
   for (const c of cases) {
     const r = (per[c.name] ??= { one: [], many: [], ort: [] });
     for (const [t, into] of [[1, r.one], [N, r.many]] as const) {
       setThreads(t);
       for (let w = 0; w < 3; w++) c.fn(); // workers up, caches warm
       collect();
-      into.push((await measure(c.fn, opts)).p50);
+      into.push(await stat(c.fn));
     }
-    if (c.ort && round === 0) r.ort.push((await measure(c.ort, opts)).p50);
+    if (c.ort && round === 0) r.ort.push(await stat(c.ort));
   }
 }
 
+
 const out = (s: string) => console.log(s);
 out(`numedge worker pool, ${new Date().toISOString().slice(0, 10)}, Bun ${Bun.version}, ${availableParallelism()} cores available, ` +
-  `1 vs ${N} threads (backendInfo: ${backendInfo().engine}${backendInfo().threadsNote ? `, ${backendInfo().threadsNote}` : ""}); p50 per call, medians over ${ROUNDS} rounds`);
+  `1 vs ${N} threads (backendInfo: ${backendInfo().engine}${backendInfo().threadsNote ? `, ${backendInfo().threadsNote}` : ""}); ${ROUNDS} rounds; ms per call, min / p50`);
+out(`What the machine lent (N busy loops on N threads / one on one; ${N} = idle), at the start of each round: ${lent.map((v) => fmt(v)).join(", ")}`);
 out("");
-out(`| case | 1 thread (ms) | ${N} threads (ms) | speedup | target | onnxruntime default threads (ms) |`);
-out("|---|---|---|---|---|---|");
+out(`| case | 1 thread | ${N} threads | speedup (min) | speedup (p50) | CPU ms/call 1 / ${N} threads | target | onnxruntime default threads |`);
+out("|---|---|---|---|---|---|---|---|");
+const ms = (v: number) => fmt(v / 1e6, 3);
+const mins = (a: Stat[]) => Math.min(...a.map((x) => x.min)), p50s = (a: Stat[]) => median(a.map((x) => x.p50));
+const both = (a: Stat[]) => (a.length ? `${ms(mins(a))} / ${ms(p50s(a))}` : "");
+const cpu = (a: Stat[]) => ms(median(a.map((x) => x.cpu)));
 for (const c of cases) {
-  const r = per[c.name]!, ratio = median(r.one.map((v, i) => v / r.many[i]!));
-  out(`| ${c.name} | ${fmt(median(r.one) / 1e6, 3)} | ${fmt(median(r.many) / 1e6, 3)} | ${fmt(ratio)}x | ${c.target ?? ""} | ${r.ort.length ? fmt(median(r.ort) / 1e6, 3) : ""} |`);
+  const r = per[c.name]!;
+  out(`| ${c.name} | ${both(r.one)} | ${both(r.many)} | ${fmt(mins(r.one) / mins(r.many))}x | ${fmt(p50s(r.one) / p50s(r.many))}x | ${cpu(r.one)} / ${cpu(r.many)} | ${c.target ?? ""} | ${both(r.ort)} |`);
 }
 out("");
 out(`An op splits from ${MIN_WORK >> 10} KiB of data touched (the threshold rows: [32,1024] and up split; below, both columns run the same code on the caller).`);

@@ -63,5 +63,6 @@ export function work(I: Int32Array, F: Float64Array, fns: Array<(...a: number[])
   }
 }
 
-/** Spin this many loads on a word before sleeping on it: a wake-up costs tens of microseconds. */
-export const SPIN = 20000;
+/** Spin this many loads on a word before sleeping on it: a wake-up costs tens of microseconds, but a spinning
+ *  thread takes a core from the others (the caller too) on a loaded machine. */
+export const SPIN = 2000;
