@@ -1,7 +1,8 @@
-// Cross-entropy over [rows, cols] logits with int32 labels: mean loss, gradient dL/dz (already / rows), and
+// Cross-entropy over [rows, cols] logits with int32 labels: mean loss, gradient dL/dz (already / total), and
 // collapse counts. stats (f64[3]) receives: sum of row losses, rows whose top probability is exactly 1 in
 // the working precision (Softmax Collapse: sum_k exp(z_k - max) == 1), rows whose loss is exactly 0.
-// The gradient is divided by `total` (all rows; a pool thread runs a chunk of them). grad = 0 means "no gradient". A row with NaN/+Inf (or all -Inf) gets loss NaN and a NaN gradient row.
+// `total`: the batch's rows (a pool thread runs a chunk of them). grad = 0 means "no gradient".
+// A row with NaN/+Inf (or all -Inf) gets loss NaN and a NaN gradient row.
 import { bad_max, exp_f32, exp_f32x4, fill_nan, rowmax_f32 } from "./exp";
 
 

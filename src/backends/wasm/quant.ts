@@ -136,11 +136,12 @@ const returning: QuantKernelsReturning = {
   adam8bitStep(p, g, s, h) {
     const d1 = digest(s.code1), d2 = digest(s.code2);
     if (!d1.lut || !d2.lut) throw new NumedgeError("unsupported", "adam8bitStep: the state codes must admit a bucket lookup table (the built-in ones do)");
-    const l1 = d1.lut, l2 = d2.lut, bs = s.blockSize, blocks = Math.ceil(p.length / bs);
+    const l1 = d1.lut, l2 = d2.lut, bs = s.blockSize, blocks = Math.ceil(p.length / bs), chunk = chunkOf(blocks, 12 * bs);
+    // each thread its own two blocks of f32 moments (one tensor-wide block: the caller's only)
     call((f) => [f.inout(p), f.input(g), f.inout(s.c1), f.inout(s.c2), f.inout(s.absmax1), f.inout(s.absmax2),
-      codePtr(f, d1, s.code1), lutPtr(f, d1), codePtr(f, d2, s.code2), lutPtr(f, d2), f.scratch(bs * 8 * threads())] as const,
+      codePtr(f, d1, s.code1), lutPtr(f, d1), codePtr(f, d2, s.code2), lutPtr(f, d2), f.scratch(bs * 8 * (chunk < blocks ? threads() : 1))] as const,
     ([pp, pg, pc1, pc2, pa1, pa2, pk1, pl1, pk2, pl2, ps]) =>
-      blk("adam8bit_blockwise_f32", blocks, 12 * bs, [at(pp, 4 * bs), at(pg, 4 * bs), at(pc1, bs), at(pc2, bs), at(pa1, 4), at(pa2, 4),
+      par("adam8bit_blockwise_f32", blocks, chunk, [at(pp, 4 * bs), at(pg, 4 * bs), at(pc1, bs), at(pc2, bs), at(pa1, 4), at(pa2, 4),
         [p.length, COUNT, bs], bs, pk1, pl1, l1.sh, l1.k0, l1.nk, pk2, pl2, l2.sh, l2.k0, l2.nk, [ps, THREAD, 8 * bs], [ps + bs * 4, THREAD, 8 * bs],
         h.beta1, h.oneMinusBeta1, h.beta2, h.oneMinusBeta2, h.epsC2, h.stepSize, h.decay]));
   },
