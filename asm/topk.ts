@@ -953,20 +953,22 @@ export function route_grad_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f3
 }
 
 /** out[tokens*hidden] = sum over p < kept of weights[a] * eo[p] into row a / slots, a = order[p]. */
-export function combine_f32(eo: usize, order: usize, weights: usize, slots: i32, kept: i32, hidden: i32, out: usize, outLen: i32): void {
-  memory.fill(out, 0, <usize>outLen << 2);
-  const hb = <usize>hidden << 2;
+/** Columns [c0, c1) of the MoE combine (pool threads split columns: a token's sums keep their slot order). */
+export function combine_f32(eo: usize, order: usize, weights: usize, slots: i32, kept: i32, hidden: i32, out: usize, outLen: i32,
+  c0: i32, c1: i32): void {
+  const hb = <usize>hidden << 2, rows = outLen / hidden;
+  for (let r = 0; r < rows; r++) memory.fill(out + <usize>r * hb + (<usize>c0 << 2), 0, <usize>(c1 - c0) << 2);
   for (let p = 0; p < kept; p++) {
     const a = load<i32>(order + (<usize>p << 2));
     const w = load<f32>(weights + (<usize>a << 2));
     const dst = out + <usize>(a / slots) * hb, src = eo + <usize>p * hb;
     const vw = f32x4.splat(w);
-    let i = 0;
-    for (; i + 4 <= hidden; i += 4) {
+    let i = c0;
+    for (; i + 4 <= c1; i += 4) {
       const o = <usize>i << 2;
       v128.store(dst + o, f32x4.add(v128.load(dst + o), f32x4.mul(v128.load(src + o), vw)));
     }
-    for (; i < hidden; i++) {
+    for (; i < c1; i++) {
       const o = <usize>i << 2;
       store<f32>(dst + o, load<f32>(dst + o) + load<f32>(src + o) * w);
     }

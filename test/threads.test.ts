@@ -2,7 +2,7 @@
 // thresholds, so they split); setThreads / NUMEDGE_THREADS checks; the one-thread fallback without shared memory.
 import { afterAll, describe, expect, test } from "bun:test";
 import {
-  Adam8bit, adamwStep, alloc, backendInfo, crossEntropy, dequantize4bit, dequantizeAffine, dequantizeBlockwise, dequantizeQ4_0,
+  Adam8bit, adamwStep, alloc, backendInfo, combine, crossEntropy, dequantize4bit, dequantizeAffine, dequantizeBlockwise, dequantizeQ4_0,
   dequantizeQ8_0, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, quantize4bit, quantizeAffine,
   quantizeBlockwise, quantizeQ4_0, quantizeQ8_0, relu, route, setBackend, setThreads, softmax, stablemax, threads, topk,
 } from "numedge";
@@ -24,7 +24,7 @@ const specials = X.slice(); // NaN, infinities and ties in some rows
 for (let i = 0; i < specials.length; i += 997) specials[i] = [NaN, Infinity, -Infinity, 0, -0][i % 5]!;
 const A = f32(300 * 170), B = f32(170 * 260), B2 = f32(300 * 260);
 const big = f32(1 << 20), W = f32(4000 * 64), IDX = ints(2 * 5000, 4000), G = f32(5000 * 64);
-const R16 = f32(20000 * 16), R64 = f32(8000 * 64), BIAS = f32(64, 0.5), T8 = f32(40000 * 8), A64 = f64(120 * 90), B64 = f64(90 * 110), GRADS = [1, 2, 3].map(() => f32(big.length));
+const R16 = f32(20000 * 16), EO = f32(40000 * 96), R64 = f32(8000 * 64), BIAS = f32(64, 0.5), T8 = f32(40000 * 8), A64 = f64(120 * 90), B64 = f64(90 * 110), GRADS = [1, 2, 3].map(() => f32(big.length));
 
 /** Each family's outputs (every array and scalar it returns), as bytes. */
 const families: Record<string, () => Array<ArrayBufferView | number>> = {
@@ -41,6 +41,10 @@ const families: Record<string, () => Array<ArrayBufferView | number>> = {
     route(R16, { experts: 16, k: 2, capacityFactor: 1 }), // four tokens at a time
     route(R64, { experts: 64, k: 6, scoring: "sigmoid", groups: 8, topkGroups: 3, bias: BIAS }), // DeepSeek-V3 groups
   ].flatMap((o) => [o.experts, o.weights, o.counts, o.offsets, o.order, o.auxLoss, o.zLoss, o.dropped, ...(o.auxGrad ? [o.auxGrad, o.zGrad!] : [])]),
+  combine: () => {
+    const r = route(R16, { experts: 16, k: 2, capacityFactor: 1.1 });
+    return [combine(EO.subarray(0, r.offsets[16]! * 96), r, { hidden: 96 })];
+  },
   embeddings: () => {
     const dw = new Float32Array(W.length);
     embeddingSumBackward(G, IDX, dw, { cols: 64, per: 2 });

@@ -1,7 +1,7 @@
 // Routing kernels on WASM SIMD (asm/topk.ts). Marshalling only: arrays in WASM memory are used in place.
 import type { RoutingKernels, Scoring } from "../api/routing.ts";
 import { hostRouting } from "../host/routing.ts";
-import { CHUNK_SLOT, COUNT, THREAD, UNIT, chunkOf, fixedChunk, par, threads } from "./pool.ts";
+import { CHUNK_SLOT, COUNT, END, START, THREAD, UNIT, chunkOf, fixedChunk, par, threads } from "./pool.ts";
 import { asm, call, view } from "./runtime.ts";
 
 const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
@@ -82,9 +82,11 @@ const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updat
   },
 
   combine(expertOut, order, weights, slots, kept, hidden, out) {
+    // columns over the pool (tokens scatter into shared rows of out), a multiple of 16
+    const chunk = Math.ceil(chunkOf(hidden, 8 * kept + 4 * out.length / Math.max(hidden, 1)) / 16) * 16;
     call(
       (f) => [f.input(expertOut), f.input(order), f.input(weights), f.output(out)] as const,
-      ([pe, po, pw, pt]) => asm.combine_f32!(pe, po, pw, slots, kept, hidden, pt, out.length),
+      ([pe, po, pw, pt]) => par("combine_f32", hidden, chunk, [pe, po, pw, slots, kept, hidden, pt, out.length, [0, START, 0], [0, END, 0]]),
     );
   },
 };
