@@ -23,7 +23,7 @@ if (d?.numedgePool) {
   const fns = d.names.map((n) => exports[n]!);
   const I = new Int32Array(d.ctl), F = new Float64Array(d.ctl, BASE_BYTE, 2 * MAX_ARGS);
   Atomics.add(I, READY, 1);
-  let seen = Atomics.load(I, GEN);
+  let seen = 0; // a fresh control block: a job already published (GEN > 0) is joined at once
   for (;;) {
     for (let s = 0; s < SPIN && Atomics.load(I, GEN) === seen; s++);
     Atomics.wait(I, GEN, seen);
