@@ -13,8 +13,9 @@ export const denseWasm: DenseKernels = {
         ([pa, pb, pc]) => par("gemm_f64", m, chunkOf(m, 8 * k * n), [pa, pb, pc, m, k, n, ta, tb, acc, [0, START, 0], [0, END, 0]]));
       return;
     }
-    // rows of C split over the pool (never k: every output's sum runs in one order); each thread packs into its own scratch
-    const scratch = Math.ceil(asm.gemm_f32_scratch!(m, k, n) / 16) * 16, rows = Math.ceil(chunkOf(m, 4 * k * n) / 4) * 4;
+    // rows of C split over the pool (never k: every output's sum runs in one order); each thread packs into its own
+    // scratch, and each chunk packs all of op(B): two chunks a thread (measured: 10% less work than four on 2 threads)
+    const scratch = Math.ceil(asm.gemm_f32_scratch!(m, k, n) / 16) * 16, rows = Math.ceil(chunkOf(m, 4 * k * n, 2) / 4) * 4;
     call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.staging(scratch * (rows < m ? threads() : 1))] as const,
       ([pa, pb, pc, ps]) => par("gemm_f32", m, rows, [pa, pb, pc, m, k, n, ta, tb, acc, [ps, THREAD, scratch], [0, START, 0], [0, END, 0]]));
   },

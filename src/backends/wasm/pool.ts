@@ -154,11 +154,14 @@ export function par(fn: string, units: number, chunk: number, args: Arg[]): numb
   return r === 0x7fffffff ? -1 : r;
 }
 
-/** Units per chunk for an op of `units` units costing `cost` each: one chunk below `min` total, else a few per thread. */
-export function chunkOf(units: number, cost: number, min = MIN_WORK): number {
+/**
+ * Units per chunk for an op of `units` units costing `cost` each: one chunk below MIN_WORK in all, else `perThread`
+ * per thread (several, so a thread slowed by a neighbour's load hands chunks to the others).
+ */
+export function chunkOf(units: number, cost: number, perThread = 4): number {
   const n = threads();
-  if (n === 1 || units * cost < min) return Math.max(units, 1);
-  return Math.max(Math.ceil(units / (4 * n)), Math.ceil(MIN_CHUNK / cost));
+  if (n === 1 || units * cost < MIN_WORK) return Math.max(units, 1);
+  return Math.max(Math.ceil(units / (perThread * n)), Math.ceil(MIN_CHUNK / cost));
 }
 /**
  * Rows per chunk for a reduction over rows of `rowBytes` each: a function of the size only (never of the thread
