@@ -1,14 +1,15 @@
-// Cross-entropy over [rows, cols] logits with int32 labels: mean loss, gradient dL/dz (already / rows), and
+// Cross-entropy over [rows, cols] logits with int32 labels: mean loss, gradient dL/dz (already / total), and
 // collapse counts. stats (f64[3]) receives: sum of row losses, rows whose top probability is exactly 1 in
 // the working precision (Softmax Collapse: sum_k exp(z_k - max) == 1), rows whose loss is exactly 0.
-// grad = 0 means "no gradient". A row with NaN/+Inf (or all -Inf) gets loss NaN and a NaN gradient row.
+// `total`: the batch's rows (a pool thread runs a chunk of them). grad = 0 means "no gradient".
+// A row with NaN/+Inf (or all -Inf) gets loss NaN and a NaN gradient row.
 import { bad_max, exp_f32, exp_f32x4, fill_nan, rowmax_f32 } from "./exp";
 
 
 /** Softmax head in true f32 arithmetic, as an f32 PyTorch log_softmax + nll would round it. */
-export function ce_softmax_f32(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
+export function ce_softmax_f32(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
   const stride = <usize>cols << 2;
-  const invN = <f32>1 / <f32>rows;
+  const invN = <f32>1 / <f32>total;
   let loss: f64 = 0, sc: f64 = 0, zero: f64 = 0;
   for (let r = 0; r < rows; r++) {
     const zr = z + <usize>r * stride, gr = grad ? grad + <usize>r * stride : 0;
@@ -47,9 +48,9 @@ export function ce_softmax_f32(z: usize, labels: usize, grad: usize, rows: i32, 
 
 /** Softmax head in f64 (libm exp/log); logits of type TIn, gradient stored as TOut. */
 // @ts-ignore: decorator
-@inline function ce_softmax_f64_impl<TIn, TOut>(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
+@inline function ce_softmax_f64_impl<TIn, TOut>(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
   const stride = <usize>cols * sizeof<TIn>(), gstride = <usize>cols * sizeof<TOut>();
-  const invN = 1.0 / <f64>rows;
+  const invN = 1.0 / <f64>total;
   let loss: f64 = 0, sc: f64 = 0, zero: f64 = 0;
   for (let r = 0; r < rows; r++) {
     const zr = z + <usize>r * stride, gr = grad ? grad + <usize>r * gstride : 0;
@@ -75,13 +76,13 @@ export function ce_softmax_f32(z: usize, labels: usize, grad: usize, rows: i32, 
   store<f64>(stats, zero, 16);
 }
 
-export function ce_softmax_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
-  ce_softmax_f64_impl<f64, f64>(z, labels, grad, rows, cols, stats);
+export function ce_softmax_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
+  ce_softmax_f64_impl<f64, f64>(z, labels, grad, rows, cols, stats, total);
 }
 
 /** f32 logits, f64 math, f32 gradient: an f32 model with its loss head in f64. */
-export function ce_softmax_f32in_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
-  ce_softmax_f64_impl<f32, f32>(z, labels, grad, rows, cols, stats);
+export function ce_softmax_f32in_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
+  ce_softmax_f64_impl<f32, f32>(z, labels, grad, rows, cols, stats, total);
 }
 
 /**
@@ -90,9 +91,9 @@ export function ce_softmax_f32in_f64(z: usize, labels: usize, grad: usize, rows:
  * Collapse count: S == s(max z), the top probability is exactly 1.
  */
 // @ts-ignore: decorator
-@inline function ce_stablemax_impl<T, TIn, TOut>(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
+@inline function ce_stablemax_impl<T, TIn, TOut>(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
   const stride = <usize>cols * sizeof<TIn>(), gstride = <usize>cols * sizeof<TOut>();
-  const invN = <T>1 / <T>rows;
+  const invN = <T>1 / <T>total;
   let loss: f64 = 0, sc: f64 = 0, zero: f64 = 0;
   for (let r = 0; r < rows; r++) {
     const zr = z + <usize>r * stride, gr = grad ? grad + <usize>r * gstride : 0;
@@ -124,12 +125,12 @@ export function ce_softmax_f32in_f64(z: usize, labels: usize, grad: usize, rows:
   store<f64>(stats, zero, 16);
 }
 
-export function ce_stablemax_f32(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
-  ce_stablemax_impl<f32, f32, f32>(z, labels, grad, rows, cols, stats);
+export function ce_stablemax_f32(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
+  ce_stablemax_impl<f32, f32, f32>(z, labels, grad, rows, cols, stats, total);
 }
-export function ce_stablemax_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
-  ce_stablemax_impl<f64, f64, f64>(z, labels, grad, rows, cols, stats);
+export function ce_stablemax_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
+  ce_stablemax_impl<f64, f64, f64>(z, labels, grad, rows, cols, stats, total);
 }
-export function ce_stablemax_f32in_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize): void {
-  ce_stablemax_impl<f64, f32, f32>(z, labels, grad, rows, cols, stats);
+export function ce_stablemax_f32in_f64(z: usize, labels: usize, grad: usize, rows: i32, cols: i32, stats: usize, total: i32): void {
+  ce_stablemax_impl<f64, f32, f32>(z, labels, grad, rows, cols, stats, total);
 }

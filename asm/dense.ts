@@ -186,8 +186,9 @@ export function gemm_f32_scratch(m: i32, k: i32, n: i32): i32 {
   return 128 + ((n + 7) >> 3) * kc * 32 + ((min(m, MC) + 3) >> 2) * kc * 64;
 }
 
-/** C[m,n] = (acc ? C : 0) + op(A) @ op(B), f32, SIMD; `scratch` holds gemm_f32_scratch(m, k, n) bytes (16-aligned). */
-export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32, scratch: usize): void {
+/** Rows [r0, r1) of C[m,n] = (acc ? C : 0) + op(A) @ op(B), f32, SIMD; `scratch` holds gemm_f32_scratch(m, k, n)
+ *  bytes (16-aligned). Each output's sum runs in the same order whatever the row range (pool threads split rows). */
+export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32, scratch: usize, r0: i32, r1: i32): void {
   tile = scratch;
   scratch += 128;
   const kcMax = min(k, KC);
@@ -197,8 +198,8 @@ export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, t
     const kc = min(KC, k - p0);
     const accNow = acc || p0 > 0 ? 1 : 0;
     pack_b_f32(b, k, n, tb, p0, kc, bp);
-    for (let i0 = 0; i0 < m; i0 += MC) {
-      const mc = min(MC, m - i0);
+    for (let i0 = r0; i0 < r1; i0 += MC) {
+      const mc = min(MC, r1 - i0);
       pack_a_f32(a, m, k, ta, i0, mc, p0, kc, ap);
       for (let j0 = 0; j0 < n; j0 += 8) {
         const nr = min(8, n - j0);
@@ -216,11 +217,11 @@ export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, t
   }
 }
 
-/** f64 GEMM (the f64 path for finite-difference tests): scalar, any transpose combination. */
-export function gemm_f64(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32): void {
+/** Rows [r0, r1) of the f64 GEMM (the f64 path for finite-difference tests): scalar, any transpose combination. */
+export function gemm_f64(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32, r0: i32, r1: i32): void {
   const sai: usize = ta ? 8 : (<usize>k << 3), sap: usize = ta ? (<usize>m << 3) : 8;
   const sbp: usize = tb ? 8 : (<usize>n << 3), sbj: usize = tb ? (<usize>k << 3) : 8;
-  for (let i = 0; i < m; i++) {
+  for (let i = r0; i < r1; i++) {
     for (let j = 0; j < n; j++) {
       let s: f64 = 0;
       let pa = a + <usize>i * sai, pb = b + <usize>j * sbj;
@@ -325,20 +326,20 @@ export function embsum_f64(w: usize, idx: usize, out: usize, rows: i32, cols: i3
   }
 }
 
-/** dw[idx[r*per + j], :] += dout[r, :], in row order (deterministic). */
-export function embsum_backward_f32(dout: usize, idx: usize, dw: usize, rows: i32, cols: i32, per: i32): void {
+/** dw[idx[r*per + j], c0:c1] += dout[r, c0:c1], in row order (deterministic; pool threads split columns). */
+export function embsum_backward_f32(dout: usize, idx: usize, dw: usize, rows: i32, cols: i32, per: i32, c0: i32, c1: i32): void {
   const stride = <usize>cols << 2;
   for (let r = 0; r < rows; r++) {
     const drow = dout + <usize>r * stride;
     const ip = idx + ((<usize>r * <usize>per) << 2);
     for (let j = 0; j < per; j++) {
       const wj = dw + <usize>load<i32>(ip + (<usize>j << 2)) * stride;
-      let i = 0;
-      for (; i + 4 <= cols; i += 4) {
+      let i = c0;
+      for (; i + 4 <= c1; i += 4) {
         const o = <usize>i << 2;
         v128.store(wj + o, f32x4.add(v128.load(wj + o), v128.load(drow + o)));
       }
-      for (; i < cols; i++) {
+      for (; i < c1; i++) {
         const o = <usize>i << 2;
         store<f32>(wj + o, load<f32>(wj + o) + load<f32>(drow + o));
       }
@@ -346,14 +347,14 @@ export function embsum_backward_f32(dout: usize, idx: usize, dw: usize, rows: i3
   }
 }
 
-export function embsum_backward_f64(dout: usize, idx: usize, dw: usize, rows: i32, cols: i32, per: i32): void {
+export function embsum_backward_f64(dout: usize, idx: usize, dw: usize, rows: i32, cols: i32, per: i32, c0: i32, c1: i32): void {
   const stride = <usize>cols << 3;
   for (let r = 0; r < rows; r++) {
     const drow = dout + <usize>r * stride;
     const ip = idx + ((<usize>r * <usize>per) << 2);
     for (let j = 0; j < per; j++) {
       const wj = dw + <usize>load<i32>(ip + (<usize>j << 2)) * stride;
-      for (let i = 0; i < cols; i++) {
+      for (let i = c0; i < c1; i++) {
         const o = <usize>i << 3;
         store<f64>(wj + o, load<f64>(wj + o) + load<f64>(drow + o));
       }

@@ -165,13 +165,15 @@ function sort_desc(p: usize, lo: i32, hi: i32, rounds: i32 = -1): void {
   return v128.or(f32x4.gt(v, t), f32x4.ne(v, v));
 }
 
+// Static scratch lives in the one shared memory: each instance (a pool thread) has its own pointers to it, and
+// thread_scratch() moves a worker's to bytes of its own.
 /** Keys buffer for k <= 32 (static: kernels never allocate). */
-const small = memory.data(256, 16);
+let small = memory.data(256, 16);
 
 /** Candidate keys of the bounded scan (static: kernels never allocate). */
 const CAND = 512;
-const cand = memory.data(CAND * 8 + 16, 16);
-const lanes = memory.data(128, 16);
+let cand = memory.data(CAND * 8 + 16, 16);
+let lanes = memory.data(128, 16);
 
 /**
  * Pass 2 of the bounded scans: appends to buf (capacity cap keys, holding cnt already) the keys of x[start..n)
@@ -423,8 +425,8 @@ export function topk_scratch_keys(n: i32, k: i32): i32 {
   return k <= 32 ? 0 : min(n, max(4 * k, 1024));
 }
 
-const lanebuf = memory.data(64, 16);
-const colbuf = memory.data(64, 16);
+let lanebuf = memory.data(64, 16);
+let colbuf = memory.data(64, 16);
 
 /**
  * Short rows (cols <= 32, k <= 4), four rows at a time, one row per lane: columns (gathered by 4x4 transposes)
@@ -707,8 +709,8 @@ function route_row(z: usize, s: usize, tmp: usize, n: i32, mode: i32, scale: f32
 }
 
 // ---- Short softmax routers (E <= 32, T = 1, plain selection): four tokens per vector, one token per lane.
-const s4 = memory.data(32 * 16, 16); // scores, [E][4]: column e of tokens r0..r0+3
-const pacc = memory.data(32 * 16, 16); // per-lane f32 sums of p, folded into pSum every 16 groups
+let s4 = memory.data(32 * 16, 16); // scores, [E][4]: column e of tokens r0..r0+3
+let pacc = memory.data(32 * 16, 16); // per-lane f32 sums of p, folded into pSum every 16 groups
 
 /** Fold pacc (per-lane partial sums) into pSum (f64) and clear it. */
 function fold_pacc(pSum: usize, E: i32): void {
@@ -785,9 +787,11 @@ export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i3
  * normalize), preCounts, pSum (f64), lse (f64), then the dispatch of route_dispatch (capacity cap, -1 =
  * dropless; work doubles as its cursor). bias = 0: none. Returns the dropped count.
  */
-export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
+/** Token-choice scoring and selection for `rows` tokens, adding into pre (counts) and pSum (route_dispatch then
+ *  places them): pool threads run chunks of rows, each with its own pre, pSum and work. */
+export function route_select_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
   groups: i32, topkGroups: i32, normalize: i32, rscale: f32, experts: usize, weights: usize, pre: usize,
-  pSum: usize, lse: usize, cap: i32, counts: usize, offsets: usize, order: usize, work: usize): i32 {
+  pSum: usize, lse: usize, work: usize): void {
   const s = work, sel = s + <usize>pad16(E << 2), gsc = sel + <usize>pad16(E << 2);
   const gidx = gsc + <usize>pad16(groups << 2), big = gidx + <usize>pad16(groups << 2);
   const keys = topk_scratch_keys(E, k), gs = E / groups;
@@ -860,7 +864,6 @@ export function route_tokens_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
       store<i32>(pc, load<i32>(pc) + 1);
     }
   }
-  return route_dispatch(experts, weights, rows * k, E, cap, counts, offsets, order, work);
 }
 
 /** Scoring only: scores (or nothing if 0) [rows, E], pSum, lse. work: route_scores_scratch(E) bytes. */
@@ -914,10 +917,11 @@ export function route_dispatch(experts: usize, weights: usize, n: i32, E: i32, c
  * Gradients (routeGrad in the API): auxGrad = d/dz sum_e coef_e p_e per row, zGrad = 2 lse softmax(z) / rows.
  * Either output may be 0. work: route_grad_scratch(E) bytes. Error: 1e-6 relative to max |grad| of the row.
  */
+/** Rows of a batch of `total` rows (a pool thread runs some of them): z-loss gradients are divided by total. */
 export function route_grad_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f32, coef: usize, lse: usize,
-  auxGrad: usize, zGrad: usize, work: usize): void {
+  auxGrad: usize, zGrad: usize, work: usize, total: i32): void {
   const s = work, tmp = s + <usize>pad16(E << 2), q = tmp + <usize>pad16(E << 2);
-  const invRows: f64 = 1.0 / <f64>rows;
+  const invRows: f64 = 1.0 / <f64>total;
   for (let r = 0; r < rows; r++) {
     const zr = z + (<usize>r * <usize>E << 2), ro = <usize>r * <usize>E << 2;
     if (zGrad) {
@@ -949,22 +953,41 @@ export function route_grad_f32(z: usize, rows: i32, E: i32, mode: i32, scale: f3
 }
 
 /** out[tokens*hidden] = sum over p < kept of weights[a] * eo[p] into row a / slots, a = order[p]. */
-export function combine_f32(eo: usize, order: usize, weights: usize, slots: i32, kept: i32, hidden: i32, out: usize, outLen: i32): void {
-  memory.fill(out, 0, <usize>outLen << 2);
-  const hb = <usize>hidden << 2;
+/** Columns [c0, c1) of the MoE combine (pool threads split columns: a token's sums keep their slot order). */
+export function combine_f32(eo: usize, order: usize, weights: usize, slots: i32, kept: i32, hidden: i32, out: usize, outLen: i32,
+  c0: i32, c1: i32): void {
+  const hb = <usize>hidden << 2, rows = outLen / hidden;
+  for (let r = 0; r < rows; r++) memory.fill(out + <usize>r * hb + (<usize>c0 << 2), 0, <usize>(c1 - c0) << 2);
   for (let p = 0; p < kept; p++) {
     const a = load<i32>(order + (<usize>p << 2));
     const w = load<f32>(weights + (<usize>a << 2));
     const dst = out + <usize>(a / slots) * hb, src = eo + <usize>p * hb;
     const vw = f32x4.splat(w);
-    let i = 0;
-    for (; i + 4 <= hidden; i += 4) {
+    let i = c0;
+    for (; i + 4 <= c1; i += 4) {
       const o = <usize>i << 2;
       v128.store(dst + o, f32x4.add(v128.load(dst + o), f32x4.mul(v128.load(src + o), vw)));
     }
-    for (; i < hidden; i++) {
+    for (; i < c1; i++) {
       const o = <usize>i << 2;
       store<f32>(dst + o, load<f32>(dst + o) + load<f32>(src + o) * w);
     }
   }
+}
+
+/** Bytes of thread_scratch()'s region (16-aligned). */
+const THREAD_SCRATCH: i32 = 256 + CAND * 8 + 16 + 128 + 64 + 64 + 512 + 512;
+export function thread_scratch_bytes(): i32 {
+  return THREAD_SCRATCH;
+}
+
+/** Point this instance's static scratch at `p` (THREAD_SCRATCH bytes, 16-aligned): a pool worker's own. */
+export function thread_scratch(p: usize): void {
+  small = p; p += 256;
+  cand = p; p += CAND * 8 + 16;
+  lanes = p; p += 128;
+  lanebuf = p; p += 64;
+  colbuf = p; p += 64;
+  s4 = p; p += 512;
+  pacc = p;
 }

@@ -9,7 +9,9 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-core/dist/register_all_gradients"; // tfjs-core alone registers no gradients
-import { AdamW, MLP, alloc, crossEntropy, matmul, modularData, type FloatArray } from "numedge";
+import { AdamW, MLP, alloc, crossEntropy, matmul, modularData, setThreads, type FloatArray } from "numedge";
+
+setThreads(1); // one thread, as the peers here (bench/threads.bench.ts measures the worker pool)
 
 const quick = process.argv.includes("--quick");
 const opts = { min_cpu_time: (quick ? 300 : 1500) * 1e6, min_samples: quick ? 5 : 12 };

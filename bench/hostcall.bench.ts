@@ -9,8 +9,10 @@
 import { measure } from "mitata";
 import {
   dequantize4bit, dequantizeAffine, dequantizeBlockwise, empty, quantize4bit, quantizeAffine, quantizeBlockwise, relu, softmax, toDevice,
-  type DeviceArray,
+  type DeviceArray, setThreads,
 } from "numedge";
+
+setThreads(1); // one thread, as the peers here (bench/threads.bench.ts measures the worker pool)
 
 const quick = process.argv.includes("--quick");
 const opts = { min_cpu_time: (quick ? 80 : 300) * 1e6, min_samples: quick ? 4 : 8, max_samples: quick ? 12 : 40 };

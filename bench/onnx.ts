@@ -1,5 +1,5 @@
 // Single-node ONNX models for benchmarking against onnxruntime-node, encoded by hand (ModelProto is a few
-// protobuf fields) so no converter or python is needed. Sessions are pinned to one thread like ours.
+// protobuf fields) so no converter or python is needed. Sessions run one thread unless asked for ort's default.
 import * as ort from "onnxruntime-node";
 
 export type OnnxType = "float" | "uint8" | "int8" | "int32" | "int64" | "float16" | "double";
@@ -72,14 +72,14 @@ export function onnxModel(op: string, inputs: OnnxValue[], outputs: OnnxValue[],
 }
 
 /**
- * A single-threaded onnxruntime-node session running one op.
+ * An onnxruntime-node session running one op: single-threaded, or with `threads: "default"` its own default
+ * intra-op thread count (one per physical core).
  * @example const s = await ortSession("Softmax", [{ name: "x", type: "float", dims: ["r", "c"] }], [{ name: "y", type: "float", dims: ["r", "c"] }], { axis: -1 }, [], 13)
  */
 export async function ortSession(op: string, inputs: OnnxValue[], outputs: OnnxValue[], attrs: Record<string, OnnxAttr> = {},
-  initializers: OnnxInit[] = [], opset = 17): Promise<ort.InferenceSession> {
+  initializers: OnnxInit[] = [], opset = 17, threads: 1 | "default" = 1): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(onnxModel(op, inputs, outputs, attrs, initializers, opset), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
+    ...(threads === 1 ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : {}),
     executionMode: "sequential",
     graphOptimizationLevel: "all",
   });

@@ -11,9 +11,11 @@
 import { measure } from "mitata";
 import {
   Rng, alloc, dequantize4bit, dequantizeAffine, dequantizeBlockwise, dynamicMap, free, quantize4bit, quantizeAffine,
-  quantizeBlockwise, NF4,
+  quantizeBlockwise, NF4, setThreads,
 } from "numedge";
 import { ort, ortSession } from "./onnx.ts";
+
+setThreads(1); // one thread, as the peers here (bench/threads.bench.ts measures the worker pool)
 
 const quick = process.argv.includes("--quick");
 const small = process.argv.includes("--small");

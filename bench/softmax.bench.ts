@@ -11,9 +11,11 @@ import { measure } from "mitata";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-cpu";
-import { alloc, free, softmax } from "numedge";
+import { alloc, free, setThreads, softmax } from "numedge";
 import { ort, ortSession } from "./onnx.ts";
 import { cpus } from "node:os";
+
+setThreads(1); // one thread, as the peers here (bench/threads.bench.ts measures the worker pool)
 
 const quick = process.argv.includes("--quick");
 const opts = { min_cpu_time: (quick ? 30 : 80) * 1e6, min_samples: quick ? 4 : 8 };

@@ -11,8 +11,10 @@ import { measure } from "mitata";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-cpu";
-import { alloc, route, topk } from "numedge";
+import { alloc, route, setThreads, topk } from "numedge";
 import { ort, ortSession } from "./onnx.ts";
+
+setThreads(1); // one thread, as the peers here (bench/threads.bench.ts measures the worker pool)
 
 const quick = process.argv.includes("--quick"), cpuClock = process.argv.includes("--cpu"), p50 = process.argv.includes("--p50");
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) * 1e3; };

@@ -5,7 +5,7 @@
 // Usage: npx numedge grok [--paper] [--arms baseline,perp,stablemax] [--p 113] ... (--help lists all; in a checkout:
 // npm run grok -- [flags]). Writes the run folder (RunFolder: config.json ... summary.json) to --out or runs/grok-<time>.
 import {
-  GROK_ARMS, GrokRun, RunFolder, backendInfo, backendNames, formatTable, orExit, parseFlags, progress, setBackend, svgPlot,
+  GROK_ARMS, GrokRun, RunFolder, backendInfo, backendNames, formatTable, orExit, parseFlags, progress, setBackend, setThreads, svgPlot,
   type ArmName, type BackendChoice, type GrokConfig,
 } from "numedge";
 
@@ -23,7 +23,7 @@ const flags = parseFlags(process.argv.slice(2), {
   beta2: { type: "number", min: 0, exclusiveMax: 1, help: "AdamW beta2 (default per arm: 0.99 baseline, 0.999 others)" },
   wd: { type: "number", default: 0, min: 0, help: "decoupled weight decay (the paper's arms use none)" },
   seed: { type: "int", default: 0, help: "data split and init seed" },
-  threads: { type: "int", default: 1, min: 1, max: 2, help: "2: data-parallel steps on two threads (a worker takes half the rows)" },
+  threads: { type: "int", min: 1, max: 256, help: "threads the wasm kernels split over (default NUMEDGE_THREADS, else every core); same bits on any count" },
   "log-every": { type: "int", min: 1, help: "log (and measure test accuracy) every N steps (default: ~300 rows per arm)" },
   backend: { type: "string", choices: backendNames(), help: "numedge backend (or NUMEDGE_BACKEND)" },
   out: { type: "string", help: "output directory (default runs/grok-<timestamp>)" },
@@ -34,11 +34,8 @@ if (hidden?.some((h) => !Number.isInteger(h) || h < 1)) {
   process.exit(2);
 }
 if (flags.backend) await orExit(() => setBackend(flags.backend as BackendChoice));
-const threads = flags.threads as 1 | 2;
-if (threads === 2 && !["wasm", "reference"].includes(backendInfo().name)) {
-  process.stderr.write(`error: --threads 2 needs the wasm or reference backend, got ${backendInfo().name}\n`);
-  process.exit(2);
-}
+if (flags.threads) setThreads(flags.threads as number);
+const threads = backendInfo().threads;
 
 // The paper's settings (from its public code), and our defaults: scaled down so that both default arms finish in
 // under 3 minutes on 2 CPU cores and still show SC passing 50% (baseline) and ⊥AdamW reaching 99% test (perp).
@@ -69,11 +66,11 @@ for (const arm of arms) {
 
 // Every arm's run is built (data, model, optimizer) and the output folder checked before anything is written: an
 // impossible configuration exits 2 with one line.
-const runs = await orExit(() => Object.fromEntries(arms.map((a) => [a, new GrokRun(configs[a], { threads })])) as Record<ArmName, GrokRun>);
+const runs = await orExit(() => Object.fromEntries(arms.map((a) => [a, new GrokRun(configs[a])])) as Record<ArmName, GrokRun>);
 const folder = await orExit(() => new RunFolder("grok", flags.out));
 const scaledDown = arms.some((a) => configs[a].p < 113 || configs[a].hidden.some((h) => h < 200));
 const task = (c: GrokConfig) => `p=${c.p} ${c.op}, ${Math.round(c.frac * 100)}% train, MLP ${c.hidden.join("x")}`;
-console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${task(configs[a])}, lr ${configs[a].lr}, ${configs[a].steps} steps)`).join("; ")}${threads === 2 ? " [2 threads, data-parallel]" : ""}`);
+console.log(`numedge grok on ${backendInfo().engine}: ${arms.map((a) => `${a} (${task(configs[a])}, lr ${configs[a].lr}, ${configs[a].steps} steps)`).join("; ")}${threads > 1 ? ` [${threads} threads]` : ""}`);
 if (scaledDown) console.log("note: scaled down from the paper's p=113, 40% train, 2x200 to fit minutes on a CPU; --paper runs the paper's settings");
 
 const config = { command: `numedge grok ${process.argv.slice(2).join(" ")}`.trim(), paper: flags.paper, scaledDown, threads, backend: backendInfo(), arms: configs };
@@ -108,7 +105,6 @@ for (const arm of arms) {
       bar.done(`train ${pct(s.trainAcc)} test ${pct(testAcc)} SC ${s.scFraction.toFixed(2)}`);
     } else bar.tick(1, label);
   }
-  run.close(); // threads 2: stop the worker
 }
 
 // The end table: one row per arm.

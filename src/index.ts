@@ -5,6 +5,7 @@ export {
 } from "./backends/index.ts";
 export type { Backend } from "./backends/types.ts";
 export { readThresholds, saveThresholds, type SavedThresholds } from "./backends/thresholds.ts";
+export { setThreads, threads } from "./backends/wasm/pool.ts";
 export { DeviceArray, type Dtype, type HostOf, type Storage } from "./device.ts";
 export { alloc, free, toDevice, empty, releaseMemory, type DeviceOptions } from "./memory.ts";
 export * from "./ops/softmax.ts";

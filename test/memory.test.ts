@@ -118,9 +118,13 @@ describe("alloc / free / zero-copy", () => {
     mfree(ps[0]!); // double free is ignored
     expect(bytesInUse()).toBe(base);
     // three adjacent blocks freed out of order coalesce into one range that a block of their total size reuses
-    const X = 4 << 20;
-    const [a, b, c] = [malloc(X), malloc(X), malloc(X)];
-    expect([b! - a!, c! - b!]).toEqual([X, X]);
+    // (earlier tests may leave holes of one or two blocks: blocks are taken until three in a row are adjacent)
+    const X = 4 << 20, got: number[] = [];
+    const adjacent = () => got.length >= 3 && got.at(-1)! - got.at(-2)! === X && got.at(-2)! - got.at(-3)! === X;
+    while (!adjacent() && got.length < 64) got.push(malloc(X));
+    expect(adjacent()).toBe(true);
+    const [a, b, c] = got.slice(-3);
+    for (const p of got.slice(0, -3)) mfree(p);
     mfree(a!); mfree(c!); mfree(b!);
     const big = malloc(3 * X);
     expect(big).toBe(a!);

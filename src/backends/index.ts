@@ -24,6 +24,7 @@ import { createCudaBackend } from "./cuda.ts";
 import { createTfjsBackend, tfjsFallbackOps, tfjsStagedOps } from "./tfjs.ts";
 import { readThresholds } from "./thresholds.ts";
 import { wasmBackend } from "./wasm.ts";
+import { threads, threadsNote } from "./wasm/pool.ts";
 
 /** A registered backend name: the built-in ones, or any name given to registerBackend(). */
 export type BackendChoice = "wasm" | "reference" | "tfjs" | "tfjs-gpu" | "tfjs-node" | "tfjs-wasm" | "tfjs-cpu" | "cuda" | "auto" | (string & {});
@@ -47,6 +48,10 @@ export interface BackendInfo {
   gpuThresholds?: Record<string, number>;
   /** A GPU backend (cuda, tfjs-gpu): the key its measured thresholds are saved under (scripts/gpu-check.ts). */
   thresholdKey?: string;
+  /** Threads the wasm kernels split large ops over (setThreads, NUMEDGE_THREADS). */
+  threads: number;
+  /** Present when the wasm kernels run one thread whatever setThreads() says: why (e.g. no shared memory). */
+  threadsNote?: string;
 }
 
 export interface SetBackendOptions {
@@ -83,7 +88,7 @@ export function routedBackend(small: Backend, big: Backend, thresholds: Record<s
 }
 
 let current: Backend = wasmBackend;
-let info: BackendInfo = { name: "wasm", id: "wasm", device: "cpu", engine: "wasm-simd", reasons: {} };
+let info: Omit<BackendInfo, "threads"> = { name: "wasm", id: "wasm", device: "cpu", engine: "wasm-simd", reasons: {} };
 let probe = new TfjsProbe();
 const tfjsBackends = new Map<Candidate, Backend>();
 /** Loaded backends by id: the ones DeviceArrays can be made on (toDevice's `backend` option). */
@@ -100,7 +105,7 @@ export function useBackend(b: Backend, i: Partial<BackendInfo> = {}): BackendInf
   // the newest instance of a backend owns the DeviceArrays made from now on (a routed backend: its small one)
   loaded.set(b.id, (b as { home?: Backend }).home ?? b);
   info = { name: b.name, id: b.id, device: "cpu", engine: ENGINES[b.name] ?? b.name, reasons: {}, ...i };
-  return info;
+  return backendInfo();
 }
 
 /**
@@ -261,7 +266,9 @@ function stderrLine(line: string): void {
  * @example await setBackend("tfjs"); console.log(backendInfo().device) // "cpu" unless tfjs-node-gpu found CUDA
  */
 export function backendInfo(): BackendInfo {
-  const i: BackendInfo = { ...info, reasons: { ...info.reasons } };
+  const i: BackendInfo = { ...info, reasons: { ...info.reasons }, threads: threads() };
+  const note = threadsNote();
+  if (note) i.threadsNote = note;
   if (info.fallbackOps) i.fallbackOps = [...info.fallbackOps];
   if (info.stagedOps) i.stagedOps = [...info.stagedOps];
   if (info.gpuThresholds) i.gpuThresholds = { ...info.gpuThresholds };

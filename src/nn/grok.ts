@@ -1,6 +1,4 @@
 // One grokking training run (data + MLP + loss head + optimizer) stepped by the caller, and the paper's arms.
-import { Worker } from "node:worker_threads";
-import { backendInfo } from "../backends/index.ts";
 import { DeviceArray, hostCopy } from "../device.ts";
 import { NumedgeError, readOptions, readRecord, type FloatArray } from "../errors.ts";
 import { empty, toDevice } from "../memory.ts";
@@ -10,10 +8,6 @@ import { modularData, type ModOp, type ModularData, type ModularSplit } from "./
 import { accuracy, l2norm, maxAbs, nlmCosine } from "./metrics.ts";
 import { MLP } from "./mlp.ts";
 import { AdamW, orthoGrad, zerosLike, type Optimizer, type Tensor } from "./optim.ts";
-import {
-  CMD, DONE, ERR, ERR_BYTES, HITS, KIND, LOSS_SUM, MAX_LOGIT, QUIT, SC_ROWS, STATS, TEST, TRAIN, ZERO_ROWS,
-  floats, half, pack, shardHits, shardOf, shardTrain, type GrokWorkerData,
-} from "./grok-worker.ts";
 
 export interface GrokRunOptions {
   dtype?: "f32" | "f64";
@@ -23,33 +17,9 @@ export interface GrokRunOptions {
    * false uses host typed arrays.
    */
   device?: boolean | string;
-  /** Host arrays only (device: false or threads: 2): where the model's arrays live. */
+  /** Host arrays only (device: false): where the model's arrays live. */
   alloc?: (n: number, dtype: "f32" | "f64") => FloatArray;
-  /**
-   * 2: data-parallel over two threads. A worker thread (its own replica and WASM instance) takes the second half
-   * of the train (and test) rows; gradients and statistics are combined weighted by rows, in a fixed order, so a
-   * run is deterministic for a given thread count (it differs from threads 1 by f32 rounding only). Needs the
-   * wasm or reference backend; call close() when done. Default 1: everything on the calling thread.
-   */
-  threads?: 1 | 2;
 }
-
-/** The main thread's side of threads: 2 (see grok-worker.ts for the protocol). */
-interface Parallel {
-  worker: Worker;
-  ctrl: Int32Array;
-  weights: FloatArray;
-  grads: FloatArray;
-  stats: Float64Array;
-  own: Float64Array;
-  err: SharedArrayBuffer;
-  /** [this thread's shard (the first half), all rows of the split] */
-  train: [ModularSplit, number];
-  test: [ModularSplit, number];
-  seq: number;
-}
-
-const WAIT_MS = 120_000;
 
 export interface GrokConfig {
   p: number;
@@ -110,7 +80,7 @@ interface Split {
  * One grokking training run: the seeded modular-arithmetic split, the MLP, and the arm's optimizer and loss head;
  * train() takes one full-batch step (measuring the train set when asked), testAccuracy() scores the held-out
  * pairs. By default everything stays on the current backend as DeviceArrays and only logged steps read back.
- * With `{ threads: 2 }` a worker thread computes half of every step (call close() when done).
+ * Large kernels split over the wasm worker pool (setThreads): the same bits on any thread count.
  * @example const run = new GrokRun({ ...GROK_ARMS.perp, p: 97, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
  *          for (let t = 0; t < 200; t++) run.train(); console.log(run.testAccuracy())
  */
@@ -120,13 +90,10 @@ export class GrokRun {
   readonly opt: Optimizer;
   /** Updates applied so far. */
   step = 0;
-  readonly threads: 1 | 2;
-  private par: Parallel | null = null;
-  private closed = false;
   private readonly train_: Split;
   private readonly test_: Split;
   /** dL/dlogits of the train batch, reused every step. */
-  private readonly dz: Tensor | null = null;
+  private readonly dz: Tensor;
   /** Running maxima over every train() call: [scFraction, max |logit|] (f64, on the model's backend). */
   private readonly track: Float64Array | DeviceArray;
 
@@ -138,13 +105,9 @@ export class GrokRun {
       "config must be a GrokConfig object") as unknown as GrokConfig;
     if (Array.isArray(c.hidden)) c.hidden = [...c.hidden];
     this.config = c;
-    const o = readOptions(o0, ["dtype", "device", "alloc", "threads"], "", "dtype") as GrokRunOptions;
-    const threads = o.threads ?? 1;
-    if (threads !== 1 && threads !== 2) throw new NumedgeError("range", `threads must be 1 or 2, got ${JSON.stringify(o.threads)}`);
-    this.threads = threads;
+    const o = readOptions(o0, ["dtype", "device", "alloc"], "", "dtype") as GrokRunOptions;
     this.data = modularData({ p: c.p, op: c.op, frac: c.frac, seed: c.seed });
-    const device = threads === 1 ? (o.device ?? true) : false;
-    if (threads === 2 && o.device) throw new NumedgeError("unsupported", "threads: 2 runs on host arrays; drop device or use threads: 1");
+    const device = o.device ?? true;
     this.model = new MLP<Tensor>({ inputs: 2 * c.p, hidden: c.hidden, outputs: c.p, seed: c.seed, dtype: o.dtype, alloc: o.alloc, device });
     const dtype = this.model.dtype, on = this.model.backend;
     if (on !== null && dtype === "f64" && c.precision === "f32")
@@ -153,80 +116,12 @@ export class GrokRun {
     this.train_ = put(this.data.train);
     this.test_ = put(this.data.test);
     this.track = on === null ? new Float64Array(2) : empty(2, "f64", { backend: on });
-    if (threads === 1) {
-      const z = this.model.workspace(this.data.train.rows).acts.at(-1)!;
-      this.model.workspace(this.data.test.rows);
-      this.dz = zerosLike(z);
-    } else this.par = this.spawn(dtype);
+    const z = this.model.workspace(this.data.train.rows).acts.at(-1)!;
+    this.model.workspace(this.data.test.rows);
+    this.dz = zerosLike(z);
     const adam = new AdamW({ lr: c.lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay },
       o.alloc ? (x) => o.alloc!(x.length, dtype) : undefined);
     this.opt = c.ortho ? orthoGrad(adam) : adam;
-  }
-
-  private spawn(dtype: "f32" | "f64"): Parallel {
-    const backend = backendInfo().name;
-    if (backend !== "wasm" && backend !== "reference")
-      throw new NumedgeError("unsupported", `threads: 2 needs the wasm or reference backend, got ${JSON.stringify(backend)}`);
-    const { train, test } = this.data;
-    const n = this.model.params.reduce((a, w) => a + w.length, 0), bytes = dtype === "f64" ? 8 : 4;
-    const d: GrokWorkerData = {
-      numedgeGrok: true, config: { ...this.config, hidden: [...this.config.hidden] }, dtype, backend,
-      ctrl: new SharedArrayBuffer(16), weights: new SharedArrayBuffer(n * bytes), grads: new SharedArrayBuffer(n * bytes),
-      stats: new SharedArrayBuffer(8 * STATS), err: new SharedArrayBuffer(ERR_BYTES),
-    };
-    // The worker file next to this one, with this module's own extension (.ts under Bun, .js in dist/ under Node).
-    const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
-    const worker = new Worker(new URL(`./grok-worker${ext}`, import.meta.url), { workerData: d });
-    worker.unref(); // a forgotten close() must not keep the process alive
-    const tr = half(train.rows), te = half(test.rows);
-    const par: Parallel = {
-      worker, ctrl: new Int32Array(d.ctrl), weights: floats(d.weights, dtype), grads: floats(d.grads, dtype), stats: new Float64Array(d.stats),
-      own: new Float64Array(STATS), err: d.err, train: [shardOf(train, 0, tr), train.rows], test: [shardOf(test, 0, te), test.rows], seq: 0,
-    };
-    this.model.workspace(tr);
-    this.model.workspace(te);
-    return par;
-  }
-
-  /** Broadcast the weights and start `kind` on the worker. */
-  private send(par: Parallel, kind: number): void {
-    if (this.closed) throw new NumedgeError("unsupported", "GrokRun was closed");
-    pack(this.model.params as FloatArray[], par.weights); // threads: 2 runs on host arrays
-    Atomics.store(par.ctrl, KIND, kind);
-    par.seq = Atomics.add(par.ctrl, CMD, 1) + 1;
-    Atomics.notify(par.ctrl, CMD);
-  }
-
-  /** Block until the worker finished the last command (or failed, or timed out). */
-  private join(par: Parallel): void {
-    const t0 = Date.now();
-    for (;;) {
-      const done = Atomics.load(par.ctrl, DONE);
-      if (Atomics.load(par.ctrl, ERR)) {
-        const len = new Int32Array(par.err, 0, 1)[0]!;
-        const msg = new TextDecoder().decode(new Uint8Array(par.err, 4, len).slice());
-        this.close();
-        throw new NumedgeError("backend", `GrokRun worker failed: ${msg}`);
-      }
-      if (done === par.seq) return;
-      const left = WAIT_MS - (Date.now() - t0);
-      if (left <= 0 || Atomics.wait(par.ctrl, DONE, done, left) === "timed-out") {
-        this.close();
-        throw new NumedgeError("backend", `GrokRun worker did not answer within ${WAIT_MS / 1000} s`);
-      }
-    }
-  }
-
-  /** Stop the worker thread (threads: 2); a no-op otherwise and when already closed. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    const par = this.par;
-    if (!par) return;
-    Atomics.store(par.ctrl, KIND, QUIT);
-    Atomics.add(par.ctrl, CMD, 1);
-    Atomics.notify(par.ctrl, CMD);
-    void par.worker.terminate();
   }
 
   /**
@@ -237,7 +132,6 @@ export class GrokRun {
   train(update?: boolean, log?: true): StepStats;
   train(update: boolean, log: boolean): StepStats | undefined;
   train(update = true, log = true): StepStats | undefined {
-    if (this.par) return this.trainParallel(this.par, update);
     const { idx, labels, rows } = this.train_, p = this.config.p, m = this.model;
     const z = m.forward(idx, rows);
     const o = { cols: p, head: this.config.head, precision: this.config.precision, gradOut: this.dz as FloatArray };
@@ -256,7 +150,7 @@ export class GrokRun {
       s = { loss: ce.loss, trainAcc: accuracy(z, this.data.train.labels, p), scFraction: ce.scFraction, zeroLossFraction: ce.zeroLossFraction, maxLogit: maxAbs(z) };
       this.trackHost(s);
     }
-    m.backward(this.dz!, idx);
+    m.backward(this.dz, idx);
     return this.finish(s, update);
   }
 
@@ -287,38 +181,8 @@ export class GrokRun {
     return stats;
   }
 
-  /** train() with threads 2: each thread one half of the rows; the main thread combines, then steps. */
-  private trainParallel(par: Parallel, update: boolean): StepStats {
-    const m = this.model, [shard, rows] = par.train, own = par.own, their = par.stats;
-    this.send(par, TRAIN);
-    shardTrain(m as MLP, shard, this.config, own);
-    this.join(par);
-    const n0 = shard.rows, a = n0 / rows, b = (rows - n0) / rows;
-    for (let l = 0, o = 0; l < m.layers; l++) {
-      const g = m.grads[l] as FloatArray;
-      for (let i = 0; i < g.length; i++, o++) g[i] = g[i]! * a + par.grads[o]! * b;
-    }
-    const s = {
-      loss: (own[LOSS_SUM]! + their[LOSS_SUM]!) / rows,
-      trainAcc: (own[HITS]! + their[HITS]!) / rows,
-      scFraction: (own[SC_ROWS]! + their[SC_ROWS]!) / rows,
-      zeroLossFraction: (own[ZERO_ROWS]! + their[ZERO_ROWS]!) / rows,
-      maxLogit: Math.max(own[MAX_LOGIT]!, their[MAX_LOGIT]!),
-    };
-    this.trackHost(s);
-    return this.finish(s, update)!;
-  }
-
   /** Accuracy of the current weights on the held-out pairs. */
   testAccuracy(): number {
-    const par = this.par;
-    if (par) {
-      const [shard, rows] = par.test;
-      this.send(par, TEST);
-      const hits = shardHits(this.model as MLP, shard, this.config.p);
-      this.join(par);
-      return (hits + par.stats[HITS]!) / rows;
-    }
     const { idx, rows } = this.test_;
     return accuracy(hostCopy<FloatArray>(this.model.forward(idx, rows)), this.data.test.labels, this.config.p);
   }

@@ -5,6 +5,7 @@ import { getBackend } from "../backends/index.ts";
 import type { Backend } from "../backends/types.ts";
 import { CTORS, DeviceArray, dtypeOfHost, type Dtype, type HostArray } from "../device.ts";
 import { NumedgeError, overlaps, show } from "../errors.ts";
+import { inWasm } from "../backends/wasm/runtime.ts";
 
 /** One array argument: its dtype and length, and `k`, what the kernel gets (the host array, or the handle). */
 export interface Arg {
@@ -174,10 +175,11 @@ export function elementAt(a: Arg, i: number): number {
 /**
  * The first n (default all) elements of `a` must lie in [0, hi); else "range" with `describe(i, value)`. Returns
  * the argument the kernel must use: a host array over a SharedArrayBuffer is copied first, so another thread cannot
- * change an index between this check and the kernel.
+ * change an index between this check and the kernel (not an alloc() array: WASM memory is shared only with the
+ * pool's workers, which never write an op's inputs).
  */
 export function checkIndices(a0: Arg, hi: number, describe: (i: number, v: number) => string, n = a0.length): Arg {
-  const a: Arg = !a0.da && a0.k.buffer instanceof SharedArrayBuffer ? { name: a0.name, dtype: a0.dtype, length: a0.length, k: a0.k.slice() } : a0;
+  const a: Arg = !a0.da && a0.k.buffer instanceof SharedArrayBuffer && !inWasm(a0.k) ? { name: a0.name, dtype: a0.dtype, length: a0.length, k: a0.k.slice() } : a0;
   const da = a.da;
   if (da) {
     const c = checkedUpTo.get(da);

@@ -2,33 +2,65 @@
 // Kernels only see pointers; this file turns typed arrays into pointers. Arrays already inside WASM memory
 // (from alloc()) are used in place; any other array is copied into scratch and, for outputs, copied back.
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { NumedgeError } from "../../errors.ts";
 
-const module = await WebAssembly.compile(readFileSync(new URL("../../../build/numedge.wasm", import.meta.url)));
+const wasmUrl = (f: string) => new URL(`../../../build/${f}`, import.meta.url);
+/** The threaded build (imports a shared memory) and where it lives, for pool workers (pool.ts). */
+export const threadedWasm = fileURLToPath(wasmUrl("numedge.wasm"));
+/** Why this runtime runs one thread (no shared WebAssembly memory), or null when the pool can run. */
+export const noSharedMemory: string | null = (() => {
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    return typeof SharedArrayBuffer === "function" && typeof Atomics.wait === "function" ? null : "no SharedArrayBuffer or Atomics.wait";
+  } catch (e) {
+    return `no shared WebAssembly memory (${e instanceof Error ? e.message : String(e)})`;
+  }
+})();
+export const shared = noSharedMemory === null;
+const module = await WebAssembly.compile(readFileSync(shared ? threadedWasm : wasmUrl("numedge-st.wasm")));
 
 type Exports = Record<string, (...args: number[]) => number> & { memory: WebAssembly.Memory; heapBase(): number };
 /** Every function asm/index.ts exports, by name (pointers and sizes are numbers); refilled by releaseMemory(). */
 export const asm = {} as Exports;
 let memory!: WebAssembly.Memory;
+/** Every buffer this memory has had (a shared memory's grows give a new SharedArrayBuffer; the old views stay valid). */
+let buffers = new WeakSet<ArrayBufferLike>();
+function buffer(): ArrayBuffer {
+  const b = memory.buffer as ArrayBuffer;
+  buffers.add(b);
+  return b;
+}
 
-/** A fresh instance with its own small memory: asm's functions and `memory` now refer to it. */
+/** A fresh instance with its own small memory (shared where the runtime can): asm's functions and `memory` now refer to it. */
 function instantiate(): void {
-  const exports = new WebAssembly.Instance(module, {}).exports as unknown as Exports;
+  const mem = shared ? new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true }) : undefined;
+  const exports = new WebAssembly.Instance(module, mem ? { env: { memory: mem } } : {}).exports as unknown as Exports;
   Object.assign(asm, exports);
   memory = exports.memory;
-  // Where the runtime can (Bun, Deno, Node >= 22), turn the memory's buffer into a resizable ArrayBuffer: growth
-  // then resizes it in place and views from alloc() stay valid. Elsewhere (Node 20) growth detaches them.
-  if (resizable) (memory as unknown as { toResizableBuffer: () => ArrayBuffer }).toResizableBuffer();
+  buffers = new WeakSet();
+  // Unshared, where the runtime can (Bun, Deno, Node >= 22), turn the memory's buffer into a resizable ArrayBuffer:
+  // growth then resizes it in place and views from alloc() stay valid. Elsewhere (Node 20) growth detaches them.
+  if (!shared && resizable) (memory as unknown as { toResizableBuffer: () => ArrayBuffer }).toResizableBuffer();
+  buffer();
 }
 const resizable = typeof (WebAssembly.Memory.prototype as { toResizableBuffer?: () => ArrayBuffer }).toResizableBuffer === "function";
 instantiate();
-/** True when memory growth keeps existing alloc() views valid (resizable buffer). */
-export const growthKeepsViews = resizable;
+/** True when memory growth keeps existing alloc() views valid (a shared or a resizable buffer). */
+export const growthKeepsViews = shared || resizable;
 const PAGE = 65536;
 const ALIGN = 16;
 
 // Free list of [start, end) byte ranges, sorted by start; coalesced on free.
-let free: Array<[number, number]> = [[align(asm.heapBase()), memory.buffer.byteLength]];
+/** Pool workers 1..RESERVED_THREADS get their static scratch (asm thread_scratch) here, below the heap, so a
+ *  worker's start never leaves a long-lived block in the middle of the heap. */
+const RESERVED_THREADS = 16;
+const heapStart = () => align(asm.heapBase() + RESERVED_THREADS * align(asm.thread_scratch_bytes!()));
+/** Worker tid's static scratch when reserved (tid <= 16), else null (the pool mallocs it). */
+export function threadScratch(tid: number): number | null {
+  return tid >= 1 && tid <= RESERVED_THREADS ? align(asm.heapBase()) + (tid - 1) * align(asm.thread_scratch_bytes!()) : null;
+}
+let free: Array<[number, number]> = [[heapStart(), memory.buffer.byteLength]];
 
 /** Called after releaseMemory() replaced the instance (caches of pointers into the old memory drop them). */
 const resetHooks: Array<() => void> = [];
@@ -47,7 +79,7 @@ export function resetMemory(): { before: number; after: number } {
   if (refs.size > 0)
     throw new NumedgeError("unsupported", `${refs.size} alloc() arrays or wasm DeviceArrays (${[...refs.keys()].reduce((a, p) => a + sizes.get(p)!, 0)} bytes) are still alive: free() or dispose() them first`);
   instantiate();
-  free = [[align(asm.heapBase()), memory.buffer.byteLength]];
+  free = [[heapStart(), memory.buffer.byteLength]];
   sizes.clear();
   blockStarts.length = 0;
   blockEnd.clear();
@@ -101,7 +133,7 @@ export function malloc(nbytes: number): number {
     free.push(last);
     throw new NumedgeError("range", `out of WASM memory: cannot reserve ${nbytes} bytes (memory is ${oldEnd} bytes, max 4 GiB)`);
   }
-  free.push([last[0], memory.buffer.byteLength]);
+  free.push([last[0], buffer().byteLength]);
   return malloc(nbytes);
 }
 
@@ -142,7 +174,7 @@ type Ctor<T> = { new (buf: ArrayBuffer, off: number, n: number): T; BYTES_PER_EL
 
 /** A fresh view of `n` elements at `ptr` (views die when memory grows: derive, use, drop). */
 export function view<T extends WasmArray>(ctor: Ctor<T>, ptr: number, n: number): T {
-  return new ctor(memory.buffer as ArrayBuffer, ptr, n);
+  return new ctor(buffer(), ptr, n);
 }
 
 // Blocks handed out by allocIn(), as sorted starts and start -> end: only views inside one of these are used
@@ -171,7 +203,7 @@ function releaseBlock(ptr: number): void {
 
 /** True when `a` lies inside a live alloc() block of WASM memory, so kernels can use it without a copy. */
 export function inWasm(a: ArrayBufferView): boolean {
-  if (a.buffer !== memory.buffer) return false;
+  if (!buffers.has(a.buffer)) return false;
   const i = firstAbove(a.byteOffset) - 1;
   return i >= 0 && a.byteOffset + a.byteLength <= blockEnd.get(blockStarts[i]!)!;
 }
@@ -310,9 +342,9 @@ export class Frame {
   }
   /** Copy inputs in; call after every scratch/input/output is reserved (a later malloc may grow memory). */
   ready(): void {
-    for (const [a, what] of this.inPlace) if (a.buffer !== memory.buffer) throw detachedError(a, what);
+    for (const [a, what] of this.inPlace) if (isDetached(a) || !buffers.has(a.buffer)) throw detachedError(a, what);
     if (this.zero.length === 0 && this.copyIn.length === 0) return; // all zero-copy: nothing to do
-    const u8 = new Uint8Array(memory.buffer);
+    const u8 = new Uint8Array(buffer());
     for (const [p, n] of this.zero) u8.fill(0, p, p + n);
     for (const [p, a] of this.copyIn) {
       u8.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), p);
@@ -321,7 +353,7 @@ export class Frame {
   }
   done(): void {
     if (this.copyBack.length === 0) return this.release();
-    const u8 = new Uint8Array(memory.buffer);
+    const u8 = new Uint8Array(buffer());
     for (const [p, a] of this.copyBack) {
       new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(u8.subarray(p, p + a.byteLength));
       copyStats.outBytes += a.byteLength;
@@ -359,8 +391,15 @@ export function call<P, R>(setup: (f: Frame) => P, kernel: (p: P) => R, keep?: (
   }
 }
 
-/** Host bytes a streamed call moves per piece: small enough that a piece is still in cache when the kernel reads it. */
+/** Host bytes a streamed call moves per piece and thread: small enough that a piece is still in cache when the kernel reads it. */
 const PIECE_BYTES = 1 << 17;
+let pieceBytes = PIECE_BYTES, pieceThreads = 1;
+/** The pool (pool.ts) splits each piece over its threads: pieces grow with them (past the pool's least split
+ *  work), at least a unit per thread. */
+export function setPieceThreads(n: number): void {
+  pieceBytes = n > 1 ? 4 * PIECE_BYTES * n : PIECE_BYTES;
+  pieceThreads = n;
+}
 
 /** One array of a streamed call: `per` elements per unit (row, block, group); the last unit may be partial. */
 export type Part = [WasmArray, number];
@@ -381,7 +420,7 @@ export function stream(units: number, ins: Part[], outs: Part[], atomic: boolean
   let perUnit = 0;
   for (const [a, per] of ins) if (host(a)) perUnit += per * a.BYTES_PER_ELEMENT;
   if (!atomic) for (const [a, per] of outs) if (host(a)) perUnit += per * a.BYTES_PER_ELEMENT;
-  const step = perUnit === 0 ? units : Math.max(1, Math.min(units, Math.floor(PIECE_BYTES / perUnit)));
+  const step = perUnit === 0 ? units : Math.max(1, Math.min(units, Math.max(pieceThreads, Math.floor(pieceBytes / perUnit))));
   const f = new Frame();
   try {
     // [pointer, staged]: arrays in WASM memory and atomic outputs have a full-size pointer; others a staging piece
@@ -389,7 +428,7 @@ export function stream(units: number, ins: Part[], outs: Part[], atomic: boolean
     const outP = outs.map(([a, per]) => (host(a) && !atomic ? [f.staging(step * per * a.BYTES_PER_ELEMENT), 1] : [f.output(a), 0]));
     const shared = setup(f, step);
     f.ready();
-    const u8 = new Uint8Array(memory.buffer);
+    const u8 = new Uint8Array(buffer());
     const range = (a: WasmArray, per: number, u0: number, n: number) => [u0 * per * a.BYTES_PER_ELEMENT, Math.min((u0 + n) * per, a.length) * a.BYTES_PER_ELEMENT];
     for (let u0 = 0; u0 < units; u0 += step) {
       const n = Math.min(step, units - u0);
