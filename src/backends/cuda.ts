@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { CTORS, type Dtype, type HostArray, type Storage } from "../device.ts";
 import { NumedgeError, type FloatArray } from "../errors.ts";
 import type { AdamStepScalars } from "./api/quant.ts";
-import type { RoutingKernels, Scoring } from "./api/routing.ts";
+import { SCORING_MODE, type RoutingKernels, type Scoring } from "./api/routing.ts";
 import type { SoftmaxKernels } from "./api/softmax.ts";
 import { openCublas, type Cublas } from "./cuda/cublas.ts";
 import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
@@ -16,6 +16,7 @@ import { PTX_HASH_PREFIX, kernelSource, openNvrtc } from "./cuda/nvrtc.ts";
 import { stagedBy } from "./host/staged.ts";
 import { prepareCode } from "../ops/quant/codes.ts";
 import { cacheDir } from "./thresholds.ts";
+import { env } from "../env.ts";
 import { kernelNames, type Backend } from "./types.ts";
 import { wasmBackend } from "./wasm.ts";
 
@@ -52,24 +53,25 @@ function cudaStorage(d: Driver): Storage<CudaBuf> {
 function kernelImage(d: Driver): KernelImage {
   const { src, hash } = kernelSource();
   const nv = openNvrtc(d.ffi);
-  if ("missing" in nv) return shippedPtx(nv.missing);
+  if ("missing" in nv) return shippedPtx(nv.missing, hash);
   try {
     const arch = `sm_${d.device.sm}`, file = `${cacheDir()}/cuda-${hash.slice(0, 16)}-${arch}-nvrtc${nv.version}.cubin`;
     const how = `NVRTC ${nv.version} cubin for ${arch}`;
-    if (existsSync(file)) return { image: readFileSync(file), how: `${how} (cached)`, ptx: () => shippedPtx("the driver refused the cubin") };
+    const ptx = () => shippedPtx("the driver refused the cubin", hash);
+    if (existsSync(file)) return { image: readFileSync(file), how: `${how} (cached)`, ptx };
     const { bytes } = nv.compile(src, arch);
     try {
       mkdirSync(cacheDir(), { recursive: true });
       writeFileSync(file, bytes);
     } catch { /* an unwritable cache only costs a compile next time */ }
-    return { image: bytes, how, ptx: () => shippedPtx("the driver refused the cubin") };
+    return { image: bytes, how, ptx };
   } finally {
     nv.close();
   }
 }
-function shippedPtx(why: string): KernelImage {
+function shippedPtx(why: string, hash: string): KernelImage {
   const ptx = readFileSync(new URL("./cuda/kernels.ptx", import.meta.url), "utf8");
-  const stale = !ptx.startsWith(`${PTX_HASH_PREFIX}${kernelSource().hash}`);
+  const stale = !ptx.startsWith(`${PTX_HASH_PREFIX}${hash}`);
   return { image: new TextEncoder().encode(ptx + "\0"), how: `shipped compute_75 PTX (ISA ${ptx.match(/\.version (\S+)/)?.[1]}), JIT by the driver (${why})${stale ? "; WARNING: kernels.ptx is older than kernels.cu" : ""}` };
 }
 /** A module load failure, with what fixes the likely cause. */
@@ -113,7 +115,6 @@ export interface CudaDeps {
   /** cuBLAS for matmul, or why not (then the NVRTC GEMM kernel runs). */
   blas(d: Driver): Cublas | string;
 }
-const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
 /** NUMEDGE_CUDA_TF32=1 lets cuBLAS run f32 matmuls on TF32 tensor cores (10-bit mantissa products); default FP32. */
 const realDeps: CudaDeps = { open: openDriver, image: kernelImage, blas: (d) => openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1") };
 
@@ -171,7 +172,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       } catch { /* only after a fault that lost the context: the error that lost it is the one to report */ }
       return;
     }
-    pool.set(c, [...(pool.get(c) ?? []), p]);
+    (pool.get(c) ?? pool.set(c, []).get(c)!).push(p);
     pooled += c;
   }
 
@@ -270,11 +271,10 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     [h.beta1, h.oneMinusBeta1, h.beta2, h.oneMinusBeta2, h.epsC2, h.stepSize, h.decay].map((v) => ({ f32: Math.fround(v) }));
   const isI8 = (q: unknown) => (q instanceof Int8Array || (q as CudaBuf).dtype === "i8" ? 1 : 0);
 
-  const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
   const f32 = (v: number): KernelArg => ({ f32: Math.fround(v) });
   /** Scores [T, E] into ps (inv: 1 / what p divides them by), pSum += routing probabilities, lse per token. */
   function score(pz: bigint, T: number, E: number, scoring: Scoring, scale: number, ps: bigint, pinv: bigint, pSum: bigint, plse: bigint) {
-    d.launch(k.route_score_f32!, perThread(T), 128, [{ p: pz }, { i32: T }, { i32: E }, { i32: MODE[scoring] }, f32(scale), { p: ps }, { p: pinv }, { p: plse }]);
+    d.launch(k.route_score_f32!, perThread(T), 128, [{ p: pz }, { i32: T }, { i32: E }, { i32: SCORING_MODE[scoring] }, f32(scale), { p: ps }, { p: pinv }, { p: plse }]);
     d.launch(k.route_psum!, Math.min(E, 65535), 256, [{ p: ps }, { p: pinv }, { i32: T }, { i32: E }, { p: pSum }]);
   }
   /** routeDispatch on device buffers (pstats 0n: no stats). */
@@ -332,7 +332,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     routeGrad(z, T, E, scoring, scale, coef, lse, auxGrad, zGrad) {
       onDevice([z, coef, lse], [auxGrad, zGrad].filter((a) => a !== null), ([pz, pc, pl], op) => {
         const pa = auxGrad ? op[0]! : 0n, pg = zGrad ? op[auxGrad ? 1 : 0]! : 0n;
-        d.launch(k.route_grad_f32!, perThread(T), 128, [{ p: pz! }, { i32: T }, { i32: E }, { i32: MODE[scoring] }, f32(scale), { p: pc! }, { p: pl! }, { p: pa }, { p: pg }]);
+        d.launch(k.route_grad_f32!, perThread(T), 128, [{ p: pz! }, { i32: T }, { i32: E }, { i32: SCORING_MODE[scoring] }, f32(scale), { p: pc! }, { p: pl! }, { p: pa }, { p: pg }]);
       });
     },
     updateBias(bias, counts, rate) {

@@ -42,7 +42,7 @@ export interface BackendInfo {
   /** tfjs backends: ops that run on the wasm kernels instead (Float64Array inputs always do). */
   fallbackOps?: string[];
   /** Ops whose DeviceArray arguments are read to the host and written back around the kernel (not resident yet);
-   * an op staged only for some arguments is listed with them, e.g. "adamw (f64)". */
+   * an op staged only for some arguments would be listed with them, as "op (when)". */
   stagedOps?: string[];
   /** auto with a GPU: per-op minimum size (elements of the largest array; gemm: m*k*n) sent to the GPU. */
   gpuThresholds?: Record<string, number>;
@@ -230,7 +230,7 @@ async function auto(opts: SetBackendOptions): Promise<Loaded> {
     if (warn) stderrLine(`numedge: no usable GPU, running on wasm (${e})`);
     return { backend: wasmBackend, info: { reasons: { cuda: c, "tfjs-gpu": e } } };
   }
-  return autoOn(tfjsInfo(e, {}), opts, { cuda: c }, { fallbackOps: tfjsFallbackOps() });
+  return autoOn(tfjsInfo(e, { cuda: c }), opts);
 }
 
 /**
@@ -238,7 +238,8 @@ async function auto(opts: SetBackendOptions): Promise<Loaded> {
  * are opts.thresholds, else those scripts/gpu-check.ts saved for this device; without either, every op stays on
  * wasm and one stderr line says how to measure them.
  */
-export function autoOn(gpu: LoadedWithInfo, opts: SetBackendOptions, reasons: Record<string, string> = {}, extra: Partial<BackendInfo> = {}): Loaded {
+export function autoOn(gpu: LoadedWithInfo, opts: SetBackendOptions): Loaded {
+  const reasons = gpu.info.reasons ?? {};
   const key = gpu.info.thresholdKey ?? gpu.backend.name;
   const th = opts.thresholds ?? readThresholds(key)?.thresholds;
   if (!th) {
@@ -247,7 +248,8 @@ export function autoOn(gpu: LoadedWithInfo, opts: SetBackendOptions, reasons: Re
     return { backend: wasmBackend, info: { reasons: { ...reasons, [gpu.backend.name]: why } } };
   }
   return { backend: routedBackend(wasmBackend, gpu.backend, th), info: {
-    device: "gpu", engine: `auto(wasm-simd + ${gpu.info.engine?.split(":")[0] ?? gpu.backend.name})`, reasons, gpuThresholds: { ...th }, thresholdKey: key, ...extra,
+    device: "gpu", engine: `auto(wasm-simd + ${gpu.info.engine?.split(":")[0] ?? gpu.backend.name})`, reasons, gpuThresholds: { ...th }, thresholdKey: key,
+    ...(gpu.info.fallbackOps ? { fallbackOps: gpu.info.fallbackOps } : {}),
   } };
 }
 

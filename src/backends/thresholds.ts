@@ -1,9 +1,8 @@
 // Where `auto` finds the per-op sizes from which a GPU beats wasm on this machine: measured and saved by
 // scripts/gpu-check.ts (npx numedge gpu-check), one entry per engine and device, in the user's cache folder.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-
-const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+import { env } from "../env.ts";
 
 /** numedge's cache folder: $XDG_CACHE_HOME/numedge or ~/.cache/numedge (compiled kernels, measured thresholds). */
 export function cacheDir(): string {
@@ -11,6 +10,14 @@ export function cacheDir(): string {
 }
 
 const file = () => `${cacheDir()}/thresholds.json`;
+/** Every saved entry; none when the file is missing or unreadable (as if never measured). */
+function readAll(): Record<string, SavedThresholds> {
+  try {
+    return JSON.parse(readFileSync(file(), "utf8"));
+  } catch {
+    return {};
+  }
+}
 
 export interface SavedThresholds {
   /** Kernel name -> smallest size (elements of the largest array; gemm: m*k*n) sent to the GPU. */
@@ -24,15 +31,9 @@ export interface SavedThresholds {
  * when none were measured. @example readThresholds(backendInfo().thresholdKey!)?.thresholds // { softmax: 1e5, ... }
  */
 export function readThresholds(key: string): SavedThresholds | null {
-  try {
-    if (!existsSync(file())) return null;
-    const all = JSON.parse(readFileSync(file(), "utf8")) as Record<string, SavedThresholds>;
-    const e = all[key];
-    if (!e || typeof e.thresholds !== "object" || !Object.values(e.thresholds).every((v) => typeof v === "number" && v >= 0)) return null;
-    return e;
-  } catch {
-    return null; // unreadable: as if never measured
-  }
+  const e = readAll()[key];
+  if (!e || typeof e.thresholds !== "object" || e.thresholds === null || !Object.values(e.thresholds).every((v) => typeof v === "number" && v >= 0)) return null;
+  return e;
 }
 
 /**
@@ -40,10 +41,7 @@ export function readThresholds(key: string): SavedThresholds | null {
  * @example saveThresholds(backendInfo().thresholdKey!, { thresholds: { gemm: 2 ** 21 }, measured: "by hand" })
  */
 export function saveThresholds(key: string, entry: SavedThresholds): string {
-  let all: Record<string, SavedThresholds> = {};
-  try {
-    if (existsSync(file())) all = JSON.parse(readFileSync(file(), "utf8"));
-  } catch { /* a corrupt file is replaced */ }
+  const all = readAll(); // a corrupt file is replaced
   all[key] = entry;
   mkdirSync(cacheDir(), { recursive: true });
   writeFileSync(file(), JSON.stringify(all, null, 1) + "\n");

@@ -3,6 +3,8 @@
 // Kernels write only their outputs (and the arrays documented as in/out); they never allocate results.
 
 export type Scoring = "softmax" | "sigmoid" | "stablemax" | "activation";
+/** The scoring's number in the kernels (asm and CUDA). */
+export const SCORING_MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
 
 /**
  * Ranking rule shared by every backend: a ranks before b when a > b, or when a is NaN and b is not, or when

@@ -2,8 +2,7 @@
 // Column-major, as cuBLAS is: the backend maps its row-major products onto these calls. The handle runs on the
 // default stream, in order with every kernel numedge launches. Signatures as verified on an H200 (CUDA 13).
 import { NumedgeError } from "../../errors.ts";
-import { libPaths } from "./driver.ts";
-import type { Ffi } from "./ffi.ts";
+import { libPaths, openFirst, type Ffi } from "./ffi.ts";
 
 /** C = alpha op(A) op(B) + beta C, column-major; op 0 = as stored, 1 = transposed; pointers are device addresses. */
 export type GemmCall = (opA: 0 | 1, opB: 0 | 1, m: number, n: number, k: number, alpha: number, A: bigint, lda: number,
@@ -18,22 +17,14 @@ export interface Cublas {
 
 /** cuBLAS on the current context, or why not. tf32: let sgemm use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH). */
 export function openCublas(ffi: Ffi, tf32: boolean): Cublas | string {
-  let lib, path = "", why = "";
-  for (const p of ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths)) {
-    try {
-      lib = ffi.open(p, {
-        cublasCreate_v2: ["buf"],
-        cublasSetMathMode: ["ptr", "i32"],
-        cublasSgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
-        cublasDgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
-      } as const);
-      path = p;
-      break;
-    } catch (e) {
-      why ||= e instanceof Error ? e.message.split("\n")[0]! : String(e);
-    }
-  }
-  if (!lib) return `no libcublas.so.13/.12 (${why})`;
+  const opened = openFirst(ffi, ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths), {
+    cublasCreate_v2: ["buf"],
+    cublasSetMathMode: ["ptr", "i32"],
+    cublasSgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
+    cublasDgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
+  } as const);
+  if ("why" in opened) return `no libcublas.so.13/.12 (${opened.why})`;
+  const { lib, path } = opened;
   const h = new BigUint64Array(1);
   const rc = lib.fn.cublasCreate_v2(h);
   if (rc !== 0) return `cublasCreate failed (cublasStatus ${rc})`;

@@ -2,9 +2,8 @@
 // driver) is needed; NVRTC is used when present. Signatures as verified on an H200 (driver 580, CUDA 13): handles
 // read back from 64-bit out-parameters, CUdeviceptr as u64, kernel parameters as an array of addresses of one small
 // typed array each.
-import { execFileSync } from "node:child_process";
 import { NumedgeError } from "../../errors.ts";
-import { loadFfi, type Ffi } from "./ffi.ts";
+import { libPaths, loadFfi, openFirst, type Ffi } from "./ffi.ts";
 
 /** One kernel argument: a device pointer, a 32- or 64-bit integer, or a double. */
 export type KernelArg = { p: bigint } | { i32: number } | { i64: number } | { f32: number } | { f64: number };
@@ -33,28 +32,11 @@ export interface Driver {
   sync(): void;
 }
 
-/**
- * Paths to try for a shared library: where `ldconfig -p` says it is (a bare name may not be searched for by every
- * runtime's dlopen), then the bare name.
- */
-export function libPaths(name: string): string[] {
-  const found: string[] = [];
-  try {
-    const out = execFileSync("ldconfig", ["-p"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-    for (const line of out.split("\n")) {
-      const m = line.match(/^\s*(\S+) .*=> (\S+)$/);
-      if (m && m[1] === name && !found.includes(m[2]!)) found.push(m[2]!);
-    }
-  } catch { /* no ldconfig: the bare name only */ }
-  return [...found, name];
-}
-
 /** Open the driver and the first device, or say why not (no runtime FFI, no driver, no device). */
 export async function openDriver(): Promise<Driver | string> {
   const ffi = await loadFfi();
   if (typeof ffi === "string") return ffi;
-  let lib, why = "";
-  const tryOpen = (path: string) => ffi.open(path, {
+  const opened = openFirst(ffi, libPaths("libcuda.so.1"), {
     cuInit: ["u32"],
     cuDriverGetVersion: ["buf"],
     cuDeviceGetCount: ["buf"],
@@ -73,21 +55,13 @@ export async function openDriver(): Promise<Driver | string> {
     cuMemsetD8_v2: ["u64", "u8", "usize"],
     cuModuleLoadData: ["buf", "buf"],
     cuModuleGetFunction: ["buf", "ptr", "buf"],
-    cuLaunchKernel: ["ptr", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "ptr", "buf", "ptr"],
+    cuLaunchKernel: ["ptr", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"],
     cuCtxSynchronize: [],
     cuGetErrorName: ["i32", "buf"],
     cuGetErrorString: ["i32", "buf"],
   } as const);
-  for (const path of libPaths("libcuda.so.1")) {
-    try {
-      lib = tryOpen(path);
-      break;
-    } catch (e) {
-      why ||= e instanceof Error ? e.message.split("\n")[0]! : String(e);
-    }
-  }
-  if (!lib) return `libcuda.so.1 could not be loaded (no NVIDIA driver here): ${why}`;
-  const cu = lib.fn;
+  if ("why" in opened) return `libcuda.so.1 could not be loaded (no NVIDIA driver here): ${opened.why}`;
+  const cu = opened.lib.fn;
   const text = (p: bigint) => ffi.cstring(p);
   const errName = (rc: number) => {
     const n = new BigUint64Array(1), s = new BigUint64Array(1);
@@ -129,7 +103,7 @@ export async function openDriver(): Promise<Driver | string> {
   };
   // Kernel arguments: one block of 8-byte slots and the array of their addresses, made once (no allocation per launch).
   const MAX_ARGS = 32, slotBytes = new BigUint64Array(MAX_ARGS), slots = new DataView(slotBytes.buffer);
-  const base = ffi.addr(slotBytes), params = BigUint64Array.from({ length: MAX_ARGS }, (_, i) => base + BigInt(i * 8));
+  const base = ffi.addr(slotBytes), params = BigUint64Array.from({ length: MAX_ARGS }, (_, i) => base + BigInt(i * 8)), paramsAt = ffi.addr(params);
   return {
     ffi,
     device,
@@ -167,7 +141,7 @@ export async function openDriver(): Promise<Driver | string> {
         else slots.setFloat64(o, a.f64, true);
       });
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
-      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, 0n, params, 0n), "cuLaunchKernel");
+      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, 0n, paramsAt, 0n), "cuLaunchKernel");
     },
     sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
   };

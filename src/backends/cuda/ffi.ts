@@ -4,6 +4,8 @@
 //   "ptr"  an opaque handle or address as a bigint (0n: NULL)
 //   "u64" / "usize" a bigint; "i32" / "u32" / "u8" a number; "f32" / "f64" a number
 // Signatures as verified on an H200 with Bun 1.4.5 and Deno 2.9.6 (handles read back from 64-bit out-parameters).
+import { execFileSync } from "node:child_process";
+
 export type Kind = "buf" | "ptr" | "u64" | "usize" | "i32" | "u32" | "u8" | "f32" | "f64";
 export type Signatures = Record<string, readonly Kind[]>;
 export type Bound<S extends Signatures> = { [K in keyof S]: (...args: unknown[]) => number };
@@ -17,6 +19,49 @@ export interface Ffi {
   /** The NUL-terminated string at an address. */
   cstring(p: bigint): string;
 }
+
+/** Where `ldconfig -p` puts each library (read once), for libPaths. */
+let ldconfig: Map<string, string[]> | undefined;
+/**
+ * Paths to try for a shared library: where `ldconfig -p` says it is (a bare name may not be searched for by every
+ * runtime's dlopen), then the bare name.
+ */
+export function libPaths(name: string): string[] {
+  if (!ldconfig) {
+    ldconfig = new Map();
+    try {
+      const out = execFileSync("ldconfig", ["-p"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+      for (const line of out.split("\n")) {
+        const m = line.match(/^\s*(\S+) .*=> (\S+)$/);
+        if (m && !ldconfig.get(m[1]!)?.includes(m[2]!)) ldconfig.set(m[1]!, [...(ldconfig.get(m[1]!) ?? []), m[2]!]);
+      }
+    } catch { /* no ldconfig: bare names only */ }
+  }
+  return [...(ldconfig.get(name) ?? []), name];
+}
+
+/** The first of `paths` that opens with these functions, or why none did (the first failure, with its path). */
+export function openFirst<S extends Signatures>(ffi: Ffi, paths: string[], sigs: S): { lib: ReturnType<Ffi["open"]> & { fn: Bound<S> }; path: string } | { why: string } {
+  let why = "";
+  for (const path of paths) {
+    try {
+      return { lib: ffi.open(path, sigs), path };
+    } catch (e) {
+      why ||= `${path}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`;
+    }
+  }
+  return { why };
+}
+
+/** Wrap f so the arguments at `at` (handles as bigints) reach it as the runtime's pointers; f itself when none. */
+function convert(f: (...a: unknown[]) => number, at: number[], toPtr: (v: unknown) => unknown) {
+  if (at.length === 0) return f;
+  return (...a: unknown[]) => {
+    for (const i of at) a[i] = toPtr(a[i]);
+    return f(...a);
+  };
+}
+const indicesOf = (kinds: readonly Kind[], want: (k: Kind) => boolean) => kinds.flatMap((k, i) => (want(k) ? [i] : []));
 
 type DenoFfi = {
   dlopen(path: string, s: Record<string, { parameters: string[]; result: string }>): { symbols: Record<string, (...a: unknown[]) => number>; close(): void };
@@ -34,10 +79,8 @@ async function bunFfi(): Promise<Ffi> {
     open(path, sigs) {
       const lib = b.dlopen(path, Object.fromEntries(Object.entries(sigs).map(([n, k]) => [n, { args: k.map((t) => TYPE[t]), returns: "i32" }])) as never);
       const syms = lib.symbols as Record<string, (...a: unknown[]) => number>;
-      const fn = Object.fromEntries(Object.entries(sigs).map(([n, kinds]) => {
-        const f = syms[n]!;
-        return [n, (...a: unknown[]) => f(...a.map((v, i) => (kinds[i] === "ptr" ? (v === 0n ? null : Number(v)) : v)))];
-      }));
+      const fn = Object.fromEntries(Object.entries(sigs).map(([n, kinds]) =>
+        [n, convert(syms[n]!, indicesOf(kinds, (k) => k === "ptr"), (v) => (v === 0n ? null : Number(v)))]));
       return { fn: fn as never, close: () => lib.close() };
     },
     addr: (a) => BigInt(b.ptr(a as Uint8Array)),
@@ -51,10 +94,10 @@ function denoFfi(D: DenoFfi): Ffi {
     runtime: "deno",
     open(path, sigs) {
       const lib = D.dlopen(path, Object.fromEntries(Object.entries(sigs).map(([n, k]) => [n, { parameters: k.map((t) => TYPE[t]), result: "i32" }])));
+      // handles become pointer objects; typed arrays pass as bytes (Deno's "buffer" takes a Uint8Array)
       const fn = Object.fromEntries(Object.entries(sigs).map(([n, kinds]) => {
-        const f = lib.symbols[n]!;
-        return [n, (...a: unknown[]) => f(...a.map((v, i) =>
-          kinds[i] === "ptr" ? (v === 0n ? null : D.UnsafePointer.create(v as bigint)) : kinds[i] === "buf" ? (v === null ? null : bytes(v as ArrayBufferView)) : v))];
+        const ptrs = convert(lib.symbols[n]!, indicesOf(kinds, (k) => k === "ptr"), (v) => (v === 0n ? null : D.UnsafePointer.create(v as bigint)));
+        return [n, convert(ptrs, indicesOf(kinds, (k) => k === "buf"), (v) => (v === null ? null : bytes(v as ArrayBufferView)))];
       }));
       return { fn: fn as never, close: () => lib.close() };
     },

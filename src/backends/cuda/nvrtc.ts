@@ -2,9 +2,9 @@
 // (compute_75, the PTX numedge ships).
 import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { libPaths } from "./driver.ts";
+import { env } from "../../env.ts";
 import { NumedgeError } from "../../errors.ts";
-import type { Ffi } from "./ffi.ts";
+import { libPaths, openFirst, type Ffi } from "./ffi.ts";
 
 /** The kernels' CUDA C source, and its hash (the key of the cubin cache and of the shipped PTX). */
 export function kernelSource(): { src: string; hash: string } {
@@ -15,11 +15,6 @@ export function kernelSource(): { src: string; hash: string } {
 /** The first line of kernels.ptx records the hash of the source it was built from. */
 export const PTX_HASH_PREFIX = "// numedge kernels.cu sha256 ";
 
-/** libnvrtc candidates, most recent first; NUMEDGE_NVRTC (a path) goes first when set ("none": never use NVRTC). */
-function nvrtcCandidates(): string[] {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NUMEDGE_NVRTC;
-  return [...(env ? [env] : []), ...["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"].flatMap(libPaths)];
-}
 
 /** An opened libnvrtc: its version ("13.0"), and compile (see nvrtcCompile). */
 export interface Nvrtc {
@@ -28,34 +23,28 @@ export interface Nvrtc {
   close(): void;
 }
 
-/** The first libnvrtc that loads, or why none does (NUMEDGE_NVRTC=none: never). */
+/**
+ * The first libnvrtc that loads, most recent first, or why none does. NUMEDGE_NVRTC (a path) is tried first;
+ * NUMEDGE_NVRTC=none: never use NVRTC.
+ */
 export function openNvrtc(ffi: Ffi): Nvrtc | { missing: string } {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.NUMEDGE_NVRTC;
-  if (env === "none") return { missing: "NUMEDGE_NVRTC=none" };
-  let nv: ReturnType<typeof open> | undefined, why = "";
-  function open(path: string) {
-    return ffi.open(path, {
-      nvrtcVersion: ["buf", "buf"],
-      nvrtcCreateProgram: ["buf", "buf", "buf", "i32", "ptr", "ptr"],
-      nvrtcCompileProgram: ["ptr", "i32", "buf"],
-      nvrtcGetCUBINSize: ["ptr", "buf"],
-      nvrtcGetCUBIN: ["ptr", "buf"],
-      nvrtcGetPTXSize: ["ptr", "buf"],
-      nvrtcGetPTX: ["ptr", "buf"],
-      nvrtcGetProgramLogSize: ["ptr", "buf"],
-      nvrtcGetProgramLog: ["ptr", "buf"],
-      nvrtcDestroyProgram: ["buf"],
-    } as const);
-  }
-  for (const path of nvrtcCandidates()) {
-    try {
-      nv = open(path);
-      break;
-    } catch (e) {
-      why ||= `${path}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`;
-    }
-  }
-  if (!nv) return { missing: `no libnvrtc found (${why})` };
+  const chosen = env.NUMEDGE_NVRTC;
+  if (chosen === "none") return { missing: "NUMEDGE_NVRTC=none" };
+  const paths = [...(chosen ? [chosen] : []), ...["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"].flatMap(libPaths)];
+  const opened = openFirst(ffi, paths, {
+    nvrtcVersion: ["buf", "buf"],
+    nvrtcCreateProgram: ["buf", "buf", "buf", "i32", "ptr", "ptr"],
+    nvrtcCompileProgram: ["ptr", "i32", "buf"],
+    nvrtcGetCUBINSize: ["ptr", "buf"],
+    nvrtcGetCUBIN: ["ptr", "buf"],
+    nvrtcGetPTXSize: ["ptr", "buf"],
+    nvrtcGetPTX: ["ptr", "buf"],
+    nvrtcGetProgramLogSize: ["ptr", "buf"],
+    nvrtcGetProgramLog: ["ptr", "buf"],
+    nvrtcDestroyProgram: ["buf"],
+  } as const);
+  if ("why" in opened) return { missing: `no libnvrtc found (${opened.why})` };
+  const nv = opened.lib;
   const s = nv.fn, cstr = (t: string) => new TextEncoder().encode(t + "\0");
   const major = new Int32Array(1), minor = new Int32Array(1);
   s.nvrtcVersion(major, minor);

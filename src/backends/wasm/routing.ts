@@ -1,10 +1,8 @@
 // Routing kernels on WASM SIMD (asm/topk.ts). Marshalling only: arrays in WASM memory are used in place.
-import type { RoutingKernels, Scoring } from "../api/routing.ts";
+import { SCORING_MODE, type RoutingKernels } from "../api/routing.ts";
 import { hostRouting } from "../host/routing.ts";
 import { CHUNK_SLOT, COUNT, END, START, THREAD, UNIT, chunkOf, fixedChunk, par, threads } from "./pool.ts";
 import { asm, call, view } from "./runtime.ts";
-
-const MODE: Record<Scoring, number> = { softmax: 0, sigmoid: 1, stablemax: 2, activation: 3 };
 
 /** dst[e] += each chunk's slot[e], in chunk order (the pool's partial sums of a reduction over rows). */
 function addSlots(ctor: typeof Float64Array | typeof Int32Array, dst: number, slots: number, E: number, nch: number): void {
@@ -32,7 +30,7 @@ const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updat
       (f) => [f.input(logits), scores ? f.output(scores) : 0, f.inout(pSum), f.output(lse), f.scratch(w * threads()),
         nch > 1 ? f.scratch(8 * E * nch) : 0] as const,
       ([pz, ps, pp, pl, pw, slots]) => {
-        par("route_scores_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, MODE[scoring], scale, [ps, UNIT, ps ? rb : 0],
+        par("route_scores_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, SCORING_MODE[scoring], scale, [ps, UNIT, ps ? rb : 0],
           slots ? [slots, CHUNK_SLOT, 8 * E] : pp, [pl, UNIT, 8], [pw, THREAD, w]]);
         if (slots) addSlots(Float64Array, pp, slots, E, nch);
       },
@@ -51,7 +49,7 @@ const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updat
         nch > 1 ? f.scratch(12 * E * nch) : 0] as const,
       ([pz, pb, pe, pw, pc, pp, pl, pn, po, pr, pk, slots]) => {
         const ps = slots + 8 * E * nch; // counts slots after the pSum slots
-        par("route_select_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, k, MODE[o.scoring], o.scale, pb, o.groups, o.topkGroups,
+        par("route_select_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, k, SCORING_MODE[o.scoring], o.scale, pb, o.groups, o.topkGroups,
           o.normalize ? 1 : 0, o.routeScale, [pe, UNIT, 4 * k], [pw, UNIT, 4 * k], slots ? [ps, CHUNK_SLOT, 4 * E] : pc,
           slots ? [slots, CHUNK_SLOT, 8 * E] : pp, [pl, UNIT, 8], [pk, THREAD, work]]);
         if (slots) {
@@ -76,7 +74,7 @@ const kernels: Omit<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updat
     call(
       (f) => [f.input(logits), f.input(coef), f.input(lse), auxGrad ? f.output(auxGrad) : 0, zGrad ? f.output(zGrad) : 0,
         f.scratch(w * threads())] as const,
-      ([pz, pc, pl, pa, pg, pw]) => par("route_grad_f32", rows, chunkOf(rows, 3 * rb), [[pz, UNIT, rb], [rows, COUNT, 1], E, MODE[scoring],
+      ([pz, pc, pl, pa, pg, pw]) => par("route_grad_f32", rows, chunkOf(rows, 3 * rb), [[pz, UNIT, rb], [rows, COUNT, 1], E, SCORING_MODE[scoring],
         scale, pc, [pl, UNIT, 8], [pa, UNIT, pa ? rb : 0], [pg, UNIT, pg ? rb : 0], [pw, THREAD, w], rows]),
     );
   },
