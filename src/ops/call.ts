@@ -175,8 +175,10 @@ export function elementAt(a: Arg, i: number): number {
 /**
  * The first n (default all) elements of `a` must lie in [0, hi); else "range" with `describe(i, value)`. Returns
  * the argument the kernel must use: a host array over a SharedArrayBuffer is copied first, so another thread cannot
- * change an index between this check and the kernel (not an alloc() array: WASM memory is shared only with the
- * pool's workers, which never write an op's inputs).
+ * change an index between this check and the kernel. Not an alloc() array: those stay zero-copy. WASM memory is
+ * shared with the pool's workers, which never write an op's inputs; a caller who hands an alloc() array to a worker
+ * of its own and rewrites it during a call races the call (the kernel stays inside WASM memory, but may write
+ * anywhere in it).
  */
 export function checkIndices(a0: Arg, hi: number, describe: (i: number, v: number) => string, n = a0.length): Arg {
   const a: Arg = !a0.da && a0.k.buffer instanceof SharedArrayBuffer && !inWasm(a0.k) ? { name: a0.name, dtype: a0.dtype, length: a0.length, k: a0.k.slice() } : a0;

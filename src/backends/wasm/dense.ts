@@ -4,6 +4,8 @@ import { COUNT, END, START, THREAD, UNIT, chunkOf, par, threads } from "./pool.t
 import { asm, call, stream } from "./runtime.ts";
 
 const is64 = (x: FloatArray) => x instanceof Float64Array;
+/** The most WASM memory a threaded f32 GEMM's per-thread packing scratch may take, in all. */
+const GEMM_SCRATCH_MAX = 256 * 2 ** 20;
 
 export const denseWasm: DenseKernels = {
   gemm(a, b, c, m, k, n, transA, transB, accumulate) {
@@ -14,8 +16,10 @@ export const denseWasm: DenseKernels = {
       return;
     }
     // rows of C split over the pool (never k: every output's sum runs in one order); each thread packs into its own
-    // scratch, and each chunk packs all of op(B): two chunks a thread (measured: 10% less work than four on 2 threads)
-    const scratch = Math.ceil(asm.gemm_f32_scratch!(m, k, n) / 16) * 16, rows = Math.ceil(chunkOf(m, 4 * k * n, 2) / 4) * 4;
+    // scratch, and each chunk packs all of op(B): two chunks a thread (measured: 10% less work than four on 2 threads).
+    // A wide B (an LM head: n in the 100k) packs to ~n*256*4 bytes a thread: past GEMM_SCRATCH_MAX in all, one thread.
+    const scratch = Math.ceil(asm.gemm_f32_scratch!(m, k, n) / 16) * 16;
+    const rows = scratch * threads() > GEMM_SCRATCH_MAX ? m : Math.ceil(chunkOf(m, 4 * k * n, 2) / 4) * 4;
     call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.staging(scratch * (rows < m ? threads() : 1))] as const,
       ([pa, pb, pc, ps]) => par("gemm_f32", m, rows, [pa, pb, pc, m, k, n, ta, tb, acc, [ps, THREAD, scratch], [0, START, 0], [0, END, 0]]));
   },

@@ -44,17 +44,22 @@ export function runChunk(I: Int32Array, F: Float64Array, fns: Array<(...a: numbe
   return typeof r === "number" && r >= 0 ? u0 + r : -1;
 }
 
-/** Claim and run chunks of the current job until none is left (tid 0: the caller). */
-export function work(I: Int32Array, F: Float64Array, fns: Array<(...a: number[]) => unknown>, tid: number): void {
+/**
+ * Claim and run chunks of the current job until none is left (tid 0: the caller). Returns the first error this
+ * thread's chunks threw (ERR tells the caller that some thread's did).
+ */
+export function work(I: Int32Array, F: Float64Array, fns: Array<(...a: number[]) => unknown>, tid: number): unknown {
+  let err: unknown;
   for (;;) {
     const t = Atomics.load(I, TICKET), c = t & CHUNK_MASK, nch = t >> CHUNK_BITS;
-    if (c >= nch) return;
+    if (c >= nch) return err;
     if (Atomics.compareExchange(I, TICKET, t, t + 1) !== t) continue;
     let bad = -1;
     try {
       bad = runChunk(I, F, fns, tid, c);
-    } catch {
+    } catch (e) {
       Atomics.store(I, ERR, 1);
+      err ??= e;
     }
     if (bad >= 0) for (let r = Atomics.load(I, RESULT); bad < r; r = Atomics.load(I, RESULT))
       if (Atomics.compareExchange(I, RESULT, r, bad) === r) break;

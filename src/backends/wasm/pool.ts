@@ -146,9 +146,10 @@ export function par(fn: string, units: number, chunk: number, args: Arg[]): numb
   Atomics.store(I, TICKET, ticket(nch));
   Atomics.store(I, GEN, ++gen);
   Atomics.notify(I, GEN, Math.min(nch - 1, workers.length));
-  work(I, F, fns, 0);
+  const mine = work(I, F, fns, 0);
   for (let s = 0, d = Atomics.load(I, DONE); d !== nch; d = Atomics.load(I, DONE))
     if (++s > SPIN) Atomics.wait(I, DONE, d, 1000);
+  if (mine !== undefined) throw mine; // the caller's own chunk failed: the same error one thread would raise
   if (Atomics.load(I, ERR)) throw new NumedgeError("backend", `wasm kernel ${fn} failed on a pool thread`);
   const r = Atomics.load(I, RESULT);
   return r === 0x7fffffff ? -1 : r;
