@@ -159,8 +159,15 @@ export function checkEnum<T extends string>(arg: string, v: unknown, allowed: re
   return v as T;
 }
 
-/** True when two views share any byte of the same buffer. */
+/** Whether two buffers are one memory: the wasm runtime widens it (a shared memory's growth hands out a new buffer
+ *  object over the same bytes, and views made before stay valid). */
+let oneMemory = (a: ArrayBufferLike, b: ArrayBufferLike) => a === b;
+export function setOneMemory(f: (a: ArrayBufferLike, b: ArrayBufferLike) => boolean): void {
+  oneMemory = f;
+}
+
+/** True when two views share any byte of the same memory. */
 export function overlaps(x: ArrayBufferView, y: ArrayBufferView): boolean {
-  return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+  return oneMemory(x.buffer, y.buffer) && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
 }
 

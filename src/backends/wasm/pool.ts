@@ -51,7 +51,8 @@ let failed: string | null = null;
 export function setThreads(n: number): void {
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new NumedgeError("range", `setThreads: n must be an integer from 1 to 256, got ${JSON.stringify(n)}`);
   if (noSharedMemory) return;
-  if (n !== wanted) stop();
+  if (n !== wanted || failed) stop(); // a failed pool is stopped; setThreads starts a fresh one on the next split op
+  failed = null;
   wanted = n;
   setPieceThreads(n);
 }
@@ -102,7 +103,10 @@ function start(): void {
     const d: PoolWorkerData = { numedgePool: true, wasm: threadedWasm, memory: asm.memory, ctl: ctl as SharedArrayBuffer, names, tid, scratch: p };
     const w = new Worker(new URL(`./worker${ext}`, import.meta.url), { workerData: d });
     w.unref();
-    w.on("error", (e) => { failed ??= e instanceof Error ? e.message : String(e); });
+    w.on("error", (e) => {
+      failed ??= e instanceof Error ? e.message : String(e);
+      stop(); // one thread from now on (threadsNote says why) until setThreads() asks again
+    });
     workers.push(w);
   }
 }

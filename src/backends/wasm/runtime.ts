@@ -3,7 +3,7 @@
 // (from alloc()) are used in place; any other array is copied into scratch and, for outputs, copied back.
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { NumedgeError } from "../../errors.ts";
+import { NumedgeError, setOneMemory } from "../../errors.ts";
 
 const wasmUrl = (f: string) => new URL(`../../../build/${f}`, import.meta.url);
 /** The threaded build (imports a shared memory) and where it lives, for pool workers (pool.ts). */
@@ -26,6 +26,7 @@ export const asm = {} as Exports;
 let memory!: WebAssembly.Memory;
 /** Every buffer this memory has had (a shared memory's grows give a new SharedArrayBuffer; the old views stay valid). */
 let buffers = new WeakSet<ArrayBufferLike>();
+setOneMemory((a, b) => a === b || (buffers.has(a) && buffers.has(b)));
 function buffer(): ArrayBuffer {
   const b = memory.buffer as ArrayBuffer;
   buffers.add(b);
