@@ -8,7 +8,7 @@ import {
   BASE_BYTE, CHUNK_SLOT, COUNT, CTL_BYTES, DONE, END, ERR, FN, GEN, MAX_ARGS, MAX_CHUNKS, NARGS, QUIT, READY,
   RESULT, ROLES, SPIN, START, THREAD, TICKET, UNIT, UNITS, CHUNK, WORKER_CHUNKS, runChunk, ticket, work,
 } from "./job.ts";
-import { asm, malloc, mfree, noSharedMemory, onMemoryReset, setPieceThreads, threadScratch, threadedWasm } from "./runtime.ts";
+import { asm, malloc, mfree, noSharedMemory, onMemoryReset, setPieceThreads, threadScratch, wasmModule } from "./runtime.ts";
 import type { PoolWorkerData } from "./worker.ts";
 
 export { UNIT, COUNT, START, END, CHUNK_SLOT, THREAD };
@@ -100,7 +100,7 @@ function start(): void {
   for (let tid = 1; tid < wanted; tid++) {
     const reserved = threadScratch(tid), p = reserved ?? malloc(asm.thread_scratch_bytes!());
     if (reserved === null) scratch.push(p);
-    const d: PoolWorkerData = { numedgePool: true, wasm: threadedWasm, memory: asm.memory, ctl: ctl as SharedArrayBuffer, names, tid, scratch: p };
+    const d: PoolWorkerData = { numedgePool: true, module: wasmModule, memory: asm.memory, ctl: ctl as SharedArrayBuffer, names, tid, scratch: p };
     const w = new Worker(new URL(`./worker${ext}`, import.meta.url), { workerData: d });
     w.unref();
     w.on("error", (e) => {
@@ -121,7 +121,8 @@ export type Arg = number | [number, number, number];
  */
 export function par(fn: string, units: number, chunk: number, args: Arg[]): number {
   const nch = units <= 0 ? 1 : Math.ceil(units / chunk);
-  if (nch > MAX_CHUNKS) return par(fn, units, Math.ceil(units / MAX_CHUNKS), args);
+  // chunkOf and fixedChunk stay far below MAX_CHUNKS; a caller sizing CHUNK_SLOT scratch counts on nch as it is
+  if (nch > MAX_CHUNKS) throw new NumedgeError("backend", `internal: ${fn} split into ${nch} chunks (at most ${MAX_CHUNKS})`);
   const pool = nch > 1 ? threads() : 1;
   if (pool > 1 && workers.length !== pool - 1) {
     stop();

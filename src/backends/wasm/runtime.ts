@@ -2,12 +2,9 @@
 // Kernels only see pointers; this file turns typed arrays into pointers. Arrays already inside WASM memory
 // (from alloc()) are used in place; any other array is copied into scratch and, for outputs, copied back.
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { NumedgeError, setOneMemory } from "../../errors.ts";
 
 const wasmUrl = (f: string) => new URL(`../../../build/${f}`, import.meta.url);
-/** The threaded build (imports a shared memory) and where it lives, for pool workers (pool.ts). */
-export const threadedWasm = fileURLToPath(wasmUrl("numedge.wasm"));
 /** Why this runtime runs one thread (no shared WebAssembly memory), or null when the pool can run. */
 export const noSharedMemory: string | null = (() => {
   try {
@@ -18,7 +15,8 @@ export const noSharedMemory: string | null = (() => {
   }
 })();
 export const shared = noSharedMemory === null;
-const module = await WebAssembly.compile(readFileSync(shared ? threadedWasm : wasmUrl("numedge-st.wasm")));
+/** The compiled module: the threaded build (imports a shared memory) where the pool can run; pool workers instantiate it too. */
+export const wasmModule = await WebAssembly.compile(readFileSync(wasmUrl(shared ? "numedge.wasm" : "numedge-st.wasm")));
 
 type Exports = Record<string, (...args: number[]) => number> & { memory: WebAssembly.Memory; heapBase(): number };
 /** Every function asm/index.ts exports, by name (pointers and sizes are numbers); refilled by releaseMemory(). */
@@ -36,7 +34,7 @@ function buffer(): ArrayBuffer {
 /** A fresh instance with its own small memory (shared where the runtime can): asm's functions and `memory` now refer to it. */
 function instantiate(): void {
   const mem = shared ? new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true }) : undefined;
-  const exports = new WebAssembly.Instance(module, mem ? { env: { memory: mem } } : {}).exports as unknown as Exports;
+  const exports = new WebAssembly.Instance(wasmModule, mem ? { env: { memory: mem } } : {}).exports as unknown as Exports;
   Object.assign(asm, exports);
   memory = exports.memory;
   buffers = new WeakSet();

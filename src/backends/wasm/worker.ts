@@ -1,12 +1,12 @@
 // A pool worker: its own instance of numedge.wasm over the caller's shared memory, running chunks of the jobs
 // described in the shared control block (job.ts) until told to quit.
-import { readFileSync } from "node:fs";
 import { workerData } from "node:worker_threads";
 import { BASE_BYTE, GEN, MAX_ARGS, QUIT, READY, SPIN, work } from "./job.ts";
 
 export interface PoolWorkerData {
   numedgePool: true;
-  wasm: string;
+  /** The caller's compiled module (one compile, and the very code whose static layout the shared memory holds). */
+  module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   ctl: SharedArrayBuffer;
   names: string[];
@@ -17,7 +17,7 @@ export interface PoolWorkerData {
 
 const d = workerData as PoolWorkerData | undefined;
 if (d?.numedgePool) {
-  const exports = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(d.wasm)), { env: { memory: d.memory } }).exports as
+  const exports = new WebAssembly.Instance(d.module, { env: { memory: d.memory } }).exports as
     Record<string, (...a: number[]) => unknown>;
   exports.thread_scratch!(d.scratch);
   const fns = d.names.map((n) => exports[n]!);
