@@ -5,10 +5,11 @@ import { readFileSync } from "node:fs";
 import { NumedgeError, setOneMemory } from "../../errors.ts";
 
 const wasmUrl = (f: string) => new URL(`../../../build/${f}`, import.meta.url);
+const SHARED_LIMITS = { initial: 256, maximum: 65536, shared: true } as const;
 /** Why this runtime runs one thread (no shared WebAssembly memory), or null when the pool can run. */
 export const noSharedMemory: string | null = (() => {
   try {
-    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    new WebAssembly.Memory(SHARED_LIMITS); // the real limits: a 4 GiB reservation can fail where 1 page would not
     return typeof SharedArrayBuffer === "function" && typeof Atomics.wait === "function" ? null : "no SharedArrayBuffer or Atomics.wait";
   } catch (e) {
     return `no shared WebAssembly memory (${e instanceof Error ? e.message : String(e)})`;
@@ -33,7 +34,7 @@ function buffer(): ArrayBuffer {
 
 /** A fresh instance with its own small memory (shared where the runtime can): asm's functions and `memory` now refer to it. */
 function instantiate(): void {
-  const mem = shared ? new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true }) : undefined;
+  const mem = shared ? new WebAssembly.Memory(SHARED_LIMITS) : undefined;
   const exports = new WebAssembly.Instance(wasmModule, mem ? { env: { memory: mem } } : {}).exports as unknown as Exports;
   Object.assign(asm, exports);
   memory = exports.memory;
