@@ -46,9 +46,10 @@ const M = 1 << 24;
   const x = fill(alloc(M), 5), codes = alloc(M, "u8"), absmax = alloc(M / 4096);
   cases.push({ name: "quantizeBlockwise 16M", target: ">= 1.8", fn: () => quantizeBlockwise(x, { out: { codes, absmax } }) });
   const q = quantizeAffine(x, { bits: 8, axis: "block", blockSize: 64 }), y = alloc(M);
-  const u8 = alloc(M, "u8"), qa = { ...q, q: new Int8Array(u8.buffer, u8.byteOffset, M), scale: alloc(q.scale.length) };
+  const u8 = alloc(M, "u8"), qa = { ...q, q: new Int8Array(u8.buffer, u8.byteOffset, M), scale: alloc(q.scale.length), zeroPoint: alloc(q.zeroPoint.length, "i32") };
   qa.q.set(q.q as Int8Array);
   qa.scale.set(q.scale);
+  qa.zeroPoint.set(q.zeroPoint as Int32Array); // every argument in WASM memory: no piece is copied on the caller
   const d = await ortSession("DequantizeLinear", [{ name: "q", type: "int8", dims: [M] }], [{ name: "y", type: "float", dims: [M] }],
     { axis: 0, block_size: 64 }, [{ name: "s", type: "float", dims: [M / 64], data: q.scale }, { name: "z", type: "int8", dims: [M / 64], data: new Int8Array(M / 64) }], 21, "default")
     .catch(() => null);
