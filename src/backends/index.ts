@@ -23,6 +23,7 @@ import { referenceBackend } from "./reference.ts";
 import { createCudaBackend } from "./cuda.ts";
 import { createTfjsBackend, tfjsFallbackOps, tfjsStagedOps } from "./tfjs.ts";
 import { readThresholds } from "./thresholds.ts";
+import { env, exitOneLine } from "../env.ts";
 import { wasmBackend } from "./wasm.ts";
 import { threads, threadsNote } from "./wasm/pool.ts";
 
@@ -280,14 +281,12 @@ export function backendInfo(): BackendInfo {
 // NUMEDGE_BACKEND at import. A module cannot throw from its import without a stack trace, so a bad value or an
 // unusable backend prints the NumedgeError's message on one line and exits with status 1; in code, call
 // setBackend() and catch NumedgeError instead.
-const proc = (globalThis as { process?: { env?: Record<string, string | undefined>; exit?(c: number): never } }).process;
-const fromEnv = proc?.env?.NUMEDGE_BACKEND;
+const fromEnv = env.NUMEDGE_BACKEND;
 if (fromEnv) {
   try {
     await setBackend(fromEnv as BackendChoice);
   } catch (e) {
-    if (!(e instanceof NumedgeError) || !proc?.exit) throw e;
-    stderrLine(`numedge: NUMEDGE_BACKEND=${fromEnv}: ${e.message}`);
-    proc.exit(1);
+    if (e instanceof NumedgeError) exitOneLine(`NUMEDGE_BACKEND=${fromEnv}: ${e.message}`);
+    throw e;
   }
 }

@@ -12,6 +12,7 @@
 //   libraries loads fine and silently runs on the CPU.
 // Every step is injectable (ProbeDeps) so tests can simulate absent packages, absent bindings, throwing
 // imports and missing GPUs on a machine that has none of them. Nothing here throws: failures become reasons.
+import { env } from "../env.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -186,12 +187,11 @@ export class TfjsProbe {
         `(TFJS_NODE_CDN_STORAGE / TFJS_NODE_BASE_URI / scripts/custom-binary.json can point it at a local mirror; numedge docs/backends.md: The legacy route: tfjs-node-gpu)`;
     this.native = c;
     // TensorFlow's C++ loader logs a warning per CUDA library it cannot dlopen; the GPU reason says how to see them.
-    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-    if (env && env.TF_CPP_MIN_LOG_LEVEL === undefined) env.TF_CPP_MIN_LOG_LEVEL = "2";
+    if (env.TF_CPP_MIN_LOG_LEVEL === undefined) env.TF_CPP_MIN_LOG_LEVEL = "2";
     // TensorFlow runs float32 matmuls and convolutions in TF32 (10-bit mantissa, ~1e-3 relative error) on
     // Ampere and newer GPUs by default; numedge's GEMM bound is f32's. cuBLAS/cuDNN honour this variable when
     // they load (after this point); set NVIDIA_TF32_OVERRIDE=1 yourself to trade accuracy for TF32 speed.
-    if (env && env.NVIDIA_TF32_OVERRIDE === undefined) env.NVIDIA_TF32_OVERRIDE = "0";
+    if (env.NVIDIA_TF32_OVERRIDE === undefined) env.NVIDIA_TF32_OVERRIDE = "0";
     let mod: unknown;
     try {
       mod = await d.importPackage(pkg);

@@ -1,6 +1,7 @@
 // The worker pool: threads - 1 workers, each with its own instance of numedge.wasm over the one shared memory,
 // run chunks of a kernel call with the calling thread (job.ts). Workers start on the first call that splits and
 // are unref'd, so idle ones never keep a script alive. Without shared memory everything runs on the caller.
+import { env, exitOneLine } from "../../env.ts";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { NumedgeError } from "../../errors.ts";
@@ -16,15 +17,13 @@ export { UNIT, COUNT, START, END, CHUNK_SLOT, THREAD };
 /** NUMEDGE_THREADS, else the available parallelism. A bad value prints one line and exits 1 (as NUMEDGE_BACKEND). */
 function fromEnv(): number {
   const cores = typeof availableParallelism === "function" ? availableParallelism() : 1;
-  const proc = (globalThis as { process?: { env?: Record<string, string | undefined>; exit?(c: number): never; stderr?: { write(s: string): unknown } } }).process;
-  const v = proc?.env?.NUMEDGE_THREADS;
+  const v = env.NUMEDGE_THREADS;
   if (v === undefined || v === "") return cores;
   const n = Number(v);
   if (Number.isInteger(n) && n >= 1 && n <= 256) return n;
   const msg = `NUMEDGE_THREADS must be an integer from 1 to 256, got ${JSON.stringify(v)}`;
-  if (!proc?.exit || !proc.stderr) throw new NumedgeError("range", msg);
-  proc.stderr.write(`numedge: ${msg}\n`);
-  return proc.exit(1);
+  exitOneLine(msg);
+  throw new NumedgeError("range", msg);
 }
 
 let wanted = noSharedMemory ? 1 : fromEnv();
