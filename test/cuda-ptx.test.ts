@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { KERNELS } from "../src/backends/cuda.ts";
-import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile } from "../src/backends/cuda/nvrtc.ts";
+import { PTX_HASH_PREFIX, SHIPPED_PTX_ISA, kernelSource, nvrtcCompile } from "../src/backends/cuda/nvrtc.ts";
 import { loadFfi, type Ffi } from "../src/backends/cuda/ffi.ts";
 import { NumedgeError } from "../src/errors.ts";
 
@@ -11,7 +11,8 @@ describe("shipped CUDA PTX", () => {
   const ptx = readFileSync(new URL("../src/backends/cuda/kernels.ptx", import.meta.url), "utf8");
   test("kernels.ptx was built from the current kernels.cu (else: npm run build:ptx)", () => {
     expect(ptx.split("\n")[0]).toBe(`${PTX_HASH_PREFIX}${kernelSource().hash}`);
-    expect(ptx).toMatch(/\.target sm_75/);
+    expect(ptx).toMatch(/^\.target sm_75$/m);
+    expect(ptx).toMatch(new RegExp(`^\\.version ${SHIPPED_PTX_ISA.replace(".", "\\.")}$`, "m")); // loads on drivers older than NVRTC's CUDA
   });
   test("every kernel the backend looks up is defined", () => {
     expect(KERNELS.length).toBeGreaterThan(10);

@@ -12,7 +12,7 @@ import { SCORING_MODE, type RoutingKernels, type Scoring } from "./api/routing.t
 import type { SoftmaxKernels } from "./api/softmax.ts";
 import { openCublas, type Cublas } from "./cuda/cublas.ts";
 import { openDriver, type Driver, type KernelArg } from "./cuda/driver.ts";
-import { PTX_HASH_PREFIX, kernelSource, openNvrtc } from "./cuda/nvrtc.ts";
+import { PTX_HASH_PREFIX, SHIPPED_PTX_ISA, kernelSource, openNvrtc } from "./cuda/nvrtc.ts";
 import { stagedBy } from "./host/staged.ts";
 import { prepareCode } from "../ops/quant/codes.ts";
 import { cacheDir } from "./thresholds.ts";
@@ -75,8 +75,9 @@ function shippedPtx(why: string, hash: string): KernelImage {
   return { image: new TextEncoder().encode(ptx + "\0"), how: `shipped compute_75 PTX (ISA ${ptx.match(/\.version (\S+)/)?.[1]}), JIT by the driver (${why})${stale ? "; WARNING: kernels.ptx is older than kernels.cu" : ""}` };
 }
 /** A module load failure, with what fixes the likely cause. */
-const ptxHint = (e: unknown) => new NumedgeError("backend", `${e instanceof Error ? e.message : String(e)}. The shipped PTX needs a driver ` +
-  "for CUDA 13 (R580 or newer); with an older driver, put the libnvrtc of your driver's CUDA version on the loader path (or NUMEDGE_NVRTC=path)");
+const ptxHint = (e: unknown) => new NumedgeError("backend", `${e instanceof Error ? e.message : String(e)}. The shipped PTX (compute_75, ` +
+  `ISA ${SHIPPED_PTX_ISA}) needs a GPU of compute capability 7.5 or newer and a driver for CUDA 10.0 or newer; otherwise put the libnvrtc ` +
+  "of your driver's CUDA version on the loader path (or NUMEDGE_NVRTC=path)");
 interface KernelImage {
   image: Uint8Array;
   how: string;

@@ -15,6 +15,14 @@ export function kernelSource(): { src: string; hash: string } {
 /** The first line of kernels.ptx records the hash of the source it was built from. */
 export const PTX_HASH_PREFIX = "// numedge kernels.cu sha256 ";
 
+/**
+ * The PTX ISA the shipped PTX declares: 6.3, the first with sm_75 (CUDA 10.0 drivers), instead of NVRTC's own (9.0
+ * from NVRTC 13, which only R580+ drivers load). npm run build:ptx checks with ptxas, where present, that the
+ * kernels assemble to the same machine code under either declaration.
+ */
+export const SHIPPED_PTX_ISA = "6.3";
+/** NVRTC's compute_75 PTX with its `.version` line set to SHIPPED_PTX_ISA. */
+export const portablePtx = (ptx: string) => ptx.replace(/^\.version \d+\.\d+$/m, `.version ${SHIPPED_PTX_ISA}`);
 
 /** An opened libnvrtc: its version ("13.0"), and compile (see nvrtcCompile). */
 export interface Nvrtc {
