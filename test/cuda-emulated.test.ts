@@ -207,3 +207,29 @@ describe("cuda device memory and state records", () => {
     await setBackend("wasm");
   });
 });
+
+describe("maxInto on the emulated GPU (one block up to 64K elements, per-block maxima above)", () => {
+  test("equals wasm's for lengths across the split, both dtypes, abs, NaN anywhere, -Infinity only", async () => {
+    const { maxInto } = await import("../src/ops/track.ts");
+    const r = uniform(11);
+    for (const n of [1, 7, 65536, 65537, 300_001]) for (const f64 of [false, true]) for (const abs of [false, true]) for (const fill of ["random", "nan-last", "nan-mid", "-inf"]) {
+      const src = f64 ? new Float64Array(n + 3) : new Float32Array(n + 3);
+      for (let i = 0; i < src.length; i++) src[i] = fill === "-inf" ? -Infinity : (r() * 2 - 1) * 1e3;
+      if (fill === "nan-last") src[n + 2] = NaN;
+      if (fill === "nan-mid") src[1 + (n >> 1)] = NaN;
+      src[0] = 5e3; // outside [from, from + n): must not count
+      const got: number[] = [];
+      for (const be of ["cuda-emulated", "wasm"]) {
+        await setBackend(be);
+        const dst = Float64Array.of(7, -Infinity, 3);
+        maxInto(dst, 1, src, 1, n, abs);
+        expect([dst[0], dst[2]]).toEqual([7, 3]);
+        got.push(dst[1]!);
+      }
+      expect(Object.is(got[0], got[1]), `n=${n} f64=${f64} abs=${abs} ${fill}: ${got}`).toBe(true);
+    }
+    expect(emulated.launches).toContain("max_part_f32");
+    expect(emulated.launches).toContain("max_into_finish");
+    await setBackend("wasm");
+  });
+});

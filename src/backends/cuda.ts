@@ -87,9 +87,9 @@ interface KernelImage {
 
 /** Every kernel the backend loads from kernels.cu (a test checks the shipped PTX defines each). */
 export const KERNELS = [
-  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "gemm", "adamw", "embsum", "embsum_backward"]
+  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
-  "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish",
+  "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish", "max_into_finish",
   "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
@@ -475,7 +475,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     embeddingSumBackward(dout, idx, dw, cols, per) {
       const rows = idx.length / per, vocab = dw.length / cols;
       onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
-        d.launch(k[`embsum_backward_${t(dw)}`]!, elems(vocab * cols), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
+        d.launch(k[`embsum_backward_${t(dw)}`]!, Math.max(1, Math.min(vocab, 1 << 20)), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
       });
     },
     adamw(w, g, m, v, s) {
@@ -495,9 +495,14 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     maxInto(dst, idx, src, from, n, abs) {
       const bpe = t(src) === "f64" ? 8 : 4;
-      onDevice([dst, src], [dst], ([pd, ps]) => {
-        d.launch(k[`max_into_${t(src)}`]!, 1, 1024, [{ p: pd! + BigInt(idx * 8) }, { p: ps! + BigInt(from * bpe) }, { i64: n }, { i32: abs ? 1 : 0 }]);
-      });
+      // one block up to 64K elements; above, per-block maxima (16+ elements a thread) folded by a second kernel
+      const parts = n <= 1 << 16 ? 0 : Math.min(Math.ceil(n / 4096), 1024);
+      scratch(parts * 8, ([pp]) => onDevice([dst, src], [dst], ([pd, ps]) => {
+        const at = pd! + BigInt(idx * 8), from_ = ps! + BigInt(from * bpe);
+        if (!parts) return d.launch(k[`max_into_${t(src)}`]!, 1, 1024, [{ p: at }, { p: from_ }, { i64: n }, { i32: abs ? 1 : 0 }]);
+        d.launch(k[`max_part_${t(src)}`]!, parts, 256, [{ p: from_ }, { i64: n }, { i32: abs ? 1 : 0 }, { p: pp! }]);
+        d.launch(k.max_into_finish!, 1, 1024, [{ p: at }, { p: pp! }, { i32: parts }]);
+      }));
     },
   } satisfies Partial<SoftmaxKernels> & Partial<Backend>;
 

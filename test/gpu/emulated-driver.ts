@@ -480,8 +480,8 @@ export function emulatedDriver(): EmulatedDriver {
         return BigInt(names.length);
       };
     },
-    launch(fn, grid0, _block, args: KernelArg[]) {
-      const name = names[Number(fn) - 1]!, t = name.endsWith("f64") ? "f64" : "f32", grid = typeof grid0 === "number" ? grid0 : grid0[0];
+    launch(fn, grid0, block0, args: KernelArg[]) {
+      const name = names[Number(fn) - 1]!, t = name.endsWith("f64") ? "f64" : "f32", grid = typeof grid0 === "number" ? grid0 : grid0[0], block = typeof block0 === "number" ? block0 : block0[0];
       launches.push(name);
       const p = (i: number) => (args[i] as { p: bigint }).p;
       const n = (i: number) => { const a = args[i]!; return "i32" in a ? a.i32 : "i64" in a ? a.i64 : "f32" in a ? a.f32 : (a as { f64: number }).f64; };
@@ -525,6 +525,21 @@ export function emulatedDriver(): EmulatedDriver {
         for (let i = 0; i < len; i++) { const r = g[i]! - proj * w[i]!; oo += r * r; }
         const scale = Math.sqrt(gg) / (Math.sqrt(oo) + 1e-30);
         for (let i = 0; i < len; i++) g[i] = (g[i]! - proj * w[i]!) * scale;
+      } else if (name.startsWith("max_part")) { // part[b] = block b's maximum over its grid-stride elements
+        const src = x, len = n(1), abs = n(2), part = f64(p(3));
+        for (let b = 0; b < grid; b++) {
+          let m = -Infinity;
+          for (let i0 = b * block; i0 < len; i0 += grid * block) for (let i = i0; i < Math.min(len, i0 + block); i++) {
+            const v = abs ? Math.abs(src[i]!) : src[i]!;
+            if (v !== v || m !== m) m = NaN; else if (v > m) m = v;
+          }
+          part[b] = m;
+        }
+      } else if (name === "max_into_finish") {
+        const dst = f64(p(0)), part = f64(p(1));
+        let m = dst[0]!;
+        for (let i = 0; i < n(2); i++) { const v = part[i]!; if (v !== v || m !== m) m = NaN; else if (v > m) m = v; }
+        dst[0] = m;
       } else if (name.startsWith("max_into")) {
         const dst = f64(p(0)), src = view(t)(p(1)), len = n(2), abs = n(3);
         let m = dst[0]!;

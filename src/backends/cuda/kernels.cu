@@ -148,16 +148,39 @@ __device__ void embsum_any(const T* w, const int* idx, T* out, int rows, int col
 extern "C" __global__ void embsum_f32(const float* w, const int* idx, float* out, int rows, int cols, int per) { embsum_any<float>(w, idx, out, rows, cols, per, false); }
 extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* out, int rows, int cols, int per) { embsum_any<double>(w, idx, out, rows, cols, per, true); }
 
-// dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order: one thread per (v, c) scans
-// the indices, so the additions happen in the wasm kernel's order (bit-identical, deterministic, no atomics).
+// dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order (the wasm kernel's additions:
+// bit-identical, deterministic, no atomics). One block per vocabulary row v: it reads the indices 256 at a time,
+// lists the matches in order in shared memory (ballot and popc), then each thread adds them into its columns,
+// held in registers across tiles. Each index is read once per row and column group: O(vocab * n / 256) steps, not
+// one n-long scan per (v, c). Launch with 256 threads.
+#define EMB_TILE 256
 template <typename T>
 __device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
-  const long long total = (long long)vocab * cols, n = (long long)rows * per;
-  for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
-    const int v = (int)(e / cols), c = (int)(e % cols);
-    T acc = dw[e];
-    for (long long a = 0; a < n; a++) if (idx[a] == v) acc = acc + dout[(a / per) * cols + c];
-    dw[e] = acc;
+  __shared__ int hits[EMB_TILE];
+  __shared__ int warp_base[EMB_TILE / 32 + 1];
+  const long long n = (long long)rows * per;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
+    for (int c0 = 0; c0 < cols; c0 += EMB_TILE) {
+      const int c = c0 + threadIdx.x;
+      T* out = dw + (long long)v * cols + c;
+      T acc = c < cols ? *out : (T)0;
+      for (long long a0 = 0; a0 < n; a0 += EMB_TILE) {
+        const long long a = a0 + threadIdx.x;
+        const bool hit = a < n && idx[a] == v;
+        const unsigned ballot = __ballot_sync(0xffffffffu, hit);
+        __syncthreads(); // the previous tile's hits are consumed
+        if (lane == 0) warp_base[w] = __popc(ballot);
+        __syncthreads();
+        if (threadIdx.x == 0) { int t = 0; for (int i = 0; i < EMB_TILE / 32; i++) { const int b = warp_base[i]; warp_base[i] = t; t += b; } warp_base[EMB_TILE / 32] = t; }
+        __syncthreads();
+        if (hit) hits[warp_base[w] + __popc(ballot & ((1u << lane) - 1u))] = (int)(a / per); // its row
+        __syncthreads();
+        const int m = warp_base[EMB_TILE / 32];
+        if (c < cols) for (int j = 0; j < m; j++) acc = acc + dout[(long long)hits[j] * cols + c];
+      }
+      if (c < cols) *out = acc;
+    }
   }
 }
 extern "C" __global__ void embsum_backward_f32(const float* dout, const int* idx, float* dw, int rows, int cols, int per, int vocab) { embsum_backward_any<float>(dout, idx, dw, rows, cols, per, vocab); }
@@ -192,6 +215,23 @@ __device__ void max_into_any(double* dst, const T* src, long long n, int abs_) {
 }
 extern "C" __global__ void max_into_f32(double* dst, const float* src, long long n, int abs_) { max_into_any<float>(dst, src, n, abs_); }
 extern "C" __global__ void max_into_f64(double* dst, const double* src, long long n, int abs_) { max_into_any<double>(dst, src, n, abs_); }
+// Large n over many blocks: part[b] = block b's maximum (grid-stride), then max_into_finish folds the parts into
+// dst[0] (one block). Max is order-free, NaN sticks: the same value as one block.
+template <typename T>
+__device__ void max_part_any(const T* src, long long n, int abs_, double* part) {
+  double m = -(double)NUMEDGE_INF;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) { double v = (double)src[i]; if (abs_) v = fabs(v); m = nan_max(m, v); }
+  m = block_max(m);
+  if (threadIdx.x == 0) part[blockIdx.x] = m;
+}
+extern "C" __global__ void max_part_f32(const float* src, long long n, int abs_, double* part) { max_part_any<float>(src, n, abs_, part); }
+extern "C" __global__ void max_part_f64(const double* src, long long n, int abs_, double* part) { max_part_any<double>(src, n, abs_, part); }
+extern "C" __global__ void max_into_finish(double* dst, const double* part, int parts) {
+  double m = -(double)NUMEDGE_INF;
+  for (int i = threadIdx.x; i < parts; i += blockDim.x) m = nan_max(m, part[i]);
+  m = block_max(m);
+  if (threadIdx.x == 0) dst[0] = nan_max(dst[0], m);
+}
 
 // C[m, n] = (acc ? C : 0) + op(A) op(B), row-major; A stored [k, m] when ta, B stored [n, k] when tb. 16x16 tiles
 // in shared memory, f32 (or f64) accumulation in k order within each output: within the GEMM error bound, not
