@@ -373,7 +373,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       scratch(Math.max(1, r) * 24, ([perRow]) => onDevice([z, labels], grad ? [grad, stats] : [stats], ([pz, pl], outs) => {
         const pg = grad ? outs[0]! : 0n, ps = outs[grad ? 1 : 0]!;
         d.launch(k[kern]!, Math.max(1, Math.ceil(r / 128)), 128, [{ p: pz! }, { p: pl! }, { p: pg }, { i32: r }, { i32: cols }, { p: perRow! }]);
-        d.launch(k.ce_finish!, 1, 32, [{ p: perRow! }, { i32: r }, { p: ps }]);
+        d.launch(k.ce_finish!, 1, 1024, [{ p: perRow! }, { i32: r }, { p: ps }]);
       }));
     },
     topk(x, values, indices, r, cols, kk, sorted) {

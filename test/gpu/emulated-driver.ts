@@ -180,11 +180,21 @@ export function emulatedDriver(): EmulatedDriver {
       }
     }
   }
-  function ceFinish(p: (i: number) => bigint, n: (i: number) => number) {
-    const st = f64(p(0)), rows = n(1), out = f64(p(2));
-    let loss = 0, sc = 0, zero = 0;
-    for (let r = 0; r < rows; r++) { loss += st[3 * r]!; sc += st[3 * r + 1]!; zero += st[3 * r + 2]!; }
-    out[0] = loss / rows; out[1] = sc / rows; out[2] = zero / rows;
+  /** block_sum of kernels.cu over one value per thread: xor butterflies in each warp, then over the warps' sums. */
+  function blockSum(v: number[]): number {
+    const warp = (a: number[]) => { for (let o = 16; o > 0; o >>= 1) a = a.map((x, l) => x + a[l ^ o]!); return a[0]!; };
+    const parts: number[] = [];
+    for (let w = 0; w < v.length; w += 32) parts.push(warp(v.slice(w, w + 32)));
+    return warp([...parts, ...new Array<number>(32 - parts.length).fill(0)]);
+  }
+  function ceFinish(p: (i: number) => bigint, n: (i: number) => number, block: number) {
+    const st = f64(p(0)), rows = n(1), out = f64(p(2)), per = Math.ceil(rows / block);
+    const sums = [0, 1, 2].map((j) => blockSum(Array.from({ length: block }, (_, t) => {
+      let s = 0;
+      for (let r = t * per; r < Math.min(rows, (t + 1) * per); r++) s += st[3 * r + j]!;
+      return s;
+    })));
+    out[0] = sums[0]! / rows; out[1] = sums[1]! / rows; out[2] = sums[2]! / rows;
   }
   /** topk_key of kernels.cu as a BigInt: order-preserving value bits high, ~index low. */
   const topkKey = (v: number, i: number) => {
@@ -669,7 +679,7 @@ export function emulatedDriver(): EmulatedDriver {
         const len = n(1), g = n(2), sc = f32(p(3)), zp = i32(p(4)), signed = n(5), out = f32(p(6)), q = signed ? i8(p(0)) : u8(p(0));
         for (let i = 0; i < len; i++) { const kk = Math.floor(i / g); out[i] = fr((q[i]! - zp[kk]!) * sc[kk]!); }
       } else if (name === "ce_finish") {
-        ceFinish(p, n);
+        ceFinish(p, n, block);
       } else if (name.startsWith("ce_")) {
         ceRows(name, p, n);
       } else if (name.startsWith("gemm")) {

@@ -260,7 +260,7 @@ extern "C" __global__ void gemm_f64(const double* A, const double* B, double* C,
 
 // ---- cross-entropy: one thread per row, the wasm kernels' exp and summation order, so the Softmax Collapse and
 // zero-loss counts agree with wasm's (log is CUDA's logf/log: loss and gradient may differ from wasm's by an ulp);
-// per-row results, then one thread sums the rows in order.
+// per-row results, then one block sums the rows (ce_finish).
 
 // exp for x <= 0 in f32: the wasm kernel's rr2-p5 (XNNPACK) operation for operation (no FMA: --fmad=false),
 // flushed to 0 below -87.34. Bit-identical to asm/exp.ts's exp_f32.
@@ -384,12 +384,14 @@ extern "C" __global__ void ce_stablemax_f32(const float* z, const int* l, float*
 extern "C" __global__ void ce_stablemax_f64(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_stablemax_any<double, double, double>(z, l, g, rows, cols, st); }
 extern "C" __global__ void ce_stablemax_f32in_f64(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_stablemax_any<double, float, float>(z, l, g, rows, cols, st); }
 
-// stats = (mean loss, collapsed share, zero-loss share): the rows summed in order in f64, as the wasm kernel.
+// stats = (mean loss, collapsed share, zero-loss share) in f64. One block: each thread sums a run of rows in order,
+// then block_sum's fixed tree; deterministic (the loss's last bits may differ from wasm's chunk order; counts exact).
 extern "C" __global__ void ce_finish(const double* row_stats, int rows, double* stats) {
-  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const int per = (rows + blockDim.x - 1) / blockDim.x, r0 = threadIdx.x * per, r1 = min(rows, r0 + per);
   double loss = 0, sc = 0, zero = 0;
-  for (int r = 0; r < rows; r++) { loss += row_stats[3LL * r]; sc += row_stats[3LL * r + 1]; zero += row_stats[3LL * r + 2]; }
-  stats[0] = loss / rows; stats[1] = sc / rows; stats[2] = zero / rows;
+  for (int r = r0; r < r1; r++) { loss += row_stats[3LL * r]; sc += row_stats[3LL * r + 1]; zero += row_stats[3LL * r + 2]; }
+  loss = block_sum(loss); sc = block_sum(sc); zero = block_sum(zero);
+  if (threadIdx.x == 0) { stats[0] = loss / rows; stats[1] = sc / rows; stats[2] = zero / rows; }
 }
 
 // ---- quantization (bitsandbytes block-wise 8-bit and 4-bit, nearest code; ONNX dequantize), as the wasm kernels.
