@@ -117,7 +117,7 @@ export interface CudaDeps {
   blas(d: Driver): Cublas | string;
 }
 /** NUMEDGE_CUDA_TF32=1 lets cuBLAS run f32 matmuls on TF32 tensor cores (10-bit mantissa products); default FP32. */
-const realDeps: CudaDeps = { open: openDriver, image: kernelImage, blas: (d) => openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1") };
+export const realDeps: CudaDeps = { open: openDriver, image: kernelImage, blas: (d) => openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1") };
 
 /** The cuda backend on the first GPU, or why it cannot run here. */
 export async function createCudaBackend(fallback: Backend = wasmBackend, deps: CudaDeps = realDeps, id = "cuda"): Promise<{ backend: Backend; info: CudaInfo } | string> {

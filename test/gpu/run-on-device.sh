@@ -19,5 +19,7 @@ XDG_CACHE_HOME=/tmp/nocache NUMEDGE_NVRTC=none timeout 90 /tmp/bun test --timeou
 tail -4 $OUT/test-gpu-ptx.log; grep -E "^\(fail\)|cuda engine" $OUT/test-gpu-ptx.log | head
 timeout 120 /tmp/bun bench/gpu.bench.ts > $OUT/gpu-bench.log 2>&1; echo "rc $?" >> $OUT/gpu-bench.log
 cat $OUT/gpu-bench.log
+timeout 60 /tmp/bun bench/gpu-profile.ts --steps 30 > $OUT/gpu-profile.log 2>&1; echo "rc $?" >> $OUT/gpu-profile.log
+cat $OUT/gpu-profile.log
 XDG_CACHE_HOME=/tmp/gc timeout 90 /tmp/bun scripts/gpu-check.ts --engine cuda --reps 3 > $OUT/gpu-check.log 2>&1; echo "rc $?" >> $OUT/gpu-check.log
 tail -22 $OUT/gpu-check.log
