@@ -64,7 +64,7 @@ for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2], [65536, 25
 }
 // The MoE router on device-resident logits (scoring, selection, capacity drops, dispatch, losses) and combine.
 const free = (r: RouteDeviceResult) => { for (const d of [r.experts, r.weights, r.counts, r.offsets, r.order, r.stats, r.auxGrad, r.zGrad]) d?.dispose(); };
-for (const [T, E, k, extra] of [[4096, 64, 6, {}], [65536, 8, 2, { capacityFactor: 1.25 }], [4096, 256, 8, { groups: 8, topkGroups: 4, scoring: "sigmoid" as const }]] as const) {
+for (const [T, E, k, extra] of [[4096, 64, 6, {}], [65536, 8, 2, { capacityFactor: 1.25 }], [4096, 256, 8, { groups: 8, topkGroups: 4, scoring: "sigmoid" as const }], [65536, 64, 2, { expertChoice: true }]] as const) {
   const z = toDevice(Float32Array.from({ length: T * E }, (_, i) => Math.sin(i * 0.37) * 3));
   const o = { experts: E, k, normalize: true, ...extra };
   const us = usPer(20, () => free(route(z, o)), () => flag.readSync());

@@ -65,7 +65,7 @@ describe("cuda backend over an emulated GPU", () => {
     route(x, { experts: 16, k: 2, expertChoice: true });
     expect(new Set(emulated.launches)).toEqual(new Set(["route_score_f32", "route_psum", "route_select_f32", "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets",
       "dispatch_place", "route_losses", "route_grad_f32", "combine_count", "scan_part", "scan_top", "scan_apply", "combine_place", "combine_sort", "combine_gather_f32",
-      "route_ec_select_f32", "route_ec_finish", "route_ec_stats"]));
+      "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats"]));
     x.dispose();
     await setBackend("wasm");
   });

@@ -93,7 +93,7 @@ export const KERNELS = [
   "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
-  "route_score_f32", "route_psum", "route_select_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
+  "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
   "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets", "dispatch_place",
   "combine_count", "scan_part", "scan_top", "scan_apply", "combine_place", "combine_sort", "combine_gather_f32",
 ];
@@ -311,11 +311,13 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     routeExpertChoice(z, o, experts, weights, pre, pSum, lse, stats) {
       const { rows: T, experts: E, capacity: cap } = o;
-      scratch([T * E * 4, T * 8, 4], ([ps, pinv, puntaken]) => {
+      scratch([T * E * 4, T * 8, 4, E * 8], ([ps, pinv, puntaken, pthr]) => {
         d.zero(puntaken!, 4);
         onDevice(o.bias ? [z, o.bias, pre, pSum, stats] : [z, pre, pSum, stats], [experts, weights, pre, pSum, lse, stats], (ip, [pe, pw, pp, pps, pl, pst]) => {
           score(ip[0]!, T, E, o.scoring, o.scale, ps!, pinv!, pps!, pl!);
-          d.launch(k.route_ec_select_f32!, [Math.ceil(T / 256), Math.min(E, 65535)], 256, [{ p: ps! }, { p: o.bias ? ip[1]! : 0n }, { i32: T }, { i32: E }, { i32: cap }, { p: pe! }, { p: pw! }]);
+          const pb = o.bias ? ip[1]! : 0n;
+          d.launch(k.route_ec_threshold_f32!, Math.min(E, 65535), 1024, [{ p: ps! }, { p: pb }, { i32: T }, { i32: E }, { i32: cap }, { p: pthr! }]);
+          d.launch(k.route_ec_select_f32!, elems(T * E), 256, [{ p: ps! }, { p: pb }, { i32: T }, { i32: E }, { p: pthr! }, { p: pe! }, { p: pw! }]);
           d.launch(k.route_ec_finish!, perThread(T), 128, [{ p: pe! }, { p: pw! }, { i32: T }, { i32: E }, { i32: o.normalize ? 1 : 0 }, f32(o.routeScale), { p: puntaken! }]);
           d.launch(k.route_ec_stats!, 1, 32, [{ p: pp! }, { i32: E }, { i32: cap }, { p: puntaken! }, { p: pst! }]);
         });

@@ -944,29 +944,53 @@ extern "C" __global__ void route_select_f32(const float* z, const float* s, cons
   }
 }
 
-// Expert choice: (t, e) is chosen iff fewer than cap tokens rank above t by key(s[t, e] + bias[e], t), counted over
-// tiles of 256 keys in shared memory (exact, O(T) per pair). Grid: (token blocks of 256, experts).
-extern "C" __global__ void route_ec_select_f32(const float* s, const float* bias, int T, int E, int cap, int* experts, float* weights) {
-  __shared__ long long tile[256];
-  const int t = blockIdx.x * 256 + threadIdx.x;
-  for (int e = blockIdx.y; e < E; e += gridDim.y) {
+// Expert choice: expert e takes the cap tokens with the largest keys key(s[t, e] + bias[e], t) (topk_key: distinct,
+// ties to the lower token). route_ec_threshold finds each expert's cap-th largest key by an MSB-first radix select
+// (8 passes of 8 bits, one block per expert: O(T) per pass), then route_ec_select marks every key at or above it.
+// Exact, and the same choice as ranking all T tokens.
+extern "C" __global__ void route_ec_threshold_f32(const float* s, const float* bias, int T, int E, int cap, long long* thr) {
+  __shared__ int hist[256];
+  __shared__ unsigned long long chosen_prefix;
+  __shared__ int chosen_need;
+  const unsigned long long SIGN = 0x8000000000000000ull; // keys as unsigned: signed order = unsigned order of key ^ SIGN
+  for (int e = blockIdx.x; e < E; e += gridDim.x) {
+    if (cap <= 0 || cap >= T) { // no token, or every token (no key is KEY_MIN or LLONG_MAX)
+      if (threadIdx.x == 0) thr[e] = cap <= 0 ? (long long)(SIGN - 1) : NUMEDGE_KEY_MIN;
+      continue;
+    }
     const float b = bias ? bias[e] : 0.f;
-    const long long mine = t < T ? topk_key(s[(long long)t * E + e] + b, t) : 0;
-    int rank = 0;
-    for (int t0 = 0; t0 < T; t0 += 256) {
+    unsigned long long prefix = 0, mask = 0;
+    int need = cap; // the rank, from the top, still to find among keys matching prefix
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
       __syncthreads();
-      const int u = t0 + threadIdx.x;
-      tile[threadIdx.x] = u < T ? topk_key(s[(long long)u * E + e] + b, u) : NUMEDGE_KEY_MIN;
+      for (int t = threadIdx.x; t < T; t += blockDim.x) {
+        const unsigned long long u = (unsigned long long)topk_key(s[(long long)t * E + e] + b, t) ^ SIGN;
+        if ((u & mask) == prefix) atomicAdd(&hist[(int)((u >> shift) & 255u)], 1);
+      }
       __syncthreads();
-      const int m = min(256, T - t0);
-      for (int j = 0; j < m; j++) rank += tile[j] > mine;
+      if (threadIdx.x == 0) {
+        int d = 255;
+        for (; d > 0 && hist[d] < need; d--) need -= hist[d];
+        chosen_prefix = prefix | ((unsigned long long)d << shift);
+        chosen_need = need;
+      }
+      __syncthreads();
+      prefix = chosen_prefix;
+      need = chosen_need;
+      mask |= 255ull << shift;
+      __syncthreads(); // every thread has read them before the next pass writes
     }
-    if (t < T) {
-      const long long a = (long long)t * E + e;
-      const bool chosen = rank < cap;
-      experts[a] = chosen ? e : -1;
-      weights[a] = chosen ? s[a] : 0.f;
-    }
+    if (threadIdx.x == 0) thr[e] = (long long)(prefix ^ SIGN);
+  }
+}
+extern "C" __global__ void route_ec_select_f32(const float* s, const float* bias, int T, int E, const long long* thr, int* experts, float* weights) {
+  const long long n = (long long)T * E;
+  for (long long a = blockIdx.x * (long long)blockDim.x + threadIdx.x; a < n; a += (long long)gridDim.x * blockDim.x) {
+    const int t = (int)(a / E), e = (int)(a % E);
+    const bool chosen = topk_key(s[a] + (bias ? bias[e] : 0.f), t) >= thr[e];
+    experts[a] = chosen ? e : -1;
+    weights[a] = chosen ? s[a] : 0.f;
   }
 }
 
