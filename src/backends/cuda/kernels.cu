@@ -1029,13 +1029,27 @@ extern "C" __global__ void dispatch_count(const int* experts, int n, int E, int*
   }
 }
 
-// base[c, e] = e's assignments in chunks before c; total[e] = all of them; counts[e] = those kept (cap >= 0: at most cap)
+// base[c, e] = e's assignments in chunks before c; total[e] = all of them; counts[e] = those kept (cap >= 0: at most cap).
+// One block of 256 threads per expert: each thread sums a run of chunks, a scan over the threads' sums, then each
+// thread writes its run's bases (expert choice has T*E/256 chunks: a walk by one thread per expert was the bottleneck).
 extern "C" __global__ void dispatch_scan(const int* hist, int chunks, int E, int cap, int* base, int* counts, int* total) {
-  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < E; e += gridDim.x * blockDim.x) {
+  __shared__ int sums[256];
+  const int per = (chunks + 255) / 256, c0 = min(chunks, (int)threadIdx.x * per), c1 = min(chunks, c0 + per);
+  for (int e = blockIdx.x; e < E; e += gridDim.x) {
     int acc = 0;
-    for (int c = 0; c < chunks; c++) { base[(long long)c * E + e] = acc; acc += hist[(long long)c * E + e]; }
-    total[e] = acc;
-    counts[e] = cap >= 0 && acc > cap ? cap : acc;
+    for (int c = c0; c < c1; c++) acc += hist[(long long)c * E + e];
+    sums[threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int run = 0;
+      for (int i = 0; i < 256; i++) { const int v = sums[i]; sums[i] = run; run += v; }
+      total[e] = run;
+      counts[e] = cap >= 0 && run > cap ? cap : run;
+    }
+    __syncthreads();
+    acc = sums[threadIdx.x];
+    for (int c = c0; c < c1; c++) { base[(long long)c * E + e] = acc; acc += hist[(long long)c * E + e]; }
+    __syncthreads(); // sums is rewritten for the next expert
   }
 }
 
