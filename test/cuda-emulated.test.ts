@@ -233,3 +233,28 @@ describe("maxInto on the emulated GPU (one block up to 64K elements, per-block m
     await setBackend("wasm");
   });
 });
+
+describe("orthogonalize on the emulated GPU (one block up to 256K elements, three passes over many blocks above)", () => {
+  test("matches wasm's within 1e-6 relative on both sides of the split, f32 and f64; the result is orthogonal to w", async () => {
+    const { orthogonalize } = await import("numedge");
+    const r = uniform(12);
+    for (const n of [5, 262_144, 262_145, 400_003]) for (const f64 of [false, true]) {
+      const make = (f: (i: number) => number) => (f64 ? Float64Array.from({ length: n }, (_, i) => f(i)) : Float32Array.from({ length: n }, (_, i) => f(i)));
+      const w = make(() => r() * 2 - 1), g0 = make((i) => w[i]! * 0.5 + r() - 0.5);
+      const out: Array<Float32Array | Float64Array> = [];
+      for (const be of ["cuda-emulated", "wasm"]) {
+        await setBackend(be);
+        const g = g0.slice();
+        orthogonalize(w as Float32Array, g as Float32Array);
+        out.push(g);
+      }
+      let dot = 0, worst = 0;
+      for (let i = 0; i < n; i++) { dot += w[i]! * out[0]![i]!; worst = Math.max(worst, Math.abs(out[0]![i]! - out[1]![i]!) / (Math.abs(out[1]![i]!) + 1e-3)); }
+      expect(worst, `n=${n} f64=${f64}`).toBeLessThan(1e-6);
+      expect(Math.abs(dot) / n).toBeLessThan(1e-6);
+    }
+    expect(emulated.launches).toContain("ortho_apply_f32");
+    expect(emulated.launches).toContain("ortho_residual_f64");
+    await setBackend("wasm");
+  });
+});

@@ -87,7 +87,7 @@ interface KernelImage {
 
 /** Every kernel the backend loads from kernels.cu (a test checks the shipped PTX defines each). */
 export const KERNELS = [
-  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
+  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   "ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish", "max_into_finish",
   "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
@@ -491,9 +491,14 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       });
     },
     orthogonalize(w, g) {
-      onDevice([w, g], [g], ([pw, pg]) => {
-        d.launch(k[`orthogonalize_${t(w)}`]!, 1, 1024, [{ p: pw! }, { p: pg! }, { i64: w.length }]);
-      });
+      // one block up to 256K elements; above, three passes over many blocks (partial sums folded alike by each block)
+      const n = w.length, parts = n <= 1 << 18 ? 0 : Math.min(Math.ceil(n / 8192), 1024), ty = t(w);
+      scratch([parts * 24, parts * 8], ([pp, pq]) => onDevice([w, g], [g], ([pw, pg]) => {
+        if (!parts) return d.launch(k[`orthogonalize_${ty}`]!, 1, 1024, [{ p: pw! }, { p: pg! }, { i64: n }]);
+        d.launch(k[`ortho_part_${ty}`]!, parts, 256, [{ p: pw! }, { p: pg! }, { i64: n }, { p: pp! }]);
+        d.launch(k[`ortho_residual_${ty}`]!, parts, 256, [{ p: pw! }, { p: pg! }, { i64: n }, { p: pp! }, { i32: parts }, { p: pq! }]);
+        d.launch(k[`ortho_apply_${ty}`]!, parts, 256, [{ p: pw! }, { p: pg! }, { i64: n }, { p: pp! }, { p: pq! }, { i32: parts }]);
+      }));
     },
     maxInto(dst, idx, src, from, n, abs) {
       const bpe = t(src) === "f64" ? 8 : 4;

@@ -532,6 +532,22 @@ export function emulatedDriver(): EmulatedDriver {
           for (let j = zero ? 0 : 1; j < per; j++) s = rnd(s + w[idx[r * per + j]! * cols + c]!);
           out[r * cols + c] = s;
         }
+      } else if (name.startsWith("ortho_part")) { // one part holding the whole sums: the fold of parts is then exact
+        const w = x, g = view(t)(p(1)), len = n(2), part = f64(p(3));
+        let wg = 0, ww = 0, gg = 0;
+        for (let i = 0; i < len; i++) { wg += w[i]! * g[i]!; ww += w[i]! * w[i]!; gg += g[i]! * g[i]!; }
+        part.fill(0, 0, 3 * grid);
+        part.set([wg, ww, gg]);
+      } else if (name.startsWith("ortho_residual")) {
+        const w = x, g = view(t)(p(1)), len = n(2), part = f64(p(3)), part2 = f64(p(5)), proj = part[0]! / (part[1]! + 1e-30);
+        let oo = 0;
+        for (let i = 0; i < len; i++) { const r = g[i]! - proj * w[i]!; oo += r * r; }
+        part2.fill(0, 0, grid);
+        part2[0] = oo;
+      } else if (name.startsWith("ortho_apply")) {
+        const w = x, g = view(t)(p(1)), len = n(2), part = f64(p(3)), part2 = f64(p(4)), r = t === "f32" ? fr : (v: number) => v;
+        const proj = part[0]! / (part[1]! + 1e-30), scale = Math.sqrt(part[2]!) / (Math.sqrt(part2[0]!) + 1e-30);
+        for (let i = 0; i < len; i++) g[i] = r((g[i]! - proj * w[i]!) * scale);
       } else if (name.startsWith("orthogonalize")) {
         const w = x, g = view(t)(p(1)), len = n(2);
         let wg = 0, ww = 0, gg = 0;

@@ -204,6 +204,47 @@ __device__ void orthogonalize_any(const T* w, T* g, long long n) {
 }
 extern "C" __global__ void orthogonalize_f32(const float* w, float* g, long long n) { orthogonalize_any<float>(w, g, n); }
 extern "C" __global__ void orthogonalize_f64(const double* w, double* g, long long n) { orthogonalize_any<double>(w, g, n); }
+// The same over many blocks, for large n: ortho_part writes each block's (w.g, w.w, g.g); ortho_residual folds them
+// (every block alike: a fixed tree) and writes each block's |g - proj w|^2; ortho_apply folds both and updates g.
+__device__ double fold(const double* part, int stride, int parts) {
+  double v = 0;
+  for (int i = threadIdx.x; i < parts; i += blockDim.x) v += part[(long long)i * stride];
+  return block_sum(v);
+}
+template <typename T>
+__device__ void ortho_part_any(const T* w, const T* g, long long n, double* part) {
+  double wg = 0, ww = 0, gg = 0;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const double a = (double)w[i], b = (double)g[i];
+    wg += a * b; ww += a * a; gg += b * b;
+  }
+  wg = block_sum(wg); ww = block_sum(ww); gg = block_sum(gg);
+  if (threadIdx.x == 0) { part[3 * blockIdx.x] = wg; part[3 * blockIdx.x + 1] = ww; part[3 * blockIdx.x + 2] = gg; }
+}
+template <typename T>
+__device__ void ortho_residual_any(const T* w, const T* g, long long n, const double* part, int parts, double* part2) {
+  const double wg = fold(part, 3, parts), ww = fold(part + 1, 3, parts), proj = wg / (ww + 1e-30);
+  double oo = 0;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    const double r = (double)g[i] - proj * (double)w[i];
+    oo += r * r;
+  }
+  oo = block_sum(oo);
+  if (threadIdx.x == 0) part2[blockIdx.x] = oo;
+}
+template <typename T>
+__device__ void ortho_apply_any(const T* w, T* g, long long n, const double* part, const double* part2, int parts) {
+  const double wg = fold(part, 3, parts), ww = fold(part + 1, 3, parts), gg = fold(part + 2, 3, parts), oo = fold(part2, 1, parts);
+  const double proj = wg / (ww + 1e-30), scale = sqrt(gg) / (sqrt(oo) + 1e-30);
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    g[i] = (T)(((double)g[i] - proj * (double)w[i]) * scale);
+}
+extern "C" __global__ void ortho_part_f32(const float* w, const float* g, long long n, double* part) { ortho_part_any<float>(w, g, n, part); }
+extern "C" __global__ void ortho_part_f64(const double* w, const double* g, long long n, double* part) { ortho_part_any<double>(w, g, n, part); }
+extern "C" __global__ void ortho_residual_f32(const float* w, const float* g, long long n, const double* part, int parts, double* part2) { ortho_residual_any<float>(w, g, n, part, parts, part2); }
+extern "C" __global__ void ortho_residual_f64(const double* w, const double* g, long long n, const double* part, int parts, double* part2) { ortho_residual_any<double>(w, g, n, part, parts, part2); }
+extern "C" __global__ void ortho_apply_f32(const float* w, float* g, long long n, const double* part, const double* part2, int parts) { ortho_apply_any<float>(w, g, n, part, part2, parts); }
+extern "C" __global__ void ortho_apply_f64(const double* w, double* g, long long n, const double* part, const double* part2, int parts) { ortho_apply_any<double>(w, g, n, part, part2, parts); }
 
 // dst[0] = max(dst[0], max of src[0..n) (|src| when abs)) in f64, NaN sticking: one block.
 template <typename T>
