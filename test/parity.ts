@@ -6,6 +6,7 @@ import { backendInfo, getBackend, registerBackend, setBackend, useBackend } from
 import { createCudaBackend } from "../src/backends/cuda.ts";
 import { referenceBackend } from "../src/backends/reference.ts";
 import { wasmBackend } from "../src/backends/wasm.ts";
+import { cpuCudaMissing, cpuDriver, type CpuDriver } from "./gpu/cpu-driver.ts";
 import { emulatedDriver, type EmulatedDriver } from "./gpu/emulated-driver.ts";
 
 /** The device behind "cuda-emulated": the cuda backend's TypeScript over an emulated GPU (test/gpu/emulated-driver.ts). */
@@ -13,6 +14,23 @@ export const emulated: EmulatedDriver = emulatedDriver();
 const emulatedBackend = createCudaBackend(wasmBackend, { open: async () => emulated, image: () => ({ image: new Uint8Array(0), how: "emulated kernels" }), blas: () => emulated.blas() }, "cuda-emulated");
 registerBackend("cuda-emulated", async () => {
   const r = await emulatedBackend; // one instance, like the real cuda backend
+  if (typeof r === "string") throw new Error(r);
+  return { backend: r.backend, info: { device: "gpu", ...r.info } };
+});
+
+/** Why "cuda-cpu" (the cuda backend running kernels.cu itself on the CPU: test/gpu/cpu-driver.ts) cannot run here, or null. */
+export const cpuCudaUnavailable = cpuCudaMissing();
+if (cpuCudaUnavailable) console.log(`skipped: cuda-cpu (${cpuCudaUnavailable})`);
+let cpuDev: Promise<CpuDriver | string> | undefined, cpuBackend: ReturnType<typeof createCudaBackend> | undefined;
+/** Its device (kernels.cu compiled on first use, a few seconds; then cached in the temp folder per source hash). */
+export const cpuCuda = async (): Promise<CpuDriver> => {
+  const d = await (cpuDev ??= cpuDriver());
+  if (typeof d === "string") throw new Error(`cuda-cpu: ${d}`);
+  return d;
+};
+registerBackend("cuda-cpu", async () => {
+  // GEMM by the kernel of kernels.cu (no cuBLAS on the CPU)
+  const r = await (cpuBackend ??= createCudaBackend(wasmBackend, { open: cpuCuda, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none" }, "cuda-cpu"));
   if (typeof r === "string") throw new Error(r);
   return { backend: r.backend, info: { device: "gpu", ...r.info } };
 });
@@ -40,6 +58,8 @@ const all: ParityBackend[] = [
   // emulated GPU checks its storage, marshalling and staging.
   { name: "cuda", setup: () => setBackend("cuda"), tol: 1 },
   { name: "cuda-emulated", setup: () => setBackend("cuda-emulated"), tol: 1 },
+  // the same kernels as "cuda", compiled for the CPU: the wasm bounds hold as for cuda
+  { name: "cuda-cpu", setup: () => setBackend("cuda-cpu"), tol: 1 },
   // wasm last: bun runs every test file in one process, so the last suite's setup is the backend the next
   // file's non-parity tests start on; it must be the default.
   { name: "wasm", setup: () => setBackend("wasm"), tol: 1 },
@@ -54,7 +74,7 @@ await setBackend("wasm");
  * comma-separated names in NUMEDGE_TEST_BACKENDS when it is set (the GPU machine runs "cuda,wasm" without the tfjs packages).
  */
 const only = process.env.NUMEDGE_TEST_BACKENDS?.split(",");
-export const parityBackends: ParityBackend[] = all.filter((b) => (b.name !== "cuda" || cudaUnavailable === null) && (!only || only.includes(b.name)));
+export const parityBackends: ParityBackend[] = all.filter((b) => (b.name !== "cuda" || cudaUnavailable === null) && (b.name !== "cuda-cpu" || cpuCudaUnavailable === null) && (!only || only.includes(b.name)));
 
 /** Run fn with the f64 reference backend current, then restore whatever was current. */
 export function underReference<T>(fn: () => T): T {

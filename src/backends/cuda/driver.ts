@@ -32,6 +32,29 @@ export interface Driver {
   sync(): void;
 }
 
+/**
+ * cuLaunchKernel's kernelParams for a launch's arguments: each in its own 8-byte slot of one block reused by every
+ * launch (the driver copies the values before returning), and the address of the array of the slots' addresses.
+ */
+export function kernelParams(ffi: Ffi): (args: KernelArg[]) => bigint {
+  const MAX_ARGS = 32, slotBytes = new BigUint64Array(MAX_ARGS), slots = new DataView(slotBytes.buffer);
+  const base = ffi.addr(slotBytes), params = BigUint64Array.from({ length: MAX_ARGS }, (_, i) => base + BigInt(i * 8));
+  return (args) => {
+    if (args.length > MAX_ARGS) throw new NumedgeError("backend", `cuda: a kernel with ${args.length} arguments (at most ${MAX_ARGS})`);
+    args.forEach((a, i) => {
+      const o = i * 8;
+      if ("p" in a) slots.setBigUint64(o, a.p, true);
+      else if ("i32" in a) slots.setInt32(o, a.i32, true);
+      else if ("i64" in a) slots.setBigInt64(o, BigInt(a.i64), true);
+      else if ("f32" in a) slots.setFloat32(o, a.f32, true);
+      else slots.setFloat64(o, a.f64, true);
+    });
+    // The array's address, taken each launch: a closure holding only an address taken once (and not the array)
+    // let the GC free the array, so later launches passed freed memory as kernelParams (the cuda-cpu suites crashed).
+    return ffi.addr(params);
+  };
+}
+
 /** Open the driver and the first device, or say why not (no runtime FFI, no driver, no device). */
 export async function openDriver(): Promise<Driver | string> {
   const ffi = await loadFfi();
@@ -101,9 +124,7 @@ export async function openDriver(): Promise<Driver | string> {
     cu.cuMemGetInfo_v2(f, t);
     return Number(f[0]);
   };
-  // Kernel arguments: one block of 8-byte slots and the array of their addresses, made once (no allocation per launch).
-  const MAX_ARGS = 32, slotBytes = new BigUint64Array(MAX_ARGS), slots = new DataView(slotBytes.buffer);
-  const base = ffi.addr(slotBytes), params = BigUint64Array.from({ length: MAX_ARGS }, (_, i) => base + BigInt(i * 8)), paramsAt = ffi.addr(params);
+  const pack = kernelParams(ffi);
   return {
     ffi,
     device,
@@ -130,18 +151,8 @@ export async function openDriver(): Promise<Driver | string> {
       };
     },
     launch(fn, grid, block, args) {
-      if (args.length > MAX_ARGS) throw new NumedgeError("backend", `cuda: a kernel with ${args.length} arguments (at most ${MAX_ARGS})`);
-      // each argument in its own 8-byte slot of one reused block (cuLaunchKernel copies the values before returning)
-      args.forEach((a, i) => {
-        const o = i * 8;
-        if ("p" in a) slots.setBigUint64(o, a.p, true);
-        else if ("i32" in a) slots.setInt32(o, a.i32, true);
-        else if ("i64" in a) slots.setBigInt64(o, BigInt(a.i64), true);
-        else if ("f32" in a) slots.setFloat32(o, a.f32, true);
-        else slots.setFloat64(o, a.f64, true);
-      });
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
-      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, 0n, paramsAt, 0n), "cuLaunchKernel");
+      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, 0n, pack(args), 0n), "cuLaunchKernel");
     },
     sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
   };
