@@ -1,0 +1,154 @@
+// The cuda backend running kernels.cu itself on the CPU ("cuda-cpu": test/gpu/cpu-driver.ts; the parity suites run
+// on it too). Here: the CPU device's own CUDA semantics, then what the parity suites do not reach (maxInto and
+// orthogonalize across their multi-block splits, routing past one dispatch block, GEMM row tiles past gridDim.y,
+// the quantizers and a grok run) against wasm and the emulated kernels, and every kernel of the backend launched.
+import { describe, expect, test } from "bun:test";
+import {
+  adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, relu, reluBackward, route, setBackend, softmax,
+  stablemax, topk, updateBias,
+} from "numedge";
+import { KERNELS } from "../src/backends/cuda.ts";
+import { maxInto } from "../src/ops/track.ts";
+import { cpuDriver } from "./gpu/cpu-driver.ts";
+import { expectClose, grokOn } from "./gpu/grok-compare.ts";
+import { quantOn } from "./gpu/quant-compare.ts";
+import { uniform } from "./helpers.ts";
+import { cpuCuda, cpuCudaUnavailable, underReference } from "./parity.ts";
+
+/** fn's result on each backend, as plain arrays (typed arrays copied out), wasm current afterwards. */
+async function on<T>(backends: string[], fn: () => T): Promise<T[]> {
+  const out: T[] = [];
+  for (const be of backends) {
+    await setBackend(be);
+    out.push(fn());
+  }
+  await setBackend("wasm");
+  return out;
+}
+const floats = (f64: boolean, n: number, f: (i: number) => number) => (f64 ? Float64Array.from({ length: n }, (_, i) => f(i)) : Float32Array.from({ length: n }, (_, i) => f(i)));
+/** Every number of a within rel (relative, 1e-30 absolute) of b's, integers and NaNs equal. */
+function near(a: unknown, b: unknown, rel: number, path = ""): void {
+  if (ArrayBuffer.isView(a) || typeof a === "number") {
+    const x = typeof a === "number" ? [a] : Array.from(a as Float32Array), y = typeof b === "number" ? [b] : Array.from(b as Float32Array);
+    expect(x.length, path).toBe(y.length);
+    x.forEach((v, i) => { if (!(Object.is(v, y[i]) || Math.abs(v - y[i]!) <= rel * Math.abs(y[i]!) + 1e-30)) throw new Error(`${path}[${i}]: ${v} vs ${y[i]}`); });
+  } else if (a && typeof a === "object") for (const k of Object.keys(a)) near((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], rel, `${path}.${k}`);
+  else expect(a, path).toEqual(b);
+}
+
+if (cpuCudaUnavailable === null) {
+  describe("the CPU device (test/gpu/cpu-cuda)", () => {
+    test("warp ops, barriers and shared memory as CUDA defines them; misuse CUDA leaves undefined is reported, not run", async () => {
+      const d = await cpuDriver(new URL("./gpu/cpu-cuda/shim-check.cu", import.meta.url));
+      if (typeof d === "string") throw new Error(d);
+      const k = d.module(new Uint8Array(0)), out = d.alloc(128 * 6 * 8);
+      d.launch(k("warp_ops"), 2, 64, [{ p: out }]);
+      const got = new BigInt64Array(128 * 6);
+      d.dtoh(got, out);
+      for (let t = 0; t < 128; t++) {
+        const l = t & 31, base = t - l, ballot = 0x49249249; // lanes 0, 3, ..., 30
+        const want = [t ^ 5, base + 5, l < 25 ? t + 7 : t, ballot, (t ^ 1) * 2 ** 33, (t & ~63) + ((t + 1) & 63)];
+        expect(Array.from(got.subarray(6 * t, 6 * t + 6), Number), `thread ${t}`).toEqual(want);
+      }
+      const ints = new Int32Array(64);
+      d.launch(k("exit_then_barrier"), 1, 64, [{ p: out }]);
+      d.dtoh(ints, out);
+      expect(Array.from(ints.subarray(0, 40))).toEqual(Array(40).fill(7));
+      const f = new Float32Array(3);
+      d.launch(k("shared_unwritten"), 3, 32, [{ p: out }]);
+      d.dtoh(f, out);
+      expect(Array.from(f)).toEqual([1, NaN, NaN]);
+      expect(() => d.launch(k("shfl_after_exit"), 1, 32, [{ p: out }])).toThrow(/mask names a lane that exited/);
+      expect(() => d.launch(k("divergent_barrier"), 1, 32, [{ p: out }])).toThrow(/a warp op and at __syncthreads/);
+      expect(() => d.launch(k("write_past"), 1, 32, [{ p: out }, { i64: 4 }])).toThrow(/write_past\(int\*, int\) launched with arguments p, i64/);
+      expect(() => d.launch(k("write_past"), 1, 2048, [{ p: out }, { i32: 0 }])).toThrow(/invalid launch configuration/);
+      expect(() => k("nope")).toThrow(/cuModuleGetFunction\(nope\).*NOT_FOUND/);
+      expect(() => d.launch(k("write_past"), 1, 32, [{ p: out }, { i32: 128 * 12 }])).toThrow(/write_past.*wrote outside an allocation/);
+    });
+  });
+
+  describe("kernels.cu on the CPU device", () => {
+    test("maxInto across its split (one block up to 64K elements, per-block maxima above): equals wasm's, both dtypes, NaN anywhere", async () => {
+      const r = uniform(21);
+      for (const n of [65536, 65537, 300_001]) for (const f64 of [false, true]) for (const nan of [-1, 0, n >> 1]) {
+        const src = floats(f64, n + 1, () => r() * 2e3 - 1e3);
+        if (nan >= 0) src[1 + nan] = NaN;
+        const [a, b] = await on(["cuda-cpu", "wasm"], () => { const dst = Float64Array.of(-Infinity); maxInto(dst, 0, src, 1, n, true); return dst[0]; });
+        expect(Object.is(a, b), `n=${n} f64=${f64} nan at ${nan}: ${a} vs ${b}`).toBe(true);
+      }
+    });
+
+    test("orthogonalize across its split (one block up to 256K elements, three passes above): within 1e-6 of wasm and of the emulated kernels", async () => {
+      const r = uniform(22);
+      for (const n of [262_144, 262_145, 400_003]) for (const f64 of [false, true]) {
+        const w = floats(f64, n, () => r() * 2 - 1), g0 = floats(f64, n, (i) => w[i]! * 0.5 + r() - 0.5);
+        const [a, e, b] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => { const g = g0.slice(); orthogonalize(w as Float32Array, g as Float32Array); return g; });
+        near(a, b, 1e-6, `wasm n=${n}`);
+        near(a, e, 1e-6, `emulated n=${n}`);
+      }
+    });
+
+    test("routing past one dispatch block (547 chunks of 256) and expert choice, with capacity drops and ties: as the emulated kernels; combine", async () => {
+      const r = uniform(23), T = 70_000, E = 8, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 8) / 4);
+      for (const o of [{ experts: E, k: 2, capacityFactor: 1.1 }, { experts: E, k: 2, expertChoice: true, capacityFactor: 0.7 }]) {
+        const [a, e] = await on(["cuda-cpu", "cuda-emulated"], () => {
+          const res = route(z, o), kept = res.offsets[E]!;
+          return { ...res, combined: combine(Float32Array.from({ length: kept * 4 }, (_, i) => Math.sin(i)), res, { hidden: 4 }) };
+        });
+        expect(a!.dropped).toBeGreaterThan(0);
+        for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) expect(a![key], key).toEqual(e![key] as never);
+        near(a, e, 1e-12); // f64 exp/log: CUDA's libdevice (or here glibc) vs JavaScript's, an ulp apart at most
+      }
+    });
+
+    test("matmul by the GEMM kernel: every transpose and accumulate, f32 and f64, row tiles past gridDim.y (65535), within the GEMM bound", async () => {
+      const r = uniform(24);
+      for (const [m, k, n] of [[17, 33, 9], [65535 * 16 + 17, 2, 1]] as const) for (const f64 of [false, true]) for (const [transA, transB, accumulate] of [[false, false, false], [true, false, true], [false, true, false], [true, true, true]]) {
+        if (m > 1000 && (transA || f64 || !transB)) continue; // one large case: 2 s here
+        const fill = (len: number) => floats(f64, len, () => r() - 0.5);
+        const a = fill(m * k), b = fill(k * n), c0 = fill(m * n), o = { m, k, n, transA, transB, accumulate };
+        const want = underReference(() => matmul(a, b, { ...o, out: c0.slice() }));
+        const [got] = await on(["cuda-cpu"], () => matmul(a, b, { ...o, out: c0.slice() }));
+        const bound = (k + 2) * (f64 ? 2 ** -52 : 2 ** -23) * (k + 1);
+        for (let i = 0; i < m * n; i++) if (!(Math.abs(got![i]! - want[i]!) <= bound)) throw new Error(`[${m},${k},${n}] ${JSON.stringify(o)} at ${i}: ${got![i]} vs ${want[i]}`);
+      }
+    });
+
+    test("f64 AdamW, embeddings (two column tiles, indices over three ballot tiles) and the softmax family, ce heads, reluBackward, route gradients, updateBias: as wasm", async () => {
+      const run = () => {
+        const w = Float64Array.from({ length: 37 }, (_, i) => Math.sin(i)), g = Float64Array.from({ length: 37 }, (_, i) => Math.cos(3 * i) / 7), m = new Float64Array(37), v = new Float64Array(37);
+        for (let step = 1; step <= 3; step++) adamwStep(w, g, m, v, { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step });
+        const cols = 300, idx = Int32Array.from({ length: 600 }, (_, i) => (i * 7919) % 41), table = Float64Array.from({ length: 41 * cols }, (_, i) => Math.tan(i) / 3);
+        const e = embeddingSum(table, idx, { cols, per: 3 }), dw = new Float64Array(41 * cols).fill(-0.5);
+        embeddingSumBackward(e, idx, dw, { cols, per: 3 });
+        const x = Float32Array.from({ length: 9 * 130 }, (_, i) => Math.sin(i * 0.7) * 9), x64 = Float64Array.from(x), labels = Int32Array.from({ length: 9 }, (_, i) => (i * 31) % 130);
+        const fam = [softmax, logSoftmax, stablemax, logStablemax].flatMap((f) => [f(x, { cols: 130 }), f(x64, { cols: 130 })]);
+        const ce = (["softmax", "stablemax"] as const).flatMap((head) => [crossEntropy(x, labels, { cols: 130, head, grad: true }), crossEntropy(x, labels, { cols: 130, head, precision: "f64", grad: true }),
+          crossEntropy(x64, labels, { cols: 130, head, grad: true })]);
+        const rt = route(x, { experts: 130, k: 3, grad: true }), bias = new Float32Array(130);
+        updateBias(bias, rt.counts, 0.01);
+        return { w, m, v, e, dw, fam, ce, rg: [rt.auxGrad, rt.zGrad], bias, dx: [reluBackward(x, x.map((q) => q - 1)), reluBackward(x64, x64.map((q) => q - 1)), relu(x64)] };
+      };
+      const [a, b] = await on(["cuda-cpu", "wasm"], run);
+      for (const key of ["w", "m", "v", "e", "dw", "bias", "dx"] as const) expect(a![key], key).toEqual(b![key] as never);
+      near(a, b, 1e-5); // the f64 exp/log sums and libm: within the wasm bounds
+    });
+
+    test("quantizers and 8-bit Adam equal wasm's bit for bit; a device-resident grok run tracks wasm's", async () => {
+      const [a, b] = await quantOn(["cuda-cpu", "wasm"]);
+      for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
+      const [g, h] = await grokOn(["cuda-cpu", "wasm"]);
+      expectClose(g!, h!);
+    }, 60_000);
+
+    test("topk: k <= 32 on long rows (a warp per row), k > 32 (device scratch), unsorted: as wasm; then every kernel the backend loads has run here", async () => {
+      const r = uniform(26), x = Float32Array.from({ length: 50 * 700 }, () => Math.round(r() * 40));
+      for (const o of [{ k: 32 }, { k: 5, sorted: false }, { k: 40 }, { k: 40, sorted: false }]) {
+        const [a, b] = await on(["cuda-cpu", "wasm"], () => topk(x, { cols: 700, ...o }));
+        expect(a).toEqual(b!);
+      }
+      const launched = new Set((await cpuCuda()).launches);
+      expect(KERNELS.filter((k) => !launched.has(k))).toEqual([]);
+    });
+  });
+}
