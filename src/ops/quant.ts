@@ -385,7 +385,7 @@ export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: 
   const axis = checkEnum("axis", o1.axis ?? "tensor", ["tensor", "row", "block"] as const);
   const n = xf.length;
   const group = axis === "tensor" ? n : axis === "row" ? (rowsOf("x", xf, o1.cols), o1.cols as number) : checkInt("blockSize", o1.blockSize, 1);
-  const ng = Math.ceil(n / group);
+  const ng = Math.ceil(n / group), kg = kernelGroup(group, n);
   const oo = outOpts(o1.out, ["q", "scale", "zeroPoint"]);
   const q = outArg(c, "out.q", oo.q, signed ? "i8" : "u8", n);
   // out.scale / out.zeroPoint receive the given scale and zero points, or the computed ones
@@ -410,20 +410,27 @@ export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: 
       }
     }
     const zp = Z ?? c.out("zeros", "i32", ng);
-    be.quantizeAffine(F32(xf), group, false, F32(S), I32(zp), q.k as Int8Array, I32(bad));
+    be.quantizeAffine(F32(xf), kg, false, F32(S), I32(zp), q.k as Int8Array, I32(bad));
     reportBad(c, "x", xf, bad, group); // before out.scale / out.zeroPoint are written
     c.copy(S, scale);
     c.copy(zp, zeroPoint);
     if (!Z) c.drop(zp);
   } else {
     if (o1.zeroPoint !== undefined) throw new NumedgeError("shape", "zeroPoint needs scale (computed scales come with their own zero points)");
-    be.quantizeAffine(F32(xf), group, true, F32(scale), I32(zeroPoint), q.k as Int8Array, I32(bad));
+    be.quantizeAffine(F32(xf), kg, true, F32(scale), I32(zeroPoint), q.k as Int8Array, I32(bad));
     reportBad(c, "x", xf, bad, group);
   }
   c.wrote(q, scale, zeroPoint, bad);
   if (xf !== xa) c.drop(xf);
   return { q: valueOf(q), scale: valueOf(scale), zeroPoint: valueOf(zeroPoint), group, length: n, ...(c.device ? { bad: bad.da } : {}) };
 }
+
+/**
+ * The group size the backends get: a group longer than the array is the array (the same groups), so sizes past
+ * 2^31 - 1 never reach a kernel's int argument (cuda wrapped them negative: garbage) or a per-group buffer (wasm
+ * tried to reserve 4 bytes an element of the group).
+ */
+const kernelGroup = (group: number, n: number) => Math.min(group, Math.max(n, 1));
 
 /**
  * ONNX DequantizeLinear: out = (q - zeroPoint) * scale in float32.
@@ -450,7 +457,7 @@ export function dequantizeAffine(q0: AffineQuantized<unknown, unknown, unknown>,
   }
   const o = outArg(c, "out", out, "f32", n);
   for (const a of [Q, S, Z]) noOverlapArg(o, a);
-  c.be.dequantizeAffine(Q.k as Int8Array, group, F32(S), I32(Z), F32(o));
+  c.be.dequantizeAffine(Q.k as Int8Array, kernelGroup(group, n), F32(S), I32(Z), F32(o));
   c.wrote(o);
   return valueOf(o);
 }

@@ -44,7 +44,11 @@ export function kernelParams(ffi: Ffi): (args: KernelArg[]) => bigint {
     args.forEach((a, i) => {
       const o = i * 8;
       if ("p" in a) slots.setBigUint64(o, a.p, true);
-      else if ("i32" in a) slots.setInt32(o, a.i32, true);
+      else if ("i32" in a) {
+        // setInt32 would wrap a size past 2^31 - 1 into a negative int: a wrong result, never an error
+        if ((a.i32 | 0) !== a.i32) throw new NumedgeError("backend", `cuda: kernel argument ${i} (int) is ${a.i32}, not a 32-bit integer`);
+        slots.setInt32(o, a.i32, true);
+      }
       else if ("i64" in a) slots.setBigInt64(o, BigInt(a.i64), true);
       else if ("f32" in a) slots.setFloat32(o, a.f32, true);
       else slots.setFloat64(o, a.f64, true);
