@@ -39,7 +39,7 @@ unsigned next_rand() { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; retu
 void shuffle(std::vector<int>& v) { for (size_t i = v.size(); i > 1; i--) std::swap(v[i - 1], v[next_rand() % i]); }
 } // namespace
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(CC_UCONTEXT)
 // cc_switch(save, to): push the callee-saved registers and the FP control words, store rsp in *save, load `to`, pop, ret.
 extern "C" void cc_switch(void** save, void* to);
 asm(R"(
@@ -83,7 +83,7 @@ void* fiber_init(char* top) {
 }
 #else
 #include <ucontext.h>
-// elsewhere ucontext (slower: a signal-mask syscall per switch); sp points at the fiber's ucontext
+// elsewhere (or with -DCC_UCONTEXT) ucontext (slower: a signal-mask syscall per switch); sp points at the fiber's ucontext
 static ucontext_t sched_uc, fiber_uc[1024];
 [[noreturn]] void fiber_main();
 static void cc_switch(void** save, void* to) {
