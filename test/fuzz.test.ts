@@ -1,7 +1,7 @@
-// Seeded fuzz of the public API on wasm against the f64 reference. Each case builds a valid call, then (half the
-// time) breaks one thing: an argument's type or length, an option's value, an unknown option key, an output
-// aliasing an input, null. Arrays are placed as plain arrays, alloc()'d WASM memory, SharedArrayBuffer views or
-// views at odd offsets; options are sometimes getters that answer differently after their first read. After each
+// Seeded fuzz of the public API on wasm (and cuda-cpu) against the f64 reference. Each case builds a valid call,
+// then (half the time) breaks one thing: an argument's type or length, an option's value, an unknown option key, an
+// output aliasing an input, null. Arrays are placed as plain arrays, alloc()'d WASM memory, SharedArrayBuffer views
+// or views at odd offsets; options are sometimes getters that answer differently after their first read. After each
 // call: a NumedgeError with the reference's code, or the reference's result (within 1e-4 relative); never another
 // error; and the guard allocations around the call's WASM arrays untouched.
 import { afterAll, describe, expect, test } from "bun:test";
@@ -11,7 +11,7 @@ import {
   quantizeBlockwise, quantizeQ4_0, quantizeQ8_0, relu, reluBackward, route, setBackend, softmax, stablemax, topk, updateBias,
   adamwStep,
 } from "numedge";
-import { underReference } from "./parity.ts";
+import { cpuCudaUnavailable, underReference } from "./parity.ts";
 
 type Host = Float32Array | Float64Array | Int32Array | Uint8Array | Int8Array;
 const SENTINEL = 0x5a;
@@ -144,12 +144,14 @@ function same(a: unknown, b: unknown, path: string, loose: boolean): string | nu
   return a === b || (a !== a && b !== b) ? null : `${path}: ${String(a)} vs ${String(b)}`;
 }
 
-describe("fuzz: every public op on wasm against the reference, hostile arguments included", () => {
-  test(`${CASES} seeded cases: NumedgeError with the reference's code or its result; guards untouched; options read once`, async () => {
-    await setBackend("wasm");
-    const r = new Rng(20261204);
+// wasm, and the cuda backend running kernels.cu on the CPU (fewer cases, other seeds: it found an int argument wrapping)
+const RUNS = [{ be: "wasm", cases: CASES, seed: 20261204 }, ...(cpuCudaUnavailable === null ? [{ be: "cuda-cpu", cases: CASES / 4, seed: 3 }] : [])];
+for (const { be, cases, seed } of RUNS) describe(`fuzz: every public op on ${be} against the reference, hostile arguments included`, () => {
+  test(`${cases} seeded cases: NumedgeError with the reference's code or its result; guards untouched; options read once`, async () => {
+    await setBackend(be);
+    const r = new Rng(seed);
     const tally = { ok: 0, errors: 0 };
-    for (let iter = 0; iter < CASES; iter++) {
+    for (let iter = 0; iter < cases; iter++) {
       const op = OPS[iter % OPS.length]!;
       const { args, opts, optIndex } = op.make(r);
       if (opts) args[optIndex!] = opts;
@@ -190,7 +192,7 @@ describe("fuzz: every public op on wasm against the reference, hostile arguments
       for (const a of allocs) free(a);
       free(g1); free(g2);
     }
-    expect(tally.ok).toBeGreaterThan(CASES / 5);
-    expect(tally.errors).toBeGreaterThan(CASES / 5);
+    expect(tally.ok).toBeGreaterThan(cases / 5);
+    expect(tally.errors).toBeGreaterThan(cases / 5);
   }, 60000);
 });
