@@ -15,7 +15,9 @@ import { loadFfi } from "../../src/backends/cuda/ffi.ts";
 import { NumedgeError } from "../../src/errors.ts";
 
 const CXX = process.env.CXX ?? "g++";
-const FLAGS = ["-O2", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-w"];
+// NUMEDGE_CUDA_CPU_ASAN=1: kernels under AddressSanitizer, which then must be preloaded into the runtime:
+//   LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 NUMEDGE_CUDA_CPU_ASAN=1 bun test ...
+const FLAGS = ["-O2", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-w", ...(process.env.NUMEDGE_CUDA_CPU_ASAN === "1" ? ["-fsanitize=address", "-g"] : [])];
 const shimDir = fileURLToPath(new URL("./cpu-cuda/", import.meta.url));
 
 /** Why kernels.cu cannot run on the CPU here (no C++ compiler), or null. */

@@ -9,6 +9,7 @@
 #include "cuda_shim.h"
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -197,12 +198,17 @@ static bool run_block(int n, std::vector<int>& order) {
 
 // ---- "device memory": malloc'd, 256-byte aligned as cuMemAlloc, with guard bytes before and after each allocation
 // (checked after every launch and at free: a kernel writing out of bounds is reported) and new memory filled with
-// 0x7f bytes (f32 3.4e38, i32 2^31-ish: reading what nobody wrote shows).
+// 0x7f bytes (f32 3.4e38, i32 2^31-ish: reading what nobody wrote shows). Under ASan (cpu-driver.ts:
+// NUMEDGE_CUDA_CPU_ASAN=1) no guard bytes: its own redzones catch out-of-bounds reads as well as writes.
 namespace {
+#ifdef __SANITIZE_ADDRESS__
+constexpr size_t RED = 0;
+#else
 constexpr size_t RED = 256;
+#endif
 constexpr unsigned char PAD = 0xa5, FILL = 0x7f;
 std::map<uint64_t, size_t> allocs; // user address -> bytes
-size_t tail(size_t bytes) { return (bytes + RED - 1) / RED * RED - bytes + RED; }
+size_t tail(size_t bytes) { return RED ? (bytes + RED - 1) / RED * RED - bytes + RED : 0; }
 bool intact(uint64_t p, size_t bytes) {
   const unsigned char* a = (unsigned char*)p;
   for (size_t i = 0; i < RED; i++) if ((a - RED)[i] != PAD) return false;
@@ -227,8 +233,9 @@ int oob(const char* what, uint64_t p, size_t bytes) {
 extern "C" {
 int cc_error(uint64_t* out) { *out = (uint64_t)err.c_str(); return 0; }
 int cc_alloc(uint64_t* out, uint64_t bytes) {
-  unsigned char* m = (unsigned char*)aligned_alloc(RED, RED + bytes + tail(bytes));
-  if (!m) { err = "out of memory"; return 2; }
+  void* v;
+  if (posix_memalign(&v, 256, RED + bytes + tail(bytes))) { err = "out of memory"; return 2; }
+  unsigned char* m = (unsigned char*)v;
   memset(m, PAD, RED);
   memset(m + RED, FILL, bytes);
   memset(m + RED + bytes, PAD, tail(bytes));
