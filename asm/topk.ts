@@ -942,6 +942,7 @@ export function route_dispatch_plan(slots: usize, nch: i32, stride: i32, E: i32,
 /**
  * Dispatch step 3, assignments [a0, a1) with their chunk's slot from route_dispatch_plan: order positions; an
  * assignment past its expert's capacity is dropped (experts -1, weights 0) and goes with the unplaced, in order.
+ * Without a capacity nothing is dropped (weights may be 0).
  */
 export function route_dispatch_place(experts: usize, weights: usize, a0: i32, a1: i32, E: i32, order: usize, slot: usize): void {
   let tail = load<i32>(slot + (<usize>E << 2));

@@ -31,7 +31,7 @@ function scoring(f: Frame, rows: number, E: number) {
  */
 function dispatch(f: Frame, n: number, E: number) {
   const stride = 8 * E + 8, chunk = Math.max(chunkOf(n, 12), 8 * E), nch = Math.max(1, Math.ceil(n / chunk));
-  const slots = f.scratch(stride * nch);
+  const slots = f.staging(stride * nch); // written by route_dispatch_count
   return (pe: number, pw: number, cap: number, pc: number, po: number, pr: number): number => {
     par("route_dispatch_count", n, chunk, [[pe, UNIT, 4], [n, COUNT, 1], E, [slots, CHUNK_SLOT, stride]]);
     const dropped = asm.route_dispatch_plan!(slots, nch, stride, E, cap, pc, po);
@@ -89,7 +89,7 @@ const kernels: Omit<RoutingKernels, "routeLosses" | "updateBias"> = {
     const tChunk = chunkOf(T, 3 * rb), tn = Math.max(1, Math.ceil(T / tChunk));
     stats[0] = call(
       (f) => [f.input(logits), p.bias ? f.input(p.bias) : 0, f.output(experts), f.output(weights), f.inout(pSum), f.output(lse),
-        scoring(f, T, E), k > 0 ? f.staging(T * rb) : 0, f.scratch(keys * 8 * threads()), f.scratch(4 * tn)] as const,
+        scoring(f, T, E), k > 0 ? f.staging(T * rb) : 0, f.scratch(keys * 8 * threads()), f.staging(4 * tn)] as const,
       ([pz, pb, pe, pw, pp, pl, score, sel, pk, none]) => {
         score(pz, SCORING_MODE[p.scoring], p.scale, pw, pp, pl);
         par("route_ec_rows_f32", T, tChunk, [[pw, UNIT, rb], [T, COUNT, 1], E, pb, [sel, UNIT, sel ? 4 : 0], T, [pe, UNIT, rb]]);
@@ -102,8 +102,11 @@ const kernels: Omit<RoutingKernels, "routeLosses" | "updateBias"> = {
   },
 
   routeDispatch(experts, weights, n, E, capacity, counts, offsets, order, stats) {
+    // dropless (expert choice): experts and weights stay as they are, so neither is copied back
+    const drops = capacity >= 0;
     const dropped = call(
-      (f) => [f.inout(experts), f.inout(weights), f.output(counts), f.output(offsets), f.output(order), dispatch(f, n, E)] as const,
+      (f) => [drops ? f.inout(experts) : f.input(experts), drops ? f.inout(weights) : 0, f.output(counts), f.output(offsets),
+        f.output(order), dispatch(f, n, E)] as const,
       ([pe, pw, pc, po, pr, place]) => place(pe, pw, capacity, pc, po, pr),
     );
     if (stats) stats[0] = dropped;
