@@ -93,7 +93,7 @@ const kernels: Omit<RoutingKernels, "routeLosses" | "updateBias"> = {
       ([pz, pb, pe, pw, pp, pl, score, sel, pk, none]) => {
         score(pz, SCORING_MODE[p.scoring], p.scale, pw, pp, pl);
         par("route_ec_rows_f32", T, tChunk, [[pw, UNIT, rb], [T, COUNT, 1], E, pb, [sel, UNIT, sel ? 4 : 0], T, [pe, UNIT, rb]]);
-        if (k > 0) par("route_ec_select_f32", E, chunkOf(E, 4 * T, E), [sel, T, E, k, pe, [pk, THREAD, keys * 8], [0, START, 0], [0, END, 0]]);
+        if (k > 0) par("route_ec_select_f32", E, chunkOf(E, 4 * T, 16), [sel, T, E, k, pe, [pk, THREAD, keys * 8], [0, START, 0], [0, END, 0]]);
         par("route_ec_weights_f32", T, tChunk, [[pe, UNIT, rb], [pw, UNIT, rb], [T, COUNT, 1], E, p.normalize ? 1 : 0, p.routeScale, [none, CHUNK_SLOT, 4]]);
         return view(Int32Array, none, tn).reduce((a, b) => a + b, 0);
       },
