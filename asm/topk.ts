@@ -883,8 +883,8 @@ export function route_scores_f32(z: usize, rows: i32, E: i32, mode: i32, scale: 
 /** Dispatch step 1, a chunk of n assignments: hist[e] = its assignments to expert e, hist[E] = those with none. */
 export function route_dispatch_count(experts: usize, n: i32, E: i32, hist: usize): void {
   memory.fill(hist, 0, <usize>(E + 1) << 2);
-  let a = 0, kept = 0;
-  for (; a < n; a++) {
+  let kept = 0;
+  for (let a = 0; a < n; a++) {
     if ((a & 3) == 0 && a + 4 <= n && !v128.any_true(i32x4.ge_s(v128.load(experts + (<usize>a << 2)), i32x4.splat(0)))) {
       a += 3; // four with none (most of expert choice's slots)
       continue;
