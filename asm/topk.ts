@@ -784,11 +784,10 @@ export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i3
  * Token-choice routing of rows tokens (see src/backends/api/routing.ts routeTokens): scores, selection of the
  * top k of z (no bias, no groups: the scores are monotone in z) or of s + bias with the DeepSeek-V3 group
  * limit (group score = sum of its top-2 with a bias, its max without; the best topkGroups groups stay eligible), weights from s (f64 sum for
- * normalize), preCounts, pSum (f64), lse (f64), then the dispatch of route_dispatch (capacity cap, -1 =
- * dropless; work doubles as its cursor). bias = 0: none. Returns the dropped count.
+ * normalize), preCounts, pSum (f64), lse (f64); the dispatch steps (route_dispatch_*) follow. bias = 0: none.
  */
-/** Token-choice scoring and selection for `rows` tokens, adding into pre (counts) and pSum (route_dispatch then
- *  places them): pool threads run chunks of rows, each with its own pre, pSum and work. */
+/** Token-choice scoring and selection for `rows` tokens, adding into pre (counts) and pSum (the dispatch steps
+ *  then place them): pool threads run chunks of rows, each with its own pre, pSum and work. */
 export function route_select_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
   groups: i32, topkGroups: i32, normalize: i32, rscale: f32, experts: usize, weights: usize, pre: usize,
   pSum: usize, lse: usize, work: usize): void {
@@ -877,40 +876,184 @@ export function route_scores_f32(z: usize, rows: i32, E: i32, mode: i32, scale: 
   }
 }
 
-/** Capacity dropping and MegaBlocks dispatch (routeDispatch in the API). cursor: E i32 scratch. */
-export function route_dispatch(experts: usize, weights: usize, n: i32, E: i32, cap: i32, counts: usize,
-  offsets: usize, order: usize, cursor: usize): i32 {
-  memory.fill(counts, 0, <usize>E << 2);
-  let dropped = 0;
+// ---- Dispatch (routeDispatch in the API) in three steps, so pool threads can run chunks of the assignments:
+// count per chunk, plan on the caller (capacity drops go to the first `cap` of each expert in assignment order),
+// then place per chunk. The result is exact, so it is the same for any chunking.
+
+/** Dispatch step 1, a chunk of n assignments: hist[e] = its assignments to expert e, hist[E] = those with none. */
+export function route_dispatch_count(experts: usize, n: i32, E: i32, hist: usize): void {
+  memory.fill(hist, 0, <usize>(E + 1) << 2);
+  let kept = 0;
   for (let a = 0; a < n; a++) {
-    const pa = <usize>a << 2;
-    const e = load<i32>(experts + pa);
+    if ((a & 3) == 0 && a + 4 <= n && !v128.any_true(i32x4.ge_s(v128.load(experts + (<usize>a << 2)), i32x4.splat(0)))) {
+      a += 3; // four with none (most of expert choice's slots)
+      continue;
+    }
+    const e = load<i32>(experts + (<usize>a << 2));
     if (e < 0) continue;
-    const pc = counts + (<usize>e << 2);
-    const c = load<i32>(pc);
-    if (cap >= 0 && c >= cap) {
-      store<i32>(experts + pa, -1);
-      store<f32>(weights + pa, 0);
-      dropped++;
-    } else store<i32>(pc, c + 1);
+    const p = hist + (<usize>e << 2);
+    store<i32>(p, load<i32>(p) + 1);
+    kept++;
+  }
+  store<i32>(hist + (<usize>E << 2), n - kept);
+}
+
+/**
+ * Dispatch step 2, on the caller: from the nch chunks' hist (chunk c's at slots + c * stride bytes, stride >= 8E + 8)
+ * counts (at most cap per expert, cap -1: no limit) and offsets, and each chunk's slot becomes [0, E) its next order
+ * position per expert, [E] its next position among the unplaced (none or dropped), [E + 1, 2E + 1) how many of its
+ * assignments to each expert it keeps. Returns the dropped count.
+ */
+export function route_dispatch_plan(slots: usize, nch: i32, stride: i32, E: i32, cap: i32, counts: usize, offsets: usize): i32 {
+  let dropped = 0;
+  for (let e = 0; e < E; e++) {
+    let total = 0;
+    for (let c = 0; c < nch; c++) total += load<i32>(slots + <usize>c * <usize>stride + (<usize>e << 2));
+    const kept = cap < 0 ? total : min(total, cap);
+    store<i32>(counts + (<usize>e << 2), kept);
+    dropped += total - kept;
   }
   let acc = 0;
   for (let e = 0; e < E; e++) {
     store<i32>(offsets + (<usize>e << 2), acc);
-    store<i32>(cursor + (<usize>e << 2), acc);
     acc += load<i32>(counts + (<usize>e << 2));
   }
   store<i32>(offsets + (<usize>E << 2), acc);
-  let tail = acc;
-  for (let a = 0; a < n; a++) {
-    const e = load<i32>(experts + (<usize>a << 2));
-    if (e < 0) { store<i32>(order + (<usize>(tail++) << 2), a); continue; }
-    const pc = cursor + (<usize>e << 2);
-    const c = load<i32>(pc);
-    store<i32>(order + (<usize>c << 2), a);
-    store<i32>(pc, c + 1);
+  for (let e = 0; e < E; e++) {
+    const base = load<i32>(offsets + (<usize>e << 2));
+    let run = 0;
+    for (let c = 0; c < nch; c++) {
+      const sl = slots + <usize>c * <usize>stride, pe = sl + (<usize>e << 2), h = load<i32>(pe);
+      const before = cap < 0 ? run : min(run, cap), after = cap < 0 ? run + h : min(run + h, cap);
+      store<i32>(pe, base + before);
+      store<i32>(sl + (<usize>(E + 1 + e) << 2), after - before);
+      store<i32>(sl + (<usize>E << 2), load<i32>(sl + (<usize>E << 2)) + h - (after - before));
+      run += h;
+    }
+  }
+  for (let c = 0; c < nch; c++) {
+    const pt = slots + <usize>c * <usize>stride + (<usize>E << 2), n = load<i32>(pt);
+    store<i32>(pt, acc);
+    acc += n;
   }
   return dropped;
+}
+
+/**
+ * Dispatch step 3, assignments [a0, a1) with their chunk's slot from route_dispatch_plan: order positions; an
+ * assignment past its expert's capacity is dropped (experts -1, weights 0) and goes with the unplaced, in order.
+ * Without a capacity nothing is dropped (weights may be 0).
+ */
+export function route_dispatch_place(experts: usize, weights: usize, a0: i32, a1: i32, E: i32, order: usize, slot: usize): void {
+  let tail = load<i32>(slot + (<usize>E << 2));
+  for (let a = a0; a < a1; a++) {
+    const pa = <usize>a << 2;
+    if (((a - a0) & 3) == 0 && a + 4 <= a1 && !v128.any_true(i32x4.ge_s(v128.load(experts + pa), i32x4.splat(0)))) {
+      v128.store(order + (<usize>tail << 2), i32x4.add(i32x4.splat(a), v128(0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0)));
+      tail += 4;
+      a += 3;
+      continue;
+    }
+    const e = load<i32>(experts + pa);
+    if (e >= 0) {
+      const pk = slot + (<usize>(E + 1 + e) << 2), keep = load<i32>(pk);
+      if (keep > 0) {
+        store<i32>(pk, keep - 1);
+        const pc = slot + (<usize>e << 2), c = load<i32>(pc);
+        store<i32>(order + (<usize>c << 2), a);
+        store<i32>(pc, c + 1);
+        continue;
+      }
+      store<i32>(experts + pa, -1);
+      store<f32>(weights + pa, 0);
+    }
+    store<i32>(order + (<usize>(tail++) << 2), a);
+  }
+}
+
+// ---- Expert choice (routeExpertChoice in the API) over the pool: the scores go straight into weights
+// (route_scores_f32), then rows (per token chunk), select (per expert), weights (per token chunk).
+
+/** Expert choice, a chunk of tokens: sel[e*T + t] = s[t*E + e] + bias[e] (each expert's row to rank; bias 0: none;
+ *  sel 0: none wanted), experts[t*E + e] = -1. */
+export function route_ec_rows_f32(s: usize, rows: i32, E: i32, bias: usize, sel: usize, T: i32, experts: usize): void {
+  memory.fill(experts, 0xFF, <usize>rows * <usize>E << 2);
+  if (!sel) return;
+  const st = <usize>E << 2, rowT = <usize>T << 2;
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) { // 4x4 blocks: four tokens of four experts, transposed in registers
+    const p0 = s + <usize>r * st, p1 = p0 + st, p2 = p1 + st, p3 = p2 + st, o = sel + (<usize>r << 2);
+    let e = 0;
+    for (; e + 4 <= E; e += 4) {
+      const q = <usize>e << 2;
+      const q0 = v128.load(p0 + q), q1 = v128.load(p1 + q), q2 = v128.load(p2 + q), q3 = v128.load(p3 + q);
+      const t0 = i32x4.shuffle(q0, q1, 0, 4, 1, 5), t1 = i32x4.shuffle(q0, q1, 2, 6, 3, 7);
+      const t2 = i32x4.shuffle(q2, q3, 0, 4, 1, 5), t3 = i32x4.shuffle(q2, q3, 2, 6, 3, 7);
+      let c0 = i32x4.shuffle(t0, t2, 0, 1, 4, 5), c1 = i32x4.shuffle(t0, t2, 2, 3, 6, 7);
+      let c2 = i32x4.shuffle(t1, t3, 0, 1, 4, 5), c3 = i32x4.shuffle(t1, t3, 2, 3, 6, 7);
+      if (bias) {
+        c0 = f32x4.add(c0, f32x4.splat(ldf(bias, e)));
+        c1 = f32x4.add(c1, f32x4.splat(ldf(bias, e + 1)));
+        c2 = f32x4.add(c2, f32x4.splat(ldf(bias, e + 2)));
+        c3 = f32x4.add(c3, f32x4.splat(ldf(bias, e + 3)));
+      }
+      const oe = o + <usize>e * rowT;
+      v128.store(oe, c0);
+      v128.store(oe + rowT, c1);
+      v128.store(oe + 2 * rowT, c2);
+      v128.store(oe + 3 * rowT, c3);
+    }
+    for (; e < E; e++) {
+      const b: f32 = bias ? ldf(bias, e) : 0, oe = o + <usize>e * rowT;
+      for (let l = 0; l < 4; l++) store<f32>(oe + (<usize>l << 2), ldf(s + <usize>(r + l) * st, e) + b);
+    }
+  }
+  for (; r < rows; r++)
+    for (let e = 0; e < E; e++) store<f32>(sel + <usize>e * rowT + (<usize>r << 2), ldf(s + <usize>r * st, e) + (bias ? ldf(bias, e) : 0));
+}
+
+/** Expert choice, experts [e0, e1): each takes the top k tokens of its row of sel ([E, T]): experts[t*E + e] = e.
+ *  big: topk_scratch_keys(T, k) keys. */
+export function route_ec_select_f32(sel: usize, T: i32, E: i32, k: i32, experts: usize, big: usize, e0: i32, e1: i32): void {
+  const cap = topk_scratch_keys(T, k);
+  for (let e = e0; e < e1; e++) {
+    const buf = topk_row(sel + (<usize>e * <usize>T << 2), T, k, false, big, cap); // the set: its order is not needed
+    for (let j = 0; j < k; j++) store<i32>(experts + ((<usize>idx_of(ld64(buf, j)) * <usize>E + <usize>e) << 2), e);
+  }
+}
+
+/**
+ * Expert choice, a chunk of tokens: each token's weights (its scores on entry) where an expert took it, 0 elsewhere,
+ * times rscale / their f64 sum (normalize, sum > 0) or rscale. rscale is f64 as the API's scale. *none = tokens
+ * no expert took.
+ */
+export function route_ec_weights_f32(experts: usize, weights: usize, rows: i32, E: i32, normalize: i32, rscale: f64, none: usize): void {
+  let n = 0;
+  const zero = i32x4.splat(0);
+  for (let r = 0; r < rows; r++) {
+    const er = experts + (<usize>r * <usize>E << 2), wr = weights + (<usize>r * <usize>E << 2);
+    let sum: f64 = 0, taken = 0, e = 0;
+    for (; e < E; e++) {
+      if ((e & 3) == 0 && e + 4 <= E && !v128.any_true(i32x4.ge_s(v128.load(er + (<usize>e << 2)), zero))) {
+        e += 3; // four experts that did not take it
+        continue;
+      }
+      if (load<i32>(er + (<usize>e << 2)) >= 0) { sum += <f64>ldf(wr, e); taken++; }
+    }
+    if (taken == 0) n++;
+    const c: f64 = normalize && sum > 0 ? rscale / sum : rscale, vc = f64x2.splat(c);
+    for (e = 0; e + 4 <= E; e += 4) { // f32(f64(w) * c), as the scalar tail
+      const o = <usize>e << 2, w = v128.and(v128.load(wr + o), i32x4.ge_s(v128.load(er + o), zero));
+      const lo = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(w), vc));
+      const hi = f32x4.demote_f64x2_zero(f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(w, w, 2, 3, 0, 1)), vc));
+      v128.store(wr + o, i32x4.shuffle(lo, hi, 0, 1, 4, 5));
+    }
+    for (; e < E; e++) {
+      const w: f32 = load<i32>(er + (<usize>e << 2)) >= 0 ? ldf(wr, e) : 0;
+      store<f32>(wr + (<usize>e << 2), <f32>(<f64>w * c));
+    }
+  }
+  store<i32>(none, n);
 }
 
 /**

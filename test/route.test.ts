@@ -1,7 +1,10 @@
 // route / combine / updateBias: golden semantics (MegaBlocks, Mixtral, DeepSeek-V3, Switch capacity, expert
 // choice), losses and their gradients by finite differences, parity with the f64 reference, bad input.
-import { beforeAll, describe, expect, test } from "bun:test";
-import { combine, route, setBackend, updateBias, type RouteOptions, type RouteResult } from "numedge";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { combine, route, setBackend, setThreads, threads, updateBias, type RouteOptions, type RouteResult } from "numedge";
+import { hostRouting } from "../src/backends/host/routing.ts";
+import { routingReference } from "../src/backends/reference/routing.ts";
+import { routingWasm } from "../src/backends/wasm/routing.ts";
 import { expectError, uniform } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
@@ -433,5 +436,58 @@ describe("route: review fixes", () => {
     // the smallest temperature whose reciprocal is a finite float32 still works
     const r = route(z, { experts: 8, k: 2, temperature: 1e-38 });
     for (const w of r.weights) expect(Number.isFinite(w)).toBe(true);
+  });
+});
+
+describe("route on the wasm pool: the split kernels give the one-thread definitions' bytes", () => {
+  // Expert choice as it was composed on the host (scores, a transposed copy, a top-k per expert, JS scatter and
+  // normalize); dispatch as the reference defines it. NaN weights compare as NaN: the host version's bits depend
+  // on the JS engine's tier.
+  const host = hostRouting(routingWasm);
+  const bits = (a: Float32Array | Int32Array) => Array.from(a instanceof Float32Array ? a.map((v) => (Number.isNaN(v) ? NaN : v)) : a);
+  const initial = threads();
+  afterAll(() => setThreads(initial));
+
+  test("expert choice: NaN/±Inf, ties, T not a multiple of 4, capacity 0 and T, E = 1, bias, normalize, scale < 0", () => {
+    const r0 = rng(41);
+    const cases: Array<[number, number, string]> = [[1, 1, "rand"], [7, 1, "ties"], [41, 3, "special"], [1003, 8, "ties"], [20003, 8, "special"], [9001, 64, "rand"], [3000, 97, "zeros"]];
+    for (const t of [1, 3]) {
+      setThreads(t);
+      for (const [T, E, kind] of cases) {
+        const z = logitsOf(T, E, r0, 2);
+        if (kind === "ties") for (let i = 0; i < z.length; i++) z[i] = Math.round(z[i]!);
+        if (kind === "special") for (let i = 0; i < z.length; i += 7) z[i] = [NaN, Infinity, -Infinity, 0, -0, 1e30][(i / 7) % 6]!;
+        if (kind === "zeros") z.fill(0);
+        const bias = Float32Array.from({ length: E }, () => (r0() - 0.5) * 0.3);
+        for (const [capacity, o] of [[Math.ceil(T / E), {}], [0, { bias }], [T, { scoring: "sigmoid", normalize: true, routeScale: -1.7 }],
+          [Math.ceil(0.3 * T / E), { bias, scoring: "stablemax", routeScale: 0.1, normalize: true }]] as const) {
+          const p = { rows: T, experts: E, scoring: "softmax" as const, scale: 1, bias: null, capacity, normalize: false, routeScale: 1, ...o };
+          const run = (k: typeof host) => {
+            const ex = new Int32Array(T * E), w = new Float32Array(T * E), pre = new Int32Array(E), pSum = new Float64Array(E), lse = new Float64Array(T), st = new Float64Array(3);
+            k.routeExpertChoice(z, p, ex, w, pre, pSum, lse, st);
+            return [bits(ex), bits(w), bits(pre), Array.from(pSum), Array.from(lse), st[0]];
+          };
+          expect(run(routingWasm)).toEqual(run(host));
+        }
+      }
+    }
+  });
+
+  test("dispatch: capacity drops in assignment order, unused slots, capacity 0, 1 and beyond", () => {
+    const r0 = rng(42);
+    for (const t of [1, 3]) {
+      setThreads(t);
+      for (const [n, E] of [[1, 1], [4001, 3], [160003, 8], [300000, 64]] as const) {
+        const experts0 = Int32Array.from({ length: n }, () => (r0() < 0.2 ? -1 : Math.floor(r0() ** 2 * E)));
+        for (const cap of [-1, 0, 1, Math.ceil(n / E / 2), n]) {
+          const run = (k: typeof routingWasm) => {
+            const ex = experts0.slice(), w = Float32Array.from(ex, (e) => e + 0.5), c = new Int32Array(E), off = new Int32Array(E + 1), ord = new Int32Array(n), st = new Float64Array(1);
+            k.routeDispatch(ex, w, n, E, cap, c, off, ord, st);
+            return [bits(ex), bits(w), bits(c), bits(off), bits(ord), st[0]];
+          };
+          expect(run(routingWasm)).toEqual(run(routingReference));
+        }
+      }
+    }
   });
 });

@@ -25,6 +25,7 @@ for (let i = 0; i < specials.length; i += 997) specials[i] = [NaN, Infinity, -In
 const A = f32(300 * 170), B = f32(170 * 260), B2 = f32(300 * 260);
 const big = f32(1 << 20), W = f32(4000 * 64), IDX = ints(2 * 5000, 4000), G = f32(5000 * 64);
 const R16 = f32(20000 * 16), EO = f32(40000 * 96), R64 = f32(8000 * 64), BIAS = f32(64, 0.5), T8 = f32(40000 * 8), A64 = f64(120 * 90), B64 = f64(90 * 110), GRADS = [1, 2, 3].map(() => f32(big.length));
+const T64 = f32(40003 * 64), T64S = T64.map((v, i) => (i % 61 ? Math.round(v) : [NaN, Infinity, -Infinity, -0][i % 4]!)); // ties, NaN, ±Inf
 
 /** Each family's outputs (every array and scalar it returns), as bytes. */
 const families: Record<string, () => Array<ArrayBufferView | number>> = {
@@ -40,6 +41,12 @@ const families: Record<string, () => Array<ArrayBufferView | number>> = {
     ...(["softmax", "sigmoid"] as const).flatMap((scoring) => [false, true].map((expertChoice) => route(Z, { experts: 97, k: 4, scoring, expertChoice, grad: true }))),
     route(R16, { experts: 16, k: 2, capacityFactor: 1 }), // four tokens at a time
     route(R64, { experts: 64, k: 6, scoring: "sigmoid", groups: 8, topkGroups: 3, bias: BIAS }), // DeepSeek-V3 groups
+    // expert choice (tokens per chunk, experts per chunk, dispatch chunks) and token choice with capacity drops
+    route(T64, { experts: 64, k: 2, expertChoice: true }),
+    route(T64S, { experts: 64, k: 1, expertChoice: true, bias: BIAS, normalize: true, capacityFactor: 0.5 }),
+    route(T8, { experts: 8, k: 2, expertChoice: true, scoring: "sigmoid", capacityFactor: 0.7 }),
+    route(T8, { experts: 8, k: 2, capacityFactor: 0.8 }),
+    route(T64S, { experts: 64, k: 6, capacityFactor: 1.1, scoring: "sigmoid", bias: BIAS }),
   ].flatMap((o) => [o.experts, o.weights, o.counts, o.offsets, o.order, o.auxLoss, o.zLoss, o.dropped, ...(o.auxGrad ? [o.auxGrad, o.zGrad!] : [])]),
   combine: () => {
     const r = route(R16, { experts: 16, k: 2, capacityFactor: 1.1 });
@@ -90,7 +97,7 @@ describe("worker pool", () => {
     for (const t of [2, 3, 4]) {
       const got = await at(t);
       const diffs = Object.keys(families).flatMap((k) => one[k]!.flatMap((want, i) => {
-        const have = got[k]![i]!, j = want.findIndex((b, x) => b !== have[x]);
+        const have = got[k]![i]!, j = want.findIndex((b, x) => !Object.is(b, have[x])); // a NaN loss equals itself
         return j < 0 && have.length === want.length ? [] : [`${k} output ${i}: byte ${j} of ${want.length} differs on ${t} threads`];
       }));
       expect(diffs).toEqual([]);

@@ -1,5 +1,5 @@
-// Routing kernels written once over typed arrays, for backends whose storage is host memory (wasm, reference):
-// expert-choice selection on top of the backend's own scoring and top-k kernels, the losses, the bias update.
+// Routing kernels written once over typed arrays, for backends whose storage is host memory (reference; wasm takes
+// the losses and the bias update): expert-choice selection on top of the backend's own scoring and top-k kernels.
 import type { ExpertChoiceParams, RoutingKernels } from "../api/routing.ts";
 
 type Extras = Pick<RoutingKernels, "routeExpertChoice" | "routeLosses" | "updateBias">;
