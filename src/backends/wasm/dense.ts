@@ -1,11 +1,9 @@
 import type { FloatArray } from "../../errors.ts";
 import type { DenseKernels } from "../api/dense.ts";
-import { COUNT, END, START, THREAD, UNIT, chunkOf, par, threads } from "./pool.ts";
+import { COUNT, END, START, THREAD, UNIT, chunkOf, par, threads, type Arg } from "./pool.ts";
 import { asm, call, stream } from "./runtime.ts";
 
 const is64 = (x: FloatArray) => x instanceof Float64Array;
-/** The most WASM memory a threaded f32 GEMM's per-thread packing scratch may take, in all. */
-const GEMM_SCRATCH_MAX = 256 * 2 ** 20;
 
 export const denseWasm: DenseKernels = {
   gemm(a, b, c, m, k, n, transA, transB, accumulate) {
@@ -15,13 +13,16 @@ export const denseWasm: DenseKernels = {
         ([pa, pb, pc]) => par("gemm_f64", m, chunkOf(m, 8 * k * n), [pa, pb, pc, m, k, n, ta, tb, acc, [0, START, 0], [0, END, 0]]));
       return;
     }
-    // rows of C split over the pool (never k: every output's sum runs in one order); each thread packs into its own
-    // scratch, and each chunk packs all of op(B): two chunks a thread (measured: 10% less work than four on 2 threads).
-    // A wide B (an LM head: n in the 100k) packs to ~n*256*4 bytes a thread: past GEMM_SCRATCH_MAX in all, one thread.
+    // rows or columns of C split over the pool (never k: every output's sum runs in one order, whatever the block).
+    // Each thread packs into its own scratch. A row chunk packs all of op(B) (4 bytes an element), a column chunk all
+    // of op(A) (16: broadcast): rows, two chunks a thread (measured: 10% less work than four on 2 threads), unless
+    // C is wide enough (n > 8m: an LM head, a few rows) that column chunks pack less per unit of work.
     const scratch = Math.ceil(asm.gemm_f32_scratch!(m, k, n) / 16) * 16;
-    const rows = scratch * threads() > GEMM_SCRATCH_MAX ? m : Math.ceil(chunkOf(m, 4 * k * n, 2) / 4) * 4;
-    call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.staging(scratch * (rows < m ? threads() : 1))] as const,
-      ([pa, pb, pc, ps]) => par("gemm_f32", m, rows, [pa, pb, pc, m, k, n, ta, tb, acc, [ps, THREAD, scratch], [0, START, 0], [0, END, 0]]));
+    const cols = n > 8 * m, units = cols ? n : m;
+    const chunk = cols ? Math.ceil(chunkOf(n, 4 * k * m) / 8) * 8 : Math.ceil(chunkOf(m, 4 * k * n, 2) / 4) * 4;
+    const range = (split: boolean, all: number): Arg[] => (split ? [[0, START, 0], [0, END, 0]] : [0, all]);
+    call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.staging(scratch * (chunk < units ? threads() : 1))] as const,
+      ([pa, pb, pc, ps]) => par("gemm_f32", units, chunk, [pa, pb, pc, m, k, n, ta, tb, acc, [ps, THREAD, scratch], ...range(!cols, m), ...range(cols, n)]));
   },
   // elementwise: streamed in cache-sized pieces (in place works: each piece is read before it is written back)
   relu(x, y) {
