@@ -1,8 +1,10 @@
-// The dense family through the worker pool: wide GEMMs (split by columns) give the same bytes on 1, 2, 3 and 4
-// threads, with NaN, ±Infinity and -0, and stay within their bound against the reference.
+// The dense family through the worker pool: wide GEMMs (split by columns), orthogonalize (fixed chunks, partial sums
+// added in chunk order) and maxInto (chunk maxima) give the same bytes on 1, 2, 3 and 4 threads, at sizes around
+// the pool's thresholds, with NaN, ±Infinity and -0; and stay within their bounds against the reference.
 import { afterAll, describe, expect, test } from "bun:test";
-import { matmul, setBackend, setThreads, softmax, threads } from "numedge";
+import { matmul, orthogonalize, setBackend, setThreads, softmax, threads } from "numedge";
 import { poolStats } from "../src/backends/wasm/pool.ts";
+import { maxInto } from "../src/ops/track.ts";
 import { uniform } from "./helpers.ts";
 import { underReference } from "./parity.ts";
 
@@ -76,5 +78,104 @@ describe("wide GEMMs split by columns", () => {
     await sameOnEveryPool(() => [matmul(a, b, { m: 1030, k: 64, n: 257 }), matmul(b, a.subarray(0, 257 * 9), { m: 64, k: 257, n: 9, transA: true })]);
     const s = f32(9 * 7);
     await sameOnEveryPool(() => [matmul(s, s, { m: 9, k: 7, n: 9, transB: true })], false);
+  });
+});
+
+describe("orthogonalize over fixed chunks", () => {
+  // f32: one chunk below 32768 elements (256 KiB of w and g), else chunks of 8192; f64: 16384, chunks of 4096
+  const sizes = { Float32Array: [1, 3, 32767, 32768, 8192 * 5 + 1, (1 << 20) + 3], Float64Array: [1, 5, 16383, 16384, 4096 * 7 - 1, 300001] };
+  for (const Ctor of [Float32Array, Float64Array])
+    test(`${Ctor.name}: same bytes on 1-4 threads; within the ⊥Grad tests' bound of the reference`, async () => {
+      const ns = sizes[Ctor.name as keyof typeof sizes], ws = ns.map((n) => Ctor.from(f32(n))), gs = ns.map((n) => Ctor.from(f32(n)));
+      gs.forEach((g, j) => { for (let i = 0; i < g.length; i++) g[i] = g[i]! + 0.3 * ws[j]![i]!; });
+      const got = await sameOnEveryPool(() => ws.map((w, j) => { const g = gs[j]!.slice(); orthogonalize(w, g); return g; }));
+      const tol = Ctor === Float32Array ? 1e-6 : 1e-13;
+      ws.forEach((w, j) => {
+        const want = gs[j]!.slice(), g = got[j] as Float32Array | Float64Array;
+        underReference(() => orthogonalize(w, want));
+        let worst = 0, norm = 0;
+        for (let i = 0; i < g.length; i++) [worst, norm] = [Math.max(worst, Math.abs(g[i]! - want[i]!)), norm + want[i]! ** 2];
+        norm = Math.sqrt(norm);
+        expect(worst).toBeLessThanOrEqual(tol * norm);
+        if (g.length < (Ctor === Float32Array ? 32768 : 16384)) expect(bytes(g)).toEqual(bytes(want)); // one chunk: the reference's sums
+      });
+    }, 60000);
+
+  test("NaN, ±Infinity, -0 and zero weights: the same bytes on every pool", async () => {
+    const n = 8192 * 6 + 5, w = f32(n), zero = new Float32Array(n), g = f32(n);
+    const cases = SPECIALS.map((v, j) => { const x = w.slice(); x[8192 * (j + 1) - (j % 2)] = v; return x; }); // at chunk edges
+    const out = await sameOnEveryPool(() => [...cases, zero].flatMap((x) => {
+      const g1 = g.slice(), g2 = x.slice();
+      orthogonalize(x, g1); // special in w
+      orthogonalize(w, g2); // special in g
+      return [g1, g2];
+    }));
+    expect(Number.isNaN((out[0] as Float32Array)[0])).toBe(true);
+    expect(bytes(out[out.length - 2]!)).toEqual(bytes(g)); // zero weights: g unchanged
+  });
+});
+
+describe("maxInto over chunk maxima", () => {
+  /** max over src[from, from + n) into dst[at] in one JS pass, as the kernel defines it (the first NaN, dst's first;
+   *  else the first of equal maxima), as f64 bytes; NaN bits come from where the NaN was. */
+  function expected(d0: number, src: Float32Array | Float64Array, abs: boolean): number[] {
+    const dst = new Float64Array([d0]);
+    let at = -1;
+    for (let i = 0; i < src.length && dst[0] === dst[0] && at < 0; i++) {
+      const v = abs ? Math.abs(src[i]!) : src[i]!;
+      if (v !== v) at = i;
+      else if (v > dst[0]!) dst[0] = v;
+    }
+    if (at < 0) return bytes(dst);
+    const one = src.subarray(at, at + 1), d = new Float64Array([-Infinity]);
+    maxInto(d, 0, one, 0, 1, abs); // the kernel's own f32 -> f64 NaN conversion
+    return bytes(d);
+  }
+  /** A NaN with its sign and payload at s[i] (JS numbers carry only the canonical NaN). */
+  const setNaN = (s: Float32Array | Float64Array, i: number, negative: boolean, payload: number) => {
+    if (s instanceof Float32Array) new Uint32Array(s.buffer, s.byteOffset)[i] = (negative ? 0xffc00000 : 0x7fc00000) + payload;
+    else new BigUint64Array(s.buffer, s.byteOffset)[i] = (negative ? 0xfff8000000000000n : 0x7ff8000000000000n) + BigInt(payload);
+  };
+
+  for (const Ctor of [Float32Array, Float64Array])
+    test(`${Ctor.name}: same bytes on 1-4 threads, as one sequential pass, specials included`, async () => {
+      const n = (1 << 19) + 3, base = Ctor.from(f32(n));
+      const srcs: Array<[string, Float32Array | Float64Array]> = [["random", base]];
+      const put = (name: string, at: number[], vs: number[]) => { const s = base.slice(); at.forEach((i, j) => (s[i] = vs[j]!)); srcs.push([name, s]); };
+      put("two NaNs (different bits), -Inf first", [0], [-Infinity]);
+      setNaN(srcs[1]![1], 70000, true, 1);
+      setNaN(srcs[1]![1], 300001, false, 2);
+      put("NaN last", [n - 1], [NaN]);
+      put("+Inf in a late chunk", [n - 5, 17], [Infinity, -Infinity]);
+      put("ties: the max twice", [100, 400000], [5, 5]);
+      const zeros = new Ctor(n).fill(-Infinity);
+      zeros[65537] = -0;
+      zeros[300000] = 0;
+      srcs.push(["-0 before +0", zeros], ["all -Inf", new Ctor(n).fill(-Infinity)]);
+      const dsts = [-Infinity, 0.5, 7, NaN];
+      const run = () => srcs.flatMap(([, s]) => [false, true].flatMap((abs) => dsts.map((d) => {
+        const dst = new Float64Array([1, d, 2]);
+        maxInto(dst, 1, s, 0, s.length, abs);
+        return dst;
+      })));
+      const out = await sameOnEveryPool(run);
+      let i = 0;
+      for (const [name, s] of srcs) for (const abs of [false, true]) for (const d of dsts) {
+        const dst = out[i++] as Float64Array;
+        expect([name, abs, d, bytes(dst.subarray(1, 2))]).toEqual([name, abs, d, expected(d, s, abs)]);
+        expect([dst[0], dst[2]]).toEqual([1, 2]);
+      }
+    }, 60000);
+
+  test("short and offset ranges: length 1, 3 and a range that starts and ends mid-array", async () => {
+    const s = f32(2000003);
+    s[1500000] = -0;
+    const out = await sameOnEveryPool(() => [[0, 1], [5, 3], [1001, 1500000], [0, 0]].map(([from, n]) => {
+      const dst = new Float64Array([-Infinity]);
+      maxInto(dst, 0, s, from!, n!, true);
+      return dst;
+    }));
+    expect((out[0] as Float64Array)[0]).toBe(Math.abs(s[0]!));
+    expect((out[3] as Float64Array)[0]).toBe(-Infinity);
   });
 });

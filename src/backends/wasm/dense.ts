@@ -1,7 +1,7 @@
 import type { FloatArray } from "../../errors.ts";
 import type { DenseKernels } from "../api/dense.ts";
-import { COUNT, END, START, THREAD, UNIT, chunkOf, par, threads, type Arg } from "./pool.ts";
-import { asm, call, stream } from "./runtime.ts";
+import { CHUNK_SLOT, COUNT, END, START, THREAD, UNIT, chunkOf, fixedChunk, par, threads, type Arg } from "./pool.ts";
+import { asm, call, stream, view } from "./runtime.ts";
 
 const is64 = (x: FloatArray) => x instanceof Float64Array;
 
@@ -48,13 +48,34 @@ export const denseWasm: DenseKernels = {
       ([pd, pi, pw]) => par(kern, cols, chunk, [pd, pi, pw, rows, cols, per, [0, START, 0], [0, END, 0]]));
   },
   orthogonalize(w, g) {
-    const kern = is64(w) ? asm.orthogonalize_f64! : asm.orthogonalize_f32!;
-    call((f) => [f.input(w), f.inout(g)] as const, ([pw, pg]) => kern(pw, pg, w.length));
+    const t = is64(w) ? "f64" : "f32", b = w.BYTES_PER_ELEMENT, n = w.length;
+    // fixed chunks whose partial sums are added in chunk order: the same bits on any thread count
+    const chunk = fixedChunk(n, 2 * b), nch = Math.ceil(n / chunk);
+    call((f) => [f.input(w), f.inout(g), f.scratch(24 * Math.max(nch, 1))] as const, ([pw, pg, pp]) => {
+      if (nch <= 1) return void asm[`orthogonalize_${t}`]!(pw, pg, n, pp);
+      const per = [[pw, UNIT, b], [pg, UNIT, b], [n, COUNT, 1]] as Arg[];
+      const sum = (i: number, stride: number) => {
+        const part = view(Float64Array, pp, stride * nch);
+        let s = 0;
+        for (let c = 0; c < nch; c++) s += part[stride * c + i]!;
+        return s;
+      };
+      par(`ortho_dots_${t}`, n, chunk, [...per, [pp, CHUNK_SLOT, 24]]);
+      const proj = sum(0, 3) / (sum(1, 3) + 1e-30), gNorm = Math.sqrt(sum(2, 3));
+      par(`ortho_residual_${t}`, n, chunk, [...per, proj, [pp, CHUNK_SLOT, 8]]);
+      par(`ortho_update_${t}`, n, chunkOf(n, 3 * b), [...per, proj, gNorm / (Math.sqrt(sum(0, 1)) + 1e-30)]);
+    });
   },
   maxInto(dst, at, src, from, n, abs) {
-    const kern = is64(src) ? asm.max_into_f64! : asm.max_into_f32!;
+    const t = is64(src) ? "f64" : "f32", b = src.BYTES_PER_ELEMENT, chunk = chunkOf(n, b), nch = Math.ceil(n / chunk);
     const d = dst.subarray(at, at + 1), s = src.subarray(from, from + n); // views: zero-copy inside WASM memory
-    call((f) => [f.inout(d), f.input(s)] as const, ([pd, ps]) => kern(pd, ps, n, abs ? 1 : 0));
+    call((f) => [f.inout(d), f.input(s), nch > 1 ? f.staging(8 * nch) : 0] as const, ([pd, ps, pp]) => {
+      if (nch <= 1) return void asm[`max_into_${t}`]!(pd, ps, n, abs ? 1 : 0);
+      // each chunk's maximum (the first NaN, else the first of equal maxima), then the maximum of those in order
+      view(Float64Array, pp, nch).fill(-Infinity);
+      par(`max_into_${t}`, n, chunk, [[pp, CHUNK_SLOT, 8], [ps, UNIT, b], [n, COUNT, 1], abs ? 1 : 0]);
+      asm.max_into_f64!(pd, pp, nch, 0);
+    });
   },
   adamw(w, g, m, v, s) {
     const kern = is64(w) ? "adamw_f64" : "adamw_f32", b = w.BYTES_PER_ELEMENT, n = w.length;
