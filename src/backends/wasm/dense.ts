@@ -51,7 +51,7 @@ export const denseWasm: DenseKernels = {
     const t = is64(w) ? "f64" : "f32", b = w.BYTES_PER_ELEMENT, n = w.length;
     // fixed chunks whose partial sums are added in chunk order: the same bits on any thread count
     const chunk = fixedChunk(n, 2 * b), nch = Math.ceil(n / chunk);
-    call((f) => [f.input(w), f.inout(g), f.scratch(24 * Math.max(nch, 1))] as const, ([pw, pg, pp]) => {
+    call((f) => [f.input(w), f.inout(g), f.staging(24 * Math.max(nch, 1))] as const, ([pw, pg, pp]) => {
       if (nch <= 1) return void asm[`orthogonalize_${t}`]!(pw, pg, n, pp);
       const per = [[pw, UNIT, b], [pg, UNIT, b], [n, COUNT, 1]] as Arg[];
       const sum = (i: number, stride: number) => {
