@@ -3,7 +3,8 @@
 // B is stored [n,k] when tb. C must not overlap A or B (checked by the JS side).
 
 // ---------------------------------------------------------------------------------------------------------
-// GEMM f32, BLIS-style: for each KC-deep slice of k, pack op(B) into 8-column panels; for each MC-row block
+// GEMM f32, BLIS-style: for each NC-wide block of columns and KC-deep slice of k, pack op(B) into 8-column panels
+// (NC * KC * 4 bytes: stays in L2 while every row block sweeps it, and bounds the scratch); for each MC-row block
 // pack op(A) into 4-row micro-panels whose values are pre-broadcast to all four lanes (so the inner loop has
 // only plain v128 loads, no splat shuffles: measured ~25% faster under JSC than load32_splat); then a 4x8
 // register-blocked micro-kernel (8 f32x4 accumulators, mul then add: WASM SIMD has no FMA) sweeps the block.
@@ -14,6 +15,8 @@
 @inline const KC: i32 = 256;
 // @ts-ignore: decorator
 @inline const MC: i32 = 32;
+// @ts-ignore: decorator
+@inline const NC: i32 = 1024;
 
 // Edge tiles are staged here: the first 128 bytes of the caller's scratch (a global is per instance, so two
 // threads sharing one memory, each with its own instance and scratch, never share it).
@@ -75,10 +78,11 @@ function pack_a_f32(a: usize, m: i32, k: i32, ta: i32, i0: i32, mc: i32, p0: i32
   v128.store(dst + 3 * step, i32x4.shuffle(t2, t3, 2, 3, 6, 7));
 }
 
-/** Pack op(B)[p0:p0+kc, 0:n] into 8-column panels: panel jp at bp + jp*kc*32, (p, c) at +p*32 + c*4; zero past n. */
-function pack_b_f32(b: usize, k: i32, n: i32, tb: i32, p0: i32, kc: i32, bp: usize): void {
-  for (let jp = 0; jp * 8 < n; jp++) {
-    const j0 = jp * 8, cols = min(8, n - j0);
+/** Pack op(B)[p0:p0+kc, c0:c0+nc] into 8-column panels: panel jp at bp + jp*kc*32, (p, c) at +p*32 + c*4; zero
+ *  past n. */
+function pack_b_f32(b: usize, k: i32, n: i32, tb: i32, p0: i32, kc: i32, c0: i32, nc: i32, bp: usize): void {
+  for (let jp = 0; jp * 8 < nc; jp++) {
+    const j0 = c0 + jp * 8, cols = min(8, n - j0);
     const dst = bp + (<usize>(jp * kc) << 5);
     if (!tb) {
       let src = b + ((<usize>p0 * <usize>n + <usize>j0) << 2);
@@ -183,34 +187,37 @@ function gemm_f32_4x4(ap: usize, bp: usize, kc: i32, c: usize, ldc: usize, mr: i
 /** Scratch bytes gemm_f32 needs (the JS side allocates them; kernels never allocate). */
 export function gemm_f32_scratch(m: i32, k: i32, n: i32): i32 {
   const kc = min(k, KC);
-  return 128 + ((n + 7) >> 3) * kc * 32 + ((min(m, MC) + 3) >> 2) * kc * 64;
+  return 128 + ((min(m, MC) + 3) >> 2) * kc * 64 + ((min(n, NC) + 7) >> 3) * kc * 32;
 }
 
-/** Rows [r0, r1) of C[m,n] = (acc ? C : 0) + op(A) @ op(B), f32, SIMD; `scratch` holds gemm_f32_scratch(m, k, n)
- *  bytes (16-aligned). Each output's sum runs in the same order whatever the row range (pool threads split rows). */
-export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32, scratch: usize, r0: i32, r1: i32): void {
+/** Rows [r0, r1) and columns [c0, c1) (c0 a multiple of 8) of C[m,n] = (acc ? C : 0) + op(A) @ op(B), f32, SIMD;
+ *  `scratch` holds gemm_f32_scratch(m, k, n) bytes (16-aligned). Each output's sum runs in the same order whatever
+ *  the block (pool threads split rows or columns). */
+export function gemm_f32(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, ta: i32, tb: i32, acc: i32, scratch: usize,
+  r0: i32, r1: i32, c0: i32, c1: i32): void {
   tile = scratch;
-  scratch += 128;
-  const kcMax = min(k, KC);
-  const bp = scratch, ap = scratch + (<usize>(((n + 7) >> 3) * kcMax) << 5);
+  const ap = scratch + 128, bp = ap + (<usize>(((min(m, MC) + 3) >> 2) * min(k, KC)) << 6);
   const ldc = <usize>n << 2;
-  for (let p0 = 0; p0 < k; p0 += KC) {
-    const kc = min(KC, k - p0);
-    const accNow = acc || p0 > 0 ? 1 : 0;
-    pack_b_f32(b, k, n, tb, p0, kc, bp);
-    for (let i0 = r0; i0 < r1; i0 += MC) {
-      const mc = min(MC, r1 - i0);
-      pack_a_f32(a, m, k, ta, i0, mc, p0, kc, ap);
-      for (let j0 = 0; j0 < n; j0 += 8) {
-        const nr = min(8, n - j0);
-        const bpj = bp + (<usize>((j0 >> 3) * kc) << 5);
-        const cj = c + (<usize>j0 << 2);
-        if (nr > 4) {
-          for (let ii = 0; ii < mc; ii += 4)
-            gemm_f32_4x8(ap + (<usize>((ii >> 2) * kc) << 6), bpj, kc, cj + <usize>(i0 + ii) * ldc, ldc, min(4, mc - ii), nr, accNow);
-        } else {
-          for (let ii = 0; ii < mc; ii += 4)
-            gemm_f32_4x4(ap + (<usize>((ii >> 2) * kc) << 6), bpj, kc, cj + <usize>(i0 + ii) * ldc, ldc, min(4, mc - ii), nr, accNow);
+  for (let jc = c0; jc < c1; jc += NC) {
+    const nc = min(NC, c1 - jc);
+    for (let p0 = 0; p0 < k; p0 += KC) {
+      const kc = min(KC, k - p0);
+      const accNow = acc || p0 > 0 ? 1 : 0;
+      pack_b_f32(b, k, n, tb, p0, kc, jc, nc, bp);
+      for (let i0 = r0; i0 < r1; i0 += MC) {
+        const mc = min(MC, r1 - i0);
+        pack_a_f32(a, m, k, ta, i0, mc, p0, kc, ap);
+        for (let j0 = 0; j0 < nc; j0 += 8) {
+          const nr = min(8, nc - j0);
+          const bpj = bp + (<usize>((j0 >> 3) * kc) << 5);
+          const cj = c + (<usize>(jc + j0) << 2);
+          if (nr > 4) {
+            for (let ii = 0; ii < mc; ii += 4)
+              gemm_f32_4x8(ap + (<usize>((ii >> 2) * kc) << 6), bpj, kc, cj + <usize>(i0 + ii) * ldc, ldc, min(4, mc - ii), nr, accNow);
+          } else {
+            for (let ii = 0; ii < mc; ii += 4)
+              gemm_f32_4x4(ap + (<usize>((ii >> 2) * kc) << 6), bpj, kc, cj + <usize>(i0 + ii) * ldc, ldc, min(4, mc - ii), nr, accNow);
+          }
         }
       }
     }

@@ -1,45 +1,83 @@
 // Reductions a training step keeps on the device: ⊥Grad's projection and running maxima of step statistics.
-// Scalar, sequential f64 accumulation on purpose: the same operations in the same order as the f64 TypeScript
-// loops they replace, so results are bit-identical to them (and to the reference backend).
+// Scalar, sequential f64 accumulation on purpose: one chunk's sums are the same operations in the same order as
+// the reference backend's f64 loops, so an array below the pool's threshold (one chunk) gets its bits exactly.
+// Larger arrays sum fixed chunks (pool threads) whose partial sums the JS side adds in chunk order.
 
-@inline function dot<T>(a: usize, b: usize, n: i32): f64 {
-  let s: f64 = 0;
-  for (let i = 0; i < n; i++) s += <f64>load<T>(a + (<usize>i << alignof<T>())) * <f64>load<T>(b + (<usize>i << alignof<T>()));
-  return s;
+/** w·g, w·w and g·g over [0, n) into out[0..3), as f64. */
+@inline function orthoDots<T>(w: usize, g: usize, n: i32, out: usize): void {
+  let wg: f64 = 0, ww: f64 = 0, gg: f64 = 0;
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << alignof<T>();
+    const a = <f64>load<T>(w + o), b = <f64>load<T>(g + o);
+    wg += a * b;
+    ww += a * a;
+    gg += b * b;
+  }
+  store<f64>(out, wg);
+  store<f64>(out, ww, 8);
+  store<f64>(out, gg, 16);
 }
 
-/**
- * ⊥Grad on one tensor, in place on g (the authors' OrthoGrad): proj = (w·g) / (w·w + 1e-30), g⊥ = g - proj w,
- * g⊥ *= ‖g‖ / (‖g⊥‖ + 1e-30); dot products and the update in f64, stored in T.
- */
-@inline function orthogonalize<T>(w: usize, g: usize, n: i32): void {
-  const proj = dot<T>(w, g, n) / (dot<T>(w, w, n) + 1e-30);
-  const gNorm = Math.sqrt(dot<T>(g, g, n));
+/** Σ (g - proj w)² over [0, n), as f64. */
+@inline function orthoResidual<T>(w: usize, g: usize, n: i32, proj: f64): f64 {
   let oo: f64 = 0;
   for (let i = 0; i < n; i++) {
     const o = <usize>i << alignof<T>();
     const r = <f64>load<T>(g + o) - proj * <f64>load<T>(w + o);
     oo += r * r;
   }
-  const scale = gNorm / (Math.sqrt(oo) + 1e-30);
+  return oo;
+}
+
+/** g = (g - proj w) * scale over [0, n), in f64, stored in T. */
+@inline function orthoUpdate<T>(w: usize, g: usize, n: i32, proj: f64, scale: f64): void {
   for (let i = 0; i < n; i++) {
     const o = <usize>i << alignof<T>();
     store<T>(g + o, <T>((<f64>load<T>(g + o) - proj * <f64>load<T>(w + o)) * scale));
   }
 }
 
-export function orthogonalize_f32(w: usize, g: usize, n: i32): void {
-  orthogonalize<f32>(w, g, n);
+/**
+ * ⊥Grad on one tensor, in place on g (the authors' OrthoGrad): proj = (w·g) / (w·w + 1e-30), g⊥ = g - proj w,
+ * g⊥ *= ‖g‖ / (‖g⊥‖ + 1e-30); dot products and the update in f64, stored in T. `scratch`: 24 bytes.
+ */
+@inline function orthogonalize<T>(w: usize, g: usize, n: i32, scratch: usize): void {
+  orthoDots<T>(w, g, n, scratch);
+  const proj = load<f64>(scratch) / (load<f64>(scratch, 8) + 1e-30);
+  orthoUpdate<T>(w, g, n, proj, Math.sqrt(load<f64>(scratch, 16)) / (Math.sqrt(orthoResidual<T>(w, g, n, proj)) + 1e-30));
 }
 
-export function orthogonalize_f64(w: usize, g: usize, n: i32): void {
-  orthogonalize<f64>(w, g, n);
+export function orthogonalize_f32(w: usize, g: usize, n: i32, scratch: usize): void {
+  orthogonalize<f32>(w, g, n, scratch);
+}
+export function orthogonalize_f64(w: usize, g: usize, n: i32, scratch: usize): void {
+  orthogonalize<f64>(w, g, n, scratch);
+}
+// The three passes of one chunk, for the pool.
+export function ortho_dots_f32(w: usize, g: usize, n: i32, out: usize): void {
+  orthoDots<f32>(w, g, n, out);
+}
+export function ortho_dots_f64(w: usize, g: usize, n: i32, out: usize): void {
+  orthoDots<f64>(w, g, n, out);
+}
+export function ortho_residual_f32(w: usize, g: usize, n: i32, proj: f64, out: usize): void {
+  store<f64>(out, orthoResidual<f32>(w, g, n, proj));
+}
+export function ortho_residual_f64(w: usize, g: usize, n: i32, proj: f64, out: usize): void {
+  store<f64>(out, orthoResidual<f64>(w, g, n, proj));
+}
+export function ortho_update_f32(w: usize, g: usize, n: i32, proj: f64, scale: f64): void {
+  orthoUpdate<f32>(w, g, n, proj, scale);
+}
+export function ortho_update_f64(w: usize, g: usize, n: i32, proj: f64, scale: f64): void {
+  orthoUpdate<f64>(w, g, n, proj, scale);
 }
 
-/** dst[0] = max(dst[0], max over src[0..n) of v (|v| when abs)), as f64; a NaN anywhere makes it NaN for good. */
+/** dst[0] = max(dst[0], max over src[0..n) of v (|v| when abs)), as f64: the first NaN (dst's own first) or the
+ *  first of equal maxima, so maxima of chunks taken in chunk order give the same bits. */
 @inline function maxInto<T>(dst: usize, src: usize, n: i32, abs: bool): void {
   let m = load<f64>(dst);
-  for (let i = 0; i < n; i++) {
+  if (m == m) for (let i = 0; i < n; i++) {
     let v = <f64>load<T>(src + (<usize>i << alignof<T>()));
     if (abs) v = Math.abs(v);
     if (v > m || v != v) m = v;

@@ -216,8 +216,9 @@ export function adamwStep<T extends Floats>(w: T, g: T, m: T, v: T, o: AdamWStep
 
 /**
  * ⊥Grad on one tensor, IN PLACE on g, exactly as the authors' OrthoGrad: proj = (w·g)/(w·w + 1e-30),
- * g⊥ = g - proj·w, then g⊥ *= ‖g‖/(‖g⊥‖ + 1e-30). Dot products and the update in f64 (sequential sums), stored
- * in g's type. Runs where the arrays live (host arrays or DeviceArrays).
+ * g⊥ = g - proj·w, then g⊥ *= ‖g‖/(‖g⊥‖ + 1e-30). Dot products and the update in f64 (sequential sums; on wasm,
+ * once w and g hold 256 KiB, sums of fixed chunks added in order: the same bits on any thread count), stored in g's
+ * type. Runs where the arrays live (host arrays or DeviceArrays).
  * @example orthogonalize(w, g) // now dot(w, g) ≈ 0 and ‖g‖ unchanged
  */
 export function orthogonalize<T extends Floats>(w: T, g: T): void {

@@ -1,11 +1,9 @@
 import type { FloatArray } from "../../errors.ts";
 import type { DenseKernels } from "../api/dense.ts";
-import { COUNT, END, START, THREAD, UNIT, chunkOf, par, threads } from "./pool.ts";
-import { asm, call, stream } from "./runtime.ts";
+import { CHUNK_SLOT, COUNT, END, START, THREAD, UNIT, chunkOf, fixedChunk, par, threads, type Arg } from "./pool.ts";
+import { asm, call, stream, view } from "./runtime.ts";
 
 const is64 = (x: FloatArray) => x instanceof Float64Array;
-/** The most WASM memory a threaded f32 GEMM's per-thread packing scratch may take, in all. */
-const GEMM_SCRATCH_MAX = 256 * 2 ** 20;
 
 export const denseWasm: DenseKernels = {
   gemm(a, b, c, m, k, n, transA, transB, accumulate) {
@@ -15,13 +13,16 @@ export const denseWasm: DenseKernels = {
         ([pa, pb, pc]) => par("gemm_f64", m, chunkOf(m, 8 * k * n), [pa, pb, pc, m, k, n, ta, tb, acc, [0, START, 0], [0, END, 0]]));
       return;
     }
-    // rows of C split over the pool (never k: every output's sum runs in one order); each thread packs into its own
-    // scratch, and each chunk packs all of op(B): two chunks a thread (measured: 10% less work than four on 2 threads).
-    // A wide B (an LM head: n in the 100k) packs to ~n*256*4 bytes a thread: past GEMM_SCRATCH_MAX in all, one thread.
+    // rows or columns of C split over the pool (never k: every output's sum runs in one order, whatever the block).
+    // Each thread packs into its own scratch. A row chunk packs all of op(B) (4 bytes an element), a column chunk all
+    // of op(A) (16: broadcast): rows, two chunks a thread (measured: 10% less work than four on 2 threads), unless
+    // C is wide enough (n > 8m: an LM head, a few rows) that column chunks pack less per unit of work.
     const scratch = Math.ceil(asm.gemm_f32_scratch!(m, k, n) / 16) * 16;
-    const rows = scratch * threads() > GEMM_SCRATCH_MAX ? m : Math.ceil(chunkOf(m, 4 * k * n, 2) / 4) * 4;
-    call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.staging(scratch * (rows < m ? threads() : 1))] as const,
-      ([pa, pb, pc, ps]) => par("gemm_f32", m, rows, [pa, pb, pc, m, k, n, ta, tb, acc, [ps, THREAD, scratch], [0, START, 0], [0, END, 0]]));
+    const cols = n > 8 * m, units = cols ? n : m;
+    const chunk = cols ? Math.ceil(chunkOf(n, 4 * k * m) / 8) * 8 : Math.ceil(chunkOf(m, 4 * k * n, 2) / 4) * 4;
+    const range = (split: boolean, all: number): Arg[] => (split ? [[0, START, 0], [0, END, 0]] : [0, all]);
+    call((f) => [f.input(a), f.input(b), accumulate ? f.inout(c) : f.output(c), f.staging(scratch * (chunk < units ? threads() : 1))] as const,
+      ([pa, pb, pc, ps]) => par("gemm_f32", units, chunk, [pa, pb, pc, m, k, n, ta, tb, acc, [ps, THREAD, scratch], ...range(!cols, m), ...range(cols, n)]));
   },
   // elementwise: streamed in cache-sized pieces (in place works: each piece is read before it is written back)
   relu(x, y) {
@@ -47,13 +48,34 @@ export const denseWasm: DenseKernels = {
       ([pd, pi, pw]) => par(kern, cols, chunk, [pd, pi, pw, rows, cols, per, [0, START, 0], [0, END, 0]]));
   },
   orthogonalize(w, g) {
-    const kern = is64(w) ? asm.orthogonalize_f64! : asm.orthogonalize_f32!;
-    call((f) => [f.input(w), f.inout(g)] as const, ([pw, pg]) => kern(pw, pg, w.length));
+    const t = is64(w) ? "f64" : "f32", b = w.BYTES_PER_ELEMENT, n = w.length;
+    // fixed chunks whose partial sums are added in chunk order: the same bits on any thread count
+    const chunk = fixedChunk(n, 2 * b), nch = Math.ceil(n / chunk);
+    call((f) => [f.input(w), f.inout(g), f.staging(24 * Math.max(nch, 1))] as const, ([pw, pg, pp]) => {
+      if (nch <= 1) return void asm[`orthogonalize_${t}`]!(pw, pg, n, pp);
+      const per = [[pw, UNIT, b], [pg, UNIT, b], [n, COUNT, 1]] as Arg[];
+      const sum = (i: number, stride: number) => {
+        const part = view(Float64Array, pp, stride * nch);
+        let s = 0;
+        for (let c = 0; c < nch; c++) s += part[stride * c + i]!;
+        return s;
+      };
+      par(`ortho_dots_${t}`, n, chunk, [...per, [pp, CHUNK_SLOT, 24]]);
+      const proj = sum(0, 3) / (sum(1, 3) + 1e-30), gNorm = Math.sqrt(sum(2, 3));
+      par(`ortho_residual_${t}`, n, chunk, [...per, proj, [pp, CHUNK_SLOT, 8]]);
+      par(`ortho_update_${t}`, n, chunkOf(n, 3 * b), [...per, proj, gNorm / (Math.sqrt(sum(0, 1)) + 1e-30)]);
+    });
   },
   maxInto(dst, at, src, from, n, abs) {
-    const kern = is64(src) ? asm.max_into_f64! : asm.max_into_f32!;
+    const t = is64(src) ? "f64" : "f32", b = src.BYTES_PER_ELEMENT, chunk = chunkOf(n, b), nch = Math.ceil(n / chunk);
     const d = dst.subarray(at, at + 1), s = src.subarray(from, from + n); // views: zero-copy inside WASM memory
-    call((f) => [f.inout(d), f.input(s)] as const, ([pd, ps]) => kern(pd, ps, n, abs ? 1 : 0));
+    call((f) => [f.inout(d), f.input(s), nch > 1 ? f.staging(8 * nch) : 0] as const, ([pd, ps, pp]) => {
+      if (nch <= 1) return void asm[`max_into_${t}`]!(pd, ps, n, abs ? 1 : 0);
+      // each chunk's maximum (the first NaN, else the first of equal maxima), then the maximum of those in order
+      view(Float64Array, pp, nch).fill(-Infinity);
+      par(`max_into_${t}`, n, chunk, [[pp, CHUNK_SLOT, 8], [ps, UNIT, b], [n, COUNT, 1], abs ? 1 : 0]);
+      asm.max_into_f64!(pd, pp, nch, 0);
+    });
   },
   adamw(w, g, m, v, s) {
     const kern = is64(w) ? "adamw_f64" : "adamw_f32", b = w.BYTES_PER_ELEMENT, n = w.length;
