@@ -11,9 +11,10 @@ import { Worker } from "node:worker_threads";
 import { measure } from "mitata";
 import { MIN_WORK } from "../src/backends/wasm/pool.ts";
 import {
-  AdamW, MLP, alloc, backendInfo, crossEntropy, dequantizeAffine, matmul, modularData, quantizeAffine, quantizeBlockwise,
-  setThreads, softmax, topk, type FloatArray,
+  AdamW, MLP, alloc, backendInfo, crossEntropy, dequantizeAffine, matmul, modularData, orthogonalize, quantizeAffine, quantizeBlockwise,
+  route, setThreads, softmax, topk, type FloatArray,
 } from "numedge";
+import { maxInto } from "../src/ops/track.ts";
 import { ort, ortSession } from "./onnx.ts";
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
@@ -63,6 +64,19 @@ const M = 1 << 24;
   const s = await ortSession("MatMul", [{ name: "a", type: "float", dims: [n, n] }, { name: "b", type: "float", dims: [n, n] }], [{ name: "c", type: "float", dims: [n, n] }], {}, [], 13, "default");
   const feeds = { a: new ort.Tensor("float32", a.slice(), [n, n]), b: new ort.Tensor("float32", b.slice(), [n, n]) };
   cases.push({ name: "matmul 512^3", target: ">= 1.8", fn: () => matmul(a, b, { m: n, k: n, n, out: c }), ort: () => s.run(feeds) });
+}
+
+// The ops split this session: MoE expert choice (selection and dispatch), a wide matmul (columns of C), ⊥Grad's
+// orthogonalize and the running maximum, on arrays in WASM memory
+{
+  const T = 65536, E = 64, z = fill(alloc(T * E), 10);
+  cases.push({ name: "route expert choice [65536,64] k=2", fn: () => route(z, { experts: E, k: 2, expertChoice: true }) });
+  cases.push({ name: "route token choice [65536,64] k=2 cf=1", fn: () => route(z, { experts: E, k: 2, capacityFactor: 1 }) });
+  const a = fill(alloc(8 * 512), 11), b = fill(alloc(512 * 65536), 12), c = alloc(8 * 65536);
+  cases.push({ name: "matmul [8,512]x[512,65536]", fn: () => matmul(a, b, { m: 8, k: 512, n: 65536, out: c }) });
+  const w = fill(alloc(1 << 24), 13), g = fill(alloc(1 << 24), 14), dst = alloc(1, "f64");
+  cases.push({ name: "orthogonalize 16M", fn: () => orthogonalize(w, g) });
+  cases.push({ name: "maxInto 16M (|x|)", fn: () => maxInto(dst, 0, w, 0, w.length, true) });
 }
 
 // topk [4096,8] k=2 (small: stays on the caller)
