@@ -6,9 +6,13 @@
 // this file alone.
 
 export const GEN = 0, TICKET = 1, DONE = 2, FN = 3, NARGS = 4, UNITS = 5, CHUNK = 6, RESULT = 8, ERR = 9,
-  QUIT = 10, READY = 11, WORKER_CHUNKS = 12, ROLES = 32;
+  QUIT = 10, READY = 11, WORKER_CHUNKS = 12, DEAD = 13, KILL = 14, ROLES = 32;
 /** Float64 slots (from byte BASE_BYTE): each argument's base value, then its per-unit (or per-chunk/thread) step. */
-export const BASE_BYTE = 256, MAX_ARGS = 32, CTL_BYTES = BASE_BYTE + 16 * MAX_ARGS;
+export const BASE_BYTE = 256, MAX_ARGS = 32;
+/** Int32 word per thread id (after the float slots): 1 while the worker claims and runs chunks, -1 once it died. */
+export const BUSY = (BASE_BYTE + 16 * MAX_ARGS) / 4, CTL_BYTES = 4 * (BUSY + 257);
+/** Set in DONE by the supervisor when a worker dies, so a caller waiting on DONE wakes; DEAD: tid | exit code << 8. */
+export const DEAD_BIT = 1 << 30;
 const CHUNK_BITS = 13, CHUNK_MASK = (1 << CHUNK_BITS) - 1;
 /** Most chunks one job may have. */
 export const MAX_CHUNKS = CHUNK_MASK;
@@ -24,23 +28,49 @@ export const UNIT = 0, COUNT = 1, START = 2, END = 3, CHUNK_SLOT = 4, THREAD = 5
 /** The first ticket of a job of `chunks` chunks. */
 export const ticket = (chunks: number) => chunks << CHUNK_BITS;
 
+/** One argument's value for chunk c (units [u0, u1)) on thread tid. */
+export function argOf(base: number, role: number, per: number, u0: number, u1: number, c: number, tid: number): number {
+  switch (role) {
+    case UNIT: return base + u0 * per;
+    case COUNT: return Math.min(u1 * per, base) - u0 * per;
+    case START: return u0;
+    case END: return u1;
+    case CHUNK_SLOT: return base + c * per;
+    default: return base + tid * per;
+  }
+}
+
+type Fn = (...a: number[]) => unknown;
+/** Call f with a[0..n) without allocating (a spread or apply would copy the arguments). */
+export function invoke(f: Fn, a: number[], n: number): unknown {
+  switch (n) {
+    case 0: return f();
+    case 1: return f(a[0]!);
+    case 2: return f(a[0]!, a[1]!);
+    case 3: return f(a[0]!, a[1]!, a[2]!);
+    case 4: return f(a[0]!, a[1]!, a[2]!, a[3]!);
+    case 5: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!);
+    case 6: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!);
+    case 7: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!);
+    case 8: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!);
+    case 9: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!);
+    case 10: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!);
+    case 11: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!);
+    case 12: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!);
+    case 13: return f(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!);
+    default: return f(...a.slice(0, n));
+  }
+}
+
+/** This thread's argument buffer (each thread loads its own copy of this module). */
+const args: number[] = new Array<number>(MAX_ARGS).fill(0);
+
 /** Run chunk c on this thread; returns -1 or the first failing unit of the chunk (absolute). */
-export function runChunk(I: Int32Array, F: Float64Array, fns: Array<(...a: number[]) => unknown>, tid: number, c: number): number {
+export function runChunk(I: Int32Array, F: Float64Array, fns: Fn[], tid: number, c: number): number {
   const nargs = I[NARGS]!, units = I[UNITS]!, chunk = I[CHUNK]!;
   const u0 = c * chunk, u1 = Math.min(units, u0 + chunk);
-  const args = new Array<number>(nargs);
-  for (let i = 0; i < nargs; i++) {
-    const base = F[i]!, per = F[MAX_ARGS + i]!;
-    switch (I[ROLES + i]) {
-      case UNIT: args[i] = base + u0 * per; break;
-      case COUNT: args[i] = Math.min(u1 * per, base) - u0 * per; break;
-      case START: args[i] = u0; break;
-      case END: args[i] = u1; break;
-      case CHUNK_SLOT: args[i] = base + c * per; break;
-      default: args[i] = base + tid * per;
-    }
-  }
-  const r = fns[I[FN]!]!(...args);
+  for (let i = 0; i < nargs; i++) args[i] = argOf(F[i]!, I[ROLES + i]!, F[MAX_ARGS + i]!, u0, u1, c, tid);
+  const r = invoke(fns[I[FN]!]!, args, nargs);
   return typeof r === "number" && r >= 0 ? u0 + r : -1;
 }
 
@@ -48,12 +78,13 @@ export function runChunk(I: Int32Array, F: Float64Array, fns: Array<(...a: numbe
  * Claim and run chunks of the current job until none is left (tid 0: the caller). Returns the first error this
  * thread's chunks threw (ERR tells the caller that some thread's did).
  */
-export function work(I: Int32Array, F: Float64Array, fns: Array<(...a: number[]) => unknown>, tid: number): unknown {
+export function work(I: Int32Array, F: Float64Array, fns: Fn[], tid: number): unknown {
   let err: unknown;
   for (;;) {
     const t = Atomics.load(I, TICKET), c = t & CHUNK_MASK, nch = t >> CHUNK_BITS;
     if (c >= nch) return err;
     if (Atomics.compareExchange(I, TICKET, t, t + 1) !== t) continue;
+    if (tid > 0 && I[KILL] === tid) process.exit(70); // poolKill(): die holding a chunk
     let bad = -1;
     try {
       bad = runChunk(I, F, fns, tid, c);

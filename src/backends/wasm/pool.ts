@@ -1,13 +1,14 @@
 // The worker pool: threads - 1 workers, each with its own instance of numedge.wasm over the one shared memory,
-// run chunks of a kernel call with the calling thread (job.ts). Workers start on the first call that splits and
-// are unref'd, so idle ones never keep a script alive. Without shared memory everything runs on the caller.
+// run chunks of a kernel call with the calling thread (job.ts). Workers start on the first call that splits, under
+// a supervisor thread that reports a worker's death (worker.ts); it is unref'd, so idle workers never keep a script
+// alive. Without shared memory everything runs on the caller.
 import { env, exitOneLine } from "../../env.ts";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { NumedgeError } from "../../errors.ts";
 import {
-  BASE_BYTE, CHUNK_SLOT, COUNT, CTL_BYTES, DONE, END, ERR, FN, GEN, MAX_ARGS, MAX_CHUNKS, NARGS, QUIT, READY,
-  RESULT, ROLES, SPIN, START, THREAD, TICKET, UNIT, UNITS, CHUNK, WORKER_CHUNKS, runChunk, ticket, work,
+  BASE_BYTE, BUSY, CHUNK_SLOT, COUNT, CTL_BYTES, DEAD, DEAD_BIT, DONE, END, ERR, FN, GEN, KILL, MAX_ARGS, MAX_CHUNKS,
+  NARGS, QUIT, READY, RESULT, ROLES, SPIN, START, THREAD, TICKET, UNIT, UNITS, CHUNK, WORKER_CHUNKS, argOf, invoke, ticket, work,
 } from "./job.ts";
 import { asm, malloc, mfree, noSharedMemory, onMemoryReset, setPieceThreads, threadScratch, wasmModule } from "./runtime.ts";
 import type { PoolWorkerData } from "./worker.ts";
@@ -28,18 +29,20 @@ function fromEnv(): number {
 
 let wanted = noSharedMemory ? 1 : fromEnv();
 setPieceThreads(wanted);
-let workers: Worker[] = [];
+/** The supervisor thread (worker.ts) while workers run, and how many it started. */
+let sup: Worker | null = null;
+let workers = 0;
 let scratch: number[] = [];
 // A fresh control block per set of workers: a worker still being terminated can never see a later job.
 const newCtl = () => (noSharedMemory ? new ArrayBuffer(CTL_BYTES) : new SharedArrayBuffer(CTL_BYTES));
 let ctl = newCtl();
 let I = new Int32Array(ctl), F = new Float64Array(ctl, BASE_BYTE, 2 * MAX_ARGS);
+let failed: string | null = null;
 /** Export names in one order for every thread: a job names its kernel by index. */
 const names = Object.keys(asm).filter((k) => typeof asm[k] === "function").sort();
 const index = new Map(names.map((n, i) => [n, i]));
 let fns: Array<(...a: number[]) => unknown> = names.map((n) => asm[n]!);
 let gen = 0;
-let failed: string | null = null;
 
 /**
  * Use n threads (the caller and n - 1 workers) for every large wasm op from now on; results are the same bits for
@@ -68,21 +71,27 @@ export function threadsNote(): string | null {
 
 /** Workers that started, and chunks they ran (for tests and the benchmark). */
 export function poolStats(): { workers: number; ready: number; workerChunks: number } {
-  return { workers: workers.length, ready: workers.length ? Atomics.load(I, READY) : 0, workerChunks: retired + Atomics.load(I, WORKER_CHUNKS) };
+  return { workers, ready: workers ? Atomics.load(I, READY) : 0, workerChunks: retired + Atomics.load(I, WORKER_CHUNKS) };
+}
+
+/** Test hook: pool worker `tid` exits as soon as it claims a chunk, as a worker killed mid-chunk would. */
+export function poolKill(tid: number): void {
+  Atomics.store(I, KILL, tid);
 }
 
 /** Chunks that workers of earlier control blocks ran. */
 let retired = 0;
 
 function stop(): void {
-  if (workers.length === 0) return;
+  if (!sup) return;
   retired += Atomics.load(I, WORKER_CHUNKS);
-  Atomics.store(I, QUIT, 1);
+  Atomics.store(I, QUIT, 1); // workers exit by themselves (Deno does not end a terminated worker's workers)
   Atomics.add(I, GEN, 1);
   Atomics.notify(I, GEN);
-  for (const w of workers) void w.terminate();
+  void sup.terminate();
   for (const p of scratch) mfree(p);
-  workers = [];
+  sup = null;
+  workers = 0;
   scratch = [];
 }
 onMemoryReset(() => {
@@ -91,27 +100,45 @@ onMemoryReset(() => {
   fns = names.map((n) => asm[n]!);
 });
 
+/** The pool runs one thread from now on (threadsNote says why) until setThreads() asks again. */
+function fail(why: string): void {
+  failed ??= why;
+  stop();
+}
+
 function start(): void {
   ctl = newCtl();
   I = new Int32Array(ctl);
   F = new Float64Array(ctl, BASE_BYTE, 2 * MAX_ARGS);
   const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+  const at: number[] = [];
   for (let tid = 1; tid < wanted; tid++) {
     const reserved = threadScratch(tid), p = reserved ?? malloc(asm.thread_scratch_bytes!());
     if (reserved === null) scratch.push(p);
-    const d: PoolWorkerData = { numedgePool: true, module: wasmModule, memory: asm.memory, ctl: ctl as SharedArrayBuffer, names, tid, scratch: p };
-    const w = new Worker(new URL(`./worker${ext}`, import.meta.url), { workerData: d });
-    w.unref();
-    w.on("error", (e) => {
-      failed ??= e instanceof Error ? e.message : String(e);
-      stop(); // one thread from now on (threadsNote says why) until setThreads() asks again
-    });
-    workers.push(w);
+    at.push(p);
   }
+  const d: PoolWorkerData = { numedgePool: "supervisor", module: wasmModule, memory: asm.memory, ctl: ctl as SharedArrayBuffer, names, scratch: at, tid: 0 };
+  const s = (sup = new Worker(new URL(`./worker${ext}`, import.meta.url), { workerData: d }));
+  s.on("message", (why: string) => sup === s && fail(why));
+  s.on("error", (e) => sup === s && fail(e instanceof Error ? e.message : String(e)));
+  s.unref(); // after on("message"), which refs it again: its workers keep it alive, but not the script
+  workers = wanted - 1;
 }
 
 /** One argument of par(): a fixed number, or [base, role, per] (roles in job.ts). */
 export type Arg = number | [number, number, number];
+
+const direct: number[] = new Array<number>(MAX_ARGS).fill(0);
+/** Chunk c on the calling thread, straight from par's arguments. */
+function runHere(f: (...a: number[]) => unknown, units: number, chunk: number, args: Arg[], c: number): number {
+  const u0 = c * chunk, u1 = Math.min(units, u0 + chunk);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    direct[i] = typeof a === "number" ? a : argOf(a[0], a[1], a[2], u0, u1, c, 0);
+  }
+  const r = invoke(f, direct, args.length);
+  return typeof r === "number" && r >= 0 ? u0 + r : -1;
+}
 
 /**
  * Run asm kernel `fn` over `units` units in chunks of `chunk` units, on every thread of the pool (on the caller
@@ -119,43 +146,61 @@ export type Arg = number | [number, number, number];
  * par returns -1 or the first failing unit overall.
  */
 export function par(fn: string, units: number, chunk: number, args: Arg[]): number {
-  const nch = units <= 0 ? 1 : Math.ceil(units / chunk);
+  if (units <= 0) return runHere(asm[fn]!, units, 1, args, 0);
+  const nch = Math.ceil(units / chunk);
   // chunkOf and fixedChunk stay far below MAX_CHUNKS; a caller sizing CHUNK_SLOT scratch counts on nch as it is
   if (nch > MAX_CHUNKS) throw new NumedgeError("backend", `internal: ${fn} split into ${nch} chunks (at most ${MAX_CHUNKS})`);
-  const pool = nch > 1 ? threads() : 1;
-  if (pool > 1 && workers.length !== pool - 1) {
-    stop();
-    start(); // a new control block: write the job after this
-  }
-  I[FN] = index.get(fn)!;
-  I[NARGS] = args.length;
-  I[UNITS] = units;
-  I[CHUNK] = units <= 0 ? 1 : chunk;
-  args.forEach((a, i) => {
-    const [base, role, per] = typeof a === "number" ? [a, UNIT, 0] : a;
-    F[i] = base;
-    F[MAX_ARGS + i] = per;
-    I[ROLES + i] = role;
-  });
-  if (pool === 1) {
+  if (nch > 1 && sup && Atomics.load(I, DEAD)) fail(deadWorker());
+  if (nch === 1 || threads() === 1) {
+    const f = asm[fn]!;
     for (let c = 0; c < nch; c++) {
-      const bad = runChunk(I, F, fns, 0, c);
+      const bad = runHere(f, units, chunk, args, c);
       if (bad >= 0) return bad;
     }
     return -1;
+  }
+  if (!sup) start(); // a new control block: write the job after this
+  I[FN] = index.get(fn)!;
+  I[NARGS] = args.length;
+  I[UNITS] = units;
+  I[CHUNK] = chunk;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    F[i] = typeof a === "number" ? a : a[0];
+    F[MAX_ARGS + i] = typeof a === "number" ? 0 : a[2];
+    I[ROLES + i] = typeof a === "number" ? UNIT : a[1];
   }
   Atomics.store(I, RESULT, 0x7fffffff);
   Atomics.store(I, DONE, 0);
   Atomics.store(I, ERR, 0);
   Atomics.store(I, TICKET, ticket(nch));
   Atomics.store(I, GEN, ++gen);
-  Atomics.notify(I, GEN, Math.min(nch - 1, workers.length));
+  Atomics.notify(I, GEN, Math.min(nch - 1, workers));
   const mine = work(I, F, fns, 0);
-  for (let s = 0, d = Atomics.load(I, DONE); d !== nch; d = Atomics.load(I, DONE))
-    if (++s > SPIN) Atomics.wait(I, DONE, d, 1000);
+  for (let s = 0, d = Atomics.load(I, DONE); d !== nch; d = Atomics.load(I, DONE)) {
+    if (d & DEAD_BIT) return died(fn, nch);
+    if (++s > SPIN) Atomics.wait(I, DONE, d);
+  }
   if (mine !== undefined) throw mine; // the caller's own chunk failed: the same error one thread would raise
   if (Atomics.load(I, ERR)) throw new NumedgeError("backend", `wasm kernel ${fn} failed on a pool thread`);
   const r = Atomics.load(I, RESULT);
+  return r === 0x7fffffff ? -1 : r;
+}
+
+const deadWorker = (d = Atomics.load(I, DEAD)) => `pool worker ${d & 255} exited (code ${d >> 8})`;
+
+/**
+ * A worker died during this job (the supervisor set DEAD_BIT). Every chunk was claimed before the caller waits:
+ * let the live workers finish theirs (nothing may write into this call's buffers after it returns), then fail the
+ * pool, and throw unless every chunk still completed.
+ */
+function died(fn: string, nch: number): number {
+  const why = deadWorker();
+  for (let t = 1; t <= workers; t++) while (Atomics.load(I, BUSY + t) === 1) Atomics.wait(I, DONE, Atomics.load(I, DONE), 1);
+  const complete = (Atomics.load(I, DONE) & ~DEAD_BIT) === nch, err = Atomics.load(I, ERR), r = Atomics.load(I, RESULT);
+  fail(why);
+  if (!complete) throw new NumedgeError("backend", `${why} while running wasm kernel ${fn}; the pool runs one thread until setThreads()`);
+  if (err) throw new NumedgeError("backend", `wasm kernel ${fn} failed on a pool thread`);
   return r === 0x7fffffff ? -1 : r;
 }
 
