@@ -134,7 +134,8 @@ function runHere(f: (...a: number[]) => unknown, units: number, chunk: number, a
   const u0 = c * chunk, u1 = Math.min(units, u0 + chunk);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    direct[i] = typeof a === "number" ? a : argOf(a[0], a[1], a[2], u0, u1, c, 0);
+    // a NaN scalar as the control block stores it (the pure NaN), so a job run here gives the bits a split one does
+    direct[i] = typeof a === "number" ? (a === a ? a : NaN) : argOf(a[0], a[1], a[2], u0, u1, c, 0);
   }
   const r = invoke(f, direct, args.length);
   return typeof r === "number" && r >= 0 ? u0 + r : -1;
