@@ -36,6 +36,44 @@ function near(a: unknown, b: unknown, rel: number, path = ""): void {
   else expect(a, path).toEqual(b);
 }
 
+// Before the suites below: their last test checks every kernel has run, and the thread kernel runs here (the backend
+// takes the warp kernel for rows of up to 2048)
+if (cpuCudaUnavailable === null) describe("cross-entropy's warp kernel on the CPU device", () => {
+  test("ce_softmax_f32_warp writes the bytes ce_softmax_f32 writes: gradient and per-row stats, adversarial rows, cols 1..2048", async () => {
+    const d = await cpuCuda(), k = d.module(new Uint8Array(0)), r = uniform(31);
+    for (const cols of [1, 3, 4, 5, 31, 33, 113, 2048]) {
+      const rows = 9, z = new Float32Array(rows * cols), labels = Int32Array.from({ length: rows }, () => Math.floor(r() * cols));
+      for (let i = 0; i < z.length; i++) z[i] = (r() * 2 - 1) * 30;
+      const row = (q: number, f: (i: number) => number) => { for (let i = 0; i < cols; i++) z[q * cols + i] = f(i); };
+      row(0, () => 7); // ties
+      row(1, (i) => (i === 0 ? NaN : 1));
+      row(2, (i) => (i === cols - 1 ? Infinity : 0));
+      row(3, () => -Infinity);
+      row(4, (i) => (i % 2 ? -0 : 0));
+      row(5, (i) => (i === labels[5] ? 80 : -80)); // collapsed: the sum is exactly 1
+      row(6, (i) => i * 1e-3);
+      const pz = d.alloc(z.byteLength), pl = d.alloc(labels.byteLength);
+      d.htod(pz, z);
+      d.htod(pl, labels);
+      const out: Uint8Array[] = [];
+      for (const [name, grid] of [["ce_softmax_f32", 1], ["ce_softmax_f32_warp", 3]] as const) {
+        const pg = d.alloc(z.byteLength), ps = d.alloc(rows * 24);
+        d.launch(k(name), grid, 128, [{ p: pz }, { p: pl }, { p: pg }, { i32: rows }, { i32: cols }, { p: ps }]);
+        const g = new Uint8Array(z.byteLength), st = new Uint8Array(rows * 24);
+        d.dtoh(g, pg);
+        d.dtoh(st, ps);
+        out.push(g, st);
+        d.free(pg);
+        d.free(ps);
+      }
+      expect(out[2], `grad, cols ${cols}`).toEqual(out[0]!);
+      expect(out[3], `stats, cols ${cols}`).toEqual(out[1]!);
+      d.free(pz);
+      d.free(pl);
+    }
+  });
+});
+
 if (cpuCudaUnavailable === null) {
   describe("the CPU device (test/gpu/cpu-cuda)", () => {
     test("warp ops, barriers and shared memory as CUDA defines them; misuse CUDA leaves undefined is reported, not run", async () => {
@@ -152,3 +190,4 @@ if (cpuCudaUnavailable === null) {
     });
   });
 }
+

@@ -359,6 +359,53 @@ extern "C" __global__ void ce_softmax_f32(const float* z, const int* labels, flo
   }
 }
 
+// The same per row on one warp, for rows of at most CE_WARP_COLS: the lanes find the max and the exps (kept in
+// shared memory), lanes 0-3 add them in ce_softmax_f32's four chains, lane 0 ends the row, the lanes write the
+// gradient. The same operations in the same order: the same bits, with 32 lanes per row instead of one thread.
+#define CE_WARP_COLS 2048
+extern "C" __global__ void ce_softmax_f32_warp(const float* z, const int* labels, float* grad, int rows, int cols, double* row_stats) {
+  __shared__ float ex[4][CE_WARP_COLS]; // blocks of 128 threads: a row of exps per warp
+  const unsigned ALL = 0xffffffffu;
+  const int lane = threadIdx.x & 31, warps = (gridDim.x * blockDim.x) >> 5;
+  float* e = ex[threadIdx.x >> 5];
+  const float invN = 1.f / (float)rows;
+  for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+    const float* zr = z + (long long)r * cols;
+    float* gr = grad ? grad + (long long)r * cols : 0;
+    const int y = labels[r];
+    float mx = -NUMEDGE_INF;
+    int nan = 0;
+    for (int i = lane; i < cols; i += 32) { const float v = zr[i]; if (v != v) nan = 1; else if (v > mx) mx = v; }
+    for (int o = 16; o > 0; o >>= 1) {
+      const float m = __shfl_xor_sync(ALL, mx, o);
+      mx = m > mx ? m : mx;
+      nan |= __shfl_xor_sync(ALL, nan, o);
+    }
+    mx = __shfl_sync(ALL, mx, 0); // one max for every lane (lanes may hold -0 and +0)
+    double* st = row_stats + 3LL * r;
+    if (nan || bad_max_f(mx)) { // the same on every lane
+      if (lane == 0) { st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0; }
+      if (gr) for (int i = lane; i < cols; i += 32) gr[i] = NUMEDGE_NAN;
+      continue;
+    }
+    for (int i = lane; i < cols; i += 32) e[i] = exp_rr2p5(zr[i] - mx);
+    __syncwarp();
+    const int c4 = cols & ~3;
+    float a = 0.f;
+    if (lane < 4) for (int i = lane; i < c4; i += 4) a = a + e[i];
+    const float a1 = __shfl_sync(ALL, a, 1), a2 = __shfl_sync(ALL, a, 2), a3 = __shfl_sync(ALL, a, 3);
+    float s = (a + a1) + (a2 + a3);
+    for (int i = c4; i < cols; i++) s = s + e[i];
+    s = __shfl_sync(ALL, s, 0); // lane 0's
+    const float ls = logf(s), l = -((zr[y] - mx) - ls);
+    if (lane == 0) { st[0] = (double)l; st[1] = s == 1.f ? 1 : 0; st[2] = l == 0.f ? 1 : 0; }
+    __syncwarp(); // every lane has read e before the next row writes it
+    if (!gr) continue;
+    for (int k = lane; k < cols; k += 32) if (k != y) gr[k] = exp_rr2p5((zr[k] - mx) - ls) * invN;
+    if (lane == 0) gr[y] = (exp_rr2p5((zr[y] - mx) - ls) - 1.f) * invN;
+  }
+}
+
 // softmax head in f64 (logits TIn, gradient TOut)
 template <typename TIn, typename TOut>
 __device__ void ce_softmax_f64_any(const TIn* z, const int* labels, TOut* grad, int rows, int cols, double* row_stats) {

@@ -36,6 +36,8 @@ template <typename T> T __shfl_sync(unsigned mask, T v, int src) { return cc_war
 template <typename T> T __shfl_xor_sync(unsigned mask, T v, int o) { return cc_warp_t(CC_SHFL_XOR, mask, v, o); }
 template <typename T> T __shfl_down_sync(unsigned mask, T v, unsigned d) { return cc_warp_t(CC_SHFL_DOWN, mask, v, (int)d); }
 inline unsigned __ballot_sync(unsigned mask, int pred) { return (unsigned)cc_warp(CC_BALLOT, mask, pred != 0, 4, 0); }
+// a rendezvous of the warp's lanes, as __syncwarp is
+inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)__ballot_sync(mask, 0); }
 
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 template <typename To, typename From> To cc_bits(From f) { static_assert(sizeof(To) == sizeof(From)); To t; memcpy(&t, &f, sizeof t); return t; }
