@@ -27,10 +27,10 @@ const timed = <A extends unknown[]>(name: string, sync: () => void, f: (...a: A)
   times.set(name, t);
 };
 
-function profiled(base: CudaDeps, dev?: ReturnType<typeof emulatedDriver>): CudaDeps {
+function profiled(base: CudaDeps): CudaDeps {
   return {
     async open() {
-      const d = dev ?? (await base.open());
+      const d = await base.open();
       if (typeof d === "string") return d;
       driver = d;
       const names = new Map<bigint, string>();
@@ -52,7 +52,7 @@ function profiled(base: CudaDeps, dev?: ReturnType<typeof emulatedDriver>): Cuda
 
 const dev = emulated ? emulatedDriver() : undefined;
 const deps = emulated ? { open: async () => dev!, image: () => ({ image: new Uint8Array(0), how: "emulated kernels" }), blas: () => dev!.blas() } : realDeps;
-const made = await createCudaBackend(wasmBackend, profiled(deps, dev), "cuda-profile");
+const made = await createCudaBackend(wasmBackend, profiled(deps), "cuda-profile");
 if (typeof made === "string") { console.log(`skipped: no GPU (${made})`); process.exit(0); }
 registerBackend("cuda-profile", async () => ({ backend: made.backend, info: { device: "gpu", ...made.info } }));
 await setBackend("cuda-profile");
