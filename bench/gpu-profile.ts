@@ -13,18 +13,20 @@ import { wasmBackend } from "../src/backends/wasm.ts";
 import { emulatedDriver } from "../test/gpu/emulated-driver.ts";
 
 const emulated = process.argv.includes("--emulated");
-const steps = Number(process.argv[process.argv.indexOf("--steps") + 1] || 30);
+const at = process.argv.indexOf("--steps"), steps = at < 0 ? 30 : Number(process.argv[at + 1]);
+if (!(Number.isInteger(steps) && steps > 0)) throw new Error("--steps takes a positive integer");
 const now = () => performance.now() * 1e3; // µs
 const times = new Map<string, number[]>(); // name -> µs of each timed call
 let on = false, driver: Driver | undefined;
-const timed = <A extends unknown[]>(name: string, sync: () => void, f: (...a: A) => void) => (...a: A) => {
+const timed = <A extends unknown[], R>(name: string, sync: () => void, f: (...a: A) => R) => (...a: A): R => {
   if (!on) return f(...a);
   const t0 = now();
-  f(...a);
+  const r = f(...a);
   sync();
   const t = times.get(name) ?? [];
   t.push(now() - t0);
   times.set(name, t);
+  return r;
 };
 
 function profiled(base: CudaDeps): CudaDeps {
@@ -36,6 +38,8 @@ function profiled(base: CudaDeps): CudaDeps {
       const names = new Map<bigint, string>();
       const w: Driver = Object.create(d);
       w.module = (img) => { const get = d.module(img); return (n) => { const f = get(n); names.set(f, n); return f; }; };
+      // memory calls too: a steady step should make none but cuMemsetD8 (a cuMemFree would wait for the device)
+      for (const m of ["alloc", "free", "htod", "dtoh", "dtod", "zero"] as const) (w as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => timed(`driver ${m}`, () => d.sync(), (d[m] as (...x: unknown[]) => unknown).bind(d))(...a);
       w.launch = (fn, grid, block, args) => timed(`${names.get(fn)} grid ${JSON.stringify(grid)}x${JSON.stringify(block)}`, () => d.sync(), d.launch.bind(d))(fn, grid, block, args);
       return w;
     },

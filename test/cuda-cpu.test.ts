@@ -36,27 +36,32 @@ function near(a: unknown, b: unknown, rel: number, path = ""): void {
   else expect(a, path).toEqual(b);
 }
 
-// Before the suites below: their last test checks every kernel has run, and the thread kernel runs here (the backend
-// takes the warp kernel for rows of up to 2048)
-if (cpuCudaUnavailable === null) describe("cross-entropy's warp kernel on the CPU device", () => {
-  test("ce_softmax_f32_warp writes the bytes ce_softmax_f32 writes: gradient and per-row stats, adversarial rows, cols 1..2048", async () => {
+// Before the suites below: their last test checks every kernel has run, and the thread kernels run here (the backend
+// takes the warp kernels for rows of up to 2048 / 1024)
+if (cpuCudaUnavailable === null) describe("cross-entropy's warp kernels on the CPU device", () => {
+  test("each ce_*_warp writes the bytes its thread kernel writes: gradient and per-row stats, adversarial rows, cols 1 to its limit", async () => {
     const d = await cpuCuda(), k = d.module(new Uint8Array(0)), r = uniform(31);
-    for (const cols of [1, 3, 4, 5, 31, 33, 113, 2048]) {
-      const rows = 9, z = new Float32Array(rows * cols), labels = Int32Array.from({ length: rows }, () => Math.floor(r() * cols));
+    const heads = [["ce_softmax_f32", false, 2048], ["ce_softmax_f64", true, 1024], ["ce_softmax_f32in_f64", false, 1024],
+      ["ce_stablemax_f32", false, 1024], ["ce_stablemax_f64", true, 1024], ["ce_stablemax_f32in_f64", false, 1024]] as const;
+    for (const [head, f64, limit] of heads) for (const cols of [1, 3, 4, 5, 31, 33, 113, limit]) {
+      const rows = 11, z = f64 ? new Float64Array(rows * cols) : new Float32Array(rows * cols), labels = Int32Array.from({ length: rows }, () => Math.floor(r() * cols));
       for (let i = 0; i < z.length; i++) z[i] = (r() * 2 - 1) * 30;
       const row = (q: number, f: (i: number) => number) => { for (let i = 0; i < cols; i++) z[q * cols + i] = f(i); };
       row(0, () => 7); // ties
       row(1, (i) => (i === 0 ? NaN : 1));
       row(2, (i) => (i === cols - 1 ? Infinity : 0));
       row(3, () => -Infinity);
-      row(4, (i) => (i % 2 ? -0 : 0));
-      row(5, (i) => (i === labels[5] ? 80 : -80)); // collapsed: the sum is exactly 1
+      row(4, (i) => (i % 2 ? -0 : 0)); // the max is a zero of either sign: the sequential loop's pick decides
+      row(5, (i) => (i === labels[5] ? 80 : -80)); // softmax collapsed: the sum is exactly 1
       row(6, (i) => i * 1e-3);
+      row(7, (i) => (i === labels[7] ? 1e9 : -1e9)); // StableMax collapsed: S == s(max)
+      row(8, (i) => (i % 3 === 0 ? -0 : i % 3 === 1 ? 0 : -1e30));
+      row(9, (i) => (i === cols - 1 ? -Infinity : -(i % 5))); // the max at several indices on several lanes
       const pz = d.alloc(z.byteLength), pl = d.alloc(labels.byteLength);
       d.htod(pz, z);
       d.htod(pl, labels);
       const out: Uint8Array[] = [];
-      for (const [name, grid] of [["ce_softmax_f32", 1], ["ce_softmax_f32_warp", 3]] as const) {
+      for (const [name, grid] of [[head, 1], [`${head}_warp`, 3]] as const) {
         const pg = d.alloc(z.byteLength), ps = d.alloc(rows * 24);
         d.launch(k(name), grid, 128, [{ p: pz }, { p: pl }, { p: pg }, { i32: rows }, { i32: cols }, { p: ps }]);
         const g = new Uint8Array(z.byteLength), st = new Uint8Array(rows * 24);
@@ -66,12 +71,12 @@ if (cpuCudaUnavailable === null) describe("cross-entropy's warp kernel on the CP
         d.free(pg);
         d.free(ps);
       }
-      expect(out[2], `grad, cols ${cols}`).toEqual(out[0]!);
-      expect(out[3], `stats, cols ${cols}`).toEqual(out[1]!);
+      expect(out[2], `${head} grad, cols ${cols}`).toEqual(out[0]!);
+      expect(out[3], `${head} stats, cols ${cols}`).toEqual(out[1]!);
       d.free(pz);
       d.free(pl);
     }
-  });
+  }, 60_000);
 });
 
 if (cpuCudaUnavailable === null) {

@@ -3,7 +3,7 @@
 // staged through wasm, and backendInfo describes it.
 import { describe, expect, test } from "bun:test";
 import {
-  DeviceArray, NumedgeError, absmaxOf, backendInfo, crossEntropy, dequantizeBlockwise, matmul, quantize4bit, quantizeBlockwise, relu, setBackend, softmax, toDevice,
+  DeviceArray, GROK_ARMS, GrokRun, NumedgeError, empty, absmaxOf, backendInfo, crossEntropy, dequantizeBlockwise, matmul, quantize4bit, quantizeBlockwise, relu, setBackend, softmax, toDevice,
   adamwStep, combine, embeddingSum, embeddingSumBackward, route, topk, updateBias,
 } from "numedge";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
@@ -178,9 +178,44 @@ describe("a device-resident grok run on the emulated GPU", () => {
     for (const k of ["cublasSgemm_v2", "embsum_f32", "embsum_backward_f32", "adamw_f32", "orthogonalize_f32", "max_into_f32", "relu_f32", "ce_softmax_f32_warp", "ce_finish"])
       expect(emulated.launches).toContain(k);
   });
+
+  test("a step after the first ones only queues work: no cuMemAlloc, no cuMemFree (it waits for the device), no copy, no synchronize", async () => {
+    await setBackend("cuda-emulated");
+    for (const arm of ["baseline", "perp", "stablemax"] as const) {
+      const run = new GrokRun({ ...GROK_ARMS[arm], p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 });
+      for (let t = 0; t < 3; t++) run.train(true, false);
+      for (const c of Object.keys(emulated.calls)) delete emulated.calls[c];
+      emulated.launches.length = 0;
+      for (let t = 0; t < 5; t++) run.train(true, false);
+      expect(Object.keys(emulated.calls).filter((c) => c !== "zero")).toEqual([]); // zero: cuMemsetD8, queued like a kernel
+      expect(emulated.launches.length).toBeGreaterThanOrEqual(5 * 19);
+      run.train(true, true); // a logged step reads back, and so waits
+      expect(emulated.calls.dtoh).toBeGreaterThan(0);
+    }
+    await setBackend("wasm");
+  });
 });
 
 describe("cuda device memory and state records", () => {
+  test("a disposed DeviceArray's memory is reused by the next one of its size class: no cuMemFree, no cuMemAlloc", async () => {
+    await setBackend("cuda-emulated");
+    toDevice(new Float32Array(1000)).dispose(); // the size class exists in the pool
+    for (const c of Object.keys(emulated.calls)) delete emulated.calls[c];
+    const before = emulated.liveBytes();
+    for (let i = 0; i < 10; i++) {
+      const a = toDevice(Float32Array.from({ length: 1000 }, (_, k) => k + i));
+      expect(a.readSync()[999]).toBe(999 + i);
+      a.dispose();
+    }
+    const b = empty(900, "f32"); // the same class (4 KiB): handed back zeroed
+    expect(b.readSync().every((v) => v === 0)).toBe(true);
+    b.dispose();
+    expect(emulated.calls.alloc ?? 0).toBe(0);
+    expect(emulated.calls.free ?? 0).toBe(0);
+    expect(emulated.liveBytes()).toBe(before);
+    await setBackend("wasm");
+  });
+
   test("quantize/dequantize pairs do not pile up code tables on the device (one upload per table contents)", async () => {
     await setBackend("cuda-emulated");
     const x = toDevice(Float32Array.from({ length: 4096 }, (_, k) => Math.sin(k)));

@@ -20,20 +20,59 @@ import { env } from "../env.ts";
 import { kernelNames, type Backend } from "./types.ts";
 import { wasmBackend } from "./wasm.ts";
 
-/** A cuda DeviceArray's handle: a device allocation. */
+/** A cuda DeviceArray's handle: a device allocation of the pool's size class `cls`. */
 class CudaBuf {
-  constructor(readonly p: bigint, readonly dtype: Dtype, readonly length: number, readonly bytes: number) {}
+  constructor(readonly p: bigint, readonly dtype: Dtype, readonly length: number, readonly bytes: number, readonly cls: number) {}
 }
 const isCudaBuf = (v: unknown): v is CudaBuf => v instanceof CudaBuf;
 
-function cudaStorage(d: Driver): Storage<CudaBuf> {
+/**
+ * Device memory by size class, reused: DeviceArrays, host arrays' device copies and kernel scratch take from it and
+ * give back to it, because cuMemFree waits for the whole device (a step that disposed one DeviceArray would stall
+ * the queue every step) and cuMemAlloc costs microseconds. Reuse is safe because every kernel runs in order on one
+ * stream. Size classes are powers of two from 256 bytes; at most POOL_BYTES stay pooled; a buffer over
+ * POOL_BYTES / 4 is allocated and freed exactly. Out of memory, the pool is handed back and the allocation retried.
+ */
+function devicePool(d: Driver) {
+  const POOL_BYTES = 256 * 2 ** 20, pool = new Map<number, bigint[]>();
+  let pooled = 0;
+  const sizeClass = (bytes: number) => (bytes > POOL_BYTES / 4 ? Math.max(1, bytes) : 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, bytes)))));
+  function take(bytes: number): [bigint, number] {
+    const c = sizeClass(bytes), hit = pool.get(c)?.pop();
+    if (hit !== undefined) {
+      pooled -= c;
+      return [hit, c];
+    }
+    try {
+      return [d.alloc(c), c];
+    } catch (e) { // out of memory (the driver's NumedgeError "range"): hand the pool back, then try once more
+      if (pooled === 0 || !(e instanceof NumedgeError && e.code === "range")) throw e;
+      for (const list of pool.values()) for (const q of list.splice(0)) d.free(q);
+      pooled = 0;
+      return [d.alloc(c), c];
+    }
+  }
+  function give(p: bigint, c: number): void {
+    if (c > POOL_BYTES / 4 || pooled + c > POOL_BYTES) {
+      try {
+        d.free(p);
+      } catch { /* only after a fault that lost the context: the error that lost it is the one to report */ }
+      return;
+    }
+    (pool.get(c) ?? pool.set(c, []).get(c)!).push(p);
+    pooled += c;
+  }
+  return { take, give };
+}
+
+function cudaStorage(d: Driver, take: (bytes: number) => [bigint, number], give: (p: bigint, cls: number) => void): Storage<CudaBuf> {
   return {
     alloc(length, dtype) {
-      const bytes = length * CTORS[dtype].BYTES_PER_ELEMENT, p = d.alloc(bytes);
+      const bytes = length * CTORS[dtype].BYTES_PER_ELEMENT, [p, cls] = take(bytes);
       d.zero(p, bytes);
-      return new CudaBuf(p, dtype, length, bytes);
+      return new CudaBuf(p, dtype, length, bytes, cls);
     },
-    free: (b) => d.free(b.p),
+    free: (b) => give(b.p, b.cls),
     write: (b, src) => d.htod(b.p, src),
     read(b) {
       const out = new CTORS[b.dtype](b.length) as HostArray;
@@ -89,7 +128,7 @@ interface KernelImage {
 export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
-  "ce_softmax_f32", "ce_softmax_f32_warp", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64", "ce_finish", "max_into_finish",
+  ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`]), "ce_finish", "max_into_finish",
   "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
@@ -124,7 +163,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const opened = await deps.open();
   if (typeof opened === "string") return opened;
   const d: Driver = opened;
-  const storage = cudaStorage(d);
+  const { take, give } = devicePool(d), storage = cudaStorage(d, take, give);
   let img = deps.image(d), fn: (name: string) => bigint;
   try {
     fn = d.module(img.image);
@@ -143,39 +182,6 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
   const stagedOps: string[] = [];
 
-
-  // Temporaries (host arrays' device copies, kernel scratch) come from a pool and go back to it: cuMemFree waits
-  // for the whole device, so freeing after every call would stall the queue of DeviceArray work. Reuse is safe
-  // because every kernel runs in order on one stream. Size classes are powers of two from 256 bytes; at most
-  // POOL_BYTES stay pooled; a buffer over POOL_BYTES / 4 is allocated and freed exactly.
-  const POOL_BYTES = 256 * 2 ** 20, pool = new Map<number, bigint[]>();
-  let pooled = 0;
-  const sizeClass = (bytes: number) => (bytes > POOL_BYTES / 4 ? Math.max(1, bytes) : 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, bytes)))));
-  function take(bytes: number): [bigint, number] {
-    const c = sizeClass(bytes), hit = pool.get(c)?.pop();
-    if (hit !== undefined) {
-      pooled -= c;
-      return [hit, c];
-    }
-    try {
-      return [d.alloc(c), c];
-    } catch (e) { // out of memory (the driver's NumedgeError "range"): hand the pool back, then try once more
-      if (pooled === 0 || !(e instanceof NumedgeError && e.code === "range")) throw e;
-      for (const list of pool.values()) for (const q of list.splice(0)) d.free(q);
-      pooled = 0;
-      return [d.alloc(c), c];
-    }
-  }
-  function give(p: bigint, c: number): void {
-    if (c > POOL_BYTES / 4 || pooled + c > POOL_BYTES) {
-      try {
-        d.free(p);
-      } catch { /* only after a fault that lost the context: the error that lost it is the one to report */ }
-      return;
-    }
-    (pool.get(c) ?? pool.set(c, []).get(c)!).push(p);
-    pooled += c;
-  }
 
   /**
    * Runs `body` on device pointers: DeviceArray buffers as they are, host inputs copied to temporary device
@@ -375,8 +381,9 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       scratch(Math.max(1, r) * 24, ([perRow]) => onDevice([z, labels], grad ? [grad, stats] : [stats], ([pz, pl], outs) => {
         const pg = grad ? outs[0]! : 0n, ps = outs[grad ? 1 : 0]!;
         const args: KernelArg[] = [{ p: pz! }, { p: pl! }, { p: pg }, { i32: r }, { i32: cols }, { p: perRow! }];
-        // f32 softmax rows up to 2048: a warp per row (same bits); else a thread per row
-        if (kern === "ce_softmax_f32" && cols <= 2048) d.launch(k.ce_softmax_f32_warp!, Math.max(1, Math.min(Math.ceil(r / 4), 65535)), 128, args);
+        // rows up to 2048 (f32 softmax) or 1024 (the other heads: f64 terms in shared memory): a warp per row, the
+        // same bits; else a thread per row
+        if (cols <= (kern === "ce_softmax_f32" ? 2048 : 1024)) d.launch(k[`${kern}_warp`]!, Math.max(1, Math.min(Math.ceil(r / 4), 65535)), 128, args);
         else d.launch(k[kern]!, Math.max(1, Math.ceil(r / 128)), 128, args);
         d.launch(k.ce_finish!, 1, 1024, [{ p: perRow! }, { i32: r }, { p: ps }]);
       }));

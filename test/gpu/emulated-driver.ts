@@ -13,6 +13,8 @@ export interface EmulatedDriver extends Driver {
   /** Device allocations alive now (bytes). */
   liveBytes(): number;
   launches: string[];
+  /** How many times each memory and synchronizing call ran (alloc, free, htod, dtoh, dtod, zero, sync). */
+  calls: Record<string, number>;
 }
 
 export function emulatedDriver(): EmulatedDriver {
@@ -48,6 +50,8 @@ export function emulatedDriver(): EmulatedDriver {
   const scaleClamp = (x: number, inv: number) => { const v = fr(x * inv); return v > 1 ? 1 : v < -1 ? -1 : v; };
   const names: string[] = [];
   const launches: string[] = [];
+  const calls: Record<string, number> = {};
+  const count = (what: string) => { calls[what] = (calls[what] ?? 0) + 1; };
   const sOf = (x: number) => (x >= 0 ? x + 1 : 1 / (1 - x));
   const logSOf = (x: number) => (x >= 0 ? Math.log1p(x) : -Math.log1p(-x));
   function softmaxRows(x: Float32Array | Float64Array, y: Float32Array | Float64Array, cols: number, scale: number, log: boolean, rows: number) {
@@ -479,17 +483,19 @@ export function emulatedDriver(): EmulatedDriver {
     device: { name: "emulated GPU", sm: 90, totalBytes: 2 ** 34, driverVersion: 13000 },
     liveBytes: () => [...mem.values()].reduce((a, b) => a + b.byteLength, 0),
     launches,
+    calls,
     alloc(bytes) {
+      count("alloc");
       const p = next;
       next += BigInt(Math.ceil(Math.max(bytes, 1) / 256) * 256 + 256);
       mem.set(p, new Uint8Array(Math.ceil(Math.max(bytes, 1) / 8) * 8));
       return p;
     },
-    free(p) { buf(p); mem.delete(p); },
-    htod(p, src) { bytesAt(p).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength)); },
-    dtoh(dst, p) { new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(bytesAt(p).subarray(0, dst.byteLength)); },
-    dtod(dst, src, bytes) { bytesAt(dst).set(bytesAt(src).subarray(0, bytes)); },
-    zero(p, bytes) { bytesAt(p).fill(0, 0, bytes); },
+    free(p) { count("free"); buf(p); mem.delete(p); },
+    htod(p, src) { count("htod"); bytesAt(p).set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength)); },
+    dtoh(dst, p) { count("dtoh"); new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(bytesAt(p).subarray(0, dst.byteLength)); },
+    dtod(dst, src, bytes) { count("dtod"); bytesAt(dst).set(bytesAt(src).subarray(0, bytes)); },
+    zero(p, bytes) { count("zero"); bytesAt(p).fill(0, 0, bytes); },
     module() {
       return (name) => {
         names.push(name);
@@ -703,7 +709,7 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name === "ce_finish") {
         ceFinish(p, n, block);
       } else if (name.startsWith("ce_")) {
-        ceRows(name, p, n);
+        ceRows(name.replace(/_warp$/, ""), p, n); // a warp per row: the same bits as a thread per row
       } else if (name.startsWith("gemm")) {
         const A = x, B = view(t)(p(1)), C = view(t)(p(2)), [m, k, nn, ta, tb, acc] = [3, 4, 5, 6, 7, 8].map(n) as number[];
         const r = t === "f32" ? fr : (v: number) => v;
@@ -717,6 +723,6 @@ export function emulatedDriver(): EmulatedDriver {
       else if (name.startsWith("relu")) { const y = view(t)(p(1)); for (let i = 0; i < n(2); i++) { const v = x[i]!; y[i] = v < 0 ? 0 : v + 0; } }
       else throw new Error(`emulated cuda: no kernel ${name}`);
     },
-    sync() {},
+    sync() { count("sync"); },
   };
 }

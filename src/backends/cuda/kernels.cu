@@ -472,6 +472,123 @@ extern "C" __global__ void ce_stablemax_f32(const float* z, const int* l, float*
 extern "C" __global__ void ce_stablemax_f64(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_stablemax_any<double, double, double>(z, l, g, rows, cols, st); }
 extern "C" __global__ void ce_stablemax_f32in_f64(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_stablemax_any<double, float, float>(z, l, g, rows, cols, st); }
 
+// ---- the f64 softmax head and the StableMax heads on a warp per row, for rows of at most CE_WARP_COLS_WIDE (grok's
+// StableMax arm runs ce_stablemax_f32in_f64 on 5107 rows of 113). The thread kernels' operations in their order: the
+// lanes find the row's max as the sequential loop does (ties, ±0, resolved by index as it resolves them), compute
+// the terms into shared memory, lane 0 adds them in index order, every lane finishes the row and writes its columns.
+#define CE_WARP_COLS_WIDE 1024
+
+// The sequential running max over the row, from each lane's (max, index) over its columns. later: on equal values
+// the later index wins (nan_max's `a > b ? a : b`, running max first), else the earlier (`v > mx ? v : mx`).
+template <typename T>
+__device__ T warp_row_max(T mx, int at, bool later) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const T m = __shfl_xor_sync(0xffffffffu, mx, o);
+    const int a = __shfl_xor_sync(0xffffffffu, at, o);
+    if (m > mx || (m == mx && (later ? a > at : a < at))) { mx = m; at = a; }
+  }
+  return mx;
+}
+
+template <typename TIn, typename TOut>
+__device__ void ce_softmax_f64_warp_any(const TIn* z, const int* labels, TOut* grad, int rows, int cols, double* row_stats, double* e) {
+  const unsigned ALL = 0xffffffffu;
+  const int lane = threadIdx.x & 31, warps = (gridDim.x * blockDim.x) >> 5;
+  const double invN = 1.0 / (double)rows;
+  for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+    const TIn* zr = z + (long long)r * cols;
+    TOut* gr = grad ? grad + (long long)r * cols : 0;
+    const int y = labels[r];
+    double mx = -(double)NUMEDGE_INF;
+    int at = -1, nan = 0;
+    for (int i = lane; i < cols; i += 32) {
+      const double v = (double)zr[i];
+      if (v != v) nan = 1;
+      else if (!(mx > v)) { mx = v; at = i; } // nan_max(mx, v) = mx > v ? mx : v
+    }
+    nan = __ballot_sync(ALL, nan) != 0;
+    mx = warp_row_max(mx, at, true);
+    double* st = row_stats + 3LL * r;
+    if (nan || bad_max_f(mx)) {
+      if (lane == 0) { st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0; }
+      if (gr) for (int i = lane; i < cols; i += 32) gr[i] = (TOut)NUMEDGE_DNAN;
+      continue;
+    }
+    for (int i = lane; i < cols; i += 32) e[i] = exp((double)zr[i] - mx);
+    __syncwarp();
+    double s = 0;
+    if (lane == 0) for (int i = 0; i < cols; i++) s += e[i];
+    s = __shfl_sync(ALL, s, 0); // lane 0's: it has read e before any lane goes on to write the next row
+    const double ls = log(s), l = -(((double)zr[y] - mx) - ls);
+    if (lane == 0) { st[0] = l; st[1] = s == 1.0 ? 1 : 0; st[2] = l == 0.0 ? 1 : 0; }
+    if (!gr) continue;
+    for (int i = lane; i < cols; i += 32) {
+      const double p = exp(((double)zr[i] - mx) - ls);
+      gr[i] = (TOut)((i == y ? p - 1 : p) * invN);
+    }
+  }
+}
+extern "C" __global__ void ce_softmax_f64_warp(const double* z, const int* l, double* g, int rows, int cols, double* st) {
+  __shared__ double ex[4][CE_WARP_COLS_WIDE]; // blocks of 128 threads: a row of terms per warp
+  ce_softmax_f64_warp_any<double, double>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+}
+extern "C" __global__ void ce_softmax_f32in_f64_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
+  __shared__ double ex[4][CE_WARP_COLS_WIDE];
+  ce_softmax_f64_warp_any<float, float>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+}
+
+template <typename T, typename TIn, typename TOut>
+__device__ void ce_stablemax_warp_any(const TIn* z, const int* labels, TOut* grad, int rows, int cols, double* row_stats, T* e) {
+  const unsigned ALL = 0xffffffffu;
+  const int lane = threadIdx.x & 31, warps = (gridDim.x * blockDim.x) >> 5;
+  const T invN = (T)1 / (T)rows;
+  for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+    const TIn* zr = z + (long long)r * cols;
+    TOut* gr = grad ? grad + (long long)r * cols : 0;
+    const int y = labels[r];
+    T mx = -(T)NUMEDGE_INF;
+    int at = -1;
+    for (int i = lane; i < cols; i += 32) {
+      const T v = (T)zr[i];
+      if (v > mx) { mx = v; at = i; }
+      e[i] = v >= 0 ? v + (T)1 : (T)1 / ((T)1 - v);
+    }
+    mx = warp_row_max(mx, at, false);
+    __syncwarp();
+    T S = 0;
+    if (lane == 0) for (int i = 0; i < cols; i++) S = S + e[i];
+    S = __shfl_sync(ALL, S, 0); // lane 0's: it has read e before any lane goes on to write the next row
+    double* st = row_stats + 3LL * r;
+    if (!(S > 0 && S < (T)NUMEDGE_INF) || !(mx < (T)NUMEDGE_INF)) {
+      if (lane == 0) { st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0; }
+      if (gr) for (int i = lane; i < cols; i += 32) gr[i] = (TOut)NUMEDGE_DNAN;
+      continue;
+    }
+    const T sm = mx >= 0 ? mx + (T)1 : (T)1 / ((T)1 - mx);
+    const T zy = (T)zr[y], sy = zy >= 0 ? zy + (T)1 : (T)1 / ((T)1 - zy);
+    const T l = -(T)log(sy / S);
+    if (lane == 0) { st[0] = (double)l; st[1] = S == sm ? 1 : 0; st[2] = l == (T)0 ? 1 : 0; }
+    if (!gr) continue;
+    const T invS = (T)1 / S;
+    for (int i = lane; i < cols; i += 32) {
+      const T v = (T)zr[i], d = v >= 0 ? (T)1 : (T)1 / (((T)1 - v) * ((T)1 - v));
+      gr[i] = (TOut)(i == y ? (d * invS - d / sy) * invN : d * invS * invN);
+    }
+  }
+}
+extern "C" __global__ void ce_stablemax_f32_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
+  __shared__ float ex[4][CE_WARP_COLS_WIDE];
+  ce_stablemax_warp_any<float, float, float>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+}
+extern "C" __global__ void ce_stablemax_f64_warp(const double* z, const int* l, double* g, int rows, int cols, double* st) {
+  __shared__ double ex[4][CE_WARP_COLS_WIDE];
+  ce_stablemax_warp_any<double, double, double>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+}
+extern "C" __global__ void ce_stablemax_f32in_f64_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
+  __shared__ double ex[4][CE_WARP_COLS_WIDE];
+  ce_stablemax_warp_any<double, float, float>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+}
+
 // stats = (mean loss, collapsed share, zero-loss share) in f64. One block: each thread sums a run of rows in order,
 // then block_sum's fixed tree; deterministic (the loss's last bits may differ from wasm's chunk order; counts exact).
 extern "C" __global__ void ce_finish(const double* row_stats, int rows, double* stats) {
