@@ -177,6 +177,28 @@ if (cpuCudaUnavailable === null) {
       near(a, b, 1e-5); // the f64 exp/log sums and libm: within the wasm bounds
     });
 
+    test("crossEntropy past the warp kernels (a block per row, LM-head widths): the emulated kernels' bits, wasm's collapse counts on collapsed and spread rows, within the bounds", async () => {
+      const r = uniform(27);
+      for (const cols of [1025, 2049, 4099, 9000, 32003]) for (const f64 of [false, true]) {
+        const rows = 6, z = floats(f64, rows * cols, () => (r() * 2 - 1) * 12), labels = Int32Array.from({ length: rows }, () => Math.floor(r() * cols));
+        const row = (q: number, f: (i: number) => number) => { for (let i = 0; i < cols; i++) z[q * cols + i] = f(i); };
+        row(0, (i) => (i === labels[0] ? 200 : -5)); // collapsed in every head
+        row(1, (i) => (i === 7 ? NaN : 1));
+        row(2, () => -Infinity);
+        row(3, (i) => (i === labels[3] ? 1e15 : -1e9)); // StableMax collapsed too, in any summation order
+        const heads = (["softmax", "stablemax"] as const).flatMap((head) => (["f32", "f64"] as const).map((precision) => ({ cols, head, precision, grad: true })));
+        const [a, e, w] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => heads.map((o) => crossEntropy(z, labels, o)));
+        heads.forEach((o, h) => {
+          const at = `${cols} ${f64 ? "f64" : "f32"} ${o.head} ${o.precision}`;
+          // equal values (NaN payloads aside), but the f64 softmax head: glibc's exp here, JS's there
+          near(a![h], e![h], o.head === "softmax" && o.precision === "f64" ? 1e-14 : 0, at);
+          expect(a![h]!.scFraction, at).toBe(w![h]!.scFraction);
+          expect(a![h]!.zeroLossFraction, at).toBe(w![h]!.zeroLossFraction);
+          near(a![h]!.loss, w![h]!.loss, o.precision === "f32" ? 1e-6 : 1e-12, at);
+        });
+      }
+    }, 60_000);
+
     test("quantizers and 8-bit Adam equal wasm's bit for bit; a device-resident grok run tracks wasm's", async () => {
       const [a, b] = await quantOn(["cuda-cpu", "wasm"]);
       for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);

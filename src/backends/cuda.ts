@@ -128,7 +128,7 @@ interface KernelImage {
 export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
-  ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`]), "ce_finish", "max_into_finish",
+  ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
   "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
@@ -382,9 +382,9 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
         const pg = grad ? outs[0]! : 0n, ps = outs[grad ? 1 : 0]!;
         const args: KernelArg[] = [{ p: pz! }, { p: pl! }, { p: pg }, { i32: r }, { i32: cols }, { p: perRow! }];
         // rows up to 2048 (f32 softmax) or 1024 (the other heads: f64 terms in shared memory): a warp per row, the
-        // same bits; else a thread per row
+        // thread kernel's bits (that kernel is its tested twin, not launched here); wider rows: a block per row
         if (cols <= (kern === "ce_softmax_f32" ? 2048 : 1024)) d.launch(k[`${kern}_warp`]!, Math.max(1, Math.min(Math.ceil(r / 4), 65535)), 128, args);
-        else d.launch(k[kern]!, Math.max(1, Math.ceil(r / 128)), 128, args);
+        else d.launch(k[`${kern}_wide`]!, Math.max(1, Math.min(r, 65535)), rowBlock(cols), args);
         d.launch(k.ce_finish!, 1, 1024, [{ p: perRow! }, { i32: r }, { p: ps }]);
       }));
     },

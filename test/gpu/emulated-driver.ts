@@ -53,6 +53,7 @@ export function emulatedDriver(): EmulatedDriver {
   const calls: Record<string, number> = {};
   const count = (what: string) => { calls[what] = (calls[what] ?? 0) + 1; };
   const sOf = (x: number) => (x >= 0 ? x + 1 : 1 / (1 - x));
+  const sOfR = (x: number, R: (v: number) => number) => (x >= 0 ? R(x + 1) : R(1 / R(1 - x)));
   const logSOf = (x: number) => (x >= 0 ? Math.log1p(x) : -Math.log1p(-x));
   function softmaxRows(x: Float32Array | Float64Array, y: Float32Array | Float64Array, cols: number, scale: number, log: boolean, rows: number) {
     for (let r = 0; r < rows; r++) {
@@ -146,6 +147,43 @@ export function emulatedDriver(): EmulatedDriver {
       grad[o + y] = fr(fr(expRr2p5(fr(fr(z[o + y]! - mx) - ls)) - 1) * invN);
     }
   }
+  /** The ce_*_wide kernels of kernels.cu: a block of `block` threads per row, strided partial sums, blockSum. */
+  function ceWide(name: string, p: (i: number) => bigint, n: (i: number) => number, block: number) {
+    const f64in = name.endsWith("_f64") && !name.includes("f32in"), math64 = name.endsWith("f64"), stable = name.includes("stablemax");
+    const z = (f64in ? f64 : f32)(p(0)), labels = i32(p(1)), gp = p(2), grad = gp ? (f64in ? f64 : f32)(gp) : null;
+    const rows = n(3), cols = n(4), st = f64(p(5));
+    const R = math64 ? (v: number) => v : fr, invN = R(1 / rows);
+    const term = (v: number, mx: number) => (stable ? sOfR(v, R) : math64 ? Math.exp(v - mx) : expRr2p5(fr(v - mx)));
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, y = labels[r]!;
+      let m = -Infinity;
+      for (let i = 0; i < cols; i++) { const v = z[o + i]!; m = m !== m || v !== v ? NaN : Math.max(m, v); }
+      const mx = R(m), part = new Array<number>(block).fill(0);
+      if (stable || (m > -Infinity && m < Infinity)) for (let i = 0; i < cols; i++) part[i % block] = R(part[i % block]! + term(R(z[o + i]!), mx));
+      const s = blockSum(part, R);
+      if (stable ? !(s > 0 && s < Infinity) || !(mx < Infinity) : !(m > -Infinity && m < Infinity)) {
+        st[3 * r] = NaN; st[3 * r + 1] = 0; st[3 * r + 2] = 0;
+        if (grad) grad.fill(NaN, o, o + cols);
+        continue;
+      }
+      const zy = R(z[o + y]!);
+      if (stable) {
+        const sy = sOfR(zy, R), l = -R(Math.log(R(sy / s))), invS = R(1 / s);
+        st[3 * r] = l; st[3 * r + 1] = s === sOfR(mx, R) ? 1 : 0; st[3 * r + 2] = l === 0 ? 1 : 0;
+        if (grad) for (let i = 0; i < cols; i++) {
+          const v = R(z[o + i]!), d = v >= 0 ? 1 : R(1 / R(R(1 - v) * R(1 - v)));
+          grad[o + i] = i === y ? R(R(R(d * invS) - R(d / sy)) * invN) : R(R(d * invS) * invN);
+        }
+      } else {
+        const ls = R(Math.log(s)), l = -R(R(zy - mx) - ls);
+        st[3 * r] = l; st[3 * r + 1] = s === 1 ? 1 : 0; st[3 * r + 2] = l === 0 ? 1 : 0;
+        if (grad) for (let i = 0; i < cols; i++) {
+          const q = math64 ? Math.exp(R(z[o + i]!) - mx - ls) : expRr2p5(fr(fr(z[o + i]! - mx) - ls));
+          grad[o + i] = R((i === y ? R(q - 1) : q) * invN);
+        }
+      }
+    }
+  }
   /** adam8bit_f32 of kernels.cu: per block, the new moments and parameters, the NaN-propagating absmax, requantization. */
   function adam8bit(p: (i: number) => bigint, n: (i: number) => number, grid: number) {
     const [pp, g] = [f32(p(0)), f32(p(1))], [c1, c2] = [u8(p(2)), u8(p(3))], [a1, a2] = [f32(p(4)), f32(p(5))], len = n(6), bs = n(7);
@@ -184,9 +222,9 @@ export function emulatedDriver(): EmulatedDriver {
       }
     }
   }
-  /** block_sum of kernels.cu over one value per thread: xor butterflies in each warp, then over the warps' sums. */
-  function blockSum(v: number[]): number {
-    const warp = (a: number[]) => { for (let o = 16; o > 0; o >>= 1) a = a.map((x, l) => x + a[l ^ o]!); return a[0]!; };
+  /** block_sum_t of kernels.cu over one value per thread (each sum rounded by R): xor butterflies in each warp, then over the warps' sums. */
+  function blockSum(v: number[], R = (x: number) => x): number {
+    const warp = (a: number[]) => { for (let o = 16; o > 0; o >>= 1) a = a.map((x, l) => R(x + a[l ^ o]!)); return a[0]!; };
     const parts: number[] = [];
     for (let w = 0; w < v.length; w += 32) parts.push(warp(v.slice(w, w + 32)));
     return warp([...parts, ...new Array<number>(32 - parts.length).fill(0)]);
@@ -708,6 +746,8 @@ export function emulatedDriver(): EmulatedDriver {
         for (let i = 0; i < len; i++) { const kk = Math.floor(i / g); out[i] = fr((q[i]! - zp[kk]!) * sc[kk]!); }
       } else if (name === "ce_finish") {
         ceFinish(p, n, block);
+      } else if (name.startsWith("ce_") && name.endsWith("_wide")) {
+        ceWide(name.slice(0, -5), p, n, block);
       } else if (name.startsWith("ce_")) {
         ceRows(name.replace(/_warp$/, ""), p, n); // a warp per row: the same bits as a thread per row
       } else if (name.startsWith("gemm")) {

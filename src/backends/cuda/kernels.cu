@@ -8,17 +8,19 @@
 #define NUMEDGE_DNAN __longlong_as_double(0x7ff8000000000000ll)
 
 // Block-wide reductions (blockDim.x a multiple of 32, at most 1024). Every thread gets the result.
-__device__ double block_sum(double v) {
-  __shared__ double part[32];
+template <typename T>
+__device__ T block_sum_t(T v) {
+  __shared__ T part[32];
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
   __syncthreads();
   if (l == 0) part[w] = v;
   __syncthreads();
-  v = l < nw ? part[l] : 0.0;
+  v = l < nw ? part[l] : (T)0;
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+__device__ double block_sum(double v) { return block_sum_t<double>(v); }
 
 // max with NaN winning (so a NaN row is seen), -Infinity as the identity
 __device__ double nan_max(double a, double b) { return (a != a || b != b) ? NUMEDGE_DNAN : (a > b ? a : b); }
@@ -299,9 +301,11 @@ __device__ void gemm_any(const T* A, const T* B, T* C, int m, int k, int n, int 
 extern "C" __global__ void gemm_f32(const float* A, const float* B, float* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<float>(A, B, C, m, k, n, ta, tb, acc); }
 extern "C" __global__ void gemm_f64(const double* A, const double* B, double* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<double>(A, B, C, m, k, n, ta, tb, acc); }
 
-// ---- cross-entropy: one thread per row, the wasm kernels' exp and summation order, so the Softmax Collapse and
-// zero-loss counts agree with wasm's (log is CUDA's logf/log: loss and gradient may differ from wasm's by an ulp);
-// per-row results, then one block sums the rows (ce_finish).
+// ---- cross-entropy. The thread kernels (a thread per row) keep the wasm kernels' exp and summation order, so the
+// Softmax Collapse and zero-loss counts agree with wasm's (log is CUDA's logf/log: loss and gradient may differ from
+// wasm's by an ulp). The backend launches their warp twins (the same bits, a warp per row) up to 2048 / 1024
+// columns and the block-per-row kernels (tree sums, below) past that. Per-row results, then one block sums the
+// rows (ce_finish).
 
 // exp for x <= 0 in f32: the wasm kernel's rr2-p5 (XNNPACK) operation for operation (no FMA: --fmad=false),
 // flushed to 0 below -87.34. Bit-identical to asm/exp.ts's exp_f32.
@@ -588,6 +592,62 @@ extern "C" __global__ void ce_stablemax_f32in_f64_warp(const float* z, const int
   __shared__ double ex[4][CE_WARP_COLS_WIDE];
   ce_stablemax_warp_any<double, float, float>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
 }
+
+// ---- every head on a block per row, for rows wider than the warp kernels take (an LM head's vocabulary): each
+// thread sums the terms of columns t, t + blockDim, ... in order, in the head's precision (f32 for the f32 softmax
+// head, as PyTorch's CUDA kernel accumulates), then a fixed tree. Deterministic, but not the wasm kernel's order: the
+// loss and the Softmax Collapse count may differ from wasm's on rows at the edge of collapse (a sum of tiny terms
+// that four sequential chains round away can survive in 256 partial sums).
+__device__ float ce_exp(float x) { return exp_rr2p5(x); }
+__device__ double ce_exp(double x) { return exp(x); }
+template <typename T> __device__ T stable_s_t(T v) { return v >= 0 ? v + (T)1 : (T)1 / ((T)1 - v); }
+
+template <typename T, typename TIn, typename TOut, bool STABLE>
+__device__ void ce_wide_any(const TIn* z, const int* labels, TOut* grad, int rows, int cols, double* row_stats) {
+  const T invN = (T)1 / (T)rows;
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    const TIn* zr = z + (long long)r * cols;
+    TOut* gr = grad ? grad + (long long)r * cols : 0;
+    const int y = labels[r];
+    double m = -(double)NUMEDGE_INF;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) m = nan_max(m, (double)zr[i]);
+    m = block_max(m); // exact: every value of T is a double
+    const T mx = (T)m;
+    T s = 0;
+    if (!bad_max_f(m) || STABLE)
+      for (int i = threadIdx.x; i < cols; i += blockDim.x) s = s + (STABLE ? stable_s_t((T)zr[i]) : ce_exp((T)zr[i] - mx));
+    s = block_sum_t<T>(s);
+    double* st = row_stats + 3LL * r;
+    // softmax: NaN, +Infinity or only -Infinity in the max; StableMax: S not finite and positive, or +Infinity
+    if (STABLE ? !(s > 0 && s < (T)NUMEDGE_INF) || !(mx < (T)NUMEDGE_INF) : bad_max_f(m)) {
+      if (threadIdx.x == 0) { st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0; }
+      if (gr) for (int i = threadIdx.x; i < cols; i += blockDim.x) gr[i] = (TOut)NUMEDGE_DNAN;
+      continue;
+    }
+    const T zy = (T)zr[y];
+    if (STABLE) {
+      const T sy = stable_s_t(zy), l = -(T)log(sy / s), invS = (T)1 / s;
+      if (threadIdx.x == 0) { st[0] = (double)l; st[1] = s == stable_s_t(mx) ? 1 : 0; st[2] = l == (T)0 ? 1 : 0; }
+      if (gr) for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        const T v = (T)zr[i], d = v >= 0 ? (T)1 : (T)1 / (((T)1 - v) * ((T)1 - v));
+        gr[i] = (TOut)(i == y ? (d * invS - d / sy) * invN : d * invS * invN);
+      }
+    } else {
+      const T ls = (T)log(s), l = -((zy - mx) - ls);
+      if (threadIdx.x == 0) { st[0] = (double)l; st[1] = s == (T)1 ? 1 : 0; st[2] = l == (T)0 ? 1 : 0; }
+      if (gr) for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        const T p = ce_exp(((T)zr[i] - mx) - ls);
+        gr[i] = (TOut)((i == y ? p - (T)1 : p) * invN);
+      }
+    }
+  }
+}
+extern "C" __global__ void ce_softmax_f32_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<float, float, float, false>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_softmax_f64_wide(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_wide_any<double, double, double, false>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_softmax_f32in_f64_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<double, float, float, false>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_stablemax_f32_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<float, float, float, true>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_stablemax_f64_wide(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_wide_any<double, double, double, true>(z, l, g, rows, cols, st); }
+extern "C" __global__ void ce_stablemax_f32in_f64_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<double, float, float, true>(z, l, g, rows, cols, st); }
 
 // stats = (mean loss, collapsed share, zero-loss share) in f64. One block: each thread sums a run of rows in order,
 // then block_sum's fixed tree; deterministic (the loss's last bits may differ from wasm's chunk order; counts exact).
