@@ -199,6 +199,21 @@ if (cpuCudaUnavailable === null) {
       }
     }, 60_000);
 
+    test("embeddingSumBackward past 2^26 vocabulary x indices (counting sort into per-row lists): wasm's bits, a row with exactly 2048 matches (sorted) and one with 2500 (scanned)", async () => {
+      const r = uniform(28), vocab = 8200, rows = 4100, per = 2, n = rows * per;
+      const idx = Int32Array.from({ length: n }, () => 7 + Math.floor(r() * (vocab - 7)));
+      for (let a = 0; a < 2500; a++) idx[(a * 3) % n] = 5; // heavy: scanned
+      for (let a = 0, put = 0; put < 2048; a++) if (idx[(a * 3 + 1) % n] !== 5) { idx[(a * 3 + 1) % n] = 6; put++; } // exactly EMB_SORT: sorted
+      idx[0] = 3; idx[1] = 3; // one row's two indices the same row of w
+      expect(vocab * n).toBeGreaterThan(2 ** 26);
+      for (const [f64, cols] of [[false, 3], [true, 257]] as const) {
+        const dout = floats(f64, rows * cols, (i) => Math.sin(i * 0.37) * 3), dw0 = floats(f64, vocab * cols, (i) => (i % 7) - 3);
+        const [a, e, w] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => { const dw = dw0.slice(); embeddingSumBackward(dout, idx, dw, { cols, per }); return dw; });
+        expect(a, `cols ${cols}`).toEqual(w!);
+        expect(e, `cols ${cols}`).toEqual(w!);
+      }
+    }, 120_000);
+
     test("quantizers and 8-bit Adam equal wasm's bit for bit; a device-resident grok run tracks wasm's", async () => {
       const [a, b] = await quantOn(["cuda-cpu", "wasm"]);
       for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);

@@ -134,6 +134,7 @@ export const KERNELS = [
   "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
   "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets", "dispatch_place",
+  "emb_count", "emb_place", "emb_sort", "emb_gather_f32", "emb_gather_f64",
   "combine_count", "scan_part", "scan_top", "scan_apply", "combine_place", "combine_sort", "combine_gather_f32",
 ];
 
@@ -485,9 +486,28 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       onDevice([w, idx], [out], ([pw, pi], [po]) => d.launch(k[`embsum_${t(w)}`]!, elems(rows * cols), 256, [{ p: pw! }, { p: pi! }, { p: po! }, { i32: rows }, { i32: cols }, { i32: per }]));
     },
     embeddingSumBackward(dout, idx, dw, cols, per) {
-      const rows = idx.length / per, vocab = dw.length / cols;
-      onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
-        d.launch(k[`embsum_backward_${t(dw)}`]!, Math.max(1, Math.min(vocab, 1 << 20)), 256, [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]);
+      const rows = idx.length / per, vocab = dw.length / cols, n = idx.length, grid = Math.max(1, Math.min(vocab, 1 << 20));
+      const args = (pd: bigint, pi: bigint, pw: bigint): KernelArg[] => [{ p: pd }, { p: pi }, { p: pw }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }];
+      // the scan reads every index once per vocabulary row: one launch, for small vocab x indices (grok's 226 x 10214);
+      // past 2^26 index reads, rows' lists by counting sort (kernels.cu says how)
+      if (vocab * n <= 2 ** 26) {
+        onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => d.launch(k[`embsum_backward_${t(dw)}`]!, grid, 256, args(pd!, pi!, pw!)));
+        return;
+      }
+      const chunks = Math.ceil(vocab / 1024);
+      scratch([vocab * 4, (vocab + 1) * 4, vocab * 4, n * 4, chunks * 4], ([cnt, start, cur, list, part]) => {
+        d.zero(cnt!, vocab * 4);
+        d.zero(cur!, vocab * 4);
+        onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
+          d.launch(k.emb_count!, elems(n), 256, [{ p: pi! }, { i64: n }, { i32: vocab }, { p: cnt! }]);
+          d.launch(k.scan_part!, perThread(chunks), 128, [{ p: cnt! }, { i32: vocab }, { p: part! }]);
+          d.launch(k.scan_top!, 1, 32, [{ p: part! }, { i32: vocab }, { p: start! }]);
+          d.launch(k.scan_apply!, perThread(chunks), 128, [{ p: cnt! }, { i32: vocab }, { p: part! }, { p: start! }]);
+          d.launch(k.emb_place!, elems(n), 256, [{ p: pi! }, { i64: n }, { i32: vocab }, { p: start! }, { p: cur! }, { p: list! }]);
+          d.launch(k.emb_sort!, grid, 256, [{ p: start! }, { i32: vocab }, { p: list! }]);
+          const [p0, p1, p2, ...rest] = args(pd!, pi!, pw!);
+          d.launch(k[`emb_gather_${t(dw)}`]!, grid, 256, [p0!, p1!, { p: start! }, { p: list! }, p2!, ...rest]);
+        });
       });
     },
     adamw(w, g, m, v, s) {

@@ -151,42 +151,104 @@ extern "C" __global__ void embsum_f32(const float* w, const int* idx, float* out
 extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* out, int rows, int cols, int per) { embsum_any<double>(w, idx, out, rows, cols, per, true); }
 
 // dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order (the wasm kernel's additions:
-// bit-identical, deterministic, no atomics). One block per vocabulary row v: it reads the indices 256 at a time,
-// lists the matches in order in shared memory (ballot and popc), then each thread adds them into its columns,
-// held in registers across tiles. Each index is read once per row and column group: O(vocab * n / 256) steps, not
-// one n-long scan per (v, c). Launch with 256 threads.
+// bit-identical, deterministic, no float atomics). Two ways to find a row's matches, both launched with 256 threads:
+// - embsum_backward (small vocab x indices, grok's): one block per vocabulary row reads the indices 256 at a time,
+//   lists the matches in order in shared memory (ballot and popc), then each thread adds them into its columns, held
+//   in registers across tiles: O(vocab * n / 256) steps, in one launch.
+// - a vocabulary's worth (an LM's): the indices counted per row (emb_count), scanned into starts, placed by atomics
+//   (emb_place), each row's list sorted back into index order (emb_sort, in shared memory up to EMB_SORT), then one
+//   block per row adds its list (emb_gather): O(n) work. A row matched more than EMB_SORT times scans as above.
 #define EMB_TILE 256
+#define EMB_SORT 2048
 template <typename T>
-__device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
+__device__ void emb_row_scan(const T* dout, const int* idx, T* dw, int cols, int per, long long n, int v) {
   __shared__ int hits[EMB_TILE];
   __shared__ int warp_base[EMB_TILE / 32 + 1];
-  const long long n = (long long)rows * per;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
-    for (int c0 = 0; c0 < cols; c0 += EMB_TILE) {
-      const int c = c0 + threadIdx.x;
-      T* out = dw + (long long)v * cols + c;
-      T acc = c < cols ? *out : (T)0;
-      for (long long a0 = 0; a0 < n; a0 += EMB_TILE) {
-        const long long a = a0 + threadIdx.x;
-        const bool hit = a < n && idx[a] == v;
-        const unsigned ballot = __ballot_sync(0xffffffffu, hit);
-        __syncthreads(); // the previous tile's hits are consumed
-        if (lane == 0) warp_base[w] = __popc(ballot);
-        __syncthreads();
-        if (threadIdx.x == 0) { int t = 0; for (int i = 0; i < EMB_TILE / 32; i++) { const int b = warp_base[i]; warp_base[i] = t; t += b; } warp_base[EMB_TILE / 32] = t; }
-        __syncthreads();
-        if (hit) hits[warp_base[w] + __popc(ballot & ((1u << lane) - 1u))] = (int)(a / per); // its row
-        __syncthreads();
-        const int m = warp_base[EMB_TILE / 32];
-        if (c < cols) for (int j = 0; j < m; j++) acc = acc + dout[(long long)hits[j] * cols + c];
-      }
-      if (c < cols) *out = acc;
+  for (int c0 = 0; c0 < cols; c0 += EMB_TILE) {
+    const int c = c0 + threadIdx.x;
+    T* out = dw + (long long)v * cols + c;
+    T acc = c < cols ? *out : (T)0;
+    for (long long a0 = 0; a0 < n; a0 += EMB_TILE) {
+      const long long a = a0 + threadIdx.x;
+      const bool hit = a < n && idx[a] == v;
+      const unsigned ballot = __ballot_sync(0xffffffffu, hit);
+      __syncthreads(); // the previous tile's hits are consumed
+      if (lane == 0) warp_base[w] = __popc(ballot);
+      __syncthreads();
+      if (threadIdx.x == 0) { int t = 0; for (int i = 0; i < EMB_TILE / 32; i++) { const int b = warp_base[i]; warp_base[i] = t; t += b; } warp_base[EMB_TILE / 32] = t; }
+      __syncthreads();
+      if (hit) hits[warp_base[w] + __popc(ballot & ((1u << lane) - 1u))] = (int)(a / per); // its row
+      __syncthreads();
+      const int m = warp_base[EMB_TILE / 32];
+      if (c < cols) for (int j = 0; j < m; j++) acc = acc + dout[(long long)hits[j] * cols + c];
     }
+    if (c < cols) *out = acc;
   }
+}
+template <typename T>
+__device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
+  for (int v = blockIdx.x; v < vocab; v += gridDim.x) emb_row_scan(dout, idx, dw, cols, per, (long long)rows * per, v);
 }
 extern "C" __global__ void embsum_backward_f32(const float* dout, const int* idx, float* dw, int rows, int cols, int per, int vocab) { embsum_backward_any<float>(dout, idx, dw, rows, cols, per, vocab); }
 extern "C" __global__ void embsum_backward_f64(const double* dout, const int* idx, double* dw, int rows, int cols, int per, int vocab) { embsum_backward_any<double>(dout, idx, dw, rows, cols, per, vocab); }
+
+// cnt[v] = how many indices are v (cnt zeroed; integer atomics: exact). Indices outside [0, vocab) (the op layer
+// refuses them) are skipped, as the scan skips them.
+extern "C" __global__ void emb_count(const int* idx, long long n, int vocab, int* cnt) {
+  for (long long a = blockIdx.x * (long long)blockDim.x + threadIdx.x; a < n; a += (long long)gridDim.x * blockDim.x) {
+    const int v = idx[a];
+    if (v >= 0 && v < vocab) atomicAdd(cnt + v, 1);
+  }
+}
+// list[start[v] ..] = the positions a with idx[a] = v, in any order (cur zeroed)
+extern "C" __global__ void emb_place(const int* idx, long long n, int vocab, const int* start, int* cur, int* list) {
+  for (long long a = blockIdx.x * (long long)blockDim.x + threadIdx.x; a < n; a += (long long)gridDim.x * blockDim.x) {
+    const int v = idx[a];
+    if (v >= 0 && v < vocab) list[start[v] + atomicAdd(cur + v, 1)] = (int)a;
+  }
+}
+// each row's list of at most EMB_SORT positions sorted ascending (bitonic, in shared memory): (r, j) order again
+extern "C" __global__ void emb_sort(const int* start, int vocab, int* list) {
+  __shared__ int s[EMB_SORT];
+  for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
+    const int a0 = start[v], c = start[v + 1] - a0;
+    if (c < 2 || c > EMB_SORT) continue; // the same for the whole block
+    int m = 2;
+    while (m < c) m <<= 1;
+    for (int i = threadIdx.x; i < m; i += blockDim.x) s[i] = i < c ? list[a0 + i] : 0x7fffffff;
+    __syncthreads();
+    for (int k = 2; k <= m; k <<= 1)
+      for (int j = k >> 1; j > 0; j >>= 1) {
+        for (int i = threadIdx.x; i < m; i += blockDim.x) {
+          const int q = i ^ j;
+          if (q > i) {
+            const int x = s[i], y = s[q];
+            if ((i & k) == 0 ? x > y : x < y) { s[i] = y; s[q] = x; }
+          }
+        }
+        __syncthreads();
+      }
+    for (int i = threadIdx.x; i < c; i += blockDim.x) list[a0 + i] = s[i];
+    __syncthreads(); // read out before the next row loads
+  }
+}
+template <typename T>
+__device__ void emb_gather_any(const T* dout, const int* idx, const int* start, const int* list, T* dw, int rows, int cols, int per, int vocab) {
+  for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
+    const int a0 = start[v], c = start[v + 1] - a0;
+    if (c == 0) continue;
+    if (c > EMB_SORT) { emb_row_scan(dout, idx, dw, cols, per, (long long)rows * per, v); continue; } // unsorted list
+    for (int col = threadIdx.x; col < cols; col += blockDim.x) {
+      T* out = dw + (long long)v * cols + col;
+      T acc = *out;
+      for (int e = 0; e < c; e++) acc = acc + dout[(long long)(list[a0 + e] / per) * cols + col];
+      *out = acc;
+    }
+  }
+}
+extern "C" __global__ void emb_gather_f32(const float* dout, const int* idx, const int* start, const int* list, float* dw, int rows, int cols, int per, int vocab) { emb_gather_any<float>(dout, idx, start, list, dw, rows, cols, per, vocab); }
+extern "C" __global__ void emb_gather_f64(const double* dout, const int* idx, const int* start, const int* list, double* dw, int rows, int cols, int per, int vocab) { emb_gather_any<double>(dout, idx, start, list, dw, rows, cols, per, vocab); }
 
 // ⊥Grad in one block: proj = w.g / (w.w + 1e-30); g = (g - proj w) * |g| / (|g - proj w| + 1e-30), sums in f64.
 template <typename T>
