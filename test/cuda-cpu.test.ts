@@ -144,6 +144,17 @@ if (cpuCudaUnavailable === null) {
       }
     });
 
+    test("expert choice at 256 experts: dispatch in chunks of 512 (256 would need 2^20+ histogram entries), as wasm and the emulated kernels", async () => {
+      const r = uniform(29), T = 5000, E = 256, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 16) / 4);
+      expect(Math.ceil((T * E) / 256) * E).toBeGreaterThan(2 ** 20);
+      const [a, e, w] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => route(z, { experts: E, k: 2, expertChoice: true, capacityFactor: 1.5 }));
+      for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) {
+        expect(a![key], key).toEqual(w![key] as never);
+        expect(e![key], key).toEqual(w![key] as never);
+      }
+      near(a!.weights, w!.weights, 1e-6);
+    }, 60_000);
+
     test("matmul by the GEMM kernel: every transpose and accumulate, f32 and f64, row tiles past gridDim.y (65535), within the GEMM bound", async () => {
       const r = uniform(24);
       for (const [m, k, n] of [[17, 33, 9], [65535 * 16 + 17, 2, 1]] as const) for (const f64 of [false, true]) for (const [transA, transB, accumulate] of [[false, false, false], [true, false, true], [false, true, false], [true, true, true]]) {

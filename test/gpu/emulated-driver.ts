@@ -295,7 +295,7 @@ export function emulatedDriver(): EmulatedDriver {
   /** The router's kernels (route_*, dispatch_*, combine_*, scan_*, update_bias) and the embedding lists' (emb_count, emb_place, emb_sort), each as kernels.cu computes it. */
   function router(name: string, p: (i: number) => bigint, n: (i: number) => number, args: KernelArg[]) {
     const opt = <T>(i: number, view: (q: bigint) => T) => (p(i) === 0n ? null : view(p(i)));
-    const CH = 256, SC = 1024;
+    const SC = 1024;
     switch (name) {
       case "route_score_f32": {
         const z = f32(p(0)), [T, E, mode, scale] = [n(1), n(2), n(3), n(4)], s = f32(p(5)), inv = f64(p(6)), lse = f64(p(7));
@@ -370,7 +370,7 @@ export function emulatedDriver(): EmulatedDriver {
         return;
       }
       case "dispatch_count": {
-        const experts = i32(p(0)), [len, E] = [n(1), n(2)], hist = i32(p(3)), neg = i32(p(4));
+        const experts = i32(p(0)), [len, E, CH] = [n(1), n(2), n(3)], hist = i32(p(4)), neg = i32(p(5));
         for (let c = 0; c * CH < len; c++) {
           hist.fill(0, c * E, (c + 1) * E);
           let ng = 0;
@@ -409,7 +409,7 @@ export function emulatedDriver(): EmulatedDriver {
         return;
       }
       case "dispatch_place": {
-        const experts = i32(p(0)), weights = f32(p(1)), [len, E, cap] = [n(2), n(3), n(4)], cur = i32(p(5)), base = i32(p(6)), offsets = i32(p(7)), neg = i32(p(8)), order = i32(p(9));
+        const experts = i32(p(0)), weights = f32(p(1)), [len, E, CH, cap] = [n(2), n(3), n(4), n(5)], cur = i32(p(6)), base = i32(p(7)), offsets = i32(p(8)), neg = i32(p(9)), order = i32(p(10));
         for (let c = 0; c * CH < len; c++) {
           for (let e = 0; e < E; e++) cur[c * E + e] = base[c * E + e]!;
           let tail = neg[c]!;

@@ -1340,18 +1340,18 @@ extern "C" __global__ void route_ec_stats(int* pre, int E, int cap, const int* u
   stats[0] = (double)untaken[0];
 }
 
-// ---- dispatch (routeDispatch): chunks of 256 assignments. hist[c, e] = chunk c's assignments to e, neg[c] = its
-// -1 slots; per expert an exclusive scan over chunks gives each assignment's rank among e's, so the capacity drops
-// the same assignments as a walk in order; then each chunk places its own in order.
-#define DISPATCH_CHUNK 256
-extern "C" __global__ void dispatch_count(const int* experts, int n, int E, int* hist, int* neg) {
-  const int chunks = (n + DISPATCH_CHUNK - 1) / DISPATCH_CHUNK;
+// ---- dispatch (routeDispatch): chunks of `chunk` assignments (256, more when chunks x E would make hist large).
+// hist[c, e] = chunk c's assignments to e, neg[c] = its -1 slots; per expert an exclusive scan over chunks gives each
+// assignment's rank among e's, so the capacity drops the same assignments as a walk in order; then each chunk places
+// its own in order.
+extern "C" __global__ void dispatch_count(const int* experts, int n, int E, int chunk, int* hist, int* neg) {
+  const int chunks = (int)(((long long)n + chunk - 1) / chunk);
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
     int* h = hist + (long long)c * E;
     for (int e = 0; e < E; e++) h[e] = 0;
     int ng = 0;
-    const int end = min(n, (c + 1) * DISPATCH_CHUNK);
-    for (int a = c * DISPATCH_CHUNK; a < end; a++) { const int e = experts[a]; if (e < 0) ng++; else h[e]++; }
+    const long long end = min((long long)n, (long long)(c + 1) * chunk);
+    for (long long a = (long long)c * chunk; a < end; a++) { const int e = experts[a]; if (e < 0) ng++; else h[e]++; }
     neg[c] = ng;
   }
 }
@@ -1392,30 +1392,42 @@ extern "C" __global__ void dispatch_drops(const int* hist, const int* base, int 
   }
 }
 
-// one thread: offsets = exclusive cumsum of counts (offsets[E] = kept); neg[c] becomes where chunk c's unplaced
-// assignments (dropped or -1) start in order; stats[0] (when given) = the dropped count
+// one block of 1024 threads: offsets = exclusive cumsum of counts (offsets[E] = kept); neg[c] becomes where chunk
+// c's unplaced assignments (dropped or -1) start in order (each thread a run of chunks, thread 0 scans the runs);
+// stats[0] (when given) = the dropped count
 extern "C" __global__ void dispatch_offsets(const int* counts, const int* total, int E, int chunks, int* offsets, int* neg, double* stats) {
-  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  __shared__ int runs[1024];
+  if (blockIdx.x != 0) return;
+  const int per = (chunks + blockDim.x - 1) / blockDim.x, c0 = min(chunks, (int)threadIdx.x * per), c1 = min(chunks, c0 + per);
   int acc = 0;
-  long long dropped = 0;
-  for (int e = 0; e < E; e++) { offsets[e] = acc; acc += counts[e]; dropped += total[e] - counts[e]; }
-  offsets[E] = acc;
-  int tail = acc;
-  for (int c = 0; c < chunks; c++) { const int v = neg[c]; neg[c] = tail; tail += v; }
-  if (stats) stats[0] = (double)dropped;
+  for (int c = c0; c < c1; c++) acc += neg[c];
+  runs[threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int kept = 0;
+    long long dropped = 0;
+    for (int e = 0; e < E; e++) { offsets[e] = kept; kept += counts[e]; dropped += total[e] - counts[e]; }
+    offsets[E] = kept;
+    int tail = kept;
+    for (int i = 0; i < (int)blockDim.x; i++) { const int v = runs[i]; runs[i] = tail; tail += v; }
+    if (stats) stats[0] = (double)dropped;
+  }
+  __syncthreads();
+  acc = runs[threadIdx.x];
+  for (int c = c0; c < c1; c++) { const int v = neg[c]; neg[c] = acc; acc += v; }
 }
 
 // per chunk, in assignment order: a kept one to offsets[e] + its rank; a dropped one (experts -1, weight 0) or a
 // -1 slot to the tail. hist is the chunk's cursor.
-extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, int E, int cap, int* hist, const int* base, const int* offsets,
+extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, int E, int chunk, int cap, int* hist, const int* base, const int* offsets,
     const int* neg, int* order) {
-  const int chunks = (n + DISPATCH_CHUNK - 1) / DISPATCH_CHUNK;
+  const int chunks = (int)(((long long)n + chunk - 1) / chunk);
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
     int* cur = hist + (long long)c * E;
     for (int e = 0; e < E; e++) cur[e] = base[(long long)c * E + e];
     int tail = neg[c];
-    const int end = min(n, (c + 1) * DISPATCH_CHUNK);
-    for (int a = c * DISPATCH_CHUNK; a < end; a++) {
+    const int end = (int)min((long long)n, (long long)(c + 1) * chunk);
+    for (int a = c * chunk; a < end; a++) {
       const int e = experts[a];
       if (e < 0) { order[tail++] = a; continue; }
       const int r = cur[e]++;
