@@ -131,7 +131,7 @@ export const KERNELS = [
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
   "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
-  "quant_stochastic_f32", "uniforms_f32", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
+  "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
   "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets", "dispatch_place",
   "emb_count", "emb_place", "emb_sort", "emb_gather_f32", "emb_gather_f64",
@@ -444,7 +444,12 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       onDevice([], [out], (_, [po]) => d.launch(k.uniforms_f32!, elems(out.length), 256, [{ p: po! }, { i64: out.length }, { i32: seed | 0 }]));
     },
     absmaxCenter(absmax, centered, offset) {
-      onDevice([absmax], [centered, offset], ([pa], [pc, po]) => d.launch(k.absmax_center_f32!, 1, 256, [{ p: pa! }, { i64: absmax.length }, { p: pc! }, { p: po! }]));
+      const n = absmax.length, parts = Math.ceil(n / 4096); // ABSMAX_CHUNK
+      scratch(parts * 8, ([part]) => onDevice([absmax], [centered, offset], ([pa], [pc, po]) => {
+        d.launch(k.absmax_part!, perThread(parts), 128, [{ p: pa! }, { i64: n }, { p: part! }]);
+        d.launch(k.absmax_mean!, 1, 32, [{ p: part! }, { i64: n }, { p: po! }]);
+        d.launch(k.absmax_center_f32!, elems(n), 256, [{ p: pa! }, { i64: n }, { p: po! }, { p: pc! }]);
+      }));
     },
     absmaxUncenter(x, offset) {
       onDevice([x, offset], [x], ([px, po]) => d.launch(k.absmax_uncenter_f32!, elems(x.length), 256, [{ p: px! }, { i64: x.length }, { p: po! }]));

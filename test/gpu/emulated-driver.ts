@@ -688,12 +688,16 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name === "uniforms_f32") {
         const out = f32(p(0)), len = n(1), seed = n(2);
         for (let i = 0; i < len; i++) out[i] = Math.floor(hash01(seed, i) * 16777216) / 16777216;
-      } else if (name === "absmax_center_f32") {
-        const am = f32(p(0)), len = n(1), centered = f32(p(2)), offset = f32(p(3));
+      } else if (name === "absmax_part") {
+        const am = f32(p(0)), len = n(1), part = f64(p(2));
+        for (let c = 0; c * 4096 < len; c++) { let s = 0; for (let i = c * 4096; i < Math.min(len, (c + 1) * 4096); i++) s += am[i]!; part[c] = s; }
+      } else if (name === "absmax_mean") {
+        const part = f64(p(0)), len = n(1);
         let sum = 0;
-        for (let i = 0; i < len; i++) sum += am[i]!;
-        const o = fr(sum / len);
-        offset[0] = o;
+        for (let c = 0; c * 4096 < len; c++) sum += part[c]!;
+        f32(p(2))[0] = fr(sum / len);
+      } else if (name === "absmax_center_f32") {
+        const am = f32(p(0)), len = n(1), o = f32(p(2))[0]!, centered = f32(p(3));
         for (let i = 0; i < len; i++) centered[i] = fr(am[i]! - o);
       } else if (name === "absmax_uncenter_f32") {
         const xx = f32(p(0)), o = f32(p(2))[0]!;

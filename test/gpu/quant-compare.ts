@@ -71,6 +71,11 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
           }
         }
       }
+      if (!device) { // double quantization past one centring chunk: 4200 absmax values, summed in chunks of 4096
+        const rng = new Rng(5), x = Float32Array.from({ length: 64 * 4200 }, () => rng.normal() * 2);
+        const dq = quantize4bit(x, { blockSize: 64, type: "nf4", doubleQuant: true });
+        out["host nf4 double-quant 4200 blocks"] = [...bytes(dq.packed), ...bytes(absmaxOf(dq)), ...bytes(dequantize4bit(dq))];
+      }
       // 8-bit Adam (block-wise states; tensors under minSize8bit on f32 states), NaN and Infinity gradients, decay,
       // blocks past the 4096 moments the CUDA kernel keeps in registers
       for (const o of [{}, { blockSize: 64, weightDecay: 0.1 }, { code: "linear" as const, blockSize: 4096 }, { blockSize: 8192 }]) {

@@ -78,7 +78,7 @@ type WithBad<F> = F extends (...a: infer A) => number ? (...a: [...A, bad: Int32
 export type QuantKernels = Omit<QuantKernelsReturning, Quantizer> & { [K in Quantizer]: WithBad<QuantKernelsReturning[K]> } & {
   /** out[i] = floor(hash01(seed, i) * 2^24) / 2^24: the stochastic-rounding draws of (seed, i), exact in f32. */
   uniforms(out: Float32Array, seed: number): void;
-  /** Double quantization's centring: offset[0] = f32(mean of absmax) (f64 sum in order), centered = absmax - offset in f32. */
+  /** Double quantization's centring: offset[0] = f32(mean of absmax) (f64 sums of chunks of 4096 in order, then of the chunks' sums in order), centered = absmax - offset in f32. */
   absmaxCenter(absmax: Float32Array, centered: Float32Array, offset: Float32Array): void;
   /** x[i] = f32(x[i] + offset[0]), in place (undoing absmaxCenter after dequantization). */
   absmaxUncenter(x: Float32Array, offset: Float32Array): void;

@@ -798,16 +798,27 @@ extern "C" __global__ void uniforms_f32(float* out, long long n, int seed) {
 
 // Double quantization's centring (as backends/host/quant.ts): offset = f32(mean of absmax) with the f64 sum in
 // index order, so one thread sums (absmax has one value per block: n / blockSize), then centered = absmax - offset.
-extern "C" __global__ void absmax_center_f32(const float* absmax, long long n, float* centered, float* offset) {
-  __shared__ float o;
-  if (threadIdx.x == 0) {
+// Double quantization's centring, offset = f32(mean of absmax), in the host kernel's order: f64 sums of chunks of
+// ABSMAX_CHUNK in order (absmax_part, a thread per chunk), the chunks' sums added in order (absmax_mean, one thread),
+// then centered = absmax - offset (absmax_center_f32).
+#define ABSMAX_CHUNK 4096
+extern "C" __global__ void absmax_part(const float* absmax, long long n, double* part) {
+  const long long parts = (n + ABSMAX_CHUNK - 1) / ABSMAX_CHUNK;
+  for (long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x; c < parts; c += (long long)gridDim.x * blockDim.x) {
     double s = 0;
-    for (long long i = 0; i < n; i++) s += absmax[i];
-    o = (float)(s / (double)n);
-    offset[0] = o;
+    for (long long i = c * ABSMAX_CHUNK; i < min(n, (c + 1) * ABSMAX_CHUNK); i++) s += absmax[i];
+    part[c] = s;
   }
-  __syncthreads();
-  for (long long i = threadIdx.x; i < n; i += blockDim.x) centered[i] = absmax[i] - o;
+}
+extern "C" __global__ void absmax_mean(const double* part, long long n, float* offset) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double s = 0;
+  for (long long c = 0; c < (n + ABSMAX_CHUNK - 1) / ABSMAX_CHUNK; c++) s += part[c];
+  offset[0] = (float)(s / (double)n);
+}
+extern "C" __global__ void absmax_center_f32(const float* absmax, long long n, const float* offset, float* centered) {
+  const float o = offset[0];
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) centered[i] = absmax[i] - o;
 }
 extern "C" __global__ void absmax_uncenter_f32(float* x, long long n, const float* offset) {
   const float o = offset[0];

@@ -30,6 +30,9 @@ export function badIntoArray<K extends Partial<QuantKernelsReturning>>(k: K): Pa
   return out as Partial<QuantKernels>;
 }
 
+/** absmaxCenter's summation chunk (kernels.cu's ABSMAX_CHUNK). */
+const ABSMAX_CHUNK = 4096;
+
 /** The whole quant family for a host-memory backend from its quantizers. */
 export function hostQuant(k: QuantKernelsReturning): QuantKernels {
   return {
@@ -38,8 +41,12 @@ export function hostQuant(k: QuantKernelsReturning): QuantKernels {
       for (let i = 0; i < out.length; i++) out[i] = Math.floor(hash01(seed, i) * 16777216) / 16777216;
     },
     absmaxCenter(absmax, centered, offset) {
-      let s = 0;
-      for (let i = 0; i < absmax.length; i++) s += absmax[i]!;
+      let s = 0; // chunks' f64 sums in order, then the chunks' sums in order: a GPU adds the chunks in parallel
+      for (let c = 0; c < absmax.length; c += ABSMAX_CHUNK) {
+        let part = 0;
+        for (let i = c; i < Math.min(absmax.length, c + ABSMAX_CHUNK); i++) part += absmax[i]!;
+        s += part;
+      }
       const o = Math.fround(s / absmax.length);
       offset[0] = o;
       for (let i = 0; i < absmax.length; i++) centered[i] = absmax[i]! - o;
