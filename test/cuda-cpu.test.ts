@@ -232,11 +232,13 @@ if (cpuCudaUnavailable === null) {
       expectClose(g!, h!);
     }, 60_000);
 
-    test("topk: k <= 32 on long rows (a warp per row), k > 32 (device scratch), unsorted: as wasm; then every kernel the backend loads has run here", async () => {
-      const r = uniform(26), x = Float32Array.from({ length: 50 * 700 }, () => Math.round(r() * 40));
-      for (const o of [{ k: 32 }, { k: 5, sorted: false }, { k: 40 }, { k: 40, sorted: false }]) {
-        const [a, b] = await on(["cuda-cpu", "wasm"], () => topk(x, { cols: 700, ...o }));
-        expect(a).toEqual(b!);
+    test("topk: long rows by a warp (k <= 32) or a block (k <= 1024, radix select), short rows with k > 32 (device scratch), ties, NaN, ±Infinity, unsorted: as wasm; then every kernel the backend loads has run here", async () => {
+      const r = uniform(26), x = Float32Array.from({ length: 50 * 2100 }, (_, i) => (i % 97 === 5 ? NaN : i % 89 === 3 ? -Infinity : i % 83 === 1 ? Infinity : Math.round(r() * 40)));
+      for (const [cols, o] of [[700, { k: 32 }], [700, { k: 5, sorted: false }], [700, { k: 40 }], [700, { k: 40, sorted: false }], [700, { k: 700 }], [700, { k: 699, sorted: false }],
+        [2100, { k: 1024 }], [2100, { k: 1000, sorted: false }], [100, { k: 40 }], [100, { k: 33, sorted: false }]] as const) {
+        // values as bits: toEqual calls typed arrays holding NaN unequal
+        const [a, b] = await on(["cuda-cpu", "wasm"], () => { const t = topk(x.subarray(0, 50 * cols), { cols, ...o }); return [new Uint32Array(t.values.buffer), t.indices]; });
+        expect(a, `${cols} ${JSON.stringify(o)}`).toEqual(b!);
       }
       const launched = new Set((await cpuCuda()).launches);
       expect(KERNELS.filter((k) => !launched.has(k))).toEqual([]);

@@ -129,7 +129,7 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
-  "topk_f32", "topk_warp_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
@@ -394,9 +394,11 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       }));
     },
     topk(x, values, indices, r, cols, kk, sorted) {
-      // long rows: a warp per row; else a thread per row, keys in registers (k <= 32) or device scratch
-      if (kk <= 32 && cols >= 128) {
-        onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(k.topk_warp_f32!, Math.max(1, Math.min(Math.ceil(r / 4), 65535)), 128,
+      // long rows: a warp per row (k <= 32) or a block per row (k <= 1024); else a thread per row, keys in registers
+      // (k <= 32) or device scratch
+      if (kk <= 1024 && cols >= 128) {
+        const warp = kk <= 32, grid = Math.max(1, Math.min(warp ? Math.ceil(r / 4) : r, 65535));
+        onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(warp ? k.topk_warp_f32! : k.topk_block_f32!, grid, warp ? 128 : 256,
           [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }]));
         return;
       }
@@ -499,7 +501,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       const args = (pd: bigint, pi: bigint, pw: bigint): KernelArg[] => [{ p: pd }, { p: pi }, { p: pw }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }];
       // the scan reads every index once per vocabulary row: one launch, for small vocab x indices (grok's 226 x 10214);
       // past 2^26 index reads, rows' lists by counting sort (kernels.cu says how)
-      if (vocab * n <= 2 ** 26) {
+      if (vocab * n <= 2 ** 26 || n >= 2 ** 31) { // the lists hold positions as int
         onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => d.launch(k[`embsum_backward_${t(dw)}`]!, grid, 256, args(pd!, pi!, pw!)));
         return;
       }

@@ -31,7 +31,7 @@ const SCALARS: Record<string, ArgKind> = { int: "i32", "long long": "i64", float
 
 /** Every `extern "C" __global__` kernel of the source: its name, parameters' C types and the KernelArg each takes. */
 export function kernelSignatures(src: string): Array<{ name: string; types: string[]; kinds: ArgKind[] }> {
-  return [...src.matchAll(/extern "C" __global__ void (\w+)\(([^)]*)\)/g)].map(([, name, params]) => {
+  return [...src.matchAll(/extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)/g)].map(([, name, params]) => {
     const types = params!.split(",").map((p) => p.trim().replace(/\s*\b\w+$/, "")); // drop the parameter's name
     const kinds = types.map((t) => {
       const k = t.includes("*") ? "p" : SCALARS[t];

@@ -82,14 +82,14 @@ __device__ void stablemax_row(const T* __restrict__ x, T* __restrict__ y, int co
   }
 }
 
-extern "C" __global__ void softmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 0); }
-extern "C" __global__ void softmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 0); }
-extern "C" __global__ void logsoftmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 1); }
-extern "C" __global__ void logsoftmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 1); }
-extern "C" __global__ void stablemax_f32(const float* x, float* y, int cols) { stablemax_row<float>(x, y, cols, 0); }
-extern "C" __global__ void stablemax_f64(const double* x, double* y, int cols) { stablemax_row<double>(x, y, cols, 0); }
-extern "C" __global__ void logstablemax_f32(const float* x, float* y, int cols) { stablemax_row<float>(x, y, cols, 1); }
-extern "C" __global__ void logstablemax_f64(const double* x, double* y, int cols) { stablemax_row<double>(x, y, cols, 1); }
+extern "C" __global__ void __launch_bounds__(1024) softmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 0); }
+extern "C" __global__ void __launch_bounds__(1024) softmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 0); }
+extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 1); }
+extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 1); }
+extern "C" __global__ void __launch_bounds__(1024) stablemax_f32(const float* x, float* y, int cols) { stablemax_row<float>(x, y, cols, 0); }
+extern "C" __global__ void __launch_bounds__(1024) stablemax_f64(const double* x, double* y, int cols) { stablemax_row<double>(x, y, cols, 0); }
+extern "C" __global__ void __launch_bounds__(1024) logstablemax_f32(const float* x, float* y, int cols) { stablemax_row<float>(x, y, cols, 1); }
+extern "C" __global__ void __launch_bounds__(1024) logstablemax_f64(const double* x, double* y, int cols) { stablemax_row<double>(x, y, cols, 1); }
 
 // Elementwise, grid-stride. relu: y = max(x, 0) with NaN kept and -0 -> +0; backward: dx = dy where x > 0.
 template <typename T>
@@ -149,6 +149,23 @@ __device__ void embsum_any(const T* w, const int* idx, T* out, int rows, int col
 }
 extern "C" __global__ void embsum_f32(const float* w, const int* idx, float* out, int rows, int cols, int per) { embsum_any<float>(w, idx, out, rows, cols, per, false); }
 extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* out, int rows, int cols, int per) { embsum_any<double>(w, idx, out, rows, cols, per, true); }
+
+// Sort s[0..m) (m a power of two, at most a few thousand) in shared memory, ascending or descending: a bitonic
+// network over the whole block, a barrier per step (every thread of the block must call it).
+template <typename T>
+__device__ void block_bitonic(T* s, int m, bool descending) {
+  for (int w = 2; w <= m; w <<= 1)
+    for (int j = w >> 1; j > 0; j >>= 1) {
+      for (int i = threadIdx.x; i < m; i += blockDim.x) {
+        const int q = i ^ j;
+        if (q > i) {
+          const T a = s[i], b = s[q];
+          if ((((i & w) == 0) != descending) ? a > b : a < b) { s[i] = b; s[q] = a; }
+        }
+      }
+      __syncthreads();
+    }
+}
 
 // dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order (the wasm kernel's additions:
 // bit-identical, deterministic, no float atomics). Two ways to find a row's matches, both launched with 256 threads:
@@ -218,17 +235,7 @@ extern "C" __global__ void emb_sort(const int* start, int vocab, int* list) {
     while (m < c) m <<= 1;
     for (int i = threadIdx.x; i < m; i += blockDim.x) s[i] = i < c ? list[a0 + i] : 0x7fffffff;
     __syncthreads();
-    for (int k = 2; k <= m; k <<= 1)
-      for (int j = k >> 1; j > 0; j >>= 1) {
-        for (int i = threadIdx.x; i < m; i += blockDim.x) {
-          const int q = i ^ j;
-          if (q > i) {
-            const int x = s[i], y = s[q];
-            if ((i & k) == 0 ? x > y : x < y) { s[i] = y; s[q] = x; }
-          }
-        }
-        __syncthreads();
-      }
+    block_bitonic(s, m, false);
     for (int i = threadIdx.x; i < c; i += blockDim.x) list[a0 + i] = s[i];
     __syncthreads(); // read out before the next row loads
   }
@@ -266,8 +273,8 @@ __device__ void orthogonalize_any(const T* w, T* g, long long n) {
   const double scale = sqrt(gg) / (sqrt(oo) + 1e-30);
   for (long long i = threadIdx.x; i < n; i += blockDim.x) g[i] = (T)(((double)g[i] - proj * (double)w[i]) * scale);
 }
-extern "C" __global__ void orthogonalize_f32(const float* w, float* g, long long n) { orthogonalize_any<float>(w, g, n); }
-extern "C" __global__ void orthogonalize_f64(const double* w, double* g, long long n) { orthogonalize_any<double>(w, g, n); }
+extern "C" __global__ void __launch_bounds__(1024) orthogonalize_f32(const float* w, float* g, long long n) { orthogonalize_any<float>(w, g, n); }
+extern "C" __global__ void __launch_bounds__(1024) orthogonalize_f64(const double* w, double* g, long long n) { orthogonalize_any<double>(w, g, n); }
 // The same over many blocks, for large n: ortho_part writes each block's (w.g, w.w, g.g); ortho_residual folds them
 // (every block alike: a fixed tree) and writes each block's |g - proj w|^2; ortho_apply folds both and updates g.
 __device__ double fold(const double* part, int stride, int parts) {
@@ -318,8 +325,8 @@ __device__ void max_into_any(double* dst, const T* src, long long n, int abs_) {
   m = block_max(m);
   if (threadIdx.x == 0) dst[0] = nan_max(dst[0], n > 0 ? m : dst[0]);
 }
-extern "C" __global__ void max_into_f32(double* dst, const float* src, long long n, int abs_) { max_into_any<float>(dst, src, n, abs_); }
-extern "C" __global__ void max_into_f64(double* dst, const double* src, long long n, int abs_) { max_into_any<double>(dst, src, n, abs_); }
+extern "C" __global__ void __launch_bounds__(1024) max_into_f32(double* dst, const float* src, long long n, int abs_) { max_into_any<float>(dst, src, n, abs_); }
+extern "C" __global__ void __launch_bounds__(1024) max_into_f64(double* dst, const double* src, long long n, int abs_) { max_into_any<double>(dst, src, n, abs_); }
 // Large n over many blocks: part[b] = block b's maximum (grid-stride), then max_into_finish folds the parts into
 // dst[0] (one block). Max is order-free, NaN sticks: the same value as one block.
 template <typename T>
@@ -331,7 +338,7 @@ __device__ void max_part_any(const T* src, long long n, int abs_, double* part) 
 }
 extern "C" __global__ void max_part_f32(const float* src, long long n, int abs_, double* part) { max_part_any<float>(src, n, abs_, part); }
 extern "C" __global__ void max_part_f64(const double* src, long long n, int abs_, double* part) { max_part_any<double>(src, n, abs_, part); }
-extern "C" __global__ void max_into_finish(double* dst, const double* part, int parts) {
+extern "C" __global__ void __launch_bounds__(1024) max_into_finish(double* dst, const double* part, int parts) {
   double m = -(double)NUMEDGE_INF;
   for (int i = threadIdx.x; i < parts; i += blockDim.x) m = nan_max(m, part[i]);
   m = block_max(m);
@@ -584,7 +591,8 @@ __device__ void ce_softmax_f64_warp_any(const TIn* z, const int* labels, TOut* g
     __syncwarp();
     double s = 0;
     if (lane == 0) for (int i = 0; i < cols; i++) s += e[i];
-    s = __shfl_sync(ALL, s, 0); // lane 0's: it has read e before any lane goes on to write the next row
+    s = __shfl_sync(ALL, s, 0); // lane 0's
+    __syncwarp(); // lane 0 has read e before any lane writes the next row's (a shuffle does not order memory)
     const double ls = log(s), l = -(((double)zr[y] - mx) - ls);
     if (lane == 0) { st[0] = l; st[1] = s == 1.0 ? 1 : 0; st[2] = l == 0.0 ? 1 : 0; }
     if (!gr) continue;
@@ -623,7 +631,8 @@ __device__ void ce_stablemax_warp_any(const TIn* z, const int* labels, TOut* gra
     __syncwarp();
     T S = 0;
     if (lane == 0) for (int i = 0; i < cols; i++) S = S + e[i];
-    S = __shfl_sync(ALL, S, 0); // lane 0's: it has read e before any lane goes on to write the next row
+    S = __shfl_sync(ALL, S, 0); // lane 0's
+    __syncwarp(); // lane 0 has read e before any lane writes the next row's (a shuffle does not order memory)
     double* st = row_stats + 3LL * r;
     if (!(S > 0 && S < (T)NUMEDGE_INF) || !(mx < (T)NUMEDGE_INF)) {
       if (lane == 0) { st[0] = NUMEDGE_DNAN; st[1] = 0; st[2] = 0; }
@@ -704,16 +713,16 @@ __device__ void ce_wide_any(const TIn* z, const int* labels, TOut* grad, int row
     }
   }
 }
-extern "C" __global__ void ce_softmax_f32_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<float, float, float, false>(z, l, g, rows, cols, st); }
-extern "C" __global__ void ce_softmax_f64_wide(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_wide_any<double, double, double, false>(z, l, g, rows, cols, st); }
-extern "C" __global__ void ce_softmax_f32in_f64_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<double, float, float, false>(z, l, g, rows, cols, st); }
-extern "C" __global__ void ce_stablemax_f32_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<float, float, float, true>(z, l, g, rows, cols, st); }
-extern "C" __global__ void ce_stablemax_f64_wide(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_wide_any<double, double, double, true>(z, l, g, rows, cols, st); }
-extern "C" __global__ void ce_stablemax_f32in_f64_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<double, float, float, true>(z, l, g, rows, cols, st); }
+extern "C" __global__ void __launch_bounds__(1024) ce_softmax_f32_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<float, float, float, false>(z, l, g, rows, cols, st); }
+extern "C" __global__ void __launch_bounds__(1024) ce_softmax_f64_wide(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_wide_any<double, double, double, false>(z, l, g, rows, cols, st); }
+extern "C" __global__ void __launch_bounds__(1024) ce_softmax_f32in_f64_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<double, float, float, false>(z, l, g, rows, cols, st); }
+extern "C" __global__ void __launch_bounds__(1024) ce_stablemax_f32_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<float, float, float, true>(z, l, g, rows, cols, st); }
+extern "C" __global__ void __launch_bounds__(1024) ce_stablemax_f64_wide(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_wide_any<double, double, double, true>(z, l, g, rows, cols, st); }
+extern "C" __global__ void __launch_bounds__(1024) ce_stablemax_f32in_f64_wide(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_wide_any<double, float, float, true>(z, l, g, rows, cols, st); }
 
 // stats = (mean loss, collapsed share, zero-loss share) in f64. One block: each thread sums a run of rows in order,
 // then block_sum's fixed tree; deterministic (the loss's last bits may differ from wasm's chunk order; counts exact).
-extern "C" __global__ void ce_finish(const double* row_stats, int rows, double* stats) {
+extern "C" __global__ void __launch_bounds__(1024) ce_finish(const double* row_stats, int rows, double* stats) {
   const int per = (rows + blockDim.x - 1) / blockDim.x, r0 = threadIdx.x * per, r1 = min(rows, r0 + per);
   double loss = 0, sc = 0, zero = 0;
   for (int r = r0; r < r1; r++) { loss += row_stats[3LL * r]; sc += row_stats[3LL * r + 1]; zero += row_stats[3LL * r + 2]; }
@@ -1112,6 +1121,37 @@ __device__ void topk_keys(const float* x, int n, int k, long long* buf) {
   }
 }
 
+// The key of rank `rank` (1 = the largest) among key(0..n) (distinct unsigned keys, 1 <= rank <= n), for the
+// whole block: 8 passes of 8 bits, each a shared histogram of the keys matching the prefix found so far. Keys as
+// unsigned: a topk_key's signed order is the unsigned order of key ^ KEY_SIGN. Every thread gets the result.
+#define KEY_SIGN 0x8000000000000000ull
+template <typename KeyOf>
+__device__ unsigned long long block_radix_select(KeyOf key, int n, int rank, int* hist, unsigned long long* chosen_prefix, int* chosen_need) {
+  unsigned long long prefix = 0, mask = 0;
+  int need = rank; // the rank, from the top, still to find among keys matching prefix
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    for (int t = threadIdx.x; t < n; t += blockDim.x) {
+      const unsigned long long u = key(t);
+      if ((u & mask) == prefix) atomicAdd(&hist[(int)((u >> shift) & 255u)], 1);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int d = 255;
+      for (; d > 0 && hist[d] < need; d--) need -= hist[d];
+      *chosen_prefix = prefix | ((unsigned long long)d << shift);
+      *chosen_need = need;
+    }
+    __syncthreads();
+    prefix = *chosen_prefix;
+    need = *chosen_need;
+    mask |= 255ull << shift;
+    __syncthreads(); // every thread has read them before the next pass writes
+  }
+  return prefix;
+}
+
 extern "C" __global__ void topk_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted, long long* keys) {
   for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
     const float* xr = x + (long long)r * cols;
@@ -1165,6 +1205,39 @@ extern "C" __global__ void topk_warp_f32(const float* x, float* vals, int* idx, 
       idx[(long long)r * k + lane] = i;
       vals[(long long)r * k + lane] = xr[i];
     }
+  }
+}
+
+// Long rows, 32 < k <= TOPK_BLOCK_K: one block per row. The k-th best key by block_radix_select, the k keys at or
+// above it gathered into shared memory (in any order), a bitonic sort (best first; unsorted: lowest index first),
+// then the row's k written. Same keys, same selection as topk_f32.
+#define TOPK_BLOCK_K 1024
+extern "C" __global__ void topk_block_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) {
+  __shared__ int hist[256];
+  __shared__ unsigned long long chosen_prefix, sel[TOPK_BLOCK_K];
+  __shared__ int chosen_need, count;
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + (long long)r * cols;
+    const auto key = [&](int i) { return (unsigned long long)topk_key(xr[i], i) ^ KEY_SIGN; };
+    const unsigned long long thr = k >= cols ? 0ull : block_radix_select(key, cols, k, hist, &chosen_prefix, &chosen_need);
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+      const unsigned long long u = key(i);
+      // sort keys, larger first: the key, or (unsorted) ~index (larger = lower index); the low half is ~index in both
+      if (u >= thr) sel[atomicAdd(&count, 1)] = sorted ? u : (unsigned long long)(unsigned int)(~i);
+    }
+    int m = 1;
+    while (m < k) m <<= 1;
+    for (int i = k + threadIdx.x; i < m; i += blockDim.x) sel[i] = 0; // below every sort key
+    __syncthreads();
+    block_bitonic(sel, m, true);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+      const int i = ~(int)(unsigned int)sel[j];
+      idx[(long long)r * k + j] = i;
+      vals[(long long)r * k + j] = xr[i];
+    }
+    __syncthreads(); // sel and count are rewritten for the next row
   }
 }
 
@@ -1286,40 +1359,19 @@ extern "C" __global__ void route_select_f32(const float* z, const float* s, cons
 // ties to the lower token). route_ec_threshold finds each expert's cap-th largest key by an MSB-first radix select
 // (8 passes of 8 bits, one block per expert: O(T) per pass), then route_ec_select marks every key at or above it.
 // Exact, and the same choice as ranking all T tokens.
-extern "C" __global__ void route_ec_threshold_f32(const float* s, const float* bias, int T, int E, int cap, long long* thr) {
+extern "C" __global__ void __launch_bounds__(1024) route_ec_threshold_f32(const float* s, const float* bias, int T, int E, int cap, long long* thr) {
   __shared__ int hist[256];
   __shared__ unsigned long long chosen_prefix;
   __shared__ int chosen_need;
-  const unsigned long long SIGN = 0x8000000000000000ull; // keys as unsigned: signed order = unsigned order of key ^ SIGN
   for (int e = blockIdx.x; e < E; e += gridDim.x) {
     if (cap <= 0 || cap >= T) { // no token, or every token (no key is KEY_MIN or LLONG_MAX)
-      if (threadIdx.x == 0) thr[e] = cap <= 0 ? (long long)(SIGN - 1) : NUMEDGE_KEY_MIN;
+      if (threadIdx.x == 0) thr[e] = cap <= 0 ? (long long)(KEY_SIGN - 1) : NUMEDGE_KEY_MIN;
       continue;
     }
     const float b = bias ? bias[e] : 0.f;
-    unsigned long long prefix = 0, mask = 0;
-    int need = cap; // the rank, from the top, still to find among keys matching prefix
-    for (int shift = 56; shift >= 0; shift -= 8) {
-      for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
-      __syncthreads();
-      for (int t = threadIdx.x; t < T; t += blockDim.x) {
-        const unsigned long long u = (unsigned long long)topk_key(s[(long long)t * E + e] + b, t) ^ SIGN;
-        if ((u & mask) == prefix) atomicAdd(&hist[(int)((u >> shift) & 255u)], 1);
-      }
-      __syncthreads();
-      if (threadIdx.x == 0) {
-        int d = 255;
-        for (; d > 0 && hist[d] < need; d--) need -= hist[d];
-        chosen_prefix = prefix | ((unsigned long long)d << shift);
-        chosen_need = need;
-      }
-      __syncthreads();
-      prefix = chosen_prefix;
-      need = chosen_need;
-      mask |= 255ull << shift;
-      __syncthreads(); // every thread has read them before the next pass writes
-    }
-    if (threadIdx.x == 0) thr[e] = (long long)(prefix ^ SIGN);
+    const unsigned long long u = block_radix_select([&](int t) { return (unsigned long long)topk_key(s[(long long)t * E + e] + b, t) ^ KEY_SIGN; },
+      T, cap, hist, &chosen_prefix, &chosen_need);
+    if (threadIdx.x == 0) thr[e] = (long long)(u ^ KEY_SIGN);
   }
 }
 extern "C" __global__ void route_ec_select_f32(const float* s, const float* bias, int T, int E, const long long* thr, int* experts, float* weights) {
@@ -1406,7 +1458,7 @@ extern "C" __global__ void dispatch_drops(const int* hist, const int* base, int 
 // one block of 1024 threads: offsets = exclusive cumsum of counts (offsets[E] = kept); neg[c] becomes where chunk
 // c's unplaced assignments (dropped or -1) start in order (each thread a run of chunks, thread 0 scans the runs);
 // stats[0] (when given) = the dropped count
-extern "C" __global__ void dispatch_offsets(const int* counts, const int* total, int E, int chunks, int* offsets, int* neg, double* stats) {
+extern "C" __global__ void __launch_bounds__(1024) dispatch_offsets(const int* counts, const int* total, int E, int chunks, int* offsets, int* neg, double* stats) {
   __shared__ int runs[1024];
   if (blockIdx.x != 0) return;
   const int per = (chunks + blockDim.x - 1) / blockDim.x, c0 = min(chunks, (int)threadIdx.x * per), c1 = min(chunks, c0 + per);

@@ -9,6 +9,7 @@
 
 #define __global__
 #define __device__
+#define __launch_bounds__(...)
 #define __forceinline__ inline
 #define __restrict__ __restrict
 // shared memory: statics in one section, which the scheduler fills with 0xff bytes (NaN, -1) before every block, as
