@@ -210,14 +210,14 @@ if (cpuCudaUnavailable === null) {
       }
     }, 60_000);
 
-    test("embeddingSumBackward past 2^26 vocabulary x indices (counting sort into per-row lists): wasm's bits, a row with exactly 2048 matches (sorted) and one with 2500 (scanned)", async () => {
-      const r = uniform(28), vocab = 8200, rows = 4100, per = 2, n = rows * per;
-      const idx = Int32Array.from({ length: n }, () => 7 + Math.floor(r() * (vocab - 7)));
-      for (let a = 0; a < 2500; a++) idx[(a * 3) % n] = 5; // heavy: scanned
-      for (let a = 0, put = 0; put < 2048; a++) if (idx[(a * 3 + 1) % n] !== 5) { idx[(a * 3 + 1) % n] = 6; put++; } // exactly EMB_SORT: sorted
-      idx[0] = 3; idx[1] = 3; // one row's two indices the same row of w
-      expect(vocab * n).toBeGreaterThan(2 ** 26);
-      for (const [f64, cols] of [[false, 3], [true, 257]] as const) {
+    test("embeddingSumBackward past 2^26 vocabulary x indices (positions radix-sorted by index, 2 and 3 passes, tiles of 2048): wasm's bits, a row matched 2500 times", async () => {
+      const r = uniform(28);
+      for (const [vocab, rows, per, f64, cols] of [[8200, 4100, 2, false, 3], [8200, 4100, 2, true, 257], [70_000, 1500, 1, false, 5]] as const) {
+        const n = rows * per, idx = Int32Array.from({ length: n }, () => 7 + Math.floor(r() * (vocab - 7)));
+        for (let a = 0; a < Math.min(2500, n / 3); a++) idx[(a * 3) % n] = 5; // a frequent token
+        idx[0] = 3; idx[per - 1] = 3; // one row's indices the same row of w
+        idx[n - 1] = vocab - 1;
+        expect(vocab * n).toBeGreaterThan(2 ** 26);
         const dout = floats(f64, rows * cols, (i) => Math.sin(i * 0.37) * 3), dw0 = floats(f64, vocab * cols, (i) => (i % 7) - 3);
         const [a, e, w] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => { const dw = dw0.slice(); embeddingSumBackward(dout, idx, dw, { cols, per }); return dw; });
         expect(a, `cols ${cols}`).toEqual(w!);

@@ -134,7 +134,7 @@ export const KERNELS = [
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
   "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets", "dispatch_place",
-  "emb_count", "emb_place", "emb_sort", "emb_gather_f32", "emb_gather_f64",
+  "emb_count", "radix_hist", "radix_scatter", "emb_gather_f32", "emb_gather_f64",
   "combine_count", "scan_part", "scan_top", "scan_apply", "combine_place", "combine_sort", "combine_gather_f32",
 ];
 
@@ -275,6 +275,13 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   }
   /** Blocks of 128 threads for one thread per item. */
   const perThread = (n: number) => Math.max(1, Math.min(Math.ceil(n / 128), 65535));
+  /** y[0..n) = the exclusive scan of the ints x[0..n), y[n] = their total (part: ceil(n / 1024) ints of scratch). */
+  function scanInts(x: bigint, n: number, part: bigint, y: bigint) {
+    const chunks = Math.ceil(n / 1024);
+    d.launch(k.scan_part!, perThread(chunks), 128, [{ p: x }, { i32: n }, { p: part }]);
+    d.launch(k.scan_top!, 1, 32, [{ p: part }, { i32: n }, { p: y }]);
+    d.launch(k.scan_apply!, perThread(chunks), 128, [{ p: x }, { i32: n }, { p: part }, { p: y }]);
+  }
   const adamScalars = (h: AdamStepScalars): KernelArg[] =>
     [h.beta1, h.oneMinusBeta1, h.beta2, h.oneMinusBeta2, h.epsC2, h.stepSize, h.decay].map((v) => ({ f32: Math.fround(v) }));
   const isI8 = (q: unknown) => (q instanceof Int8Array || (q as CudaBuf).dtype === "i8" ? 1 : 0);
@@ -359,9 +366,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
         d.zero(cur!, T * 4);
         onDevice([eo, order, weights], [out], ([pe, po, pw], [pout]) => {
           d.launch(k.combine_count!, perThread(kept), 128, [{ p: po! }, { i32: kept }, { i32: slots }, { p: cnt! }]);
-          d.launch(k.scan_part!, perThread(chunks), 128, [{ p: cnt! }, { i32: T }, { p: part! }]);
-          d.launch(k.scan_top!, 1, 32, [{ p: part! }, { i32: T }, { p: start! }]);
-          d.launch(k.scan_apply!, perThread(chunks), 128, [{ p: cnt! }, { i32: T }, { p: part! }, { p: start! }]);
+          scanInts(cnt!, T, part!, start!);
           d.launch(k.combine_place!, perThread(kept), 128, [{ p: po! }, { i32: kept }, { i32: slots }, { p: start! }, { p: cur! }, { p: list! }]);
           d.launch(k.combine_sort!, perThread(T), 128, [{ p: start! }, { i32: T }, { p: list! }]);
           d.launch(k.combine_gather_f32!, elems(T * hidden), 256, [{ p: pe! }, { p: po! }, { p: pw! }, { p: list! }, { p: start! }, { i32: T }, { i32: hidden }, { p: pout! }]);
@@ -498,28 +503,31 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     embeddingSumBackward(dout, idx, dw, cols, per) {
       const rows = idx.length / per, vocab = dw.length / cols, n = idx.length, grid = Math.max(1, Math.min(vocab, 1 << 20));
-      const args = (pd: bigint, pi: bigint, pw: bigint): KernelArg[] => [{ p: pd }, { p: pi }, { p: pw }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }];
       // the scan reads every index once per vocabulary row: one launch, for small vocab x indices (grok's 226 x 10214);
-      // past 2^26 index reads, rows' lists by counting sort (kernels.cu says how)
-      if (vocab * n <= 2 ** 26 || n >= 2 ** 31) { // the lists hold positions as int
-        onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => d.launch(k[`embsum_backward_${t(dw)}`]!, grid, 256, args(pd!, pi!, pw!)));
+      // past 2^26 index reads, the positions sorted by index (a stable radix sort, 8 bits a pass; positions are ints)
+      if (vocab * n <= 2 ** 26 || n >= 2 ** 31) {
+        onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => d.launch(k[`embsum_backward_${t(dw)}`]!, grid, 256,
+          [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]));
         return;
       }
-      const chunks = Math.ceil(vocab / 1024);
-      scratch([vocab * 4, (vocab + 1) * 4, vocab * 4, n * 4, chunks * 4], ([cnt, start, cur, list, part]) => {
-        d.zero(cnt!, vocab * 4);
-        d.zero(cur!, vocab * 4);
-        onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
-          d.launch(k.emb_count!, elems(n), 256, [{ p: pi! }, { i64: n }, { i32: vocab }, { p: cnt! }]);
-          d.launch(k.scan_part!, perThread(chunks), 128, [{ p: cnt! }, { i32: vocab }, { p: part! }]);
-          d.launch(k.scan_top!, 1, 32, [{ p: part! }, { i32: vocab }, { p: start! }]);
-          d.launch(k.scan_apply!, perThread(chunks), 128, [{ p: cnt! }, { i32: vocab }, { p: part! }, { p: start! }]);
-          d.launch(k.emb_place!, elems(n), 256, [{ p: pi! }, { i64: n }, { i32: vocab }, { p: start! }, { p: cur! }, { p: list! }]);
-          d.launch(k.emb_sort!, grid, 256, [{ p: start! }, { i32: vocab }, { p: list! }]);
-          const [p0, p1, p2, ...rest] = args(pd!, pi!, pw!);
-          d.launch(k[`emb_gather_${t(dw)}`]!, grid, 256, [p0!, p1!, { p: start! }, { p: list! }, p2!, ...rest]);
+      const tiles = Math.ceil(n / 2048), passes = Math.max(1, Math.ceil(Math.log2(vocab) / 8)), hn = 256 * tiles;
+      scratch([vocab * 4, (vocab + 1) * 4, Math.ceil(vocab / 1024) * 4, hn * 4, (hn + 1) * 4, Math.ceil(hn / 1024) * 4, n * 4, n * 4, n * 4, n * 4],
+        ([cnt, start, vpart, hist, place, hpart, k0, v0, k1, v1]) => {
+          d.zero(cnt!, vocab * 4);
+          onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => {
+            d.launch(k.emb_count!, elems(n), 256, [{ p: pi! }, { i64: n }, { i32: vocab }, { p: cnt! }]);
+            scanInts(cnt!, vocab, vpart!, start!);
+            let kin = pi!, vin = 0n;
+            for (let pass = 0; pass < passes; pass++) {
+              const [kout, vout] = pass % 2 ? [k1!, v1!] : [k0!, v0!], grid = Math.min(tiles, 65535);
+              d.launch(k.radix_hist!, grid, 256, [{ p: kin }, { i32: n }, { i32: 8 * pass }, { p: hist! }]);
+              scanInts(hist!, hn, hpart!, place!);
+              d.launch(k.radix_scatter!, grid, 256, [{ p: kin }, { p: vin }, { i32: n }, { i32: 8 * pass }, { p: place! }, { p: kout }, { p: vout }]);
+              [kin, vin] = [kout, vout];
+            }
+            d.launch(k[`emb_gather_${t(dw)}`]!, grid, 256, [{ p: pd! }, { p: start! }, { p: vin }, { p: pw! }, { i32: cols }, { i32: per }, { i32: vocab }]);
+          });
         });
-      });
     },
     adamw(w, g, m, v, s) {
       // f32: every scalar rounded to f32 first, lwc = f32(1 - f32(lerpW)) as ATen's opmath; f64 as they are

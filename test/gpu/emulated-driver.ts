@@ -292,7 +292,7 @@ export function emulatedDriver(): EmulatedDriver {
     for (let i = 0; i < len; i++) s += Math.exp(z[o + i]! - m);
     return m + Math.log(s);
   }
-  /** The router's kernels (route_*, dispatch_*, combine_*, scan_*, update_bias) and the embedding lists' (emb_count, emb_place, emb_sort), each as kernels.cu computes it. */
+  /** The router's kernels (route_*, dispatch_*, combine_*, scan_*, update_bias) and the embedding backward's sort (emb_count, radix_hist, radix_scatter), each as kernels.cu computes it. */
   function router(name: string, p: (i: number) => bigint, n: (i: number) => number, args: KernelArg[]) {
     const opt = <T>(i: number, view: (q: bigint) => T) => (p(i) === 0n ? null : view(p(i)));
     const SC = 1024;
@@ -493,15 +493,23 @@ export function emulatedDriver(): EmulatedDriver {
         for (let a = 0; a < len; a++) { const v = idx[a]!; if (v >= 0 && v < vocab) cnt[v]!++; }
         return;
       }
-      case "emb_place": {
-        // atomics hand out places in any order: reverse order here, so emb_sort must restore it
-        const idx = i32(p(0)), len = n(1), vocab = n(2), start = i32(p(3)), cur = i32(p(4)), list = i32(p(5));
-        for (let a = len - 1; a >= 0; a--) { const v = idx[a]!; if (v >= 0 && v < vocab) list[start[v]! + cur[v]!++] = a; }
+      case "radix_hist": {
+        const keys = i32(p(0)), [len, shift] = [n(1), n(2)], hist = i32(p(3)), tiles = Math.ceil(len / 2048);
+        hist.fill(0, 0, 256 * tiles);
+        for (let e = 0; e < len; e++) hist[((keys[e]! >> shift) & 255) * tiles + Math.floor(e / 2048)]!++;
         return;
       }
-      case "emb_sort": {
-        const start = i32(p(0)), vocab = n(1), list = i32(p(2));
-        for (let v = 0; v < vocab; v++) if (start[v + 1]! - start[v]! <= 2048) list.subarray(start[v]!, start[v + 1]!).sort();
+      case "radix_scatter": {
+        // each tile in order: a stable counting sort on the digit
+        const kin = i32(p(0)), vin = opt(1, i32), [len, shift] = [n(2), n(3)], place = i32(p(4)), kout = i32(p(5)), vout = i32(p(6)), tiles = Math.ceil(len / 2048);
+        for (let t = 0; t < tiles; t++) {
+          const run = Array.from({ length: 256 }, (_, dd) => place[dd * tiles + t]!);
+          for (let e = t * 2048; e < Math.min(len, (t + 1) * 2048); e++) {
+            const at = run[(kin[e]! >> shift) & 255]!++;
+            kout[at] = kin[e]!;
+            vout[at] = vin ? vin[e]! : e;
+          }
+        }
         return;
       }
       case "combine_sort": {
@@ -579,16 +587,11 @@ export function emulatedDriver(): EmulatedDriver {
           v![i] = vv;
         }
       } else if (name.startsWith("emb_gather")) {
-        const dout = view(t)(p(0)), idx = i32(p(1)), start = i32(p(2)), list = i32(p(3)), dw = view(t)(p(4)), [rows, cols, per, vocab] = [n(5), n(6), n(7), n(8)];
-        for (let v = 0; v < vocab; v++) {
-          const c = start[v + 1]! - start[v]!;
-          // a row past 2048 matches scans the indices in order (its list is not sorted)
-          const rowsOf = c > 2048 ? Array.from({ length: rows * per }, (_, a) => a).filter((a) => idx[a] === v) : Array.from(list.subarray(start[v]!, start[v + 1]!));
-          for (let col = 0; col < cols; col++) {
-            let acc = dw[v * cols + col]!;
-            for (const a of rowsOf) acc = rnd(acc + dout[Math.floor(a / per) * cols + col]!);
-            dw[v * cols + col] = acc;
-          }
+        const dout = view(t)(p(0)), start = i32(p(1)), list = i32(p(2)), dw = view(t)(p(3)), [cols, per, vocab] = [n(4), n(5), n(6)];
+        for (let v = 0; v < vocab; v++) for (let col = 0; col < cols; col++) {
+          let acc = dw[v * cols + col]!;
+          for (let e = start[v]!; e < start[v + 1]!; e++) acc = rnd(acc + dout[Math.floor(list[e]! / per) * cols + col]!);
+          dw[v * cols + col] = acc;
         }
       } else if (name.startsWith("embsum_backward")) {
         const dout = view(t)(p(0)), idx = i32(p(1)), dw = view(t)(p(2)), [rows, cols, per, vocab] = [n(3), n(4), n(5), n(6)];
@@ -656,7 +659,7 @@ export function emulatedDriver(): EmulatedDriver {
           const sel = sorted ? buf : buf.map((b) => b & 0xffffffffn).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
           sel.forEach((b, j) => { const i = idxOf(b); idx[r * k + j] = i; vals[r * k + j] = x[r * cols + i]!; });
         }
-      } else if (name.startsWith("route_") || name.startsWith("dispatch_") || name.startsWith("combine_") || name.startsWith("scan_") || name === "update_bias" || ["emb_count", "emb_place", "emb_sort"].includes(name)) {
+      } else if (name.startsWith("route_") || name.startsWith("dispatch_") || name.startsWith("combine_") || name.startsWith("scan_") || name === "update_bias" || ["emb_count", "radix_hist", "radix_scatter"].includes(name)) {
         router(name, p, n, args);
       } else if (name === "bad_init") {
         i32(p(0))[0] = 0x7fffffff;

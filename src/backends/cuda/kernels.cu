@@ -150,33 +150,16 @@ __device__ void embsum_any(const T* w, const int* idx, T* out, int rows, int col
 extern "C" __global__ void embsum_f32(const float* w, const int* idx, float* out, int rows, int cols, int per) { embsum_any<float>(w, idx, out, rows, cols, per, false); }
 extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* out, int rows, int cols, int per) { embsum_any<double>(w, idx, out, rows, cols, per, true); }
 
-// Sort s[0..m) (m a power of two, at most a few thousand) in shared memory, ascending or descending: a bitonic
-// network over the whole block, a barrier per step (every thread of the block must call it).
-template <typename T>
-__device__ void block_bitonic(T* s, int m, bool descending) {
-  for (int w = 2; w <= m; w <<= 1)
-    for (int j = w >> 1; j > 0; j >>= 1) {
-      for (int i = threadIdx.x; i < m; i += blockDim.x) {
-        const int q = i ^ j;
-        if (q > i) {
-          const T a = s[i], b = s[q];
-          if ((((i & w) == 0) != descending) ? a > b : a < b) { s[i] = b; s[q] = a; }
-        }
-      }
-      __syncthreads();
-    }
-}
-
 // dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order (the wasm kernel's additions:
 // bit-identical, deterministic, no float atomics). Two ways to find a row's matches, both launched with 256 threads:
 // - embsum_backward (small vocab x indices, grok's): one block per vocabulary row reads the indices 256 at a time,
 //   lists the matches in order in shared memory (ballot and popc), then each thread adds them into its columns, held
 //   in registers across tiles: O(vocab * n / 256) steps, in one launch.
-// - a vocabulary's worth (an LM's): the indices counted per row (emb_count), scanned into starts, placed by atomics
-//   (emb_place), each row's list sorted back into index order (emb_sort, in shared memory up to EMB_SORT), then one
-//   block per row adds its list (emb_gather): O(n) work. A row matched more than EMB_SORT times scans as above.
+// - a vocabulary's worth (an LM's): the positions sorted by index with a stable radix sort (radix_hist, the scan
+//   kernels, radix_scatter: 8 bits a pass), so each row's matches lie together in position order; the indices
+//   counted per row (emb_count) and scanned give where each row's run starts; one block per row adds its run
+//   (emb_gather). O(n) work a pass, no atomics in the order.
 #define EMB_TILE 256
-#define EMB_SORT 2048
 template <typename T>
 __device__ void emb_row_scan(const T* dout, const int* idx, T* dw, int cols, int per, long long n, int v) {
   __shared__ int hits[EMB_TILE];
@@ -218,35 +201,69 @@ extern "C" __global__ void emb_count(const int* idx, long long n, int vocab, int
     if (v >= 0 && v < vocab) atomicAdd(cnt + v, 1);
   }
 }
-// list[start[v] ..] = the positions a with idx[a] = v, in any order (cur zeroed)
-extern "C" __global__ void emb_place(const int* idx, long long n, int vocab, const int* start, int* cur, int* list) {
-  for (long long a = blockIdx.x * (long long)blockDim.x + threadIdx.x; a < n; a += (long long)gridDim.x * blockDim.x) {
-    const int v = idx[a];
-    if (v >= 0 && v < vocab) list[start[v] + atomicAdd(cur + v, 1)] = (int)a;
-  }
-}
-// each row's list of at most EMB_SORT positions sorted ascending (bitonic, in shared memory): (r, j) order again
-extern "C" __global__ void emb_sort(const int* start, int vocab, int* list) {
-  __shared__ int s[EMB_SORT];
-  for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
-    const int a0 = start[v], c = start[v + 1] - a0;
-    if (c < 2 || c > EMB_SORT) continue; // the same for the whole block
-    int m = 2;
-    while (m < c) m <<= 1;
-    for (int i = threadIdx.x; i < m; i += blockDim.x) s[i] = i < c ? list[a0 + i] : 0x7fffffff;
+
+// One pass of a stable LSD radix sort of (key, value) pairs on the byte of the key at `shift`, over tiles of
+// RADIX_TILE pairs (blocks of 256 threads). radix_hist: hist[d * tiles + t] = tile t's keys with digit d; an exclusive
+// scan of hist (digit-major) gives each (digit, tile) its first place; radix_scatter: each tile places its pairs in
+// order, 256 a round (a lane's rank among its warp's equal digits by ballots, then the warps before it).
+// values null: the value is the pair's position.
+#define RADIX_TILE 2048
+extern "C" __global__ void radix_hist(const int* keys, int n, int shift, int* hist) {
+  __shared__ int h[256];
+  const int tiles = (int)(((long long)n + RADIX_TILE - 1) / RADIX_TILE);
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    h[threadIdx.x] = 0;
     __syncthreads();
-    block_bitonic(s, m, false);
-    for (int i = threadIdx.x; i < c; i += blockDim.x) list[a0 + i] = s[i];
-    __syncthreads(); // read out before the next row loads
+    const int end = (int)min((long long)n, (long long)(t + 1) * RADIX_TILE);
+    for (int e = t * RADIX_TILE + threadIdx.x; e < end; e += 256) atomicAdd(&h[(keys[e] >> shift) & 255], 1);
+    __syncthreads();
+    hist[(long long)threadIdx.x * tiles + t] = h[threadIdx.x];
+    __syncthreads(); // h is zeroed for the next tile
   }
 }
+extern "C" __global__ void radix_scatter(const int* kin, const int* vin, int n, int shift, const int* place, int* kout, int* vout) {
+  __shared__ int run[256];     // the next place of each digit in this tile
+  __shared__ int cnt[8][256];  // this round's pairs per warp and digit
+  const int tiles = (int)(((long long)n + RADIX_TILE - 1) / RADIX_TILE), lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const unsigned below = (1u << lane) - 1u;
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    run[threadIdx.x] = place[(long long)threadIdx.x * tiles + t];
+    const int end = (int)min((long long)n, (long long)(t + 1) * RADIX_TILE);
+    for (int e0 = t * RADIX_TILE; e0 < end; e0 += 256) {
+      const int e = e0 + threadIdx.x;
+      const bool in = e < end;
+      const int key = in ? kin[e] : 0, d = in ? (key >> shift) & 255 : 256; // 256: no pair (9 bits)
+      unsigned peers = 0xffffffffu; // the lanes with this lane's digit
+      for (int b = 0; b < 9; b++) {
+        const int bit = (d >> b) & 1;
+        const unsigned ones = __ballot_sync(0xffffffffu, bit);
+        peers &= bit ? ones : ~ones;
+      }
+      for (int q = 0; q < 8; q++) cnt[q][threadIdx.x] = 0; // this thread's column only: it alone reads it below
+      __syncthreads();
+      if (in && (peers & below) == 0) cnt[w][d] = __popc(peers);
+      __syncthreads();
+      if (in) {
+        int at = run[d] + __popc(peers & below);
+        for (int q = 0; q < w; q++) at += cnt[q][d];
+        kout[at] = key;
+        vout[at] = vin ? vin[e] : e;
+      }
+      __syncthreads(); // run is read before it moves on
+      int add = 0;
+      for (int q = 0; q < 8; q++) add += cnt[q][threadIdx.x];
+      run[threadIdx.x] += add;
+    }
+    __syncthreads(); // run is rewritten for the next tile
+  }
+}
+
+// dw[v, :] += dout[list[e] / per, :] for the run of v's positions, in order (start: v's first place in list)
 template <typename T>
-__device__ void emb_gather_any(const T* dout, const int* idx, const int* start, const int* list, T* dw, int rows, int cols, int per, int vocab) {
+__device__ void emb_gather_any(const T* dout, const int* start, const int* list, T* dw, int cols, int per, int vocab) {
   for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
     const int a0 = start[v], c = start[v + 1] - a0;
-    if (c == 0) continue;
-    if (c > EMB_SORT) { emb_row_scan(dout, idx, dw, cols, per, (long long)rows * per, v); continue; } // unsorted list
-    for (int col = threadIdx.x; col < cols; col += blockDim.x) {
+    for (int col = threadIdx.x; col < cols && c > 0; col += blockDim.x) {
       T* out = dw + (long long)v * cols + col;
       T acc = *out;
       for (int e = 0; e < c; e++) acc = acc + dout[(long long)(list[a0 + e] / per) * cols + col];
@@ -254,8 +271,8 @@ __device__ void emb_gather_any(const T* dout, const int* idx, const int* start, 
     }
   }
 }
-extern "C" __global__ void emb_gather_f32(const float* dout, const int* idx, const int* start, const int* list, float* dw, int rows, int cols, int per, int vocab) { emb_gather_any<float>(dout, idx, start, list, dw, rows, cols, per, vocab); }
-extern "C" __global__ void emb_gather_f64(const double* dout, const int* idx, const int* start, const int* list, double* dw, int rows, int cols, int per, int vocab) { emb_gather_any<double>(dout, idx, start, list, dw, rows, cols, per, vocab); }
+extern "C" __global__ void emb_gather_f32(const float* dout, const int* start, const int* list, float* dw, int cols, int per, int vocab) { emb_gather_any<float>(dout, start, list, dw, cols, per, vocab); }
+extern "C" __global__ void emb_gather_f64(const double* dout, const int* start, const int* list, double* dw, int cols, int per, int vocab) { emb_gather_any<double>(dout, start, list, dw, cols, per, vocab); }
 
 // ⊥Grad in one block: proj = w.g / (w.w + 1e-30); g = (g - proj w) * |g| / (|g - proj w| + 1e-30), sums in f64.
 template <typename T>
@@ -1206,6 +1223,23 @@ extern "C" __global__ void topk_warp_f32(const float* x, float* vals, int* idx, 
       vals[(long long)r * k + lane] = xr[i];
     }
   }
+}
+
+// Sort s[0..m) (m a power of two, at most a few thousand) in shared memory, ascending or descending: a bitonic
+// network over the whole block, a barrier per step (every thread of the block must call it).
+template <typename T>
+__device__ void block_bitonic(T* s, int m, bool descending) {
+  for (int w = 2; w <= m; w <<= 1)
+    for (int j = w >> 1; j > 0; j >>= 1) {
+      for (int i = threadIdx.x; i < m; i += blockDim.x) {
+        const int q = i ^ j;
+        if (q > i) {
+          const T a = s[i], b = s[q];
+          if ((((i & w) == 0) != descending) ? a > b : a < b) { s[i] = b; s[q] = a; }
+        }
+      }
+      __syncthreads();
+    }
 }
 
 // Long rows, 32 < k <= TOPK_BLOCK_K: one block per row. The k-th best key by block_radix_select, the k keys at or
