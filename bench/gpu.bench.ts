@@ -1,11 +1,12 @@
 // The cuda backend's kernels on DeviceArrays against numedge's wasm kernels and PyTorch on the same GPU (when python3
 // has torch: bench/torch-anchor.py): softmax on the shapes of the GPU figures with its host round trip, relu,
-// block-wise quantization, top-k, and the grokking step at the paper size. Kernel time = wall time of N back-to-back calls, closed by
+// block-wise quantization, top-k, an LM's cross-entropy and embedding backward, the router, and the grokking step at
+// the paper size. Kernel time = wall time of N back-to-back calls, closed by
 // reading one value back (the copy waits for the queued kernels), median of 5 batches. Run on a machine with an
 // NVIDIA GPU: bun run bench/gpu.bench.ts (writes $OUT/gpu-bench.json when OUT is set).
 import { spawnSync } from "node:child_process";
 import {
-  GROK_ARMS, GrokRun, alloc, backendInfo, combine, empty, quantizeAffine, quantizeBlockwise, relu, route, setBackend, softmax, toDevice, topk,
+  GROK_ARMS, GrokRun, alloc, backendInfo, combine, crossEntropy, embeddingSumBackward, empty, quantizeAffine, quantizeBlockwise, relu, route, setBackend, softmax, toDevice, topk,
   type DeviceArray, type RouteDeviceResult,
 } from "numedge";
 
@@ -56,11 +57,27 @@ for (const [r, c] of [[64, 32000], [512, 1024], [4096, 1024], [4096, 64], [1024,
   rows.push({ op: "quantizeAffine (int8, 128)", shape: `${n}`, cuda_us: +aus.toFixed(1), TBs: +((n * 5) / aus / 1e6).toFixed(2) });
   xd.dispose(); yd.dispose();
 }
-for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2], [65536, 256, 8], [1024, 4096, 64]] as const) {
+for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2], [65536, 256, 8], [1024, 4096, 64], [64, 32000, 50]] as const) {
   const xd = toDevice(Float32Array.from({ length: r * c }, (_, i) => Math.round(Math.sin(i * 0.7) * 50) / 10));
   const us = usPer(100, () => { const t = topk(xd, { cols: c, k }); t.values.dispose(); t.indices.dispose(); }, () => flag.readSync());
   rows.push({ op: "topk", shape: `[${r},${c}] k=${k}`, cuda_us: +us.toFixed(1) });
   xd.dispose();
+}
+// An LM's shapes: cross-entropy over a vocabulary with its gradient (a block per row past 2048 columns; a warp per
+// row below), and the embedding's backward over a vocabulary (positions radix-sorted by token)
+for (const [r, c] of [[4096, 32000], [8192, 128]] as const) {
+  const z = toDevice(Float32Array.from({ length: r * c }, (_, i) => Math.sin(i * 0.37) * 4)), g = empty(r * c, "f32");
+  const y = toDevice(Int32Array.from({ length: r }, (_, i) => (i * 7919) % c));
+  const us = usPer(20, () => crossEntropy(z, y, { cols: c, gradOut: g }).stats.dispose(), () => flag.readSync());
+  rows.push({ op: "crossEntropy (f32, with grad)", shape: `[${r},${c}]`, cuda_us: +us.toFixed(1), TBs: +((r * c * 8) / us / 1e6).toFixed(2) });
+  z.dispose(); g.dispose(); y.dispose();
+}
+{
+  const V = 50257, n = 16384, H = 768, dout = toDevice(Float32Array.from({ length: n * H }, (_, i) => Math.sin(i * 0.1)));
+  const idx = toDevice(Int32Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 50256 : (i * 7919) % V))), dw = empty(V * H, "f32"); // a padding token: 1 in 5
+  const us = usPer(10, () => embeddingSumBackward(dout, idx, dw, { cols: H, per: 1 }), () => flag.readSync());
+  rows.push({ op: "embeddingSumBackward", shape: `${n} tokens, vocab ${V}, ${H} wide`, cuda_us: +us.toFixed(1) });
+  dout.dispose(); idx.dispose(); dw.dispose();
 }
 // The MoE router on device-resident logits (scoring, selection, capacity drops, dispatch, losses) and combine.
 const free = (r: RouteDeviceResult) => { for (const d of [r.experts, r.weights, r.counts, r.offsets, r.order, r.stats, r.auxGrad, r.zGrad]) d?.dispose(); };

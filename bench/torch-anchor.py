@@ -23,7 +23,7 @@ for rows, cols in [(64, 32000), (512, 1024), (4096, 1024), (4096, 64), (1024, 13
     k = kt(lambda: torch.softmax(x, -1))
     r = wall(lambda: torch.softmax(xh.to(dev), -1).cpu())
     res.append(dict(op="softmax", shape=f"[{rows},{cols}]", kernel_us=round(k, 2), GBs=round(rows*cols*8/(k*1e3)), roundtrip_us=round(r)))
-for rows, cols, kk in [(4096, 256, 8), (4096, 64, 6), (4096, 8, 2), (65536, 256, 8)]:
+for rows, cols, kk in [(4096, 256, 8), (4096, 64, 6), (4096, 8, 2), (65536, 256, 8), (1024, 4096, 64), (64, 32000, 50)]:
     xh = torch.rand(rows, cols)
     x = xh.to(dev)
     k = kt(lambda: torch.topk(x, kk, -1))
@@ -38,6 +38,19 @@ for n, bs in [(1 << 24, 64), (1 << 24, 4096), (1 << 26, 4096)]:
     k = kt(q, 20)
     r = wall(lambda: [t.cpu() for t in q(xh.to(dev))], 5)
     res.append(dict(op="absmax_int8", shape=f"n={n} bs={bs}", kernel_us=round(k, 2), GBs=round(n*5/(k*1e3)), roundtrip_us=round(r)))
+for rows, cols in [(4096, 32000), (8192, 128)]:
+    z = (torch.rand(rows, cols, device=dev) * 8 - 4).requires_grad_()
+    y = torch.arange(rows, device=dev) * 7919 % cols
+    def ce():
+        z.grad = None
+        torch.nn.functional.cross_entropy(z, y).backward()
+    k = kt(ce, 20)
+    res.append(dict(op="crossEntropy (f32, with grad)", shape=f"[{rows},{cols}]", kernel_us=round(k, 2)))
+V, n, H = 50257, 16384, 768
+idx = torch.tensor([50256 if i % 5 == 0 else (i * 7919) % V for i in range(n)], device=dev)
+dout = torch.rand(n, H, device=dev)
+k = kt(lambda: torch.ops.aten.embedding_dense_backward(dout, idx, V, -1, False), 10)
+res.append(dict(op="embeddingSumBackward", shape=f"{n} tokens, vocab {V}, {H} wide", kernel_us=round(k, 2)))
 # grok step at the paper's size: p=113, 40% train (5107 rows), one-hot 2p -> 200 -> 200 -> p, f32, AdamW, full batch
 p = 113
 pairs = torch.cartesian_prod(torch.arange(p), torch.arange(p))
