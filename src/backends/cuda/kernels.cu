@@ -42,9 +42,9 @@ __device__ double stable_s(double x) { return x >= 0 ? x + 1.0 : 1.0 / (1.0 - x)
 // log s(x) = log1p(x) (x >= 0), -log1p(-x) (x < 0)
 __device__ double stable_log_s(double x) { return x >= 0 ? log1p(x) : -log1p(-x); }
 
-// mode 0 softmax, 1 logSoftmax: y = exp((x - max) * scale) / sum, or (x - max) * scale - log sum.
+// mode 0 softmax, 1 logSoftmax: y = exp((x - max) * scale) / sum, or (x - max) * scale - log sum. y may be x (in place).
 template <typename T>
-__device__ void softmax_row(const T* __restrict__ x, T* __restrict__ y, int cols, double scale, int log_out) {
+__device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_out) {
   const size_t r = blockIdx.x;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
@@ -67,7 +67,7 @@ __device__ void softmax_row(const T* __restrict__ x, T* __restrict__ y, int cols
 
 // mode 0 stablemax, 1 logStablemax: y = s(x) / S, or log s(x) - log S.
 template <typename T>
-__device__ void stablemax_row(const T* __restrict__ x, T* __restrict__ y, int cols, int log_out) {
+__device__ void stablemax_row(const T* x, T* y, int cols, int log_out) {
   const size_t r = blockIdx.x;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
