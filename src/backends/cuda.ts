@@ -376,7 +376,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   };
 
   const native: Partial<Backend> = {
-    softmax: (x, y, r, cols, scale) => rows("softmax", x, y, r, cols, [{ f64: scale }]),
+    softmax: (x, y, r, cols, scale, algorithm) => rows("softmax", x, y, r, cols, [{ f64: scale }, { i32: algorithm === "twopass" ? 1 : 0 }]),
     logSoftmax: (x, y, r, cols, scale) => rows("logsoftmax", x, y, r, cols, [{ f64: scale }]),
     stablemax: (x, y, r, cols) => rows("stablemax", x, y, r, cols, []),
     logStablemax: (x, y, r, cols) => rows("logstablemax", x, y, r, cols, []),

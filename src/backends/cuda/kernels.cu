@@ -43,17 +43,30 @@ __device__ double stable_s(double x) { return x >= 0 ? x + 1.0 : 1.0 / (1.0 - x)
 __device__ double stable_log_s(double x) { return x >= 0 ? log1p(x) : -log1p(-x); }
 
 // mode 0 softmax, 1 logSoftmax: y = exp((x - max) * scale) / sum, or (x - max) * scale - log sum. y may be x (in place).
+// Three passes over x (max, sum, write), or two (twopass, Dukhan & Ablavatski: each thread keeps a running max and
+// rescales its sum when the max grows; the block combines the threads' sums at the row's max), one read fewer.
 template <typename T>
-__device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_out) {
+__device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_out, int twopass) {
   const size_t r = blockIdx.x;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
-  double m = -(double)NUMEDGE_INF;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = nan_max(m, (double)xr[i]);
-  m = block_max(m);
-  double s = 0.0;
-  for (int i = threadIdx.x; i < cols; i += blockDim.x) s += exp(((double)xr[i] - m) * scale);
-  s = block_sum(s);
+  double m = -(double)NUMEDGE_INF, s = 0.0;
+  if (twopass) {
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+      const double v = (double)xr[i];
+      if (v > m) { s = s * exp((m - v) * scale) + 1.0; m = v; }
+      else if (v > -(double)NUMEDGE_INF || v != v) s += exp((v - m) * scale); // -Infinity adds 0; NaN makes s NaN
+    }
+    const double mt = m;
+    m = block_max(m);
+    // a thread that saw no finite value holds (-Infinity, 0): 0 at a finite max; an all -Infinity row: NaN
+    s = block_sum(s * exp((mt - m) * scale));
+  } else {
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) m = nan_max(m, (double)xr[i]);
+    m = block_max(m);
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) s += exp(((double)xr[i] - m) * scale);
+    s = block_sum(s);
+  }
   // NaN max, +Infinity max (x - max is NaN there) and an all -Infinity row (max - max is NaN) make s NaN
   const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m;
   if (log_out) {
@@ -82,10 +95,10 @@ __device__ void stablemax_row(const T* x, T* y, int cols, int log_out) {
   }
 }
 
-extern "C" __global__ void __launch_bounds__(1024) softmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 0); }
-extern "C" __global__ void __launch_bounds__(1024) softmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 0); }
-extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 1); }
-extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 1); }
+extern "C" __global__ void __launch_bounds__(1024) softmax_f32(const float* x, float* y, int cols, double scale, int twopass) { softmax_row<float>(x, y, cols, scale, 0, twopass); }
+extern "C" __global__ void __launch_bounds__(1024) softmax_f64(const double* x, double* y, int cols, double scale, int twopass) { softmax_row<double>(x, y, cols, scale, 0, twopass); }
+extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 1, 0); }
+extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 1, 0); }
 extern "C" __global__ void __launch_bounds__(1024) stablemax_f32(const float* x, float* y, int cols) { stablemax_row<float>(x, y, cols, 0); }
 extern "C" __global__ void __launch_bounds__(1024) stablemax_f64(const double* x, double* y, int cols) { stablemax_row<double>(x, y, cols, 0); }
 extern "C" __global__ void __launch_bounds__(1024) logstablemax_f32(const float* x, float* y, int cols) { stablemax_row<float>(x, y, cols, 1); }
