@@ -1,7 +1,8 @@
 // The cuda backend running kernels.cu itself on the CPU ("cuda-cpu": test/gpu/cpu-driver.ts; the parity suites run
-// on it too). Here: the CPU device's own CUDA semantics, then what the parity suites do not reach (maxInto and
-// orthogonalize across their multi-block splits, routing past one dispatch block, GEMM row tiles past gridDim.y,
-// the quantizers and a grok run) against wasm and the emulated kernels, and every kernel of the backend launched.
+// on it too). Here: the CPU device's own CUDA semantics, then what the parity suites do not reach (multi-block
+// splits, routing past one dispatch block, an LM's cross-entropy, embedding backward and top-k, GEMM row tiles past
+// gridDim.y, the quantizers and a grok run) against wasm and the emulated kernels, on the CPU device and on a GPU
+// where there is one, and every kernel of the backend launched on the CPU device.
 import { describe, expect, test } from "bun:test";
 import {
   adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, relu, reluBackward, route, setBackend, softmax,
@@ -13,7 +14,7 @@ import { cpuDriver } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
 import { uniform } from "./helpers.ts";
-import { cpuCuda, cpuCudaUnavailable, underReference } from "./parity.ts";
+import { cpuCuda, cpuCudaUnavailable, parityBackends, underReference } from "./parity.ts";
 
 /** fn's result on each backend, as plain arrays (typed arrays copied out), wasm current afterwards. */
 async function on<T>(backends: string[], fn: () => T): Promise<T[]> {
@@ -109,140 +110,145 @@ if (cpuCudaUnavailable === null) {
       expect(() => d.launch(k("write_past"), 1, 32, [{ p: out }, { i32: 128 * 12 }])).toThrow(/write_past.*wrote outside an allocation/);
     });
   });
-
-  describe("kernels.cu on the CPU device", () => {
-    test("maxInto across its split (one block up to 64K elements, per-block maxima above): equals wasm's, both dtypes, NaN anywhere", async () => {
-      const r = uniform(21);
-      for (const n of [65536, 65537, 300_001]) for (const f64 of [false, true]) for (const nan of [-1, 0, n >> 1]) {
-        const src = floats(f64, n + 1, () => r() * 2e3 - 1e3);
-        if (nan >= 0) src[1 + nan] = NaN;
-        const [a, b] = await on(["cuda-cpu", "wasm"], () => { const dst = Float64Array.of(-Infinity); maxInto(dst, 0, src, 1, n, true); return dst[0]; });
-        expect(Object.is(a, b), `n=${n} f64=${f64} nan at ${nan}: ${a} vs ${b}`).toBe(true);
-      }
-    });
-
-    test("orthogonalize across its split (one block up to 256K elements, three passes above): within 1e-6 of wasm and of the emulated kernels", async () => {
-      const r = uniform(22);
-      for (const n of [262_144, 262_145, 400_003]) for (const f64 of [false, true]) {
-        const w = floats(f64, n, () => r() * 2 - 1), g0 = floats(f64, n, (i) => w[i]! * 0.5 + r() - 0.5);
-        const [a, e, b] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => { const g = g0.slice(); orthogonalize(w as Float32Array, g as Float32Array); return g; });
-        near(a, b, 1e-6, `wasm n=${n}`);
-        near(a, e, 1e-6, `emulated n=${n}`);
-      }
-    });
-
-    test("routing past one dispatch block (547 chunks of 256) and expert choice, with capacity drops and ties: as the emulated kernels; combine", async () => {
-      const r = uniform(23), T = 70_000, E = 8, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 8) / 4);
-      for (const o of [{ experts: E, k: 2, capacityFactor: 1.1 }, { experts: E, k: 2, expertChoice: true, capacityFactor: 0.7 }]) {
-        const [a, e] = await on(["cuda-cpu", "cuda-emulated"], () => {
-          const res = route(z, o), kept = res.offsets[E]!;
-          return { ...res, combined: combine(Float32Array.from({ length: kept * 4 }, (_, i) => Math.sin(i)), res, { hidden: 4 }) };
-        });
-        expect(a!.dropped).toBeGreaterThan(0);
-        for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) expect(a![key], key).toEqual(e![key] as never);
-        near(a, e, 1e-12); // f64 exp/log: CUDA's libdevice (or here glibc) vs JavaScript's, an ulp apart at most
-      }
-    });
-
-    test("expert choice at 256 experts: dispatch in chunks of 512 (256 would need 2^20+ histogram entries), as wasm and the emulated kernels", async () => {
-      const r = uniform(29), T = 5000, E = 256, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 16) / 4);
-      expect(Math.ceil((T * E) / 256) * E).toBeGreaterThan(2 ** 20);
-      const [a, e, w] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => route(z, { experts: E, k: 2, expertChoice: true, capacityFactor: 1.5 }));
-      for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) {
-        expect(a![key], key).toEqual(w![key] as never);
-        expect(e![key], key).toEqual(w![key] as never);
-      }
-      near(a!.weights, w!.weights, 1e-6);
-    }, 60_000);
-
-    test("matmul by the GEMM kernel: every transpose and accumulate, f32 and f64, row tiles past gridDim.y (65535), within the GEMM bound", async () => {
-      const r = uniform(24);
-      for (const [m, k, n] of [[17, 33, 9], [65535 * 16 + 17, 2, 1]] as const) for (const f64 of [false, true]) for (const [transA, transB, accumulate] of [[false, false, false], [true, false, true], [false, true, false], [true, true, true]]) {
-        if (m > 1000 && (transA || f64 || !transB)) continue; // one large case: 2 s here
-        const fill = (len: number) => floats(f64, len, () => r() - 0.5);
-        const a = fill(m * k), b = fill(k * n), c0 = fill(m * n), o = { m, k, n, transA, transB, accumulate };
-        const want = underReference(() => matmul(a, b, { ...o, out: c0.slice() }));
-        const [got] = await on(["cuda-cpu"], () => matmul(a, b, { ...o, out: c0.slice() }));
-        const bound = (k + 2) * (f64 ? 2 ** -52 : 2 ** -23) * (k + 1);
-        for (let i = 0; i < m * n; i++) if (!(Math.abs(got![i]! - want[i]!) <= bound)) throw new Error(`[${m},${k},${n}] ${JSON.stringify(o)} at ${i}: ${got![i]} vs ${want[i]}`);
-      }
-    });
-
-    test("f64 AdamW, embeddings (two column tiles, indices over three ballot tiles) and the softmax family, ce heads, reluBackward, route gradients, updateBias: as wasm", async () => {
-      const run = () => {
-        const w = Float64Array.from({ length: 37 }, (_, i) => Math.sin(i)), g = Float64Array.from({ length: 37 }, (_, i) => Math.cos(3 * i) / 7), m = new Float64Array(37), v = new Float64Array(37);
-        for (let step = 1; step <= 3; step++) adamwStep(w, g, m, v, { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step });
-        const cols = 300, idx = Int32Array.from({ length: 600 }, (_, i) => (i * 7919) % 41), table = Float64Array.from({ length: 41 * cols }, (_, i) => Math.tan(i) / 3);
-        const e = embeddingSum(table, idx, { cols, per: 3 }), dw = new Float64Array(41 * cols).fill(-0.5);
-        embeddingSumBackward(e, idx, dw, { cols, per: 3 });
-        const x = Float32Array.from({ length: 9 * 130 }, (_, i) => Math.sin(i * 0.7) * 9), x64 = Float64Array.from(x), labels = Int32Array.from({ length: 9 }, (_, i) => (i * 31) % 130);
-        const fam = [softmax, logSoftmax, stablemax, logStablemax].flatMap((f) => [f(x, { cols: 130 }), f(x64, { cols: 130 })]);
-        const ce = (["softmax", "stablemax"] as const).flatMap((head) => [crossEntropy(x, labels, { cols: 130, head, grad: true }), crossEntropy(x, labels, { cols: 130, head, precision: "f64", grad: true }),
-          crossEntropy(x64, labels, { cols: 130, head, grad: true })]);
-        const rt = route(x, { experts: 130, k: 3, grad: true }), bias = new Float32Array(130);
-        updateBias(bias, rt.counts, 0.01);
-        return { w, m, v, e, dw, fam, ce, rg: [rt.auxGrad, rt.zGrad], bias, dx: [reluBackward(x, x.map((q) => q - 1)), reluBackward(x64, x64.map((q) => q - 1)), relu(x64)] };
-      };
-      const [a, b] = await on(["cuda-cpu", "wasm"], run);
-      for (const key of ["w", "m", "v", "e", "dw", "bias", "dx"] as const) expect(a![key], key).toEqual(b![key] as never);
-      near(a, b, 1e-5); // the f64 exp/log sums and libm: within the wasm bounds
-    });
-
-    test("crossEntropy past the warp kernels (a block per row, LM-head widths): the emulated kernels' bits, wasm's collapse counts on collapsed and spread rows, within the bounds", async () => {
-      const r = uniform(27);
-      for (const cols of [1025, 2049, 4099, 9000, 32003]) for (const f64 of [false, true]) {
-        const rows = 6, z = floats(f64, rows * cols, () => (r() * 2 - 1) * 12), labels = Int32Array.from({ length: rows }, () => Math.floor(r() * cols));
-        const row = (q: number, f: (i: number) => number) => { for (let i = 0; i < cols; i++) z[q * cols + i] = f(i); };
-        row(0, (i) => (i === labels[0] ? 200 : -5)); // collapsed in every head
-        row(1, (i) => (i === 7 ? NaN : 1));
-        row(2, () => -Infinity);
-        row(3, (i) => (i === labels[3] ? 1e15 : -1e9)); // StableMax collapsed too, in any summation order
-        const heads = (["softmax", "stablemax"] as const).flatMap((head) => (["f32", "f64"] as const).map((precision) => ({ cols, head, precision, grad: true })));
-        const [a, e, w] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => heads.map((o) => crossEntropy(z, labels, o)));
-        heads.forEach((o, h) => {
-          const at = `${cols} ${f64 ? "f64" : "f32"} ${o.head} ${o.precision}`;
-          // equal values (NaN payloads aside), but the f64 softmax head: glibc's exp here, JS's there
-          near(a![h], e![h], o.head === "softmax" && o.precision === "f64" ? 1e-14 : 0, at);
-          expect(a![h]!.scFraction, at).toBe(w![h]!.scFraction);
-          expect(a![h]!.zeroLossFraction, at).toBe(w![h]!.zeroLossFraction);
-          near(a![h]!.loss, w![h]!.loss, o.precision === "f32" ? 1e-6 : 1e-12, at);
-        });
-      }
-    }, 60_000);
-
-    test("embeddingSumBackward past 2^26 vocabulary x indices (positions radix-sorted by index, 2 and 3 passes, tiles of 2048): wasm's bits, a row matched 2500 times", async () => {
-      const r = uniform(28);
-      for (const [vocab, rows, per, f64, cols] of [[8200, 4100, 2, false, 3], [8200, 4100, 2, true, 257], [70_000, 1500, 1, false, 5]] as const) {
-        const n = rows * per, idx = Int32Array.from({ length: n }, () => 7 + Math.floor(r() * (vocab - 7)));
-        for (let a = 0; a < Math.min(2500, n / 3); a++) idx[(a * 3) % n] = 5; // a frequent token
-        idx[0] = 3; idx[per - 1] = 3; // one row's indices the same row of w
-        idx[n - 1] = vocab - 1;
-        expect(vocab * n).toBeGreaterThan(2 ** 26);
-        const dout = floats(f64, rows * cols, (i) => Math.sin(i * 0.37) * 3), dw0 = floats(f64, vocab * cols, (i) => (i % 7) - 3);
-        const [a, e, w] = await on(["cuda-cpu", "cuda-emulated", "wasm"], () => { const dw = dw0.slice(); embeddingSumBackward(dout, idx, dw, { cols, per }); return dw; });
-        expect(a, `cols ${cols}`).toEqual(w!);
-        expect(e, `cols ${cols}`).toEqual(w!);
-      }
-    }, 120_000);
-
-    test("quantizers and 8-bit Adam equal wasm's bit for bit; a device-resident grok run tracks wasm's", async () => {
-      const [a, b] = await quantOn(["cuda-cpu", "wasm"]);
-      for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
-      const [g, h] = await grokOn(["cuda-cpu", "wasm"]);
-      expectClose(g!, h!);
-    }, 60_000);
-
-    test("topk: long rows by a warp (k <= 32) or a block (k <= 1024, radix select), short rows with k > 32 (device scratch), ties, NaN, ±Infinity, unsorted: as wasm; then every kernel the backend loads has run here", async () => {
-      const r = uniform(26), x = Float32Array.from({ length: 50 * 2100 }, (_, i) => (i % 97 === 5 ? NaN : i % 89 === 3 ? -Infinity : i % 83 === 1 ? Infinity : Math.round(r() * 40)));
-      for (const [cols, o] of [[700, { k: 32 }], [700, { k: 5, sorted: false }], [700, { k: 40 }], [700, { k: 40, sorted: false }], [700, { k: 700 }], [700, { k: 699, sorted: false }],
-        [2100, { k: 1024 }], [2100, { k: 1000, sorted: false }], [100, { k: 40 }], [100, { k: 33, sorted: false }]] as const) {
-        // values as bits: toEqual calls typed arrays holding NaN unequal
-        const [a, b] = await on(["cuda-cpu", "wasm"], () => { const t = topk(x.subarray(0, 50 * cols), { cols, ...o }); return [new Uint32Array(t.values.buffer), t.indices]; });
-        expect(a, `${cols} ${JSON.stringify(o)}`).toEqual(b!);
-      }
-      const launched = new Set((await cpuCuda()).launches);
-      expect(KERNELS.filter((k) => !launched.has(k))).toEqual([]);
-    });
-  });
 }
 
+// kernels.cu on the CPU device, and on a GPU where there is one (npm run test:gpu): a real GPU runs blocks at once,
+// which the CPU device cannot show
+const KERNEL_DEVICES = parityBackends.map((b) => b.name).filter((n) => n === "cuda-cpu" || n === "cuda");
+for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
+  test("maxInto across its split (one block up to 64K elements, per-block maxima above): equals wasm's, both dtypes, NaN anywhere", async () => {
+    const r = uniform(21);
+    for (const n of [65536, 65537, 300_001]) for (const f64 of [false, true]) for (const nan of [-1, 0, n >> 1]) {
+      const src = floats(f64, n + 1, () => r() * 2e3 - 1e3);
+      if (nan >= 0) src[1 + nan] = NaN;
+      const [a, b] = await on([dev, "wasm"], () => { const dst = Float64Array.of(-Infinity); maxInto(dst, 0, src, 1, n, true); return dst[0]; });
+      expect(Object.is(a, b), `n=${n} f64=${f64} nan at ${nan}: ${a} vs ${b}`).toBe(true);
+    }
+  });
+
+  test("orthogonalize across its split (one block up to 256K elements, three passes above): within 1e-6 of wasm and of the emulated kernels", async () => {
+    const r = uniform(22);
+    for (const n of [262_144, 262_145, 400_003]) for (const f64 of [false, true]) {
+      const w = floats(f64, n, () => r() * 2 - 1), g0 = floats(f64, n, (i) => w[i]! * 0.5 + r() - 0.5);
+      const [a, e, b] = await on([dev, "cuda-emulated", "wasm"], () => { const g = g0.slice(); orthogonalize(w as Float32Array, g as Float32Array); return g; });
+      near(a, b, 1e-6, `wasm n=${n}`);
+      near(a, e, 1e-6, `emulated n=${n}`);
+    }
+  });
+
+  test("routing past one dispatch block (547 chunks of 256) and expert choice, with capacity drops and ties: as the emulated kernels; combine", async () => {
+    const r = uniform(23), T = 70_000, E = 8, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 8) / 4);
+    for (const o of [{ experts: E, k: 2, capacityFactor: 1.1 }, { experts: E, k: 2, expertChoice: true, capacityFactor: 0.7 }]) {
+      const [a, e] = await on([dev, "cuda-emulated"], () => {
+        const res = route(z, o), kept = res.offsets[E]!;
+        return { ...res, combined: combine(Float32Array.from({ length: kept * 4 }, (_, i) => Math.sin(i)), res, { hidden: 4 }) };
+      });
+      expect(a!.dropped).toBeGreaterThan(0);
+      for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) expect(a![key], key).toEqual(e![key] as never);
+      near(a, e, 1e-12); // f64 exp/log: CUDA's libdevice (or here glibc) vs JavaScript's, an ulp apart at most
+    }
+  });
+
+  test("expert choice at 256 experts: dispatch in chunks of 512 (256 would need 2^20+ histogram entries), as wasm and the emulated kernels", async () => {
+    const r = uniform(29), T = 5000, E = 256, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 16) / 4);
+    expect(Math.ceil((T * E) / 256) * E).toBeGreaterThan(2 ** 20);
+    const [a, e, w] = await on([dev, "cuda-emulated", "wasm"], () => route(z, { experts: E, k: 2, expertChoice: true, capacityFactor: 1.5 }));
+    for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) {
+      expect(a![key], key).toEqual(w![key] as never);
+      expect(e![key], key).toEqual(w![key] as never);
+    }
+    near(a!.weights, w!.weights, 1e-6);
+  }, 60_000);
+
+  test("matmul by the GEMM kernel: every transpose and accumulate, f32 and f64, row tiles past gridDim.y (65535), within the GEMM bound", async () => {
+    const r = uniform(24);
+    for (const [m, k, n] of [[17, 33, 9], [65535 * 16 + 17, 2, 1]] as const) for (const f64 of [false, true]) for (const [transA, transB, accumulate] of [[false, false, false], [true, false, true], [false, true, false], [true, true, true]]) {
+      if (m > 1000 && (transA || f64 || !transB)) continue; // one large case: 2 s here
+      const fill = (len: number) => floats(f64, len, () => r() - 0.5);
+      const a = fill(m * k), b = fill(k * n), c0 = fill(m * n), o = { m, k, n, transA, transB, accumulate };
+      const want = underReference(() => matmul(a, b, { ...o, out: c0.slice() }));
+      const [got] = await on([dev], () => matmul(a, b, { ...o, out: c0.slice() }));
+      const bound = (k + 2) * (f64 ? 2 ** -52 : 2 ** -23) * (k + 1);
+      for (let i = 0; i < m * n; i++) if (!(Math.abs(got![i]! - want[i]!) <= bound)) throw new Error(`[${m},${k},${n}] ${JSON.stringify(o)} at ${i}: ${got![i]} vs ${want[i]}`);
+    }
+  });
+
+  test("f64 AdamW, embeddings (two column tiles, indices over three ballot tiles) and the softmax family, ce heads, reluBackward, route gradients, updateBias: as wasm", async () => {
+    const run = () => {
+      const w = Float64Array.from({ length: 37 }, (_, i) => Math.sin(i)), g = Float64Array.from({ length: 37 }, (_, i) => Math.cos(3 * i) / 7), m = new Float64Array(37), v = new Float64Array(37);
+      for (let step = 1; step <= 3; step++) adamwStep(w, g, m, v, { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, step });
+      const cols = 300, idx = Int32Array.from({ length: 600 }, (_, i) => (i * 7919) % 41), table = Float64Array.from({ length: 41 * cols }, (_, i) => Math.tan(i) / 3);
+      const e = embeddingSum(table, idx, { cols, per: 3 }), dw = new Float64Array(41 * cols).fill(-0.5);
+      embeddingSumBackward(e, idx, dw, { cols, per: 3 });
+      const x = Float32Array.from({ length: 9 * 130 }, (_, i) => Math.sin(i * 0.7) * 9), x64 = Float64Array.from(x), labels = Int32Array.from({ length: 9 }, (_, i) => (i * 31) % 130);
+      const fam = [softmax, logSoftmax, stablemax, logStablemax].flatMap((f) => [f(x, { cols: 130 }), f(x64, { cols: 130 })]);
+      const ce = (["softmax", "stablemax"] as const).flatMap((head) => [crossEntropy(x, labels, { cols: 130, head, grad: true }), crossEntropy(x, labels, { cols: 130, head, precision: "f64", grad: true }),
+        crossEntropy(x64, labels, { cols: 130, head, grad: true })]);
+      const rt = route(x, { experts: 130, k: 3, grad: true }), bias = new Float32Array(130);
+      updateBias(bias, rt.counts, 0.01);
+      return { w, m, v, e, dw, fam, ce, rg: [rt.auxGrad, rt.zGrad], bias, dx: [reluBackward(x, x.map((q) => q - 1)), reluBackward(x64, x64.map((q) => q - 1)), relu(x64)] };
+    };
+    const [a, b] = await on([dev, "wasm"], run);
+    for (const key of ["w", "m", "v", "e", "dw", "bias", "dx"] as const) expect(a![key], key).toEqual(b![key] as never);
+    near(a, b, 1e-5); // the f64 exp/log sums and libm: within the wasm bounds
+  });
+
+  test("crossEntropy past the warp kernels (a block per row, LM-head widths): the emulated kernels' bits, wasm's collapse counts on collapsed and spread rows, within the bounds", async () => {
+    const r = uniform(27);
+    for (const cols of [1025, 2049, 4099, 9000, 32003]) for (const f64 of [false, true]) {
+      const rows = 6, z = floats(f64, rows * cols, () => (r() * 2 - 1) * 12), labels = Int32Array.from({ length: rows }, () => Math.floor(r() * cols));
+      const row = (q: number, f: (i: number) => number) => { for (let i = 0; i < cols; i++) z[q * cols + i] = f(i); };
+      row(0, (i) => (i === labels[0] ? 200 : -5)); // collapsed in every head
+      row(1, (i) => (i === 7 ? NaN : 1));
+      row(2, () => -Infinity);
+      row(3, (i) => (i === labels[3] ? 1e15 : -1e9)); // StableMax collapsed too, in any summation order
+      const heads = (["softmax", "stablemax"] as const).flatMap((head) => (["f32", "f64"] as const).map((precision) => ({ cols, head, precision, grad: true })));
+      const [a, e, w] = await on([dev, "cuda-emulated", "wasm"], () => heads.map((o) => crossEntropy(z, labels, o)));
+      heads.forEach((o, h) => {
+        const at = `${cols} ${f64 ? "f64" : "f32"} ${o.head} ${o.precision}`;
+        // equal values (NaN payloads aside), but the f64 softmax head (glibc's or libdevice's exp vs JS's) and, on a
+        // GPU, the f32 heads (libdevice's logf is within 1 ulp, not correctly rounded; the gradient's exp takes it)
+        const tol = o.head === "softmax" && o.precision === "f64" ? 1e-14 : dev === "cuda" && o.precision === "f32" ? 4e-6 : 0;
+        near(a![h], e![h], tol, at);
+        expect(a![h]!.scFraction, at).toBe(w![h]!.scFraction);
+        expect(a![h]!.zeroLossFraction, at).toBe(w![h]!.zeroLossFraction);
+        near(a![h]!.loss, w![h]!.loss, o.precision === "f32" ? 1e-6 : 1e-12, at);
+      });
+    }
+  }, 60_000);
+
+  test("embeddingSumBackward past 2^26 vocabulary x indices (positions radix-sorted by index, 2 and 3 passes, tiles of 2048): wasm's bits, a row matched 2500 times", async () => {
+    const r = uniform(28);
+    for (const [vocab, rows, per, f64, cols] of [[8200, 4100, 2, false, 3], [8200, 4100, 2, true, 257], [70_000, 1500, 1, false, 5]] as const) {
+      const n = rows * per, idx = Int32Array.from({ length: n }, () => 7 + Math.floor(r() * (vocab - 7)));
+      for (let a = 0; a < Math.min(2500, n / 3); a++) idx[(a * 3) % n] = 5; // a frequent token
+      idx[0] = 3; idx[per - 1] = 3; // one row's indices the same row of w
+      idx[n - 1] = vocab - 1;
+      expect(vocab * n).toBeGreaterThan(2 ** 26);
+      const dout = floats(f64, rows * cols, (i) => Math.sin(i * 0.37) * 3), dw0 = floats(f64, vocab * cols, (i) => (i % 7) - 3);
+      const [a, e, w] = await on([dev, "cuda-emulated", "wasm"], () => { const dw = dw0.slice(); embeddingSumBackward(dout, idx, dw, { cols, per }); return dw; });
+      expect(a, `cols ${cols}`).toEqual(w!);
+      expect(e, `cols ${cols}`).toEqual(w!);
+    }
+  }, 120_000);
+
+  test("quantizers and 8-bit Adam equal wasm's bit for bit; a device-resident grok run tracks wasm's", async () => {
+    const [a, b] = await quantOn([dev, "wasm"]);
+    for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
+    const [g, h] = await grokOn([dev, "wasm"]);
+    expectClose(g!, h!);
+  }, 60_000);
+
+  test("topk: long rows by a warp (k <= 32) or a block (k <= 1024, radix select), short rows with k > 32 (device scratch), ties, NaN, ±Infinity, unsorted: as wasm; then every kernel the backend loads has run here", async () => {
+    const r = uniform(26), x = Float32Array.from({ length: 50 * 2100 }, (_, i) => (i % 97 === 5 ? NaN : i % 89 === 3 ? -Infinity : i % 83 === 1 ? Infinity : Math.round(r() * 40)));
+    for (const [cols, o] of [[700, { k: 32 }], [700, { k: 5, sorted: false }], [700, { k: 40 }], [700, { k: 40, sorted: false }], [700, { k: 700 }], [700, { k: 699, sorted: false }],
+      [2100, { k: 1024 }], [2100, { k: 1000, sorted: false }], [100, { k: 40 }], [100, { k: 33, sorted: false }]] as const) {
+      // values as bits: toEqual calls typed arrays holding NaN unequal
+      const [a, b] = await on([dev, "wasm"], () => { const t = topk(x.subarray(0, 50 * cols), { cols, ...o }); return [new Uint32Array(t.values.buffer), t.indices]; });
+      expect(a, `${cols} ${JSON.stringify(o)}`).toEqual(b!);
+    }
+    if (dev !== "cuda-cpu") return;
+    const launched = new Set((await cpuCuda()).launches);
+    expect(KERNELS.filter((k) => !launched.has(k))).toEqual([]);
+  });
+});
