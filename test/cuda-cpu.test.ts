@@ -14,7 +14,7 @@ import { cpuDriver } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
 import { uniform } from "./helpers.ts";
-import { cpuCuda, cpuCudaUnavailable, parityBackends, underReference } from "./parity.ts";
+import { cpuCuda, parityBackends, underReference } from "./parity.ts";
 
 /** fn's result on each backend, as plain arrays (typed arrays copied out), wasm current afterwards. */
 async function on<T>(backends: string[], fn: () => T): Promise<T[]> {
@@ -37,9 +37,14 @@ function near(a: unknown, b: unknown, rel: number, path = ""): void {
   else expect(a, path).toEqual(b);
 }
 
+// The kernel checks run on the CPU device (unless NUMEDGE_TEST_BACKENDS leaves it out, as the GPU machine's run
+// does) and on a GPU where there is one (npm run test:gpu): a GPU runs blocks at once, which the CPU device cannot
+const KERNEL_DEVICES = parityBackends.map((b) => b.name).filter((n) => n === "cuda-cpu" || n === "cuda");
+const onCpuDevice = KERNEL_DEVICES.includes("cuda-cpu");
+
 // Before the suites below: their last test checks every kernel has run, and the thread kernels run here (the backend
 // takes the warp kernels for rows of up to 2048 / 1024)
-if (cpuCudaUnavailable === null) describe("cross-entropy's warp kernels on the CPU device", () => {
+if (onCpuDevice) describe("cross-entropy's warp kernels on the CPU device", () => {
   test("each ce_*_warp writes the bytes its thread kernel writes: gradient and per-row stats, adversarial rows, cols 1 to its limit", async () => {
     const d = await cpuCuda(), k = d.module(new Uint8Array(0)), r = uniform(31);
     const heads = [["ce_softmax_f32", false, 2048], ["ce_softmax_f64", true, 1024], ["ce_softmax_f32in_f64", false, 1024],
@@ -80,7 +85,7 @@ if (cpuCudaUnavailable === null) describe("cross-entropy's warp kernels on the C
   }, 60_000);
 });
 
-if (cpuCudaUnavailable === null) {
+if (onCpuDevice) {
   describe("the CPU device (test/gpu/cpu-cuda)", () => {
     test("warp ops, barriers and shared memory as CUDA defines them; misuse CUDA leaves undefined is reported, not run", async () => {
       const d = await cpuDriver(new URL("./gpu/cpu-cuda/shim-check.cu", import.meta.url));
@@ -112,9 +117,6 @@ if (cpuCudaUnavailable === null) {
   });
 }
 
-// kernels.cu on the CPU device, and on a GPU where there is one (npm run test:gpu): a real GPU runs blocks at once,
-// which the CPU device cannot show
-const KERNEL_DEVICES = parityBackends.map((b) => b.name).filter((n) => n === "cuda-cpu" || n === "cuda");
 for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
   test("maxInto across its split (one block up to 64K elements, per-block maxima above): equals wasm's, both dtypes, NaN anywhere", async () => {
     const r = uniform(21);
