@@ -151,7 +151,7 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     }
   });
 
-  test("expert choice at 256 experts: dispatch in chunks of 512 (256 would need 2^20+ histogram entries), as wasm and the emulated kernels", async () => {
+  test("expert choice at 256 experts: dispatch in chunks of 512 (256 would need 2^20+ histogram entries), as wasm and the emulated kernels; capacity 0 with a NaN score at token 0 takes nothing", async () => {
     const r = uniform(29), T = 5000, E = 256, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 16) / 4);
     expect(Math.ceil((T * E) / 256) * E).toBeGreaterThan(2 ** 20);
     const [a, e, w] = await on([dev, "cuda-emulated", "wasm"], () => route(z, { experts: E, k: 2, expertChoice: true, capacityFactor: 1.5 }));
@@ -160,6 +160,14 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
       expect(e![key], key).toEqual(w![key] as never);
     }
     near(a!.weights, w!.weights, 1e-6);
+    // capacity 0 takes no token, not even one whose NaN score at token 0 has the largest key there is
+    const zn = z.slice(0, 40 * 8);
+    zn[0] = NaN;
+    for (const scoring of ["softmax", "sigmoid"] as const) {
+      const [c0, w0] = await on([dev, "wasm"], () => route(zn, { experts: 8, k: 2, expertChoice: true, capacityFactor: 0, scoring }));
+      expect(c0!.experts, scoring).toEqual(w0!.experts);
+      expect(c0!.experts.every((x) => x === -1), scoring).toBe(true);
+    }
   }, 60_000);
 
   test("matmul by the GEMM kernel: every transpose and accumulate, f32 and f64, row tiles past gridDim.y (65535), within the GEMM bound", async () => {

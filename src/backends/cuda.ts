@@ -335,7 +335,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
           score(ip[0]!, T, E, o.scoring, o.scale, ps!, pinv!, pps!, pl!);
           const pb = o.bias ? ip[1]! : 0n;
           d.launch(k.route_ec_threshold_f32!, Math.min(E, 65535), 1024, [{ p: ps! }, { p: pb }, { i32: T }, { i32: E }, { i32: cap }, { p: pthr! }]);
-          d.launch(k.route_ec_select_f32!, elems(T * E), 256, [{ p: ps! }, { p: pb }, { i32: T }, { i32: E }, { p: pthr! }, { p: pe! }, { p: pw! }]);
+          d.launch(k.route_ec_select_f32!, elems(T * E), 256, [{ p: ps! }, { p: pb }, { i32: T }, { i32: E }, { i32: cap }, { p: pthr! }, { p: pe! }, { p: pw! }]);
           d.launch(k.route_ec_finish!, perThread(T), 128, [{ p: pe! }, { p: pw! }, { i32: T }, { i32: E }, { i32: o.normalize ? 1 : 0 }, f32(o.routeScale), { p: puntaken! }]);
           d.launch(k.route_ec_stats!, 1, 32, [{ p: pp! }, { i32: E }, { i32: cap }, { p: puntaken! }, { p: pst! }]);
         });
@@ -505,7 +505,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       const rows = idx.length / per, vocab = dw.length / cols, n = idx.length, grid = Math.max(1, Math.min(vocab, 1 << 20));
       // the scan reads every index once per vocabulary row: one launch, for small vocab x indices (grok's 226 x 10214);
       // past 2^26 index reads, the positions sorted by index (a stable radix sort, 8 bits a pass; positions are ints)
-      if (vocab * n <= 2 ** 26 || n >= 2 ** 31) {
+      if (vocab * n <= 2 ** 26 || n > 2 ** 31 - 2048) { // (the sort's int positions step by 256 past n)
         onDevice([dout, idx, dw], [dw], ([pd, pi, pw]) => d.launch(k[`embsum_backward_${t(dw)}`]!, grid, 256,
           [{ p: pd! }, { p: pi! }, { p: pw! }, { i32: rows }, { i32: cols }, { i32: per }, { i32: vocab }]));
         return;

@@ -334,19 +334,19 @@ export function emulatedDriver(): EmulatedDriver {
         }
         return;
       }
-      case "route_ec_threshold_f32": { // each expert's cap-th largest key (all: KEY_MIN, none: the largest i64)
+      case "route_ec_threshold_f32": { // each expert's cap-th largest key (all or none: KEY_MIN)
         const s = f32(p(0)), bias = opt(1, f32), [T, E, cap] = [n(2), n(3), n(4)], b = bytesAt(p(5)), thr = new BigInt64Array(b.buffer, b.byteOffset, E);
         for (let e = 0; e < E; e++) {
           const keys = Array.from({ length: T }, (_, t) => topkKey(fr(s[t * E + e]! + (bias ? bias[e]! : 0)), t)).sort((x, y) => (x > y ? -1 : x < y ? 1 : 0));
-          thr[e] = cap <= 0 ? (1n << 63n) - 1n : cap >= T ? KEY_MIN : keys[cap - 1]!;
+          thr[e] = cap <= 0 || cap >= T ? KEY_MIN : keys[cap - 1]!;
         }
         return;
       }
       case "route_ec_select_f32": {
-        const s = f32(p(0)), bias = opt(1, f32), [T, E] = [n(2), n(3)], b = bytesAt(p(4)), thr = new BigInt64Array(b.buffer, b.byteOffset, E);
-        const experts = i32(p(5)), weights = f32(p(6));
+        const s = f32(p(0)), bias = opt(1, f32), [T, E, cap] = [n(2), n(3), n(4)], b = bytesAt(p(5)), thr = new BigInt64Array(b.buffer, b.byteOffset, E);
+        const experts = i32(p(6)), weights = f32(p(7));
         for (let t = 0; t < T; t++) for (let e = 0; e < E; e++) {
-          const a = t * E + e, chosen = topkKey(fr(s[a]! + (bias ? bias[e]! : 0)), t) >= thr[e]!;
+          const a = t * E + e, chosen = cap > 0 && topkKey(fr(s[a]! + (bias ? bias[e]! : 0)), t) >= thr[e]!;
           experts[a] = chosen ? e : -1;
           weights[a] = chosen ? s[a]! : 0;
         }

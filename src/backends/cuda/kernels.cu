@@ -1411,8 +1411,8 @@ extern "C" __global__ void __launch_bounds__(1024) route_ec_threshold_f32(const 
   __shared__ unsigned long long chosen_prefix;
   __shared__ int chosen_need;
   for (int e = blockIdx.x; e < E; e += gridDim.x) {
-    if (cap <= 0 || cap >= T) { // no token, or every token (no key is KEY_MIN or LLONG_MAX)
-      if (threadIdx.x == 0) thr[e] = cap <= 0 ? (long long)(KEY_SIGN - 1) : NUMEDGE_KEY_MIN;
+    if (cap <= 0 || cap >= T) { // no token (route_ec_select takes none: every key may be chosen), or every token
+      if (threadIdx.x == 0) thr[e] = NUMEDGE_KEY_MIN; // no key is below it
       continue;
     }
     const float b = bias ? bias[e] : 0.f;
@@ -1421,11 +1421,12 @@ extern "C" __global__ void __launch_bounds__(1024) route_ec_threshold_f32(const 
     if (threadIdx.x == 0) thr[e] = (long long)(u ^ KEY_SIGN);
   }
 }
-extern "C" __global__ void route_ec_select_f32(const float* s, const float* bias, int T, int E, const long long* thr, int* experts, float* weights) {
+// (cap <= 0 chooses nothing: no threshold excludes every key, a NaN score at token 0 has the largest)
+extern "C" __global__ void route_ec_select_f32(const float* s, const float* bias, int T, int E, int cap, const long long* thr, int* experts, float* weights) {
   const long long n = (long long)T * E;
   for (long long a = blockIdx.x * (long long)blockDim.x + threadIdx.x; a < n; a += (long long)gridDim.x * blockDim.x) {
     const int t = (int)(a / E), e = (int)(a % E);
-    const bool chosen = topk_key(s[a] + (bias ? bias[e] : 0.f), t) >= thr[e];
+    const bool chosen = cap > 0 && topk_key(s[a] + (bias ? bias[e] : 0.f), t) >= thr[e];
     experts[a] = chosen ? e : -1;
     weights[a] = chosen ? s[a] : 0.f;
   }
