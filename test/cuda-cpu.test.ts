@@ -242,6 +242,32 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     }
   }, 120_000);
 
+  test("random shapes on the paths the fuzz test's small shapes never take: top-k by a block, cross-entropy by a block, the embedding backward's radix sort: as wasm", async () => {
+    const r = uniform(30), int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+    for (let c = 0; c < 12; c++) {
+      const rows = int(1, 9), cols = int(128, 3000), k = int(33, Math.min(1024, cols)), sorted = r() < 0.5;
+      const x = Float32Array.from({ length: rows * cols }, () => (r() < 0.02 ? NaN : Math.round((r() - 0.5) * 64) / 8));
+      const [a, b] = await on([dev, "wasm"], () => { const t = topk(x, { cols, k, sorted }); return [new Uint32Array(t.values.buffer), t.indices]; });
+      expect(a, `topk [${rows},${cols}] k=${k} sorted=${sorted}`).toEqual(b!);
+    }
+    for (let c = 0; c < 8; c++) {
+      const rows = int(1, 5), cols = int(1025, 5000), head = r() < 0.5 ? "softmax" as const : "stablemax" as const, precision = r() < 0.5 ? "f32" as const : "f64" as const;
+      const z = Float32Array.from({ length: rows * cols }, () => (r() - 0.5) * 30), labels = Int32Array.from({ length: rows }, () => int(0, cols - 1));
+      const [a, b] = await on([dev, "wasm"], () => crossEntropy(z, labels, { cols, head, precision }));
+      const at = `crossEntropy [${rows},${cols}] ${head} ${precision}`;
+      expect(a!.scFraction, at).toBe(b!.scFraction);
+      near(a!.loss, b!.loss, precision === "f32" ? 1e-6 : 1e-12, at);
+      near(a!.grad, b!.grad, precision === "f32" ? 1e-5 : 1e-12, at);
+    }
+    for (let c = 0; c < 6; c++) {
+      const vocab = int(2 ** 13, 2 ** 17), per = int(1, 3), rows = Math.ceil(int(2 ** 26 / vocab + 1, 2 ** 26 / vocab + 3000) / per), cols = int(1, 4);
+      const idx = Int32Array.from({ length: rows * per }, () => (r() < 0.3 ? 0 : int(0, vocab - 1)));
+      const dout = Float32Array.from({ length: rows * cols }, () => r() - 0.5), dw0 = Float32Array.from({ length: vocab * cols }, () => r() - 0.5);
+      const [a, b] = await on([dev, "wasm"], () => { const dw = dw0.slice(); embeddingSumBackward(dout, idx, dw, { cols, per }); return dw; });
+      expect(a, `embeddingSumBackward vocab ${vocab} rows ${rows} per ${per} cols ${cols}`).toEqual(b!);
+    }
+  }, 120_000);
+
   test("quantizers and 8-bit Adam equal wasm's bit for bit; a device-resident grok run tracks wasm's", async () => {
     const [a, b] = await quantOn([dev, "wasm"]);
     for (const key of Object.keys(b!)) expect(a![key], key).toEqual(b![key]!);
