@@ -5,8 +5,11 @@
 // reading one value back (the copy waits for the queued kernels), median of 5 batches. Run on a machine with an
 // NVIDIA GPU: bun run bench/gpu.bench.ts (writes $OUT/gpu-bench.json when OUT is set).
 import { spawnSync } from "node:child_process";
+import { registerBackend } from "../src/backends/index.ts";
+import { createCudaBackend, realDeps } from "../src/backends/cuda.ts";
+import { wasmBackend } from "../src/backends/wasm.ts";
 import {
-  GROK_ARMS, GrokRun, alloc, backendInfo, combine, crossEntropy, embeddingSumBackward, empty, quantizeAffine, quantizeBlockwise, relu, route, setBackend, softmax, toDevice, topk,
+  GROK_ARMS, GrokRun, alloc, backendInfo, combine, crossEntropy, embeddingSumBackward, empty, matmul, quantizeAffine, quantizeBlockwise, relu, route, setBackend, softmax, toDevice, topk,
   type DeviceArray, type RouteDeviceResult,
 } from "numedge";
 
@@ -64,6 +67,23 @@ for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2], [65536, 25
   const us = usPer(100, () => { const t = topk(xd, { cols: c, k }); t.values.dispose(); t.indices.dispose(); }, () => flag.readSync());
   rows.push({ op: "topk", shape: `[${r},${c}] k=${k}`, cuda_us: +us.toFixed(1) });
   xd.dispose();
+}
+// matmul through cuBLAS and through numedge's GEMM kernel (what a machine with only the driver runs): a second
+// cuda backend without cuBLAS, on the same GPU
+{
+  const made = await createCudaBackend(wasmBackend, { ...realDeps, blas: () => "no cuBLAS (bench)" }, "cuda-gemm-kernel");
+  if (typeof made !== "string") registerBackend("cuda-gemm-kernel", async () => ({ backend: made.backend, info: { device: "gpu", ...made.info } }));
+  for (const [m, k, n] of [[5107, 200, 200], [4096, 4096, 4096]] as const) {
+    for (const be of ["cuda", ...(typeof made === "string" ? [] : ["cuda-gemm-kernel"])]) {
+      await setBackend(be);
+      const a = toDevice(Float32Array.from({ length: m * k }, (_, i) => Math.sin(i) / 8)), b = toDevice(Float32Array.from({ length: k * n }, (_, i) => Math.cos(i) / 8));
+      const c = empty(m * n, "f32"), f = empty(1, "f32");
+      const us = usPer(m > 4000 ? 10 : 50, () => matmul(a, b, { m, k, n, out: c }), () => f.readSync());
+      rows.push({ op: `matmul f32 (${be === "cuda" ? "cuBLAS" : "GEMM kernel"}, ${((2 * m * k * n) / us / 1e6).toFixed(1)} TFLOP/s)`, shape: `[${m},${k}]x[${k},${n}]`, cuda_us: +us.toFixed(1) });
+      a.dispose(); b.dispose(); c.dispose(); f.dispose();
+    }
+  }
+  await setBackend("cuda");
 }
 // An LM's shapes: cross-entropy over a vocabulary with its gradient (a block per row past 2048 columns; a warp per
 // row below), and the embedding's backward over a vocabulary (positions radix-sorted by token)

@@ -114,6 +114,20 @@ if (onCpuDevice) {
       expect(() => k("nope")).toThrow(/cuModuleGetFunction\(nope\).*NOT_FOUND/);
       expect(() => d.launch(k("write_past"), 1, 32, [{ p: out }, { i32: 128 * 12 }])).toThrow(/write_past.*wrote outside an allocation/);
     });
+    test("the GEMM kernel's row-tile loop: 5 tiles of 64 rows on a grid of 2, every transpose, within the GEMM bound", async () => {
+      const d = await cpuCuda(), k = d.module(new Uint8Array(0)), r = uniform(32), [m, kk, n] = [300, 20, 50];
+      for (const [ta, tb] of [[0, 0], [1, 0], [0, 1], [1, 1]]) {
+        const a = Float32Array.from({ length: m * kk }, () => r() - 0.5), b = Float32Array.from({ length: kk * n }, () => r() - 0.5);
+        const want = underReference(() => matmul(a, b, { m, k: kk, n, transA: ta === 1, transB: tb === 1 }));
+        const [pa, pb, pc] = [a, b, new Float32Array(m * n)].map((h) => { const p = d.alloc(h.byteLength); d.htod(p, h); return p; });
+        d.launch(k("gemm_f32"), [1, 2], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n }, { i32: ta! }, { i32: tb! }, { i32: 0 }]);
+        const got = new Float32Array(m * n);
+        d.dtoh(got, pc!);
+        for (const p of [pa, pb, pc]) d.free(p!);
+        const bound = (kk + 2) * 2 ** -23 * (kk + 1);
+        for (let i = 0; i < m * n; i++) if (!(Math.abs(got[i]! - want[i]!) <= bound)) throw new Error(`ta ${ta} tb ${tb} at ${i}: ${got[i]} vs ${want[i]}`);
+      }
+    });
   });
 }
 
@@ -170,10 +184,12 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     }
   }, 60_000);
 
-  test("matmul by the GEMM kernel: every transpose and accumulate, f32 and f64, row tiles past gridDim.y (65535), within the GEMM bound", async () => {
+  test("matmul (the GEMM kernel on the CPU device; cuBLAS where found on a GPU): every transpose and accumulate, f32 and f64, several tiles each way, row tiles past gridDim.y on a GPU, within the GEMM bound", async () => {
     const r = uniform(24);
-    for (const [m, k, n] of [[17, 33, 9], [65535 * 16 + 17, 2, 1]] as const) for (const f64 of [false, true]) for (const [transA, transB, accumulate] of [[false, false, false], [true, false, true], [false, true, false], [true, true, true]]) {
-      if (m > 1000 && (transA || f64 || !transB)) continue; // one large case: 2 s here
+    // past gridDim.y (65535 row tiles of 64) on a GPU; the CPU device checks the row-tile loop on a small grid instead
+    const shapes = [[17, 33, 9], [70, 40, 130], ...(dev === "cuda" ? [[65535 * 64 + 17, 2, 1]] : [])] as const;
+    for (const [m, k, n] of shapes) for (const f64 of [false, true]) for (const [transA, transB, accumulate] of [[false, false, false], [true, false, true], [false, true, false], [true, true, true]]) {
+      if (m > 1000 && (transA || f64 || !transB)) continue; // one large case
       const fill = (len: number) => floats(f64, len, () => r() - 0.5);
       const a = fill(m * k), b = fill(k * n), c0 = fill(m * n), o = { m, k, n, transA, transB, accumulate };
       const want = underReference(() => matmul(a, b, { ...o, out: c0.slice() }));

@@ -156,8 +156,13 @@ export interface CudaDeps {
   /** cuBLAS for matmul, or why not (then the NVRTC GEMM kernel runs). */
   blas(d: Driver): Cublas | string;
 }
-/** NUMEDGE_CUDA_TF32=1 lets cuBLAS run f32 matmuls on TF32 tensor cores (10-bit mantissa products); default FP32. */
-export const realDeps: CudaDeps = { open: openDriver, image: kernelImage, blas: (d) => openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1") };
+/**
+ * NUMEDGE_CUDA_TF32=1 lets cuBLAS run f32 matmuls on TF32 tensor cores (10-bit mantissa products); default FP32.
+ * NUMEDGE_CUBLAS=none: never cuBLAS (the GEMM kernel of kernels.cu, as on a machine with only the driver).
+ */
+export const realDeps: CudaDeps = {
+  open: openDriver, image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1")),
+};
 
 /** The cuda backend on the first GPU, or why it cannot run here. */
 export async function createCudaBackend(fallback: Backend = wasmBackend, deps: CudaDeps = realDeps, id = "cuda"): Promise<{ backend: Backend; info: CudaInfo } | string> {
@@ -493,7 +498,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
             pa!, Math.max(1, transA ? m : kk), accumulate ? 1 : 0, pc!, n);
           return;
         }
-        d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 16), Math.min(Math.ceil(m / 16), 65535)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
+        d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 64), Math.min(Math.ceil(m / 64), 65535)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
           { i32: transA ? 1 : 0 }, { i32: transB ? 1 : 0 }, { i32: accumulate ? 1 : 0 }]);
       });
     },

@@ -375,26 +375,41 @@ extern "C" __global__ void __launch_bounds__(1024) max_into_finish(double* dst, 
   if (threadIdx.x == 0) dst[0] = nan_max(dst[0], m);
 }
 
-// C[m, n] = (acc ? C : 0) + op(A) op(B), row-major; A stored [k, m] when ta, B stored [n, k] when tb. 16x16 tiles
-// in shared memory, f32 (or f64) accumulation in k order within each output: within the GEMM error bound, not
-// the wasm kernel's blocking (bits may differ).
-// Row tiles loop over blockIdx.y (gridDim.y is at most 65535; the loop is uniform per block, so the barriers hold).
+// C[m, n] = (acc ? C : 0) + op(A) op(B), row-major; A stored [k, m] when ta, B stored [n, k] when tb: the GEMM
+// for when there is no cuBLAS (a machine with only the driver). 64x64 tiles of C on 256 threads, each thread 4x4
+// outputs (rows ty + 16i, columns tx + 16j) from 16-deep slices of A and B in shared memory; each output a chain of
+// fused multiply-adds in k order (explicit fma: --fmad=false leaves those fused). Within the GEMM error bound, not
+// the wasm kernel's blocking (bits may differ). Row tiles loop over blockIdx.y (gridDim.y is at most 65535; the
+// loop is uniform per block, so the barriers hold). Launch with 16x16 threads.
+__device__ float fma_t(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ double fma_t(double a, double b, double c) { return fma(a, b, c); }
 template <typename T>
 __device__ void gemm_any(const T* A, const T* B, T* C, int m, int k, int n, int ta, int tb, int acc) {
-  __shared__ T sa[16][17], sb[16][17];
-  const int col = blockIdx.x * 16 + threadIdx.x;
-  for (int r0 = blockIdx.y * 16; r0 < m; r0 += gridDim.y * 16) {
-    const int row = r0 + threadIdx.y;
-    T s = 0;
+  __shared__ T sa[16][64], sb[16][64]; // [p][row], [p][col]
+  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx, c0 = blockIdx.x * 64;
+  for (int r0 = blockIdx.y * 64; r0 < m; r0 += gridDim.y * 64) {
+    T s[4][4];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) s[i][j] = (T)0;
     for (int p0 = 0; p0 < k; p0 += 16) {
-      const int pa = p0 + threadIdx.x, pb = p0 + threadIdx.y;
-      sa[threadIdx.y][threadIdx.x] = (row < m && pa < k) ? (ta ? A[(long long)pa * m + row] : A[(long long)row * k + pa]) : (T)0;
-      sb[threadIdx.y][threadIdx.x] = (pb < k && col < n) ? (tb ? B[(long long)col * k + pb] : B[(long long)pb * n + col]) : (T)0;
+      for (int e = tid; e < 1024; e += 256) { // coalesced: the stored layout's fast index across the threads
+        const int r = ta ? e & 63 : e >> 4, q = ta ? e >> 6 : e & 15, row = r0 + r, p = p0 + q;
+        sa[q][r] = row < m && p < k ? (ta ? A[(long long)p * m + row] : A[(long long)row * k + p]) : (T)0;
+        const int cc = tb ? e >> 4 : e & 63, qb = tb ? e & 15 : e >> 6, col = c0 + cc, pb = p0 + qb;
+        sb[qb][cc] = col < n && pb < k ? (tb ? B[(long long)col * k + pb] : B[(long long)pb * n + col]) : (T)0;
+      }
       __syncthreads();
-      for (int q = 0; q < 16; q++) s = s + sa[threadIdx.y][q] * sb[q][threadIdx.x];
+      for (int q = 0; q < 16; q++) {
+        T a[4], b[4];
+        for (int i = 0; i < 4; i++) a[i] = sa[q][ty + 16 * i];
+        for (int j = 0; j < 4; j++) b[j] = sb[q][tx + 16 * j];
+        for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) s[i][j] = fma_t(a[i], b[j], s[i][j]);
+      }
       __syncthreads();
     }
-    if (row < m && col < n) C[(long long)row * n + col] = acc ? C[(long long)row * n + col] + s : s;
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) {
+      const int row = r0 + ty + 16 * i, col = c0 + tx + 16 * j;
+      if (row < m && col < n) C[(long long)row * n + col] = acc ? C[(long long)row * n + col] + s[i][j] : s[i][j];
+    }
   }
 }
 extern "C" __global__ void gemm_f32(const float* A, const float* B, float* C, int m, int k, int n, int ta, int tb, int acc) { gemm_any<float>(A, B, C, m, k, n, ta, tb, acc); }
