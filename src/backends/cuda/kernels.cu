@@ -385,7 +385,7 @@ __device__ float fma_t(float a, float b, float c) { return fmaf(a, b, c); }
 __device__ double fma_t(double a, double b, double c) { return fma(a, b, c); }
 template <typename T>
 __device__ void gemm_any(const T* A, const T* B, T* C, int m, int k, int n, int ta, int tb, int acc) {
-  __shared__ T sa[16][64], sb[16][64]; // [p][row], [p][col]
+  __shared__ T sa[16][65], sb[16][65]; // [p][row], [p][col]; 65: a transposed store does not hit one bank 16 times
   const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx, c0 = blockIdx.x * 64;
   for (int r0 = blockIdx.y * 64; r0 < m; r0 += gridDim.y * 64) {
     T s[4][4];
