@@ -305,11 +305,11 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     while (Math.ceil(n / chunk) * E > 2 ** 20 && chunk < 2 ** 30) chunk *= 2;
     const chunks = Math.ceil(n / chunk);
     scratch([chunks * E * 4, chunks * E * 4, chunks * 4, E * 4], ([hist, base, neg, total]) => {
-      d.launch(k.dispatch_count!, perThread(chunks), 128, [{ p: pe }, { i32: n }, { i32: E }, { i32: chunk }, { p: hist! }, { p: neg! }]);
+      d.launch(k.dispatch_count!, Math.min(chunks, 65535), 256, [{ p: pe }, { i32: n }, { i32: E }, { i32: chunk }, { p: hist! }, { p: neg! }]);
       d.launch(k.dispatch_scan!, Math.min(E, 65535), 256, [{ p: hist! }, { i32: chunks }, { i32: E }, { i32: cap }, { p: base! }, { p: pc }, { p: total! }]);
       if (cap >= 0) d.launch(k.dispatch_drops!, perThread(chunks), 128, [{ p: hist! }, { p: base! }, { i32: chunks }, { i32: E }, { i32: cap }, { p: neg! }]);
       d.launch(k.dispatch_offsets!, 1, 1024, [{ p: pc }, { p: total! }, { i32: E }, { i32: chunks }, { p: po }, { p: neg! }, { p: pstats }]);
-      d.launch(k.dispatch_place!, perThread(chunks), 128, [{ p: pe }, { p: pw }, { i32: n }, { i32: E }, { i32: chunk }, { i32: cap }, { p: hist! }, { p: base! }, { p: po }, { p: neg! }, { p: pr }]);
+      d.launch(k.dispatch_place!, Math.min(chunks, 65535), 256, [{ p: pe }, { p: pw }, { i32: n }, { i32: E }, { i32: chunk }, { i32: cap }, { p: hist! }, { p: base! }, { p: po }, { p: neg! }, { p: pr }]);
     });
   }
   // Accumulators (pre, pSum) and partly written outputs (stats) are inputs too, so host arrays keep what the kernels do not write.

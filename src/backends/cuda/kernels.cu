@@ -1466,19 +1466,26 @@ extern "C" __global__ void route_ec_stats(int* pre, int E, int cap, const int* u
   stats[0] = (double)untaken[0];
 }
 
-// ---- dispatch (routeDispatch): chunks of `chunk` assignments (256, more when chunks x E would make hist large).
-// hist[c, e] = chunk c's assignments to e, neg[c] = its -1 slots; per expert an exclusive scan over chunks gives each
-// assignment's rank among e's, so the capacity drops the same assignments as a walk in order; then each chunk places
-// its own in order.
+// ---- dispatch (routeDispatch): chunks of `chunk` assignments (256, more when chunks x E would make hist large),
+// a block of 256 threads per chunk. hist[c, e] = chunk c's assignments to e, neg[c] = its -1 slots; per expert an
+// exclusive scan over chunks gives each assignment's rank among e's, so the capacity drops the same assignments as a
+// walk in order; then each chunk places its own in order.
 extern "C" __global__ void dispatch_count(const int* experts, int n, int E, int chunk, int* hist, int* neg) {
+  __shared__ int ng;
   const int chunks = (int)(((long long)n + chunk - 1) / chunk);
-  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+  for (int c = blockIdx.x; c < chunks; c += gridDim.x) {
     int* h = hist + (long long)c * E;
-    for (int e = 0; e < E; e++) h[e] = 0;
-    int ng = 0;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) h[e] = 0;
+    if (threadIdx.x == 0) ng = 0;
+    __syncthreads();
     const long long end = min((long long)n, (long long)(c + 1) * chunk);
-    for (long long a = (long long)c * chunk; a < end; a++) { const int e = experts[a]; if (e < 0) ng++; else h[e]++; }
-    neg[c] = ng;
+    for (long long a = (long long)c * chunk + threadIdx.x; a < end; a += blockDim.x) { // integer atomics: exact counts
+      const int e = experts[a];
+      atomicAdd(e < 0 ? &ng : h + e, 1);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) neg[c] = ng;
+    __syncthreads(); // ng is reset for the next chunk
   }
 }
 
@@ -1544,21 +1551,49 @@ extern "C" __global__ void __launch_bounds__(1024) dispatch_offsets(const int* c
 }
 
 // per chunk, in assignment order: a kept one to offsets[e] + its rank; a dropped one (experts -1, weight 0) or a
-// -1 slot to the tail. hist is the chunk's cursor.
+// -1 slot to the tail. hist is the chunk's cursor. 256 assignments at a time, one warp after another: a lane's rank
+// among its warp's equal experts by ballots (E + 1 classes, -1 included), the warp's leader of each expert moves the
+// cursor, lane 0 the tail.
 extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, int E, int chunk, int cap, int* hist, const int* base, const int* offsets,
     const int* neg, int* order) {
-  const int chunks = (int)(((long long)n + chunk - 1) / chunk);
-  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+  __shared__ int tail;
+  const int chunks = (int)(((long long)n + chunk - 1) / chunk), lane = threadIdx.x & 31, w = threadIdx.x >> 5, bits = 32 - __clz(E);
+  const unsigned ALL = 0xffffffffu, below = (1u << lane) - 1u;
+  for (int c = blockIdx.x; c < chunks; c += gridDim.x) {
     int* cur = hist + (long long)c * E;
-    for (int e = 0; e < E; e++) cur[e] = base[(long long)c * E + e];
-    int tail = neg[c];
-    const int end = (int)min((long long)n, (long long)(c + 1) * chunk);
-    for (int a = c * chunk; a < end; a++) {
-      const int e = experts[a];
-      if (e < 0) { order[tail++] = a; continue; }
-      const int r = cur[e]++;
-      if (cap >= 0 && r >= cap) { experts[a] = -1; weights[a] = 0.f; order[tail++] = a; }
-      else order[offsets[e] + r] = a;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) cur[e] = base[(long long)c * E + e];
+    if (threadIdx.x == 0) tail = neg[c];
+    __syncthreads();
+    const long long end = min((long long)n, (long long)(c + 1) * chunk);
+    for (long long t0 = (long long)c * chunk; t0 < end; t0 += blockDim.x) {
+      for (int step = 0; step < (int)(blockDim.x >> 5); step++) {
+        if (w == step) {
+          const bool valid = t0 + threadIdx.x < end;
+          const int a = valid ? (int)(t0 + threadIdx.x) : 0, e = valid ? experts[a] : -1, x = e + 1; // class 0: a -1 slot
+          unsigned peers = __ballot_sync(ALL, valid);
+          for (int b = 0; b < bits; b++) {
+            const int bit = (x >> b) & 1;
+            const unsigned ones = __ballot_sync(ALL, bit);
+            peers &= bit ? ones : ~ones;
+          }
+          int r = 0;
+          bool placed = false;
+          if (valid && e >= 0) {
+            r = cur[e] + __popc(peers & below);
+            placed = !(cap >= 0 && r >= cap);
+          }
+          const bool unplaced = valid && !placed;
+          const unsigned out = __ballot_sync(ALL, unplaced);
+          if (unplaced) {
+            order[tail + __popc(out & below)] = a;
+            if (e >= 0) { experts[a] = -1; weights[a] = 0.f; }
+          } else if (valid) order[offsets[e] + r] = a;
+          __syncwarp(); // every lane has read cur and tail
+          if (valid && e >= 0 && (peers & below) == 0) cur[e] += __popc(peers);
+          if (lane == 0) tail += __popc(out);
+        }
+        __syncthreads(); // the next warp sees the cursors this one moved
+      }
     }
   }
 }

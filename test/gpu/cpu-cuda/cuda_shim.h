@@ -41,6 +41,7 @@ inline unsigned __ballot_sync(unsigned mask, int pred) { return (unsigned)cc_war
 inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)__ballot_sync(mask, 0); }
 
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
 template <typename To, typename From> To cc_bits(From f) { static_assert(sizeof(To) == sizeof(From)); To t; memcpy(&t, &f, sizeof t); return t; }
 inline float __int_as_float(int x) { return cc_bits<float>(x); }
 inline float __uint_as_float(unsigned x) { return cc_bits<float>(x); }
