@@ -38,7 +38,7 @@ __device__ double block_max(double v) {
 }
 
 // s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0): StableMax's positive map.
-__device__ double stable_s(double x) { return x >= 0 ? x + 1.0 : 1.0 / (1.0 - x); }
+template <typename T> __device__ T stable_s(T x) { return x >= 0 ? x + (T)1 : (T)1 / ((T)1 - x); }
 // log s(x) = log1p(x) (x >= 0), -log1p(-x) (x < 0)
 __device__ double stable_log_s(double x) { return x >= 0 ? log1p(x) : -log1p(-x); }
 
@@ -174,34 +174,33 @@ extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* o
 //   (emb_gather). O(n) work a pass, no atomics in the order.
 #define EMB_TILE 256
 template <typename T>
-__device__ void emb_row_scan(const T* dout, const int* idx, T* dw, int cols, int per, long long n, int v) {
+__device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
   __shared__ int hits[EMB_TILE];
   __shared__ int warp_base[EMB_TILE / 32 + 1];
+  const long long n = (long long)rows * per;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  for (int c0 = 0; c0 < cols; c0 += EMB_TILE) {
-    const int c = c0 + threadIdx.x;
-    T* out = dw + (long long)v * cols + c;
-    T acc = c < cols ? *out : (T)0;
-    for (long long a0 = 0; a0 < n; a0 += EMB_TILE) {
-      const long long a = a0 + threadIdx.x;
-      const bool hit = a < n && idx[a] == v;
-      const unsigned ballot = __ballot_sync(0xffffffffu, hit);
-      __syncthreads(); // the previous tile's hits are consumed
-      if (lane == 0) warp_base[w] = __popc(ballot);
-      __syncthreads();
-      if (threadIdx.x == 0) { int t = 0; for (int i = 0; i < EMB_TILE / 32; i++) { const int b = warp_base[i]; warp_base[i] = t; t += b; } warp_base[EMB_TILE / 32] = t; }
-      __syncthreads();
-      if (hit) hits[warp_base[w] + __popc(ballot & ((1u << lane) - 1u))] = (int)(a / per); // its row
-      __syncthreads();
-      const int m = warp_base[EMB_TILE / 32];
-      if (c < cols) for (int j = 0; j < m; j++) acc = acc + dout[(long long)hits[j] * cols + c];
+  for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
+    for (int c0 = 0; c0 < cols; c0 += EMB_TILE) {
+      const int c = c0 + threadIdx.x;
+      T* out = dw + (long long)v * cols + c;
+      T acc = c < cols ? *out : (T)0;
+      for (long long a0 = 0; a0 < n; a0 += EMB_TILE) {
+        const long long a = a0 + threadIdx.x;
+        const bool hit = a < n && idx[a] == v;
+        const unsigned ballot = __ballot_sync(0xffffffffu, hit);
+        __syncthreads(); // the previous tile's hits are consumed
+        if (lane == 0) warp_base[w] = __popc(ballot);
+        __syncthreads();
+        if (threadIdx.x == 0) { int t = 0; for (int i = 0; i < EMB_TILE / 32; i++) { const int b = warp_base[i]; warp_base[i] = t; t += b; } warp_base[EMB_TILE / 32] = t; }
+        __syncthreads();
+        if (hit) hits[warp_base[w] + __popc(ballot & ((1u << lane) - 1u))] = (int)(a / per); // its row
+        __syncthreads();
+        const int m = warp_base[EMB_TILE / 32];
+        if (c < cols) for (int j = 0; j < m; j++) acc = acc + dout[(long long)hits[j] * cols + c];
+      }
+      if (c < cols) *out = acc;
     }
-    if (c < cols) *out = acc;
   }
-}
-template <typename T>
-__device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
-  for (int v = blockIdx.x; v < vocab; v += gridDim.x) emb_row_scan(dout, idx, dw, cols, per, (long long)rows * per, v);
 }
 extern "C" __global__ void embsum_backward_f32(const float* dout, const int* idx, float* dw, int rows, int cols, int per, int vocab) { embsum_backward_any<float>(dout, idx, dw, rows, cols, per, vocab); }
 extern "C" __global__ void embsum_backward_f64(const double* dout, const int* idx, double* dw, int rows, int cols, int per, int vocab) { embsum_backward_any<double>(dout, idx, dw, rows, cols, per, vocab); }
@@ -213,6 +212,18 @@ extern "C" __global__ void emb_count(const int* idx, long long n, int vocab, int
     const int v = idx[a];
     if (v >= 0 && v < vocab) atomicAdd(cnt + v, 1);
   }
+}
+
+// The lanes of this warp whose x agrees with this lane's in its low `bits` bits (every lane must call it): one
+// ballot per bit, for a lane's rank among equal keys, popc(peers & lanes below), where __match_any_sync is not assumed.
+__device__ unsigned warp_peers(int x, int bits) {
+  unsigned peers = 0xffffffffu;
+  for (int b = 0; b < bits; b++) {
+    const int bit = (x >> b) & 1;
+    const unsigned ones = __ballot_sync(0xffffffffu, bit);
+    peers &= bit ? ones : ~ones;
+  }
+  return peers;
 }
 
 // One pass of a stable LSD radix sort of (key, value) pairs on the byte of the key at `shift`, over tiles of
@@ -246,12 +257,7 @@ extern "C" __global__ void radix_scatter(const int* kin, const int* vin, int n, 
       const int e = e0 + threadIdx.x;
       const bool in = e < end;
       const int key = in ? kin[e] : 0, d = in ? (key >> shift) & 255 : 256; // 256: no pair (9 bits)
-      unsigned peers = 0xffffffffu; // the lanes with this lane's digit
-      for (int b = 0; b < 9; b++) {
-        const int bit = (d >> b) & 1;
-        const unsigned ones = __ballot_sync(0xffffffffu, bit);
-        peers &= bit ? ones : ~ones;
-      }
+      const unsigned peers = warp_peers(d, 9); // the lanes with this lane's digit
       for (int q = 0; q < 8; q++) cnt[q][threadIdx.x] = 0; // this thread's column only: it alone reads it below
       __syncthreads();
       if (in && (peers & below) == 0) cnt[w][d] = __popc(peers);
@@ -566,7 +572,7 @@ __device__ void ce_stablemax_any(const TIn* z, const int* labels, TOut* grad, in
     for (int i = 0; i < cols; i++) {
       const T v = (T)zr[i];
       mx = v > mx ? v : mx;
-      S = S + (v >= 0 ? v + (T)1 : (T)1 / ((T)1 - v));
+      S = S + stable_s(v);
     }
     double* st = row_stats + 3LL * r;
     if (!(S > 0 && S < (T)NUMEDGE_INF) || !(mx < (T)NUMEDGE_INF)) {
@@ -574,8 +580,8 @@ __device__ void ce_stablemax_any(const TIn* z, const int* labels, TOut* grad, in
       if (gr) for (int i = 0; i < cols; i++) gr[i] = (TOut)NUMEDGE_DNAN;
       continue;
     }
-    const T sm = mx >= 0 ? mx + (T)1 : (T)1 / ((T)1 - mx);
-    const T zy = (T)zr[y], sy = zy >= 0 ? zy + (T)1 : (T)1 / ((T)1 - zy);
+    const T sm = stable_s(mx);
+    const T zy = (T)zr[y], sy = stable_s(zy);
     const T l = -(T)log(sy / S);
     st[0] = (double)l; st[1] = S == sm ? 1 : 0; st[2] = l == (T)0 ? 1 : 0;
     if (!gr) continue;
@@ -670,7 +676,7 @@ __device__ void ce_stablemax_warp_any(const TIn* z, const int* labels, TOut* gra
     for (int i = lane; i < cols; i += 32) {
       const T v = (T)zr[i];
       if (v > mx) { mx = v; at = i; }
-      e[i] = v >= 0 ? v + (T)1 : (T)1 / ((T)1 - v);
+      e[i] = stable_s(v);
     }
     mx = warp_row_max(mx, at, false);
     __syncwarp();
@@ -684,8 +690,8 @@ __device__ void ce_stablemax_warp_any(const TIn* z, const int* labels, TOut* gra
       if (gr) for (int i = lane; i < cols; i += 32) gr[i] = (TOut)NUMEDGE_DNAN;
       continue;
     }
-    const T sm = mx >= 0 ? mx + (T)1 : (T)1 / ((T)1 - mx);
-    const T zy = (T)zr[y], sy = zy >= 0 ? zy + (T)1 : (T)1 / ((T)1 - zy);
+    const T sm = stable_s(mx);
+    const T zy = (T)zr[y], sy = stable_s(zy);
     const T l = -(T)log(sy / S);
     if (lane == 0) { st[0] = (double)l; st[1] = S == sm ? 1 : 0; st[2] = l == (T)0 ? 1 : 0; }
     if (!gr) continue;
@@ -716,7 +722,6 @@ extern "C" __global__ void ce_stablemax_f32in_f64_warp(const float* z, const int
 // that four sequential chains round away can survive in 256 partial sums).
 __device__ float ce_exp(float x) { return exp_rr2p5(x); }
 __device__ double ce_exp(double x) { return exp(x); }
-template <typename T> __device__ T stable_s_t(T v) { return v >= 0 ? v + (T)1 : (T)1 / ((T)1 - v); }
 
 template <typename T, typename TIn, typename TOut, bool STABLE>
 __device__ void ce_wide_any(const TIn* z, const int* labels, TOut* grad, int rows, int cols, double* row_stats) {
@@ -731,7 +736,7 @@ __device__ void ce_wide_any(const TIn* z, const int* labels, TOut* grad, int row
     const T mx = (T)m;
     T s = 0;
     if (!bad_max_f(m) || STABLE)
-      for (int i = threadIdx.x; i < cols; i += blockDim.x) s = s + (STABLE ? stable_s_t((T)zr[i]) : ce_exp((T)zr[i] - mx));
+      for (int i = threadIdx.x; i < cols; i += blockDim.x) s = s + (STABLE ? stable_s((T)zr[i]) : ce_exp((T)zr[i] - mx));
     s = block_sum_t<T>(s);
     double* st = row_stats + 3LL * r;
     // softmax: NaN, +Infinity or only -Infinity in the max; StableMax: S not finite and positive, or +Infinity
@@ -742,8 +747,8 @@ __device__ void ce_wide_any(const TIn* z, const int* labels, TOut* grad, int row
     }
     const T zy = (T)zr[y];
     if (STABLE) {
-      const T sy = stable_s_t(zy), l = -(T)log(sy / s), invS = (T)1 / s;
-      if (threadIdx.x == 0) { st[0] = (double)l; st[1] = s == stable_s_t(mx) ? 1 : 0; st[2] = l == (T)0 ? 1 : 0; }
+      const T sy = stable_s(zy), l = -(T)log(sy / s), invS = (T)1 / s;
+      if (threadIdx.x == 0) { st[0] = (double)l; st[1] = s == stable_s(mx) ? 1 : 0; st[2] = l == (T)0 ? 1 : 0; }
       if (gr) for (int i = threadIdx.x; i < cols; i += blockDim.x) {
         const T v = (T)zr[i], d = v >= 0 ? (T)1 : (T)1 / (((T)1 - v) * ((T)1 - v));
         gr[i] = (TOut)(i == y ? (d * invS - d / sy) * invN : d * invS * invN);
@@ -1570,12 +1575,7 @@ extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, i
         if (w == step) {
           const bool valid = t0 + threadIdx.x < end;
           const int a = valid ? (int)(t0 + threadIdx.x) : 0, e = valid ? experts[a] : -1, x = e + 1; // class 0: a -1 slot
-          unsigned peers = __ballot_sync(ALL, valid);
-          for (int b = 0; b < bits; b++) {
-            const int bit = (x >> b) & 1;
-            const unsigned ones = __ballot_sync(ALL, bit);
-            peers &= bit ? ones : ~ones;
-          }
+          const unsigned peers = __ballot_sync(ALL, valid) & warp_peers(x, bits);
           int r = 0;
           bool placed = false;
           if (valid && e >= 0) {
