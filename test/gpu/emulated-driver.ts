@@ -52,8 +52,9 @@ export function emulatedDriver(): EmulatedDriver {
   const launches: string[] = [];
   const calls: Record<string, number> = {};
   const count = (what: string) => { calls[what] = (calls[what] ?? 0) + 1; };
-  const sOf = (x: number) => (x >= 0 ? x + 1 : 1 / (1 - x));
+  /** StableMax's s(x), each operation rounded by R (f32 kernels); sOf: in f64. */
   const sOfR = (x: number, R: (v: number) => number) => (x >= 0 ? R(x + 1) : R(1 / R(1 - x)));
+  const sOf = (x: number) => sOfR(x, (v) => v);
   const logSOf = (x: number) => (x >= 0 ? Math.log1p(x) : -Math.log1p(-x));
   function softmaxRows(x: Float32Array | Float64Array, y: Float32Array | Float64Array, cols: number, scale: number, log: boolean, rows: number) {
     for (let r = 0; r < rows; r++) {
@@ -110,9 +111,9 @@ export function emulatedDriver(): EmulatedDriver {
       const bad = () => { st[3 * r] = NaN; st[3 * r + 1] = 0; st[3 * r + 2] = 0; if (grad) grad.fill(NaN, o, o + cols); };
       if (stable) {
         let S = 0, mx = -Infinity;
-        for (let i = 0; i < cols; i++) { const v = R(z[o + i]!); mx = v > mx ? v : mx; S = R(S + (v >= 0 ? R(v + 1) : R(1 / R(1 - v)))); }
+        for (let i = 0; i < cols; i++) { const v = R(z[o + i]!); mx = v > mx ? v : mx; S = R(S + sOfR(v, R)); }
         if (!(S > 0 && S < Infinity) || !(mx < Infinity)) { bad(); continue; }
-        const sm = mx >= 0 ? R(mx + 1) : R(1 / R(1 - mx)), zy = R(z[o + y]!), sy = zy >= 0 ? R(zy + 1) : R(1 / R(1 - zy));
+        const sm = sOfR(mx, R), zy = R(z[o + y]!), sy = sOfR(zy, R);
         const l = -R(Math.log(R(sy / S)));
         st[3 * r] = l; st[3 * r + 1] = S === sm ? 1 : 0; st[3 * r + 2] = l === 0 ? 1 : 0;
         if (!grad) continue;
