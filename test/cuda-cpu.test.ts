@@ -9,6 +9,7 @@ import {
   stablemax, topk, updateBias,
 } from "numedge";
 import { KERNELS } from "../src/backends/cuda.ts";
+import { getBackend } from "../src/backends/index.ts";
 import { maxInto } from "../src/ops/track.ts";
 import { cpuDriver } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
@@ -69,7 +70,8 @@ if (onCpuDevice) describe("cross-entropy's warp kernels on the CPU device", () =
       const out: Uint8Array[] = [];
       for (const [name, grid] of [[head, 1], [`${head}_warp`, 3]] as const) {
         const pg = d.alloc(z.byteLength), ps = d.alloc(rows * 24);
-        d.launch(k(name), grid, 128, [{ p: pz }, { p: pl }, { p: pg }, { i32: rows }, { i32: cols }, { p: ps }]);
+        const term = head === "ce_softmax_f32" || head === "ce_stablemax_f32" ? 4 : 8; // the warp kernels' shared row
+        d.launch(k(name), grid, 128, [{ p: pz }, { p: pl }, { p: pg }, { i32: rows }, { i32: cols }, { p: ps }], name === head ? 0 : 4 * cols * term);
         const g = new Uint8Array(z.byteLength), st = new Uint8Array(rows * 24);
         d.dtoh(g, pg);
         d.dtoh(st, ps);
@@ -112,6 +114,11 @@ if (onCpuDevice) {
       expect(() => d.launch(k("write_past"), 1, 32, [{ p: out }, { i64: 4 }])).toThrow(/write_past\(int\*, int\) launched with arguments p, i64/);
       expect(() => d.launch(k("write_past"), 1, 2048, [{ p: out }, { i32: 0 }])).toThrow(/invalid launch configuration/);
       expect(() => k("nope")).toThrow(/cuModuleGetFunction\(nope\).*NOT_FOUND/);
+      d.launch(k("dynamic_shared"), 2, 32, [{ p: out }, { i32: 32 }], 32 * 4);
+      d.dtoh(ints, out);
+      expect(Array.from(ints.subarray(0, 33))).toEqual([...Array.from({ length: 32 }, (_, i) => 31 - i), -1]);
+      expect(() => d.launch(k("dynamic_shared"), 1, 32, [{ p: out }, { i32: 33 }], 32 * 4)).toThrow(/dynamic_shared.*wrote outside its dynamic shared memory/);
+      expect(() => d.launch(k("dynamic_shared"), 1, 32, [{ p: out }, { i32: 32 }], 48 * 1024 + 4)).toThrow(/invalid launch configuration/);
       expect(() => d.launch(k("write_past"), 1, 32, [{ p: out }, { i32: 128 * 12 }])).toThrow(/write_past.*wrote outside an allocation/);
     });
     test("the GEMM kernel's row-tile loop: 5 tiles of 64 rows on a grid of 2, every transpose, within the GEMM bound", async () => {
@@ -183,6 +190,19 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
       expect(c0!.experts.every((x) => x === -1), scoring).toBe(true);
     }
   }, 60_000);
+
+  test("routeDispatch on the backend: any negative expert is none (not only -1), over several chunks and warps: the reference's dispatch", async () => {
+    const r = uniform(33), n = 3000, E = 3;
+    const experts0 = Int32Array.from({ length: n }, () => { const u = r(); return u < 0.1 ? -1 : u < 0.2 ? -2 - Math.floor(r() * 9) : Math.floor(r() * E); });
+    for (const cap of [-1, 0, 7, 700]) {
+      const [a, b] = await on([dev, "reference"], () => {
+        const ex = experts0.slice(), w = Float32Array.from(ex, (e) => e + 0.5), c = new Int32Array(E), off = new Int32Array(E + 1), ord = new Int32Array(n), st = new Float64Array(1);
+        getBackend().routeDispatch(ex, w, n, E, cap, c, off, ord, st);
+        return [ex, w, c, off, ord, st[0]];
+      });
+      expect(a, `capacity ${cap}`).toEqual(b!);
+    }
+  });
 
   test("matmul (the GEMM kernel on the CPU device; cuBLAS where found on a GPU): every transpose and accumulate, f32 and f64, several tiles each way, row tiles past gridDim.y on a GPU, within the GEMM bound", async () => {
     const r = uniform(24);

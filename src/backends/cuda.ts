@@ -397,8 +397,11 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
         const pg = grad ? outs[0]! : 0n, ps = outs[grad ? 1 : 0]!;
         const args: KernelArg[] = [{ p: pz! }, { p: pl! }, { p: pg }, { i32: r }, { i32: cols }, { p: perRow! }];
         // rows up to 2048 (f32 softmax) or 1024 (the other heads: f64 terms in shared memory): a warp per row, the
-        // thread kernel's bits (that kernel is its tested twin, not launched here); wider rows: a block per row
-        if (cols <= (kern === "ce_softmax_f32" ? 2048 : 1024)) d.launch(k[`${kern}_warp`]!, Math.max(1, Math.min(Math.ceil(r / 4), 65535)), 128, args);
+        // thread kernel's bits (that kernel is its tested twin, not launched here), 4 warps a block, each with a row
+        // of terms in dynamic shared memory (32 KiB at most); wider rows: a block per row
+        const term = kern === "ce_softmax_f32" || kern === "ce_stablemax_f32" ? 4 : 8;
+        if (cols <= (kern === "ce_softmax_f32" ? 2048 : 1024))
+          d.launch(k[`${kern}_warp`]!, Math.max(1, Math.min(Math.ceil(r / 4), 65535)), 128, args, 4 * cols * term);
         else d.launch(k[`${kern}_wide`]!, Math.max(1, Math.min(r, 65535)), rowBlock(cols), args);
         d.launch(k.ce_finish!, 1, 1024, [{ p: perRow! }, { i32: r }, { p: ps }]);
       }));

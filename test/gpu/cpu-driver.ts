@@ -31,7 +31,7 @@ const SCALARS: Record<string, ArgKind> = { int: "i32", "long long": "i64", float
 
 /** Every `extern "C" __global__` kernel of the source: its name, parameters' C types and the KernelArg each takes. */
 export function kernelSignatures(src: string): Array<{ name: string; types: string[]; kinds: ArgKind[] }> {
-  return [...src.matchAll(/extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)/g)].map(([, name, params]) => {
+  return [...src.matchAll(/extern "C" __global__ void (?:__launch_bounds__\([\d, ]+\) )?(\w+)\(([^)]*)\)/g)].map(([, name, params]) => {
     const types = params!.split(",").map((p) => p.trim().replace(/\s*\b\w+$/, "")); // drop the parameter's name
     const kinds = types.map((t) => {
       const k = t.includes("*") ? "p" : SCALARS[t];
@@ -90,7 +90,7 @@ export async function cpuDriver(source = new URL("../../src/backends/cuda/kernel
     cc_dtod: ["u64", "u64", "usize"],
     cc_memset: ["u64", "u32", "usize"],
     cc_function: ["buf", "u32"],
-    cc_launch: ["ptr", "u32", "u32", "u32", "u32", "ptr", "u32", "u32"],
+    cc_launch: ["ptr", "u32", "u32", "u32", "u32", "u32", "ptr", "u32", "u32"],
   } as const);
   const cc = lib.fn;
   const check = (rc: number, what: string) => {
@@ -128,7 +128,7 @@ export async function cpuDriver(source = new URL("../../src/backends/cuda/kernel
       if (!s) throw new NumedgeError("backend", `cuda-cpu: cuModuleGetFunction(${name}) failed (CUDA_ERROR_NOT_FOUND: kernels.cu has no such kernel)`);
       return s.fn;
     },
-    launch(fn, grid, block, args) {
+    launch(fn, grid, block, args, sharedBytes = 0) {
       const s = byFn.get(fn);
       if (!s) throw new NumedgeError("backend", "cuda-cpu: launch of an unknown function handle");
       // what the real driver cannot check: each argument of the kind its C parameter takes (else the kernel reads garbage)
@@ -136,7 +136,7 @@ export async function cpuDriver(source = new URL("../../src/backends/cuda/kernel
       if (kinds.join() !== s.kinds.join()) throw new NumedgeError("backend", `cuda-cpu: ${s.name}(${s.types.join(", ")}) launched with arguments ${kinds.join(", ")}`);
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
       launches.push(s.name);
-      check(cc.cc_launch(fn, gx, gy, bx, by, pack(args), args.length, shuffle ? ++launchCount : 0), `${s.name}<<<[${gx}, ${gy}], [${bx}, ${by}]>>>`);
+      check(cc.cc_launch(fn, gx, gy, bx, by, sharedBytes, pack(args), args.length, shuffle ? ++launchCount : 0), `${s.name}<<<[${gx}, ${gy}], [${bx}, ${by}]>>>`);
     },
     sync: () => {},
   };

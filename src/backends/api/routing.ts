@@ -52,7 +52,7 @@ export interface RoutingKernels {
   updateBias(bias: Float32Array, counts: Int32Array, rate: number): void;
 
   /**
-   * Dispatch of n = rows*slots assignments (experts[a] = -1 means none): walking a in increasing order, an
+   * Dispatch of n = rows*slots assignments (experts[a] in [0, numExperts), or negative: none): walking a in increasing order, an
    * assignment whose expert already holds `capacity` (>= 0) is dropped (experts[a] = -1, weights[a] = 0,
    * in place). counts = kept per expert, offsets = exclusive cumsum (E+1), order = kept assignments stably
    * sorted by expert, then dropped ones in increasing order, then unused (-1 slots). stats[0] (when given)

@@ -27,8 +27,9 @@ export interface Driver {
   zero(p: bigint, bytes: number): void;
   /** Load a cubin or PTX image; returns its functions (CUfunction handles) by name. */
   module(image: Uint8Array): (name: string) => bigint;
-  /** Launch on a grid of blocks (x, or [x, y]) of threads (x, or [x, y]). */
-  launch(fn: bigint, grid: number | [number, number], block: number | [number, number], args: KernelArg[]): void;
+  /** Launch on a grid of blocks (x, or [x, y]) of threads (x, or [x, y]), with sharedBytes of dynamic shared memory
+   *  per block (at most 48 KiB: more needs an opt-in no kernel here asks for). */
+  launch(fn: bigint, grid: number | [number, number], block: number | [number, number], args: KernelArg[], sharedBytes?: number): void;
   sync(): void;
 }
 
@@ -154,9 +155,9 @@ export async function openDriver(): Promise<Driver | string> {
         return f[0]!;
       };
     },
-    launch(fn, grid, block, args) {
+    launch(fn, grid, block, args, sharedBytes = 0) {
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
-      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, 0, 0n, pack(args), 0n), "cuLaunchKernel");
+      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, sharedBytes, 0n, pack(args), 0n), "cuLaunchKernel");
     },
     sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
   };

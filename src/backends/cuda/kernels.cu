@@ -6,6 +6,10 @@
 #define NUMEDGE_INF __int_as_float(0x7f800000)
 #define NUMEDGE_NAN __int_as_float(0x7fffffff)
 #define NUMEDGE_DNAN __longlong_as_double(0x7ff8000000000000ll)
+// name: the launch's dynamic shared memory (its sharedMemBytes) as a T array
+#ifndef NUMEDGE_DYNAMIC_SHARED
+#define NUMEDGE_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) unsigned char name##_bytes[]; T* name = (T*)name##_bytes
+#endif
 
 // Block-wide reductions (blockDim.x a multiple of 32, at most 1024). Every thread gets the result.
 template <typename T>
@@ -483,15 +487,15 @@ extern "C" __global__ void ce_softmax_f32(const float* z, const int* labels, flo
   }
 }
 
-// The same per row on one warp, for rows of at most CE_WARP_COLS: the lanes find the max and the exps (kept in
-// shared memory), lanes 0-3 add them in ce_softmax_f32's four chains, lane 0 ends the row, the lanes write the
-// gradient. The same operations in the same order: the same bits, with 32 lanes per row instead of one thread.
-#define CE_WARP_COLS 2048
+// The same per row on one warp, for rows of at most 2048: the lanes find the max and the exps (kept in shared
+// memory), lanes 0-3 add them in ce_softmax_f32's four chains, lane 0 ends the row, the lanes write the gradient.
+// The same operations in the same order: the same bits, with 32 lanes per row instead of one thread. Shared memory
+// is dynamic, sized to the rows (grok's 113 columns take 1.8 KB a block, not 32 KB: 16 blocks fit an SM, not 6).
 extern "C" __global__ void ce_softmax_f32_warp(const float* z, const int* labels, float* grad, int rows, int cols, double* row_stats) {
-  __shared__ float ex[4][CE_WARP_COLS]; // blocks of 128 threads: a row of exps per warp
+  NUMEDGE_DYNAMIC_SHARED(float, ex); // blocks of 128 threads: a row of exps per warp, 4 * cols floats
   const unsigned ALL = 0xffffffffu;
   const int lane = threadIdx.x & 31, warps = (gridDim.x * blockDim.x) >> 5;
-  float* e = ex[threadIdx.x >> 5];
+  float* e = ex + (threadIdx.x >> 5) * cols;
   const float invN = 1.f / (float)rows;
   for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
     const float* zr = z + (long long)r * cols;
@@ -596,11 +600,10 @@ extern "C" __global__ void ce_stablemax_f32(const float* z, const int* l, float*
 extern "C" __global__ void ce_stablemax_f64(const double* z, const int* l, double* g, int rows, int cols, double* st) { ce_stablemax_any<double, double, double>(z, l, g, rows, cols, st); }
 extern "C" __global__ void ce_stablemax_f32in_f64(const float* z, const int* l, float* g, int rows, int cols, double* st) { ce_stablemax_any<double, float, float>(z, l, g, rows, cols, st); }
 
-// ---- the f64 softmax head and the StableMax heads on a warp per row, for rows of at most CE_WARP_COLS_WIDE (grok's
-// StableMax arm runs ce_stablemax_f32in_f64 on 5107 rows of 113). The thread kernels' operations in their order: the
-// lanes find the row's max as the sequential loop does (ties, ±0, resolved by index as it resolves them), compute
-// the terms into shared memory, lane 0 adds them in index order, every lane finishes the row and writes its columns.
-#define CE_WARP_COLS_WIDE 1024
+// ---- the f64 softmax head and the StableMax heads on a warp per row, for rows of at most 1024 (grok's StableMax arm
+// runs ce_stablemax_f32in_f64 on 5107 rows of 113). The thread kernels' operations in their order: the lanes find the
+// row's max as the sequential loop does (ties, ±0, resolved by index as it resolves them), compute the terms into
+// (dynamic) shared memory, lane 0 adds them in index order, every lane finishes the row and writes its columns.
 
 // The sequential running max over the row, from each lane's (max, index) over its columns. later: on equal values
 // the later index wins (nan_max's `a > b ? a : b`, running max first), else the earlier (`v > mx ? v : mx`).
@@ -654,12 +657,12 @@ __device__ void ce_softmax_f64_warp_any(const TIn* z, const int* labels, TOut* g
   }
 }
 extern "C" __global__ void ce_softmax_f64_warp(const double* z, const int* l, double* g, int rows, int cols, double* st) {
-  __shared__ double ex[4][CE_WARP_COLS_WIDE]; // blocks of 128 threads: a row of terms per warp
-  ce_softmax_f64_warp_any<double, double>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+  NUMEDGE_DYNAMIC_SHARED(double, ex); // blocks of 128 threads: a row of terms per warp, 4 * cols doubles
+  ce_softmax_f64_warp_any<double, double>(z, l, g, rows, cols, st, ex + (threadIdx.x >> 5) * cols);
 }
 extern "C" __global__ void ce_softmax_f32in_f64_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
-  __shared__ double ex[4][CE_WARP_COLS_WIDE];
-  ce_softmax_f64_warp_any<float, float>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+  NUMEDGE_DYNAMIC_SHARED(double, ex);
+  ce_softmax_f64_warp_any<float, float>(z, l, g, rows, cols, st, ex + (threadIdx.x >> 5) * cols);
 }
 
 template <typename T, typename TIn, typename TOut>
@@ -702,17 +705,19 @@ __device__ void ce_stablemax_warp_any(const TIn* z, const int* labels, TOut* gra
     }
   }
 }
-extern "C" __global__ void ce_stablemax_f32_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
-  __shared__ float ex[4][CE_WARP_COLS_WIDE];
-  ce_stablemax_warp_any<float, float, float>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+// (128, 10): at most 48 registers (56 unbounded, no spill either way), so 10 blocks fit an SM: grok's 5107 rows are
+// 1277 blocks, one wave on an H200's 132 SMs instead of 1.1 (the softmax f64 heads would spill)
+extern "C" __global__ void __launch_bounds__(128, 10) ce_stablemax_f32_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
+  NUMEDGE_DYNAMIC_SHARED(float, ex);
+  ce_stablemax_warp_any<float, float, float>(z, l, g, rows, cols, st, ex + (threadIdx.x >> 5) * cols);
 }
-extern "C" __global__ void ce_stablemax_f64_warp(const double* z, const int* l, double* g, int rows, int cols, double* st) {
-  __shared__ double ex[4][CE_WARP_COLS_WIDE];
-  ce_stablemax_warp_any<double, double, double>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+extern "C" __global__ void __launch_bounds__(128, 10) ce_stablemax_f64_warp(const double* z, const int* l, double* g, int rows, int cols, double* st) {
+  NUMEDGE_DYNAMIC_SHARED(double, ex);
+  ce_stablemax_warp_any<double, double, double>(z, l, g, rows, cols, st, ex + (threadIdx.x >> 5) * cols);
 }
-extern "C" __global__ void ce_stablemax_f32in_f64_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
-  __shared__ double ex[4][CE_WARP_COLS_WIDE];
-  ce_stablemax_warp_any<double, float, float>(z, l, g, rows, cols, st, ex[threadIdx.x >> 5]);
+extern "C" __global__ void __launch_bounds__(128, 10) ce_stablemax_f32in_f64_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
+  NUMEDGE_DYNAMIC_SHARED(double, ex);
+  ce_stablemax_warp_any<double, float, float>(z, l, g, rows, cols, st, ex + (threadIdx.x >> 5) * cols);
 }
 
 // ---- every head on a block per row, for rows wider than the warp kernels take (an LM head's vocabulary): each
@@ -1476,21 +1481,20 @@ extern "C" __global__ void route_ec_stats(int* pre, int E, int cap, const int* u
 // exclusive scan over chunks gives each assignment's rank among e's, so the capacity drops the same assignments as a
 // walk in order; then each chunk places its own in order.
 extern "C" __global__ void dispatch_count(const int* experts, int n, int E, int chunk, int* hist, int* neg) {
-  __shared__ int ng;
   const int chunks = (int)(((long long)n + chunk - 1) / chunk);
   for (int c = blockIdx.x; c < chunks; c += gridDim.x) {
     int* h = hist + (long long)c * E;
     for (int e = threadIdx.x; e < E; e += blockDim.x) h[e] = 0;
-    if (threadIdx.x == 0) ng = 0;
     __syncthreads();
     const long long end = min((long long)n, (long long)(c + 1) * chunk);
+    int none = 0; // counted apart: in expert choice most slots have no expert, and one atomic address would serialize
     for (long long a = (long long)c * chunk + threadIdx.x; a < end; a += blockDim.x) { // integer atomics: exact counts
       const int e = experts[a];
-      atomicAdd(e < 0 ? &ng : h + e, 1);
+      if (e < 0) none++;
+      else atomicAdd(h + e, 1);
     }
-    __syncthreads();
-    if (threadIdx.x == 0) neg[c] = ng;
-    __syncthreads(); // ng is reset for the next chunk
+    none = block_sum_t<int>(none);
+    if (threadIdx.x == 0) neg[c] = none;
   }
 }
 
@@ -1556,9 +1560,9 @@ extern "C" __global__ void __launch_bounds__(1024) dispatch_offsets(const int* c
 }
 
 // per chunk, in assignment order: a kept one to offsets[e] + its rank; a dropped one (experts -1, weight 0) or a
-// -1 slot to the tail. hist is the chunk's cursor. 256 assignments at a time, one warp after another: a lane's rank
-// among its warp's equal experts by ballots (E + 1 classes, -1 included), the warp's leader of each expert moves the
-// cursor, lane 0 the tail.
+// -1 slot to the tail. hist is the chunk's cursor. 256 assignments at a time: every warp finds a lane's rank among
+// its equal experts by ballots (E + 1 classes, none included), then one warp after another reads the cursors, its
+// leader of each expert moves the expert's, lane 0 the tail.
 extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, int E, int chunk, int cap, int* hist, const int* base, const int* offsets,
     const int* neg, int* order) {
   __shared__ int tail;
@@ -1571,11 +1575,13 @@ extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, i
     __syncthreads();
     const long long end = min((long long)n, (long long)(c + 1) * chunk);
     for (long long t0 = (long long)c * chunk; t0 < end; t0 += blockDim.x) {
+      // every warp at once: its assignments and their peers; then one warp after another: the cursors
+      const bool valid = t0 + threadIdx.x < end;
+      const int a = valid ? (int)(t0 + threadIdx.x) : 0, e = valid ? experts[a] : -1, x = e < 0 ? 0 : e + 1; // class 0: no expert (any negative, as dispatch_count)
+      const unsigned peers = __ballot_sync(ALL, valid) & warp_peers(x, bits);
+      const int first = valid && e >= 0 ? offsets[e] : 0;
       for (int step = 0; step < (int)(blockDim.x >> 5); step++) {
         if (w == step) {
-          const bool valid = t0 + threadIdx.x < end;
-          const int a = valid ? (int)(t0 + threadIdx.x) : 0, e = valid ? experts[a] : -1, x = e + 1; // class 0: a -1 slot
-          const unsigned peers = __ballot_sync(ALL, valid) & warp_peers(x, bits);
           int r = 0;
           bool placed = false;
           if (valid && e >= 0) {
@@ -1587,7 +1593,7 @@ extern "C" __global__ void dispatch_place(int* experts, float* weights, int n, i
           if (unplaced) {
             order[tail + __popc(out & below)] = a;
             if (e >= 0) { experts[a] = -1; weights[a] = 0.f; }
-          } else if (valid) order[offsets[e] + r] = a;
+          } else if (valid) order[first + r] = a;
           __syncwarp(); // every lane has read cur and tail
           if (valid && e >= 0 && (peers & below) == 0) cur[e] += __popc(peers);
           if (lane == 0) tail += __popc(out);

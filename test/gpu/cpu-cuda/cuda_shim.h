@@ -15,6 +15,9 @@
 // shared memory: statics in one section, which the scheduler fills with 0xff bytes (NaN, -1) before every block, as
 // CUDA leaves it uninitialized: a kernel reading what its block has not written sees garbage, not the last block's
 #define __shared__ static __attribute__((section("cc_shared")))
+// dynamic shared memory (the launch's sharedBytes), filled the same way
+extern unsigned char* cc_dynamic_shared;
+#define NUMEDGE_DYNAMIC_SHARED(T, name) T* name = (T*)cc_dynamic_shared
 
 struct cc_uint3 { unsigned int x, y, z; };
 // set by the scheduler before it switches to a fiber (the switch clobbers memory, so kernels reload them)

@@ -159,9 +159,12 @@ static bool resolve_warp(int base, int n, bool* woke) {
 }
 
 extern "C" char __start_cc_shared[] __attribute__((weak)), __stop_cc_shared[] __attribute__((weak)); // by the linker
+unsigned char* cc_dynamic_shared; // the launch's dynamic shared memory (cc_launch)
+static uint32_t dynamic_bytes;
 
 static bool run_block(int n, std::vector<int>& order) {
   memset(__start_cc_shared, 0xff, __stop_cc_shared - __start_cc_shared);
+  if (dynamic_bytes) memset(cc_dynamic_shared, 0xff, dynamic_bytes);
   for (int i = 0; i < n; i++) fibers[i].state = NEW;
   int live = n;
   for (;;) {
@@ -262,9 +265,9 @@ int cc_dtod(uint64_t dst, uint64_t src, uint64_t n) {
 int cc_memset(uint64_t dst, uint32_t v, uint64_t n) { if (!inside(dst, n)) return oob("memset", dst, n); memset((void*)dst, (int)v, n); return 0; }
 
 // kernelParams as cuLaunchKernel takes them: params[i] points at argument i (copied before the launch starts)
-int cc_launch(void (*fn)(void**), uint32_t gx, uint32_t gy, uint32_t bx, uint32_t by, void** params, uint32_t nparams, uint32_t seed) {
-  if (gx == 0 || gy == 0 || gy > 65535 || bx == 0 || by == 0 || bx > 1024 || by > 1024 || bx * by > 1024 || nparams > 64) {
-    err = "invalid launch configuration (grid, block or argument count)";
+int cc_launch(void (*fn)(void**), uint32_t gx, uint32_t gy, uint32_t bx, uint32_t by, uint32_t shared, void** params, uint32_t nparams, uint32_t seed) {
+  if (gx == 0 || gy == 0 || gy > 65535 || bx == 0 || by == 0 || bx > 1024 || by > 1024 || bx * by > 1024 || nparams > 64 || shared > 48 * 1024) {
+    err = "invalid launch configuration (grid, block, dynamic shared memory or argument count)";
     return 1;
   }
   uint64_t vals[64];
@@ -281,12 +284,21 @@ int cc_launch(void (*fn)(void**), uint32_t gx, uint32_t gy, uint32_t bx, uint32_
   for (size_t i = 0; i < blocks.size(); i++) blocks[i] = (int)i;
   for (int i = 0; i < n; i++) order[i] = i;
   if (shuffled) shuffle(blocks);
+  // dynamic shared memory: the launch's bytes, then guard bytes to the end of a buffer of 48 KiB + 64 KiB (any write
+  // up to 112 KiB from its start, as a row stride mistaken for the largest row's would make, is reported)
+  static std::vector<unsigned char> dyn(112 * 1024);
+  memset(dyn.data() + shared, PAD, dyn.size() - shared);
+  cc_dynamic_shared = dyn.data();
+  dynamic_bytes = shared;
+  bool ran = true;
   for (int b : blocks) {
     blockIdx = {(unsigned)b % gx, (unsigned)b / gx, 0};
-    if (!run_block(n, order)) return 1;
+    if (!(ran = run_block(n, order))) break;
   }
   for (auto& [p, bytes] : allocs)
-    if (!intact(p, bytes)) { err = "a kernel wrote outside an allocation (its guard bytes changed)"; return 1; }
-  return 0;
+    if (ran && !intact(p, bytes)) { err = "a kernel wrote outside an allocation (its guard bytes changed)"; ran = false; }
+  for (size_t i = shared; ran && i < dyn.size(); i++)
+    if (dyn[i] != PAD) { err = "a kernel wrote outside its dynamic shared memory"; ran = false; }
+  return ran ? 0 : 1;
 }
 }

@@ -46,3 +46,13 @@ extern "C" __global__ void divergent_barrier(int* out) {
 }
 // misuse: a write past the end of an allocation of n ints
 extern "C" __global__ void write_past(int* out, int n) { out[n + threadIdx.x] = 1; }
+
+// dynamic shared memory: the launch's bytes, garbage (0xff) until written, a write past them reported
+extern "C" __global__ void dynamic_shared(int* out, int n) {
+  NUMEDGE_DYNAMIC_SHARED(int, s);
+  if (threadIdx.x == 0) out[32] = s[0];
+  __syncthreads();
+  s[n - 1 - threadIdx.x] = threadIdx.x;
+  __syncthreads();
+  out[threadIdx.x] = s[threadIdx.x];
+}
