@@ -11,7 +11,7 @@ import {
   quantizeBlockwise, quantizeQ4_0, quantizeQ8_0, relu, reluBackward, route, setBackend, softmax, stablemax, topk, updateBias,
   adamwStep,
 } from "numedge";
-import { cpuCudaUnavailable, underReference } from "./parity.ts";
+import { parityBackends, underReference } from "./parity.ts";
 
 type Host = Float32Array | Float64Array | Int32Array | Uint8Array | Int8Array;
 const SENTINEL = 0x5a;
@@ -144,8 +144,11 @@ function same(a: unknown, b: unknown, path: string, loose: boolean): string | nu
   return a === b || (a !== a && b !== b) ? null : `${path}: ${String(a)} vs ${String(b)}`;
 }
 
-// wasm, and the cuda backend running kernels.cu on the CPU (fewer cases, other seeds: it found an int argument wrapping)
-const RUNS = [{ be: "wasm", cases: CASES, seed: 20261204 }, ...(cpuCudaUnavailable === null ? [{ be: "cuda-cpu", cases: CASES / 4, seed: 3 }] : [])];
+// wasm, the cuda backend running kernels.cu on the CPU (fewer cases, other seeds: it found an int argument wrapping),
+// and on a GPU where there is one (npm run test:gpu); NUMEDGE_TEST_BACKENDS narrows the list as for the parity suites
+const tested = parityBackends.map((b) => b.name);
+const RUNS = [{ be: "wasm", cases: CASES, seed: 20261204 }, { be: "cuda-cpu", cases: CASES / 4, seed: 3 }, { be: "cuda", cases: CASES / 4, seed: 5 }]
+  .filter(({ be }) => be === "wasm" || tested.includes(be));
 for (const { be, cases, seed } of RUNS) describe(`fuzz: every public op on ${be} against the reference, hostile arguments included`, () => {
   test(`${cases} seeded cases: NumedgeError with the reference's code or its result; guards untouched; options read once`, async () => {
     await setBackend(be);

@@ -10,7 +10,7 @@ python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('.device/bun.xz'),op
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $OUT/nvidia-smi.txt 2>&1
 ldconfig -p | grep -E "libcuda|libnvrtc|libcublas" > $OUT/libs.txt 2>&1
 export NUMEDGE_TEST_BACKENDS=cuda,wasm
-FILES="test/gpu test/cuda-ptx.test.ts test/cuda-cpu.test.ts test/softmax.test.ts test/dense.test.ts test/device.test.ts test/crossentropy.test.ts test/topk.test.ts test/route.test.ts test/quant.parity.test.ts test/nn.test.ts"
+FILES="test/gpu test/cuda-ptx.test.ts test/cuda-cpu.test.ts test/softmax.test.ts test/dense.test.ts test/device.test.ts test/crossentropy.test.ts test/topk.test.ts test/route.test.ts test/quant.parity.test.ts test/nn.test.ts test/adam8bit.test.ts test/fuzz.test.ts"
 start=$(date +%s)
 timeout 230 /tmp/bun test --timeout 120000 $FILES > $OUT/test-gpu.log 2>&1; echo "rc $? in $(( $(date +%s) - start )) s" >> $OUT/test-gpu.log
 tail -5 $OUT/test-gpu.log
