@@ -1,7 +1,7 @@
 // numedge CUDA kernels, compiled at run time by NVRTC for the device (or shipped as compute_75 PTX, see
-// kernels.ptx). One CUDA block per row for the softmax family; every sum and every exp in f64, rounded once to
-// the output type, so the bounds of the wasm kernels hold (softmax relative 1e-6 for outputs >= 1e-30, f64
-// 1e-12). Row rules as on every backend: a row holding NaN or +Infinity, or only -Infinity, comes out all NaN.
+// kernels.ptx). One CUDA block per row for the softmax family; sums in f64, exps in f64 for f64 rows and by the
+// wasm kernels' accurate-argument f32 exp for f32 rows (exp_shifted_f32), each output rounded once, so the bounds of
+// the wasm kernels hold (softmax relative 1e-6 for outputs >= 1e-30, f64 1e-12). Row rules as on every backend: a row holding NaN or +Infinity, or only -Infinity, comes out all NaN.
 // No headers: NVRTC without the CUDA toolkit has none.
 #define NUMEDGE_INF __int_as_float(0x7f800000)
 #define NUMEDGE_NAN __int_as_float(0x7fffffff)
@@ -46,6 +46,55 @@ template <typename T> __device__ T stable_s(T x) { return x >= 0 ? x + (T)1 : (T
 // log s(x) = log1p(x) (x >= 0), -log1p(-x) (x < 0)
 __device__ double stable_log_s(double x) { return x >= 0 ? log1p(x) : -log1p(-x); }
 
+// exp for x <= 0 in f32: the wasm kernels' rr2-p5 (XNNPACK) operation for operation (no FMA: --fmad=false),
+// flushed to 0 below -87.34. The polynomial: exp(t) - 1 ~ t * p(t) for |t| <= ln2/2.
+__device__ float rr2p5_poly(float t) {
+  float p = __int_as_float(0x3C07CFCE) * t + __int_as_float(0x3D2B9D0D);
+  p = p * t + __int_as_float(0x3E2AAD40);
+  p = p * t + __int_as_float(0x3EFFFEE3);
+  return p * t + __int_as_float(0x3F7FFFFB);
+}
+#define RR2P5_CUTOFF __int_as_float(0xC2AEAC4F) // -87.33654
+
+// exp(d + c) for d <= 0 and a small correction c (|c| <= ulp(d)) added after the range reduction: asm/exp.ts's expc_f32
+__device__ float expc_rr2p5(float d, float c) {
+  const float MAGIC = __int_as_float(0x4B40007F); // 1.5 * 2^23 + 127: rounds and pre-biases n
+  float n = d * __int_as_float(0x3FB8AA3B) + MAGIC;
+  const float s = __int_as_float(__float_as_int(n) << 23);
+  n = n - MAGIC;
+  float t = n * __int_as_float(0xBF317200) + d; // -ln2, hi and lo
+  t = n * __int_as_float(0xB5BFBE8E) + t;
+  t = t + c;
+  const float p = rr2p5_poly(t);
+  t = t * s;
+  const float f = t * p + s;
+  return d < RR2P5_CUTOFF ? 0.f : f;
+}
+// asm/exp.ts's exp_f32, bit for bit: adding c = 0 changes only a -0 t, which t * p + s absorbs
+__device__ float exp_rr2p5(float x) { return expc_rr2p5(x, 0.f); }
+
+// exp((x - m) * scale) of an f32 x (m: the row's max, an f32 value; x <= m) without f64 exp, the wasm kernels'
+// scalar twins: at scale 1, x - m in f32 with its rounding error recovered by TwoSum and fed into the reduced
+// argument (expsub_f32); at any other scale the reduction in f64 (expscaled_f32). 0 below -87.34 and for -Infinity,
+// NaN for NaN. Within 2.3 ulp + 1e-8 relative of exp: what keeps softmax inside 1e-6 for outputs >= 1e-30.
+__device__ float exp_shifted_f32(float x, float m, double scale) {
+  if (scale == 1.0) {
+    const float nm = -m, d = x + nm, bb = d - x;
+    return expc_rr2p5(d, (x - (d - bb)) + (nm - bb));
+  }
+  const double MAGIC64 = 6755399441055744.0, LOG2E64 = 1.4426950408889634, LN2_64 = 0.6931471805599453;
+  const double z = ((double)x - (double)m) * scale, b = z * LOG2E64 + MAGIC64;
+  float t = (float)(z - (b - MAGIC64) * LN2_64);
+  const float s = __uint_as_float(((unsigned)__double_as_longlong(b) + 127u) << 23); // b's low word holds n
+  const float p = rr2p5_poly(t);
+  t = t * s;
+  const float f = t * p + s;
+  return z < (double)RR2P5_CUTOFF ? 0.f : f;
+}
+// the same for the f64 kernels: exp in f64
+__device__ double exp_shifted(double x, double m, double scale) { return exp((x - m) * scale); }
+__device__ double exp_shifted(float x, double m, double scale) { return (double)exp_shifted_f32(x, (float)m, scale); }
+
 // mode 0 softmax, 1 logSoftmax: y = exp((x - max) * scale) / sum, or (x - max) * scale - log sum. y may be x (in place).
 // Three passes over x (max, sum, write), or two (twopass, Dukhan & Ablavatski: each thread keeps a running max and
 // rescales its sum when the max grows; the block combines the threads' sums at the row's max), one read fewer.
@@ -58,27 +107,30 @@ __device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_ou
   if (twopass) {
     for (int i = threadIdx.x; i < cols; i += blockDim.x) {
       const double v = (double)xr[i];
-      if (v > m) { s = s * exp((m - v) * scale) + 1.0; m = v; }
-      else if (v > -(double)NUMEDGE_INF || v != v) s += exp((v - m) * scale); // -Infinity adds 0; NaN makes s NaN
+      if (v > m) { s = s * exp((m - v) * scale) + 1.0; m = v; } // f64 exp only where this thread's max grows
+      else if (v > -(double)NUMEDGE_INF || v != v) s += exp_shifted(xr[i], m, scale); // -Infinity adds 0; NaN makes s NaN
     }
     const double mt = m;
     m = block_max(m);
     // a thread that saw no finite value holds (-Infinity, 0): 0 at a finite max; an all -Infinity row: NaN
     s = block_sum(s * exp((mt - m) * scale));
   } else {
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) m = nan_max(m, (double)xr[i]);
-    m = block_max(m);
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) s += exp(((double)xr[i] - m) * scale);
+    T mx = -(T)NUMEDGE_INF;
+    bool nan = false;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) { const T v = xr[i]; if (v != v) nan = true; else if (v > mx) mx = v; }
+    m = block_max(nan ? NUMEDGE_DNAN : (double)mx);
+    if (m == m && m < (double)NUMEDGE_INF) // else the row is bad: skip the exps
+      for (int i = threadIdx.x; i < cols; i += blockDim.x) s += exp_shifted(xr[i], m, scale);
     s = block_sum(s);
   }
   // NaN max, +Infinity max (x - max is NaN there) and an all -Infinity row (max - max is NaN) make s NaN
-  const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m;
+  const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m || !(m < (double)NUMEDGE_INF);
   if (log_out) {
     const double ls = log(s);
     for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(((double)xr[i] - m) * scale - ls);
   } else {
     const double inv = 1.0 / s;
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(exp(((double)xr[i] - m) * scale) * inv);
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(exp_shifted(xr[i], m, scale) * inv);
   }
 }
 
@@ -430,27 +482,6 @@ extern "C" __global__ void gemm_f64(const double* A, const double* B, double* C,
 // wasm's by an ulp). The backend launches their warp twins (the same bits, a warp per row) up to 2048 / 1024
 // columns and the block-per-row kernels (tree sums, below) past that. Per-row results, then one block sums the
 // rows (ce_finish).
-
-// exp for x <= 0 in f32: the wasm kernel's rr2-p5 (XNNPACK) operation for operation (no FMA: --fmad=false),
-// flushed to 0 below -87.34. Bit-identical to asm/exp.ts's exp_f32.
-__device__ float exp_rr2p5(float x) {
-  const float LOG2E = __int_as_float(0x3FB8AA3B), MAGIC = __int_as_float(0x4B40007F);
-  const float MLN2HI = __int_as_float(0xBF317200), MLN2LO = __int_as_float(0xB5BFBE8E), CUTOFF = __int_as_float(0xC2AEAC4F);
-  const float C5 = __int_as_float(0x3C07CFCE), C4 = __int_as_float(0x3D2B9D0D), C3 = __int_as_float(0x3E2AAD40);
-  const float C2 = __int_as_float(0x3EFFFEE3), C1 = __int_as_float(0x3F7FFFFB);
-  float n = x * LOG2E + MAGIC;
-  const float s = __int_as_float(__float_as_int(n) << 23);
-  n = n - MAGIC;
-  float t = n * MLN2HI + x;
-  t = n * MLN2LO + t;
-  float p = C5 * t + C4;
-  p = p * t + C3;
-  p = p * t + C2;
-  p = p * t + C1;
-  t = t * s;
-  const float f = t * p + s;
-  return x < CUTOFF ? 0.f : f;
-}
 
 __device__ bool bad_max_f(double m) { return !(m > -(double)NUMEDGE_INF && m < (double)NUMEDGE_INF); }
 

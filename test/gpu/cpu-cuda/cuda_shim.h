@@ -51,6 +51,7 @@ inline float __uint_as_float(unsigned x) { return cc_bits<float>(x); }
 inline int __float_as_int(float x) { return cc_bits<int>(x); }
 inline unsigned __float_as_uint(float x) { return cc_bits<unsigned>(x); }
 inline double __longlong_as_double(long long x) { return cc_bits<double>(x); }
+inline long long __double_as_longlong(double x) { return cc_bits<long long>(x); }
 
 // CUDA's integer min/max overloads for the types kernels.cu mixes; a new mix fails to compile rather than convert
 #define CC_MINMAX(T) inline T min(T a, T b) { return a < b ? a : b; } inline T max(T a, T b) { return a > b ? a : b; }
