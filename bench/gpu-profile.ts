@@ -40,7 +40,7 @@ function profiled(base: CudaDeps): CudaDeps {
       w.module = (img) => { const get = d.module(img); return (n) => { const f = get(n); names.set(f, n); return f; }; };
       // memory calls too: a steady step should make none but cuMemsetD8 (a cuMemFree would wait for the device)
       for (const m of ["alloc", "free", "htod", "dtoh", "dtod", "zero"] as const) (w as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => timed(`driver ${m}`, () => d.sync(), (d[m] as (...x: unknown[]) => unknown).bind(d))(...a);
-      w.launch = (fn, grid, block, args) => timed(`${names.get(fn)} grid ${JSON.stringify(grid)}x${JSON.stringify(block)}`, () => d.sync(), d.launch.bind(d))(fn, grid, block, args);
+      w.launch = (fn, grid, block, args, shared) => timed(`${names.get(fn)} grid ${JSON.stringify(grid)}x${JSON.stringify(block)}`, () => d.sync(), d.launch.bind(d))(fn, grid, block, args, shared);
       return w;
     },
     image: base.image,

@@ -293,3 +293,12 @@ describe("orthogonalize on the emulated GPU (one block up to 256K elements, thre
     await setBackend("wasm");
   });
 });
+
+describe("bench/gpu-profile.ts over the emulated GPU (the dry run of what the GPU machine runs)", () => {
+  test("profiles a grok step of each arm: every launch passes through its timer, with its arguments and shared memory", () => {
+    const r = Bun.spawnSync([process.execPath, "bench/gpu-profile.ts", "--emulated", "--steps", "1"], { cwd: import.meta.dir + "/..", stdout: "pipe", stderr: "pipe" });
+    const out = r.stdout.toString();
+    expect(r.exitCode, r.stderr.toString().slice(-2000)).toBe(0);
+    for (const k of ["ce_softmax_f32_warp", "ce_stablemax_f32in_f64_warp", "sgemm NN", "adamw_f32", "all timed calls"]) expect(out).toContain(k);
+  }, 120_000);
+});

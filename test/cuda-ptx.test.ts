@@ -1,8 +1,12 @@
 // The PTX numedge ships for GPUs without NVRTC must come from the current kernels.cu (npm run build:ptx), and must
 // define every kernel the cuda backend loads. Runs everywhere: no GPU needed.
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { KERNELS } from "../src/backends/cuda.ts";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KERNELS, kernelImage } from "../src/backends/cuda.ts";
+import type { Driver } from "../src/backends/cuda/driver.ts";
+import { env } from "../src/env.ts";
 import { PTX_HASH_PREFIX, SHIPPED_PTX_ISA, kernelSource, nvrtcCompile } from "../src/backends/cuda/nvrtc.ts";
 import { loadFfi, type Ffi } from "../src/backends/cuda/ffi.ts";
 import { NumedgeError } from "../src/errors.ts";
@@ -20,9 +24,11 @@ describe("shipped CUDA PTX", () => {
   });
 });
 
-describe("the cuda backend's FFI under Deno (Deno.dlopen)", () => {
+// Deno from npm ci (the GPU machine, which gets no node_modules, has none)
+const deno = new URL("../node_modules/.bin/deno", import.meta.url).pathname;
+if (!existsSync(deno)) console.log(`skipped: the Deno FFI test (no ${deno}: npm ci installs it)`);
+else describe("the cuda backend's FFI under Deno (Deno.dlopen)", () => {
   test("no GPU: setBackend('cuda') fails naming the driver; with a libnvrtc, NVRTC under Deno builds the shipped PTX", () => {
-    const deno = new URL("../node_modules/.bin/deno", import.meta.url).pathname;
     const r = Bun.spawnSync([deno, "run", "-A", new URL("./runtimes/deno-cuda.ts", import.meta.url).pathname], { stdout: "pipe", stderr: "pipe" });
     const out = r.stdout.toString();
     console.log(out.trim()); // says whether the NVRTC part ran (it needs NUMEDGE_NVRTC or a libnvrtc on ldconfig)
@@ -42,4 +48,21 @@ else describe("NVRTC", () => {
     expect((e as NumedgeError).code).toBe("backend");
     expect((e as Error).message).toMatch(/numedge\.cu\(1\): error: identifier "undeclared_name" is undefined/);
   });
+  test("the cubin cache: compiled once per source and architecture, read back whole; a refused cached cubin is removed", () => {
+    const dir = mkdtempSync(join(tmpdir(), "numedge-cache-")), was = env.XDG_CACHE_HOME;
+    env.XDG_CACHE_HOME = dir;
+    try {
+      const d = { ffi, device: { sm: 75 } } as unknown as Driver;
+      const first = kernelImage(d), cached = kernelImage(d);
+      expect(first.how).toMatch(/^NVRTC \S+ cubin for sm_75$/);
+      expect(cached.how).toBe(`${first.how} (cached)`);
+      expect(Buffer.from(cached.image).equals(Buffer.from(first.image))).toBe(true);
+      expect(readdirSync(`${dir}/numedge`).filter((f) => f.endsWith(".tmp"))).toEqual([]); // renamed into place
+      expect(cached.ptx!().how).toMatch(/shipped compute_75 PTX .*the driver refused the cached cubin/);
+      expect(readdirSync(`${dir}/numedge`)).toEqual([]);
+    } finally {
+      env.XDG_CACHE_HOME = was;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

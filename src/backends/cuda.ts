@@ -4,7 +4,7 @@
 // Kernels take device buffers as they are; host arrays are copied to the device and back around them. Every op
 // has a CUDA kernel; one added to the backend interface without one runs the wasm kernel on host copies (staged)
 // and backendInfo().stagedOps lists it.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { CTORS, type Dtype, type HostArray, type Storage } from "../device.ts";
 import { NumedgeError, type FloatArray } from "../errors.ts";
 import type { AdamStepScalars } from "./api/quant.ts";
@@ -89,21 +89,31 @@ function cudaStorage(d: Driver, take: (bytes: number) => [bigint, number], give:
  * version), else the shipped PTX. `ptx` gives the shipped PTX, for when the driver refuses the cubin (an NVRTC
  * newer than the driver).
  */
-function kernelImage(d: Driver): KernelImage {
+export function kernelImage(d: Driver): KernelImage {
   const { src, hash } = kernelSource();
   const nv = openNvrtc(d.ffi);
   if ("missing" in nv) return shippedPtx(nv.missing, hash);
   try {
     const arch = `sm_${d.device.sm}`, file = `${cacheDir()}/cuda-${hash.slice(0, 16)}-${arch}-nvrtc${nv.version}.cubin`;
     const how = `NVRTC ${nv.version} cubin for ${arch}`;
-    const ptx = () => shippedPtx("the driver refused the cubin", hash);
-    if (existsSync(file)) return { image: readFileSync(file), how: `${how} (cached)`, ptx };
-    const { bytes } = nv.compile(src, arch);
+    if (existsSync(file)) {
+      // a cached cubin the driver refuses is removed, so the next process compiles afresh
+      const ptx = () => { try { unlinkSync(file); } catch { /* gone already */ } return shippedPtx("the driver refused the cached cubin", hash); };
+      return { image: readFileSync(file), how: `${how} (cached)`, ptx };
+    }
+    let bytes: Uint8Array;
     try {
+      bytes = nv.compile(src, arch).bytes;
+    } catch (e) { // NVRTC broken here (its builtins missing, say): the shipped PTX, with NVRTC's message in the engine line
+      return shippedPtx(`NVRTC ${nv.version} failed: ${(e instanceof Error ? e.message : String(e)).slice(0, 500)}`, hash);
+    }
+    try { // written whole, then renamed: a process that reads the cache never sees half a cubin
       mkdirSync(cacheDir(), { recursive: true });
-      writeFileSync(file, bytes);
+      const tmp = `${file}.${Math.random().toString(36).slice(2)}.tmp`;
+      writeFileSync(tmp, bytes);
+      renameSync(tmp, file);
     } catch { /* an unwritable cache only costs a compile next time */ }
-    return { image: bytes, how, ptx };
+    return { image: bytes, how, ptx: () => shippedPtx("the driver refused the cubin", hash) };
   } finally {
     nv.close();
   }
@@ -499,6 +509,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
           // row-major C [m, n] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's storage first, as it is
           (t(a) === "f64" ? blas.dgemm : blas.sgemm)(transB ? 1 : 0, transA ? 1 : 0, n, m, kk, 1, pb!, Math.max(1, transB ? kk : n),
             pa!, Math.max(1, transA ? m : kk), accumulate ? 1 : 0, pc!, n);
+          if (env.NUMEDGE_CUDA_SYNC === "1") d.sync(); // as after every kernel (driver.ts): a fault shows here, not later
           return;
         }
         d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 64), Math.min(Math.ceil(m / 64), 65535)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },

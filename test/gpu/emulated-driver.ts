@@ -565,7 +565,7 @@ export function emulatedDriver(): EmulatedDriver {
         return BigInt(names.length);
       };
     },
-    launch(fn, grid0, block0, args: KernelArg[]) {
+    launch(fn, grid0, block0, args: KernelArg[], shared = 0) {
       const name = names[Number(fn) - 1]!, t = name.endsWith("f64") ? "f64" : "f32", grid = typeof grid0 === "number" ? grid0 : grid0[0], block = typeof block0 === "number" ? block0 : block0[0];
       launches.push(name);
       const p = (i: number) => (args[i] as { p: bigint }).p;
@@ -785,6 +785,9 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name.startsWith("ce_") && name.endsWith("_wide")) {
         ceWide(name.slice(0, -5), p, n, block);
       } else if (name.startsWith("ce_")) {
+        // a warp kernel's rows of terms in dynamic shared memory: 4 per block, f32 for the f32 heads, else f64
+        const need = name.endsWith("_warp") ? 4 * n(4) * (/^ce_(softmax|stablemax)_f32_warp$/.test(name) ? 4 : 8) : 0;
+        if (shared < need) throw new Error(`emulated cuda: ${name} launched with ${shared} bytes of dynamic shared memory, needs ${need}`);
         ceRows(name.replace(/_warp$/, ""), p, n); // a warp per row: the same bits as a thread per row
       } else if (name.startsWith("gemm")) {
         const A = x, B = view(t)(p(1)), C = view(t)(p(2)), [m, k, nn, ta, tb, acc] = [3, 4, 5, 6, 7, 8].map(n) as number[];

@@ -2,6 +2,7 @@
 // driver) is needed; NVRTC is used when present. Signatures as verified on an H200 (driver 580, CUDA 13): handles
 // read back from 64-bit out-parameters, CUdeviceptr as u64, kernel parameters as an array of addresses of one small
 // typed array each.
+import { env } from "../../env.ts";
 import { NumedgeError } from "../../errors.ts";
 import { libPaths, loadFfi, openFirst, type Ffi } from "./ffi.ts";
 
@@ -82,6 +83,7 @@ export async function openDriver(): Promise<Driver | string> {
     cuMemcpyDtoD_v2: ["u64", "u64", "usize"],
     cuMemsetD8_v2: ["u64", "u8", "usize"],
     cuModuleLoadData: ["buf", "buf"],
+    cuModuleLoadDataEx: ["buf", "buf", "u32", "buf", "buf"],
     cuModuleGetFunction: ["buf", "ptr", "buf"],
     cuLaunchKernel: ["ptr", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"],
     cuCtxSynchronize: [],
@@ -130,6 +132,8 @@ export async function openDriver(): Promise<Driver | string> {
     return Number(f[0]);
   };
   const pack = kernelParams(ffi);
+  // NUMEDGE_CUDA_SYNC=1: wait after every launch, so a kernel that faults is named (else the next copy reports it)
+  const syncEach = env.NUMEDGE_CUDA_SYNC === "1", names = new Map<bigint, string>();
   return {
     ffi,
     device,
@@ -147,17 +151,26 @@ export async function openDriver(): Promise<Driver | string> {
     zero: (p, bytes) => { if (bytes) check(cu.cuMemsetD8_v2(p, 0, BigInt(bytes)), "cuMemsetD8"); },
     module(image) {
       const m = new BigUint64Array(1);
-      check(cu.cuModuleLoadData(m, image), "cuModuleLoadData");
+      const rc = cu.cuModuleLoadData(m, image);
+      if (rc !== 0) {
+        // again, for the JIT's error log (CU_JIT_ERROR_LOG_BUFFER, _SIZE_BYTES): what the driver refused in a PTX image
+        const log = new Uint8Array(16384), values = BigUint64Array.of(ffi.addr(log), BigInt(log.length));
+        cu.cuModuleLoadDataEx(m, image, 2, Int32Array.of(5, 6), values);
+        const text = new TextDecoder().decode(log).split("\0")[0]!.trim();
+        check(rc, `cuModuleLoadData${text ? ` (JIT log: ${text.slice(0, 2000)})` : ""}`);
+      }
       const mod = m[0]!;
       return (name) => {
         const f = new BigUint64Array(1);
         check(cu.cuModuleGetFunction(f, mod, new TextEncoder().encode(name + "\0")), `cuModuleGetFunction(${name})`);
+        names.set(f[0]!, name);
         return f[0]!;
       };
     },
     launch(fn, grid, block, args, sharedBytes = 0) {
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
-      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, sharedBytes, 0n, pack(args), 0n), "cuLaunchKernel");
+      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, sharedBytes, 0n, pack(args), 0n), `cuLaunchKernel(${names.get(fn)})`);
+      if (syncEach) check(cu.cuCtxSynchronize(), `${names.get(fn)}<<<[${gx}, ${gy}], [${bx}, ${by}], ${sharedBytes}>>> (NUMEDGE_CUDA_SYNC=1)`);
     },
     sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
   };
