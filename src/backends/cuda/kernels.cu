@@ -221,38 +221,62 @@ extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* o
 
 // dw[v, c] += dout[r, c] for every (r, j) with idx[r*per + j] = v, in (r, j) order (the wasm kernel's additions:
 // bit-identical, deterministic, no float atomics). Two ways to find a row's matches, both launched with 256 threads:
-// - embsum_backward (small vocab x indices, grok's): one block per vocabulary row reads the indices 256 at a time,
+// - embsum_backward (small vocab x indices, grok's): one block per vocabulary row reads the indices 1024 at a time,
 //   lists the matches in order in shared memory (ballot and popc), then each thread adds them into its columns, held
-//   in registers across tiles: O(vocab * n / 256) steps, in one launch.
+//   in registers across rounds: O(vocab * n / 1024) rounds, in one launch.
 // - a vocabulary's worth (an LM's): the positions sorted by index with a stable radix sort (radix_hist, the scan
 //   kernels, radix_scatter: 8 bits a pass), so each row's matches lie together in position order; the indices
 //   counted per row (emb_count) and scanned give where each row's run starts; one block per row adds its run
 //   (emb_gather). O(n) work a pass, no atomics in the order.
-#define EMB_TILE 256
+#define EMB_TILE 256 // threads; the scan reads 4 tiles of indices a round (4 loads in flight, 4 barriers a round)
 template <typename T>
 __device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
-  __shared__ int hits[EMB_TILE];
-  __shared__ int warp_base[EMB_TILE / 32 + 1];
+  __shared__ int hits[4 * EMB_TILE];
+  __shared__ int base[33]; // per (tile, warp) of the round (8 warps: blocks of 256), in index order: its first place in hits; [32]: the count
   const long long n = (long long)rows * per;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const unsigned ALL = 0xffffffffu, below = (1u << lane) - 1u;
   for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
     for (int c0 = 0; c0 < cols; c0 += EMB_TILE) {
       const int c = c0 + threadIdx.x;
       T* out = dw + (long long)v * cols + c;
       T acc = c < cols ? *out : (T)0;
-      for (long long a0 = 0; a0 < n; a0 += EMB_TILE) {
-        const long long a = a0 + threadIdx.x;
-        const bool hit = a < n && idx[a] == v;
-        const unsigned ballot = __ballot_sync(0xffffffffu, hit);
-        __syncthreads(); // the previous tile's hits are consumed
-        if (lane == 0) warp_base[w] = __popc(ballot);
+      for (long long a0 = 0; a0 < n; a0 += 4 * EMB_TILE) {
+        bool hit[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) { const long long a = a0 + q * EMB_TILE + threadIdx.x; hit[q] = a < n && idx[a] == v; }
+        unsigned ballot[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) ballot[q] = __ballot_sync(ALL, hit[q]);
+        __syncthreads(); // the previous round's hits are consumed
+        if (lane == 0)
+#pragma unroll
+          for (int q = 0; q < 4; q++) base[q * 8 + w] = __popc(ballot[q]);
         __syncthreads();
-        if (threadIdx.x == 0) { int t = 0; for (int i = 0; i < EMB_TILE / 32; i++) { const int b = warp_base[i]; warp_base[i] = t; t += b; } warp_base[EMB_TILE / 32] = t; }
+        if (w == 0) { // exclusive scan of the 32 counts, tile-major: the round's hits in index order
+          const int x = base[lane];
+          int incl = x;
+          for (int o = 1; o < 32; o <<= 1) { const int y = __shfl_sync(ALL, incl, lane >= o ? lane - o : lane); if (lane >= o) incl += y; }
+          base[lane] = incl - x;
+          if (lane == 31) base[32] = incl;
+        }
         __syncthreads();
-        if (hit) hits[warp_base[w] + __popc(ballot & ((1u << lane) - 1u))] = (int)(a / per); // its row
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+          if (hit[q]) hits[base[q * 8 + w] + __popc(ballot[q] & below)] = (int)((a0 + q * EMB_TILE + threadIdx.x) / per); // its row
         __syncthreads();
-        const int m = warp_base[EMB_TILE / 32];
-        if (c < cols) for (int j = 0; j < m; j++) acc = acc + dout[(long long)hits[j] * cols + c];
+        const int m = base[32];
+        if (c < cols) {
+          int j = 0;
+          for (; j + 8 <= m; j += 8) { // loads ahead of the additions, which stay in order
+            T x[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) x[u] = dout[(long long)hits[j + u] * cols + c];
+#pragma unroll
+            for (int u = 0; u < 8; u++) acc = acc + x[u];
+          }
+          for (; j < m; j++) acc = acc + dout[(long long)hits[j] * cols + c];
+        }
       }
       if (c < cols) *out = acc;
     }
@@ -333,7 +357,9 @@ extern "C" __global__ void radix_scatter(const int* kin, const int* vin, int n, 
   }
 }
 
-// dw[v, :] += dout[list[e] / per, :] for the run of v's positions, in order (start: v's first place in list)
+// dw[v, :] += dout[list[e] / per, :] for the run of v's positions, in order (start: v's first place in list). The
+// additions are one chain per column (wasm's order), so a frequent token's run is a long chain: its loads are issued
+// 16 at a time ahead of their additions, or each addition would wait out a trip to memory.
 template <typename T>
 __device__ void emb_gather_any(const T* dout, const int* start, const int* list, T* dw, int cols, int per, int vocab) {
   for (int v = blockIdx.x; v < vocab; v += gridDim.x) {
@@ -341,7 +367,15 @@ __device__ void emb_gather_any(const T* dout, const int* start, const int* list,
     for (int col = threadIdx.x; col < cols && c > 0; col += blockDim.x) {
       T* out = dw + (long long)v * cols + col;
       T acc = *out;
-      for (int e = 0; e < c; e++) acc = acc + dout[(long long)(list[a0 + e] / per) * cols + col];
+      int e = 0;
+      for (; e + 16 <= c; e += 16) {
+        T x[16];
+#pragma unroll
+        for (int j = 0; j < 16; j++) x[j] = dout[(long long)(list[a0 + e + j] / per) * cols + col];
+#pragma unroll
+        for (int j = 0; j < 16; j++) acc = acc + x[j];
+      }
+      for (; e < c; e++) acc = acc + dout[(long long)(list[a0 + e] / per) * cols + col];
       *out = acc;
     }
   }
