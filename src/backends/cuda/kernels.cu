@@ -1,7 +1,8 @@
 // numedge CUDA kernels, compiled at run time by NVRTC for the device (or shipped as compute_75 PTX, see
 // kernels.ptx). One CUDA block per row for the softmax family; sums in f64, exps in f64 for f64 rows and by the
 // wasm kernels' accurate-argument f32 exp for f32 rows (exp_shifted_f32), each output rounded once, so the bounds of
-// the wasm kernels hold (softmax relative 1e-6 for outputs >= 1e-30, f64 1e-12). Row rules as on every backend: a row holding NaN or +Infinity, or only -Infinity, comes out all NaN.
+// the wasm kernels hold (softmax relative 1e-6 for outputs >= 1e-30, f64 1e-12). Row rules as on every backend: a
+// row holding NaN or +Infinity, or only -Infinity, comes out all NaN.
 // No headers: NVRTC without the CUDA toolkit has none.
 #define NUMEDGE_INF __int_as_float(0x7f800000)
 #define NUMEDGE_NAN __int_as_float(0x7fffffff)
@@ -123,8 +124,9 @@ __device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_ou
       for (int i = threadIdx.x; i < cols; i += blockDim.x) s += exp_shifted(xr[i], m, scale);
     s = block_sum(s);
   }
-  // NaN max, +Infinity max (x - max is NaN there) and an all -Infinity row (max - max is NaN) make s NaN
-  const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m || !(m < (double)NUMEDGE_INF);
+  // NaN max, +Infinity max (x - max is NaN there, or no exps were taken) and an all -Infinity row (max - max is NaN)
+  // make s NaN or 0
+  const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m;
   if (log_out) {
     const double ls = log(s);
     for (int i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(((double)xr[i] - m) * scale - ls);
@@ -232,7 +234,8 @@ extern "C" __global__ void embsum_f64(const double* w, const int* idx, double* o
 template <typename T>
 __device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int rows, int cols, int per, int vocab) {
   __shared__ int hits[4 * EMB_TILE];
-  __shared__ int base[33]; // per (tile, warp) of the round (8 warps: blocks of 256), in index order: its first place in hits; [32]: the count
+  __shared__ int base[33]; // per (tile, warp) of a round, in index order (blocks of 256: 8 warps): its first place in
+                           // hits; [32]: the round's count
   const long long n = (long long)rows * per;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const unsigned ALL = 0xffffffffu, below = (1u << lane) - 1u;
@@ -555,7 +558,7 @@ extern "C" __global__ void ce_softmax_f32(const float* z, const int* labels, flo
 // The same per row on one warp, for rows of at most 2048: the lanes find the max and the exps (kept in shared
 // memory), lanes 0-3 add them in ce_softmax_f32's four chains, lane 0 ends the row, the lanes write the gradient.
 // The same operations in the same order: the same bits, with 32 lanes per row instead of one thread. Shared memory
-// is dynamic, sized to the rows (grok's 113 columns take 1.8 KB a block, not 32 KB: 16 blocks fit an SM, not 6).
+// is dynamic, sized to the rows (grok's 113 columns take 1.8 KB a block, not 32 KB: 12 blocks an SM, not 6).
 extern "C" __global__ void ce_softmax_f32_warp(const float* z, const int* labels, float* grad, int rows, int cols, double* row_stats) {
   NUMEDGE_DYNAMIC_SHARED(float, ex); // blocks of 128 threads: a row of exps per warp, 4 * cols floats
   const unsigned ALL = 0xffffffffu;

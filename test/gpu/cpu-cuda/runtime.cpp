@@ -290,15 +290,14 @@ int cc_launch(void (*fn)(void**), uint32_t gx, uint32_t gy, uint32_t bx, uint32_
   memset(dyn.data() + shared, PAD, dyn.size() - shared);
   cc_dynamic_shared = dyn.data();
   dynamic_bytes = shared;
-  bool ran = true;
   for (int b : blocks) {
     blockIdx = {(unsigned)b % gx, (unsigned)b / gx, 0};
-    if (!(ran = run_block(n, order))) break;
+    if (!run_block(n, order)) return 1;
   }
   for (auto& [p, bytes] : allocs)
-    if (ran && !intact(p, bytes)) { err = "a kernel wrote outside an allocation (its guard bytes changed)"; ran = false; }
-  for (size_t i = shared; ran && i < dyn.size(); i++)
-    if (dyn[i] != PAD) { err = "a kernel wrote outside its dynamic shared memory"; ran = false; }
-  return ran ? 0 : 1;
+    if (!intact(p, bytes)) { err = "a kernel wrote outside an allocation (its guard bytes changed)"; return 1; }
+  for (size_t i = shared; i < dyn.size(); i++)
+    if (dyn[i] != PAD) { err = "a kernel wrote outside its dynamic shared memory"; return 1; }
+  return 0;
 }
 }
