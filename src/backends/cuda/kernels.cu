@@ -12,6 +12,10 @@
 #define NUMEDGE_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) unsigned char name##_bytes[]; T* name = (T*)name##_bytes
 #endif
 
+// i / d for an element index i >= 0 and d > 0: in 32 bits below 2^32 (a few instructions; a 64-bit division is a
+// call of ~70), which per-element block lookups (absmax[i / bs]) would otherwise pay on every element
+__device__ __forceinline__ long long idiv(long long i, int d) { return i < 0x100000000LL ? (long long)((unsigned)i / (unsigned)d) : i / d; }
+
 // Block-wide reductions (blockDim.x a multiple of 32, at most 1024). Every thread gets the result.
 template <typename T>
 __device__ T block_sum_t(T v) {
@@ -211,7 +215,7 @@ template <typename T>
 __device__ void embsum_any(const T* w, const int* idx, T* out, int rows, int cols, int per, bool from_zero) {
   const long long total = (long long)rows * cols;
   for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
-    const long long r = e / cols, c = e % cols;
+    const long long r = idiv(e, cols), c = e - r * cols;
     const int* ip = idx + r * per;
     T s = from_zero ? (T)0 : w[(long long)ip[0] * cols + c];
     for (int j = from_zero ? 0 : 1; j < per; j++) s = s + w[(long long)ip[j] * cols + c];
@@ -889,7 +893,7 @@ __device__ float scale_clamp(float x, float inv) { const float v = x * inv; retu
 
 extern "C" __global__ void quant_codes_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, unsigned char* codes) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    codes[i] = code_of(scale_clamp(x[i], inv[i / bs]), thr, ranks);
+    codes[i] = code_of(scale_clamp(x[i], inv[idiv(i, bs)]), thr, ranks);
 }
 
 // Stochastic rounding between the two code values around v (vals: the nu distinct code values ascending, ranks:
@@ -897,7 +901,7 @@ extern "C" __global__ void quant_codes_f32(const float* x, long long n, int bs, 
 // range are deterministic (as asm/quant.ts quant_blockwise_stochastic_f32).
 extern "C" __global__ void quant_stochastic_f32(const float* x, long long n, int bs, const float* inv, const float* vals, const unsigned char* ranks, int nu, const float* rand, unsigned char* codes) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    const float v = scale_clamp(x[i], inv[i / bs]);
+    const float v = scale_clamp(x[i], inv[idiv(i, bs)]);
     int lo = 0, hi = nu; // the largest j with vals[j] <= v is lo - 1
     while (lo < hi) {
       const int mid = (lo + hi) >> 1;
@@ -1062,21 +1066,21 @@ extern "C" __global__ void quant_4bit_f32(const float* x, long long n, int bs, c
   const long long nb = (n + 1) / 2;
   for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < nb; j += (long long)gridDim.x * blockDim.x) {
     const long long i = 2 * j;
-    const int hi = code_of(scale_clamp(x[i], inv[i / bs]), thr, ranks);
-    const int lo = i + 1 < n ? code_of(scale_clamp(x[i + 1], inv[(i + 1) / bs]), thr, ranks) : zero_code;
+    const int hi = code_of(scale_clamp(x[i], inv[idiv(i, bs)]), thr, ranks);
+    const int lo = i + 1 < n ? code_of(scale_clamp(x[i + 1], inv[idiv(i + 1, bs)]), thr, ranks) : zero_code;
     packed[j] = (unsigned char)((hi << 4) | lo);
   }
 }
 
 extern "C" __global__ void dequant_blockwise_u8(const unsigned char* codes, long long n, int bs, const float* absmax, const float* code, float* out) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    out[i] = code[codes[i]] * absmax[i / bs];
+    out[i] = code[codes[i]] * absmax[idiv(i, bs)];
 }
 
 extern "C" __global__ void dequant_4bit(const unsigned char* packed, long long n, int bs, const float* absmax, const float* code, float* out) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
     const int byte = packed[i >> 1];
-    out[i] = code[(i & 1) ? (byte & 15) : (byte >> 4)] * absmax[i / bs];
+    out[i] = code[(i & 1) ? (byte & 15) : (byte >> 4)] * absmax[idiv(i, bs)];
   }
 }
 
@@ -1129,7 +1133,7 @@ extern "C" __global__ void quant_affine_params_f32(const float* x, long long n, 
 extern "C" __global__ void quant_affine_f32(const float* x, long long n, int g, int is_signed, const float* scale, const int* zp, unsigned char* q) {
   const float qmin = is_signed ? -128.f : 0.f, qmax = is_signed ? 127.f : 255.f;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    const long long k = i / g;
+    const long long k = idiv(i, g);
     const float v = fminf(qmax, fmaxf(qmin, rintf(x[i] / scale[k]) + (float)zp[k]));
     q[i] = (unsigned char)(int)v;
   }
@@ -1210,7 +1214,7 @@ extern "C" __global__ void dequant_q4_0(const unsigned char* bytes, long long n,
 // out = f32(q - zp) * scale per group of g (ONNX DequantizeLinear)
 extern "C" __global__ void dequant_affine(const unsigned char* q, long long n, int g, const float* scale, const int* zp, int is_signed, float* out) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    const long long k = i / g;
+    const long long k = idiv(i, g);
     const int c = is_signed ? (int)(signed char)q[i] : (int)q[i];
     out[i] = (float)(c - zp[k]) * scale[k];
   }
@@ -1518,7 +1522,7 @@ extern "C" __global__ void __launch_bounds__(1024) route_ec_threshold_f32(const 
 extern "C" __global__ void route_ec_select_f32(const float* s, const float* bias, int T, int E, int cap, const long long* thr, int* experts, float* weights) {
   const long long n = (long long)T * E;
   for (long long a = blockIdx.x * (long long)blockDim.x + threadIdx.x; a < n; a += (long long)gridDim.x * blockDim.x) {
-    const int t = (int)(a / E), e = (int)(a % E);
+    const int t = (int)idiv(a, E), e = (int)(a - (long long)t * E);
     const bool chosen = cap > 0 && topk_key(s[a] + (bias ? bias[e] : 0.f), t) >= thr[e];
     experts[a] = chosen ? e : -1;
     weights[a] = chosen ? s[a] : 0.f;
@@ -1782,7 +1786,7 @@ extern "C" __global__ void combine_gather_f32(const float* eo, const int* order,
     int T, int hidden, float* out) {
   const long long n = (long long)T * hidden;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    const int t = (int)(i / hidden), h = (int)(i % hidden);
+    const int t = (int)idiv(i, hidden), h = (int)(i - (long long)t * hidden);
     float acc = 0.f;
     for (int q = start[t]; q < start[t + 1]; q++) {
       const int p = list[q];
