@@ -139,7 +139,7 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
-  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_blockwise_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
@@ -431,6 +431,12 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     ...routing,
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
+      const threads = Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32);
+      if (!rand && bs <= 16 * threads) { // one read of x: a block's values held in registers (quant_blockwise_f32)
+        onDevice([x], [codes, absmax, bad], ([px], [pc, pa, pbad]) => findBad(pbad!, () => d.launch(k.quant_blockwise_f32!, nb, threads,
+          [{ p: px! }, { i64: n }, { i32: bs }, { p: pa! }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }, { p: pbad! }])), keepUnlessBad(bad));
+        return;
+      }
       scratch(nb * 4, ([inv]) => onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
         absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
         if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);

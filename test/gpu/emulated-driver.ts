@@ -677,6 +677,16 @@ export function emulatedDriver(): EmulatedDriver {
           inv[b] = fr(1 / Math.max(a, fr(1e-38)));
           if (m >= 0x7f800000) bad[0] = Math.min(bad[0]!, b);
         }
+      } else if (name === "quant_blockwise_f32") { // quant_absmax_f32 and quant_codes_f32 fused
+        const xx = f32(p(0)), len = n(1), bs = n(2), am = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6)), bad = i32(p(7));
+        for (let b = 0; b < grid; b++) {
+          let m = 0;
+          for (let i = b * bs; i < Math.min(len, (b + 1) * bs); i++) m = Math.max(m, absBits(xx[i]!));
+          am[b] = fromBits(m);
+          const inv = fr(1 / Math.max(am[b]!, fr(1e-38)));
+          if (m >= 0x7f800000) bad[0] = Math.min(bad[0]!, b);
+          for (let i = b * bs; i < Math.min(len, (b + 1) * bs); i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv), thr, ranks);
+        }
       } else if (name === "quant_codes_f32") {
         const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6));
         for (let i = 0; i < len; i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), thr, ranks);

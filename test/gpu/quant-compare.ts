@@ -54,6 +54,11 @@ export async function quantOn(backends: string[]): Promise<Record<string, number
               out[`${key} ${name}`] = [...bytes(b), ...bytes(dq(b as Uint8Array, xg.length))];
             }
           }
+          // a block past 4096 ("tensor" at n=4099) is not held in registers on cuda (absmax, then codes: two reads)
+          for (const blockSize of ["tensor", 4096] as const) {
+            const b = quantizeBlockwise(put(x), { blockSize });
+            out[`${key} blockwise bs=${blockSize}`] = [...bytes(b.codes), ...bytes(b.absmax)];
+          }
           for (const blockSize of [64, 256]) {
             const b = quantizeBlockwise(put(x), { blockSize });
             out[`${key} blockwise bs=${blockSize}`] = [...bytes(b.codes), ...bytes(b.absmax), ...bytes(dequantizeBlockwise(b))];

@@ -859,14 +859,12 @@ extern "C" __global__ void __launch_bounds__(1024) ce_finish(const double* row_s
 
 // ---- quantization (bitsandbytes block-wise 8-bit and 4-bit, nearest code; ONNX dequantize), as the wasm kernels.
 
-// absmax[b] = max |x| of block b (as bits: NaN and ±Infinity compare above every finite value), inv[b] =
-// f32(1 / max(absmax, 1e-38)); bad[0] = the lowest block holding NaN/±Infinity (atomicMin over an INT_MAX start).
-extern "C" __global__ void quant_absmax_f32(const float* x, long long n, int bs, float* absmax, float* inv, int* bad) {
+// absmax[b] = max |x| of block b from each thread's m (bits of |x|: NaN and ±Infinity compare above every finite
+// value); returns f32(1 / max(absmax, 1e-38)) to every thread; bad[0] = the lowest block holding NaN/±Infinity
+// (atomicMin over an INT_MAX start).
+__device__ float block_absmax(int m, float* absmax, int* bad) {
   __shared__ int part[32];
-  const long long s = (long long)blockIdx.x * bs;
-  const int len = (int)min((long long)bs, n - s);
-  int m = 0;
-  for (int i = threadIdx.x; i < len; i += blockDim.x) m = max(m, __float_as_int(x[s + i]) & 0x7fffffff);
+  __shared__ float block_inv;
   for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
   const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
   if (l == 0) part[w] = m;
@@ -876,9 +874,20 @@ extern "C" __global__ void quant_absmax_f32(const float* x, long long n, int bs,
     m = max(m, part[0]);
     const float a = __int_as_float(m);
     absmax[blockIdx.x] = a;
-    inv[blockIdx.x] = 1.f / fmaxf(a, 1e-38f);
+    block_inv = 1.f / fmaxf(a, 1e-38f);
     if (m >= 0x7f800000) atomicMin(bad, (int)blockIdx.x);
   }
+  __syncthreads();
+  return block_inv;
+}
+// block_absmax of block b of x, and inv[b]
+extern "C" __global__ void quant_absmax_f32(const float* x, long long n, int bs, float* absmax, float* inv, int* bad) {
+  const long long s = (long long)blockIdx.x * bs;
+  const int len = (int)min((long long)bs, n - s);
+  int m = 0;
+  for (int i = threadIdx.x; i < len; i += blockDim.x) m = max(m, __float_as_int(x[s + i]) & 0x7fffffff);
+  const float v = block_absmax(m, absmax, bad);
+  if (threadIdx.x == 0) inv[blockIdx.x] = v;
 }
 extern "C" __global__ void bad_init(int* bad) { bad[0] = 0x7fffffff; }
 extern "C" __global__ void bad_finish(int* bad) { if (bad[0] == 0x7fffffff) bad[0] = -1; }
@@ -894,6 +903,28 @@ __device__ float scale_clamp(float x, float inv) { const float v = x * inv; retu
 extern "C" __global__ void quant_codes_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, unsigned char* codes) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     codes[i] = code_of(scale_clamp(x[i], inv[idiv(i, bs)]), thr, ranks);
+}
+
+// quant_absmax_f32 then quant_codes_f32 in one read of x, for blocks of at most 16 * blockDim elements (4096 on 256
+// threads): a block's values stay in registers between its absmax and its codes. The same absmax, codes and bad.
+extern "C" __global__ void quant_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* thr, const unsigned char* ranks,
+    unsigned char* codes, int* bad) {
+  const long long s = (long long)blockIdx.x * bs;
+  const int len = (int)min((long long)bs, n - s);
+  float v[16];
+  int m = 0;
+#pragma unroll
+  for (int q = 0; q < 16; q++) {
+    const int i = threadIdx.x + q * blockDim.x;
+    v[q] = i < len ? x[s + i] : 0.f;
+    m = max(m, __float_as_int(v[q]) & 0x7fffffff);
+  }
+  const float inv = block_absmax(m, absmax, bad);
+#pragma unroll
+  for (int q = 0; q < 16; q++) {
+    const int i = threadIdx.x + q * blockDim.x;
+    if (i < len) codes[s + i] = code_of(scale_clamp(v[q], inv), thr, ranks);
+  }
 }
 
 // Stochastic rounding between the two code values around v (vals: the nu distinct code values ascending, ranks:
