@@ -5,7 +5,7 @@
 // where there is one, and every kernel of the backend launched on the CPU device.
 import { describe, expect, test } from "bun:test";
 import {
-  adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, relu, reluBackward, route, setBackend, softmax,
+  NumedgeError, adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, quantize4bit, quantizeBlockwise, relu, reluBackward, route, setBackend, softmax,
   stablemax, topk, updateBias,
 } from "numedge";
 import { KERNELS } from "../src/backends/cuda.ts";
@@ -311,6 +311,28 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     const [g, h] = await grokOn([dev, "wasm"]);
     expectClose(g!, h!);
   }, 60_000);
+
+  test("a \"tensor\" block past 4096 elements: its absmax over many CUDA blocks (parts, then a fold), 8-bit nearest and stochastic and 4-bit, a NaN or Infinity in the last part: as wasm", async () => {
+    const r = uniform(34), n = 9 * 4096 + 7;
+    for (const tail of [-7.5, NaN, -Infinity]) {
+      const x = Float32Array.from({ length: n }, () => r() * 4 - 2);
+      x[n - 2] = tail; // the largest magnitude (or the bad value) in the last part
+      const [a, b] = await on([dev, "wasm"], () => {
+        const out: unknown[] = [];
+        for (const f of [() => quantizeBlockwise(x, { blockSize: "tensor" }), () => quantizeBlockwise(x, { blockSize: "tensor", rounding: "stochastic", seed: 5 }),
+          () => quantize4bit(x, { blockSize: "tensor", type: "nf4" })]) {
+          try {
+            const q = f() as { absmax: Float32Array; codes?: Uint8Array; packed?: Uint8Array };
+            out.push(new Uint32Array(q.absmax.buffer, q.absmax.byteOffset, q.absmax.length), q.codes ?? q.packed);
+          } catch (e) {
+            out.push(e instanceof NumedgeError ? `${e.code}: ${e.message}` : e);
+          }
+        }
+        return out;
+      });
+      expect(a, `last-part value ${tail}`).toEqual(b!);
+    }
+  });
 
   test("topk: long rows by a warp (k <= 32) or a block (k <= 1024, radix select), short rows with k > 32 (device scratch), ties, NaN, ±Infinity, unsorted: as wasm; then every kernel the backend loads has run here", async () => {
     const r = uniform(26), x = Float32Array.from({ length: 50 * 2100 }, (_, i) => (i % 97 === 5 ? NaN : i % 89 === 3 ? -Infinity : i % 83 === 1 ? Infinity : Math.round(r() * 40)));

@@ -139,7 +139,7 @@ export const KERNELS = [
   ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
-  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_blockwise_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
@@ -261,6 +261,13 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   }
   /** Block absmax and the first bad block into `bad` (-1 if none). */
   function absmaxPass(px: bigint, n: number, bs: number, nb: number, pa: bigint, inv: bigint, pbad: bigint) {
+    if (nb === 1 && n > 4096) { // one long block ("tensor"): split over the GPU, not read by one CUDA block
+      const parts = Math.min(Math.ceil(n / 4096), 1024);
+      return scratch(parts * 4, ([part]) => findBad(pbad, () => {
+        d.launch(k.quant_absmax_part!, parts, 256, [{ p: px }, { i64: n }, { p: part! }]);
+        d.launch(k.quant_absmax_fold!, 1, 1024, [{ p: part! }, { i32: parts }, { p: pa }, { p: inv }, { p: pbad }]);
+      }));
+    }
     findBad(pbad, () => d.launch(k.quant_absmax_f32!, nb, Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]));
   }
   /** A host `bad` (outs[at]) gets the bad block now; the other host outputs come back only when there is none. */

@@ -677,6 +677,19 @@ export function emulatedDriver(): EmulatedDriver {
           inv[b] = fr(1 / Math.max(a, fr(1e-38)));
           if (m >= 0x7f800000) bad[0] = Math.min(bad[0]!, b);
         }
+      } else if (name === "quant_absmax_part") { // one part: the whole max (the fold takes the max of the parts)
+        const xx = f32(p(0)), len = n(1), part = i32(p(2));
+        let m = 0;
+        for (let i = 0; i < len; i++) m = Math.max(m, absBits(xx[i]!));
+        part.fill(0, 0, grid);
+        part[0] = m;
+      } else if (name === "quant_absmax_fold") {
+        const part = i32(p(0)), parts = n(1), am = f32(p(2)), inv = f32(p(3)), bad = i32(p(4));
+        let m = 0;
+        for (let i = 0; i < parts; i++) m = Math.max(m, part[i]!);
+        am[0] = fromBits(m);
+        inv[0] = fr(1 / Math.max(am[0]!, fr(1e-38)));
+        if (m >= 0x7f800000) bad[0] = Math.min(bad[0]!, 0);
       } else if (name === "quant_blockwise_f32") { // quant_absmax_f32 and quant_codes_f32 fused
         const xx = f32(p(0)), len = n(1), bs = n(2), am = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6)), bad = i32(p(7));
         for (let b = 0; b < grid; b++) {

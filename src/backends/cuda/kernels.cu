@@ -778,7 +778,8 @@ __device__ void ce_stablemax_warp_any(const TIn* z, const int* labels, TOut* gra
   }
 }
 // (128, 10): at most 48 registers (56 unbounded, no spill either way), so 10 blocks fit an SM: grok's 5107 rows are
-// 1277 blocks, one wave on an H200's 132 SMs instead of 1.1 (the softmax f64 heads would spill)
+// 1277 blocks, one wave on an H200's 132 SMs instead of 1.1 (the softmax f64 heads would spill). sm_75 (1024
+// threads an SM) ignores the hint, with a ptxas warning.
 extern "C" __global__ void __launch_bounds__(128, 10) ce_stablemax_f32_warp(const float* z, const int* l, float* g, int rows, int cols, double* st) {
   NUMEDGE_DYNAMIC_SHARED(float, ex);
   ce_stablemax_warp_any<float, float, float>(z, l, g, rows, cols, st, ex + (threadIdx.x >> 5) * cols);
@@ -888,6 +889,27 @@ extern "C" __global__ void quant_absmax_f32(const float* x, long long n, int bs,
   for (int i = threadIdx.x; i < len; i += blockDim.x) m = max(m, __float_as_int(x[s + i]) & 0x7fffffff);
   const float v = block_absmax(m, absmax, bad);
   if (threadIdx.x == 0) inv[blockIdx.x] = v;
+}
+// The same for one block too long for one CUDA block to read in good time ("tensor" blocks): the max bits over
+// each CUDA block's grid-stride share into part, then one block folds them into absmax[0], inv[0] and bad.
+extern "C" __global__ void quant_absmax_part(const float* x, long long n, int* part) {
+  __shared__ int warp_max[32];
+  int m = 0;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    m = max(m, __float_as_int(x[i]) & 0x7fffffff);
+  for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++) m = max(m, warp_max[w]);
+    part[blockIdx.x] = m;
+  }
+}
+extern "C" __global__ void __launch_bounds__(1024) quant_absmax_fold(const int* part, int parts, float* absmax, float* inv, int* bad) {
+  int m = 0;
+  for (int i = threadIdx.x; i < parts; i += blockDim.x) m = max(m, part[i]);
+  const float v = block_absmax(m, absmax, bad);
+  if (threadIdx.x == 0) inv[0] = v;
 }
 extern "C" __global__ void bad_init(int* bad) { bad[0] = 0x7fffffff; }
 extern "C" __global__ void bad_finish(int* bad) { if (bad[0] == 0x7fffffff) bad[0] = -1; }
