@@ -5,7 +5,7 @@
 // where there is one, and every kernel of the backend launched on the CPU device.
 import { describe, expect, test } from "bun:test";
 import {
-  NumedgeError, adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, quantize4bit, quantizeBlockwise, relu, reluBackward, route, setBackend, softmax,
+  NumedgeError, adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, quantize4bit, quantizeAffine, quantizeBlockwise, relu, reluBackward, route, setBackend, softmax,
   stablemax, topk, updateBias,
 } from "numedge";
 import { KERNELS } from "../src/backends/cuda.ts";
@@ -312,25 +312,28 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     expectClose(g!, h!);
   }, 60_000);
 
-  test("a \"tensor\" block past 4096 elements: its absmax over many CUDA blocks (parts, then a fold), 8-bit nearest and stochastic and 4-bit, a NaN or Infinity in the last part: as wasm", async () => {
-    const r = uniform(34), n = 9 * 4096 + 7;
-    for (const tail of [-7.5, NaN, -Infinity]) {
-      const x = Float32Array.from({ length: n }, () => r() * 4 - 2);
-      x[n - 2] = tail; // the largest magnitude (or the bad value) in the last part
+  test("a \"tensor\" block past 4096 elements: its absmax or affine stats over many CUDA blocks (parts, then a fold), 8-bit nearest and stochastic, 4-bit, affine signed and unsigned, a NaN or Infinity in the last part: as wasm", async () => {
+    const r = uniform(34), n = 9 * 4096 + 7, x0 = Float32Array.from({ length: n }, () => r() * 4 - 2);
+    // the largest magnitude in each part's share (blocks of 256 threads striding by 10 * 256), the bad values near the end
+    const cases = [...Array.from({ length: 10 }, (_, b) => [-7.5, b * 256 + 17] as const), [NaN, n - 2], [-Infinity, n - 2]] as const;
+    for (const [tail, at] of cases) {
+      const x = x0.slice();
+      x[at] = tail;
       const [a, b] = await on([dev, "wasm"], () => {
         const out: unknown[] = [];
         for (const f of [() => quantizeBlockwise(x, { blockSize: "tensor" }), () => quantizeBlockwise(x, { blockSize: "tensor", rounding: "stochastic", seed: 5 }),
-          () => quantize4bit(x, { blockSize: "tensor", type: "nf4" })]) {
+          () => quantize4bit(x, { blockSize: "tensor", type: "nf4" }), () => quantizeAffine(x, { bits: 8, signed: true }), () => quantizeAffine(x, { bits: 8, signed: false })]) {
           try {
-            const q = f() as { absmax: Float32Array; codes?: Uint8Array; packed?: Uint8Array };
-            out.push(new Uint32Array(q.absmax.buffer, q.absmax.byteOffset, q.absmax.length), q.codes ?? q.packed);
+            const q = f() as { absmax?: Float32Array; scale?: Float32Array; codes?: Uint8Array; packed?: Uint8Array; q?: Uint8Array; zeroPoint?: Int32Array };
+            const s = q.absmax ?? q.scale!;
+            out.push(new Uint32Array(s.buffer, s.byteOffset, s.length), q.codes ?? q.packed ?? q.q, q.zeroPoint);
           } catch (e) {
             out.push(e instanceof NumedgeError ? `${e.code}: ${e.message}` : e);
           }
         }
         return out;
       });
-      expect(a, `last-part value ${tail}`).toEqual(b!);
+      expect(a, `${tail} at ${at}`).toEqual(b!);
     }
   });
 

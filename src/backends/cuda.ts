@@ -140,7 +140,7 @@ export const KERNELS = [
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
   "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
-  "quant_affine_params_f32", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
+  "quant_affine_params_f32", "quant_affine_part", "quant_affine_fold", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
   "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets", "dispatch_place",
@@ -470,7 +470,13 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       const n = x.length, ng = scale.length, signed = isI8(q), bs = Math.min(256, Math.ceil(Math.min(g, n) / 32) * 32);
       onDevice(compute ? [x] : [x, scale, zp], compute ? [q, scale, zp, bad] : [q, bad], (ins, outs) => {
         const [px, ps, pz] = compute ? [ins[0]!, outs[1]!, outs[2]!] : ins, pbad = outs[compute ? 3 : 1]!;
-        findBad(pbad, () => d.launch(k.quant_affine_params_f32!, ng, bs, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]));
+        if (ng === 1 && n > 4096) { // one long group ("tensor"): its stats split over the GPU, then folded
+          const parts = Math.min(Math.ceil(n / 4096), 1024);
+          scratch(parts * 12, ([part]) => findBad(pbad, () => {
+            d.launch(k.quant_affine_part!, parts, 256, [{ p: px! }, { i64: n }, { p: part! }]);
+            d.launch(k.quant_affine_fold!, 1, 1024, [{ p: part! }, { i32: parts }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]);
+          }));
+        } else findBad(pbad, () => d.launch(k.quant_affine_params_f32!, ng, bs, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]));
         d.launch(k.quant_affine_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { p: ps! }, { p: pz! }, { p: outs[0]! }]);
       }, keepUnlessBad(bad, compute ? 3 : 1));
     },

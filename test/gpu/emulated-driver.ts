@@ -38,6 +38,17 @@ export function emulatedDriver(): EmulatedDriver {
   const i8 = (p: bigint) => { const b = bytesAt(p); return new Int8Array(b.buffer, b.byteOffset, b.byteLength); };
   const bitsBuf = new Float32Array(1), bitsInt = new Int32Array(bitsBuf.buffer);
   const absBits = (v: number) => { bitsBuf[0] = v; return bitsInt[0]! & 0x7fffffff; };
+  /** An affine group's max |x| bits, min(0, min x) and max(0, max x) over x[from, to). */
+  const affineStats = (x: Float32Array, from: number, to: number): [number, number, number] => {
+    let m = 0, mn = 0, mx = 0;
+    for (let i = from; i < to; i++) {
+      const v = x[i]!;
+      m = Math.max(m, absBits(v));
+      if (v < mn) mn = v;
+      if (v > mx) mx = v;
+    }
+    return [m, mn, mx];
+  };
   const fromBits = (m: number) => { bitsInt[0] = m; return bitsBuf[0]!; };
   /** rintf: round half to even. */
   const rintEven = (v: number) => { const r = Math.round(v); return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r; };
@@ -758,16 +769,17 @@ export function emulatedDriver(): EmulatedDriver {
       } else if (name === "dequant_4bit") {
         const packed = u8(p(0)), len = n(1), bs = n(2), am = f32(p(3)), code = f32(p(4)), out = f32(p(5));
         for (let i = 0; i < len; i++) { const b = packed[i >> 1]!; out[i] = fr(code[i & 1 ? b & 15 : b >> 4]! * am[Math.floor(i / bs)]!); }
-      } else if (name === "quant_affine_params_f32") {
-        const xx = f32(p(0)), len = n(1), g = n(2), signed = n(3), compute = n(4), sc = f32(p(5)), zp = i32(p(6)), bad = i32(p(7));
-        for (let b = 0; b < grid; b++) {
-          let m = 0, mn = 0, mx = 0;
-          for (let i = b * g; i < Math.min(len, (b + 1) * g); i++) {
-            const v = xx[i]!;
-            m = Math.max(m, absBits(v));
-            if (v < mn) mn = v;
-            if (v > mx) mx = v;
-          }
+      } else if (name === "quant_affine_params_f32" || name === "quant_affine_fold") {
+        // per group b: max |x| bits, min(0, min x), max(0, max x); the fold takes them from quant_affine_part's words
+        const fold = name === "quant_affine_fold", at = fold ? 2 : 3;
+        const signed = n(at), compute = n(at + 1), sc = f32(p(at + 2)), zp = i32(p(at + 3)), bad = i32(p(at + 4));
+        const stats = (b: number): [number, number, number] => {
+          if (fold) { const part = i32(p(0)), pf = new Float32Array(part.buffer, part.byteOffset, part.length); return [part[0]!, pf[1]!, pf[2]!]; }
+          const g = n(2);
+          return affineStats(f32(p(0)), b * g, Math.min(n(1), (b + 1) * g));
+        };
+        for (let b = 0; b < (fold ? 1 : grid); b++) {
+          const [m, mn, mx] = stats(b);
           let isBad = m >= 0x7f800000;
           if (compute && !isBad) {
             let s: number, z = 0;
@@ -782,6 +794,9 @@ export function emulatedDriver(): EmulatedDriver {
           }
           if (isBad) bad[0] = Math.min(bad[0]!, b);
         }
+      } else if (name === "quant_affine_part") { // one part: the whole tensor's stats (words: m, mn, mx)
+        const part = i32(p(2)), pf = new Float32Array(part.buffer, part.byteOffset, part.length);
+        [part[0], pf[1], pf[2]] = affineStats(f32(p(0)), 0, n(1));
       } else if (name === "quant_affine_f32") {
         const xx = f32(p(0)), len = n(1), g = n(2), signed = n(3), sc = f32(p(4)), zp = i32(p(5)), q = signed ? i8(p(6)) : u8(p(6));
         const [lo, hi] = signed ? [-128, 127] : [0, 255];

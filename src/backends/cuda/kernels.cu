@@ -1140,46 +1140,74 @@ extern "C" __global__ void dequant_4bit(const unsigned char* packed, long long n
 // Affine (ONNX QuantizeLinear) per group of g, as asm/quant.ts quant_affine_f32. One block per group: bad
 // (atomicMin) when the group holds NaN/±Infinity (or, computing unsigned parameters, its range overflows); with compute, the group's
 // scale and zero point: signed absmax / 127 and 0, unsigned ONNX DynamicQuantizeLinear; a scale of 0 becomes 1.
-extern "C" __global__ void quant_affine_params_f32(const float* x, long long n, int g, int is_signed, int compute, float* scale, int* zp, int* bad) {
+
+// (m, mn, mx) of a group: max |x| as bits (>= 0x7f800000 for NaN and ±Infinity), min(0, min x), max(0, max x)
+// (fminf/fmaxf skip NaN, which m flags); affine_fold combines each thread's into thread 0's.
+struct AffineStats { int m; float mn, mx; };
+__device__ AffineStats affine_stats(const float* x, long long from, long long to, long long step) {
+  AffineStats a = {0, 0.f, 0.f};
+  for (long long i = from; i < to; i += step) {
+    const float v = x[i];
+    a.m = max(a.m, __float_as_int(v) & 0x7fffffff);
+    a.mn = fminf(a.mn, v);
+    a.mx = fmaxf(a.mx, v);
+  }
+  return a;
+}
+__device__ AffineStats affine_fold(AffineStats a) {
   __shared__ int pm[32];
   __shared__ float pmn[32], pmx[32];
-  const long long s = (long long)blockIdx.x * g;
-  const int len = (int)min((long long)g, n - s);
-  int m = 0; // max |x| as bits: >= 0x7f800000 for NaN and ±Infinity
-  float mn = 0.f, mx = 0.f; // min(0, min x), max(0, max x); fminf/fmaxf skip NaN, which m flags
-  for (int i = threadIdx.x; i < len; i += blockDim.x) {
-    const float v = x[s + i];
-    m = max(m, __float_as_int(v) & 0x7fffffff);
-    mn = fminf(mn, v);
-    mx = fmaxf(mx, v);
-  }
   for (int o = 16; o > 0; o >>= 1) {
-    m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-    mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    a.m = max(a.m, __shfl_xor_sync(0xffffffffu, a.m, o));
+    a.mn = fminf(a.mn, __shfl_xor_sync(0xffffffffu, a.mn, o));
+    a.mx = fmaxf(a.mx, __shfl_xor_sync(0xffffffffu, a.mx, o));
   }
   const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
-  if (l == 0) { pm[w] = m; pmn[w] = mn; pmx[w] = mx; }
+  if (l == 0) { pm[w] = a.m; pmn[w] = a.mn; pmx[w] = a.mx; }
   __syncthreads();
-  if (threadIdx.x != 0) return;
-  for (int k = 1; k < nw; k++) { m = max(m, pm[k]); mn = fminf(mn, pmn[k]); mx = fmaxf(mx, pmx[k]); }
-  bool isbad = m >= 0x7f800000;
+  if (threadIdx.x == 0) for (int k = 1; k < nw; k++) { a.m = max(a.m, pm[k]); a.mn = fminf(a.mn, pmn[k]); a.mx = fmaxf(a.mx, pmx[k]); }
+  return a;
+}
+// group b's scale and zero point from its (thread 0's) stats; a bad group (NaN/±Infinity, or an infinite range) into bad
+__device__ void affine_params(AffineStats a, int b, int is_signed, int compute, float* scale, int* zp, int* bad) {
+  bool isbad = a.m >= 0x7f800000;
   if (compute && !isbad) { // given scales: only a non-finite x is bad
     float sc;
     int z = 0;
-    if (is_signed) sc = __int_as_float(m) / 127.f;
+    if (is_signed) sc = __int_as_float(a.m) / 127.f;
     else {
-      const float range = mx - mn;
+      const float range = a.mx - a.mn;
       isbad = !(range < NUMEDGE_INF);
       sc = range / 255.f;
-      if (!isbad && sc > 0.f) z = (int)fminf(255.f, fmaxf(0.f, rintf(-mn / sc)));
+      if (!isbad && sc > 0.f) z = (int)fminf(255.f, fmaxf(0.f, rintf(-a.mn / sc)));
     }
     if (!isbad) {
-      scale[blockIdx.x] = sc == 0.f ? 1.f : sc;
-      zp[blockIdx.x] = z;
+      scale[b] = sc == 0.f ? 1.f : sc;
+      zp[b] = z;
     }
   }
-  if (isbad) atomicMin(bad, (int)blockIdx.x);
+  if (isbad) atomicMin(bad, b);
+}
+extern "C" __global__ void quant_affine_params_f32(const float* x, long long n, int g, int is_signed, int compute, float* scale, int* zp, int* bad) {
+  const long long s = (long long)blockIdx.x * g;
+  const AffineStats a = affine_fold(affine_stats(x, s + threadIdx.x, min(s + g, n), blockDim.x));
+  if (threadIdx.x == 0) affine_params(a, (int)blockIdx.x, is_signed, compute, scale, zp, bad);
+}
+// The same for one group too long for one CUDA block ("tensor"): stats over each block's grid-stride share into
+// part (3 words a block), then one block folds them
+extern "C" __global__ void quant_affine_part(const float* x, long long n, int* part) {
+  const AffineStats a = affine_fold(affine_stats(x, blockIdx.x * (long long)blockDim.x + threadIdx.x, n, (long long)gridDim.x * blockDim.x));
+  if (threadIdx.x == 0) { part[3 * blockIdx.x] = a.m; part[3 * blockIdx.x + 1] = __float_as_int(a.mn); part[3 * blockIdx.x + 2] = __float_as_int(a.mx); }
+}
+extern "C" __global__ void __launch_bounds__(1024) quant_affine_fold(const int* part, int parts, int is_signed, int compute, float* scale, int* zp, int* bad) {
+  AffineStats a = {0, 0.f, 0.f};
+  for (int i = threadIdx.x; i < parts; i += blockDim.x) {
+    a.m = max(a.m, part[3 * i]);
+    a.mn = fminf(a.mn, __int_as_float(part[3 * i + 1]));
+    a.mx = fmaxf(a.mx, __int_as_float(part[3 * i + 2]));
+  }
+  a = affine_fold(a);
+  if (threadIdx.x == 0) affine_params(a, 0, is_signed, compute, scale, zp, bad);
 }
 
 // q = saturate(rint(x / scale) + zp), half to even, int8 when is_signed (written as its byte)
