@@ -259,16 +259,23 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     launch();
     d.launch(k.bad_finish!, 1, 32, [{ p: pbad }]);
   }
+  /** Threads of a CUDA block that reduces one quantization block of bs of the n elements: whole warps, at most 256. */
+  const blockThreads = (bs: number, n: number) => Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32);
+  /**
+   * One group too long for one CUDA block to read (a "tensor" group past 4096 elements): the `part` kernel reduces
+   * each CUDA block's grid-stride share into `words` ints, then the `fold` kernel combines them (and reports bad).
+   */
+  function splitReduce(part: string, fold: string, words: number, px: bigint, n: number, pbad: bigint, foldArgs: KernelArg[]) {
+    const parts = Math.min(Math.ceil(n / 4096), 1024);
+    scratch(parts * 4 * words, ([pp]) => findBad(pbad, () => {
+      d.launch(k[part]!, parts, 256, [{ p: px }, { i64: n }, { p: pp! }]);
+      d.launch(k[fold]!, 1, 1024, [{ p: pp! }, { i32: parts }, ...foldArgs]);
+    }));
+  }
   /** Block absmax and the first bad block into `bad` (-1 if none). */
   function absmaxPass(px: bigint, n: number, bs: number, nb: number, pa: bigint, inv: bigint, pbad: bigint) {
-    if (nb === 1 && n > 4096) { // one long block ("tensor"): split over the GPU, not read by one CUDA block
-      const parts = Math.min(Math.ceil(n / 4096), 1024);
-      return scratch(parts * 4, ([part]) => findBad(pbad, () => {
-        d.launch(k.quant_absmax_part!, parts, 256, [{ p: px }, { i64: n }, { p: part! }]);
-        d.launch(k.quant_absmax_fold!, 1, 1024, [{ p: part! }, { i32: parts }, { p: pa }, { p: inv }, { p: pbad }]);
-      }));
-    }
-    findBad(pbad, () => d.launch(k.quant_absmax_f32!, nb, Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]));
+    if (nb === 1 && n > 4096) return splitReduce("quant_absmax_part", "quant_absmax_fold", 1, px, n, pbad, [{ p: pa }, { p: inv }, { p: pbad }]);
+    findBad(pbad, () => d.launch(k.quant_absmax_f32!, nb, blockThreads(bs, n), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]));
   }
   /** A host `bad` (outs[at]) gets the bad block now; the other host outputs come back only when there is none. */
   const keepUnlessBad = (bad: Int32Array | CudaBuf, at = 2) => (op: bigint[]) => {
@@ -438,7 +445,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     ...routing,
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
-      const threads = Math.min(256, Math.ceil(Math.min(bs, n) / 32) * 32);
+      const threads = blockThreads(bs, n);
       if (!rand && bs <= 16 * threads) { // one read of x: a block's values held in registers (quant_blockwise_f32)
         onDevice([x], [codes, absmax, bad], ([px], [pc, pa, pbad]) => findBad(pbad!, () => d.launch(k.quant_blockwise_f32!, nb, threads,
           [{ p: px! }, { i64: n }, { i32: bs }, { p: pa! }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }, { p: pbad! }])), keepUnlessBad(bad));
@@ -467,16 +474,12 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     quantizeAffine(x, g, compute, scale, zp, q, bad) {
       // with compute, scale and zp are outputs; without, inputs (and a bad group still stops the call)
-      const n = x.length, ng = scale.length, signed = isI8(q), bs = Math.min(256, Math.ceil(Math.min(g, n) / 32) * 32);
+      const n = x.length, ng = scale.length, signed = isI8(q);
       onDevice(compute ? [x] : [x, scale, zp], compute ? [q, scale, zp, bad] : [q, bad], (ins, outs) => {
         const [px, ps, pz] = compute ? [ins[0]!, outs[1]!, outs[2]!] : ins, pbad = outs[compute ? 3 : 1]!;
-        if (ng === 1 && n > 4096) { // one long group ("tensor"): its stats split over the GPU, then folded
-          const parts = Math.min(Math.ceil(n / 4096), 1024);
-          scratch(parts * 12, ([part]) => findBad(pbad, () => {
-            d.launch(k.quant_affine_part!, parts, 256, [{ p: px! }, { i64: n }, { p: part! }]);
-            d.launch(k.quant_affine_fold!, 1, 1024, [{ p: part! }, { i32: parts }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]);
-          }));
-        } else findBad(pbad, () => d.launch(k.quant_affine_params_f32!, ng, bs, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }]));
+        const params: KernelArg[] = [{ i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }];
+        if (ng === 1 && n > 4096) splitReduce("quant_affine_part", "quant_affine_fold", 3, px!, n, pbad, params);
+        else findBad(pbad, () => d.launch(k.quant_affine_params_f32!, ng, blockThreads(g, n), [{ p: px! }, { i64: n }, { i32: g }, ...params]));
         d.launch(k.quant_affine_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: g }, { i32: signed }, { p: ps! }, { p: pz! }, { p: outs[0]! }]);
       }, keepUnlessBad(bad, compute ? 3 : 1));
     },
