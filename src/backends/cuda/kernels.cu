@@ -863,16 +863,19 @@ extern "C" __global__ void __launch_bounds__(1024) ce_finish(const double* row_s
 // absmax[b] = max |x| of block b from each thread's m (bits of |x|: NaN and ±Infinity compare above every finite
 // value); returns f32(1 / max(absmax, 1e-38)) to every thread; bad[0] = the lowest block holding NaN/±Infinity
 // (atomicMin over an INT_MAX start).
-__device__ float block_absmax(int m, float* absmax, int* bad) {
+// The max of every thread's m (bits of |x|), in thread 0.
+__device__ int block_max_bits(int m) {
   __shared__ int part[32];
-  __shared__ float block_inv;
   for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-  const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
-  if (l == 0) part[w] = m;
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = m;
   __syncthreads();
+  if (threadIdx.x == 0) for (int k = 1; k < (int)(blockDim.x >> 5); k++) m = max(m, part[k]);
+  return m;
+}
+__device__ float block_absmax(int m, float* absmax, int* bad) {
+  __shared__ float block_inv;
+  m = block_max_bits(m);
   if (threadIdx.x == 0) {
-    for (int k = 1; k < nw; k++) m = max(m, part[k]);
-    m = max(m, part[0]);
     const float a = __int_as_float(m);
     absmax[blockIdx.x] = a;
     block_inv = 1.f / fmaxf(a, 1e-38f);
@@ -893,17 +896,11 @@ extern "C" __global__ void quant_absmax_f32(const float* x, long long n, int bs,
 // The same for one block too long for one CUDA block to read in good time ("tensor" blocks): the max bits over
 // each CUDA block's grid-stride share into part, then one block folds them into absmax[0], inv[0] and bad.
 extern "C" __global__ void quant_absmax_part(const float* x, long long n, int* part) {
-  __shared__ int warp_max[32];
   int m = 0;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
     m = max(m, __float_as_int(x[i]) & 0x7fffffff);
-  for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-  if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < (int)(blockDim.x >> 5); w++) m = max(m, warp_max[w]);
-    part[blockIdx.x] = m;
-  }
+  m = block_max_bits(m);
+  if (threadIdx.x == 0) part[blockIdx.x] = m;
 }
 extern "C" __global__ void __launch_bounds__(1024) quant_absmax_fold(const int* part, int parts, float* absmax, float* inv, int* bad) {
   int m = 0;
