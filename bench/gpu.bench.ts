@@ -9,7 +9,7 @@ import { registerBackend } from "../src/backends/index.ts";
 import { createCudaBackend, realDeps } from "../src/backends/cuda.ts";
 import { wasmBackend } from "../src/backends/wasm.ts";
 import {
-  GROK_ARMS, GrokRun, alloc, backendInfo, combine, crossEntropy, embeddingSumBackward, empty, matmul, quantizeAffine, quantizeBlockwise, relu, route, setBackend, softmax, toDevice, topk,
+  GROK_ARMS, GrokRun, alloc, backendInfo, combine, crossEntropy, embeddingSumBackward, empty, matmul, quantize4bit, quantizeAffine, quantizeBlockwise, relu, route, setBackend, softmax, toDevice, topk,
   type DeviceArray, type RouteDeviceResult,
 } from "numedge";
 
@@ -100,6 +100,23 @@ await section("relu and quantizers", () => {
   record({ op: "quantizeAffine (int8, 128)", shape: `${n}`, cuda_us: +aus.toFixed(1), TBs: +((n * 5) / aus / 1e6).toFixed(2) });
   xd.dispose(); yd.dispose();
 });
+// FIGURES.md's absmax int8 shapes (PyTorch: round(x * 127 / absmax) per block), as block-wise 8-bit (bitsandbytes'
+// dynamic code: a search per element) and as signed int8 affine (scale absmax / 127: that op exactly); NF4 at 64.
+for (const [n, bs] of [[1 << 24, 64], [1 << 24, 4096], [1 << 26, 4096]] as const) await section(`absmax int8 n=${n} bs=${bs}`, () => {
+  const xd = toDevice(fill(n, (i) => Math.sin(i * 0.37) * 3)), shape = `n=${n} bs=${bs}`;
+  const b = () => { const r = quantizeBlockwise(xd, { blockSize: bs }); for (const d of [r.codes, r.absmax, r.bad]) d.dispose(); };
+  const bus = usPer(20, b, () => flag.readSync());
+  record({ op: "absmax_int8 as quantizeBlockwise (dynamic)", shape, cuda_us: +bus.toFixed(1), TBs: +((n * 5) / bus / 1e6).toFixed(2) });
+  const a = () => { const r = quantizeAffine(xd, { bits: 8, signed: true, axis: "block", blockSize: bs }); for (const d of [r.q, r.scale, r.zeroPoint, r.bad]) d.dispose(); };
+  const aus = usPer(20, a, () => flag.readSync());
+  record({ op: "absmax_int8 as quantizeAffine (signed)", shape, cuda_us: +aus.toFixed(1), TBs: +((n * 5) / aus / 1e6).toFixed(2) });
+  if (bs === 64) {
+    const f = () => { const r = quantize4bit(xd, { blockSize: 64, type: "nf4" }); for (const d of [r.packed, r.absmax as DeviceArray, r.bad]) d.dispose(); };
+    const fus = usPer(20, f, () => flag.readSync());
+    record({ op: "quantize4bit (nf4)", shape, cuda_us: +fus.toFixed(1), TBs: +((n * 4.5) / fus / 1e6).toFixed(2) });
+  }
+  xd.dispose();
+});
 for (const [r, c, k] of [[4096, 256, 8], [4096, 64, 6], [4096, 8, 2], [65536, 256, 8], [1024, 4096, 64], [64, 32000, 50]] as const) await section(`topk [${r},${c}]`, () => {
   const xd = toDevice(fill(r * c, (i) => Math.round(Math.sin(i * 0.7) * 50) / 10));
   const us = usPer(100, () => { const t = topk(xd, { cols: c, k }); t.values.dispose(); t.indices.dispose(); }, () => flag.readSync());
@@ -160,7 +177,7 @@ if (spawnSync("python3", ["-c", "import torch; assert torch.cuda.is_available()"
 }
 for (const row of rows) {
   // torch-anchor.py's grok step is the f32 softmax arm's (eager)
-  const t = torch.find((x) => (x.shape === row.shape && x.op === row.op) || (String(row.op).startsWith("grok step") && String(row.op).includes("f32 softmax") && String(x.op).startsWith("grok")));
+  const t = torch.find((x) => (x.shape === row.shape && String(row.op).startsWith(String(x.op))) || (String(row.op).startsWith("grok step") && String(row.op).includes("f32 softmax") && String(x.op).startsWith("grok")));
   if (t) row.torch_us = t.kernel_us;
 }
 console.log("| op | shape | cuda µs | PyTorch µs | TB/s | host round trip µs | wasm µs | wasm / cuda | host µs to queue |\n|---|---|---|---|---|---|---|---|---|");

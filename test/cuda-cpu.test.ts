@@ -191,16 +191,16 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     }
   }, 60_000);
 
-  test("routeDispatch on the backend: any negative expert is none (not only -1), over several chunks and warps: the reference's dispatch", async () => {
-    const r = uniform(33), n = 3000, E = 3;
-    const experts0 = Int32Array.from({ length: n }, () => { const u = r(); return u < 0.1 ? -1 : u < 0.2 ? -2 - Math.floor(r() * 9) : Math.floor(r() * E); });
-    for (const cap of [-1, 0, 7, 700]) {
+  test("routeDispatch on the backend: any negative expert is none (not only -1), over several chunks and warps, 3 experts or 2500 (runs of experts a thread in the offsets scan): the reference's dispatch", async () => {
+    const r = uniform(33), n = 3000;
+    for (const [E, cap] of [[3, -1], [3, 0], [3, 7], [3, 700], [2500, -1], [2500, 1]]) {
+      const experts0 = Int32Array.from({ length: n }, () => { const u = r(); return u < 0.1 ? -1 : u < 0.2 ? -2 - Math.floor(r() * 9) : Math.floor(r() * E); });
       const [a, b] = await on([dev, "reference"], () => {
         const ex = experts0.slice(), w = Float32Array.from(ex, (e) => e + 0.5), c = new Int32Array(E), off = new Int32Array(E + 1), ord = new Int32Array(n), st = new Float64Array(1);
         getBackend().routeDispatch(ex, w, n, E, cap, c, off, ord, st);
         return [ex, w, c, off, ord, st[0]];
       });
-      expect(a, `capacity ${cap}`).toEqual(b!);
+      expect(a, `${E} experts, capacity ${cap}`).toEqual(b!);
     }
   });
 
@@ -238,6 +238,32 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     for (const key of ["w", "m", "v", "e", "dw", "bias", "dx"] as const) expect(a![key], key).toEqual(b![key] as never);
     near(a, b, 1e-5); // the f64 exp/log sums and libm: within the wasm bounds
   });
+
+  test("the softmax family either side of the register rows (16384 f32 / 8192 f64 columns read once; longer rows over several blocks when fewer than 256, else a loop, both algorithms), NaN, +Infinity, all -Infinity rows and a part of only -Infinity, in place: within the bounds of wasm's", async () => {
+    const r = uniform(36);
+    for (const [f64, cols, rows] of [[false, 16383, 5], [false, 16384, 5], [false, 16385, 5], [false, 40000, 5], [false, 16385, 256], [true, 8192, 5], [true, 8193, 5], [true, 20000, 5], [true, 8193, 256]] as const) {
+      const x = floats(f64, rows * cols, () => (r() * 2 - 1) * 30);
+      x[cols + 7] = NaN; // row 1
+      x[2 * cols + cols - 1] = Infinity; // row 2
+      x.fill(-Infinity, 3 * cols, 4 * cols); // row 3
+      x.fill(-Infinity, 4 * cols, 4 * cols + 4096); // row 4: its first part (split rows) is only -Infinity
+      const [a, b] = await on([dev, "wasm"], () => {
+        const fam = [softmax, logSoftmax, stablemax, logStablemax].map((f) => f(x, { cols }));
+        const alg = (["twopass", "threepass"] as const).map((algorithm) => softmax(x, { cols, algorithm, temperature: 0.7 }));
+        const inPlace = x.slice();
+        softmax(inPlace, { cols, out: inPlace });
+        return [...fam, ...alg, inPlace];
+      });
+      near(a, b, 2.5e-6, `f64=${f64} cols=${cols} rows=${rows}`);
+    }
+    // past 256 parts a row (parts of more than 4096 columns); a part of only -Infinity and a NaN: the row is NaN
+    const cols = 1_100_003, x = Float32Array.from({ length: 2 * cols }, () => (r() * 2 - 1) * 30);
+    x.fill(-Infinity, cols + 5000, cols + 20000);
+    x[cols + 9000] = NaN;
+    const [a, b] = await on([dev, "wasm"], () => [softmax, logSoftmax, stablemax].map((f) => f(x, { cols })));
+    near(a, b, 2.5e-6, `cols=${cols}`);
+    expect(Number.isNaN(a![0]![cols + 1]!) && !Number.isNaN(a![0]![1]!)).toBe(true);
+  }, 120_000);
 
   test("crossEntropy past the warp kernels (a block per row, LM-head widths): the emulated kernels' bits, wasm's collapse counts on collapsed and spread rows, within the bounds", async () => {
     const r = uniform(27);
@@ -336,6 +362,34 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
       expect(a, `${tail} at ${at}`).toEqual(b!);
     }
   });
+
+  test("block-wise 8-bit and 4-bit in one read (a warp per 512 elements up to blockSize 512, a CUDA block per block up to 4096): every block size, lengths across warps and CUDA blocks, odd lengths, lone blocks, NaN or Infinity in one block: as wasm", async () => {
+    const r = uniform(35), lengths = [1, 31, 33, 511, 512, 513, 4095, 4097, 3 * 4096 + 517];
+    for (const n of lengths) {
+      const x0 = Float32Array.from({ length: n }, () => (r() - 0.5) * 2 ** (r() * 20 - 10));
+      for (const bs of [32, 64, 128, 256, 512, 1024, 4096, "tensor"] as const) {
+        const nb = Math.ceil(n / (bs === "tensor" ? n : bs));
+        // clean, then a bad value in a middle block and one in the last (the first is reported), then a huge block
+        for (const bad of [[], [[NaN, (nb >> 1) * (bs === "tensor" ? 0 : bs) + 3]], [[Infinity, n - 1], [-Infinity, n >> 1]], [[3e38, n >> 2]]] as [number, number][][]) {
+          const x = x0.slice();
+          for (const [v, at] of bad) x[Math.min(at, n - 1)] = v;
+          const [a, b] = await on([dev, "wasm"], () => {
+            const out: unknown[] = [];
+            for (const f of [() => quantizeBlockwise(x, { blockSize: bs }), () => quantize4bit(x, { blockSize: bs, type: "nf4" }), () => quantize4bit(x, { blockSize: bs, type: "fp4" })]) {
+              try {
+                const q = f() as { absmax: Float32Array; codes?: Uint8Array; packed?: Uint8Array };
+                out.push(new Uint32Array(q.absmax.buffer, q.absmax.byteOffset, q.absmax.length), q.codes ?? q.packed);
+              } catch (e) {
+                out.push(e instanceof NumedgeError ? `${e.code}: ${e.message}` : e);
+              }
+            }
+            return out;
+          });
+          expect(a, `n=${n} blockSize=${bs} bad ${JSON.stringify(bad)}`).toEqual(b!);
+        }
+      }
+    }
+  }, 120_000);
 
   test("topk: long rows by a warp (k <= 32) or a block (k <= 1024, radix select), short rows with k > 32 (device scratch), ties, NaN, ±Infinity, unsorted: as wasm; then every kernel the backend loads has run here", async () => {
     const r = uniform(26), x = Float32Array.from({ length: 50 * 2100 }, (_, i) => (i % 97 === 5 ? NaN : i % 89 === 3 ? -Infinity : i % 83 === 1 ? Infinity : Math.round(r() * 40)));

@@ -30,7 +30,7 @@ export const cpuCuda = async (): Promise<CpuDriver> => {
 };
 registerBackend("cuda-cpu", async () => {
   // GEMM by the kernel of kernels.cu (no cuBLAS on the CPU)
-  const r = await (cpuBackend ??= createCudaBackend(wasmBackend, { open: cpuCuda, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none" }, "cuda-cpu"));
+  const r = await (cpuBackend ??= createCudaBackend(wasmBackend, { open: cpuCuda, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none", exactSizes: true }, "cuda-cpu"));
   if (typeof r === "string") throw new Error(r);
   return { backend: r.backend, info: { device: "gpu", ...r.info } };
 });

@@ -33,10 +33,10 @@ const isCudaBuf = (v: unknown): v is CudaBuf => v instanceof CudaBuf;
  * stream. Size classes are powers of two from 256 bytes; at most POOL_BYTES stay pooled; a buffer over
  * POOL_BYTES / 4 is allocated and freed exactly. Out of memory, the pool is handed back and the allocation retried.
  */
-function devicePool(d: Driver) {
+function devicePool(d: Driver, exact = false) {
   const POOL_BYTES = 256 * 2 ** 20, pool = new Map<number, bigint[]>();
   let pooled = 0;
-  const sizeClass = (bytes: number) => (bytes > POOL_BYTES / 4 ? Math.max(1, bytes) : 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, bytes)))));
+  const sizeClass = (bytes: number) => (exact || bytes > POOL_BYTES / 4 ? Math.max(1, bytes) : 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, bytes)))));
   function take(bytes: number): [bigint, number] {
     const c = sizeClass(bytes), hit = pool.get(c)?.pop();
     if (hit !== undefined) {
@@ -136,10 +136,11 @@ interface KernelImage {
 
 /** Every kernel the backend loads from kernels.cu (a test checks the shipped PTX defines each). */
 export const KERNELS = [
-  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward"]
+  ...["softmax", "logsoftmax", "stablemax", "logstablemax", "relu", "relu_backward", "orthogonalize", "ortho_part", "ortho_residual", "ortho_apply", "max_into", "max_part", "gemm", "adamw", "embsum", "embsum_backward",
+    "softmax_part", "softmax_finish", "stablemax_part", "stablemax_finish"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
-  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "quant_blockwise_f32_warp", "quant_4bit_blockwise_f32", "quant_4bit_blockwise_f32_warp", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_part", "quant_affine_fold", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
@@ -150,6 +151,13 @@ export const KERNELS = [
 
 /** Threads per block for a row of `cols`: a multiple of 32, at most 1024. */
 const rowBlock = (cols: number) => (cols >= 8192 ? 1024 : cols >= 1024 ? 256 : cols >= 128 ? 128 : 32);
+/**
+ * Threads per row of the softmax family: about 8 columns a thread, so a row up to 16384 f32 or 8192 f64 columns is
+ * held in registers (kernels.cu ROW_REGS: 16 f32 or 8 f64 a thread) and read once; longer rows loop on 1024.
+ */
+const softmaxThreads = (cols: number) => Math.min(1024, Math.max(32, Math.ceil(cols / 256) * 32));
+/** Fewer rows than this, each past the registers, split over several blocks (a large GPU runs two 1024-thread blocks an SM). */
+const SPLIT_ROWS = 256;
 
 /** What cuda tells backendInfo() beyond the backend. */
 export interface CudaInfo {
@@ -165,6 +173,8 @@ export interface CudaDeps {
   image(d: Driver): KernelImage;
   /** cuBLAS for matmul, or why not (then the NVRTC GEMM kernel runs). */
   blas(d: Driver): Cublas | string;
+  /** Test devices: every buffer exactly its bytes (no size classes), so guard bytes after it catch a write past its end. */
+  exactSizes?: boolean;
 }
 /**
  * NUMEDGE_CUDA_TF32=1 lets cuBLAS run f32 matmuls on TF32 tensor cores (10-bit mantissa products); default FP32.
@@ -179,7 +189,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const opened = await deps.open();
   if (typeof opened === "string") return opened;
   const d: Driver = opened;
-  const { take, give } = devicePool(d), storage = cudaStorage(d, take, give);
+  const { take, give } = devicePool(d, deps.exactSizes), storage = cudaStorage(d, take, give);
   let img = deps.image(d), fn: (name: string) => bigint;
   try {
     fn = d.module(img.image);
@@ -228,15 +238,24 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const t = (x: unknown) => ((x as { dtype?: string }).dtype === "f64" || x instanceof Float64Array ? "f64" : "f32");
   const rows = (name: string, x: FloatArray, y: FloatArray, r: number, cols: number, extra: KernelArg[]) => {
     if (r === 0) return;
-    onDevice([x], [y], ([px], [py]) => d.launch(k[`${name}_${t(x)}`]!, r, rowBlock(cols), [{ p: px! }, { p: py! }, { i32: cols }, ...extra]));
+    const regs = t(x) === "f64" ? 8 : 16; // kernels.cu ROW_REGS
+    if (cols > regs * 1024 && r < SPLIT_ROWS) { // P blocks of 256 a row: a part's (max, sum), then each part's outputs
+      const P = Math.min(256, Math.ceil(cols / (regs * 256))), fam = name.endsWith("stablemax") ? "stablemax" : "softmax", scale = fam === "softmax" ? [extra[0]!] : [];
+      scratch(r * P * 16, ([part]) => onDevice([x], [y], ([px], [py]) => {
+        d.launch(k[`${fam}_part_${t(x)}`]!, r * P, 256, [{ p: px! }, { i32: cols }, { i32: P }, ...scale, { p: part! }]);
+        d.launch(k[`${fam}_finish_${t(x)}`]!, r * P, 256, [{ p: px! }, { p: py! }, { i32: cols }, { i32: P }, ...scale, { i32: name.startsWith("log") ? 1 : 0 }, { p: part! }]);
+      }));
+      return;
+    }
+    onDevice([x], [y], ([px], [py]) => d.launch(k[`${name}_${t(x)}`]!, r, softmaxThreads(cols), [{ p: px! }, { p: py! }, { i32: cols }, ...extra]));
   };
   const elems = (n: number) => Math.max(1, Math.min(Math.ceil(n / 256), 65535));
 
   // Code tables on the device, one upload per distinct table contents (every quantize result carries its own copy
   // of the code, so a cache by array would upload and keep a table per result): the 256 values, and for the search
-  // 255 thresholds padded with +Infinity and the code index of each rank (as the wasm search kernel); for stochastic
-  // rounding the distinct values, whose code indices are the same ranks.
-  const tables = new Map<number, Array<{ snap: Float32Array; code: bigint; thr: bigint; ranks: bigint; vals: bigint; nu: number; zero: number }>>();
+  // 255 thresholds padded with +Infinity, in the search tree's order (kernels.cu code_of), and the code index of each
+  // rank (as the wasm search kernel); for stochastic rounding the distinct values, whose code indices are the same ranks.
+  const tables = new Map<number, Array<{ snap: Float32Array; code: bigint; tree: bigint; ranks: bigint; vals: bigint; nu: number; zero: number }>>();
   function table(code: Float32Array) {
     const words = new Uint32Array(code.buffer, code.byteOffset, code.length);
     let h = 0x811c9dc5;
@@ -248,8 +267,12 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     const thr = new Float32Array(255).fill(Infinity), ranks = new Uint8Array(256).fill(prep.ranks[prep.ranks.length - 1]!);
     thr.set(prep.thr);
     ranks.set(prep.ranks);
+    // Eytzinger order: node i (1..255, at level L = floor(log2 i)) holds the sorted threshold of in-order rank
+    // (2 (i - 2^L) + 1) 2^(7 - L) - 1, so the root is thr[127], its children thr[63] and thr[191], ...
+    const tree = new Float32Array(256);
+    for (let i = 1; i < 256; i++) { const L = 31 - Math.clz32(i); tree[i] = thr[(2 * (i - 2 ** L) + 1) * 2 ** (7 - L) - 1]!; }
     const put = (a: ArrayBufferView) => { const p = d.alloc(a.byteLength); d.htod(p, a); return p; };
-    const t = { snap: code.slice(), code: put(code), thr: put(thr), ranks: put(ranks), vals: put(prep.vals), nu: prep.vals.length, zero: prep.zeroCode };
+    const t = { snap: code.slice(), code: put(code), tree: put(tree), ranks: put(ranks), vals: put(prep.vals), nu: prep.vals.length, zero: prep.zeroCode };
     tables.set(h, [...bucket, t]);
     return t;
   }
@@ -276,6 +299,21 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   function absmaxPass(px: bigint, n: number, bs: number, nb: number, pa: bigint, inv: bigint, pbad: bigint) {
     if (nb === 1 && n > 4096) return splitReduce("quant_absmax_part", "quant_absmax_fold", 1, px, n, pbad, [{ p: pa }, { p: inv }, { p: pbad }]);
     findBad(pbad, () => d.launch(k.quant_absmax_f32!, nb, blockThreads(bs, n), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]));
+  }
+  /**
+   * Block-wise 8-bit (nearest) or 4-bit quantization in one read of x, a block's values held in registers: a warp per
+   * 512 elements for blocks up to 512 (a lone block padded to a power-of-two multiple of 32), else a CUDA block per
+   * block up to 4096. False for a lone block past 4096 (the caller reduces it over many CUDA blocks, then reads again).
+   */
+  function quantOneRead(four: boolean, px: bigint, n: number, bs: number, nb: number, tb: { tree: bigint; ranks: bigint; zero: number }, pa: bigint, po: bigint, pbad: bigint) {
+    let pad = bs;
+    if (nb === 1) for (pad = 32; pad < n; pad *= 2);
+    const tail: KernelArg[] = [{ p: pa }, { p: tb.tree }, { p: tb.ranks }, ...(four ? [{ i32: tb.zero }] : []), { p: po }, { p: pbad }];
+    const name = four ? "quant_4bit_blockwise_f32" : "quant_blockwise_f32";
+    if (pad <= 512) findBad(pbad, () => { if (n > 0) d.launch(k[`${name}_warp`]!, Math.ceil(n / 4096), 256, [{ p: px }, { i64: n }, { i32: pad }, ...tail]); });
+    else if (Math.min(bs, n) <= 4096) findBad(pbad, () => d.launch(k[name]!, nb, blockThreads(bs, n), [{ p: px }, { i64: n }, { i32: bs }, ...tail]));
+    else return false;
+    return true;
   }
   /** A host `bad` (outs[at]) gets the bad block now; the other host outputs come back only when there is none. */
   const keepUnlessBad = (bad: Int32Array | CudaBuf, at = 2) => (op: bigint[]) => {
@@ -405,7 +443,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   };
 
   const native: Partial<Backend> = {
-    softmax: (x, y, r, cols, scale, algorithm) => rows("softmax", x, y, r, cols, [{ f64: scale }, { i32: algorithm === "twopass" ? 1 : 0 }]),
+    softmax: (x, y, r, cols, scale, algorithm) => rows("softmax", x, y, r, cols, [{ f64: scale }, { i32: algorithm === "threepass" ? 0 : 1 }]),
     logSoftmax: (x, y, r, cols, scale) => rows("logsoftmax", x, y, r, cols, [{ f64: scale }]),
     stablemax: (x, y, r, cols) => rows("stablemax", x, y, r, cols, []),
     logStablemax: (x, y, r, cols) => rows("logstablemax", x, y, r, cols, []),
@@ -445,23 +483,19 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     ...routing,
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
-      const threads = blockThreads(bs, n);
-      if (!rand && bs <= 16 * threads) { // one read of x: a block's values held in registers (quant_blockwise_f32)
-        onDevice([x], [codes, absmax, bad], ([px], [pc, pa, pbad]) => findBad(pbad!, () => d.launch(k.quant_blockwise_f32!, nb, threads,
-          [{ p: px! }, { i64: n }, { i32: bs }, { p: pa! }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }, { p: pbad! }])), keepUnlessBad(bad));
-        return;
-      }
       scratch(nb * 4, ([inv]) => onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
+        if (!rand && quantOneRead(false, px!, n, bs, nb, tb, pa!, pc!, pbad!)) return;
         absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
         if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);
-        else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.thr }, { p: tb.ranks }, { p: pc! }]);
+        else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { p: pc! }]);
       }, keepUnlessBad(bad)));
     },
     quantize4bit(x, bs, code, packed, absmax, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
       scratch(nb * 4, ([inv]) => onDevice([x], [packed, absmax, bad], ([px], [pp, pa, pbad]) => {
+        if (quantOneRead(true, px!, n, bs, nb, tb, pa!, pp!, pbad!)) return;
         absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
-        d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.thr }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
+        d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
       }, keepUnlessBad(bad)));
     },
     dequantizeBlockwise(codes, bs, code, absmax, out) {
@@ -509,7 +543,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       const state = [p, s.c1, s.c2, s.absmax1, s.absmax2];
       onDevice([g, ...state], state, ([pg], [pp, pc1, pc2, pa1, pa2]) =>
         d.launch(k.adam8bit_f32!, nb, 256, [{ p: pp! }, { p: pg! }, { p: pc1! }, { p: pc2! }, { p: pa1! }, { p: pa2! }, { i64: p.length }, { i32: s.blockSize },
-          { p: t1.code }, { p: t1.thr }, { p: t1.ranks }, { p: t2.code }, { p: t2.thr }, { p: t2.ranks }, ...adamScalars(h)]));
+          { p: t1.code }, { p: t1.tree }, { p: t1.ranks }, { p: t2.code }, { p: t2.tree }, { p: t2.ranks }, ...adamScalars(h)]));
     },
     adam32Step(p, g, m, v, h) {
       onDevice([p, g, m, v], [p, m, v], ([pp, pg, pm, pv]) =>

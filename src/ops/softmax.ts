@@ -13,19 +13,20 @@ export interface SoftmaxOptions<T extends Floats = Floats> {
   cols: number;
   /** Divide logits by this first (> 0). Default 1. */
   temperature?: number;
-  /** "threepass" (max, exp+sum, scale), "twopass" (Dukhan & Ablavatski), or "auto" (the faster, measured). */
+  /** "threepass" (max, exp+sum, scale), "twopass" (Dukhan & Ablavatski), or "auto" (the backend's faster, measured). */
   algorithm?: "auto" | "twopass" | "threepass";
   /** Write here instead of a new array (same type and length as x; may be x itself for in-place). */
   out?: T;
 }
 
-// auto = three-pass at every row length. Two-pass saves the max pass over memory but evaluates exp twice
+// auto is the backend's choice. wasm: three-pass at every row length. Two-pass saves the max pass over memory but evaluates exp twice
 // (on rows whose max lies in [-18, 60] it sums exp(x) directly, elsewhere it carries Dukhan & Ablavatski's
 // (m, 2^n) pairs); in WASM SIMD (128-bit, no FMA) the kernels are compute-bound at every size we measured,
 // rows in cache or not, and out of place the three-pass kernel fuses its max pass into the exp pass anyway.
 // bench/softmax.bench.ts (bench/RESULTS.md): two-pass is 1.6-1.9x slower than three-pass on
 // [1,1024], [1,65536], [1,1048576], [512,1024], [4096,64], [64,32000] under Bun; no crossover, so auto maps
-// straight to "threepass" (revisit if a runtime with FMA or wider SIMD changes that).
+// straight to "threepass" (revisit if a runtime with FMA or wider SIMD changes that). cuda: a row of up to 16384
+// f32 columns is read once into registers either way; longer rows are memory-bound, so two-pass (one read fewer).
 
 /** Checks shared by the row ops; `o` is read once (a snapshot) and any key outside `known` is an error. */
 function prepare<K extends string>(x: unknown, o: unknown, known: readonly K[]) {
@@ -50,8 +51,7 @@ function prepare<K extends string>(x: unknown, o: unknown, known: readonly K[]) 
 export function softmax<T extends Floats>(x: T, o: SoftmaxOptions<T>): T {
   const { c, x: xk, rows, cols, out, oo } = prepare(x, o, ["cols", "temperature", "algorithm", "out"]);
   const scale = scaleOf(oo.temperature);
-  const alg = checkEnum("algorithm", oo.algorithm ?? "auto", ["auto", "twopass", "threepass"] as const);
-  const algorithm = alg === "auto" ? "threepass" : alg;
+  const algorithm = checkEnum("algorithm", oo.algorithm ?? "auto", ["auto", "twopass", "threepass"] as const);
   c.be.softmax(xk as FloatArray, out.k as FloatArray, rows, cols, scale, algorithm);
   c.wrote(out);
   return valueOf(out);

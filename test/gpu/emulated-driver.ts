@@ -52,11 +52,11 @@ export function emulatedDriver(): EmulatedDriver {
   const fromBits = (m: number) => { bitsInt[0] = m; return bitsBuf[0]!; };
   /** rintf: round half to even. */
   const rintEven = (v: number) => { const r = Math.round(v); return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r; };
-  /** code_of of kernels.cu: #{j : v > thr[j]} by the same binary search, then the code index. */
-  const codeOf = (v: number, thr: Float32Array, ranks: Uint8Array) => {
-    let r = 0;
-    for (let step = 128; step >= 1; step >>= 1) if (v > thr[r + step - 1]!) r += step;
-    return ranks[r]!;
+  /** code_of of kernels.cu: #{j : v > thr[j]} by the same search over the thresholds' tree (Eytzinger order), then the code index. */
+  const codeOf = (v: number, tree: Float32Array, ranks: Uint8Array) => {
+    let i = 1;
+    for (let l = 0; l < 8; l++) i = 2 * i + (v > tree[i]! ? 1 : 0);
+    return ranks[i - 256]!;
   };
   const scaleClamp = (x: number, inv: number) => { const v = fr(x * inv); return v > 1 ? 1 : v < -1 ? -1 : v; };
   const names: string[] = [];
@@ -199,7 +199,7 @@ export function emulatedDriver(): EmulatedDriver {
   /** adam8bit_f32 of kernels.cu: per block, the new moments and parameters, the NaN-propagating absmax, requantization. */
   function adam8bit(p: (i: number) => bigint, n: (i: number) => number, grid: number) {
     const [pp, g] = [f32(p(0)), f32(p(1))], [c1, c2] = [u8(p(2)), u8(p(3))], [a1, a2] = [f32(p(4)), f32(p(5))], len = n(6), bs = n(7);
-    const [code1, thr1, ranks1, code2, thr2, ranks2] = [f32(p(8)), f32(p(9)), u8(p(10)), f32(p(11)), f32(p(12)), u8(p(13))];
+    const [code1, tree1, ranks1, code2, tree2, ranks2] = [f32(p(8)), f32(p(9)), u8(p(10)), f32(p(11)), f32(p(12)), u8(p(13))];
     const [b1, omb1, b2, omb2, epsc2, step, decay] = [14, 15, 16, 17, 18, 19, 20].map(n) as number[];
     const maxNan = (a: number, b: number) => (a !== a || b !== b ? NaN : Math.max(a, b));
     const clamp1 = (v: number) => (v > 1 ? 1 : v >= -1 ? v : -1);
@@ -227,10 +227,10 @@ export function emulatedDriver(): EmulatedDriver {
       const d1 = maxNan(m1, fr(1e-38)), d2 = maxNan(m2, fr(1e-38));
       for (let i = s; i < end; i++) {
         const v1 = r1[i - s]!;
-        let q1 = codeOf(clamp1(fr(v1 / d1)), thr1, ranks1);
+        let q1 = codeOf(clamp1(fr(v1 / d1)), tree1, ranks1);
         if (v1 === v1 && (code1[q1]! < 0 || Object.is(code1[q1], -0)) !== (v1 < 0 || Object.is(v1, -0))) q1 = v1 > 0 ? q1 + 1 : q1 - 1;
         c1[i] = q1;
-        c2[i] = codeOf(clamp1(fr(r2[i - s]! / d2)), thr2, ranks2);
+        c2[i] = codeOf(clamp1(fr(r2[i - s]! / d2)), tree2, ranks2);
       }
     }
   }
@@ -582,7 +582,32 @@ export function emulatedDriver(): EmulatedDriver {
       const p = (i: number) => (args[i] as { p: bigint }).p;
       const n = (i: number) => { const a = args[i]!; return "i32" in a ? a.i32 : "i64" in a ? a.i64 : "f32" in a ? a.f32 : (a as { f64: number }).f64; };
       const x = view(t)(p(0)), rnd = t === "f64" ? (v: number) => v : fr; // rounding to the kernel's type
-      if (name.startsWith("softmax") || name.startsWith("logsoftmax")) softmaxRows(x, view(t)(p(1)), n(2), n(3), name.startsWith("log"), grid);
+      if (/^(softmax|stablemax)_(part|finish)_/.test(name)) { // P blocks a row: a part's (max, sum), then its outputs
+        const stable = name.startsWith("stablemax"), finish = name.includes("finish"), cols = n(finish ? 2 : 1), P = n(finish ? 3 : 2), L = Math.ceil(cols / P);
+        const scale = stable ? 1 : n(finish ? 4 : 3), part = f64(p(args.length - 1)), y = finish ? view(t)(p(1)) : x;
+        for (let b = 0; b < grid; b++) {
+          const r = Math.floor(b / P), c0 = r * cols + (b % P) * L, c1 = Math.min(r * cols + cols, c0 + L);
+          if (!finish && stable) {
+            let s = 0;
+            for (let i = c0; i < c1; i++) s += sOf(x[i]!);
+            part[2 * b + 1] = s;
+          } else if (!finish) {
+            let m = -Infinity, s = 0;
+            for (let i = c0; i < c1; i++) m = x[i]! !== x[i]! || m !== m ? NaN : Math.max(m, x[i]!);
+            if (m === m && m < Infinity) for (let i = c0; i < c1; i++) s += Math.exp((x[i]! - m) * scale);
+            [part[2 * b], part[2 * b + 1]] = [m, m === -Infinity ? 0 : s];
+          } else {
+            let m = -Infinity, s = 0;
+            for (let j = r * P; j < r * P + P; j++) m = m !== m || part[2 * j]! !== part[2 * j]! ? NaN : Math.max(m, part[2 * j]!);
+            for (let j = r * P; j < r * P + P; j++) if (stable) s += part[2 * j + 1]!; else if (m > -Infinity && m < Infinity && part[2 * j + 1]! > 0) s += part[2 * j + 1]! * Math.exp((part[2 * j]! - m) * scale);
+            const bad = !(s > 0 && s < Infinity) || (!stable && m !== m), ls = Math.log(s), log = n(stable ? 4 : 5);
+            for (let i = c0; i < c1; i++) {
+              const v = x[i]!;
+              y[i] = bad ? NaN : stable ? (log ? logSOf(v) - ls : sOf(v) / s) : log ? (v - m) * scale - ls : Math.exp((v - m) * scale) / s;
+            }
+          }
+        }
+      } else if (name.startsWith("softmax") || name.startsWith("logsoftmax")) softmaxRows(x, view(t)(p(1)), n(2), n(3), name.startsWith("log"), grid);
       else if (name.startsWith("stablemax") || name.startsWith("logstablemax")) stableRows(x, view(t)(p(1)), n(2), name.startsWith("log"), grid);
       else if (name.startsWith("adamw")) {
         const r = rnd, [w, g, m, v] = [0, 1, 2, 3].map((a) => view(t)(p(a)));
@@ -701,19 +726,22 @@ export function emulatedDriver(): EmulatedDriver {
         am[0] = fromBits(m);
         inv[0] = fr(1 / Math.max(am[0]!, fr(1e-38)));
         if (m >= 0x7f800000) bad[0] = Math.min(bad[0]!, 0);
-      } else if (name === "quant_blockwise_f32") { // quant_absmax_f32 and quant_codes_f32 fused
-        const xx = f32(p(0)), len = n(1), bs = n(2), am = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6)), bad = i32(p(7));
-        for (let b = 0; b < grid; b++) {
+      } else if (name.startsWith("quant_blockwise_f32") || name.startsWith("quant_4bit_blockwise_f32")) { // absmax and codes (or packed) fused
+        const four = name.startsWith("quant_4bit"), xx = f32(p(0)), len = n(1), bs = n(2), am = f32(p(3)), tree = f32(p(4)), ranks = u8(p(5));
+        const zero = four ? n(6) : 0, out = u8(p(four ? 7 : 6)), bad = i32(p(four ? 8 : 7)), codes = new Uint8Array(len + 1).fill(zero);
+        for (let b = 0; b * bs < len; b++) {
           let m = 0;
           for (let i = b * bs; i < Math.min(len, (b + 1) * bs); i++) m = Math.max(m, absBits(xx[i]!));
           am[b] = fromBits(m);
           const inv = fr(1 / Math.max(am[b]!, fr(1e-38)));
           if (m >= 0x7f800000) bad[0] = Math.min(bad[0]!, b);
-          for (let i = b * bs; i < Math.min(len, (b + 1) * bs); i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv), thr, ranks);
+          for (let i = b * bs; i < Math.min(len, (b + 1) * bs); i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv), tree, ranks);
         }
+        if (four) for (let j = 0; 2 * j < len; j++) out[j] = (codes[2 * j]! << 4) | codes[2 * j + 1]!;
+        else out.set(codes.subarray(0, len));
       } else if (name === "quant_codes_f32") {
-        const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6));
-        for (let i = 0; i < len; i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), thr, ranks);
+        const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), tree = f32(p(4)), ranks = u8(p(5)), codes = u8(p(6));
+        for (let i = 0; i < len; i++) codes[i] = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), tree, ranks);
       } else if (name === "quant_stochastic_f32") {
         const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), vals = f32(p(4)), ranks = u8(p(5)), nu = n(6), rand = f32(p(7)), codes = u8(p(8));
         for (let i = 0; i < len; i++) {
@@ -757,10 +785,10 @@ export function emulatedDriver(): EmulatedDriver {
           pp![i] = decay !== 1 ? fr(pv * decay!) : pv;
         }
       } else if (name === "quant_4bit_f32") {
-        const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), thr = f32(p(4)), ranks = u8(p(5)), zero = n(6), packed = u8(p(7));
+        const xx = f32(p(0)), len = n(1), bs = n(2), inv = f32(p(3)), tree = f32(p(4)), ranks = u8(p(5)), zero = n(6), packed = u8(p(7));
         for (let j = 0; 2 * j < len; j++) {
-          const i = 2 * j, hi = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), thr, ranks);
-          const lo = i + 1 < len ? codeOf(scaleClamp(xx[i + 1]!, inv[Math.floor((i + 1) / bs)]!), thr, ranks) : zero;
+          const i = 2 * j, hi = codeOf(scaleClamp(xx[i]!, inv[Math.floor(i / bs)]!), tree, ranks);
+          const lo = i + 1 < len ? codeOf(scaleClamp(xx[i + 1]!, inv[Math.floor((i + 1) / bs)]!), tree, ranks) : zero;
           packed[j] = (hi << 4) | lo;
         }
       } else if (name === "dequant_blockwise_u8") {

@@ -1,6 +1,7 @@
 import type { FloatArray } from "../../errors.ts";
 
-export type SoftmaxAlgorithm = "twopass" | "threepass";
+/** "auto": the backend's faster algorithm (wasm: threepass; cuda: twopass on rows past its registers). */
+export type SoftmaxAlgorithm = "auto" | "twopass" | "threepass";
 export type CEHead = "softmax" | "stablemax";
 export type Precision = "f32" | "f64";
 

@@ -30,6 +30,27 @@ __device__ T block_sum_t(T v) {
   return v;
 }
 __device__ double block_sum(double v) { return block_sum_t<double>(v); }
+// Exclusive prefix sum of v in thread order: a scan in each warp, then one over the warps' totals (no thread walks
+// the block); *total gets the block's sum. Ends with a barrier, so the caller may reuse shared memory at once.
+__device__ int block_scan_exclusive(int v, int* total) {
+  __shared__ int warp_incl[32];
+  const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+  int x = v;
+  for (int o = 1; o < 32; o <<= 1) { const int y = __shfl_sync(0xffffffffu, x, l >= o ? l - o : l); if (l >= o) x += y; }
+  __syncthreads(); // warp_incl's last readers are done
+  if (l == 31) warp_incl[w] = x;
+  __syncthreads();
+  if (w == 0) {
+    int t = l < nw ? warp_incl[l] : 0;
+    for (int o = 1; o < 32; o <<= 1) { const int y = __shfl_sync(0xffffffffu, t, l >= o ? l - o : l); if (l >= o) t += y; }
+    warp_incl[l] = t;
+  }
+  __syncthreads();
+  *total = warp_incl[nw - 1];
+  const int r = x - v + (w > 0 ? warp_incl[w - 1] : 0);
+  __syncthreads();
+  return r;
+}
 
 // max with NaN winning (so a NaN row is seen), -Infinity as the identity
 __device__ double nan_max(double a, double b) { return (a != a || b != b) ? NUMEDGE_DNAN : (a > b ? a : b); }
@@ -100,14 +121,151 @@ __device__ float exp_shifted_f32(float x, float m, double scale) {
 __device__ double exp_shifted(double x, double m, double scale) { return exp((x - m) * scale); }
 __device__ double exp_shifted(float x, double m, double scale) { return (double)exp_shifted_f32(x, (float)m, scale); }
 
+// A row of up to ROW_REGS * blockDim values is read once into registers (ROW_REGS a thread, slot q holding element
+// threadIdx.x + q * blockDim.x): one read and one write of memory whatever the algorithm, each exp taken once.
+#define ROW_REGS(T) (sizeof(T) == 4 ? 16 : 8)
+// Loads xr[0, n) into v (-Infinity past n); returns the block's max m (NaN if any element is NaN) and sets s to the
+// block's sum of exp((x - m) * scale) (NaN or 0 when m is not finite); keep_exps: v then holds the exps.
+template <typename T>
+__device__ __forceinline__ double regs_max_sum(const T* xr, int n, double scale, bool keep_exps, T (&v)[ROW_REGS(T)], double& s) {
+  constexpr int V = ROW_REGS(T);
+  T mx = -(T)NUMEDGE_INF;
+  bool nan = false;
+#pragma unroll
+  for (int q = 0; q < V; q++) {
+    const int i = threadIdx.x + q * blockDim.x;
+    v[q] = i < n ? xr[i] : -(T)NUMEDGE_INF;
+    if (v[q] != v[q]) nan = true;
+    else if (v[q] > mx) mx = v[q];
+  }
+  const double m = block_max(nan ? NUMEDGE_DNAN : (double)mx);
+  s = 0.0;
+  if (m == m && m < (double)NUMEDGE_INF) // else the row is bad: skip the exps
+#pragma unroll
+    for (int q = 0; q < V; q++)
+      if (threadIdx.x + q * blockDim.x < n) {
+        const double e = exp_shifted(v[q], m, scale);
+        s += e;
+        if (keep_exps) v[q] = (T)e; // exact: an f32 row's exps are f32 values
+      }
+  s = block_sum(s);
+  return m;
+}
+template <typename T>
+__device__ void softmax_row_regs(const T* xr, T* yr, int cols, double scale, int log_out) {
+  constexpr int V = ROW_REGS(T);
+  T v[V];
+  double s;
+  const double m = regs_max_sum<T>(xr, cols, scale, !log_out, v, s);
+  const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m; // as softmax_row
+  const double ls = log_out ? log(s) : 0.0, inv = 1.0 / s;
+#pragma unroll
+  for (int q = 0; q < V; q++) {
+    const int i = threadIdx.x + q * blockDim.x;
+    if (i < cols) yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(log_out ? ((double)v[q] - m) * scale - ls : (double)v[q] * inv);
+  }
+}
+
+// Rows too long for one block's registers, and too few to fill the GPU a block each: P blocks a row (block b: row
+// b / P, part b % P of ceil(cols / P) columns; P at most 256, so combining the parts stays cheap), two kernels.
+// softmax_part: the part's max m_p (NaN if it holds a NaN) and s_p = sum exp((x - m_p) scale), in one read (each
+// thread a running max, as softmax_row's twopass), into part[2b, 2b + 1]. softmax_finish: each block combines its
+// row's P pairs (m = max m_p, s = sum of s_p exp((m_p - m) scale) over the s_p > 0; the same fixed tree in every block
+// of the row) and writes its part as softmax_row does, reading x again. stablemax_part / _finish: S = the sum of the
+// parts' sums.
+__device__ void part_of(int cols, int P, int& r, long long& c0, int& n) {
+  const long long L = ((long long)cols + P - 1) / P;
+  r = blockIdx.x / P;
+  c0 = (blockIdx.x % P) * L;
+  n = (int)max(0ll, min((long long)cols - c0, L));
+}
+template <typename T>
+__device__ void softmax_part_any(const T* x, int cols, int P, double scale, double* part) {
+  int r, n;
+  long long c0;
+  part_of(cols, P, r, c0, n);
+  const T* xr = x + (size_t)r * cols + c0;
+  double m = -(double)NUMEDGE_INF, s = 0.0;
+  bool nan = false;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const double v = (double)xr[i];
+    if (v != v) nan = true;
+    else if (v > m) { s = s * exp((m - v) * scale) + 1.0; m = v; } // f64 exp only where this thread's max grows
+    else if (v > -(double)NUMEDGE_INF) s += exp_shifted(xr[i], m, scale);
+  }
+  const double mt = m;
+  m = block_max(nan ? NUMEDGE_DNAN : m);
+  s = block_sum(s == 0.0 ? 0.0 : s * exp((mt - m) * scale)); // a thread that saw no finite value adds 0
+  if (threadIdx.x == 0) { part[2 * (size_t)blockIdx.x] = m; part[2 * (size_t)blockIdx.x + 1] = s; }
+}
+template <typename T>
+__device__ void softmax_finish_any(const T* x, T* y, int cols, int P, double scale, int log_out, const double* part) {
+  int r, n;
+  long long c0;
+  part_of(cols, P, r, c0, n);
+  const double* pr = part + 2 * (size_t)r * P;
+  double m = -(double)NUMEDGE_INF;
+  for (int j = threadIdx.x; j < P; j += blockDim.x) m = nan_max(m, pr[2 * j]);
+  m = block_max(m);
+  double s = 0.0;
+  if (m > -(double)NUMEDGE_INF && m < (double)NUMEDGE_INF)
+    for (int j = threadIdx.x; j < P; j += blockDim.x) if (pr[2 * j + 1] > 0.0) s += pr[2 * j + 1] * exp((pr[2 * j] - m) * scale);
+  s = block_sum(s);
+  const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m; // as softmax_row
+  const double ls = log_out ? log(s) : 0.0, inv = 1.0 / s;
+  const T* xr = x + (size_t)r * cols + c0;
+  T* yr = y + (size_t)r * cols + c0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(log_out ? ((double)xr[i] - m) * scale - ls : exp_shifted(xr[i], m, scale) * inv);
+}
+template <typename T>
+__device__ void stablemax_part_any(const T* x, int cols, int P, double* part) {
+  int r, n;
+  long long c0;
+  part_of(cols, P, r, c0, n);
+  const T* xr = x + (size_t)r * cols + c0;
+  double s = 0.0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s += stable_s((double)xr[i]);
+  s = block_sum(s);
+  if (threadIdx.x == 0) part[2 * (size_t)blockIdx.x + 1] = s;
+}
+template <typename T>
+__device__ void stablemax_finish_any(const T* x, T* y, int cols, int P, int log_out, const double* part) {
+  int r, n;
+  long long c0;
+  part_of(cols, P, r, c0, n);
+  const double* pr = part + 2 * (size_t)r * P;
+  double s = 0.0;
+  for (int j = threadIdx.x; j < P; j += blockDim.x) s += pr[2 * j + 1];
+  s = block_sum(s);
+  const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF);
+  const double ls = log(s);
+  const T* xr = x + (size_t)r * cols + c0;
+  T* yr = y + (size_t)r * cols + c0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const double v = (double)xr[i];
+    yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(log_out ? stable_log_s(v) - ls : stable_s(v) / s);
+  }
+}
+extern "C" __global__ void softmax_part_f32(const float* x, int cols, int P, double scale, double* part) { softmax_part_any<float>(x, cols, P, scale, part); }
+extern "C" __global__ void softmax_part_f64(const double* x, int cols, int P, double scale, double* part) { softmax_part_any<double>(x, cols, P, scale, part); }
+extern "C" __global__ void softmax_finish_f32(const float* x, float* y, int cols, int P, double scale, int log_out, const double* part) { softmax_finish_any<float>(x, y, cols, P, scale, log_out, part); }
+extern "C" __global__ void softmax_finish_f64(const double* x, double* y, int cols, int P, double scale, int log_out, const double* part) { softmax_finish_any<double>(x, y, cols, P, scale, log_out, part); }
+extern "C" __global__ void stablemax_part_f32(const float* x, int cols, int P, double* part) { stablemax_part_any<float>(x, cols, P, part); }
+extern "C" __global__ void stablemax_part_f64(const double* x, int cols, int P, double* part) { stablemax_part_any<double>(x, cols, P, part); }
+extern "C" __global__ void stablemax_finish_f32(const float* x, float* y, int cols, int P, int log_out, const double* part) { stablemax_finish_any<float>(x, y, cols, P, log_out, part); }
+extern "C" __global__ void stablemax_finish_f64(const double* x, double* y, int cols, int P, int log_out, const double* part) { stablemax_finish_any<double>(x, y, cols, P, log_out, part); }
+
 // mode 0 softmax, 1 logSoftmax: y = exp((x - max) * scale) / sum, or (x - max) * scale - log sum. y may be x (in place).
-// Three passes over x (max, sum, write), or two (twopass, Dukhan & Ablavatski: each thread keeps a running max and
-// rescales its sum when the max grows; the block combines the threads' sums at the row's max), one read fewer.
+// A row that fits in registers: softmax_row_regs. Longer rows: three passes over x (max, sum, write), or two (twopass,
+// Dukhan & Ablavatski: each thread keeps a running max and rescales its sum when the max grows; the block combines
+// the threads' sums at the row's max), one read fewer.
 template <typename T>
 __device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_out, int twopass) {
   const size_t r = blockIdx.x;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
+  if (cols <= ROW_REGS(T) * (int)blockDim.x) return softmax_row_regs<T>(xr, yr, cols, scale, log_out);
   double m = -(double)NUMEDGE_INF, s = 0.0;
   if (twopass) {
     for (int i = threadIdx.x; i < cols; i += blockDim.x) {
@@ -140,12 +298,32 @@ __device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_ou
   }
 }
 
-// mode 0 stablemax, 1 logStablemax: y = s(x) / S, or log s(x) - log S.
+// mode 0 stablemax, 1 logStablemax: y = s(x) / S, or log s(x) - log S. Two passes over x, or one into registers.
 template <typename T>
 __device__ void stablemax_row(const T* x, T* y, int cols, int log_out) {
   const size_t r = blockIdx.x;
   const T* xr = x + r * cols;
   T* yr = y + r * cols;
+  if (cols <= ROW_REGS(T) * (int)blockDim.x) { // the row read once, into registers (as softmax_row_regs)
+    constexpr int V = ROW_REGS(T);
+    T v[V];
+    double s = 0.0;
+#pragma unroll
+    for (int q = 0; q < V; q++) {
+      const int i = threadIdx.x + q * blockDim.x;
+      v[q] = i < cols ? xr[i] : (T)0;
+      if (i < cols) s += stable_s((double)v[q]);
+    }
+    s = block_sum(s);
+    const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF);
+    const double ls = log(s);
+#pragma unroll
+    for (int q = 0; q < V; q++) {
+      const int i = threadIdx.x + q * blockDim.x;
+      if (i < cols) yr[i] = bad ? (T)NUMEDGE_DNAN : (T)(log_out ? stable_log_s((double)v[q]) - ls : stable_s((double)v[q]) / s);
+    }
+    return;
+  }
   double s = 0.0;
   for (int i = threadIdx.x; i < cols; i += blockDim.x) s += stable_s((double)xr[i]);
   s = block_sum(s);
@@ -158,7 +336,8 @@ __device__ void stablemax_row(const T* x, T* y, int cols, int log_out) {
 }
 
 extern "C" __global__ void __launch_bounds__(1024) softmax_f32(const float* x, float* y, int cols, double scale, int twopass) { softmax_row<float>(x, y, cols, scale, 0, twopass); }
-extern "C" __global__ void __launch_bounds__(1024) softmax_f64(const double* x, double* y, int cols, double scale, int twopass) { softmax_row<double>(x, y, cols, scale, 0, twopass); }
+// (1024, 1): with the bare maximum, ptxas 13.0 for sm_90 held softmax_f64 to 32 registers and spilled
+extern "C" __global__ void __launch_bounds__(1024, 1) softmax_f64(const double* x, double* y, int cols, double scale, int twopass) { softmax_row<double>(x, y, cols, scale, 0, twopass); }
 extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f32(const float* x, float* y, int cols, double scale) { softmax_row<float>(x, y, cols, scale, 1, 0); }
 extern "C" __global__ void __launch_bounds__(1024) logsoftmax_f64(const double* x, double* y, int cols, double scale) { softmax_row<double>(x, y, cols, scale, 1, 0); }
 extern "C" __global__ void __launch_bounds__(1024) stablemax_f32(const float* x, float* y, int cols) { stablemax_row<float>(x, y, cols, 0); }
@@ -911,23 +1090,48 @@ extern "C" __global__ void __launch_bounds__(1024) quant_absmax_fold(const int* 
 extern "C" __global__ void bad_init(int* bad) { bad[0] = 0x7fffffff; }
 extern "C" __global__ void bad_finish(int* bad) { if (bad[0] == 0x7fffffff) bad[0] = -1; }
 
-// The code of v: #{j : v > thr[j]} over 255 thresholds (padded with +Infinity), then its code index.
-__device__ unsigned char code_of(float v, const float* thr, const unsigned char* ranks) {
-  int r = 0;
-  for (int step = 128; step >= 1; step >>= 1) if (v > thr[r + step - 1]) r += step;
-  return ranks[r];
+// The code of v: r = #{j : v > thr[j]} over 255 ascending thresholds (padded with +Infinity), then its code index
+// ranks[r]. The thresholds come as a search tree in Eytzinger order, tree[1..255] (node i's children 2i and 2i + 1;
+// cuda.ts builds it): the same 8 comparisons as a binary search over the sorted array, but step k reads within 2^k
+// consecutive floats, where the sorted array's power-of-two strides put a warp's lookups in one shared-memory bank.
+__device__ unsigned char code_of(float v, const float* tree, const unsigned char* ranks) {
+  int i = 1;
+#pragma unroll
+  for (int l = 0; l < 8; l++) i = 2 * i + (v > tree[i] ? 1 : 0);
+  return ranks[i - 256];
 }
 __device__ float scale_clamp(float x, float inv) { const float v = x * inv; return v > 1.f ? 1.f : v < -1.f ? -1.f : v; }
 
-extern "C" __global__ void quant_codes_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, unsigned char* codes) {
+extern "C" __global__ void quant_codes_f32(const float* x, long long n, int bs, const float* inv, const float* tree, const unsigned char* ranks, unsigned char* codes) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-    codes[i] = code_of(scale_clamp(x[i], inv[idiv(i, bs)]), thr, ranks);
+    codes[i] = code_of(scale_clamp(x[i], inv[idiv(i, bs)]), tree, ranks);
 }
 
-// quant_absmax_f32 then quant_codes_f32 in one read of x, for blocks of at most 16 * blockDim elements (4096 on 256
-// threads): a block's values stay in registers between its absmax and its codes. The same absmax, codes and bad.
-extern "C" __global__ void quant_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* thr, const unsigned char* ranks,
-    unsigned char* codes, int* bad) {
+// The one-read quantizers (absmax, bad and codes as quant_absmax_f32 then quant_codes_f32 or quant_4bit_f32, the same
+// bytes) hold a block's values in registers between its absmax and its codes, and the code table in shared memory
+// (the codes' 8-step searches read it per element). 4-bit: element 2j's code is the high nibble of byte j, from
+// even lane to its odd neighbour (every block starts at an even index: bs is a power of two, or the one block).
+struct CodeTable { float tree[256]; unsigned char ranks[256]; };
+__device__ void load_table(CodeTable& t, const float* tree, const unsigned char* ranks) {
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) { t.tree[i] = tree[i]; t.ranks[i] = ranks[i]; }
+  __syncthreads();
+}
+// Writes element i's code c if the element exists (has): every lane of the warp calls it, as the 4-bit pairing is a
+// shuffle (a missing odd element's code is the one nearest 0).
+template <bool FOUR>
+__device__ void put_code(unsigned char* out, long long i, bool has, int c) {
+  if (FOUR) {
+    const int lo = __shfl_down_sync(0xffffffffu, c, 1);
+    if (!(threadIdx.x & 1) && has) out[i >> 1] = (unsigned char)((c << 4) | lo);
+  } else if (has) out[i] = (unsigned char)c;
+}
+
+// A CUDA block per quantization block of at most 16 * blockDim elements (4096 on 256 threads).
+template <bool FOUR>
+__device__ void quant_block_any(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks, int zero_code,
+    unsigned char* out, int* bad) {
+  __shared__ CodeTable t;
+  load_table(t, tree, ranks);
   const long long s = (long long)blockIdx.x * bs;
   const int len = (int)min((long long)bs, n - s);
   float v[16];
@@ -942,9 +1146,66 @@ extern "C" __global__ void quant_blockwise_f32(const float* x, long long n, int 
 #pragma unroll
   for (int q = 0; q < 16; q++) {
     const int i = threadIdx.x + q * blockDim.x;
-    if (i < len) codes[s + i] = code_of(scale_clamp(v[q], inv), thr, ranks);
+    if (q * (int)blockDim.x < len) put_code<FOUR>(out, s + i, i < len, i < len ? code_of(scale_clamp(v[q], inv), t.tree, t.ranks) : zero_code);
   }
 }
+extern "C" __global__ void quant_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
+    unsigned char* codes, int* bad) { quant_block_any<false>(x, n, bs, absmax, tree, ranks, 0, codes, bad); }
+extern "C" __global__ void quant_4bit_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
+    int zero_code, unsigned char* packed, int* bad) { quant_block_any<true>(x, n, bs, absmax, tree, ranks, zero_code, packed, bad); }
+
+// Blocks of bs = 32 * R elements (R = 1, 2, 4, 8 or 16; a lone block shorter than 512 is padded to such a bs), a warp
+// per 512 elements: lane's slot j is element base + 32 j + lane, so each load is one coalesced row of 32, and a
+// block is R consecutive rows. Its max: a max over the lane's R slots (a butterfly over slot indices, all of them
+// known at compile time, so v stays in registers), then over the 32 lanes; the leading slot's absmax and inverse go
+// back to the block's other slots the same way. No barrier but the table's; 16 loads in flight a lane.
+template <bool FOUR>
+__device__ void quant_warp_any(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks, int zero_code,
+    unsigned char* out, int* bad) {
+  __shared__ CodeTable t;
+  load_table(t, tree, ranks);
+  const int R = bs >> 5, lane = threadIdx.x & 31;
+  const long long base = ((long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 512;
+  float v[16], inv[16];
+  int m[16];
+#pragma unroll
+  for (int j = 0; j < 16; j++) {
+    const long long i = base + 32 * j + lane;
+    v[j] = i < n ? x[i] : 0.f;
+    m[j] = __float_as_int(v[j]) & 0x7fffffff;
+  }
+#pragma unroll
+  for (int d = 1; d < 16; d <<= 1)
+    if (d < R)
+#pragma unroll
+      for (int j = 0; j < 16; j += 2 * d) m[j] = max(m[j], m[j + d]); // slot j now holds the max of slots j .. j + 2d - 1
+#pragma unroll
+  for (int j = 0; j < 16; j++)
+    if (j % R == 0) { // a block's leading slot: the max over the lanes, then the block's absmax, inverse and bad
+      for (int o = 16; o > 0; o >>= 1) m[j] = max(m[j], __shfl_xor_sync(0xffffffffu, m[j], o));
+      const float a = __int_as_float(m[j]);
+      inv[j] = 1.f / fmaxf(a, 1e-38f);
+      const long long b = (base >> 5) / R + j / R;
+      if (lane == 0 && base + 32 * j < n) {
+        absmax[b] = a;
+        if (m[j] >= 0x7f800000) atomicMin(bad, (int)b);
+      }
+    }
+#pragma unroll
+  for (int d = 8; d > 0; d >>= 1)
+    if (d < R)
+#pragma unroll
+      for (int j = 0; j < 16; j += 2 * d) inv[j + d] = inv[j];
+#pragma unroll
+  for (int j = 0; j < 16; j++) {
+    const long long i = base + 32 * j + lane;
+    if (base + 32 * j < n) put_code<FOUR>(out, i, i < n, i < n ? code_of(scale_clamp(v[j], inv[j]), t.tree, t.ranks) : zero_code);
+  }
+}
+extern "C" __global__ void quant_blockwise_f32_warp(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
+    unsigned char* codes, int* bad) { quant_warp_any<false>(x, n, bs, absmax, tree, ranks, 0, codes, bad); }
+extern "C" __global__ void quant_4bit_blockwise_f32_warp(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
+    int zero_code, unsigned char* packed, int* bad) { quant_warp_any<true>(x, n, bs, absmax, tree, ranks, zero_code, packed, bad); }
 
 // Stochastic rounding between the two code values around v (vals: the nu distinct code values ascending, ranks:
 // their code indices): up iff rand[i] < (v - lo) / (hi - lo) in f32; exact values and values outside the code's
@@ -1023,7 +1284,7 @@ __device__ float clamp1(float v) { return v > 1.f ? 1.f : v >= -1.f ? v : -1.f; 
 // adam8bit_blockwise_f32): one CUDA block of 256 threads per state block. Each thread keeps its first 16 new moments
 // in registers between the absmax reduction and the requantization (blocks up to 4096); past those it recomputes
 // them from the old codes, which stay in place until their own thread rewrites them (same operations: same bits).
-// A non-finite gradient leaves its parameter unchanged and its moments 0. thr/ranks: the codes' search tables.
+// A non-finite gradient leaves its parameter unchanged and its moments 0. tree/ranks: the codes' search tables.
 __device__ void adam8bit_moments(float gv, float old1, float old2, float b1, float omb1, float b2, float omb2, float& v1, float& v2) {
   v1 = 0.f; v2 = 0.f;
   if (!(fabsf(gv) < NUMEDGE_INF)) return;
@@ -1040,15 +1301,15 @@ __device__ void adam8bit_param(long long i, float* p, const float* g, const unsi
   p[i] = pv;
 }
 __device__ void adam8bit_requant(long long i, float v1, float v2, float d1, float d2, unsigned char* c1, unsigned char* c2,
-    const float* code1, const float* thr1, const unsigned char* ranks1, const float* thr2, const unsigned char* ranks2) {
-  int q1 = code_of(clamp1(v1 / d1), thr1, ranks1);
+    const float* code1, const float* tree1, const unsigned char* ranks1, const float* tree2, const unsigned char* ranks2) {
+  int q1 = code_of(clamp1(v1 / d1), tree1, ranks1);
   // keep the sign of m through quantization (bitsandbytes); a NaN moment (its sign bit is arbitrary) keeps code 0
   if (v1 == v1 && (__float_as_uint(code1[q1]) >> 31) != (__float_as_uint(v1) >> 31)) q1 = v1 > 0.f ? q1 + 1 : q1 - 1;
   c1[i] = (unsigned char)q1;
-  c2[i] = code_of(clamp1(v2 / d2), thr2, ranks2);
+  c2[i] = code_of(clamp1(v2 / d2), tree2, ranks2);
 }
 extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char* c1, unsigned char* c2, float* a1, float* a2, long long n, int bs,
-    const float* code1, const float* thr1, const unsigned char* ranks1, const float* code2, const float* thr2, const unsigned char* ranks2,
+    const float* code1, const float* tree1, const unsigned char* ranks1, const float* code2, const float* tree2, const unsigned char* ranks2,
     float b1, float omb1, float b2, float omb2, float epsc2, float step, float decay) {
   __shared__ float pm1[8], pm2[8];
   const long long s = (long long)blockIdx.x * bs;
@@ -1086,13 +1347,13 @@ extern "C" __global__ void adam8bit_f32(float* p, const float* g, unsigned char*
   for (int t = 0; t < 16; t++) {
     const int j = threadIdx.x + t * 256;
     if (j >= len) break;
-    adam8bit_requant(s + j, r1[t], r2[t], d1, d2, c1, c2, code1, thr1, ranks1, thr2, ranks2);
+    adam8bit_requant(s + j, r1[t], r2[t], d1, d2, c1, c2, code1, tree1, ranks1, tree2, ranks2);
   }
   for (int j = threadIdx.x + 16 * 256; j < len; j += 256) {
     const long long i = s + j;
     float v1, v2;
     adam8bit_moments(g[i], code1[c1[i]] * am1, code2[c2[i]] * am2, b1, omb1, b2, omb2, v1, v2);
-    adam8bit_requant(i, v1, v2, d1, d2, c1, c2, code1, thr1, ranks1, thr2, ranks2);
+    adam8bit_requant(i, v1, v2, d1, d2, c1, c2, code1, tree1, ranks1, tree2, ranks2);
   }
 }
 
@@ -1112,12 +1373,12 @@ extern "C" __global__ void adam32_f32(float* p, const float* g, float* m, float*
 }
 
 // two codes a byte, element 2j in the high nibble; an odd length pads with the code nearest 0
-extern "C" __global__ void quant_4bit_f32(const float* x, long long n, int bs, const float* inv, const float* thr, const unsigned char* ranks, int zero_code, unsigned char* packed) {
+extern "C" __global__ void quant_4bit_f32(const float* x, long long n, int bs, const float* inv, const float* tree, const unsigned char* ranks, int zero_code, unsigned char* packed) {
   const long long nb = (n + 1) / 2;
   for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < nb; j += (long long)gridDim.x * blockDim.x) {
     const long long i = 2 * j;
-    const int hi = code_of(scale_clamp(x[i], inv[idiv(i, bs)]), thr, ranks);
-    const int lo = i + 1 < n ? code_of(scale_clamp(x[i + 1], inv[idiv(i + 1, bs)]), thr, ranks) : zero_code;
+    const int hi = code_of(scale_clamp(x[i], inv[idiv(i, bs)]), tree, ranks);
+    const int lo = i + 1 < n ? code_of(scale_clamp(x[i + 1], inv[idiv(i + 1, bs)]), tree, ranks) : zero_code;
     packed[j] = (unsigned char)((hi << 4) | lo);
   }
 }
@@ -1652,23 +1913,17 @@ extern "C" __global__ void dispatch_count(const int* experts, int n, int E, int 
 // One block of 256 threads per expert: each thread sums a run of chunks, a scan over the threads' sums, then each
 // thread writes its run's bases (expert choice has T*E/256 chunks: a walk by one thread per expert was the bottleneck).
 extern "C" __global__ void dispatch_scan(const int* hist, int chunks, int E, int cap, int* base, int* counts, int* total) {
-  __shared__ int sums[256];
   const int per = (chunks + 255) / 256, c0 = min(chunks, (int)threadIdx.x * per), c1 = min(chunks, c0 + per);
   for (int e = blockIdx.x; e < E; e += gridDim.x) {
     int acc = 0;
     for (int c = c0; c < c1; c++) acc += hist[(long long)c * E + e];
-    sums[threadIdx.x] = acc;
-    __syncthreads();
+    int run;
+    acc = block_scan_exclusive(acc, &run);
     if (threadIdx.x == 0) {
-      int run = 0;
-      for (int i = 0; i < 256; i++) { const int v = sums[i]; sums[i] = run; run += v; }
       total[e] = run;
       counts[e] = cap >= 0 && run > cap ? cap : run;
     }
-    __syncthreads();
-    acc = sums[threadIdx.x];
     for (int c = c0; c < c1; c++) { base[(long long)c * E + e] = acc; acc += hist[(long long)c * E + e]; }
-    __syncthreads(); // sums is rewritten for the next expert
   }
 }
 
@@ -1685,27 +1940,26 @@ extern "C" __global__ void dispatch_drops(const int* hist, const int* base, int 
 }
 
 // one block of 1024 threads: offsets = exclusive cumsum of counts (offsets[E] = kept); neg[c] becomes where chunk
-// c's unplaced assignments (dropped or -1) start in order (each thread a run of chunks, thread 0 scans the runs);
-// stats[0] (when given) = the dropped count
+// c's unplaced assignments (dropped or -1) start in order; stats[0] (when given) = the dropped count. Each thread
+// takes a run of experts, then a run of chunks, and a block scan over the runs places them.
 extern "C" __global__ void __launch_bounds__(1024) dispatch_offsets(const int* counts, const int* total, int E, int chunks, int* offsets, int* neg, double* stats) {
-  __shared__ int runs[1024];
   if (blockIdx.x != 0) return;
-  const int per = (chunks + blockDim.x - 1) / blockDim.x, c0 = min(chunks, (int)threadIdx.x * per), c1 = min(chunks, c0 + per);
-  int acc = 0;
-  for (int c = c0; c < c1; c++) acc += neg[c];
-  runs[threadIdx.x] = acc;
-  __syncthreads();
+  const int pe = (E + blockDim.x - 1) / blockDim.x, e0 = min(E, (int)threadIdx.x * pe), e1 = min(E, e0 + pe);
+  int acc = 0, kept;
+  long long dropped = 0;
+  for (int e = e0; e < e1; e++) { acc += counts[e]; dropped += total[e] - counts[e]; }
+  acc = block_scan_exclusive(acc, &kept);
+  for (int e = e0; e < e1; e++) { offsets[e] = acc; acc += counts[e]; }
+  dropped = block_sum_t<long long>(dropped);
   if (threadIdx.x == 0) {
-    int kept = 0;
-    long long dropped = 0;
-    for (int e = 0; e < E; e++) { offsets[e] = kept; kept += counts[e]; dropped += total[e] - counts[e]; }
     offsets[E] = kept;
-    int tail = kept;
-    for (int i = 0; i < (int)blockDim.x; i++) { const int v = runs[i]; runs[i] = tail; tail += v; }
     if (stats) stats[0] = (double)dropped;
   }
-  __syncthreads();
-  acc = runs[threadIdx.x];
+  const int per = (chunks + blockDim.x - 1) / blockDim.x, c0 = min(chunks, (int)threadIdx.x * per), c1 = min(chunks, c0 + per);
+  acc = 0;
+  for (int c = c0; c < c1; c++) acc += neg[c];
+  int unplaced;
+  acc = kept + block_scan_exclusive(acc, &unplaced);
   for (int c = c0; c < c1; c++) { const int v = neg[c]; neg[c] = acc; acc += v; }
 }
 

@@ -13,6 +13,7 @@ function rowwise(k32: string, k64: string, x: FloatArray, y: FloatArray, rows: n
 
 export const softmaxWasm: SoftmaxKernels = {
   softmax(x, y, rows, cols, scale, algorithm) {
+    // auto: three-pass, the faster at every row length measured (src/ops/softmax.ts)
     rowwise(algorithm === "twopass" ? "softmax_f32_twopass" : "softmax_f32_threepass", "softmax_f64", x, y, rows, cols, scale);
   },
   logSoftmax(x, y, rows, cols, scale) {
