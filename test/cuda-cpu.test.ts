@@ -363,7 +363,7 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     }
   });
 
-  test("block-wise 8-bit and 4-bit in one read (a warp per 512 elements up to blockSize 512, a CUDA block per block up to 4096): every block size, lengths across warps and CUDA blocks, odd lengths, lone blocks, NaN or Infinity in one block: as wasm", async () => {
+  test("block-wise 8-bit, 4-bit and int8 / uint8 affine in one read (a warp per 512 elements for power-of-two groups up to 512, a CUDA block per group up to 4096): every block size, groups of 100, lengths across warps and CUDA blocks, odd lengths, lone blocks, NaN or Infinity in one block: as wasm", async () => {
     const r = uniform(35), lengths = [1, 31, 33, 511, 512, 513, 4095, 4097, 3 * 4096 + 517];
     for (const n of lengths) {
       const x0 = Float32Array.from({ length: n }, () => (r() - 0.5) * 2 ** (r() * 20 - 10));
@@ -375,10 +375,12 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
           for (const [v, at] of bad) x[Math.min(at, n - 1)] = v;
           const [a, b] = await on([dev, "wasm"], () => {
             const out: unknown[] = [];
-            for (const f of [() => quantizeBlockwise(x, { blockSize: bs }), () => quantize4bit(x, { blockSize: bs, type: "nf4" }), () => quantize4bit(x, { blockSize: bs, type: "fp4" })]) {
+            const affine = (signed: boolean) => () => quantizeAffine(x, { bits: 8, signed, ...(bs === "tensor" ? {} : { axis: "block" as const, blockSize: bs === 4096 ? 100 : bs }) });
+            for (const f of [() => quantizeBlockwise(x, { blockSize: bs }), () => quantize4bit(x, { blockSize: bs, type: "nf4" }), () => quantize4bit(x, { blockSize: bs, type: "fp4" }), affine(true), affine(false)]) {
               try {
-                const q = f() as { absmax: Float32Array; codes?: Uint8Array; packed?: Uint8Array };
-                out.push(new Uint32Array(q.absmax.buffer, q.absmax.byteOffset, q.absmax.length), q.codes ?? q.packed);
+                const q = f() as { absmax?: Float32Array; scale?: Float32Array; zeroPoint?: Int32Array; codes?: Uint8Array; packed?: Uint8Array; q?: Int8Array | Uint8Array };
+                const a = q.absmax ?? q.scale!;
+                out.push(new Uint32Array(a.buffer, a.byteOffset, a.length), q.codes ?? q.packed ?? q.q, q.zeroPoint);
               } catch (e) {
                 out.push(e instanceof NumedgeError ? `${e.code}: ${e.message}` : e);
               }

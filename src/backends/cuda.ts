@@ -140,7 +140,7 @@ export const KERNELS = [
     "softmax_part", "softmax_finish", "stablemax_part", "stablemax_finish"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
-  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "quant_blockwise_f32_warp", "quant_4bit_blockwise_f32", "quant_4bit_blockwise_f32_warp", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "quant_blockwise_f32_warp", "quant_4bit_blockwise_f32", "quant_4bit_blockwise_f32_warp", "quant_affine_blockwise_f32", "quant_affine_blockwise_f32_warp", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_part", "quant_affine_fold", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
@@ -301,17 +301,16 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     findBad(pbad, () => d.launch(k.quant_absmax_f32!, nb, blockThreads(bs, n), [{ p: px }, { i64: n }, { i32: bs }, { p: pa }, { p: inv }, { p: pbad }]));
   }
   /**
-   * Block-wise 8-bit (nearest) or 4-bit quantization in one read of x, a block's values held in registers: a warp per
-   * 512 elements for blocks up to 512 (a lone block padded to a power-of-two multiple of 32), else a CUDA block per
-   * block up to 4096. False for a lone block past 4096 (the caller reduces it over many CUDA blocks, then reads again).
+   * A quantizer in one read of x, a group's values held in registers (kernels.cu quant_block / quant_warp): `name`,
+   * or `${name}_warp` (a warp per 512 elements) for power-of-two groups of 32 to 512 (a lone group is padded to
+   * one). `args`: the kernel's arguments after (x, n, group size). False for a lone group past 4096 (the caller
+   * reduces it over many CUDA blocks, then reads again).
    */
-  function quantOneRead(four: boolean, px: bigint, n: number, bs: number, nb: number, tb: { tree: bigint; ranks: bigint; zero: number }, pa: bigint, po: bigint, pbad: bigint) {
+  function quantOneRead(name: string, px: bigint, n: number, bs: number, nb: number, args: KernelArg[], pbad: bigint) {
     let pad = bs;
     if (nb === 1) for (pad = 32; pad < n; pad *= 2);
-    const tail: KernelArg[] = [{ p: pa }, { p: tb.tree }, { p: tb.ranks }, ...(four ? [{ i32: tb.zero }] : []), { p: po }, { p: pbad }];
-    const name = four ? "quant_4bit_blockwise_f32" : "quant_blockwise_f32";
-    if (pad <= 512) findBad(pbad, () => { if (n > 0) d.launch(k[`${name}_warp`]!, Math.ceil(n / 4096), 256, [{ p: px }, { i64: n }, { i32: pad }, ...tail]); });
-    else if (Math.min(bs, n) <= 4096) findBad(pbad, () => d.launch(k[name]!, nb, blockThreads(bs, n), [{ p: px }, { i64: n }, { i32: bs }, ...tail]));
+    if (pad >= 32 && pad <= 512 && (pad & (pad - 1)) === 0) findBad(pbad, () => { if (n > 0) d.launch(k[`${name}_warp`]!, Math.ceil(n / 4096), 256, [{ p: px }, { i64: n }, { i32: pad }, ...args]); });
+    else if (Math.min(bs, n) <= 4096) findBad(pbad, () => d.launch(k[name]!, nb, blockThreads(bs, n), [{ p: px }, { i64: n }, { i32: bs }, ...args]));
     else return false;
     return true;
   }
@@ -484,7 +483,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
       scratch(nb * 4, ([inv]) => onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
-        if (!rand && quantOneRead(false, px!, n, bs, nb, tb, pa!, pc!, pbad!)) return;
+        if (!rand && quantOneRead("quant_blockwise_f32", px!, n, bs, nb, [{ p: pa! }, { p: tb.tree }, { p: tb.ranks }, { p: pc! }, { p: pbad! }], pbad!)) return;
         absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
         if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);
         else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { p: pc! }]);
@@ -493,7 +492,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     quantize4bit(x, bs, code, packed, absmax, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
       scratch(nb * 4, ([inv]) => onDevice([x], [packed, absmax, bad], ([px], [pp, pa, pbad]) => {
-        if (quantOneRead(true, px!, n, bs, nb, tb, pa!, pp!, pbad!)) return;
+        if (quantOneRead("quant_4bit_blockwise_f32", px!, n, bs, nb, [{ p: pa! }, { p: tb.tree }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }, { p: pbad! }], pbad!)) return;
         absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
         d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
       }, keepUnlessBad(bad)));
@@ -511,6 +510,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       const n = x.length, ng = scale.length, signed = isI8(q);
       onDevice(compute ? [x] : [x, scale, zp], compute ? [q, scale, zp, bad] : [q, bad], (ins, outs) => {
         const [px, ps, pz] = compute ? [ins[0]!, outs[1]!, outs[2]!] : ins, pbad = outs[compute ? 3 : 1]!;
+        if (compute && quantOneRead("quant_affine_blockwise_f32", px!, n, g, ng, [{ i32: signed }, { p: ps! }, { p: pz! }, { p: outs[0]! }, { p: pbad }], pbad)) return;
         const params: KernelArg[] = [{ i32: signed }, { i32: compute ? 1 : 0 }, { p: ps! }, { p: pz! }, { p: pbad }];
         if (ng === 1 && n > 4096) splitReduce("quant_affine_part", "quant_affine_fold", 3, px!, n, pbad, params);
         else findBad(pbad, () => d.launch(k.quant_affine_params_f32!, ng, blockThreads(g, n), [{ p: px! }, { i64: n }, { i32: g }, ...params]));

@@ -39,6 +39,19 @@ export function emulatedDriver(): EmulatedDriver {
   const bitsBuf = new Float32Array(1), bitsInt = new Int32Array(bitsBuf.buffer);
   const absBits = (v: number) => { bitsBuf[0] = v; return bitsInt[0]! & 0x7fffffff; };
   /** An affine group's max |x| bits, min(0, min x) and max(0, max x) over x[from, to). */
+  /** kernels.cu affine_param: a group's scale (0 becomes 1) and zero point, or null for a bad group. */
+  const affineParam = (m: number, mn: number, mx: number, signed: number): { s: number; z: number } | null => {
+    if (m >= 0x7f800000) return null;
+    if (signed) { const s = fr(fromBits(m) / 127); return { s: s === 0 ? 1 : s, z: 0 }; }
+    const range = fr(mx - mn), s = fr(range / 255);
+    if (!(range < Infinity)) return null;
+    return { s: s === 0 ? 1 : s, z: s > 0 ? Math.min(255, Math.max(0, rintEven(fr(-mn / s)))) : 0 };
+  };
+  /** kernels.cu affine_q: saturate(rint(x / scale) + zp), half to even (NaN to the lowest). */
+  const affineQ = (x: number, s: number, z: number, signed: number) => {
+    const [lo, hi] = signed ? [-128, 127] : [0, 255], v = fr(rintEven(fr(x / s)) + z);
+    return v !== v ? lo : Math.min(hi, Math.max(lo, v));
+  };
   const affineStats = (x: Float32Array, from: number, to: number): [number, number, number] => {
     let m = 0, mn = 0, mx = 0;
     for (let i = from; i < to; i++) {
@@ -807,31 +820,23 @@ export function emulatedDriver(): EmulatedDriver {
           return affineStats(f32(p(0)), b * g, Math.min(n(1), (b + 1) * g));
         };
         for (let b = 0; b < (fold ? 1 : grid); b++) {
-          const [m, mn, mx] = stats(b);
-          let isBad = m >= 0x7f800000;
-          if (compute && !isBad) {
-            let s: number, z = 0;
-            if (signed) s = fr(fromBits(m) / 127);
-            else {
-              const range = fr(mx - mn);
-              isBad = !(range < Infinity);
-              s = fr(range / 255);
-              if (!isBad && s > 0) z = Math.min(255, Math.max(0, rintEven(fr(-mn / s))));
-            }
-            if (!isBad) { sc[b] = s === 0 ? 1 : s; zp[b] = z; }
-          }
-          if (isBad) bad[0] = Math.min(bad[0]!, b);
+          const [m, mn, mx] = stats(b), pm = affineParam(m, mn, mx, signed);
+          if (compute && pm) { sc[b] = pm.s; zp[b] = pm.z; }
+          if (compute ? !pm : m >= 0x7f800000) bad[0] = Math.min(bad[0]!, b);
+        }
+      } else if (name.startsWith("quant_affine_blockwise_f32")) { // the parameters and q in one read; a bad group's q at scale 1, zero point 0
+        const xx = f32(p(0)), len = n(1), g = n(2), signed = n(3), sc = f32(p(4)), zp = i32(p(5)), q = signed ? i8(p(6)) : u8(p(6)), bad = i32(p(7));
+        for (let b = 0; b * g < len; b++) {
+          const [m, mn, mx] = affineStats(xx, b * g, Math.min(len, (b + 1) * g)), pm = affineParam(m, mn, mx, signed);
+          if (pm) { sc[b] = pm.s; zp[b] = pm.z; } else bad[0] = Math.min(bad[0]!, b);
+          for (let i = b * g; i < Math.min(len, (b + 1) * g); i++) q[i] = affineQ(xx[i]!, pm?.s ?? 1, pm?.z ?? 0, signed);
         }
       } else if (name === "quant_affine_part") { // one part: the whole tensor's stats (words: m, mn, mx)
         const part = i32(p(2)), pf = new Float32Array(part.buffer, part.byteOffset, part.length);
         [part[0], pf[1], pf[2]] = affineStats(f32(p(0)), 0, n(1));
       } else if (name === "quant_affine_f32") {
         const xx = f32(p(0)), len = n(1), g = n(2), signed = n(3), sc = f32(p(4)), zp = i32(p(5)), q = signed ? i8(p(6)) : u8(p(6));
-        const [lo, hi] = signed ? [-128, 127] : [0, 255];
-        for (let i = 0; i < len; i++) {
-          const kk = Math.floor(i / g), v = fr(rintEven(fr(xx[i]! / sc[kk]!)) + zp[kk]!);
-          q[i] = v !== v ? lo : Math.min(hi, Math.max(lo, v));
-        }
+        for (let i = 0; i < len; i++) q[i] = affineQ(xx[i]!, sc[Math.floor(i / g)]!, zp[Math.floor(i / g)]!, signed);
       } else if (name === "quant_q8_0_f32" || name === "quant_q4_0_f32") {
         // each block through the reference's ggml quantizer (f32 arithmetic in ggml's order), as one warp would
         const q8 = name === "quant_q8_0_f32", per = q8 ? 34 : 18, nb = n(1), xx = f32(p(0)), out = u8(p(2)), bad = i32(p(3));

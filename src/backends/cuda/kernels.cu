@@ -1126,86 +1126,126 @@ __device__ void put_code(unsigned char* out, long long i, bool has, int c) {
   } else if (has) out[i] = (unsigned char)c;
 }
 
-// A CUDA block per quantization block of at most 16 * blockDim elements (4096 on 256 threads).
-template <bool FOUR>
-__device__ void quant_block_any(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks, int zero_code,
-    unsigned char* out, int* bad) {
-  __shared__ CodeTable t;
-  load_table(t, tree, ranks);
+// The one-read kernels take a policy Q: a group's statistics (Q::Stats from each value, merged, moved by a shuffle),
+// from them its parameters (q.param: the lane or thread told `write` stores the group's outputs and reports it bad),
+// then each value's code (q.encode). AbsmaxCodes: block-wise 8-bit and 4-bit; AffineCodes (below): int8 / uint8.
+struct AbsmaxCodes {
+  const CodeTable* t;
+  float* absmax;
+  int* bad;
+  typedef int Stats; // max |x| as bits (NaN and ±Infinity above every finite value)
+  typedef float Param; // f32(1 / max(absmax, 1e-38))
+  __device__ static int of(float v) { return __float_as_int(v) & 0x7fffffff; }
+  __device__ static int merge(int a, int b) { return max(a, b); }
+  __device__ static int shfl_xor(int a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
+  __device__ float param(int m, long long b, bool write) const {
+    const float a = __int_as_float(m);
+    if (write) {
+      absmax[b] = a;
+      if (m >= 0x7f800000) atomicMin(bad, (int)b);
+    }
+    return 1.f / fmaxf(a, 1e-38f);
+  }
+  __device__ int encode(float v, float inv) const { return code_of(scale_clamp(v, inv), t->tree, t->ranks); }
+};
+
+// A CUDA block per group of at most 16 * blockDim elements (4096 on 256 threads), bs apart (a value past the group
+// is 0: no policy's statistics move for it).
+template <bool FOUR, class Q>
+__device__ void quant_block(const float* x, long long n, int bs, const Q& q, int pad_code, unsigned char* out) {
+  __shared__ typename Q::Stats part[32];
+  __shared__ typename Q::Param param;
   const long long s = (long long)blockIdx.x * bs;
   const int len = (int)min((long long)bs, n - s);
   float v[16];
-  int m = 0;
+  typename Q::Stats a = Q::of(0.f);
 #pragma unroll
-  for (int q = 0; q < 16; q++) {
-    const int i = threadIdx.x + q * blockDim.x;
-    v[q] = i < len ? x[s + i] : 0.f;
-    m = max(m, __float_as_int(v[q]) & 0x7fffffff);
+  for (int k = 0; k < 16; k++) {
+    const int i = threadIdx.x + k * blockDim.x;
+    v[k] = i < len ? x[s + i] : 0.f;
+    a = Q::merge(a, Q::of(v[k]));
   }
-  const float inv = block_absmax(m, absmax, bad);
+  for (int o = 16; o > 0; o >>= 1) a = Q::merge(a, Q::shfl_xor(a, o));
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = a;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < (int)(blockDim.x >> 5); w++) a = Q::merge(a, part[w]);
+    param = q.param(a, blockIdx.x, true);
+  }
+  __syncthreads();
+  const typename Q::Param p = param;
 #pragma unroll
-  for (int q = 0; q < 16; q++) {
-    const int i = threadIdx.x + q * blockDim.x;
-    if (q * (int)blockDim.x < len) put_code<FOUR>(out, s + i, i < len, i < len ? code_of(scale_clamp(v[q], inv), t.tree, t.ranks) : zero_code);
+  for (int k = 0; k < 16; k++) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (k * (int)blockDim.x < len) put_code<FOUR>(out, s + i, i < len, i < len ? q.encode(v[k], p) : pad_code);
   }
 }
-extern "C" __global__ void quant_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    unsigned char* codes, int* bad) { quant_block_any<false>(x, n, bs, absmax, tree, ranks, 0, codes, bad); }
-extern "C" __global__ void quant_4bit_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    int zero_code, unsigned char* packed, int* bad) { quant_block_any<true>(x, n, bs, absmax, tree, ranks, zero_code, packed, bad); }
 
-// Blocks of bs = 32 * R elements (R = 1, 2, 4, 8 or 16; a lone block shorter than 512 is padded to such a bs), a warp
+// Groups of bs = 32 * R elements (R = 1, 2, 4, 8 or 16; a lone group shorter than 512 is padded to such a bs), a warp
 // per 512 elements: lane's slot j is element base + 32 j + lane, so each load is one coalesced row of 32, and a
-// block is R consecutive rows. Its max: a max over the lane's R slots (a butterfly over slot indices, all of them
-// known at compile time, so v stays in registers), then over the 32 lanes; the leading slot's absmax and inverse go
-// back to the block's other slots the same way. No barrier but the table's; 16 loads in flight a lane.
-template <bool FOUR>
-__device__ void quant_warp_any(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks, int zero_code,
-    unsigned char* out, int* bad) {
-  __shared__ CodeTable t;
-  load_table(t, tree, ranks);
+// group is R consecutive rows. Its statistics: a merge over the lane's R slots (a butterfly over slot indices, all of
+// them known at compile time, so v stays in registers), then over the 32 lanes; the leading slot's parameters go
+// back to the group's other slots the same way. No barrier; 16 loads in flight a lane.
+template <bool FOUR, class Q>
+__device__ void quant_warp(const float* x, long long n, int bs, const Q& q, int pad_code, unsigned char* out) {
   const int R = bs >> 5, lane = threadIdx.x & 31;
   const long long base = ((long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 512;
-  float v[16], inv[16];
-  int m[16];
+  float v[16];
+  typename Q::Stats a[16];
+  typename Q::Param p[16];
 #pragma unroll
   for (int j = 0; j < 16; j++) {
     const long long i = base + 32 * j + lane;
     v[j] = i < n ? x[i] : 0.f;
-    m[j] = __float_as_int(v[j]) & 0x7fffffff;
+    a[j] = Q::of(v[j]);
   }
 #pragma unroll
   for (int d = 1; d < 16; d <<= 1)
     if (d < R)
 #pragma unroll
-      for (int j = 0; j < 16; j += 2 * d) m[j] = max(m[j], m[j + d]); // slot j now holds the max of slots j .. j + 2d - 1
+      for (int j = 0; j < 16; j += 2 * d) a[j] = Q::merge(a[j], a[j + d]); // slot j now merges slots j .. j + 2d - 1
 #pragma unroll
   for (int j = 0; j < 16; j++)
-    if (j % R == 0) { // a block's leading slot: the max over the lanes, then the block's absmax, inverse and bad
-      for (int o = 16; o > 0; o >>= 1) m[j] = max(m[j], __shfl_xor_sync(0xffffffffu, m[j], o));
-      const float a = __int_as_float(m[j]);
-      inv[j] = 1.f / fmaxf(a, 1e-38f);
-      const long long b = (base >> 5) / R + j / R;
-      if (lane == 0 && base + 32 * j < n) {
-        absmax[b] = a;
-        if (m[j] >= 0x7f800000) atomicMin(bad, (int)b);
-      }
+    if (j % R == 0) { // a group's leading slot: the merge over the lanes, then the group's parameters
+      for (int o = 16; o > 0; o >>= 1) a[j] = Q::merge(a[j], Q::shfl_xor(a[j], o));
+      p[j] = q.param(a[j], (base >> 5) / R + j / R, lane == 0 && base + 32 * j < n);
     }
 #pragma unroll
   for (int d = 8; d > 0; d >>= 1)
     if (d < R)
 #pragma unroll
-      for (int j = 0; j < 16; j += 2 * d) inv[j + d] = inv[j];
+      for (int j = 0; j < 16; j += 2 * d) p[j + d] = p[j];
 #pragma unroll
   for (int j = 0; j < 16; j++) {
     const long long i = base + 32 * j + lane;
-    if (base + 32 * j < n) put_code<FOUR>(out, i, i < n, i < n ? code_of(scale_clamp(v[j], inv[j]), t.tree, t.ranks) : zero_code);
+    if (base + 32 * j < n) put_code<FOUR>(out, i, i < n, i < n ? q.encode(v[j], p[j]) : pad_code);
   }
 }
+
+extern "C" __global__ void quant_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
+    unsigned char* codes, int* bad) {
+  __shared__ CodeTable t;
+  load_table(t, tree, ranks);
+  quant_block<false>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, 0, codes);
+}
+extern "C" __global__ void quant_4bit_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
+    int zero_code, unsigned char* packed, int* bad) {
+  __shared__ CodeTable t;
+  load_table(t, tree, ranks);
+  quant_block<true>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, zero_code, packed);
+}
 extern "C" __global__ void quant_blockwise_f32_warp(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    unsigned char* codes, int* bad) { quant_warp_any<false>(x, n, bs, absmax, tree, ranks, 0, codes, bad); }
+    unsigned char* codes, int* bad) {
+  __shared__ CodeTable t;
+  load_table(t, tree, ranks);
+  quant_warp<false>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, 0, codes);
+}
 extern "C" __global__ void quant_4bit_blockwise_f32_warp(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    int zero_code, unsigned char* packed, int* bad) { quant_warp_any<true>(x, n, bs, absmax, tree, ranks, zero_code, packed, bad); }
+    int zero_code, unsigned char* packed, int* bad) {
+  __shared__ CodeTable t;
+  load_table(t, tree, ranks);
+  quant_warp<true>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, zero_code, packed);
+}
 
 // Stochastic rounding between the two code values around v (vals: the nu distinct code values ascending, ranks:
 // their code indices): up iff rand[i] < (v - lo) / (hi - lo) in f32; exact values and values outside the code's
@@ -1426,21 +1466,30 @@ __device__ AffineStats affine_fold(AffineStats a) {
   if (threadIdx.x == 0) for (int k = 1; k < nw; k++) { a.m = max(a.m, pm[k]); a.mn = fminf(a.mn, pmn[k]); a.mx = fmaxf(a.mx, pmx[k]); }
   return a;
 }
-// group b's scale and zero point from its (thread 0's) stats; a bad group (NaN/±Infinity, or an infinite range) into bad
+// A group's scale (0 becomes 1) and zero point from its stats; false for a bad group (NaN/±Infinity, or for
+// unsigned an infinite range)
+__device__ bool affine_param(AffineStats a, int is_signed, float& sc, int& z) {
+  z = 0;
+  if (a.m >= 0x7f800000) return false;
+  if (is_signed) sc = __int_as_float(a.m) / 127.f;
+  else {
+    const float range = a.mx - a.mn;
+    if (!(range < NUMEDGE_INF)) return false;
+    sc = range / 255.f;
+    if (sc > 0.f) z = (int)fminf(255.f, fmaxf(0.f, rintf(-a.mn / sc)));
+  }
+  if (sc == 0.f) sc = 1.f;
+  return true;
+}
+// group b's scale and zero point from its (thread 0's) stats (compute), and whether it is bad into bad
 __device__ void affine_params(AffineStats a, int b, int is_signed, int compute, float* scale, int* zp, int* bad) {
-  bool isbad = a.m >= 0x7f800000;
-  if (compute && !isbad) { // given scales: only a non-finite x is bad
+  bool isbad = a.m >= 0x7f800000; // given scales: only a non-finite x is bad
+  if (compute) {
     float sc;
-    int z = 0;
-    if (is_signed) sc = __int_as_float(a.m) / 127.f;
-    else {
-      const float range = a.mx - a.mn;
-      isbad = !(range < NUMEDGE_INF);
-      sc = range / 255.f;
-      if (!isbad && sc > 0.f) z = (int)fminf(255.f, fmaxf(0.f, rintf(-a.mn / sc)));
-    }
+    int z;
+    isbad = !affine_param(a, is_signed, sc, z);
     if (!isbad) {
-      scale[b] = sc == 0.f ? 1.f : sc;
+      scale[b] = sc;
       zp[b] = z;
     }
   }
@@ -1469,13 +1518,49 @@ extern "C" __global__ void __launch_bounds__(1024) quant_affine_fold(const int* 
 }
 
 // q = saturate(rint(x / scale) + zp), half to even, int8 when is_signed (written as its byte)
-extern "C" __global__ void quant_affine_f32(const float* x, long long n, int g, int is_signed, const float* scale, const int* zp, unsigned char* q) {
+__device__ unsigned char affine_q(float x, float sc, int z, int is_signed) {
   const float qmin = is_signed ? -128.f : 0.f, qmax = is_signed ? 127.f : 255.f;
+  return (unsigned char)(int)fminf(qmax, fmaxf(qmin, rintf(x / sc) + (float)z));
+}
+extern "C" __global__ void quant_affine_f32(const float* x, long long n, int g, int is_signed, const float* scale, const int* zp, unsigned char* q) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
     const long long k = idiv(i, g);
-    const float v = fminf(qmax, fmaxf(qmin, rintf(x[i] / scale[k]) + (float)zp[k]));
-    q[i] = (unsigned char)(int)v;
+    q[i] = affine_q(x[i], scale[k], zp[k], is_signed);
   }
+}
+
+// quant_affine_params_f32 (computing the parameters) then quant_affine_f32 in one read of x, by quant_block or
+// quant_warp: the same scale, zero point, q and bad (a bad group's q is written at scale 1, zero point 0; the call
+// reports the group).
+struct AffineCodes {
+  int is_signed;
+  float* scale;
+  int* zp;
+  int* bad;
+  typedef AffineStats Stats;
+  struct Param { float sc; int z; };
+  __device__ static AffineStats of(float v) { return {__float_as_int(v) & 0x7fffffff, fminf(0.f, v), fmaxf(0.f, v)}; }
+  __device__ static AffineStats merge(AffineStats a, AffineStats b) { return {max(a.m, b.m), fminf(a.mn, b.mn), fmaxf(a.mx, b.mx)}; }
+  __device__ static AffineStats shfl_xor(AffineStats a, int o) {
+    return {__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.mn, o), __shfl_xor_sync(0xffffffffu, a.mx, o)};
+  }
+  __device__ Param param(AffineStats a, long long b, bool write) const {
+    Param p;
+    const bool ok = affine_param(a, is_signed, p.sc, p.z);
+    if (!ok) p = {1.f, 0};
+    if (write) {
+      if (ok) { scale[b] = p.sc; zp[b] = p.z; }
+      else atomicMin(bad, (int)b);
+    }
+    return p;
+  }
+  __device__ int encode(float v, Param p) const { return affine_q(v, p.sc, p.z, is_signed); }
+};
+extern "C" __global__ void quant_affine_blockwise_f32(const float* x, long long n, int g, int is_signed, float* scale, int* zp, unsigned char* q, int* bad) {
+  quant_block<false>(x, n, g, AffineCodes{is_signed, scale, zp, bad}, 0, q);
+}
+extern "C" __global__ void quant_affine_blockwise_f32_warp(const float* x, long long n, int g, int is_signed, float* scale, int* zp, unsigned char* q, int* bad) {
+  quant_warp<false>(x, n, g, AffineCodes{is_signed, scale, zp, bad}, 0, q);
 }
 
 // ggml Q8_0 / Q4_0, byte-exact with ggml-quants.c quantize_row_q8_0_ref / quantize_row_q4_0_ref (as asm/quant.ts):
