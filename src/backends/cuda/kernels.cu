@@ -1222,30 +1222,25 @@ __device__ void quant_warp(const float* x, long long n, int bs, const Q& q, int 
   }
 }
 
+// Block-wise 8-bit / 4-bit: the code table into shared memory, then a CUDA block (quant_block) or a warp
+// (quant_warp) a group
+template <bool FOUR, bool WARP>
+__device__ void quant_codes(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks, int zero_code,
+    unsigned char* out, int* bad) {
+  __shared__ CodeTable t;
+  load_table(t, tree, ranks);
+  const AbsmaxCodes q{&t, absmax, bad};
+  if (WARP) quant_warp<FOUR>(x, n, bs, q, zero_code, out);
+  else quant_block<FOUR>(x, n, bs, q, zero_code, out);
+}
 extern "C" __global__ void quant_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    unsigned char* codes, int* bad) {
-  __shared__ CodeTable t;
-  load_table(t, tree, ranks);
-  quant_block<false>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, 0, codes);
-}
+    unsigned char* codes, int* bad) { quant_codes<false, false>(x, n, bs, absmax, tree, ranks, 0, codes, bad); }
 extern "C" __global__ void quant_4bit_blockwise_f32(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    int zero_code, unsigned char* packed, int* bad) {
-  __shared__ CodeTable t;
-  load_table(t, tree, ranks);
-  quant_block<true>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, zero_code, packed);
-}
+    int zero_code, unsigned char* packed, int* bad) { quant_codes<true, false>(x, n, bs, absmax, tree, ranks, zero_code, packed, bad); }
 extern "C" __global__ void quant_blockwise_f32_warp(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    unsigned char* codes, int* bad) {
-  __shared__ CodeTable t;
-  load_table(t, tree, ranks);
-  quant_warp<false>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, 0, codes);
-}
+    unsigned char* codes, int* bad) { quant_codes<false, true>(x, n, bs, absmax, tree, ranks, 0, codes, bad); }
 extern "C" __global__ void quant_4bit_blockwise_f32_warp(const float* x, long long n, int bs, float* absmax, const float* tree, const unsigned char* ranks,
-    int zero_code, unsigned char* packed, int* bad) {
-  __shared__ CodeTable t;
-  load_table(t, tree, ranks);
-  quant_warp<true>(x, n, bs, AbsmaxCodes{&t, absmax, bad}, zero_code, packed);
-}
+    int zero_code, unsigned char* packed, int* bad) { quant_codes<true, true>(x, n, bs, absmax, tree, ranks, zero_code, packed, bad); }
 
 // Stochastic rounding between the two code values around v (vals: the nu distinct code values ascending, ranks:
 // their code indices): up iff rand[i] < (v - lo) / (hi - lo) in f32; exact values and values outside the code's
