@@ -38,6 +38,11 @@ export function dtypeOfHost(a: unknown): Dtype | undefined {
 export interface Storage<H = unknown> {
   /** A zero-filled array of `length` elements of `dtype`. */
   alloc(length: number, dtype: Dtype): H;
+  /**
+   * The same with its contents unspecified, for an array about to be written in full (an op's output, toDevice):
+   * where zeroing costs a device operation (cuda: a memset per array), this skips it. Absent: alloc serves.
+   */
+  allocOutput?(length: number, dtype: Dtype): H;
   free(h: H): void;
   /** Copy a host array of the handle's dtype and length in. */
   write(h: H, src: HostArray): void;

@@ -29,8 +29,8 @@ export function toDevice<T extends HostOf[Dtype]>(x: T, o?: DeviceOptions): Devi
   const dtype = dtypeOfHost(x);
   if (!dtype) throw new NumedgeError("dtype", `x must be a Float32Array, Float64Array, Int32Array, Uint8Array or Int8Array, got ${show(x)}`);
   const be = backendOpt(o);
-  const d = new DeviceArray(be, be.storage.alloc(x.length, dtype), dtype, x.length);
-  if (x.length > 0) be.storage.write(d.handle, x);
+  const st = be.storage, d = new DeviceArray(be, st.allocOutput && x.length > 0 ? st.allocOutput(x.length, dtype) : st.alloc(x.length, dtype), dtype, x.length);
+  if (x.length > 0) st.write(d.handle, x);
   return d;
 }
 

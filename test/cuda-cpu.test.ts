@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   NumedgeError, adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, quantize4bit, quantizeAffine, quantizeBlockwise, relu, reluBackward, route, setBackend, softmax,
-  stablemax, topk, updateBias,
+  stablemax, toDevice, topk, updateBias, type DeviceArray,
 } from "numedge";
 import { KERNELS } from "../src/backends/cuda.ts";
 import { getBackend } from "../src/backends/index.ts";
@@ -190,6 +190,29 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
       expect(c0!.experts.every((x) => x === -1), scoring).toBe(true);
     }
   }, 60_000);
+
+  test("outputs get no memset unless the kernels add into them: combine with no kept rows and route's accumulators are zeros, an affine zero point not given is 0, even where the device memory held garbage", async () => {
+    await setBackend(dev);
+    const dirty = (n: number, dtype: "i32" | "f32" | "f64") => { // arrays of 7s freed to the pool, which the next outputs of that size reuse
+      const a = Array.from({ length: 4 }, () => toDevice(dtype === "i32" ? new Int32Array(n).fill(7) : dtype === "f32" ? new Float32Array(n).fill(7) : new Float64Array(n).fill(7)));
+      for (const d of a) d.dispose();
+    };
+    const x = toDevice(Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)));
+    const r = route(x, { experts: 8, k: 2, capacityFactor: 0 }); // every assignment dropped: kept = 0
+    dirty(8 * 4, "f32");
+    const y = combine(toDevice(new Float32Array(0)), r, { hidden: 4 }).readSync();
+    dirty(1, "i32");
+    const q = quantizeAffine(x, { bits: 8, signed: false, scale: toDevice(Float32Array.of(0.01)) }) as unknown as { q: DeviceArray; zeroPoint: DeviceArray };
+    dirty(8, "i32"); dirty(8, "f64"); dirty(3, "f64");
+    const r2 = route(x, { experts: 8, k: 2, grad: true });
+    const out = [y, q.q.readSync(), q.zeroPoint.readSync(), r2.counts.readSync(), r2.stats.readSync(), r2.auxGrad!.readSync()];
+    await setBackend("wasm");
+    const h = route(x.readSync() as Float32Array, { experts: 8, k: 2, grad: true });
+    const want = [new Float32Array(32), quantizeAffine(x.readSync() as Float32Array, { bits: 8, signed: false, scale: Float32Array.of(0.01) }).q, new Int32Array(1), h.counts,
+      Float64Array.of(h.dropped, h.auxLoss, h.zLoss), h.auxGrad];
+    expect(out.slice(0, 4)).toEqual(want.slice(0, 4) as never);
+    near(out.slice(4), want.slice(4), 1e-5); // the router's sums in another order: wasm's bounds, not its bits
+  });
 
   test("routeDispatch on the backend: any negative expert is none (not only -1), over several chunks and warps, 3 experts or 2500 (runs of experts a thread in the offsets scan): the reference's dispatch", async () => {
     const r = uniform(33), n = 3000;

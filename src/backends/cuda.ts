@@ -66,12 +66,18 @@ function devicePool(d: Driver, exact = false) {
 }
 
 function cudaStorage(d: Driver, take: (bytes: number) => [bigint, number], give: (p: bigint, cls: number) => void): Storage<CudaBuf> {
+  // an output gets no memset (a device operation each): the op's kernels write the whole array
+  const allocOutput = (length: number, dtype: Dtype) => {
+    const bytes = length * CTORS[dtype].BYTES_PER_ELEMENT, [p, cls] = take(bytes);
+    return new CudaBuf(p, dtype, length, bytes, cls);
+  };
   return {
     alloc(length, dtype) {
-      const bytes = length * CTORS[dtype].BYTES_PER_ELEMENT, [p, cls] = take(bytes);
-      d.zero(p, bytes);
-      return new CudaBuf(p, dtype, length, bytes, cls);
+      const b = allocOutput(length, dtype);
+      d.zero(b.p, b.bytes);
+      return b;
     },
+    allocOutput,
     free: (b) => give(b.p, b.cls),
     write: (b, src) => d.htod(b.p, src),
     read(b) {

@@ -63,8 +63,12 @@ export class OpCall {
         + `pass DeviceArrays for all of a call's arrays (toDevice(${this.host.name})) or host arrays for all`);
   }
 
-  /** A new output array of the call's kind: a DeviceArray on the call's backend, or a host array. */
-  out(name: string, dtype: Dtype, length: number): Arg {
+  /**
+   * A new output array of the call's kind: a DeviceArray on the call's backend, or a host array. Its contents are
+   * unspecified on a device (the kernel writes it in full) unless `zero`: an accumulator, or an array the kernels
+   * may leave partly unwritten, must ask for zeros.
+   */
+  out(name: string, dtype: Dtype, length: number, zero = false): Arg {
     if (!this.dev) {
       try {
         return { name, dtype, length, k: new CTORS[dtype](length) };
@@ -73,7 +77,7 @@ export class OpCall {
       }
     }
     const be = this.be;
-    const da = new DeviceArray(be, be.storage.alloc(length, dtype), dtype, length);
+    const st = be.storage, da = new DeviceArray(be, st.allocOutput && !zero ? st.allocOutput(length, dtype) : st.alloc(length, dtype), dtype, length);
     return { name, dtype, length, get k() { return da.handle as HostArray; }, da };
   }
 

@@ -409,7 +409,7 @@ export function quantizeAffine(x: Float32Array | Float64Array | DeviceArray, o: 
         if (z < lo || z > hi) throw new NumedgeError("range", `zeroPoint[${i}] = ${z} is outside [${lo}, ${hi}]`);
       }
     }
-    const zp = Z ?? c.out("zeros", "i32", ng);
+    const zp = Z ?? c.out("zeros", "i32", ng, true);
     be.quantizeAffine(F32(xf), kg, false, F32(S), I32(zp), q.k as Int8Array, I32(bad));
     reportBad(c, "x", xf, bad, group); // before out.scale / out.zeroPoint are written
     c.copy(S, scale);

@@ -220,9 +220,10 @@ export function route(logits: Float32Array | DeviceArray, o: RouteOptions | (Omi
   const slots = expertChoice ? E : k;
   const capacity = expertChoice ? Math.min(T, Math.ceil(((cf ?? k) * T) / E)) : cf === undefined ? Infinity : Math.ceil((cf * T * k) / E);
   const experts = c.out("experts", "i32", T * slots), weights = c.out("weights", "f32", T * slots), order = c.out("order", "i32", T * slots);
-  const counts = c.out("counts", "i32", E), offsets = c.out("offsets", "i32", E + 1), stats = c.out("stats", "f64", 3);
-  // scratch: selections per expert before drops, probability sums, logsumexp per token, d aux / d p
-  const pre = c.out("pre", "i32", E), pSum = c.out("pSum", "f64", E), lse = c.out("lse", "f64", T), coef = c.out("coef", "f64", E);
+  const counts = c.out("counts", "i32", E), offsets = c.out("offsets", "i32", E + 1), stats = c.out("stats", "f64", 3, true);
+  // scratch: selections per expert before drops and probability sums (both accumulated: zeros), logsumexp per token,
+  // d aux / d p
+  const pre = c.out("pre", "i32", E, true), pSum = c.out("pSum", "f64", E, true), lse = c.out("lse", "f64", T), coef = c.out("coef", "f64", E);
   const I = (a: Arg) => a.k as Int32Array, D = (a: Arg) => a.k as Float64Array;
   if (!expertChoice) {
     be.routeTokens(z, { rows: T, experts: E, k, scoring, scale, bias: b, groups, topkGroups, normalize, routeScale,
@@ -283,7 +284,7 @@ export function combine(expertOut: Float32Array | DeviceArray, r: RouteResult | 
   if (X.length !== kept * hidden)
     throw new NumedgeError("shape", `expertOut.length ${X.length} must be offsets[E] * hidden = ${kept} * ${hidden}`);
   const tokens = order.length / slots;
-  const out = c.out("out", "f32", tokens * hidden);
+  const out = c.out("out", "f32", tokens * hidden, true); // combine adds into it
   const ord = checkIndices(order, order.length, (p, a) => `r.order[${p}] = ${a} is outside [0, ${order.length - 1}]`, kept);
   if (kept > 0) c.be.combine(X.k as Float32Array, ord.k as Int32Array, weights.k as Float32Array, slots, kept, hidden, out.k as Float32Array);
   c.wrote(out);
