@@ -60,6 +60,11 @@ export interface Storage<H = unknown> {
   readAsync?(h: H): Promise<HostArray>;
 }
 
+/** A storage array for data about to be written in full (allocOutput where the storage has it), or zero-filled. */
+export function storageArray<H>(st: Storage<H>, length: number, dtype: Dtype, zero: boolean): H {
+  return !zero && st.allocOutput ? st.allocOutput(length, dtype) : st.alloc(length, dtype);
+}
+
 /** The part of a backend a DeviceArray needs: its name and its storage. */
 export interface StorageOwner {
   /** Unique among loaded backends ("wasm", "reference", "tfjs-cpu", ...). */

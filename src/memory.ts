@@ -2,7 +2,7 @@
 // as plain typed arrays that every op uses in place.
 import { loadedBackend } from "./backends/index.ts";
 import { allocIn, freeIn, resetMemory } from "./backends/wasm/runtime.ts";
-import { CTORS, DeviceArray, dtypeOfHost, type Dtype, type HostOf } from "./device.ts";
+import { CTORS, DeviceArray, dtypeOfHost, storageArray, type Dtype, type HostOf } from "./device.ts";
 import { NumedgeError, checkInt, readOptions, show } from "./errors.ts";
 
 const ALLOC_DTYPES = ["f32", "f64", "i32", "u8"] as const;
@@ -29,8 +29,8 @@ export function toDevice<T extends HostOf[Dtype]>(x: T, o?: DeviceOptions): Devi
   const dtype = dtypeOfHost(x);
   if (!dtype) throw new NumedgeError("dtype", `x must be a Float32Array, Float64Array, Int32Array, Uint8Array or Int8Array, got ${show(x)}`);
   const be = backendOpt(o);
-  const st = be.storage, d = new DeviceArray(be, st.allocOutput && x.length > 0 ? st.allocOutput(x.length, dtype) : st.alloc(x.length, dtype), dtype, x.length);
-  if (x.length > 0) st.write(d.handle, x);
+  const d = new DeviceArray(be, storageArray(be.storage, x.length, dtype, false), dtype, x.length);
+  if (x.length > 0) be.storage.write(d.handle, x);
   return d;
 }
 

@@ -488,20 +488,24 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     ...routing,
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
-      scratch(nb * 4, ([inv]) => onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
+      onDevice(rand ? [x, rand] : [x], [codes, absmax, bad], ([px, pr], [pc, pa, pbad]) => {
         if (!rand && quantOneRead("quant_blockwise_f32", px!, n, bs, nb, [{ p: pa! }, { p: tb.tree }, { p: tb.ranks }, { p: pc! }, { p: pbad! }], pbad!)) return;
-        absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
-        if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);
-        else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { p: pc! }]);
-      }, keepUnlessBad(bad)));
+        scratch(nb * 4, ([inv]) => {
+          absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
+          if (pr) d.launch(k.quant_stochastic_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.vals }, { p: tb.ranks }, { i32: tb.nu }, { p: pr }, { p: pc! }]);
+          else d.launch(k.quant_codes_f32!, elems(n), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { p: pc! }]);
+        });
+      }, keepUnlessBad(bad));
     },
     quantize4bit(x, bs, code, packed, absmax, bad) {
       const n = x.length, nb = absmax.length, tb = table(code);
-      scratch(nb * 4, ([inv]) => onDevice([x], [packed, absmax, bad], ([px], [pp, pa, pbad]) => {
+      onDevice([x], [packed, absmax, bad], ([px], [pp, pa, pbad]) => {
         if (quantOneRead("quant_4bit_blockwise_f32", px!, n, bs, nb, [{ p: pa! }, { p: tb.tree }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }, { p: pbad! }], pbad!)) return;
-        absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
-        d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
-      }, keepUnlessBad(bad)));
+        scratch(nb * 4, ([inv]) => { // a lone block past 4096: its absmax over many CUDA blocks, then the codes
+          absmaxPass(px!, n, bs, nb, pa!, inv!, pbad!);
+          d.launch(k.quant_4bit_f32!, elems(packed.length), 256, [{ p: px! }, { i64: n }, { i32: bs }, { p: inv! }, { p: tb.tree }, { p: tb.ranks }, { i32: tb.zero }, { p: pp! }]);
+        });
+      }, keepUnlessBad(bad));
     },
     dequantizeBlockwise(codes, bs, code, absmax, out) {
       const tb = table(code);

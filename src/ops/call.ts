@@ -3,7 +3,7 @@
 // are made there (no host copy). One call takes either kind, never both, and DeviceArrays of one backend only.
 import { getBackend } from "../backends/index.ts";
 import type { Backend } from "../backends/types.ts";
-import { CTORS, DeviceArray, dtypeOfHost, type Dtype, type HostArray } from "../device.ts";
+import { CTORS, DeviceArray, dtypeOfHost, storageArray, type Dtype, type HostArray } from "../device.ts";
 import { NumedgeError, overlaps, show } from "../errors.ts";
 import { inWasm } from "../backends/wasm/runtime.ts";
 
@@ -77,7 +77,7 @@ export class OpCall {
       }
     }
     const be = this.be;
-    const st = be.storage, da = new DeviceArray(be, st.allocOutput && !zero ? st.allocOutput(length, dtype) : st.alloc(length, dtype), dtype, length);
+    const da = new DeviceArray(be, storageArray(be.storage, length, dtype, zero), dtype, length);
     return { name, dtype, length, get k() { return da.handle as HostArray; }, da };
   }
 
