@@ -124,39 +124,29 @@ __device__ double exp_shifted(float x, double m, double scale) { return (double)
 // A row of up to ROW_REGS * blockDim values is read once into registers (ROW_REGS a thread, slot q holding element
 // threadIdx.x + q * blockDim.x): one read and one write of memory whatever the algorithm, each exp taken once.
 #define ROW_REGS(T) (sizeof(T) == 4 ? 16 : 8)
-// Loads xr[0, n) into v (-Infinity past n); returns the block's max m (NaN if any element is NaN) and sets s to the
-// block's sum of exp((x - m) * scale) (NaN or 0 when m is not finite); keep_exps: v then holds the exps.
 template <typename T>
-__device__ __forceinline__ double regs_max_sum(const T* xr, int n, double scale, bool keep_exps, T (&v)[ROW_REGS(T)], double& s) {
+__device__ void softmax_row_regs(const T* xr, T* yr, int cols, double scale, int log_out) {
   constexpr int V = ROW_REGS(T);
-  T mx = -(T)NUMEDGE_INF;
+  T v[V], mx = -(T)NUMEDGE_INF;
   bool nan = false;
 #pragma unroll
   for (int q = 0; q < V; q++) {
     const int i = threadIdx.x + q * blockDim.x;
-    v[q] = i < n ? xr[i] : -(T)NUMEDGE_INF;
+    v[q] = i < cols ? xr[i] : -(T)NUMEDGE_INF;
     if (v[q] != v[q]) nan = true;
     else if (v[q] > mx) mx = v[q];
   }
   const double m = block_max(nan ? NUMEDGE_DNAN : (double)mx);
-  s = 0.0;
+  double s = 0.0;
   if (m == m && m < (double)NUMEDGE_INF) // else the row is bad: skip the exps
 #pragma unroll
     for (int q = 0; q < V; q++)
-      if (threadIdx.x + q * blockDim.x < n) {
+      if (threadIdx.x + q * blockDim.x < cols) {
         const double e = exp_shifted(v[q], m, scale);
         s += e;
-        if (keep_exps) v[q] = (T)e; // exact: an f32 row's exps are f32 values
+        if (!log_out) v[q] = (T)e; // exact: an f32 row's exps are f32 values
       }
   s = block_sum(s);
-  return m;
-}
-template <typename T>
-__device__ void softmax_row_regs(const T* xr, T* yr, int cols, double scale, int log_out) {
-  constexpr int V = ROW_REGS(T);
-  T v[V];
-  double s;
-  const double m = regs_max_sum<T>(xr, cols, scale, !log_out, v, s);
   const bool bad = !(s > 0.0 && s < (double)NUMEDGE_INF) || m != m; // as softmax_row
   const double ls = log_out ? log(s) : 0.0, inv = 1.0 / s;
 #pragma unroll
