@@ -38,7 +38,6 @@ export function emulatedDriver(): EmulatedDriver {
   const i8 = (p: bigint) => { const b = bytesAt(p); return new Int8Array(b.buffer, b.byteOffset, b.byteLength); };
   const bitsBuf = new Float32Array(1), bitsInt = new Int32Array(bitsBuf.buffer);
   const absBits = (v: number) => { bitsBuf[0] = v; return bitsInt[0]! & 0x7fffffff; };
-  /** An affine group's max |x| bits, min(0, min x) and max(0, max x) over x[from, to). */
   /** kernels.cu affine_param: a group's scale (0 becomes 1) and zero point, or null for a bad group. */
   const affineParam = (m: number, mn: number, mx: number, signed: number): { s: number; z: number } | null => {
     if (m >= 0x7f800000) return null;
@@ -52,6 +51,7 @@ export function emulatedDriver(): EmulatedDriver {
     const [lo, hi] = signed ? [-128, 127] : [0, 255], v = fr(rintEven(fr(x / s)) + z);
     return v !== v ? lo : Math.min(hi, Math.max(lo, v));
   };
+  /** An affine group's max |x| bits, min(0, min x) and max(0, max x) over x[from, to). */
   const affineStats = (x: Float32Array, from: number, to: number): [number, number, number] => {
     let m = 0, mn = 0, mx = 0;
     for (let i = from; i < to; i++) {
