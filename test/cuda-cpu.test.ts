@@ -432,9 +432,11 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     }
   }, 120_000);
 
-  test("topk: long rows by a warp (k <= 32) or a block (k <= 1024, radix select), short rows with k > 32 (device scratch), ties, NaN, ±Infinity, unsorted: as wasm; then every kernel the backend loads has run here", async () => {
+  test("topk: long rows by a warp (k <= 32) or a block (k <= 1024, radix select), short rows by a thread (k <= 32 in registers, past that device scratch), ties, NaN, ±Infinity, unsorted: as wasm; then every kernel the backend loads has run here", async () => {
     const r = uniform(26), x = Float32Array.from({ length: 50 * 2100 }, (_, i) => (i % 97 === 5 ? NaN : i % 89 === 3 ? -Infinity : i % 83 === 1 ? Infinity : Math.round(r() * 40)));
-    for (const [cols, o] of [[700, { k: 32 }], [700, { k: 5, sorted: false }], [700, { k: 40 }], [700, { k: 40, sorted: false }], [700, { k: 700 }], [700, { k: 699, sorted: false }],
+    // k across the register kernels' sizes (up to 4, 8, 16, 32) for a warp per row and a thread per row
+    const inRegisters = [1, 4, 5, 8, 9, 16, 17, 32].flatMap((k) => [[700, { k }], [100, { k, sorted: false }], [100, { k }], [700, { k, sorted: false }]] as const);
+    for (const [cols, o] of [...inRegisters, [700, { k: 40 }], [700, { k: 40, sorted: false }], [700, { k: 700 }], [700, { k: 699, sorted: false }],
       [2100, { k: 1024 }], [2100, { k: 1000, sorted: false }], [100, { k: 40 }], [100, { k: 33, sorted: false }]] as const) {
       // values as bits: toEqual calls typed arrays holding NaN unequal
       const [a, b] = await on([dev, "wasm"], () => { const t = topk(x.subarray(0, 50 * cols), { cols, ...o }); return [new Uint32Array(t.values.buffer), t.indices]; });

@@ -55,7 +55,7 @@ describe("cuda backend over an emulated GPU", () => {
     topk(x, { cols: 16, k: 16 });
     topk(x, { cols: 128, k: 3 }); // a long row: a warp per row
     updateBias(toDevice(new Float32Array(4)), toDevice(new Int32Array(4)), 0.1);
-    expect(emulated.launches).toEqual(["softmax_f32", "relu_f32", "cublasSgemm_v2", "ce_softmax_f32_warp", "ce_finish", "topk_f32", "topk_f32", "topk_warp_f32", "update_bias"]);
+    expect(emulated.launches).toEqual(["softmax_f32", "relu_f32", "cublasSgemm_v2", "ce_softmax_f32_warp", "ce_finish", "topk_f32_k4", "topk_f32_k16", "topk_warp_f32_k4", "update_bias"]);
     emulated.launches.length = 0;
     const r = route(x, { experts: 16, k: 2, capacityFactor: 1, grad: true });
     const kept = (r.offsets.readSync() as Int32Array)[16]!;

@@ -146,7 +146,7 @@ export const KERNELS = [
     "softmax_part", "softmax_finish", "stablemax_part", "stablemax_finish"]
     .flatMap((n) => [`${n}_f32`, `${n}_f64`]),
   ...["ce_softmax_f32", "ce_softmax_f32in_f64", "ce_softmax_f64", "ce_stablemax_f32", "ce_stablemax_f32in_f64", "ce_stablemax_f64"].flatMap((n) => [n, `${n}_warp`, `${n}_wide`]), "ce_finish", "max_into_finish",
-  "topk_f32", "topk_warp_f32", "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "quant_blockwise_f32_warp", "quant_4bit_blockwise_f32", "quant_4bit_blockwise_f32_warp", "quant_affine_blockwise_f32", "quant_affine_blockwise_f32_warp", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
+  "topk_f32", ...[4, 8, 16, 32].flatMap((K) => [`topk_f32_k${K}`, `topk_warp_f32_k${K}`]), "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "quant_blockwise_f32_warp", "quant_4bit_blockwise_f32", "quant_4bit_blockwise_f32_warp", "quant_affine_blockwise_f32", "quant_affine_blockwise_f32_warp", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_part", "quant_affine_fold", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
   "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
@@ -474,16 +474,15 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       }));
     },
     topk(x, values, indices, r, cols, kk, sorted) {
-      // long rows: a warp per row (k <= 32) or a block per row (k <= 1024); else a thread per row, keys in registers
-      // (k <= 32) or device scratch
+      // long rows: a warp per row (k <= 32) or a block per row (k <= 1024); else a thread per row. k <= 32 keeps its
+      // keys in registers (kernels for k up to 4, 8, 16, 32); a thread per row past that, in device scratch.
+      const args = (px: bigint, pv: bigint, pi: bigint): KernelArg[] => [{ p: px }, { p: pv }, { p: pi }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }];
+      const K = kk <= 4 ? 4 : kk <= 8 ? 8 : kk <= 16 ? 16 : 32;
       if (kk <= 1024 && cols >= 128) {
         const warp = kk <= 32, grid = Math.max(1, Math.min(warp ? Math.ceil(r / 4) : r, 65535));
-        onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(warp ? k.topk_warp_f32! : k.topk_block_f32!, grid, warp ? 128 : 256,
-          [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }]));
-        return;
-      }
-      scratch(kk > 32 ? r * kk * 8 : 0, ([keys]) => onDevice([x], [values, indices], ([px], [pv, pi]) =>
-        d.launch(k.topk_f32!, perThread(r), 128, [{ p: px! }, { p: pv! }, { p: pi! }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }, { p: keys! }])));
+        onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(warp ? k[`topk_warp_f32_k${K}`]! : k.topk_block_f32!, grid, warp ? 128 : 256, args(px!, pv!, pi!)));
+      } else if (kk <= 32) onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(k[`topk_f32_k${K}`]!, perThread(r), 128, args(px!, pv!, pi!)));
+      else scratch(r * kk * 8, ([keys]) => onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(k.topk_f32!, perThread(r), 128, [...args(px!, pv!, pi!), { p: keys! }])));
     },
     ...routing,
     quantizeBlockwise(x, bs, code, codes, absmax, rand, bad) {

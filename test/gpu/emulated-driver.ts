@@ -702,7 +702,7 @@ export function emulatedDriver(): EmulatedDriver {
         let m = dst[0]!;
         for (let i = 0; i < len && m === m; i++) { const v = abs ? Math.abs(src[i]!) : src[i]!; if (v > m || v !== v) m = v; }
         dst[0] = m;
-      } else if (name === "topk_f32" || name === "topk_warp_f32" || name === "topk_block_f32") { // a thread, a warp or a block per row: the same selection
+      } else if (/^topk_(warp_)?f32(_k\d+)?$|^topk_block_f32$/.test(name)) { // a thread, a warp or a block per row: the same selection
         const vals = f32(p(1)), idx = i32(p(2)), [rows, cols, k, sorted] = [n(3), n(4), n(5), n(6)];
         for (let r = 0; r < rows; r++) {
           const buf = topkKeys(x as Float32Array, r * cols, cols, k);

@@ -1688,11 +1688,11 @@ __device__ unsigned long long block_radix_select(KeyOf key, int n, int rank, int
   return prefix;
 }
 
+// k > 32: one thread per row, its k keys in `keys` ([rows, k] device scratch)
 extern "C" __global__ void topk_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted, long long* keys) {
   for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
     const float* xr = x + (long long)r * cols;
-    long long local[32];
-    long long* buf = k <= 32 ? local : keys + (long long)r * k;
+    long long* buf = keys + (long long)r * k;
     topk_keys(xr, cols, k, buf);
     if (!sorted) { // ascending index: descending ~index, the low halves as unsigned keys
       for (int j = 0; j < k; j++) buf[j] = (long long)(unsigned int)buf[j];
@@ -1706,29 +1706,65 @@ extern "C" __global__ void topk_f32(const float* x, float* vals, int* idx, int r
   }
 }
 
-// Long rows (k <= 32): one warp per row. Each lane keeps the k best of its strided share (lane, lane + 32, ...),
-// best first; then k rounds of a warp-wide max over the lanes' next keys (keys are distinct: one winner) emit the
-// row's k best in rank order. Same keys, same selection as topk_f32.
-extern "C" __global__ void topk_warp_f32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) {
+// k <= K (4, 8, 16 or 32): the best K keys in registers, best first (every index known at compile time; a loop over a
+// runtime k would put the buffer in local memory). Inserting a key is one compare-and-select per slot.
+template <int K>
+__device__ __forceinline__ void topk_insert(long long (&buf)[K], long long key) {
+  if (key <= buf[K - 1]) return;
+#pragma unroll
+  for (int j = K - 1; j > 0; j--) buf[j] = key > buf[j - 1] ? buf[j - 1] : key > buf[j] ? key : buf[j];
+  buf[0] = key > buf[0] ? key : buf[0];
+}
+// Writes row r's k best keys (buf, best first): in rank order, or (unsorted) in ascending index order.
+template <int K>
+__device__ __forceinline__ void topk_write(const long long (&buf)[K], const float* xr, float* vals, int* idx, long long r, int k, int sorted) {
+#pragma unroll
+  for (int a = 0; a < K; a++) {
+    if (a >= k) break;
+    int at = a;
+    if (!sorted) { // the key's place among the k by index: how many have a lower index (a larger ~index)
+      at = 0;
+#pragma unroll
+      for (int b = 0; b < K; b++) at += b < k && (unsigned int)buf[b] > (unsigned int)buf[a];
+    }
+    const int i = ~(int)buf[a];
+    idx[r * k + at] = i;
+    vals[r * k + at] = xr[i];
+  }
+}
+// Short rows: one thread per row.
+template <int K>
+__device__ void topk_thread(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) {
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+    const float* xr = x + (long long)r * cols;
+    long long buf[K];
+#pragma unroll
+    for (int j = 0; j < K; j++) buf[j] = NUMEDGE_KEY_MIN; // below every key
+    for (int i = 0; i < cols; i++) topk_insert<K>(buf, topk_key(xr[i], i));
+    topk_write<K>(buf, xr, vals, idx, r, k, sorted);
+  }
+}
+// Long rows: one warp per row. Each lane keeps the K best of its strided share (lane, lane + 32, ...); then k rounds
+// of a warp-wide max over the lanes' best remaining keys (keys are distinct: one winner, which drops its best) give
+// the row's k best in rank order, lane j holding the j-th. Same keys, same selection as topk_f32.
+template <int K>
+__device__ void topk_warp(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) {
   const int lane = threadIdx.x & 31, warps = (gridDim.x * blockDim.x) >> 5;
   for (int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
     const float* xr = x + (long long)r * cols;
-    long long buf[32];
-    for (int j = 0; j < k; j++) buf[j] = NUMEDGE_KEY_MIN;
-    for (int i = lane; i < cols; i += 32) {
-      const long long key = topk_key(xr[i], i);
-      if (key <= buf[k - 1]) continue;
-      int j = k - 1;
-      for (; j > 0 && buf[j - 1] < key; j--) buf[j] = buf[j - 1];
-      buf[j] = key;
-    }
-    int pos = 0;
-    long long mine = 0; // lane j ends up holding the row's j-th best key
+    long long buf[K];
+#pragma unroll
+    for (int j = 0; j < K; j++) buf[j] = NUMEDGE_KEY_MIN;
+    for (int i = lane; i < cols; i += 32) topk_insert<K>(buf, topk_key(xr[i], i));
+    long long mine = NUMEDGE_KEY_MIN;
     for (int j = 0; j < k; j++) {
-      const long long offer = pos < k ? buf[pos] : NUMEDGE_KEY_MIN;
-      long long best = offer;
+      long long best = buf[0];
       for (int o = 16; o > 0; o >>= 1) { const long long other = __shfl_xor_sync(0xffffffffu, best, o); best = other > best ? other : best; }
-      if (offer == best) pos++;
+      if (buf[0] == best) {
+#pragma unroll
+        for (int q = 0; q < K - 1; q++) buf[q] = buf[q + 1];
+        buf[K - 1] = NUMEDGE_KEY_MIN;
+      }
       if (lane == j) mine = best;
     }
     if (!sorted) { // ascending index: rank the low halves (~index, larger = lower index) across the k lanes
@@ -1743,6 +1779,14 @@ extern "C" __global__ void topk_warp_f32(const float* x, float* vals, int* idx, 
     }
   }
 }
+extern "C" __global__ void topk_f32_k4(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_thread<4>(x, vals, idx, rows, cols, k, sorted); }
+extern "C" __global__ void topk_warp_f32_k4(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_warp<4>(x, vals, idx, rows, cols, k, sorted); }
+extern "C" __global__ void topk_f32_k8(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_thread<8>(x, vals, idx, rows, cols, k, sorted); }
+extern "C" __global__ void topk_warp_f32_k8(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_warp<8>(x, vals, idx, rows, cols, k, sorted); }
+extern "C" __global__ void topk_f32_k16(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_thread<16>(x, vals, idx, rows, cols, k, sorted); }
+extern "C" __global__ void topk_warp_f32_k16(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_warp<16>(x, vals, idx, rows, cols, k, sorted); }
+extern "C" __global__ void topk_f32_k32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_thread<32>(x, vals, idx, rows, cols, k, sorted); }
+extern "C" __global__ void topk_warp_f32_k32(const float* x, float* vals, int* idx, int rows, int cols, int k, int sorted) { topk_warp<32>(x, vals, idx, rows, cols, k, sorted); }
 
 // Sort s[0..m) (m a power of two, at most a few thousand) in shared memory, ascending or descending: a bitonic
 // network over the whole block, a barrier per step (every thread of the block must call it).
