@@ -230,6 +230,15 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     near(out.slice(4), want.slice(4), 1e-5); // the router's sums in another order: wasm's bounds, not its bits
   });
 
+  test("route's selection with its keys in registers (k, or the groups kept, up to 4, 8, 16, 32) or in scratch (past 32): wasm's experts, with and without bias and groups; weights within 1e-6", async () => {
+    const r = uniform(38), T = 300, E = 48, z = Float32Array.from({ length: T * E }, () => (r() * 2 - 1) * 4), bias = Float32Array.from({ length: E }, () => r() - 0.5);
+    for (const o of [{ k: 2 }, { k: 6 }, { k: 12 }, { k: 24 }, { k: 40 }, { k: 3, bias, groups: 8, topkGroups: 3 }, { k: 20, bias, groups: 4, topkGroups: 4 }, { k: 8, groups: 16, topkGroups: 12, scoring: "sigmoid" as const }]) {
+      const [a, b] = await on([dev, "wasm"], () => { const q = route(z, { experts: E, ...o }); return [q.experts, q.weights, q.counts] as const; });
+      expect([a![0], a![2]], JSON.stringify({ ...o, bias: !!o.bias })).toEqual([b![0], b![2]]);
+      near(a![1], b![1], 1e-6);
+    }
+  });
+
   test("routeDispatch on the backend: any negative expert is none (not only -1), over several chunks and warps, 3 experts or 2500 (runs of experts a thread in the offsets scan): the reference's dispatch", async () => {
     const r = uniform(33), n = 3000;
     for (const [E, cap] of [[3, -1], [3, 0], [3, 7], [3, 700], [2500, -1], [2500, 1]]) {

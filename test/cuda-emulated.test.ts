@@ -63,7 +63,7 @@ describe("cuda backend over an emulated GPU", () => {
     const w = r.weights.readSync() as Float32Array; // each token's row is the sum of its kept weights
     for (let t = 0; t < 8; t++) expect(y[t * 4 + 3]).toBeCloseTo(w[2 * t]! + w[2 * t + 1]!, 6);
     route(x, { experts: 16, k: 2, expertChoice: true });
-    expect(new Set(emulated.launches)).toEqual(new Set(["route_score_f32", "route_psum", "route_select_f32", "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets",
+    expect(new Set(emulated.launches)).toEqual(new Set(["route_score_f32", "route_psum", "route_select_f32_k4", "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets",
       "dispatch_place", "route_losses", "route_grad_f32", "combine_count", "scan_part", "scan_top", "scan_apply", "combine_place", "combine_sort", "combine_gather_f32",
       "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats"]));
     x.dispose();

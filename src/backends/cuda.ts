@@ -149,7 +149,7 @@ export const KERNELS = [
   "topk_f32", ...[4, 8, 16, 32].flatMap((K) => [`topk_f32_k${K}`, `topk_warp_f32_k${K}`]), "topk_block_f32", "quant_absmax_f32", "quant_absmax_part", "quant_absmax_fold", "quant_blockwise_f32", "quant_blockwise_f32_warp", "quant_4bit_blockwise_f32", "quant_4bit_blockwise_f32_warp", "quant_affine_blockwise_f32", "quant_affine_blockwise_f32_warp", "bad_init", "bad_finish", "quant_codes_f32", "quant_4bit_f32", "dequant_blockwise_u8", "dequant_4bit",
   "quant_affine_params_f32", "quant_affine_part", "quant_affine_fold", "quant_affine_f32", "dequant_affine", "quant_q8_0_f32", "quant_q4_0_f32", "dequant_q8_0", "dequant_q4_0",
   "quant_stochastic_f32", "uniforms_f32", "absmax_part", "absmax_mean", "absmax_center_f32", "absmax_uncenter_f32", "to_f32", "adam8bit_f32", "adam32_f32",
-  "route_score_f32", "route_psum", "route_select_f32", "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
+  "route_score_f32", "route_psum", "route_select_f32", ...[4, 8, 16, 32].map((K) => `route_select_f32_k${K}`), "route_ec_threshold_f32", "route_ec_select_f32", "route_ec_finish", "route_ec_stats", "route_losses", "route_grad_f32", "update_bias",
   "dispatch_count", "dispatch_scan", "dispatch_drops", "dispatch_offsets", "dispatch_place",
   "emb_count", "radix_hist", "radix_scatter", "emb_gather_f32", "emb_gather_f64",
   "combine_count", "scan_part", "scan_top", "scan_apply", "combine_place", "combine_sort", "combine_gather_f32",
@@ -162,6 +162,8 @@ const rowBlock = (cols: number) => (cols >= 8192 ? 1024 : cols >= 1024 ? 256 : c
  * held in registers (kernels.cu ROW_REGS: 16 f32 or 8 f64 a thread) and read once; longer rows loop on 1024.
  */
 const softmaxThreads = (cols: number) => Math.min(1024, Math.max(32, Math.ceil(cols / 256) * 32));
+/** The register top-k kernels' buffer for k <= 32 keys (kernels.cu topk_insert): the smallest of 4, 8, 16, 32 that holds k. */
+const keysK = (k: number) => (k <= 4 ? 4 : k <= 8 ? 8 : k <= 16 ? 16 : 32);
 /** Fewer rows than this, each past the registers, split over several blocks (a large GPU runs two 1024-thread blocks an SM). */
 const SPLIT_ROWS = 256;
 
@@ -389,11 +391,11 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
     },
     routeTokens(z, o, experts, weights, pre, pSum, lse, counts, offsets, order, stats) {
       const { rows: T, experts: E, groups, topkGroups } = o, kmax = Math.max(o.k, topkGroups, 2), masked = o.bias !== null || groups > 1;
-      scratch([T * E * 4, T * 8, masked ? T * E * 4 : 0, masked ? T * groups * 4 : 0, T * kmax * 8], ([ps, pinv, psel, pgsc, pkeys]) =>
+      scratch([T * E * 4, T * 8, masked ? T * E * 4 : 0, masked ? T * groups * 4 : 0, kmax > 32 ? T * kmax * 8 : 0], ([ps, pinv, psel, pgsc, pkeys]) =>
         onDevice(o.bias ? [z, o.bias, pre, pSum, stats] : [z, pre, pSum, stats], [experts, weights, pre, pSum, lse, counts, offsets, order, stats],
           (ip, [pe, pw, pp, pps, pl, pc, po, pr, pst]) => {
             score(ip[0]!, T, E, o.scoring, o.scale, ps!, pinv!, pps!, pl!);
-            d.launch(k.route_select_f32!, perThread(T), 128, [{ p: ip[0]! }, { p: ps! }, { p: o.bias ? ip[1]! : 0n }, { i32: T }, { i32: E }, { i32: o.k },
+            d.launch(k[kmax <= 32 ? `route_select_f32_k${keysK(kmax)}` : "route_select_f32"]!, perThread(T), 128, [{ p: ip[0]! }, { p: ps! }, { p: o.bias ? ip[1]! : 0n }, { i32: T }, { i32: E }, { i32: o.k },
               { i32: groups }, { i32: topkGroups }, { i32: o.normalize ? 1 : 0 }, f32(o.routeScale), { p: psel! }, { p: pgsc! }, { p: pkeys! }, { i32: kmax },
               { p: pe! }, { p: pw! }, { p: pp! }]);
             dispatch(pe!, pw!, T * o.k, E, o.capacity, pc!, po!, pr!, pst!);
@@ -477,7 +479,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       // long rows: a warp per row (k <= 32) or a block per row (k <= 1024); else a thread per row. k <= 32 keeps its
       // keys in registers (kernels for k up to 4, 8, 16, 32); a thread per row past that, in device scratch.
       const args = (px: bigint, pv: bigint, pi: bigint): KernelArg[] => [{ p: px }, { p: pv }, { p: pi }, { i32: r }, { i32: cols }, { i32: kk }, { i32: sorted ? 1 : 0 }];
-      const K = kk <= 4 ? 4 : kk <= 8 ? 8 : kk <= 16 ? 16 : 32;
+      const K = keysK(kk);
       if (kk <= 1024 && cols >= 128) {
         const warp = kk <= 32, grid = Math.max(1, Math.min(warp ? Math.ceil(r / 4) : r, 65535));
         onDevice([x], [values, indices], ([px], [pv, pi]) => d.launch(warp ? k[`topk_warp_f32_k${K}`]! : k.topk_block_f32!, grid, warp ? 128 : 256, args(px!, pv!, pi!)));

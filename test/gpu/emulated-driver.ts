@@ -321,7 +321,7 @@ export function emulatedDriver(): EmulatedDriver {
   function router(name: string, p: (i: number) => bigint, n: (i: number) => number, args: KernelArg[]) {
     const opt = <T>(i: number, view: (q: bigint) => T) => (p(i) === 0n ? null : view(p(i)));
     const SC = 1024;
-    switch (name) {
+    switch (/^route_select_f32_k\d+$/.test(name) ? "route_select_f32" : name) { // the keys in registers or in scratch: the same selection
       case "route_score_f32": {
         const z = f32(p(0)), [T, E, mode, scale] = [n(1), n(2), n(3), n(4)], s = f32(p(5)), inv = f64(p(6)), lse = f64(p(7));
         for (let t = 0; t < T; t++) { inv[t] = 1 / scoreRow(z, t * E, s, t * E, E, mode, scale); lse[t] = routeLse(z, t * E, E); }

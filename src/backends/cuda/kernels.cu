@@ -1909,47 +1909,99 @@ extern "C" __global__ void route_psum(const float* s, const double* inv, int T, 
 // (DeepSeek-V3: group score = sum of its top 2 with a bias, its max without; the best topkGroups groups stay
 // eligible); weights from s (normalized with an f64 sum, scaled); pre[e] += 1 per selection. Scratch: sel [T, E]
 // and gsc [T, groups] f32, keys [T, kmax] (kmax = max(k, topkGroups, 2)).
+// kb: the keys' buffer, `kmax` keys of scratch a token (route_select_f32, K = 0) or K in registers
+// (route_select_f32_kK, kmax <= K: loops over its first k or topkGroups keys run to K, every index known at compile
+// time once unrolled)
+template <int K, typename Buf>
+__device__ __forceinline__ void route_select_row(const float* z, const float* s, const float* bias, long long t, int E, int k, int groups,
+    int topkGroups, int normalize, float rscale, float* sel, float* gsc, Buf& kb, int* experts, float* weights, int* pre) {
+  const float* sr = s + t * E;
+  const float* src = z + t * E;
+  if (bias || groups > 1) {
+    float* sl = sel + t * E;
+    for (int e = 0; e < E; e++) sl[e] = bias ? sr[e] + bias[e] : sr[e];
+    if (groups > 1) {
+      const int gs = E / groups, two = bias ? min(2, gs) : 1;
+      float* gr = gsc + t * groups;
+      for (int g = 0; g < groups; g++) {
+        const float* gp = sl + g * gs;
+        kb.select(gp, gs, two);
+        float v = gp[~(int)kb.at(0)];
+        if (two == 2) v += gp[~(int)kb.at(1)];
+        gr[g] = v;
+      }
+      kb.select(gr, groups, topkGroups);
+      for (int g = 0; g < groups; g++) {
+        bool keep = false;
+#pragma unroll
+        for (int j = 0; j < (K > 0 ? K : topkGroups); j++) keep |= j < topkGroups && ~(int)kb.at(j) == g;
+        if (!keep) for (int i = 0; i < gs; i++) sl[g * gs + i] = -NUMEDGE_INF;
+      }
+    }
+    src = sl;
+  }
+  kb.select(src, E, k);
+  int* er = experts + t * k;
+  float* wr = weights + t * k;
+  double sum = 0;
+#pragma unroll
+  for (int j = 0; j < (K > 0 ? K : k); j++) if (j < k) sum += (double)sr[~(int)kb.at(j)];
+  const double c = normalize && sum > 0 ? (double)rscale / sum : (double)rscale;
+#pragma unroll
+  for (int j = 0; j < (K > 0 ? K : k); j++) {
+    if (j >= k) break;
+    const int e = ~(int)kb.at(j);
+    er[j] = e;
+    wr[j] = (float)((double)sr[e] * c);
+    atomicAdd(pre + e, 1);
+  }
+}
+// The two buffers: select(x, n, k) leaves the k best keys of x[0..n) first, best first; at(j) reads the j-th.
+struct ScratchKeys {
+  long long* kb;
+  __device__ void select(const float* x, int n, int k) { topk_keys(x, n, k, kb); }
+  __device__ long long at(int j) const { return kb[j]; }
+};
+template <int K>
+struct RegisterKeys {
+  long long buf[K];
+  __device__ __forceinline__ void select(const float* x, int n, int) {
+#pragma unroll
+    for (int j = 0; j < K; j++) buf[j] = NUMEDGE_KEY_MIN;
+    for (int i = 0; i < n; i++) topk_insert<K>(buf, topk_key(x[i], i));
+  }
+  __device__ __forceinline__ long long at(int j) const { return buf[j]; }
+};
 extern "C" __global__ void route_select_f32(const float* z, const float* s, const float* bias, int T, int E, int k, int groups, int topkGroups,
     int normalize, float rscale, float* sel, float* gsc, long long* keys, int kmax, int* experts, float* weights, int* pre) {
   for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < T; t += gridDim.x * blockDim.x) {
-    const float* sr = s + (long long)t * E;
-    long long* kb = keys + (long long)t * kmax;
-    const float* src = z + (long long)t * E;
-    if (bias || groups > 1) {
-      float* sl = sel + (long long)t * E;
-      for (int e = 0; e < E; e++) sl[e] = bias ? sr[e] + bias[e] : sr[e];
-      if (groups > 1) {
-        const int gs = E / groups, two = bias ? min(2, gs) : 1;
-        float* gr = gsc + (long long)t * groups;
-        for (int g = 0; g < groups; g++) {
-          const float* gp = sl + g * gs;
-          topk_keys(gp, gs, two, kb);
-          float v = gp[~(int)kb[0]];
-          if (two == 2) v += gp[~(int)kb[1]];
-          gr[g] = v;
-        }
-        topk_keys(gr, groups, topkGroups, kb);
-        for (int g = 0; g < groups; g++) {
-          bool keep = false;
-          for (int j = 0; j < topkGroups; j++) keep |= ~(int)kb[j] == g;
-          if (!keep) for (int i = 0; i < gs; i++) sl[g * gs + i] = -NUMEDGE_INF;
-        }
-      }
-      src = sl;
-    }
-    topk_keys(src, E, k, kb);
-    int* er = experts + (long long)t * k;
-    float* wr = weights + (long long)t * k;
-    double sum = 0;
-    for (int j = 0; j < k; j++) sum += (double)sr[~(int)kb[j]];
-    const double c = normalize && sum > 0 ? (double)rscale / sum : (double)rscale;
-    for (int j = 0; j < k; j++) {
-      const int e = ~(int)kb[j];
-      er[j] = e;
-      wr[j] = (float)((double)sr[e] * c);
-      atomicAdd(pre + e, 1);
-    }
+    ScratchKeys kb{keys + (long long)t * kmax};
+    route_select_row<0>(z, s, bias, t, E, k, groups, topkGroups, normalize, rscale, sel, gsc, kb, experts, weights, pre);
   }
+}
+template <int K>
+__device__ void route_select_k(const float* z, const float* s, const float* bias, int T, int E, int k, int groups, int topkGroups,
+    int normalize, float rscale, float* sel, float* gsc, int* experts, float* weights, int* pre) {
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < T; t += gridDim.x * blockDim.x) {
+    RegisterKeys<K> kb;
+    route_select_row<K>(z, s, bias, t, E, k, groups, topkGroups, normalize, rscale, sel, gsc, kb, experts, weights, pre);
+  }
+}
+extern "C" __global__ void route_select_f32_k4(const float* z, const float* s, const float* bias, int T, int E, int k, int groups, int topkGroups,
+    int normalize, float rscale, float* sel, float* gsc, long long* keys, int kmax, int* experts, float* weights, int* pre) {
+  route_select_k<4>(z, s, bias, T, E, k, groups, topkGroups, normalize, rscale, sel, gsc, experts, weights, pre);
+}
+extern "C" __global__ void route_select_f32_k8(const float* z, const float* s, const float* bias, int T, int E, int k, int groups, int topkGroups,
+    int normalize, float rscale, float* sel, float* gsc, long long* keys, int kmax, int* experts, float* weights, int* pre) {
+  route_select_k<8>(z, s, bias, T, E, k, groups, topkGroups, normalize, rscale, sel, gsc, experts, weights, pre);
+}
+extern "C" __global__ void route_select_f32_k16(const float* z, const float* s, const float* bias, int T, int E, int k, int groups, int topkGroups,
+    int normalize, float rscale, float* sel, float* gsc, long long* keys, int kmax, int* experts, float* weights, int* pre) {
+  route_select_k<16>(z, s, bias, T, E, k, groups, topkGroups, normalize, rscale, sel, gsc, experts, weights, pre);
+}
+extern "C" __global__ void route_select_f32_k32(const float* z, const float* s, const float* bias, int T, int E, int k, int groups, int topkGroups,
+    int normalize, float rscale, float* sel, float* gsc, long long* keys, int kmax, int* experts, float* weights, int* pre) {
+  route_select_k<32>(z, s, bias, T, E, k, groups, topkGroups, normalize, rscale, sel, gsc, experts, weights, pre);
 }
 
 // Expert choice: expert e takes the cap tokens with the largest keys key(s[t, e] + bias[e], t) (topk_key: distinct,
