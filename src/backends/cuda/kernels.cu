@@ -30,21 +30,22 @@ __device__ T block_sum_t(T v) {
   return v;
 }
 __device__ double block_sum(double v) { return block_sum_t<double>(v); }
+// Inclusive prefix sum of x over the warp's lanes (all 32 call it)
+__device__ int warp_scan_inclusive(int x) {
+  const int l = threadIdx.x & 31;
+  for (int o = 1; o < 32; o <<= 1) { const int y = __shfl_sync(0xffffffffu, x, l >= o ? l - o : l); if (l >= o) x += y; }
+  return x;
+}
 // Exclusive prefix sum of v in thread order: a scan in each warp, then one over the warps' totals (no thread walks
 // the block); *total gets the block's sum. Ends with a barrier, so the caller may reuse shared memory at once.
 __device__ int block_scan_exclusive(int v, int* total) {
   __shared__ int warp_incl[32];
   const int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
-  int x = v;
-  for (int o = 1; o < 32; o <<= 1) { const int y = __shfl_sync(0xffffffffu, x, l >= o ? l - o : l); if (l >= o) x += y; }
+  const int x = warp_scan_inclusive(v);
   __syncthreads(); // warp_incl's last readers are done
   if (l == 31) warp_incl[w] = x;
   __syncthreads();
-  if (w == 0) {
-    int t = l < nw ? warp_incl[l] : 0;
-    for (int o = 1; o < 32; o <<= 1) { const int y = __shfl_sync(0xffffffffu, t, l >= o ? l - o : l); if (l >= o) t += y; }
-    warp_incl[l] = t;
-  }
+  if (w == 0) warp_incl[l] = warp_scan_inclusive(l < nw ? warp_incl[l] : 0);
   __syncthreads();
   *total = warp_incl[nw - 1];
   const int r = x - v + (w > 0 ? warp_incl[w - 1] : 0);
@@ -156,10 +157,30 @@ __device__ void softmax_row_regs(const T* xr, T* yr, int cols, double scale, int
   }
 }
 
+// Dukhan & Ablavatski's pass over xr[0, n) in one read: each thread a running max, its sum rescaled when the max
+// grows (the only f64 exp), then the block's max m (NaN if any element is NaN; returned) and s = the sum of
+// exp((x - m) * scale) (a thread that saw no finite value adds 0; NaN or 0 where m is not finite).
+template <typename T>
+__device__ double online_max_sum(const T* xr, int n, double scale, double& s) {
+  double m = -(double)NUMEDGE_INF;
+  bool nan = false;
+  s = 0.0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const double v = (double)xr[i];
+    if (v != v) nan = true;
+    else if (v > m) { s = s * exp((m - v) * scale) + 1.0; m = v; }
+    else if (v > -(double)NUMEDGE_INF) s += exp_shifted(xr[i], m, scale); // -Infinity adds 0
+  }
+  const double mt = m;
+  m = block_max(nan ? NUMEDGE_DNAN : m);
+  s = block_sum(s == 0.0 ? 0.0 : s * exp((mt - m) * scale));
+  return m;
+}
+
 // Rows too long for one block's registers, and too few to fill the GPU a block each: P blocks a row (block b: row
 // b / P, part b % P of ceil(cols / P) columns; P at most 256, so combining the parts stays cheap), two kernels.
-// softmax_part: the part's max m_p (NaN if it holds a NaN) and s_p = sum exp((x - m_p) scale), in one read (each
-// thread a running max, as softmax_row's twopass), into part[2b, 2b + 1]. softmax_finish: each block combines its
+// softmax_part: the part's max m_p (NaN if it holds a NaN) and s_p = sum exp((x - m_p) scale) by online_max_sum,
+// into part[2b, 2b + 1]. softmax_finish: each block combines its
 // row's P pairs (m = max m_p, s = sum of s_p exp((m_p - m) scale) over the s_p > 0; the same fixed tree in every block
 // of the row) and writes its part as softmax_row does, reading x again. stablemax_part / _finish: S = the sum of the
 // parts' sums.
@@ -174,18 +195,8 @@ __device__ void softmax_part_any(const T* x, int cols, int P, double scale, doub
   int r, n;
   long long c0;
   part_of(cols, P, r, c0, n);
-  const T* xr = x + (size_t)r * cols + c0;
-  double m = -(double)NUMEDGE_INF, s = 0.0;
-  bool nan = false;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const double v = (double)xr[i];
-    if (v != v) nan = true;
-    else if (v > m) { s = s * exp((m - v) * scale) + 1.0; m = v; } // f64 exp only where this thread's max grows
-    else if (v > -(double)NUMEDGE_INF) s += exp_shifted(xr[i], m, scale);
-  }
-  const double mt = m;
-  m = block_max(nan ? NUMEDGE_DNAN : m);
-  s = block_sum(s == 0.0 ? 0.0 : s * exp((mt - m) * scale)); // a thread that saw no finite value adds 0
+  double s;
+  const double m = online_max_sum(x + (size_t)r * cols + c0, n, scale, s);
   if (threadIdx.x == 0) { part[2 * (size_t)blockIdx.x] = m; part[2 * (size_t)blockIdx.x + 1] = s; }
 }
 template <typename T>
@@ -257,17 +268,8 @@ __device__ void softmax_row(const T* x, T* y, int cols, double scale, int log_ou
   T* yr = y + r * cols;
   if (cols <= ROW_REGS(T) * (int)blockDim.x) return softmax_row_regs<T>(xr, yr, cols, scale, log_out);
   double m = -(double)NUMEDGE_INF, s = 0.0;
-  if (twopass) {
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-      const double v = (double)xr[i];
-      if (v > m) { s = s * exp((m - v) * scale) + 1.0; m = v; } // f64 exp only where this thread's max grows
-      else if (v > -(double)NUMEDGE_INF || v != v) s += exp_shifted(xr[i], m, scale); // -Infinity adds 0; NaN makes s NaN
-    }
-    const double mt = m;
-    m = block_max(m);
-    // a thread that saw no finite value holds (-Infinity, 0): 0 at a finite max; an all -Infinity row: NaN
-    s = block_sum(s * exp((mt - m) * scale));
-  } else {
+  if (twopass) m = online_max_sum(xr, cols, scale, s);
+  else {
     T mx = -(T)NUMEDGE_INF;
     bool nan = false;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) { const T v = xr[i]; if (v != v) nan = true; else if (v > mx) mx = v; }
@@ -430,9 +432,7 @@ __device__ void embsum_backward_any(const T* dout, const int* idx, T* dw, int ro
           for (int q = 0; q < 4; q++) base[q * 8 + w] = __popc(ballot[q]);
         __syncthreads();
         if (w == 0) { // exclusive scan of the 32 counts, tile-major: the round's hits in index order
-          const int x = base[lane];
-          int incl = x;
-          for (int o = 1; o < 32; o <<= 1) { const int y = __shfl_sync(ALL, incl, lane >= o ? lane - o : lane); if (lane >= o) incl += y; }
+          const int x = base[lane], incl = warp_scan_inclusive(x);
           base[lane] = incl - x;
           if (lane == 31) base[32] = incl;
         }
