@@ -9,7 +9,7 @@
 //              tfjs-backend-cpu (src/backends/probe.ts). Throws NumedgeError("backend") only when none works.
 //   tfjs-gpu   tfjs-node-gpu on a CUDA device, or NumedgeError("backend") saying what is missing.
 //   tfjs-node | tfjs-wasm | tfjs-cpu   that tfjs engine exactly (the parity suites use the last two).
-//   cuda       NVIDIA GPUs through the driver API (bun:ffi or Deno.dlopen); NumedgeError("backend") saying what is missing.
+//   cuda       NVIDIA GPUs through the driver API (bun:ffi, Deno.dlopen or node:ffi); NumedgeError("backend") saying what is missing.
 //   auto       never throws: wasm for every op, except ops at or above a per-op size that go to the GPU (cuda,
 //              else tfjs-gpu). The sizes are measured on this machine by scripts/gpu-check.ts and saved
 //              (thresholds.ts), or passed as { thresholds }; a GPU without them, like no GPU, leaves every op on

@@ -1,4 +1,4 @@
-// The CUDA driver API through FFI (ffi.ts: Bun or Deno), for the cuda backend: only libcuda.so.1 (the NVIDIA
+// The CUDA driver API through FFI (ffi.ts: Bun, Deno or Node 26+), for the cuda backend: only libcuda.so.1 (the NVIDIA
 // driver) is needed; NVRTC is used when present. Signatures as verified on an H200 (driver 580, CUDA 13): handles
 // read back from 64-bit out-parameters, CUdeviceptr as u64, kernel parameters as an array of addresses of one small
 // typed array each.

@@ -1,9 +1,10 @@
-// One small FFI over the runtime's own: bun:ffi under Bun, Deno.dlopen under Deno (Node has none yet). Every
+// One small FFI over the runtime's own: bun:ffi under Bun, Deno.dlopen under Deno, node:ffi under Node 26+. Every
 // function bound here (CUDA driver, NVRTC, cuBLAS) returns an int status, and takes arguments of these kinds:
 //   "buf"  a typed array, passed as the address of its bytes (out-parameters, host memory, C strings)
 //   "ptr"  an opaque handle or address as a bigint (0n: NULL)
 //   "u64" / "usize" a bigint; "i32" / "u32" / "u8" a number; "f32" / "f64" a number
-// Signatures as verified on an H200 with Bun 1.4.5 and Deno 2.9.6 (handles read back from 64-bit out-parameters).
+// Signatures as verified on an H200 with Bun 1.4.5 and Deno 2.9.6 (handles read back from 64-bit out-parameters);
+// node:ffi (Node 26.12) so far only against the CPU device of the tests (test/runtimes/node-cuda.mjs), not on a GPU.
 import { execFileSync } from "node:child_process";
 
 export type Kind = "buf" | "ptr" | "u64" | "usize" | "i32" | "u32" | "u8" | "f32" | "f64";
@@ -11,7 +12,7 @@ export type Signatures = Record<string, readonly Kind[]>;
 export type Bound<S extends Signatures> = { [K in keyof S]: (...args: unknown[]) => number };
 
 export interface Ffi {
-  runtime: "bun" | "deno";
+  runtime: "bun" | "deno" | "node";
   /** dlopen `path` with these functions; throws when the library or a symbol is missing. */
   open<S extends Signatures>(path: string, sigs: S): { fn: Bound<S>; close(): void };
   /** The address of a typed array's first byte (valid while the array is alive and not resized). */
@@ -106,6 +107,26 @@ function denoFfi(D: DenoFfi): Ffi {
   };
 }
 
+type NodeFfi = {
+  dlopen(path: string, defs: Record<string, { arguments: string[]; return: string }>): { lib: { close(): void }; functions: Record<string, (...a: unknown[]) => number> };
+  getRawPointer(a: ArrayBufferView): bigint;
+  toString(p: bigint): string | null;
+};
+
+// node:ffi takes this module's values as they are: handles as bigints (0n: NULL), typed arrays as their bytes' address
+function nodeFfi(N: NodeFfi): Ffi {
+  const TYPE: Record<Kind, string> = { buf: "pointer", ptr: "pointer", u64: "uint64", usize: "uint64", i32: "int32", u32: "uint32", u8: "uint8", f32: "float32", f64: "float64" };
+  return {
+    runtime: "node",
+    open(path, sigs) {
+      const { lib, functions } = N.dlopen(path, Object.fromEntries(Object.entries(sigs).map(([n, k]) => [n, { arguments: k.map((t) => TYPE[t]), return: "int32" }])));
+      return { fn: functions as never, close: () => lib.close() };
+    },
+    addr: (a) => N.getRawPointer(a),
+    cstring: (p) => (p ? N.toString(p) ?? "" : ""),
+  };
+}
+
 /** This runtime's FFI, or the one-line reason it has none. */
 export async function loadFfi(): Promise<Ffi | string> {
   const g = globalThis as { Bun?: unknown; Deno?: DenoFfi & { version?: { deno?: string } }; process?: { versions?: { node?: string } } };
@@ -114,5 +135,10 @@ export async function loadFfi(): Promise<Ffi | string> {
     if (typeof g.Deno.dlopen !== "function") return "Deno.dlopen is unavailable: run Deno with --allow-ffi (or -A)";
     return denoFfi(g.Deno);
   }
-  return `Node ${g.process?.versions?.node ?? "?"} has no FFI (no node:ffi): run under Bun or Deno to use the cuda backend`;
+  const node = g.process?.versions?.node ?? "?", spec = "node:ffi"; // a variable: bundlers and tsc leave it alone
+  try {
+    return nodeFfi(await import(spec) as NodeFfi);
+  } catch {
+    return `Node ${node} has no node:ffi (Node 26.1 or later has it; run with --experimental-ffi where it is behind that flag), or run under Bun or Deno to use the cuda backend`;
+  }
 }

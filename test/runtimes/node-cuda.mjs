@@ -1,0 +1,69 @@
+// Node 26+ (node:ffi): the cuda backend's FFI under Node, on the package as Node loads it (dist/). Without a GPU,
+// setBackend("cuda") must fail naming the driver, not the runtime. Then the cuda backend runs kernels.cu on the CPU
+// device (test/gpu/cpu-driver.ts: every driver call through node:ffi) and must match wasm; where a libnvrtc loads,
+// NVRTC under Node must build the shipped PTX. Run: node test/runtimes/node-cuda.mjs (after npm run build)
+import { readFileSync } from "node:fs";
+import { GROK_ARMS, GrokRun, NumedgeError, registerBackend, setBackend, softmax, toDevice, topk } from "numedge";
+import { createCudaBackend } from "../../dist/backends/cuda.js";
+import { loadFfi } from "../../dist/backends/cuda/ffi.js";
+import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile, portablePtx } from "../../dist/backends/cuda/nvrtc.js";
+import { wasmBackend } from "../../dist/backends/wasm.js";
+
+function fail(why) {
+  console.log(`node cuda: FAILED ${why}`);
+  process.exit(1);
+}
+const ffi = await loadFfi();
+if (typeof ffi === "string" || ffi.runtime !== "node") fail(`no Node FFI: ${String(ffi)}`);
+const done = [];
+try {
+  const info = await setBackend("cuda");
+  done.push(`cuda backend up: ${info.engine}`);
+  await setBackend("wasm");
+} catch (e) {
+  if (!(e instanceof NumedgeError) || e.code !== "backend") fail(`setBackend("cuda") threw ${String(e)}`);
+  if (/node|runtime|Bun|Deno/i.test(e.message) && !/libcuda|driver|device/i.test(e.message)) fail(`the reason names the runtime: ${e.message}`);
+  done.push(`no GPU here, cleanly: ${e.message.split("\n")[0]}`);
+}
+
+// The CPU device (g++ compiles kernels.cu; a .ts file, which Node 26 runs by stripping its types)
+const { cpuDriver, cpuCudaMissing } = await import("../gpu/cpu-driver.ts");
+if (cpuCudaMissing()) done.push(`CPU-device part skipped: ${cpuCudaMissing()}`);
+else {
+  const d = await cpuDriver();
+  if (typeof d === "string") fail(`cpuDriver: ${d}`);
+  const made = await createCudaBackend(wasmBackend, { open: async () => d, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none", exactSizes: true }, "cuda-cpu");
+  if (typeof made === "string") fail(`createCudaBackend: ${made}`);
+  registerBackend("cuda-cpu", async () => ({ backend: made.backend, info: { device: "gpu", ...made.info } }));
+  const x = Float32Array.from({ length: 257 * 33 }, (_, i) => Math.sin(i * 0.37) * 40);
+  const logs = {};
+  for (const be of ["wasm", "cuda-cpu"]) {
+    await setBackend(be);
+    const p = softmax(toDevice(x), { cols: 33 }).readSync();
+    const t = topk(toDevice(x), { cols: 33, k: 5 });
+    const run = new GrokRun({ ...GROK_ARMS.perp, p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 });
+    const stats = [];
+    for (let s = 0; s < 6; s++) stats.push(run.train(true, s % 3 === 0));
+    logs[be] = { p, idx: t.indices.readSync(), stats: stats.filter(Boolean), acc: run.testAccuracy() };
+  }
+  await setBackend("wasm");
+  const [w, c] = [logs.wasm, logs["cuda-cpu"]];
+  const near = (a, b) => Math.abs(a - b) <= 1e-3 * Math.abs(b) + 1e-6;
+  if (!c.p.every((v, i) => Math.abs(v - w.p[i]) <= 1e-6 * w.p[i] + 1e-30)) fail("softmax on the CPU device differs from wasm");
+  if (c.idx.join() !== w.idx.join()) fail("topk indices on the CPU device differ from wasm's");
+  for (const [i, s] of w.stats.entries())
+    for (const k of ["loss", "trainAcc", "scFraction", "maxLogit", "weightNorm"]) if (!near(c.stats[i][k], s[k])) fail(`grok step ${s.step} ${k}: ${c.stats[i][k]} vs wasm ${s[k]}`);
+  if (c.acc !== w.acc) fail(`grok test accuracy ${c.acc} vs wasm ${w.acc}`);
+  done.push(`the cuda backend on the CPU device matches wasm (${d.launches.length} launches through node:ffi)`);
+}
+
+const { src, hash } = kernelSource();
+const r = nvrtcCompile(ffi, src, "compute_75");
+if ("missing" in r) done.push(`NVRTC part skipped: ${r.missing}`);
+else {
+  const shipped = readFileSync(new URL("../../src/backends/cuda/kernels.ptx", import.meta.url), "utf8");
+  if (!shipped.startsWith(`${PTX_HASH_PREFIX}${hash}\n`)) fail("kernels.ptx is older than kernels.cu");
+  if (shipped.slice(shipped.indexOf("\n") + 1) !== portablePtx(new TextDecoder().decode(r.bytes))) fail("NVRTC under Node built different PTX");
+  done.push(`NVRTC under Node built the shipped PTX (${r.bytes.length} bytes)`);
+}
+console.log(`node cuda: ok (${done.join("; ")})`);
