@@ -1,7 +1,8 @@
 // Node 26+ (node:ffi): the cuda backend's FFI under Node, on the package as Node loads it (dist/). Without a GPU,
-// setBackend("cuda") must fail naming the driver, not the runtime. Then the cuda backend runs kernels.cu on the CPU
-// device (test/gpu/cpu-driver.ts: every driver call through node:ffi) and must match wasm; where a libnvrtc loads,
-// NVRTC under Node must build the shipped PTX. Run: node test/runtimes/node-cuda.mjs (after npm run build)
+// setBackend("cuda") must fail naming the driver, not the runtime. The cuda backend then runs kernels.cu on the CPU
+// device (test/gpu/cpu-driver.ts: every driver call through node:ffi), and on the GPU where there is one, and must
+// match wasm; where a libnvrtc loads, NVRTC under Node must build the shipped PTX.
+// Run: node test/runtimes/node-cuda.mjs (after npm run build)
 import { readFileSync } from "node:fs";
 import { GROK_ARMS, GrokRun, NumedgeError, registerBackend, setBackend, softmax, toDevice, topk } from "numedge";
 import { createCudaBackend } from "../../dist/backends/cuda.js";
@@ -15,11 +16,11 @@ function fail(why) {
 }
 const ffi = await loadFfi();
 if (typeof ffi === "string" || ffi.runtime !== "node") fail(`no Node FFI: ${String(ffi)}`);
-const done = [];
+const done = [], devices = []; // where kernels.cu runs: the CPU device, and a GPU where there is one
 try {
   const info = await setBackend("cuda");
   done.push(`cuda backend up: ${info.engine}`);
-  await setBackend("wasm");
+  devices.push("cuda");
 } catch (e) {
   if (!(e instanceof NumedgeError) || e.code !== "backend") fail(`setBackend("cuda") threw ${String(e)}`);
   if (/node|runtime|Bun|Deno/i.test(e.message) && !/libcuda|driver|device/i.test(e.message)) fail(`the reason names the runtime: ${e.message}`);
@@ -28,34 +29,41 @@ try {
 
 // The CPU device (g++ compiles kernels.cu; a .ts file, which Node 26 runs by stripping its types)
 const { cpuDriver, cpuCudaMissing } = await import("../gpu/cpu-driver.ts");
-if (cpuCudaMissing()) done.push(`CPU-device part skipped: ${cpuCudaMissing()}`);
+let cpuLaunches = () => 0;
+if (cpuCudaMissing()) done.push(`no CPU device: ${cpuCudaMissing()}`);
 else {
   const d = await cpuDriver();
   if (typeof d === "string") fail(`cpuDriver: ${d}`);
   const made = await createCudaBackend(wasmBackend, { open: async () => d, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none", exactSizes: true }, "cuda-cpu");
   if (typeof made === "string") fail(`createCudaBackend: ${made}`);
   registerBackend("cuda-cpu", async () => ({ backend: made.backend, info: { device: "gpu", ...made.info } }));
-  const x = Float32Array.from({ length: 257 * 33 }, (_, i) => Math.sin(i * 0.37) * 40);
-  const logs = {};
-  for (const be of ["wasm", "cuda-cpu"]) {
-    await setBackend(be);
-    const p = softmax(toDevice(x), { cols: 33 }).readSync();
-    const t = topk(toDevice(x), { cols: 33, k: 5 });
-    const run = new GrokRun({ ...GROK_ARMS.perp, p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 });
-    const stats = [];
-    for (let s = 0; s < 6; s++) stats.push(run.train(true, s % 3 === 0));
-    logs[be] = { p, idx: t.indices.readSync(), stats: stats.filter(Boolean), acc: run.testAccuracy() };
-  }
-  await setBackend("wasm");
-  const [w, c] = [logs.wasm, logs["cuda-cpu"]];
-  const near = (a, b) => Math.abs(a - b) <= 1e-3 * Math.abs(b) + 1e-6;
-  if (!c.p.every((v, i) => Math.abs(v - w.p[i]) <= 1e-6 * w.p[i] + 1e-30)) fail("softmax on the CPU device differs from wasm");
-  if (c.idx.join() !== w.idx.join()) fail("topk indices on the CPU device differ from wasm's");
-  for (const [i, s] of w.stats.entries())
-    for (const k of ["loss", "trainAcc", "scFraction", "maxLogit", "weightNorm"]) if (!near(c.stats[i][k], s[k])) fail(`grok step ${s.step} ${k}: ${c.stats[i][k]} vs wasm ${s[k]}`);
-  if (c.acc !== w.acc) fail(`grok test accuracy ${c.acc} vs wasm ${w.acc}`);
-  done.push(`the cuda backend on the CPU device matches wasm (${d.launches.length} launches through node:ffi)`);
+  devices.push("cuda-cpu");
+  cpuLaunches = () => d.launches.length;
 }
+
+// softmax, top-k and a short grok run on each device, against wasm
+const x = Float32Array.from({ length: 257 * 33 }, (_, i) => Math.sin(i * 0.37) * 40);
+const logs = {};
+for (const be of ["wasm", ...devices]) {
+  await setBackend(be);
+  const p = softmax(toDevice(x), { cols: 33 }).readSync();
+  const t = topk(toDevice(x), { cols: 33, k: 5 });
+  const run = new GrokRun({ ...GROK_ARMS.perp, p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 });
+  const stats = [];
+  for (let s = 0; s < 6; s++) stats.push(run.train(true, s % 3 === 0));
+  logs[be] = { p, idx: t.indices.readSync(), stats: stats.filter(Boolean), acc: run.testAccuracy() };
+}
+await setBackend("wasm");
+const w = logs.wasm, near = (a, b) => Math.abs(a - b) <= 1e-3 * Math.abs(b) + 1e-6;
+for (const be of devices) {
+  const c = logs[be];
+  if (!c.p.every((v, i) => Math.abs(v - w.p[i]) <= 1e-6 * w.p[i] + 1e-30)) fail(`softmax on ${be} differs from wasm`);
+  if (c.idx.join() !== w.idx.join()) fail(`topk indices on ${be} differ from wasm's`);
+  for (const [i, s] of w.stats.entries())
+    for (const k of ["loss", "trainAcc", "scFraction", "maxLogit", "weightNorm"]) if (!near(c.stats[i][k], s[k])) fail(`${be}: grok step ${s.step} ${k}: ${c.stats[i][k]} vs wasm ${s[k]}`);
+  if (c.acc !== w.acc) fail(`${be}: grok test accuracy ${c.acc} vs wasm ${w.acc}`);
+}
+if (devices.length) done.push(`softmax, topk and grok steps on ${devices.join(" and ")} match wasm${cpuLaunches() ? ` (${cpuLaunches()} launches on the CPU device through node:ffi)` : ""}`);
 
 const { src, hash } = kernelSource();
 const r = nvrtcCompile(ffi, src, "compute_75");
