@@ -57,10 +57,11 @@ function fill(n: number, f: (i: number) => number): Float32Array {
 }
 
 // The grokking step at the paper's size first (the issue's headline target), device-resident (forward,
-// cross-entropy, backward, AdamW): the f32 softmax head, and the paper's StableMax head in f64.
-await section("grok", () => {
+// cross-entropy, backward, AdamW): the f32 softmax head, and the paper's StableMax head in f64; each as launched
+// op by op, and with forward and backward replayed as a recorded CUDA graph (GrokRun's graph option).
+for (const graph of [false, true]) await section(`grok${graph ? " (graph)" : ""}`, () => {
   for (const [arm, head] of [["baseline", "f32 softmax"], ["stablemax", "f64 StableMax"]] as const) {
-    const run = new GrokRun({ ...GROK_ARMS[arm], p: 113, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 });
+    const run = new GrokRun({ ...GROK_ARMS[arm], p: 113, op: "add", frac: 0.4, hidden: [200, 200], seed: 0, lr: 0.01 }, { graph });
     for (let t = 0; t < 5; t++) run.train(true, false);
     const us = usPer(50, () => run.train(true, false), () => flag.readSync());
     // the host's share: 10 steps queued from an idle GPU, not waited for (near the step time: the step is CPU-bound,
@@ -70,7 +71,7 @@ await section("grok", () => {
     for (let t = 0; t < 10; t++) run.train(true, false);
     const enqueueUs = ((performance.now() - t0) / 10) * 1000;
     flag.readSync();
-    record({ op: `grok step (p=113, 2x200, 5107 rows, ${head})`, shape: "fwd+bwd+AdamW", cuda_us: +us.toFixed(1), enqueue_us: +enqueueUs.toFixed(1) });
+    record({ op: `grok step (p=113, 2x200, 5107 rows, ${head})${graph ? ", graph" : ""}`, shape: "fwd+bwd+AdamW", cuda_us: +us.toFixed(1), enqueue_us: +enqueueUs.toFixed(1), ...(graph ? { graph: run.graphStatus } : {}) });
   }
 });
 for (const [r, c] of [[64, 32000], [512, 1024], [4096, 1024], [4096, 64], [1024, 131072]] as const) await section(`softmax [${r},${c}]`, async () => {

@@ -5,11 +5,11 @@
 // where there is one, and every kernel of the backend launched on the CPU device.
 import { describe, expect, test } from "bun:test";
 import {
-  NumedgeError, adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, quantize4bit, quantizeAffine, quantizeBlockwise, relu, reluBackward, route, setBackend, softmax,
+  GROK_ARMS, GrokRun, NumedgeError, adamwStep, combine, crossEntropy, embeddingSum, embeddingSumBackward, logSoftmax, logStablemax, matmul, orthogonalize, quantize4bit, quantizeAffine, quantizeBlockwise, relu, reluBackward, route, setBackend, softmax,
   stablemax, toDevice, topk, updateBias, type DeviceArray,
 } from "numedge";
 import { KERNELS } from "../src/backends/cuda.ts";
-import { getBackend } from "../src/backends/index.ts";
+import { getBackend, loadedBackend } from "../src/backends/index.ts";
 import { maxInto } from "../src/ops/track.ts";
 import { cpuDriver } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
@@ -454,5 +454,87 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     if (dev !== "cuda-cpu") return;
     const launched = new Set((await cpuCuda()).launches);
     expect(KERNELS.filter((k) => !launched.has(k))).toEqual([]);
+  });
+});
+
+// CUDA graphs (GrokRun's graph option): on the CPU device the driver records launches and memsets and replays them,
+// and refuses copies and syncs while recording, as the CUDA driver does; on a GPU, cuStreamBeginCapture and friends
+for (const dev of KERNEL_DEVICES) describe(`recorded steps (CUDA graphs) on ${dev}`, () => {
+  const cfg = (arm: "baseline" | "perp" | "stablemax") => ({ ...GROK_ARMS[arm], p: 13, op: "add" as const, frac: 0.6, hidden: [32, 32], seed: 1, lr: 0.01 });
+  /** Steps 0..9 (every third logged), then test accuracy and the running maxima. */
+  const steps = (run: GrokRun) => [...Array.from({ length: 10 }, (_, t) => run.train(true, t % 3 === 0)).filter(Boolean), run.testAccuracy(), run.maxima()];
+
+  test("a grok run replaying its recorded step gives the same bits as one without, each arm; the step is one graph launch", async () => {
+    await setBackend(dev);
+    for (const arm of ["baseline", "perp", "stablemax"] as const) {
+      const plain = new GrokRun(cfg(arm)), graphed = new GrokRun(cfg(arm), { graph: true });
+      expect(plain.graphStatus).toBe("off");
+      expect(graphed.graphStatus).toBe("not recorded yet");
+      const a = steps(plain), b = steps(graphed);
+      expect(graphed.graphStatus).toBe("in use");
+      expect(b).toEqual(a); // toEqual on numbers: NaN equals NaN, but nothing here is NaN
+      expect(graphed.step).toBe(10);
+    }
+    const first = new GrokRun(cfg("baseline"), { graph: true });
+    first.train(true, false); // a first step runs as usual (its label check reads back), the second is recorded
+    expect(first.graphStatus).toBe("not recorded yet");
+    first.train(true, false);
+    expect(first.graphStatus).toBe("in use");
+    await setBackend("wasm");
+  }, 120_000);
+
+  test("memory a recorded step uses is never handed to anyone else while it lives; a disposed one is replay()-proof", async () => {
+    await setBackend(dev);
+    const run = new GrokRun(cfg("baseline"), { graph: true });
+    run.train(true, false);
+    run.train(true, false);
+    expect(run.graphStatus).toBe("in use");
+    // small arrays land in the size classes the step's scratch and loss statistics came from
+    const mine = Array.from({ length: 64 }, (_, i) => toDevice(Float64Array.of(i, -i, i + 0.5)));
+    for (let t = 0; t < 3; t++) run.train(true, false);
+    mine.forEach((a, i) => expect(Array.from(a.readSync())).toEqual([i, -i, i + 0.5]));
+    // an array made while recording and disposed after: its memory stays the graph's, which writes it each replay
+    const x = toDevice(Float32Array.of(-1, 1));
+    let y: DeviceArray | undefined;
+    const g = loadedBackend(dev).capture!(() => { y = relu(x) as DeviceArray; });
+    y!.dispose();
+    const other = toDevice(Float32Array.of(7, 7)); // the size y had
+    g.replay();
+    expect(Array.from(other.readSync())).toEqual([7, 7]);
+    g.dispose();
+    g.dispose(); // twice: a no-op
+    expect(() => g.replay()).toThrow(/disposed/);
+    await setBackend("wasm");
+  }, 120_000);
+
+  test("a copy, read or sync while recording throws NumedgeError and records nothing; the backend goes on working", async () => {
+    await setBackend(dev);
+    const x = toDevice(Float32Array.of(-1, 2, -3, 4)), cap = loadedBackend(dev).capture!;
+    for (const body of [() => toDevice(Float32Array.of(1)), () => x.readSync(), () => softmax(Float32Array.of(1, 2), { cols: 2 })]) {
+      const e = (() => { try { cap(body); } catch (err) { return err; } })();
+      expect(e).toBeInstanceOf(NumedgeError);
+      expect((e as NumedgeError).code).toBe("unsupported");
+      expect((e as Error).message).toMatch(/while capturing a CUDA graph/);
+    }
+    expect(Array.from((relu(x) as DeviceArray).readSync())).toEqual([0, 2, 0, 4]);
+    const run = new GrokRun(cfg("perp"), { graph: true }), plain = new GrokRun(cfg("perp"));
+    expect(steps(run)).toEqual(steps(plain));
+    await setBackend("wasm");
+  }, 120_000);
+});
+
+describe("GrokRun's graph option where no graph can be recorded", () => {
+  test("on a backend that cannot record (the emulated GPU, wasm) or on host arrays: says why and steps as without", async () => {
+    for (const be of ["cuda-emulated", "wasm"]) {
+      if (!parityBackends.some((b) => b.name === be) && be !== "wasm") continue;
+      await setBackend(be);
+      const cfg = { ...GROK_ARMS.baseline, p: 11, op: "add" as const, frac: 0.6, hidden: [16], seed: 0, lr: 0.01 };
+      const a = new GrokRun(cfg, { graph: true }), b = new GrokRun(cfg);
+      expect(a.graphStatus).toBe(`no graph: backend ${be} cannot record its work`);
+      for (let t = 0; t < 4; t++) expect(a.train(true, t === 3)).toEqual(b.train(true, t === 3));
+      expect(new GrokRun(cfg, { graph: true, device: false }).graphStatus).toMatch(/^no graph: the run is on host arrays/);
+    }
+    await setBackend("wasm");
+    expect(() => new GrokRun({ ...GROK_ARMS.baseline, p: 11, op: "add", frac: 0.6, hidden: [16], seed: 0, lr: 0.01 }, { graph: "yes" as never })).toThrow(/graph must be a boolean/);
   });
 });

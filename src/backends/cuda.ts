@@ -17,7 +17,7 @@ import { stagedBy } from "./host/staged.ts";
 import { prepareCode } from "../ops/quant/codes.ts";
 import { cacheDir } from "./thresholds.ts";
 import { env } from "../env.ts";
-import { kernelNames, type Backend } from "./types.ts";
+import { kernelNames, type Backend, type Captured } from "./types.ts";
 import { wasmBackend } from "./wasm.ts";
 
 /** A cuda DeviceArray's handle: a device allocation of the pool's size class `cls`. */
@@ -36,23 +36,34 @@ const isCudaBuf = (v: unknown): v is CudaBuf => v instanceof CudaBuf;
 function devicePool(d: Driver, exact = false) {
   const POOL_BYTES = 256 * 2 ** 20, pool = new Map<number, bigint[]>();
   let pooled = 0;
+  // A CUDA graph keeps the addresses it was captured with: memory taken during its capture, or given back then, is
+  // held for the graph (never handed to anyone else) until the graph is released.
+  let capturing: Array<[bigint, number]> | null = null;
+  const owners = new Map<bigint, Array<[bigint, number]>>(); // taken during a capture -> that graph's held list
   const sizeClass = (bytes: number) => (exact || bytes > POOL_BYTES / 4 ? Math.max(1, bytes) : 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, bytes)))));
-  function take(bytes: number): [bigint, number] {
-    const c = sizeClass(bytes), hit = pool.get(c)?.pop();
+  function fresh(c: number): bigint {
+    const hit = pool.get(c)?.pop();
     if (hit !== undefined) {
       pooled -= c;
-      return [hit, c];
+      return hit;
     }
     try {
-      return [d.alloc(c), c];
+      return d.alloc(c);
     } catch (e) { // out of memory (the driver's NumedgeError "range"): hand the pool back, then try once more
       if (pooled === 0 || !(e instanceof NumedgeError && e.code === "range")) throw e;
       for (const list of pool.values()) for (const q of list.splice(0)) d.free(q);
       pooled = 0;
-      return [d.alloc(c), c];
+      return d.alloc(c);
     }
   }
+  function take(bytes: number): [bigint, number] {
+    const c = sizeClass(bytes), p = fresh(c);
+    if (capturing) owners.set(p, capturing);
+    return [p, c];
+  }
   function give(p: bigint, c: number): void {
+    const held = capturing ?? owners.get(p);
+    if (held) return void held.push([p, c]);
     if (c > POOL_BYTES / 4 || pooled + c > POOL_BYTES) {
       try {
         d.free(p);
@@ -62,7 +73,27 @@ function devicePool(d: Driver, exact = false) {
     (pool.get(c) ?? pool.set(c, []).get(c)!).push(p);
     pooled += c;
   }
-  return { take, give };
+  /** body's result, and the release of the memory held for what it captured. */
+  function holding<R>(body: () => R): { result: R; release: () => void } {
+    const held: Array<[bigint, number]> = [];
+    const release = () => {
+      for (const [p, o] of owners) if (o === held) owners.delete(p);
+      for (const [p, c] of held.splice(0)) give(p, c);
+    };
+    capturing = held;
+    let result: R;
+    try {
+      result = body();
+    } catch (e) {
+      capturing = null;
+      release(); // nothing was captured: the memory is free again
+      throw e;
+    } finally {
+      capturing = null;
+    }
+    return { result, release };
+  }
+  return { take, give, holding };
 }
 
 function cudaStorage(d: Driver, take: (bytes: number) => [bigint, number], give: (p: bigint, cls: number) => void): Storage<CudaBuf> {
@@ -189,7 +220,7 @@ export interface CudaDeps {
  * NUMEDGE_CUBLAS=none: never cuBLAS (the GEMM kernel of kernels.cu, as on a machine with only the driver).
  */
 export const realDeps: CudaDeps = {
-  open: openDriver, image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1")),
+  open: openDriver, image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1", d.stream)),
 };
 
 /** The cuda backend on the first GPU, or why it cannot run here. */
@@ -197,7 +228,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const opened = await deps.open();
   if (typeof opened === "string") return opened;
   const d: Driver = opened;
-  const { take, give } = devicePool(d, deps.exactSizes), storage = cudaStorage(d, take, give);
+  const { take, give, holding } = devicePool(d, deps.exactSizes), storage = cudaStorage(d, take, give);
   let img = deps.image(d), fn: (name: string) => bigint;
   try {
     fn = d.module(img.image);
@@ -650,6 +681,26 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
 
 
   const out: Record<string, unknown> = { name: "cuda", id, storage };
+  if (d.capture) out.capture = (body: () => void): Captured => {
+    const { result: graph, release } = holding(() => d.capture!(body));
+    let live = true;
+    return {
+      replay() {
+        if (!live) throw new NumedgeError("unsupported", "cuda: replay() of a disposed capture");
+        graph.launch();
+      },
+      dispose() {
+        if (!live) return;
+        live = false;
+        try {
+          d.sync(); // its last replay done: then its memory can serve others
+          graph.destroy();
+        } finally {
+          release();
+        }
+      },
+    };
+  };
   for (const name of kernelNames(fallback)) {
     const f = (native as Record<string, unknown>)[name];
     if (f) out[name] = f;

@@ -17,9 +17,21 @@ export interface Backend extends Kernels {
   /** Unique per loaded backend: the family, or the family and engine ("tfjs-cpu"). DeviceArray.backend. */
   readonly id: string;
   readonly storage: Storage;
+  /**
+   * Record the device work `body` queues (on DeviceArrays of this backend) as one replayable unit, without running
+   * it: cuda's CUDA graphs. Throws NumedgeError where body does what cannot be recorded (a copy, a read). Absent
+   * on backends that cannot.
+   */
+  readonly capture?: (body: () => void) => Captured;
+}
+
+/** Recorded device work: replay() queues it again, on the same arrays; dispose() frees it. */
+export interface Captured {
+  replay(): void;
+  dispose(): void;
 }
 
 /** Every kernel name (the keys of Kernels), for wrappers that route or adapt kernels. */
 export function kernelNames(b: Backend): string[] {
-  return Object.keys(b).filter((k) => k !== "name" && k !== "id" && k !== "storage" && typeof (b as unknown as Record<string, unknown>)[k] === "function");
+  return Object.keys(b).filter((k) => k !== "name" && k !== "id" && k !== "storage" && k !== "capture" && typeof (b as unknown as Record<string, unknown>)[k] === "function");
 }

@@ -109,9 +109,16 @@ export async function cpuDriver(source = new URL("../../src/backends/cuda/kernel
   let launchCount = 0;
   const pack = kernelParams(ffi); // the real driver's packing, so these tests run it too
   const launches: string[] = [];
+  // CUDA graph capture as the driver's: launches and memsets are recorded, not run; copies and syncs throw
+  let recording: Array<() => void> | null = null;
+  const notCapturing = (what: string) => {
+    if (recording) throw new NumedgeError("unsupported", `cuda-cpu: ${what} while capturing a CUDA graph (only launches and memsets can be captured)`);
+  };
+  const runOrRecord = (run: () => void) => (recording ? recording.push(run) : run());
   return {
     ffi,
     device: { name: "CPU (kernels.cu via g++)", sm: 90, totalBytes: totalmem(), driverVersion: 0 },
+    stream: 0n,
     launches,
     alloc(bytes) {
       const p = new BigUint64Array(1);
@@ -119,10 +126,10 @@ export async function cpuDriver(source = new URL("../../src/backends/cuda/kernel
       return p[0]!;
     },
     free: (p) => check(cc.cc_free(p), "free"),
-    htod: (p, src) => { if (src.byteLength) check(cc.cc_htod(p, src, BigInt(src.byteLength)), "htod"); },
-    dtoh: (dst, p) => { if (dst.byteLength) check(cc.cc_dtoh(dst, p, BigInt(dst.byteLength)), "dtoh"); },
-    dtod: (dst, src, bytes) => { if (bytes) check(cc.cc_dtod(dst, src, BigInt(bytes)), "dtod"); },
-    zero: (p, bytes) => { if (bytes) check(cc.cc_memset(p, 0, BigInt(bytes)), "memset"); },
+    htod: (p, src) => { notCapturing("a copy to the device"); if (src.byteLength) check(cc.cc_htod(p, src, BigInt(src.byteLength)), "htod"); },
+    dtoh: (dst, p) => { notCapturing("a copy from the device"); if (dst.byteLength) check(cc.cc_dtoh(dst, p, BigInt(dst.byteLength)), "dtoh"); },
+    dtod: (dst, src, bytes) => { notCapturing("a device copy"); if (bytes) check(cc.cc_dtod(dst, src, BigInt(bytes)), "dtod"); },
+    zero: (p, bytes) => { if (bytes) runOrRecord(() => check(cc.cc_memset(p, 0, BigInt(bytes)), "memset")); },
     module: () => (name) => {
       const s = byName.get(name);
       if (!s) throw new NumedgeError("backend", `cuda-cpu: cuModuleGetFunction(${name}) failed (CUDA_ERROR_NOT_FOUND: kernels.cu has no such kernel)`);
@@ -135,9 +142,30 @@ export async function cpuDriver(source = new URL("../../src/backends/cuda/kernel
       const kinds = args.map((a) => Object.keys(a)[0]);
       if (kinds.join() !== s.kinds.join()) throw new NumedgeError("backend", `cuda-cpu: ${s.name}(${s.types.join(", ")}) launched with arguments ${kinds.join(", ")}`);
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
-      launches.push(s.name);
-      check(cc.cc_launch(fn, gx, gy, bx, by, sharedBytes, pack(args), args.length, shuffle ? ++launchCount : 0), `${s.name}<<<[${gx}, ${gy}], [${bx}, ${by}]>>>`);
+      const a = [...args];
+      runOrRecord(() => {
+        launches.push(s.name);
+        check(cc.cc_launch(fn, gx, gy, bx, by, sharedBytes, pack(a), a.length, shuffle ? ++launchCount : 0), `${s.name}<<<[${gx}, ${gy}], [${bx}, ${by}]>>>`);
+      });
     },
-    sync: () => {},
+    sync: () => notCapturing("a synchronize"),
+    capture(body) {
+      notCapturing("a capture");
+      const work: Array<() => void> = [];
+      recording = work;
+      try {
+        body();
+      } finally {
+        recording = null;
+      }
+      let live = true;
+      return {
+        launch() {
+          if (!live) throw new Error("cuda-cpu: launch of a destroyed CUDA graph");
+          for (const w of work) w();
+        },
+        destroy() { live = false; },
+      };
+    },
   };
 }

@@ -568,6 +568,7 @@ export function emulatedDriver(): EmulatedDriver {
     blas: () => ({ engine: "emulated cuBLAS (FP32)", sgemm: gemmCM("cublasSgemm_v2", f32, fr), dgemm: gemmCM("cublasDgemm_v2", f64, (v) => v) }),
     ffi: undefined as never,
     device: { name: "emulated GPU", sm: 90, totalBytes: 2 ** 34, driverVersion: 13000 },
+    stream: 0n, // and no capture(): a device that cannot record CUDA graphs
     liveBytes: () => [...mem.values()].reduce((a, b) => a + b.byteLength, 0),
     launches,
     calls,

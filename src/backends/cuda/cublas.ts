@@ -1,6 +1,7 @@
 // cuBLAS through FFI (ffi.ts), for the cuda backend's matmul: libcublas.so.13 or .12 when the machine has one.
 // Column-major, as cuBLAS is: the backend maps its row-major products onto these calls. The handle runs on the
-// default stream, in order with every kernel numedge launches. Signatures as verified on an H200 (CUDA 13).
+// driver's stream, in order with every kernel numedge launches (and captured with them into a CUDA graph).
+// Signatures as verified on an H200 (CUDA 13); cublasSetStream_v2 not yet run on one.
 import { NumedgeError } from "../../errors.ts";
 import { libPaths, openFirst, type Ffi } from "./ffi.ts";
 
@@ -15,11 +16,12 @@ export interface Cublas {
   dgemm: GemmCall;
 }
 
-/** cuBLAS on the current context, or why not. tf32: let sgemm use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH). */
-export function openCublas(ffi: Ffi, tf32: boolean): Cublas | string {
+/** cuBLAS on the current context and `stream`, or why not. tf32: let sgemm use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH). */
+export function openCublas(ffi: Ffi, tf32: boolean, stream: bigint): Cublas | string {
   const opened = openFirst(ffi, ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths), {
     cublasCreate_v2: ["buf"],
     cublasSetMathMode: ["ptr", "i32"],
+    cublasSetStream_v2: ["ptr", "ptr"],
     cublasSgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
     cublasDgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
   } as const);
@@ -29,6 +31,7 @@ export function openCublas(ffi: Ffi, tf32: boolean): Cublas | string {
   const rc = lib.fn.cublasCreate_v2(h);
   if (rc !== 0) return `cublasCreate failed (cublasStatus ${rc})`;
   if (tf32 && lib.fn.cublasSetMathMode(h[0]!, 3) !== 0) return "cublasSetMathMode(TF32) failed";
+  if (lib.fn.cublasSetStream_v2(h[0]!, stream) !== 0) return "cublasSetStream failed";
   const call = (name: "cublasSgemm_v2" | "cublasDgemm_v2", Scalar: Float32ArrayConstructor | Float64ArrayConstructor): GemmCall =>
     (opA, opB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) => {
       const s = lib.fn[name](h[0]!, opA, opB, m, n, k, Scalar.of(alpha), A, lda, B, ldb, Scalar.of(beta), C, ldc);

@@ -17,9 +17,17 @@ export interface DeviceFacts {
   driverVersion: number;
 }
 
+/** A captured CUDA graph: launch() replays its work on the driver's stream. */
+export interface Graph {
+  launch(): void;
+  destroy(): void;
+}
+
 export interface Driver {
   readonly ffi: Ffi;
   readonly device: DeviceFacts;
+  /** The stream every launch, memset and cuBLAS call goes to (0n: the legacy default stream). */
+  readonly stream: bigint;
   alloc(bytes: number): bigint;
   free(p: bigint): void;
   htod(p: bigint, src: ArrayBufferView): void;
@@ -32,6 +40,12 @@ export interface Driver {
    *  per block (at most 48 KiB: more needs an opt-in no kernel here asks for). */
   launch(fn: bigint, grid: number | [number, number], block: number | [number, number], args: KernelArg[], sharedBytes?: number): void;
   sync(): void;
+  /**
+   * Record what `body` launches (kernels, memsets, cuBLAS calls) on the stream as a CUDA graph, without running it.
+   * Copies and synchronizes inside `body` throw NumedgeError("unsupported"): they would break the capture.
+   * Absent where the device cannot capture.
+   */
+  capture?(body: () => void): Graph;
 }
 
 /**
@@ -81,7 +95,14 @@ export async function openDriver(): Promise<Driver | string> {
     cuMemcpyHtoD_v2: ["u64", "buf", "usize"],
     cuMemcpyDtoH_v2: ["buf", "u64", "usize"],
     cuMemcpyDtoD_v2: ["u64", "u64", "usize"],
-    cuMemsetD8_v2: ["u64", "u8", "usize"],
+    cuMemsetD8Async: ["u64", "u8", "usize", "ptr"],
+    cuStreamCreate: ["buf", "u32"],
+    cuStreamBeginCapture_v2: ["ptr", "u32"],
+    cuStreamEndCapture: ["ptr", "buf"],
+    cuGraphInstantiateWithFlags: ["buf", "ptr", "u64"],
+    cuGraphLaunch: ["ptr", "ptr"],
+    cuGraphExecDestroy: ["ptr"],
+    cuGraphDestroy: ["ptr"],
     cuModuleLoadData: ["buf", "buf"],
     cuModuleLoadDataEx: ["buf", "buf", "u32", "buf", "buf"],
     cuModuleGetFunction: ["buf", "ptr", "buf"],
@@ -131,12 +152,22 @@ export async function openDriver(): Promise<Driver | string> {
     cu.cuMemGetInfo_v2(f, t);
     return Number(f[0]);
   };
+  // One stream of our own, not the legacy default stream (which cannot be captured). It is a blocking stream, so
+  // the synchronous copies (on the legacy stream) still wait for its work and it for them: the order is as before.
+  const st = new BigUint64Array(1);
+  check(cu.cuStreamCreate(st, 0), "cuStreamCreate");
+  const stream = st[0]!;
   const pack = kernelParams(ffi);
   // NUMEDGE_CUDA_SYNC=1: wait after every launch, so a kernel that faults is named (else the next copy reports it)
   const syncEach = env.NUMEDGE_CUDA_SYNC === "1", names = new Map<bigint, string>();
+  let capturing = false;
+  const notCapturing = (what: string) => {
+    if (capturing) throw new NumedgeError("unsupported", `cuda: ${what} while capturing a CUDA graph (only launches and memsets can be captured)`);
+  };
   return {
     ffi,
     device,
+    stream,
     alloc(bytes) {
       const p = new BigUint64Array(1);
       const rc = cu.cuMemAlloc_v2(p, BigInt(Math.max(bytes, 1)));
@@ -145,10 +176,10 @@ export async function openDriver(): Promise<Driver | string> {
       return p[0]!;
     },
     free: (p) => check(cu.cuMemFree_v2(p), "cuMemFree"),
-    htod: (p, src) => { if (src.byteLength) check(cu.cuMemcpyHtoD_v2(p, src, BigInt(src.byteLength)), "cuMemcpyHtoD"); },
-    dtoh: (dst, p) => { if (dst.byteLength) check(cu.cuMemcpyDtoH_v2(dst, p, BigInt(dst.byteLength)), "cuMemcpyDtoH"); },
-    dtod: (dst, src, bytes) => { if (bytes) check(cu.cuMemcpyDtoD_v2(dst, src, BigInt(bytes)), "cuMemcpyDtoD"); },
-    zero: (p, bytes) => { if (bytes) check(cu.cuMemsetD8_v2(p, 0, BigInt(bytes)), "cuMemsetD8"); },
+    htod: (p, src) => { notCapturing("a copy to the device"); if (src.byteLength) check(cu.cuMemcpyHtoD_v2(p, src, BigInt(src.byteLength)), "cuMemcpyHtoD"); },
+    dtoh: (dst, p) => { notCapturing("a copy from the device"); if (dst.byteLength) check(cu.cuMemcpyDtoH_v2(dst, p, BigInt(dst.byteLength)), "cuMemcpyDtoH"); },
+    dtod: (dst, src, bytes) => { notCapturing("a device copy"); if (bytes) check(cu.cuMemcpyDtoD_v2(dst, src, BigInt(bytes)), "cuMemcpyDtoD"); },
+    zero: (p, bytes) => { if (bytes) check(cu.cuMemsetD8Async(p, 0, BigInt(bytes), stream), "cuMemsetD8Async"); },
     module(image) {
       const m = new BigUint64Array(1);
       const rc = cu.cuModuleLoadData(m, image);
@@ -169,9 +200,42 @@ export async function openDriver(): Promise<Driver | string> {
     },
     launch(fn, grid, block, args, sharedBytes = 0) {
       const [gx, gy] = typeof grid === "number" ? [grid, 1] : grid, [bx, by] = typeof block === "number" ? [block, 1] : block;
-      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, sharedBytes, 0n, pack(args), 0n), `cuLaunchKernel(${names.get(fn)})`);
-      if (syncEach) check(cu.cuCtxSynchronize(), `${names.get(fn)}<<<[${gx}, ${gy}], [${bx}, ${by}], ${sharedBytes}>>> (NUMEDGE_CUDA_SYNC=1)`);
+      check(cu.cuLaunchKernel(fn, gx, gy, 1, bx, by, 1, sharedBytes, stream, pack(args), 0n), `cuLaunchKernel(${names.get(fn)})`);
+      if (syncEach && !capturing) check(cu.cuCtxSynchronize(), `${names.get(fn)}<<<[${gx}, ${gy}], [${bx}, ${by}], ${sharedBytes}>>> (NUMEDGE_CUDA_SYNC=1)`);
     },
-    sync: () => check(cu.cuCtxSynchronize(), "cuCtxSynchronize"),
+    sync() {
+      notCapturing("a synchronize");
+      check(cu.cuCtxSynchronize(), "cuCtxSynchronize");
+    },
+    capture(body) {
+      notCapturing("a capture");
+      // relaxed (2): cuMemAlloc stays allowed inside (the pool may grow); the graph is instantiated, then dropped
+      check(cu.cuStreamBeginCapture_v2(stream, 2), "cuStreamBeginCapture");
+      capturing = true;
+      let failed: unknown;
+      try {
+        body();
+      } catch (e) {
+        failed = e ?? new Error("capture body threw");
+      }
+      capturing = false;
+      const g = new BigUint64Array(1), exec = new BigUint64Array(1);
+      const rc = cu.cuStreamEndCapture(stream, g); // always: it ends the capture, a failed one too
+      try {
+        if (failed) throw failed;
+        check(rc, "cuStreamEndCapture");
+        check(cu.cuGraphInstantiateWithFlags(exec, g[0]!, 0n), "cuGraphInstantiateWithFlags");
+      } finally {
+        if (g[0]) cu.cuGraphDestroy(g[0]);
+      }
+      const e = exec[0]!;
+      return {
+        launch() {
+          check(cu.cuGraphLaunch(e, stream), "cuGraphLaunch");
+          if (syncEach) check(cu.cuCtxSynchronize(), "a CUDA graph's launches (NUMEDGE_CUDA_SYNC=1)");
+        },
+        destroy: () => check(cu.cuGraphExecDestroy(e), "cuGraphExecDestroy"),
+      };
+    },
   };
 }
