@@ -97,12 +97,6 @@ export async function openDriver(): Promise<Driver | string> {
     cuMemcpyDtoD_v2: ["u64", "u64", "usize"],
     cuMemsetD8Async: ["u64", "u8", "usize", "ptr"],
     cuStreamCreate: ["buf", "u32"],
-    cuStreamBeginCapture_v2: ["ptr", "u32"],
-    cuStreamEndCapture: ["ptr", "buf"],
-    cuGraphInstantiateWithFlags: ["buf", "ptr", "u64"],
-    cuGraphLaunch: ["ptr", "ptr"],
-    cuGraphExecDestroy: ["ptr"],
-    cuGraphDestroy: ["ptr"],
     cuModuleLoadData: ["buf", "buf"],
     cuModuleLoadDataEx: ["buf", "buf", "u32", "buf", "buf"],
     cuModuleGetFunction: ["buf", "ptr", "buf"],
@@ -113,6 +107,16 @@ export async function openDriver(): Promise<Driver | string> {
   } as const);
   if ("why" in opened) return `libcuda.so.1 could not be loaded (no NVIDIA driver here): ${opened.why}`;
   const cu = opened.lib.fn;
+  // CUDA graphs (a driver for CUDA 11.4 or newer): without them the backend works, only capture() is absent
+  const graphs = openFirst(ffi, [opened.path], {
+    cuStreamBeginCapture_v2: ["ptr", "u32"],
+    cuStreamEndCapture: ["ptr", "buf"],
+    cuGraphInstantiateWithFlags: ["buf", "ptr", "u64"],
+    cuGraphLaunch: ["ptr", "ptr"],
+    cuGraphExecDestroy: ["ptr"],
+    cuGraphDestroy: ["ptr"],
+  } as const);
+  const cg = "why" in graphs ? undefined : graphs.lib.fn;
   const text = (p: bigint) => ffi.cstring(p);
   const errName = (rc: number) => {
     const n = new BigUint64Array(1), s = new BigUint64Array(1);
@@ -207,10 +211,10 @@ export async function openDriver(): Promise<Driver | string> {
       notCapturing("a synchronize");
       check(cu.cuCtxSynchronize(), "cuCtxSynchronize");
     },
-    capture(body) {
+    capture: cg && ((body) => {
       notCapturing("a capture");
       // relaxed (2): cuMemAlloc stays allowed inside (the pool may grow); the graph is instantiated, then dropped
-      check(cu.cuStreamBeginCapture_v2(stream, 2), "cuStreamBeginCapture");
+      check(cg.cuStreamBeginCapture_v2(stream, 2), "cuStreamBeginCapture");
       capturing = true;
       let failed: unknown;
       try {
@@ -220,22 +224,22 @@ export async function openDriver(): Promise<Driver | string> {
       }
       capturing = false;
       const g = new BigUint64Array(1), exec = new BigUint64Array(1);
-      const rc = cu.cuStreamEndCapture(stream, g); // always: it ends the capture, a failed one too
+      const rc = cg.cuStreamEndCapture(stream, g); // always: it ends the capture, a failed one too
       try {
         if (failed) throw failed;
         check(rc, "cuStreamEndCapture");
-        check(cu.cuGraphInstantiateWithFlags(exec, g[0]!, 0n), "cuGraphInstantiateWithFlags");
+        check(cg.cuGraphInstantiateWithFlags(exec, g[0]!, 0n), "cuGraphInstantiateWithFlags");
       } finally {
-        if (g[0]) cu.cuGraphDestroy(g[0]);
+        if (g[0]) cg.cuGraphDestroy(g[0]);
       }
       const e = exec[0]!;
       return {
         launch() {
-          check(cu.cuGraphLaunch(e, stream), "cuGraphLaunch");
+          check(cg.cuGraphLaunch(e, stream), "cuGraphLaunch");
           if (syncEach) check(cu.cuCtxSynchronize(), "a CUDA graph's launches (NUMEDGE_CUDA_SYNC=1)");
         },
-        destroy: () => check(cu.cuGraphExecDestroy(e), "cuGraphExecDestroy"),
+        destroy: () => check(cg.cuGraphExecDestroy(e), "cuGraphExecDestroy"),
       };
-    },
+    }),
   };
 }
