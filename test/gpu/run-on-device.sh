@@ -8,6 +8,7 @@
 #   mkdir -p .git/info .device && echo /.device/ >> .git/info/exclude
 #   xz -T2 -6 -c node_modules/bun/bin/bun.exe > .device/bun.xz && npm run build:asm
 #   run: bash test/gpu/run-on-device.sh   (carry: [".device", "build"], timeout ~530 s; the steps stop by 480 s)
+# Then, if device time is left, the Node route: test/gpu/node-on-device.sh (a call of its own; see its header).
 # A rerun after a fault: SYNC=1 bash test/gpu/run-on-device.sh (NUMEDGE_CUDA_SYNC=1: every launch waited for, so
 # the error names the kernel).
 cd "$(dirname "$0")/../.."
