@@ -2,6 +2,39 @@
 // a tf.Tensor, a plain array for the reference) between calls; ops given DeviceArrays return DeviceArrays on
 // the same backend without a host copy. Host typed arrays keep working everywhere: they are copied in and out.
 import { NumedgeError, show } from "./errors.ts";
+import type { Backend, Captured } from "./backends/types.ts";
+
+/** Arrays written while device work is being recorded (recordOn), so that each replay marks them changed again. */
+let recordedWrites: Set<DeviceArray> | null = null;
+
+/** A DeviceArray's contents changed (an op or a write): bump its version, which caches of its contents compare. */
+export function changed(da: DeviceArray): void {
+  da.version++;
+  recordedWrites?.add(da);
+}
+
+/**
+ * The device work `body` queues on backend `be`, recorded (not run) for replay: be.capture, plus the version bumps
+ * of the arrays body writes, repeated by each replay. Throws NumedgeError where the backend cannot record it.
+ */
+export function recordOn(be: Backend, body: () => void): Captured {
+  if (!be.capture) throw new NumedgeError("unsupported", `backend ${be.id} cannot record device work`);
+  const writes = new Set<DeviceArray>();
+  recordedWrites = writes;
+  let inner: Captured;
+  try {
+    inner = be.capture(body);
+  } finally {
+    recordedWrites = null;
+  }
+  return {
+    replay() {
+      inner.replay();
+      for (const da of writes) da.version++;
+    },
+    dispose: () => inner.dispose(),
+  };
+}
 
 /** Element types a DeviceArray can hold. */
 export type Dtype = "f32" | "f64" | "i32" | "u8" | "i8";
@@ -125,13 +158,13 @@ export class DeviceArray<D extends Dtype = Dtype> {
     if (dtypeOfHost(src) !== this.dtype || src.length !== this.length)
       throw new NumedgeError("shape", `write needs a ${CTORS[this.dtype].name}(${this.length}), got ${show(src)}`);
     this.owner.storage.write(this.handle, src);
-    this.version++;
+    changed(this);
   }
 
   /** Set every element to 0, on the backend (no host traffic). @example grad.zero() */
   zero(): void {
     this.owner.storage.zero(this.handle);
-    this.version++;
+    changed(this);
   }
 
   /** Free the storage now; later use throws. Idempotent. @example x.dispose() */

@@ -10,6 +10,7 @@ import {
 } from "numedge";
 import { KERNELS } from "../src/backends/cuda.ts";
 import { getBackend, loadedBackend } from "../src/backends/index.ts";
+import { recordOn } from "../src/device.ts";
 import { maxInto } from "../src/ops/track.ts";
 import { cpuDriver } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
@@ -480,10 +481,19 @@ for (const dev of KERNEL_DEVICES) describe(`recorded steps (CUDA graphs) on ${de
     expect(first.graphStatus).toBe("not recorded yet");
     first.train(true, false);
     expect(first.graphStatus).toBe("in use");
+    if (dev === "cuda-cpu") { // an unlogged step: one graph launch (its kernels follow it on the CPU device), then AdamW's 3
+      const d = await cpuCuda(), before = d.launches.length;
+      first.train(true, false);
+      const step = d.launches.slice(before);
+      expect(step[0]).toBe("(graph launch)");
+      expect(step.filter((n) => n === "(graph launch)").length).toBe(1);
+      expect(step.slice(-3)).toEqual(["adamw_f32", "adamw_f32", "adamw_f32"]);
+      expect(step.filter((n) => n.startsWith("adamw")).length).toBe(3);
+    }
     await setBackend("wasm");
   }, 120_000);
 
-  test("memory a recorded step uses is never handed to anyone else while it lives; a disposed one is replay()-proof", async () => {
+  test("memory a recorded step uses is never handed to anyone else while it lives; a replay marks what it writes changed; a disposed one is replay()-proof", async () => {
     await setBackend(dev);
     const run = new GrokRun(cfg("baseline"), { graph: true });
     run.train(true, false);
@@ -502,12 +512,25 @@ for (const dev of KERNEL_DEVICES) describe(`recorded steps (CUDA graphs) on ${de
     g.replay();
     expect(Array.from(other.readSync())).toEqual([7, 7]);
     g.dispose();
+    // arrays made before recording, disposed while the graph lives: theirs too; and each replay bumps what it writes
+    const a = toDevice(Float32Array.of(-5, 5)), b = toDevice(Float32Array.of(0, 0));
+    const g2 = recordOn(loadedBackend(dev), () => void relu(a, { out: b }));
+    const v = b.version;
+    g2.replay();
+    expect(b.version).toBe(v + 1);
+    expect(Array.from(b.readSync())).toEqual([0, 5]);
+    a.dispose();
+    b.dispose();
+    const c1 = toDevice(Float32Array.of(7, 7)), c2 = toDevice(Float32Array.of(8, 8)); // the sizes a and b had
+    g2.replay();
+    expect([...c1.readSync(), ...c2.readSync()]).toEqual([7, 7, 8, 8]);
+    g2.dispose();
     g.dispose(); // twice: a no-op
     expect(() => g.replay()).toThrow(/disposed/);
     await setBackend("wasm");
   }, 120_000);
 
-  test("a copy, read or sync while recording throws NumedgeError and records nothing; the backend goes on working", async () => {
+  test("a copy or a read while recording throws NumedgeError; the backend goes on working, a graph recorded after too", async () => {
     await setBackend(dev);
     const x = toDevice(Float32Array.of(-1, 2, -3, 4)), cap = loadedBackend(dev).capture!;
     for (const body of [() => toDevice(Float32Array.of(1)), () => x.readSync(), () => softmax(Float32Array.of(1, 2), { cols: 2 })]) {

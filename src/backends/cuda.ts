@@ -36,10 +36,11 @@ const isCudaBuf = (v: unknown): v is CudaBuf => v instanceof CudaBuf;
 function devicePool(d: Driver, exact = false) {
   const POOL_BYTES = 256 * 2 ** 20, pool = new Map<number, bigint[]>();
   let pooled = 0;
-  // A CUDA graph keeps the addresses it was captured with: memory taken during its capture, or given back then, is
-  // held for the graph (never handed to anyone else) until the graph is released.
-  let capturing: Array<[bigint, number]> | null = null;
-  const owners = new Map<bigint, Array<[bigint, number]>>(); // taken during a capture -> that graph's held list
+  // A CUDA graph keeps the addresses it was captured with. Memory a capture touched (taken, given back, or handed to
+  // a kernel: `use`) counts the live graphs using it; given back while any does, it waits (deferred) until the last
+  // is released, so no one else gets memory a replay writes or reads.
+  let capturing: Set<bigint> | null = null;
+  const users = new Map<bigint, number>(), deferred = new Map<bigint, number>();
   const sizeClass = (bytes: number) => (exact || bytes > POOL_BYTES / 4 ? Math.max(1, bytes) : 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, bytes)))));
   function fresh(c: number): bigint {
     const hit = pool.get(c)?.pop();
@@ -50,20 +51,22 @@ function devicePool(d: Driver, exact = false) {
     try {
       return d.alloc(c);
     } catch (e) { // out of memory (the driver's NumedgeError "range"): hand the pool back, then try once more
-      if (pooled === 0 || !(e instanceof NumedgeError && e.code === "range")) throw e;
-      for (const list of pool.values()) for (const q of list.splice(0)) d.free(q);
+      // (not while capturing: cuMemFree waits for the device, which a capture forbids; the caller steps without a graph)
+      if (pooled === 0 || capturing || !(e instanceof NumedgeError && e.code === "range")) throw e;
       pooled = 0;
+      for (const list of pool.values()) for (const q of list.splice(0)) d.free(q);
       return d.alloc(c);
     }
   }
+  const use = (p: bigint) => void capturing?.add(p);
   function take(bytes: number): [bigint, number] {
     const c = sizeClass(bytes), p = fresh(c);
-    if (capturing) owners.set(p, capturing);
+    use(p);
     return [p, c];
   }
   function give(p: bigint, c: number): void {
-    const held = capturing ?? owners.get(p);
-    if (held) return void held.push([p, c]);
+    use(p);
+    if (capturing?.has(p) || users.has(p)) return void deferred.set(p, c);
     if (c > POOL_BYTES / 4 || pooled + c > POOL_BYTES) {
       try {
         d.free(p);
@@ -73,30 +76,47 @@ function devicePool(d: Driver, exact = false) {
     (pool.get(c) ?? pool.set(c, []).get(c)!).push(p);
     pooled += c;
   }
-  /** body's result, and the release of the memory held for what it captured. */
+  /** Memory given back while graphs used it goes to the pool once none does. */
+  function flush(p: bigint): void {
+    const c = deferred.get(p);
+    if (c === undefined || users.has(p)) return;
+    deferred.delete(p);
+    give(p, c);
+  }
+  /** body's result (a graph), and the release of the memory it uses; body failing, nothing is kept. */
   function holding<R>(body: () => R): { result: R; release: () => void } {
-    const held: Array<[bigint, number]> = [];
-    const release = () => {
-      for (const [p, o] of owners) if (o === held) owners.delete(p);
-      for (const [p, c] of held.splice(0)) give(p, c);
-    };
-    capturing = held;
+    const touched = new Set<bigint>();
+    capturing = touched;
     let result: R;
     try {
       result = body();
     } catch (e) {
       capturing = null;
-      release(); // nothing was captured: the memory is free again
+      for (const p of touched) flush(p);
       throw e;
     } finally {
       capturing = null;
     }
+    for (const p of touched) users.set(p, (users.get(p) ?? 0) + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      for (const p of touched) {
+        const n = users.get(p)! - 1;
+        if (n > 0) users.set(p, n);
+        else {
+          users.delete(p);
+          flush(p);
+        }
+      }
+    };
     return { result, release };
   }
-  return { take, give, holding };
+  return { take, give, use, holding };
 }
 
-function cudaStorage(d: Driver, take: (bytes: number) => [bigint, number], give: (p: bigint, cls: number) => void): Storage<CudaBuf> {
+function cudaStorage(d: Driver, { take, give, use }: ReturnType<typeof devicePool>): Storage<CudaBuf> {
   // an output gets no memset (a device operation each): the op's kernels write the whole array
   const allocOutput = (length: number, dtype: Dtype) => {
     const bytes = length * CTORS[dtype].BYTES_PER_ELEMENT, [p, cls] = take(bytes);
@@ -116,7 +136,10 @@ function cudaStorage(d: Driver, take: (bytes: number) => [bigint, number], give:
       d.dtoh(out, b.p); // waits for the work queued before it
       return out;
     },
-    zero: (b) => d.zero(b.p, b.bytes),
+    zero: (b) => {
+      use(b.p);
+      d.zero(b.p, b.bytes);
+    },
     copy: (src, dst) => d.dtod(dst.p, src.p, src.bytes),
   };
 }
@@ -220,7 +243,7 @@ export interface CudaDeps {
  * NUMEDGE_CUBLAS=none: never cuBLAS (the GEMM kernel of kernels.cu, as on a machine with only the driver).
  */
 export const realDeps: CudaDeps = {
-  open: openDriver, image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d.ffi, env.NUMEDGE_CUDA_TF32 === "1", d.stream)),
+  open: openDriver, image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d, env.NUMEDGE_CUDA_TF32 === "1")),
 };
 
 /** The cuda backend on the first GPU, or why it cannot run here. */
@@ -228,7 +251,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   const opened = await deps.open();
   if (typeof opened === "string") return opened;
   const d: Driver = opened;
-  const { take, give, holding } = devicePool(d, deps.exactSizes), storage = cudaStorage(d, take, give);
+  const mem = devicePool(d, deps.exactSizes), { take, give, use } = mem, storage = cudaStorage(d, mem);
   let img = deps.image(d), fn: (name: string) => bigint;
   try {
     fn = d.module(img.image);
@@ -246,6 +269,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   /** The wasm kernel `name` on host copies: for what has no CUDA version. */
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
   const stagedOps: string[] = [];
+  let recording = false; // inside capture(): nothing may wait for the device
 
 
   /**
@@ -256,7 +280,10 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   function onDevice(ins: unknown[], outs: unknown[], body: (ip: bigint[], op: bigint[]) => void, keep?: (op: bigint[]) => boolean): void {
     const temps = new Map<HostArray, [bigint, number]>();
     const put = (a: unknown, copyIn: boolean) => {
-      if (isCudaBuf(a)) return a.p;
+      if (isCudaBuf(a)) {
+        use(a.p); // a graph being recorded reads or writes it
+        return a.p;
+      }
       const h = a as HostArray;
       let t = temps.get(h);
       if (t === undefined) {
@@ -607,7 +634,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
           // row-major C [m, n] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's storage first, as it is
           (t(a) === "f64" ? blas.dgemm : blas.sgemm)(transB ? 1 : 0, transA ? 1 : 0, n, m, kk, 1, pb!, Math.max(1, transB ? kk : n),
             pa!, Math.max(1, transA ? m : kk), accumulate ? 1 : 0, pc!, n);
-          if (env.NUMEDGE_CUDA_SYNC === "1") d.sync(); // as after every kernel (driver.ts): a fault shows here, not later
+          if (env.NUMEDGE_CUDA_SYNC === "1" && !recording) d.sync(); // as after every kernel (driver.ts): a fault shows here, not later
           return;
         }
         d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 64), Math.min(Math.ceil(m / 64), 65535)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
@@ -682,7 +709,14 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
 
   const out: Record<string, unknown> = { name: "cuda", id, storage };
   if (d.capture) out.capture = (body: () => void): Captured => {
-    const { result: graph, release } = holding(() => d.capture!(body));
+    recording = true;
+    let held;
+    try {
+      held = mem.holding(() => d.capture!(body));
+    } finally {
+      recording = false;
+    }
+    const { result: graph, release } = held;
     let live = true;
     return {
       replay() {
@@ -692,8 +726,8 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
       dispose() {
         if (!live) return;
         live = false;
+        // no wait: a graph in flight is freed when done, and whoever gets its memory next queues behind it on the stream
         try {
-          d.sync(); // its last replay done: then its memory can serve others
           graph.destroy();
         } finally {
           release();

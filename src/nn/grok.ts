@@ -1,5 +1,5 @@
 // One grokking training run (data + MLP + loss head + optimizer) stepped by the caller, and the paper's arms.
-import { DeviceArray, hostCopy } from "../device.ts";
+import { DeviceArray, hostCopy, recordOn } from "../device.ts";
 import { NumedgeError, readOptions, readRecord, type FloatArray } from "../errors.ts";
 import { empty, toDevice } from "../memory.ts";
 import { crossEntropy } from "../ops/softmax.ts";
@@ -29,8 +29,8 @@ export interface GrokRunOptions {
   graph?: boolean;
 }
 
-/** Recorded steps are released with their run. */
-const graphs = new FinalizationRegistry<Captured>((g) => g.dispose());
+/** Recorded steps are released with their run (a failure there has no one to report to: the memory stays held). */
+const graphs = new FinalizationRegistry<Captured>((g) => { try { g.dispose(); } catch { /* a lost context */ } });
 
 export interface GrokConfig {
   p: number;
@@ -168,7 +168,7 @@ export class GrokRun {
   /** Record forwardBackward(false) as a graph (not run: replay() runs it), or keep why that failed. */
   private record(): void {
     try {
-      const g = loadedBackend(this.model.backend!).capture!(() => void this.forwardBackward(false));
+      const g = recordOn(loadedBackend(this.model.backend!), () => void this.forwardBackward(false));
       this.graph = g;
       graphs.register(this, g);
     } catch (e) {

@@ -3,7 +3,7 @@
 // are made there (no host copy). One call takes either kind, never both, and DeviceArrays of one backend only.
 import { getBackend } from "../backends/index.ts";
 import type { Backend } from "../backends/types.ts";
-import { CTORS, DeviceArray, dtypeOfHost, storageArray, type Dtype, type HostArray } from "../device.ts";
+import { CTORS, DeviceArray, changed, dtypeOfHost, storageArray, type Dtype, type HostArray } from "../device.ts";
 import { NumedgeError, overlaps, show } from "../errors.ts";
 import { inWasm } from "../backends/wasm/runtime.ts";
 
@@ -95,7 +95,7 @@ export class OpCall {
 
   /** Outputs the kernel wrote: their DeviceArrays' contents changed. */
   wrote(...as: Array<Arg | undefined | null>): void {
-    for (const a of as) if (a?.da) a.da.version++;
+    for (const a of as) if (a?.da) changed(a.da);
   }
 }
 

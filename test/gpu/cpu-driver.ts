@@ -162,6 +162,7 @@ export async function cpuDriver(source = new URL("../../src/backends/cuda/kernel
       return {
         launch() {
           if (!live) throw new Error("cuda-cpu: launch of a destroyed CUDA graph");
+          launches.push("(graph launch)");
           for (const w of work) w();
         },
         destroy() { live = false; },

@@ -3,7 +3,8 @@
 // driver's stream, in order with every kernel numedge launches (and captured with them into a CUDA graph).
 // Signatures as verified on an H200 (CUDA 13); cublasSetStream_v2 not yet run on one.
 import { NumedgeError } from "../../errors.ts";
-import { libPaths, openFirst, type Ffi } from "./ffi.ts";
+import type { Driver } from "./driver.ts";
+import { libPaths, openFirst } from "./ffi.ts";
 
 /** C = alpha op(A) op(B) + beta C, column-major; op 0 = as stored, 1 = transposed; pointers are device addresses. */
 export type GemmCall = (opA: 0 | 1, opB: 0 | 1, m: number, n: number, k: number, alpha: number, A: bigint, lda: number,
@@ -16,12 +17,17 @@ export interface Cublas {
   dgemm: GemmCall;
 }
 
-/** cuBLAS on the current context and `stream`, or why not. tf32: let sgemm use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH). */
-export function openCublas(ffi: Ffi, tf32: boolean, stream: bigint): Cublas | string {
-  const opened = openFirst(ffi, ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths), {
+/**
+ * cuBLAS on the driver's context and stream, or why not. tf32: let sgemm use TF32 tensor cores
+ * (CUBLAS_TF32_TENSOR_OP_MATH). Its workspace is a fixed buffer of ours (32 MiB from Hopper on, else 4 MiB, as
+ * PyTorch's), so cuBLAS allocates nothing while a CUDA graph is captured and picks the same kernels inside and out.
+ */
+export function openCublas(d: Driver, tf32: boolean): Cublas | string {
+  const opened = openFirst(d.ffi, ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths), {
     cublasCreate_v2: ["buf"],
     cublasSetMathMode: ["ptr", "i32"],
     cublasSetStream_v2: ["ptr", "ptr"],
+    cublasSetWorkspace_v2: ["ptr", "u64", "usize"],
     cublasSgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
     cublasDgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
   } as const);
@@ -31,7 +37,9 @@ export function openCublas(ffi: Ffi, tf32: boolean, stream: bigint): Cublas | st
   const rc = lib.fn.cublasCreate_v2(h);
   if (rc !== 0) return `cublasCreate failed (cublasStatus ${rc})`;
   if (tf32 && lib.fn.cublasSetMathMode(h[0]!, 3) !== 0) return "cublasSetMathMode(TF32) failed";
-  if (lib.fn.cublasSetStream_v2(h[0]!, stream) !== 0) return "cublasSetStream failed";
+  if (lib.fn.cublasSetStream_v2(h[0]!, d.stream) !== 0) return "cublasSetStream failed"; // first: it resets the workspace
+  const bytes = (d.device.sm >= 90 ? 32 : 4) * 2 ** 20;
+  if (lib.fn.cublasSetWorkspace_v2(h[0]!, d.alloc(bytes), BigInt(bytes)) !== 0) return "cublasSetWorkspace failed";
   const call = (name: "cublasSgemm_v2" | "cublasDgemm_v2", Scalar: Float32ArrayConstructor | Float64ArrayConstructor): GemmCall =>
     (opA, opB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) => {
       const s = lib.fn[name](h[0]!, opA, opB, m, n, k, Scalar.of(alpha), A, lda, B, ldb, Scalar.of(beta), C, ldc);
