@@ -113,7 +113,7 @@ function devicePool(d: Driver, exact = false) {
     };
     return { result, release };
   }
-  return { take, give, use, holding };
+  return { take, give, use, holding, recording: () => capturing !== null };
 }
 
 function cudaStorage(d: Driver, { take, give, use }: ReturnType<typeof devicePool>): Storage<CudaBuf> {
@@ -269,7 +269,6 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
   /** The wasm kernel `name` on host copies: for what has no CUDA version. */
   const viaWasm = <K extends keyof Backend>(name: K) => stagedBy(storage, fallback[name] as (...a: unknown[]) => unknown, isCudaBuf) as unknown as Backend[K];
   const stagedOps: string[] = [];
-  let recording = false; // inside capture(): nothing may wait for the device
 
 
   /**
@@ -634,7 +633,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
           // row-major C [m, n] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's storage first, as it is
           (t(a) === "f64" ? blas.dgemm : blas.sgemm)(transB ? 1 : 0, transA ? 1 : 0, n, m, kk, 1, pb!, Math.max(1, transB ? kk : n),
             pa!, Math.max(1, transA ? m : kk), accumulate ? 1 : 0, pc!, n);
-          if (env.NUMEDGE_CUDA_SYNC === "1" && !recording) d.sync(); // as after every kernel (driver.ts): a fault shows here, not later
+          if (env.NUMEDGE_CUDA_SYNC === "1" && !mem.recording()) d.sync(); // as after every kernel (driver.ts): a fault shows here, not later
           return;
         }
         d.launch(k[`gemm_${t(a)}`]!, [Math.ceil(n / 64), Math.min(Math.ceil(m / 64), 65535)], [16, 16], [{ p: pa! }, { p: pb! }, { p: pc! }, { i32: m }, { i32: kk }, { i32: n },
@@ -709,14 +708,7 @@ export async function createCudaBackend(fallback: Backend = wasmBackend, deps: C
 
   const out: Record<string, unknown> = { name: "cuda", id, storage };
   if (d.capture) out.capture = (body: () => void): Captured => {
-    recording = true;
-    let held;
-    try {
-      held = mem.holding(() => d.capture!(body));
-    } finally {
-      recording = false;
-    }
-    const { result: graph, release } = held;
+    const { result: graph, release } = mem.holding(() => d.capture!(body));
     let live = true;
     return {
       replay() {
