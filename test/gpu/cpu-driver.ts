@@ -6,7 +6,7 @@
 // libm (exp, log, log1p) may differ from CUDA's libdevice by an ulp.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,14 +42,20 @@ export function kernelSignatures(src: string): Array<{ name: string; types: stri
   });
 }
 
-/** The .so of kernels.cu for this CPU, compiled once per source (shim, runtime, kernels, wrappers) into a temp cache. */
-function compile(sigs: ReturnType<typeof kernelSignatures>, kernelsPath: string): string {
+/**
+ * The .so of kernels.cu for this CPU, compiled once per source (shim, runtime, kernels, wrappers, and `also`, a file
+ * of cpu-cuda/ such as the fake libcuda) into a temp cache.
+ */
+function compile(sigs: ReturnType<typeof kernelSignatures>, kernelsPath: string, also?: string): string {
   // one wrapper per kernel: unpack cuLaunchKernel's kernelParams (args[i] points at parameter i) and call it
   const gen = [`#include "runtime.cpp"`, `#include "${kernelsPath}"`,
     ...sigs.map((s, i) => `static void w${i}(void** a) { ${s.name}(${s.types.map((t, j) => `*(${t}*)a[${j}]`).join(", ")}); }`),
     `static void (*const cc_kernels[])(void**) = { ${sigs.map((_, i) => `w${i}`).join(", ")} };`,
-    `extern "C" int cc_function(uint64_t* out, uint32_t i) { if (i >= ${sigs.length}) return 1; *out = (uint64_t)cc_kernels[i]; return 0; }`, ""].join("\n");
-  const h = createHash("sha256").update([CXX, ...FLAGS, gen, readFileSync(kernelsPath, "utf8"), ...["cuda_shim.h", "runtime.cpp"].map((f) => readFileSync(shimDir + f, "utf8"))].join("\0"));
+    `static const char* const cc_names[] = { ${sigs.map((s) => JSON.stringify(s.name)).join(", ")} };`,
+    `static const unsigned cc_nparams[] = { ${sigs.map((s) => s.types.length).join(", ")} };`,
+    `extern "C" int cc_function(uint64_t* out, uint32_t i) { if (i >= ${sigs.length}) return 1; *out = (uint64_t)cc_kernels[i]; return 0; }`,
+    ...(also ? [`#include "${also}"`] : []), ""].join("\n");
+  const h = createHash("sha256").update([CXX, ...FLAGS, gen, readFileSync(kernelsPath, "utf8"), ...["cuda_shim.h", "runtime.cpp", ...(also ? [also] : [])].map((f) => readFileSync(shimDir + f, "utf8"))].join("\0"));
   const dir = join(tmpdir(), "numedge-cuda-cpu"), so = join(dir, `kernels-${h.digest("hex").slice(0, 16)}.so`);
   if (existsSync(so)) return so;
   mkdirSync(dir, { recursive: true });
@@ -63,6 +69,23 @@ function compile(sigs: ReturnType<typeof kernelSignatures>, kernelsPath: string)
     rmSync(work, { recursive: true, force: true });
   }
   return so;
+}
+
+/**
+ * A folder holding a fake libcuda.so.1 (cpu-cuda/libcuda.cpp) that runs kernels.cu on the CPU device, or why not:
+ * a process started with it on LD_LIBRARY_PATH runs the cuda backend's real driver.ts with no GPU.
+ */
+export function fakeLibcuda(): { dir: string } | string {
+  const missing = cpuCudaMissing();
+  if (missing) return missing;
+  const kernelsPath = fileURLToPath(new URL("../../src/backends/cuda/kernels.cu", import.meta.url));
+  const so = compile(kernelSignatures(readFileSync(kernelsPath, "utf8")), kernelsPath, "libcuda.cpp"), dir = so.replace(/\.so$/, "-libcuda");
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(join(dir, "libcuda.so.1"))) { // atomic, as compile()'s
+    copyFileSync(so, join(dir, `libcuda.so.1.${process.pid}`));
+    renameSync(join(dir, `libcuda.so.1.${process.pid}`), join(dir, "libcuda.so.1"));
+  }
+  return { dir };
 }
 
 export interface CpuDriver extends Driver {

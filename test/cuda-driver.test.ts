@@ -1,0 +1,23 @@
+// The cuda backend's real driver (src/backends/cuda/driver.ts: its FFI calls, kernel parameters, stream, CUDA graph
+// capture, out-of-memory and error paths) where there is no GPU: a fake libcuda.so.1 (test/gpu/cpu-cuda/libcuda.cpp)
+// serves the CUDA driver API from the CPU device, and the GPU suites run against it in a child process (the loader
+// reads LD_LIBRARY_PATH at process start). What this cannot check is the real library's binary interface.
+import { expect, test } from "bun:test";
+import { fileURLToPath } from "node:url";
+import { fakeLibcuda } from "./gpu/cpu-driver.ts";
+
+const fake = fakeLibcuda();
+if (typeof fake === "string") console.log(`skipped: the cuda backend's driver over a fake libcuda (${fake})`);
+else test("the GPU suite and the kernel checks run on `cuda` through driver.ts and a fake libcuda.so.1, all passing", () => {
+  const r = Bun.spawnSync([process.execPath, "test", "--timeout", "120000", "test/gpu", "test/cuda-cpu.test.ts"], {
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_NVRTC: "none", NUMEDGE_TEST_BACKENDS: "cuda,wasm" },
+    stdout: "pipe", stderr: "pipe",
+  });
+  const out = r.stdout.toString() + r.stderr.toString(), count = (what: string) => Number(new RegExp(`^ *(\\d+) ${what}$`, "m").exec(out)?.[1] ?? -1);
+  expect(out).toMatch(/^cuda engine: cuda: fake libcuda over the CPU device \(sm_90/m);
+  expect(out).not.toMatch(/skipped: cuda tests/);
+  expect(count("fail"), out.split("\n").filter((l) => l.startsWith("(fail)") || /error/i.test(l)).slice(0, 20).join("\n")).toBe(0);
+  expect(count("pass")).toBeGreaterThanOrEqual(27);
+  expect(r.exitCode).toBe(0);
+}, 600_000);
