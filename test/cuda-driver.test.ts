@@ -3,6 +3,7 @@
 // serves the CUDA driver API from the CPU device, and the GPU suites run against it in a child process (the loader
 // reads LD_LIBRARY_PATH at process start). What this cannot check is the real library's binary interface.
 import { expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { fakeLibcuda } from "./gpu/cpu-driver.ts";
 
@@ -21,3 +22,14 @@ else test("the GPU suite and the kernel checks run on `cuda` through driver.ts a
   expect(count("pass")).toBeGreaterThanOrEqual(27);
   expect(r.exitCode).toBe(0);
 }, 600_000);
+
+// Deno from npm ci: the same driver through Deno.dlopen
+const deno = fileURLToPath(new URL("../node_modules/.bin/deno", import.meta.url));
+if (typeof fake !== "string" && existsSync(deno)) test("under Deno too: setBackend('cuda') comes up on the fake libcuda, softmax, topk and grok (a recorded graph) match wasm", () => {
+  const r = Bun.spawnSync([deno, "run", "-A", fileURLToPath(new URL("./runtimes/deno-cuda.ts", import.meta.url))], {
+    env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
+  });
+  const out = r.stdout.toString();
+  expect(out, r.stderr.toString()).toMatch(/^deno cuda: ok \(cuda backend up: cuda: fake libcuda.*; softmax, topk and grok steps \(a recorded graph\) match wasm/m);
+  expect(r.exitCode).toBe(0);
+}, 120_000);

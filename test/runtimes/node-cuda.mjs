@@ -48,9 +48,10 @@ for (const be of ["wasm", ...devices]) {
   await setBackend(be);
   const p = softmax(toDevice(x), { cols: 33 }).readSync();
   const t = topk(toDevice(x), { cols: 33, k: 5 });
-  const run = new GrokRun({ ...GROK_ARMS.perp, p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 });
+  const run = new GrokRun({ ...GROK_ARMS.perp, p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 }, { graph: true });
   const stats = [];
   for (let s = 0; s < 6; s++) stats.push(run.train(true, s % 3 === 0));
+  if (be !== "wasm" && run.graphStatus !== "in use") fail(`grok's graph on ${be}: ${run.graphStatus}`);
   logs[be] = { p, idx: t.indices.readSync(), stats: stats.filter(Boolean), acc: run.testAccuracy() };
 }
 await setBackend("wasm");
@@ -63,7 +64,7 @@ for (const be of devices) {
     for (const k of ["loss", "trainAcc", "scFraction", "maxLogit", "weightNorm"]) if (!near(c.stats[i][k], s[k])) fail(`${be}: grok step ${s.step} ${k}: ${c.stats[i][k]} vs wasm ${s[k]}`);
   if (c.acc !== w.acc) fail(`${be}: grok test accuracy ${c.acc} vs wasm ${w.acc}`);
 }
-if (devices.length) done.push(`softmax, topk and grok steps on ${devices.join(" and ")} match wasm${cpuLaunches() ? ` (${cpuLaunches()} launches on the CPU device through node:ffi)` : ""}`);
+if (devices.length) done.push(`softmax, topk and grok steps (a recorded graph) on ${devices.join(" and ")} match wasm${cpuLaunches() ? ` (${cpuLaunches()} launches on the CPU device through node:ffi)` : ""}`);
 
 const { src, hash } = kernelSource();
 const r = nvrtcCompile(ffi, src, "compute_75");
