@@ -23,6 +23,14 @@ else test("the GPU suite and the kernel checks run on `cuda` through driver.ts a
   expect(r.exitCode).toBe(0);
 }, 600_000);
 
+if (typeof fake !== "string") test("CUDA errors: a launch failure names its kernel and the backend goes on; a sticky one says the context is lost, on every later call", () => {
+  const r = Bun.spawnSync([process.execPath, fileURLToPath(new URL("./gpu/fault-check.ts", import.meta.url))], {
+    env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
+  });
+  expect(r.stdout.toString(), r.stderr.toString()).toContain("fault check: ok");
+  expect(r.exitCode).toBe(0);
+}, 120_000);
+
 // Deno from npm ci: the same driver through Deno.dlopen
 const deno = fileURLToPath(new URL("../node_modules/.bin/deno", import.meta.url));
 if (typeof fake !== "string" && existsSync(deno)) test("under Deno too: setBackend('cuda') comes up on the fake libcuda, softmax, topk and grok (a recorded graph) match wasm", () => {

@@ -20,6 +20,10 @@ bool invalidated = false;
 uint32_t seed = 0;
 const char* last = "no error";
 int fail(int rc, const char* what) { last = what; return rc; }
+// errors on demand (numedge_fake_fail): the launch that fails, and a sticky error (700, 719, ...) every call returns after
+long launches = 0, fail_at = -1;
+int fail_rc = 0, sticky = 0;
+bool is_sticky(int rc) { return rc == 700 || rc == 702 || (rc >= 714 && rc <= 719); }
 int nparams(void (*fn)(void**)) {
   for (size_t i = 0; i < sizeof cc_kernels / sizeof cc_kernels[0]; i++) if (cc_kernels[i] == fn) return (int)cc_nparams[i];
   return -1;
@@ -52,7 +56,10 @@ int cuDeviceGetAttribute(int* v, int attr, int) { *v = attr == 75 ? 9 : 0; retur
 int cuDeviceTotalMem_v2(size_t* bytes, int) { *bytes = fake::TOTAL; return 0; }
 int cuDevicePrimaryCtxRetain(void** ctx, int) { *ctx = (void*)0xc0; return 0; }
 int cuCtxSetCurrent(void*) { return 0; }
+int numedge_fake_fail(int after, int rc) { fake::fail_at = fake::launches + after; fake::fail_rc = rc; return 0; } // the test hook
+#define STICKY if (fake::sticky) return fake::fail(fake::sticky, "an earlier error lost the context (fake)")
 int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
+  STICKY;
   if (fake::used + bytes > fake::TOTAL) return fake::fail(2, "CUDA_ERROR_OUT_OF_MEMORY");
   if (cc_alloc(p, bytes)) return fake::fail(2, "CUDA_ERROR_OUT_OF_MEMORY (host)");
   fake::used += bytes;
@@ -68,8 +75,8 @@ int cuMemFree_v2(uint64_t p) {
   return 0;
 }
 int cuMemGetInfo_v2(size_t* free, size_t* total) { *free = fake::TOTAL - fake::used; *total = fake::TOTAL; return 0; }
-int cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t n) { if (int rc = fake::legacy()) return rc; return cc_htod(dst, src, n) ? fake::fail(1, err.c_str()) : 0; }
-int cuMemcpyDtoH_v2(void* dst, uint64_t src, size_t n) { if (int rc = fake::legacy()) return rc; return cc_dtoh(dst, src, n) ? fake::fail(1, err.c_str()) : 0; }
+int cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t n) { STICKY; if (int rc = fake::legacy()) return rc; return cc_htod(dst, src, n) ? fake::fail(1, err.c_str()) : 0; }
+int cuMemcpyDtoH_v2(void* dst, uint64_t src, size_t n) { STICKY; if (int rc = fake::legacy()) return rc; return cc_dtoh(dst, src, n) ? fake::fail(1, err.c_str()) : 0; }
 int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t n) { if (int rc = fake::legacy()) return rc; return cc_dtod(dst, src, n) ? fake::fail(1, err.c_str()) : 0; }
 int cuMemsetD8Async(uint64_t dst, unsigned char v, size_t n, void* stream) {
   if (v != 0 || !stream) return fake::fail(1, "fake libcuda: only zero memsets on the created stream");
@@ -89,6 +96,11 @@ int cuModuleGetFunction(void** f, void*, const char* name) {
 }
 int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void* stream,
     void** params, void** extra) {
+  STICKY;
+  if (fake::launches++ == fake::fail_at) {
+    if (fake::is_sticky(fake::fail_rc)) fake::sticky = fake::fail_rc;
+    return fake::fail(fake::fail_rc, "an injected launch failure (numedge_fake_fail)");
+  }
   int n = fake::nparams((void (*)(void**))f);
   if (n < 0 || gz != 1 || bz != 1 || extra) return fake::fail(1, "CUDA_ERROR_INVALID_VALUE: unknown function, a z dimension or extra");
   if (!stream && fake::capturing) return fake::legacy();
@@ -97,7 +109,7 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   if (fake::capturing) return fake::capturing->items.push_back(it), 0;
   return fake::run(it);
 }
-int cuCtxSynchronize() { return fake::legacy(); }
+int cuCtxSynchronize() { STICKY; return fake::legacy(); }
 int cuGetErrorName(int rc, const char** s) {
   *s = rc == 0 ? "CUDA_SUCCESS" : rc == 1 ? "CUDA_ERROR_INVALID_VALUE" : rc == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : rc == 500 ? "CUDA_ERROR_NOT_FOUND"
     : rc == 700 ? "CUDA_ERROR_ILLEGAL_ADDRESS" : rc == 906 ? "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT" : rc == 901 ? "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED" : "CUDA_ERROR_UNKNOWN";
