@@ -31,6 +31,20 @@ if (typeof fake !== "string") test("CUDA errors: a launch failure names its kern
   expect(r.exitCode).toBe(0);
 }, 120_000);
 
+if (typeof fake !== "string") test("a driver that finds no GPU: setBackend('cuda') throws NumedgeError('backend') saying so, and wasm goes on", () => {
+  for (const [mode, want] of [["no-device", /the NVIDIA driver reports no CUDA device/], ["init-fails", /cuInit failed \(CUDA_ERROR_NO_DEVICE: .*\): the driver found no usable GPU/]] as const) {
+    const r = Bun.spawnSync([process.execPath, "-e", `import { setBackend, softmax } from "numedge";
+      const e = await setBackend("cuda").then(() => null, (x) => x);
+      console.log(e?.name, e?.code, e?.message, softmax(Float32Array.of(0, 0), { cols: 2 })[0]);`], {
+      cwd: fileURLToPath(new URL("..", import.meta.url)), env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_FAKE_CUDA: mode }, stdout: "pipe", stderr: "pipe",
+    });
+    const out = r.stdout.toString();
+    expect(out, r.stderr.toString()).toMatch(/^NumedgeError backend backend "cuda" is not usable: /);
+    expect(out).toMatch(want);
+    expect(out.trim().endsWith(" 0.5")).toBe(true);
+  }
+}, 60_000);
+
 // Deno from npm ci: the same driver through Deno.dlopen
 const deno = fileURLToPath(new URL("../node_modules/.bin/deno", import.meta.url));
 if (typeof fake !== "string" && existsSync(deno)) test("under Deno too: setBackend('cuda') comes up on the fake libcuda, softmax, topk and grok (a recorded graph) match wasm", () => {

@@ -47,9 +47,11 @@ int run(const Item& it) {
 } // namespace fake
 
 extern "C" {
-int cuInit(unsigned) { return 0; }
+// NUMEDGE_FAKE_CUDA=no-device: a driver that sees no GPU; =init-fails: cuInit fails (CUDA_ERROR_NO_DEVICE)
+static bool fake_env(const char* v) { const char* e = getenv("NUMEDGE_FAKE_CUDA"); return e && !strcmp(e, v); }
+int cuInit(unsigned) { return fake_env("init-fails") ? fake::fail(100, "no CUDA-capable device is detected") : 0; }
 int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
-int cuDeviceGetCount(int* n) { *n = 1; return 0; }
+int cuDeviceGetCount(int* n) { *n = fake_env("no-device") ? 0 : 1; return 0; }
 int cuDeviceGet(int* d, int i) { *d = i; return i == 0 ? 0 : 101; }
 int cuDeviceGetName(char* name, int len, int) { snprintf(name, len, "fake libcuda over the CPU device"); return 0; }
 int cuDeviceGetAttribute(int* v, int attr, int) { *v = attr == 75 ? 9 : 0; return 0; } // 75, 76: compute capability 9.0
@@ -112,7 +114,7 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
 int cuCtxSynchronize() { STICKY; return fake::legacy(); }
 int cuGetErrorName(int rc, const char** s) {
   *s = rc == 0 ? "CUDA_SUCCESS" : rc == 1 ? "CUDA_ERROR_INVALID_VALUE" : rc == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : rc == 500 ? "CUDA_ERROR_NOT_FOUND"
-    : rc == 700 ? "CUDA_ERROR_ILLEGAL_ADDRESS" : rc == 906 ? "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT" : rc == 901 ? "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED" : "CUDA_ERROR_UNKNOWN";
+    : rc == 100 ? "CUDA_ERROR_NO_DEVICE" : rc == 700 ? "CUDA_ERROR_ILLEGAL_ADDRESS" : rc == 906 ? "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT" : rc == 901 ? "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED" : "CUDA_ERROR_UNKNOWN";
   return 0;
 }
 int cuGetErrorString(int, const char** s) { *s = fake::last; return 0; }
