@@ -40,7 +40,8 @@ int run(const Item& it) {
   for (uint32_t i = 0; i < it.n; i++) args[i] = (void*)&it.vals[i];
   if (cc_launch(it.fn, it.gx, it.gy, it.bx, it.by, it.shared, args, it.n, ++seed)) {
     last = err.c_str();
-    return strstr(last, "invalid launch") ? 1 : 700; // a bad configuration, else a fault (guard bytes): sticky on a GPU
+    if (strstr(last, "invalid launch")) return 1; // a bad configuration
+    return sticky = 700; // a fault (guard bytes changed): an illegal address, which loses a GPU's context
   }
   return 0;
 }
