@@ -1,9 +1,10 @@
 // The registry: setBackend choices, backendInfo, tfjs-gpu errors, auto's fallback and size routing,
-// NUMEDGE_BACKEND at import (in a subprocess), all without a GPU.
+// NUMEDGE_BACKEND at import (in a subprocess), all without a GPU: where there is one (or the tests' fake libcuda),
+// this file hides it (the cuda load in process, CUDA_VISIBLE_DEVICES="" in subprocesses).
 import { afterAll, afterEach, describe, expect, spyOn, test } from "bun:test";
 import { NumedgeError, backendInfo, setBackend, softmax } from "numedge";
 import {
-  autoOn, getBackend, opSize, routedBackend, useProbe,
+  autoOn, getBackend, opSize, routedBackend, swapCudaLoad, useProbe,
 } from "../src/backends/index.ts";
 import { TfjsProbe, type ProbeDeps } from "../src/backends/probe.ts";
 import type { Backend } from "../src/backends/types.ts";
@@ -11,11 +12,13 @@ import { wasmBackend } from "../src/backends/wasm.ts";
 
 const real = useProbe(new TfjsProbe());
 useProbe(real);
+const realCuda = swapCudaLoad(Promise.resolve("the NVIDIA driver is hidden from this test file (it checks the registry without a GPU)"));
+const noGpu = { ...process.env, CUDA_VISIBLE_DEVICES: "" };
 afterEach(async () => {
   useProbe(real);
   await setBackend("wasm");
 });
-afterAll(async () => { useProbe(real); await setBackend("wasm"); });
+afterAll(async () => { useProbe(real); swapCudaLoad(realCuda); await setBackend("wasm"); });
 
 /** Probe deps with only tfjs-node-gpu "installed": its binding present or not, its GPU present or not. */
 function gpuWorld(o: { binding: boolean; gpu: boolean }): ProbeDeps {
@@ -161,7 +164,7 @@ describe("NUMEDGE_BACKEND at import", () => {
   const run = (env: string, code: string) => {
     const p = Bun.spawnSync([process.execPath, "-e", code], {
       cwd: import.meta.dir + "/..",
-      env: { ...process.env, NUMEDGE_BACKEND: env },
+      env: { ...noGpu, NUMEDGE_BACKEND: env },
       stderr: "pipe",
       stdout: "pipe",
     });
@@ -200,7 +203,7 @@ describe("NUMEDGE_BACKEND at import", () => {
 
 describe("scripts/gpu-check.ts without a GPU", () => {
   test("prints what was found and why tfjs-gpu is not usable, exits 0, no stack trace", () => {
-    const env: Record<string, string | undefined> = { ...process.env };
+    const env: Record<string, string | undefined> = { ...noGpu };
     delete env.NUMEDGE_BACKEND;
     const p = Bun.spawnSync([process.execPath, "scripts/gpu-check.ts"], { cwd: import.meta.dir + "/..", env, stdout: "pipe", stderr: "pipe" });
     const out = p.stdout.toString(), err = p.stderr.toString();

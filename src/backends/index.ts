@@ -187,6 +187,15 @@ for (const c of ["tfjs-node", "tfjs-wasm", "tfjs-cpu"] as const) {
   });
 }
 let cuda: Promise<LoadedWithInfo | string> | undefined;
+/**
+ * Replace the cuda backend's load (tests that check the registry as on a machine without a GPU pass why not); returns
+ * the previous one, to put back. undefined: load it again on next use.
+ */
+export function swapCudaLoad(p: Promise<LoadedWithInfo | string> | undefined): Promise<LoadedWithInfo | string> | undefined {
+  const prev = cuda;
+  cuda = p;
+  return prev;
+}
 /** The cuda backend (loaded once), or why it cannot run here. */
 const loadCuda = () => (cuda ??= createCudaBackend().then(
   (r) => (typeof r === "string" ? r : { backend: r.backend, info: { device: "gpu" as const, ...r.info } }),

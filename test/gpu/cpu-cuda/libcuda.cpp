@@ -50,7 +50,11 @@ int run(const Item& it) {
 extern "C" {
 // NUMEDGE_FAKE_CUDA=no-device: a driver that sees no GPU; =init-fails: cuInit fails (CUDA_ERROR_NO_DEVICE)
 static bool fake_env(const char* v) { const char* e = getenv("NUMEDGE_FAKE_CUDA"); return e && !strcmp(e, v); }
-int cuInit(unsigned) { return fake_env("init-fails") ? fake::fail(100, "no CUDA-capable device is detected") : 0; }
+// CUDA_VISIBLE_DEVICES="" hides every GPU, as the real driver does
+int cuInit(unsigned) {
+  const char* visible = getenv("CUDA_VISIBLE_DEVICES");
+  return fake_env("init-fails") || (visible && !*visible) ? fake::fail(100, "no CUDA-capable device is detected") : 0;
+}
 int cuDriverGetVersion(int* v) { *v = 13000; return 0; }
 int cuDeviceGetCount(int* n) { *n = fake_env("no-device") ? 0 : 1; return 0; }
 int cuDeviceGet(int* d, int i) { *d = i; return i == 0 ? 0 : 101; }
