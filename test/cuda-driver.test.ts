@@ -1,7 +1,7 @@
 // The cuda backend's real driver (src/backends/cuda/driver.ts: its FFI calls, kernel parameters, stream, CUDA graph
 // capture, out-of-memory and error paths) where there is no GPU: a fake libcuda.so.1 (test/gpu/cpu-cuda/libcuda.cpp)
-// serves the CUDA driver API from the CPU device, and the GPU suites run against it in a child process (the loader
-// reads LD_LIBRARY_PATH at process start). What this cannot check is the real library's binary interface.
+// serves the CUDA driver API from the CPU device (NUMEDGE_LIBCUDA names it, so a machine with a GPU uses it too), and
+// the GPU suites run against it in a child process. What this cannot check is the real library's binary interface.
 import { expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -12,7 +12,7 @@ if (typeof fake === "string") console.log(`skipped: the cuda backend's driver ov
 else test("the GPU suite and the kernel checks run on `cuda` through driver.ts and a fake libcuda.so.1, all passing", () => {
   const r = Bun.spawnSync([process.execPath, "test", "--timeout", "120000", "test/gpu", "test/cuda-cpu.test.ts"], {
     cwd: fileURLToPath(new URL("..", import.meta.url)),
-    env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_NVRTC: "none", NUMEDGE_TEST_BACKENDS: "cuda,wasm" },
+    env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_NVRTC: "none", NUMEDGE_TEST_BACKENDS: "cuda,wasm" },
     stdout: "pipe", stderr: "pipe",
   });
   const out = r.stdout.toString() + r.stderr.toString(), count = (what: string) => Number(new RegExp(`^ *(\\d+) ${what}$`, "m").exec(out)?.[1] ?? -1);
@@ -25,7 +25,7 @@ else test("the GPU suite and the kernel checks run on `cuda` through driver.ts a
 
 if (typeof fake !== "string") test("CUDA errors: a launch failure names its kernel and the backend goes on; a sticky one says the context is lost, on every later call", () => {
   const r = Bun.spawnSync([process.execPath, fileURLToPath(new URL("./gpu/fault-check.ts", import.meta.url))], {
-    env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
+    env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
   });
   expect(r.stdout.toString(), r.stderr.toString()).toContain("fault check: ok");
   expect(r.exitCode).toBe(0);
@@ -36,7 +36,7 @@ if (typeof fake !== "string") test("a driver that finds no GPU: setBackend('cuda
     const r = Bun.spawnSync([process.execPath, "-e", `import { setBackend, softmax } from "numedge";
       const e = await setBackend("cuda").then(() => null, (x) => x);
       console.log(e?.name, e?.code, e?.message, softmax(Float32Array.of(0, 0), { cols: 2 })[0]);`], {
-      cwd: fileURLToPath(new URL("..", import.meta.url)), env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_FAKE_CUDA: mode }, stdout: "pipe", stderr: "pipe",
+      cwd: fileURLToPath(new URL("..", import.meta.url)), env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_FAKE_CUDA: mode }, stdout: "pipe", stderr: "pipe",
     });
     const out = r.stdout.toString();
     expect(out, r.stderr.toString()).toMatch(/^NumedgeError backend backend "cuda" is not usable: /);
@@ -49,7 +49,7 @@ if (typeof fake !== "string") test("a driver that finds no GPU: setBackend('cuda
 const deno = fileURLToPath(new URL("../node_modules/.bin/deno", import.meta.url));
 if (typeof fake !== "string" && existsSync(deno)) test("under Deno too: setBackend('cuda') comes up on the fake libcuda, softmax, topk and grok (a recorded graph) match wasm", () => {
   const r = Bun.spawnSync([deno, "run", "-A", fileURLToPath(new URL("./runtimes/deno-cuda.ts", import.meta.url))], {
-    env: { ...process.env, LD_LIBRARY_PATH: fake.dir, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
+    env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
   });
   const out = r.stdout.toString();
   expect(out, r.stderr.toString()).toMatch(/^deno cuda: ok \(cuda backend up: cuda: fake libcuda.*; softmax, topk and grok steps \(a recorded graph\) match wasm/m);

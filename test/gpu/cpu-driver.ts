@@ -72,10 +72,10 @@ function compile(sigs: ReturnType<typeof kernelSignatures>, kernelsPath: string,
 }
 
 /**
- * A folder holding a fake libcuda.so.1 (cpu-cuda/libcuda.cpp) that runs kernels.cu on the CPU device, or why not:
- * a process started with it on LD_LIBRARY_PATH runs the cuda backend's real driver.ts with no GPU.
+ * A fake libcuda.so.1 (cpu-cuda/libcuda.cpp) that runs kernels.cu on the CPU device, or why not: a process started
+ * with NUMEDGE_LIBCUDA=lib runs the cuda backend's real driver.ts on it, with no GPU.
  */
-export function fakeLibcuda(): { dir: string } | string {
+export function fakeLibcuda(): { lib: string } | string {
   const missing = cpuCudaMissing();
   if (missing) return missing;
   const kernelsPath = fileURLToPath(new URL("../../src/backends/cuda/kernels.cu", import.meta.url));
@@ -85,7 +85,7 @@ export function fakeLibcuda(): { dir: string } | string {
     copyFileSync(so, join(dir, `libcuda.so.1.${process.pid}`));
     renameSync(join(dir, `libcuda.so.1.${process.pid}`), join(dir, "libcuda.so.1"));
   }
-  return { dir };
+  return { lib: join(dir, "libcuda.so.1") };
 }
 
 export interface CpuDriver extends Driver {

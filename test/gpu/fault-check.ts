@@ -1,5 +1,5 @@
 // CUDA errors through the real driver.ts, on the tests' fake libcuda.so.1 (its numedge_fake_fail hook makes a launch
-// fail). Run by test/cuda-driver.test.ts with the fake on LD_LIBRARY_PATH; prints "fault check: ok" or what failed.
+// fail). Run by test/cuda-driver.test.ts with NUMEDGE_LIBCUDA naming the fake; prints "fault check: ok" or what failed.
 import { NumedgeError, relu, setBackend, toDevice } from "../../src/index.ts";
 import { loadFfi } from "../../src/backends/cuda/ffi.ts";
 
@@ -11,7 +11,8 @@ const ffi = await loadFfi();
 if (typeof ffi === "string") fail(ffi);
 const info = await setBackend("cuda");
 if (!/fake libcuda/.test(info.engine)) fail(`not the fake driver: ${info.engine}`);
-const hook = (ffi as Exclude<typeof ffi, string>).open("libcuda.so.1", { numedge_fake_fail: ["i32", "i32"] }).fn.numedge_fake_fail;
+// the library the driver opened (the same path: the same loaded copy)
+const hook = (ffi as Exclude<typeof ffi, string>).open(process.env.NUMEDGE_LIBCUDA!, { numedge_fake_fail: ["i32", "i32"] }).fn.numedge_fake_fail;
 const thrown = (f: () => unknown) => { try { f(); } catch (e) { return e; } return fail("no error thrown"); };
 const x = toDevice(Float32Array.of(-1, 2));
 

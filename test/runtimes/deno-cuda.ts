@@ -1,5 +1,5 @@
 // Deno: the cuda backend's FFI through Deno.dlopen. Without a GPU, setBackend("cuda") must fail cleanly naming
-// what is missing (the driver), not the runtime; with one (or the tests' fake libcuda.so.1 on LD_LIBRARY_PATH),
+// what is missing (the driver), not the runtime; with one (or the tests' fake libcuda.so.1 named by NUMEDGE_LIBCUDA),
 // softmax, top-k and grok steps on cuda must match wasm; where a libnvrtc loads (NUMEDGE_NVRTC or ldconfig), NVRTC
 // must compile kernels.cu to the same PTX as the shipped kernels.ptx (built under Bun).
 // Run: deno run -A test/runtimes/deno-cuda.ts
