@@ -4,7 +4,9 @@
 // must compile kernels.cu to the same PTX as the shipped kernels.ptx (built under Bun).
 // Run: deno run -A test/runtimes/deno-cuda.ts
 import { readFileSync } from "node:fs";
-import { GROK_ARMS, GrokRun, NumedgeError, setBackend, softmax, toDevice, topk } from "../../src/index.ts";
+import * as numedge from "../../src/index.ts";
+import { NumedgeError, setBackend } from "../../src/index.ts";
+import { compareWithWasm } from "./cuda-compare.ts";
 import { loadFfi } from "../../src/backends/cuda/ffi.ts";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile, portablePtx } from "../../src/backends/cuda/nvrtc.ts";
 
@@ -18,20 +20,8 @@ let line = "";
 try {
   const info = await setBackend("cuda");
   line = `cuda backend up: ${info.engine}`;
-  // softmax, top-k and a short grok run (a recorded CUDA graph) on cuda, then on wasm
-  const x = Float32Array.from({ length: 257 * 33 }, (_, i) => Math.sin(i * 0.37) * 40);
-  const logs: Array<{ p: Float32Array; idx: Int32Array; stats: number[] }> = [];
-  for (const be of ["cuda", "wasm"] as const) {
-    await setBackend(be);
-    const run = new GrokRun({ ...GROK_ARMS.perp, p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 }, { graph: true });
-    const stats = Array.from({ length: 6 }, (_, t) => run.train(true, t % 5 === 0)).filter((s) => s !== undefined).map((s) => s.loss);
-    if (be === "cuda" && run.graphStatus !== "in use") fail(`grok's graph on cuda: ${run.graphStatus}`);
-    logs.push({ p: softmax(toDevice(x), { cols: 33 }).readSync() as Float32Array, idx: topk(toDevice(x), { cols: 33, k: 5 }).indices.readSync() as Int32Array, stats: [...stats, run.testAccuracy()] });
-  }
-  const [c, w] = logs as [typeof logs[0], typeof logs[0]];
-  if (!c.p.every((v, i) => Math.abs(v - w.p[i]!) <= 1e-6 * w.p[i]! + 1e-30)) fail("softmax on cuda differs from wasm");
-  if (c.idx.join() !== w.idx.join()) fail("topk indices on cuda differ from wasm's");
-  if (!c.stats.every((v, i) => Math.abs(v - w.stats[i]!) <= 1e-3 * Math.abs(w.stats[i]!) + 1e-6)) fail(`grok on cuda: ${c.stats} vs wasm ${w.stats}`);
+  const why = await compareWithWasm(numedge, ["cuda"]);
+  if (why) fail(why);
   line += "; softmax, topk and grok steps (a recorded graph) match wasm";
   await setBackend("wasm");
 } catch (e) {

@@ -4,11 +4,13 @@
 // match wasm; where a libnvrtc loads, NVRTC under Node must build the shipped PTX.
 // Run: node test/runtimes/node-cuda.mjs (after npm run build)
 import { readFileSync } from "node:fs";
-import { GROK_ARMS, GrokRun, NumedgeError, registerBackend, setBackend, softmax, toDevice, topk } from "numedge";
+import * as numedge from "numedge";
+import { NumedgeError, registerBackend, setBackend } from "numedge";
 import { createCudaBackend } from "../../dist/backends/cuda.js";
 import { loadFfi } from "../../dist/backends/cuda/ffi.js";
 import { PTX_HASH_PREFIX, kernelSource, nvrtcCompile, portablePtx } from "../../dist/backends/cuda/nvrtc.js";
 import { wasmBackend } from "../../dist/backends/wasm.js";
+import { compareWithWasm } from "./cuda-compare.ts";
 
 function fail(why) {
   console.log(`node cuda: FAILED ${why}`);
@@ -41,29 +43,9 @@ else {
   cpuLaunches = () => d.launches.length;
 }
 
-// softmax, top-k and a short grok run on each device, against wasm
-const x = Float32Array.from({ length: 257 * 33 }, (_, i) => Math.sin(i * 0.37) * 40);
-const logs = {};
-for (const be of ["wasm", ...devices]) {
-  await setBackend(be);
-  const p = softmax(toDevice(x), { cols: 33 }).readSync();
-  const t = topk(toDevice(x), { cols: 33, k: 5 });
-  const run = new GrokRun({ ...GROK_ARMS.perp, p: 13, op: "add", frac: 0.6, hidden: [32, 32], seed: 0, lr: 0.01 }, { graph: true });
-  const stats = [];
-  for (let s = 0; s < 6; s++) stats.push(run.train(true, s % 3 === 0));
-  if (be !== "wasm" && run.graphStatus !== "in use") fail(`grok's graph on ${be}: ${run.graphStatus}`);
-  logs[be] = { p, idx: t.indices.readSync(), stats: stats.filter(Boolean), acc: run.testAccuracy() };
-}
-await setBackend("wasm");
-const w = logs.wasm, near = (a, b) => Math.abs(a - b) <= 1e-3 * Math.abs(b) + 1e-6;
-for (const be of devices) {
-  const c = logs[be];
-  if (!c.p.every((v, i) => Math.abs(v - w.p[i]) <= 1e-6 * w.p[i] + 1e-30)) fail(`softmax on ${be} differs from wasm`);
-  if (c.idx.join() !== w.idx.join()) fail(`topk indices on ${be} differ from wasm's`);
-  for (const [i, s] of w.stats.entries())
-    for (const k of ["loss", "trainAcc", "scFraction", "maxLogit", "weightNorm"]) if (!near(c.stats[i][k], s[k])) fail(`${be}: grok step ${s.step} ${k}: ${c.stats[i][k]} vs wasm ${s[k]}`);
-  if (c.acc !== w.acc) fail(`${be}: grok test accuracy ${c.acc} vs wasm ${w.acc}`);
-}
+// softmax, top-k and a short grok run (a recorded graph) on each device, against wasm
+const why = await compareWithWasm(numedge, devices);
+if (why) fail(why);
 if (devices.length) done.push(`softmax, topk and grok steps (a recorded graph) on ${devices.join(" and ")} match wasm${cpuLaunches() ? ` (${cpuLaunches()} launches on the CPU device through node:ffi)` : ""}`);
 
 const { src, hash } = kernelSource();
