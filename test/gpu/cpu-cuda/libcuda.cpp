@@ -11,8 +11,7 @@
 
 namespace fake {
 constexpr uint64_t TOTAL = 8ull << 30; // the device's memory: allocations past it fail, as out of memory
-uint64_t used = 0;
-std::map<uint64_t, size_t> sizes;
+uint64_t used = 0; // bytes allocated (each allocation's size is the runtime's `allocs`)
 struct Item { void (*fn)(void**); uint32_t gx, gy, bx, by, shared, n; uint64_t vals[64]; uint64_t dst, bytes; }; // fn 0: a memset
 struct Graph { std::vector<Item> items; };
 Graph* capturing = nullptr;
@@ -70,15 +69,14 @@ int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
   if (fake::used + bytes > fake::TOTAL) return fake::fail(2, "CUDA_ERROR_OUT_OF_MEMORY");
   if (cc_alloc(p, bytes)) return fake::fail(2, "CUDA_ERROR_OUT_OF_MEMORY (host)");
   fake::used += bytes;
-  fake::sizes[*p] = bytes;
   return 0;
 }
 int cuMemFree_v2(uint64_t p) {
   if (int rc = fake::legacy()) return rc;
-  auto it = fake::sizes.find(p);
-  if (it == fake::sizes.end() || cc_free(p)) return fake::fail(1, "CUDA_ERROR_INVALID_VALUE: cuMemFree of no allocation");
-  fake::used -= it->second;
-  fake::sizes.erase(it);
+  auto it = allocs.find(p);
+  const size_t bytes = it == allocs.end() ? 0 : it->second;
+  if (cc_free(p)) return fake::fail(1, err.c_str()); // no allocation there, or its guard bytes overwritten
+  fake::used -= bytes;
   return 0;
 }
 int cuMemGetInfo_v2(size_t* free, size_t* total) { *free = fake::TOTAL - fake::used; *total = fake::TOTAL; return 0; }
