@@ -243,7 +243,7 @@ export interface CudaDeps {
  * NUMEDGE_CUBLAS=none: never cuBLAS (the GEMM kernel of kernels.cu, as on a machine with only the driver).
  */
 export const realDeps: CudaDeps = {
-  open: openDriver, image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d, env.NUMEDGE_CUDA_TF32 === "1")),
+  open: () => openDriver(), image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d, env.NUMEDGE_CUDA_TF32 === "1")),
 };
 
 /** The cuda backend on the first GPU, or why it cannot run here. */

@@ -76,13 +76,14 @@ export function kernelParams(ffi: Ffi): (args: KernelArg[]) => bigint {
 }
 
 /**
- * Open the driver and the first device, or say why not (no runtime FFI, no driver, no device). NUMEDGE_LIBCUDA (a
- * path) picks the driver library (else libcuda.so.1 where ldconfig or the loader finds it).
+ * Open the driver and the first device, or say why not (no runtime FFI, no driver, no device). The driver library is
+ * `library` (a path) if given, else NUMEDGE_LIBCUDA's, else libcuda.so.1 where ldconfig or the loader finds it.
  */
-export async function openDriver(): Promise<Driver | string> {
+export async function openDriver(library?: string): Promise<Driver | string> {
   const ffi = await loadFfi();
   if (typeof ffi === "string") return ffi;
-  const opened = openFirst(ffi, env.NUMEDGE_LIBCUDA ? [env.NUMEDGE_LIBCUDA] : libPaths("libcuda.so.1"), {
+  const path = library ?? env.NUMEDGE_LIBCUDA;
+  const opened = openFirst(ffi, path ? [path] : libPaths("libcuda.so.1"), {
     cuInit: ["u32"],
     cuDriverGetVersion: ["buf"],
     cuDeviceGetCount: ["buf"],
@@ -108,7 +109,7 @@ export async function openDriver(): Promise<Driver | string> {
     cuGetErrorName: ["i32", "buf"],
     cuGetErrorString: ["i32", "buf"],
   } as const);
-  if ("why" in opened) return `${env.NUMEDGE_LIBCUDA ? "NUMEDGE_LIBCUDA" : "libcuda.so.1"} could not be loaded (no NVIDIA driver here): ${opened.why}`;
+  if ("why" in opened) return `${library ?? (path ? "NUMEDGE_LIBCUDA" : "libcuda.so.1")} could not be loaded (no NVIDIA driver here): ${opened.why}`;
   const cu = opened.lib.fn;
   // CUDA graphs (a driver for CUDA 11.4 or newer): without them the backend works, only capture() is absent
   const graphs = openFirst(ffi, [opened.path], {

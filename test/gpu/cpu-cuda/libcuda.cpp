@@ -16,12 +16,14 @@ struct Item { void (*fn)(void**); uint32_t gx, gy, bx, by, shared, n; uint64_t v
 struct Graph { std::vector<Item> items; };
 Graph* capturing = nullptr;
 bool invalidated = false;
-uint32_t seed = 0;
+uint32_t seed = 0; // blocks and threads run in an order shuffled by it (NUMEDGE_CUDA_CPU_SHUFFLE=0: in order, seed 0)
+const bool shuffle = !getenv("NUMEDGE_CUDA_CPU_SHUFFLE") || strcmp(getenv("NUMEDGE_CUDA_CPU_SHUFFLE"), "0");
 const char* last = "no error";
 int fail(int rc, const char* what) { last = what; return rc; }
 // errors on demand (numedge_fake_fail): the launch that fails, and a sticky error (700, 719, ...) every call returns after
 long launches = 0, fail_at = -1;
 int fail_rc = 0, sticky = 0;
+bool recoverable = false; // numedge_fake_recoverable_faults(): a kernel's fault is CUDA_ERROR_UNKNOWN, not sticky
 bool is_sticky(int rc) { return rc == 700 || rc == 702 || (rc >= 714 && rc <= 719); }
 int nparams(void (*fn)(void**)) {
   for (size_t i = 0; i < sizeof cc_kernels / sizeof cc_kernels[0]; i++) if (cc_kernels[i] == fn) return (int)cc_nparams[i];
@@ -37,9 +39,10 @@ int run(const Item& it) {
   if (!it.fn) return cc_memset(it.dst, 0, it.bytes) ? fail(700, err.c_str()) : 0;
   void* args[64];
   for (uint32_t i = 0; i < it.n; i++) args[i] = (void*)&it.vals[i];
-  if (cc_launch(it.fn, it.gx, it.gy, it.bx, it.by, it.shared, args, it.n, ++seed)) {
+  if (cc_launch(it.fn, it.gx, it.gy, it.bx, it.by, it.shared, args, it.n, shuffle ? ++seed : 0)) {
     last = err.c_str();
     if (strstr(last, "invalid launch")) return 1; // a bad configuration
+    if (recoverable) return 999;
     return sticky = 700; // a fault (guard bytes changed): an illegal address, which loses a GPU's context
   }
   return 0;
@@ -62,7 +65,10 @@ int cuDeviceGetAttribute(int* v, int attr, int) { *v = attr == 75 ? 9 : 0; retur
 int cuDeviceTotalMem_v2(size_t* bytes, int) { *bytes = fake::TOTAL; return 0; }
 int cuDevicePrimaryCtxRetain(void** ctx, int) { *ctx = (void*)0xc0; return 0; }
 int cuCtxSetCurrent(void*) { return 0; }
-int numedge_fake_fail(int after, int rc) { fake::fail_at = fake::launches + after; fake::fail_rc = rc; return 0; } // the test hook
+// the test hooks: the launch `after` launches from now fails with rc; kernels' faults leave the context usable (the
+// CPU device's tests go on after a kernel they made fault)
+int numedge_fake_fail(int after, int rc) { fake::fail_at = fake::launches + after; fake::fail_rc = rc; return 0; }
+int numedge_fake_recoverable_faults() { fake::recoverable = true; return 0; }
 #define STICKY if (fake::sticky) return fake::fail(fake::sticky, "an earlier error lost the context (fake)")
 int cuMemAlloc_v2(uint64_t* p, size_t bytes) {
   STICKY;
