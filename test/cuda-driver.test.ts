@@ -12,11 +12,11 @@ if (typeof fake === "string") console.log(`skipped: the cuda backend's driver ov
 else test("the GPU suite and the kernel checks run on `cuda` through driver.ts and a fake libcuda.so.1, all passing", () => {
   const r = Bun.spawnSync([process.execPath, "test", "--timeout", "120000", "test/gpu", "test/cuda-cpu.test.ts"], {
     cwd: fileURLToPath(new URL("..", import.meta.url)),
-    env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_NVRTC: "none", NUMEDGE_TEST_BACKENDS: "cuda,wasm" },
+    env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_CUBLAS: fake.blas, NUMEDGE_NVRTC: "none", NUMEDGE_TEST_BACKENDS: "cuda,wasm" },
     stdout: "pipe", stderr: "pipe",
   });
   const out = r.stdout.toString() + r.stderr.toString(), count = (what: string) => Number(new RegExp(`^ *(\\d+) ${what}$`, "m").exec(out)?.[1] ?? -1);
-  expect(out).toMatch(/^cuda engine: cuda: fake libcuda over the CPU device \(sm_90/m);
+  expect(out).toMatch(/^cuda engine: cuda: fake libcuda over the CPU device \(sm_90.*matmul: cuBLAS \(libcublas\.so\.13, FP32\)/m);
   expect(out).not.toMatch(/skipped: cuda tests/);
   expect(count("fail"), out.split("\n").filter((l) => l.startsWith("(fail)") || /error/i.test(l)).slice(0, 20).join("\n")).toBe(0);
   expect(count("pass")).toBeGreaterThanOrEqual(27);
@@ -49,9 +49,9 @@ if (typeof fake !== "string") test("a driver that finds no GPU: setBackend('cuda
 const deno = fileURLToPath(new URL("../node_modules/.bin/deno", import.meta.url));
 if (typeof fake !== "string" && existsSync(deno)) test("under Deno too: setBackend('cuda') comes up on the fake libcuda, softmax, topk and grok (a recorded graph) match wasm", () => {
   const r = Bun.spawnSync([deno, "run", "-A", fileURLToPath(new URL("./runtimes/deno-cuda.ts", import.meta.url))], {
-    env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
+    env: { ...process.env, NUMEDGE_LIBCUDA: fake.lib, NUMEDGE_CUBLAS: fake.blas, NUMEDGE_NVRTC: "none" }, stdout: "pipe", stderr: "pipe",
   });
   const out = r.stdout.toString();
-  expect(out, r.stderr.toString()).toMatch(/^deno cuda: ok \(cuda backend up: cuda: fake libcuda.*; softmax, topk and grok steps \(a recorded graph\) match wasm/m);
+  expect(out, r.stderr.toString()).toMatch(/^deno cuda: ok \(cuda backend up: cuda: fake libcuda.*matmul: cuBLAS \(libcublas\.so\.13.*; softmax, topk and grok steps \(a recorded graph\) match wasm/m);
   expect(r.exitCode).toBe(0);
 }, 120_000);

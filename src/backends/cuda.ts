@@ -240,10 +240,11 @@ export interface CudaDeps {
 }
 /**
  * NUMEDGE_CUDA_TF32=1 lets cuBLAS run f32 matmuls on TF32 tensor cores (10-bit mantissa products); default FP32.
- * NUMEDGE_CUBLAS=none: never cuBLAS (the GEMM kernel of kernels.cu, as on a machine with only the driver).
+ * NUMEDGE_CUBLAS=none: never cuBLAS (the GEMM kernel of kernels.cu, as on a machine with only the driver); a path:
+ * that libcublas.
  */
 export const realDeps: CudaDeps = {
-  open: () => openDriver(), image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d, env.NUMEDGE_CUDA_TF32 === "1")),
+  open: () => openDriver(), image: kernelImage, blas: (d) => (env.NUMEDGE_CUBLAS === "none" ? "NUMEDGE_CUBLAS=none" : openCublas(d, env.NUMEDGE_CUDA_TF32 === "1", env.NUMEDGE_CUBLAS || undefined)),
 };
 
 /** The cuda backend on the first GPU, or why it cannot run here. */

@@ -7,7 +7,7 @@
 // libm (exp, log, log1p) may differ from CUDA's libdevice by an ulp.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,8 +54,8 @@ function compile(kernelsPath: string): string {
     `static void (*const cc_kernels[])(void**) = { ${sigs.map((_, i) => `w${i}`).join(", ")} };`,
     `static const char* const cc_names[] = { ${sigs.map((s) => JSON.stringify(s.name)).join(", ")} };`,
     `static const unsigned cc_nparams[] = { ${sigs.map((s) => s.types.length).join(", ")} };`,
-    `#include "libcuda.cpp"`, ""].join("\n");
-  const h = createHash("sha256").update([CXX, ...FLAGS, gen, readFileSync(kernelsPath, "utf8"), ...["cuda_shim.h", "runtime.cpp", "libcuda.cpp"].map((f) => readFileSync(shimDir + f, "utf8"))].join("\0"));
+    `#include "libcuda.cpp"`, `#include "libcublas.cpp"`, ""].join("\n");
+  const h = createHash("sha256").update([CXX, ...FLAGS, gen, readFileSync(kernelsPath, "utf8"), ...["cuda_shim.h", "runtime.cpp", "libcuda.cpp", "libcublas.cpp"].map((f) => readFileSync(shimDir + f, "utf8"))].join("\0"));
   const dir = join(tmpdir(), "numedge-cuda-cpu"), so = join(dir, `kernels-${h.digest("hex").slice(0, 16)}.so`);
   if (existsSync(so)) return so;
   mkdirSync(dir, { recursive: true });
@@ -74,20 +74,23 @@ function compile(kernelsPath: string): string {
 const kernelsCu = new URL("../../src/backends/cuda/kernels.cu", import.meta.url);
 
 /**
- * A fake libcuda.so.1 (cpu-cuda/libcuda.cpp) that runs kernels.cu on the CPU device, or why not: a process started
- * with NUMEDGE_LIBCUDA=lib runs the cuda backend on it, with no GPU. A copy of its own (a second instance of the
- * library where cpuDriver's is loaded too), with the GPU's rule that a kernel's fault loses the context.
+ * A fake libcuda.so.1 (cpu-cuda/libcuda.cpp) that runs kernels.cu on the CPU device, and the same library as a fake
+ * libcublas.so.13 (cpu-cuda/libcublas.cpp), or why not: a process started with NUMEDGE_LIBCUDA=lib (and
+ * NUMEDGE_CUBLAS=blas) runs the cuda backend on them, with no GPU. A copy of its own (a second instance of the library
+ * where cpuDriver's is loaded too), with the GPU's rule that a kernel's fault loses the context.
  */
-export function fakeLibcuda(): { lib: string } | string {
+export function fakeLibcuda(): { lib: string; blas: string } | string {
   const missing = cpuCudaMissing();
   if (missing) return missing;
   const so = compile(fileURLToPath(kernelsCu)), dir = so.replace(/\.so$/, "-libcuda");
   mkdirSync(dir, { recursive: true });
-  if (!existsSync(join(dir, "libcuda.so.1"))) { // atomic, as compile()'s
-    copyFileSync(so, join(dir, `libcuda.so.1.${process.pid}`));
-    renameSync(join(dir, `libcuda.so.1.${process.pid}`), join(dir, "libcuda.so.1"));
-  }
-  return { lib: join(dir, "libcuda.so.1") };
+  // atomic, as compile()'s; the link is the same file, so the loader gives both names one instance (one stream)
+  for (const [name, make] of [["libcuda.so.1", (tmp: string) => copyFileSync(so, tmp)], ["libcublas.so.13", (tmp: string) => symlinkSync("libcuda.so.1", tmp)]] as const)
+    if (!existsSync(join(dir, name))) {
+      make(join(dir, `${name}.${process.pid}`));
+      renameSync(join(dir, `${name}.${process.pid}`), join(dir, name));
+    }
+  return { lib: join(dir, "libcuda.so.1"), blas: join(dir, "libcublas.so.13") };
 }
 
 export interface CpuDriver extends Driver {

@@ -18,12 +18,13 @@ export interface Cublas {
 }
 
 /**
- * cuBLAS on the driver's context and stream, or why not. tf32: let sgemm use TF32 tensor cores
- * (CUBLAS_TF32_TENSOR_OP_MATH). Its workspace is a fixed buffer of ours (32 MiB from Hopper on, else 4 MiB, as
- * PyTorch's), so cuBLAS allocates nothing while a CUDA graph is captured and picks the same kernels inside and out.
+ * cuBLAS on the driver's context and stream, or why not: `library` (a path) if given, else libcublas.so.13 or .12
+ * where ldconfig or the loader finds one. tf32: let sgemm use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH). Its
+ * workspace is a fixed buffer of ours (32 MiB from Hopper on, else 4 MiB, as PyTorch's), so cuBLAS allocates nothing
+ * while a CUDA graph is captured and picks the same kernels inside and out.
  */
-export function openCublas(d: Driver, tf32: boolean): Cublas | string {
-  const opened = openFirst(d.ffi, ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths), {
+export function openCublas(d: Driver, tf32: boolean, library?: string): Cublas | string {
+  const opened = openFirst(d.ffi, library ? [library] : ["libcublas.so.13", "libcublas.so.12"].flatMap(libPaths), {
     cublasCreate_v2: ["buf"],
     cublasSetMathMode: ["ptr", "i32"],
     cublasSetStream_v2: ["ptr", "ptr"],
@@ -31,7 +32,7 @@ export function openCublas(d: Driver, tf32: boolean): Cublas | string {
     cublasSgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
     cublasDgemm_v2: ["ptr", "i32", "i32", "i32", "i32", "i32", "buf", "u64", "i32", "u64", "i32", "buf", "u64", "i32"],
   } as const);
-  if ("why" in opened) return `no libcublas.so.13/.12 (${opened.why})`;
+  if ("why" in opened) return library ? `${library} could not be loaded (${opened.why})` : `no libcublas.so.13/.12 (${opened.why})`;
   const { lib, path } = opened;
   const h = new BigUint64Array(1);
   const rc = lib.fn.cublasCreate_v2(h);

@@ -7,12 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 namespace fake {
 constexpr uint64_t TOTAL = 8ull << 30; // the device's memory: allocations past it fail, as out of memory
 uint64_t used = 0; // bytes allocated (each allocation's size is the runtime's `allocs`)
-struct Item { void (*fn)(void**); uint32_t gx, gy, bx, by, shared, n; uint64_t vals[64]; uint64_t dst, bytes; }; // fn 0: a memset
+// one operation on the stream: a launch, a memset (fn 0, host empty) or a cuBLAS call (host: libcublas.cpp)
+struct Item { void (*fn)(void**); uint32_t gx, gy, bx, by, shared, n; uint64_t vals[64]; uint64_t dst, bytes; std::function<int()> host; };
 struct Graph { std::vector<Item> items; };
 Graph* capturing = nullptr;
 bool invalidated = false;
@@ -36,6 +38,7 @@ int legacy() {
   return fail(906, "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT: a legacy-stream operation during a capture");
 }
 int run(const Item& it) {
+  if (it.host) return it.host();
   if (!it.fn) return cc_memset(it.dst, 0, it.bytes) ? fail(700, err.c_str()) : 0;
   void* args[64];
   for (uint32_t i = 0; i < it.n; i++) args[i] = (void*)&it.vals[i];

@@ -1,5 +1,5 @@
-// The CPU device under cpu-driver.ts: "device memory" is malloc'd host memory, and a launch runs the grid's blocks one
-// after another, each thread of a block a fiber on this OS thread (a 30-line x86-64 context switch, or ucontext
+// The CPU device under the fake libcuda.so.1 (libcuda.cpp; cpu-driver.ts builds them): "device memory" is malloc'd
+// host memory, and a launch runs the grid's blocks one after another, each thread of a block a fiber on this OS thread (a 30-line x86-64 context switch, or ucontext
 // elsewhere). A fiber runs until __syncthreads, a warp op, or its return; when every fiber has stopped, the scheduler
 // resolves what can be (a warp whose live lanes all reached the same op, else a barrier every live thread reached),
 // and reports what CUDA leaves undefined instead of guessing: lanes of a warp split between a warp op and a barrier,
@@ -234,7 +234,6 @@ int oob(const char* what, uint64_t p, size_t bytes) {
 } // namespace
 
 extern "C" {
-int cc_error(uint64_t* out) { *out = (uint64_t)err.c_str(); return 0; }
 int cc_alloc(uint64_t* out, uint64_t bytes) {
   void* v;
   if (posix_memalign(&v, 256, RED + bytes + tail(bytes))) { err = "out of memory"; return 2; }
