@@ -1,18 +1,16 @@
 // Where the grokking step's GPU time goes, kernel by kernel: the cuda backend over a driver whose every launch (and
 // cuBLAS call) is followed by a synchronize and timed, for the paper-size step (p=113, 2x200, 5107 rows) with each
 // head. A timed call = launch + run + synchronize; "sync only" (an empty synchronize) is the floor to subtract.
-// The step's real time (no synchronizes) is in bench/gpu.bench.ts. --emulated runs it over the emulated GPU (a dry
-// run of this script where there is none: the times are meaningless there).
-// Run: bun run bench/gpu-profile.ts [--emulated] [--steps N]
+// The step's real time (no synchronizes) is in bench/gpu.bench.ts. Where there is no GPU, NUMEDGE_LIBCUDA and
+// NUMEDGE_CUBLAS naming the tests' fake driver (test/gpu/cpu-driver.ts) make a dry run of it: times meaningless there.
+// Run: bun run bench/gpu-profile.ts [--steps N]
 import { GROK_ARMS, GrokRun } from "numedge";
 import { registerBackend, setBackend } from "../src/backends/index.ts";
 import { createCudaBackend, realDeps, type CudaDeps } from "../src/backends/cuda.ts";
 import type { Cublas, GemmCall } from "../src/backends/cuda/cublas.ts";
 import type { Driver } from "../src/backends/cuda/driver.ts";
 import { wasmBackend } from "../src/backends/wasm.ts";
-import { emulatedDriver } from "../test/gpu/emulated-driver.ts";
 
-const emulated = process.argv.includes("--emulated");
 const at = process.argv.indexOf("--steps"), steps = at < 0 ? 30 : Number(process.argv[at + 1]);
 if (!(Number.isInteger(steps) && steps > 0)) throw new Error("--steps takes a positive integer");
 const now = () => performance.now() * 1e3; // µs
@@ -54,9 +52,7 @@ function profiled(base: CudaDeps): CudaDeps {
   };
 }
 
-const dev = emulated ? emulatedDriver() : undefined;
-const deps = emulated ? { open: async () => dev!, image: () => ({ image: new Uint8Array(0), how: "emulated kernels" }), blas: () => dev!.blas() } : realDeps;
-const made = await createCudaBackend(wasmBackend, profiled(deps), "cuda-profile");
+const made = await createCudaBackend(wasmBackend, profiled(realDeps), "cuda-profile");
 if (typeof made === "string") { console.log(`skipped: no GPU (${made})`); process.exit(0); }
 registerBackend("cuda-profile", async () => ({ backend: made.backend, info: { device: "gpu", ...made.info } }));
 await setBackend("cuda-profile");

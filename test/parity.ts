@@ -7,33 +7,32 @@ import { createCudaBackend } from "../src/backends/cuda.ts";
 import { referenceBackend } from "../src/backends/reference.ts";
 import { wasmBackend } from "../src/backends/wasm.ts";
 import { cpuCudaMissing, cpuDriver, type CpuDriver } from "./gpu/cpu-driver.ts";
-import { emulatedDriver, type EmulatedDriver } from "./gpu/emulated-driver.ts";
 
-/** The device behind "cuda-emulated": the cuda backend's TypeScript over an emulated GPU (test/gpu/emulated-driver.ts). */
-export const emulated: EmulatedDriver = emulatedDriver();
-const emulatedBackend = createCudaBackend(wasmBackend, { open: async () => emulated, image: () => ({ image: new Uint8Array(0), how: "emulated kernels" }), blas: () => emulated.blas() }, "cuda-emulated");
-registerBackend("cuda-emulated", async () => {
-  const r = await emulatedBackend; // one instance, like the real cuda backend
-  if (typeof r === "string") throw new Error(r);
-  return { backend: r.backend, info: { device: "gpu", ...r.info } };
-});
-
-/** Why "cuda-cpu" (the cuda backend running kernels.cu itself on the CPU: test/gpu/cpu-driver.ts) cannot run here, or null. */
+/** Why the CPU device (kernels.cu compiled for the CPU, behind a fake libcuda: test/gpu/cpu-driver.ts) cannot run here, or null. */
 export const cpuCudaUnavailable = cpuCudaMissing();
-if (cpuCudaUnavailable) console.log(`skipped: cuda-cpu (${cpuCudaUnavailable})`);
-let cpuDev: Promise<CpuDriver | string> | undefined, cpuBackend: ReturnType<typeof createCudaBackend> | undefined;
-/** Its device (kernels.cu compiled on first use, a few seconds; then cached in the temp folder per source hash). */
-export const cpuCuda = async (): Promise<CpuDriver> => {
-  const d = await (cpuDev ??= cpuDriver());
-  if (typeof d === "string") throw new Error(`cuda-cpu: ${d}`);
-  return d;
-};
-registerBackend("cuda-cpu", async () => {
-  // GEMM by the kernel of kernels.cu (no cuBLAS on the CPU)
-  const r = await (cpuBackend ??= createCudaBackend(wasmBackend, { open: cpuCuda, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none", exactSizes: true }, "cuda-cpu"));
-  if (typeof r === "string") throw new Error(r);
-  return { backend: r.backend, info: { device: "gpu", ...r.info } };
-});
+if (cpuCudaUnavailable) console.log(`skipped: cuda-cpu and cuda-cpu-cublas (${cpuCudaUnavailable})`);
+
+/** The cuda backend on a CPU device of its own, registered as `name`; returns that device (opened on first use). */
+function onCpuDevice(name: string, o: { exactSizes: boolean; cublas: boolean }): () => Promise<CpuDriver> {
+  let dev: Promise<CpuDriver | string> | undefined, made: ReturnType<typeof createCudaBackend> | undefined;
+  const device = async () => {
+    const d = await (dev ??= cpuDriver());
+    if (typeof d === "string") throw new Error(`${name}: ${d}`);
+    return d;
+  };
+  registerBackend(name, async () => {
+    const r = await (made ??= createCudaBackend(wasmBackend, {
+      open: device, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: (d) => (o.cublas ? (d as CpuDriver).blas() : "none"), exactSizes: o.exactSizes,
+    }, name));
+    if (typeof r === "string") throw new Error(r);
+    return { backend: r.backend, info: { device: "gpu", ...r.info } };
+  });
+  return device;
+}
+/** "cuda-cpu": every buffer its exact size (guard bytes after it catch a write past its end), matmul by the GEMM kernel of kernels.cu. */
+export const cpuCuda = onCpuDevice("cuda-cpu", { exactSizes: true, cublas: false });
+/** "cuda-cpu-cublas": as on a GPU, buffers in the pool's size classes and matmul by cuBLAS (the fake one, cpu-cuda/libcublas.cpp). */
+export const cpuCudaCublas = onCpuDevice("cuda-cpu-cublas", { exactSizes: false, cublas: true });
 
 export interface ParityBackend {
   name: string;
@@ -54,11 +53,9 @@ const all: ParityBackend[] = [
   { name: "tfjs-wasm", setup: () => setBackend("tfjs-wasm"), tol: 16 },
   { name: "tfjs-cpu", setup: () => setBackend("tfjs-cpu"), tol: 8 },
   // cuda where a GPU is (test/gpu/ and npm run test:gpu say why not, in one line, where it is not): its kernels
-  // sum and exponentiate in f64, so the wasm bounds hold as they are. Everywhere, the same backend over an
-  // emulated GPU checks its storage, marshalling and staging.
+  // sum and exponentiate in f64, so the wasm bounds hold as they are.
   { name: "cuda", setup: () => setBackend("cuda"), tol: 1 },
-  { name: "cuda-emulated", setup: () => setBackend("cuda-emulated"), tol: 1 },
-  // the same kernels as "cuda", compiled for the CPU: the wasm bounds hold as for cuda
+  // the same backend and kernels where there is no GPU, compiled for the CPU: the wasm bounds hold as for cuda
   { name: "cuda-cpu", setup: () => setBackend("cuda-cpu"), tol: 1 },
   // wasm last: bun runs every test file in one process, so the last suite's setup is the backend the next
   // file's non-parity tests start on; it must be the default.

@@ -229,7 +229,7 @@ export interface CudaInfo {
   thresholdKey: string;
 }
 
-/** How the backend reaches a GPU: the real driver and kernels by default; tests substitute an emulated device. */
+/** How the backend reaches a GPU: the real driver and kernels by default; tests substitute a device of their own. */
 export interface CudaDeps {
   open(): Promise<Driver | string>;
   image(d: Driver): KernelImage;

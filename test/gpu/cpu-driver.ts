@@ -1,8 +1,7 @@
 // The "cuda-cpu" device: the real CUDA C of kernels.cu, compiled by the host C++ compiler against cpu-cuda/cuda_shim.h
 // and run on the CPU by cpu-cuda/runtime.cpp (blocks one at a time, threads as fibers), behind a fake libcuda.so.1
-// (cpu-cuda/libcuda.cpp) that the cuda backend's own driver (driver.ts) opens. Where the emulated driver mirrors each
-// kernel in TypeScript, this executes the kernels themselves, so CI without a GPU still runs every line of kernels.cu
-// through the backend's own marshalling and FFI calls.
+// (cpu-cuda/libcuda.cpp, with a fake cuBLAS: libcublas.cpp) that the cuda backend's own driver (driver.ts) opens, so
+// CI without a GPU still runs every line of kernels.cu through the backend's own marshalling and FFI calls.
 // No FMA contraction (-ffp-contract=off), as NVRTC's --fmad=false: f32/f64 arithmetic rounds as on the GPU; only
 // libm (exp, log, log1p) may differ from CUDA's libdevice by an ulp.
 import { spawnSync } from "node:child_process";
@@ -11,6 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { openCublas, type Cublas, type GemmCall } from "../../src/backends/cuda/cublas.ts";
 import { openDriver, type Driver, type Graph } from "../../src/backends/cuda/driver.ts";
 import { openFirst } from "../../src/backends/cuda/ffi.ts";
 import { NumedgeError } from "../../src/errors.ts";
@@ -94,8 +94,15 @@ export function fakeLibcuda(): { lib: string; blas: string } | string {
 }
 
 export interface CpuDriver extends Driver {
-  /** Kernel names in launch order, a graph's as "(graph launch)" and then its kernels (tests check what a call ran). */
+  /** Kernel names in launch order (cuBLAS calls as cublasSgemm_v2 / cublasDgemm_v2), a graph's as "(graph launch)"
+   *  and then its kernels: tests check what a call ran. */
   launches: string[];
+  /** How many times each memory and synchronizing call ran (alloc, free, htod, dtoh, dtod, zero, sync). */
+  calls: Record<string, number>;
+  /** Device allocations alive now (bytes). */
+  liveBytes(): number;
+  /** The fake cuBLAS of the same library (cpu-cuda/libcublas.cpp) through cublas.ts, its calls logged in `launches`. */
+  blas(): Cublas | string;
 }
 
 /**
@@ -116,11 +123,26 @@ export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string>
   hooks.lib.fn.numedge_fake_recoverable_faults();
   const sigs = new Map(kernelSignatures(readFileSync(kernelsPath, "utf8")).map((s) => [s.name, s]));
   const byFn = new Map<bigint, { name: string; types: string[]; kinds: ArgKind[] }>();
-  const launches: string[] = [];
+  const launches: string[] = [], calls: Record<string, number> = {}, live = new Map<bigint, number>();
   let recording: string[] | null = null;
-  return {
+  const count = (what: string) => { calls[what] = (calls[what] ?? 0) + 1; };
+  const gemm = (name: string, f: GemmCall): GemmCall => (...a) => { (recording ?? launches).push(name); f(...a); };
+  const self: CpuDriver = {
     ...d,
     launches,
+    calls,
+    liveBytes: () => [...live.values()].reduce((a, b) => a + b, 0),
+    alloc(bytes) { count("alloc"); const p = d.alloc(bytes); live.set(p, bytes); return p; },
+    free(p) { count("free"); d.free(p); live.delete(p); },
+    htod(p, src) { count("htod"); d.htod(p, src); },
+    dtoh(dst, p) { count("dtoh"); d.dtoh(dst, p); },
+    dtod(dst, src, bytes) { count("dtod"); d.dtod(dst, src, bytes); },
+    zero(p, bytes) { count("zero"); d.zero(p, bytes); },
+    sync() { count("sync"); d.sync(); },
+    blas() {
+      const b = openCublas(self, false, so);
+      return typeof b === "string" ? b : { ...b, sgemm: gemm("cublasSgemm_v2", b.sgemm), dgemm: gemm("cublasDgemm_v2", b.dgemm) };
+    },
     module(image) {
       const get = d.module(image);
       return (name) => {
@@ -155,4 +177,5 @@ export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string>
       };
     },
   };
+  return self;
 }
