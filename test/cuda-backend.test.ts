@@ -20,7 +20,7 @@ import { cpuDriver, fakeLibcuda } from "./gpu/cpu-driver.ts";
 import { cpuCudaCublas, cpuCudaUnavailable, underReference } from "./parity.ts";
 
 const dev = cpuCudaUnavailable ? undefined : await cpuCudaCublas();
-/** A second CPU device, for a backend of a test's own. */
+/** Another driver on the CPU device (same library, memory and launch count), for a backend of a test's own. */
 const anotherDevice = async () => { const d = await cpuDriver(); if (typeof d === "string") throw new Error(d); return d; };
 
 if (dev) {
@@ -224,6 +224,7 @@ if (dev) {
     test("equals wasm's for lengths across the split, both dtypes, abs, NaN anywhere, -Infinity only", async () => {
       const { maxInto } = await import("../src/ops/track.ts");
       const r = uniform(11);
+      dev.launches.length = 0;
       for (const n of [1, 7, 65536, 65537, 300_001]) for (const f64 of [false, true]) for (const abs of [false, true]) for (const fill of ["random", "nan-last", "nan-mid", "-inf"]) {
         const src = f64 ? new Float64Array(n + 3) : new Float32Array(n + 3);
         for (let i = 0; i < src.length; i++) src[i] = fill === "-inf" ? -Infinity : (r() * 2 - 1) * 1e3;

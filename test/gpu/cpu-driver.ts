@@ -108,9 +108,11 @@ export interface CpuDriver extends Driver {
 /**
  * The CPU device running the kernels of `source` (kernels.cu by default) through the cuda backend's own driver
  * (driver.ts over the fake libcuda.so.1), or why not. Launches run to completion before returning; blocks and
- * threads run in a shuffled order seeded by the launch count (NUMEDGE_CUDA_CPU_SHUFFLE=0: in order). Unlike a GPU's,
- * a kernel's fault (an out-of-bounds write) leaves the device usable, and each launch's arguments are checked
- * against the kernel's C parameters (what no real driver can check: a wrong kind reads garbage).
+ * threads run in a shuffled order seeded by a count of the library's launches (every CPU device of one source in a
+ * process shares the library, and so its memory and that count; NUMEDGE_CUDA_CPU_SHUFFLE=0: in order). Unlike a
+ * GPU's, a kernel's fault (an out-of-bounds write, reported and its guard bytes restored) leaves the device usable,
+ * and each launch's arguments are checked against the kernel's C parameters (what no real driver can check: a
+ * wrong kind reads garbage).
  */
 export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string> {
   const missing = cpuCudaMissing();
@@ -159,14 +161,14 @@ export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string>
       (recording ?? launches).push(s.name);
       d.launch(fn, grid, block, args, sharedBytes);
     },
-    capture(body) {
-      const work: string[] = [];
+    capture: d.capture && ((body) => {
+      const work: string[] = [], outer = recording;
       recording = work;
       let g: Graph;
       try {
         g = d.capture!(body);
       } finally {
-        recording = null;
+        recording = outer; // a capture inside a capture fails; the outer one goes on recording
       }
       return {
         launch() {
@@ -175,7 +177,7 @@ export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string>
         },
         destroy: () => g.destroy(),
       };
-    },
+    }),
   };
   return self;
 }

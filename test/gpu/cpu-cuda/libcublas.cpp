@@ -1,8 +1,11 @@
 // A fake cuBLAS over the CPU device: the six entry points cublas.ts binds, in the same library as the fake libcuda
 // (cpu-driver.ts compiles them together; fakeLibcuda() names it libcublas.so.13 too), so that a GEMM goes on the
-// stream in order with the kernels and a capture records it with them. Column-major, as cuBLAS; products summed in
-// f64 and rounded once (real cuBLAS sums in the type, in its own order: tests hold both to the GEMM bound). Checks
-// what cuBLAS checks (sizes, leading dimensions) and what it cannot: each matrix inside one allocation.
+// stream in order with the kernels and a capture records it with them. Column-major, as cuBLAS; sums in the type
+// (tests hold this and real cuBLAS to the GEMM bound). Checks what cuBLAS checks (sizes, leading dimensions) and what
+// it cannot: each matrix inside one allocation, when the GEMM runs (a fault, as an illegal address on a GPU).
+#include <algorithm>
+#include <cmath>
+
 namespace fake {
 struct Blas { void* stream = nullptr; int math = 0; };
 enum { BLAS_OK = 0, BLAS_NOT_INITIALIZED = 1, BLAS_INVALID_VALUE = 7, BLAS_EXECUTION_FAILED = 13 };
@@ -10,25 +13,39 @@ enum { BLAS_OK = 0, BLAS_NOT_INITIALIZED = 1, BLAS_INVALID_VALUE = 7, BLAS_EXECU
 bool fits(const void* p, int rows, int cols, int ld, size_t elem) {
   return rows == 0 || cols == 0 || inside((uint64_t)p, ((size_t)(cols - 1) * ld + rows) * elem);
 }
+// TF32 (CUBLAS_TF32_TENSOR_OP_MATH): each product's inputs rounded to a 10-bit mantissa, nearest even
+float tf32(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7f800000) != 0x7f800000) u = (u + 0xfff + ((u >> 13) & 1)) & ~0x1fffu;
+  memcpy(&x, &u, 4);
+  return x;
+}
+template <typename T> T in(T x, bool round) { return x; }
+template <> float in(float x, bool round) { return round ? tf32(x) : x; }
 template <typename T> int gemm(Blas* h, int ta, int tb, int m, int n, int k, const T* alpha, const T* A, int lda, const T* B, int ldb, const T* beta, T* C, int ldc) {
   if (!h) return BLAS_NOT_INITIALIZED;
   if (sticky) return BLAS_EXECUTION_FAILED;
   if (ta < 0 || ta > 1 || tb < 0 || tb > 1 || m < 0 || n < 0 || k < 0 || lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) || ldc < std::max(1, m))
     return BLAS_INVALID_VALUE;
+  const T a = *alpha, b = *beta; // host scalars: read at the call, as cuBLAS's host pointer mode does
+  const bool reads = k > 0 && a != 0, round = h->math == 3; // alpha 0 (or k 0): A and B are not read
   const int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
-  if ((k && !fits(A, ar, ac, lda, sizeof(T))) || (k && !fits(B, br, bc, ldb, sizeof(T))) || !fits(C, m, n, ldc, sizeof(T))) {
-    last = "a GEMM matrix is not inside one allocation";
-    return BLAS_EXECUTION_FAILED;
-  }
-  const double a = *alpha, b = *beta; // host scalars: read at the call, as cuBLAS's host pointer mode does
   Item it{};
-  it.host = [=] {
+  it.host = [=] { // checked when it runs too: a graph replayed after its memory was freed faults, as on a GPU
+    if ((reads && (!fits(A, ar, ac, lda, sizeof(T)) || !fits(B, br, bc, ldb, sizeof(T)))) || !fits(C, m, n, ldc, sizeof(T))) {
+      last = "a GEMM matrix is not inside one allocation";
+      return recoverable ? 999 : sticky = 700;
+    }
+    // in T, k in order, one fused multiply-add each (cuBLAS sums in T too, in an order of its own)
     for (int j = 0; j < n; j++)
       for (int i = 0; i < m; i++) {
-        double s = 0;
-        for (int p = 0; p < k; p++) s += (double)(ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda]) * (double)(tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb]);
+        T s = 0;
+        if (reads)
+          for (int p = 0; p < k; p++)
+            s = std::fma(in(ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda], round), in(tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb], round), s);
         T& c = C[i + (size_t)j * ldc];
-        c = (T)(b == 0 ? a * s : a * s + b * (double)c); // beta 0: C is not read (it may hold NaN)
+        c = b == 0 ? a * s : std::fma(b, c, a * s); // beta 0: C is not read (it may hold NaN)
       }
     return 0;
   };
