@@ -106,6 +106,27 @@ if (dev) {
     await setBackend("wasm");
   });
 
+  test("cuBLAS in TF32 when asked (NUMEDGE_CUDA_TF32=1): the engine says so, and f32 products lose what a 10-bit mantissa loses, no more", async () => {
+    const own = await anotherDevice();
+    const tf = await createCudaBackend(wasmBackend, { open: async () => own, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => own.blas(true) }, "cuda-tf32");
+    if (typeof tf === "string") throw new Error(tf);
+    expect(tf.info.engine).toMatch(/matmul: cuBLAS \(kernels-\w+\.so, TF32\)/);
+    const r = uniform(5), [m, k, n] = [32, 96, 24];
+    const a = Float32Array.from({ length: m * k }, () => r() * 2 - 1), b = Float32Array.from({ length: k * n }, () => r() * 2 - 1);
+    const want = underReference(() => matmul(a, b, { m, k, n }));
+    useBackend(tf.backend, tf.info);
+    const got = matmul(a, b, { m, k, n });
+    await setBackend("wasm");
+    let worst = 0; // the error, against the sum of |products| of each output
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let q = 0; q < k; q++) s += Math.abs(a[i * k + q]! * b[q * n + j]!);
+      worst = Math.max(worst, Math.abs(got[i * n + j]! - want[i * n + j]!) / s);
+    }
+    expect(worst).toBeGreaterThan((k + 2) * 2 ** -24); // past what FP32 would give
+    expect(worst).toBeLessThanOrEqual(2 * 2 ** -11 + (k + 2) * 2 ** -24); // each input within 2^-11, then an FP32 sum
+  });
+
   test("auto on a cuda device: every op on wasm until gpu-check saved thresholds for it, then ops at or above them on the GPU", async () => {
     const own = await anotherDevice(), old = process.env.XDG_CACHE_HOME;
     const c = await createCudaBackend(wasmBackend, { open: async () => own, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => own.blas() }, "cuda-auto");

@@ -102,7 +102,7 @@ export interface CpuDriver extends Driver {
   /** Device allocations alive now (bytes). */
   liveBytes(): number;
   /** The fake cuBLAS of the same library (cpu-cuda/libcublas.cpp) through cublas.ts, its calls logged in `launches`. */
-  blas(): Cublas | string;
+  blas(tf32?: boolean): Cublas | string;
 }
 
 /**
@@ -141,8 +141,8 @@ export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string>
     dtod(dst, src, bytes) { count("dtod"); d.dtod(dst, src, bytes); },
     zero(p, bytes) { count("zero"); d.zero(p, bytes); },
     sync() { count("sync"); d.sync(); },
-    blas() {
-      const b = openCublas(self, false, so);
+    blas(tf32 = false) {
+      const b = openCublas(self, tf32, so);
       return typeof b === "string" ? b : { ...b, sgemm: gemm("cublasSgemm_v2", b.sgemm), dgemm: gemm("cublasDgemm_v2", b.dgemm) };
     },
     module(image) {

@@ -4,7 +4,6 @@
 // (tests hold this and real cuBLAS to the GEMM bound). Checks what cuBLAS checks (sizes, leading dimensions) and what
 // it cannot: each matrix inside one allocation, when the GEMM runs (a fault, as an illegal address on a GPU).
 #include <algorithm>
-#include <cmath>
 
 namespace fake {
 struct Blas { void* stream = nullptr; int math = 0; };
@@ -21,15 +20,19 @@ float tf32(float x) {
   memcpy(&x, &u, 4);
   return x;
 }
-template <typename T> T in(T x, bool round) { return x; }
-template <> float in(float x, bool round) { return round ? tf32(x) : x; }
+// a column-major matrix's elements as TF32 (a copy, so the GEMM's inner loop stays a plain multiply-add)
+template <typename T> std::vector<T> rounded(const T* p, int rows, int cols, int ld) {
+  std::vector<T> v(rows && cols ? (size_t)(cols - 1) * ld + rows : 0);
+  for (size_t i = 0; i < v.size(); i++) v[i] = (T)tf32((float)p[i]);
+  return v;
+}
 template <typename T> int gemm(Blas* h, int ta, int tb, int m, int n, int k, const T* alpha, const T* A, int lda, const T* B, int ldb, const T* beta, T* C, int ldc) {
   if (!h) return BLAS_NOT_INITIALIZED;
   if (sticky) return BLAS_EXECUTION_FAILED;
   if (ta < 0 || ta > 1 || tb < 0 || tb > 1 || m < 0 || n < 0 || k < 0 || lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) || ldc < std::max(1, m))
     return BLAS_INVALID_VALUE;
   const T a = *alpha, b = *beta; // host scalars: read at the call, as cuBLAS's host pointer mode does
-  const bool reads = k > 0 && a != 0, round = h->math == 3; // alpha 0 (or k 0): A and B are not read
+  const bool reads = k > 0 && a != 0, round = h->math == 3 && sizeof(T) == 4; // alpha 0 (or k 0): A and B are not read
   const int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
   Item it{};
   it.host = [=] { // checked when it runs too: a graph replayed after its memory was freed faults, as on a GPU
@@ -37,15 +40,18 @@ template <typename T> int gemm(Blas* h, int ta, int tb, int m, int n, int k, con
       last = "a GEMM matrix is not inside one allocation";
       return recoverable ? 999 : sticky = 700;
     }
-    // in T, k in order, one fused multiply-add each (cuBLAS sums in T too, in an order of its own)
+    std::vector<T> ra, rb;
+    const T *A1 = A, *B1 = B;
+    if (reads && round) ra = rounded(A, ar, ac, lda), rb = rounded(B, br, bc, ldb), A1 = ra.data(), B1 = rb.data();
+    // in T, k in order (cuBLAS sums in T too, with FMAs, in an order of its own; a software fma here would make the
+    // paper-size dry runs minutes long)
     for (int j = 0; j < n; j++)
       for (int i = 0; i < m; i++) {
         T s = 0;
         if (reads)
-          for (int p = 0; p < k; p++)
-            s = std::fma(in(ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda], round), in(tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb], round), s);
+          for (int p = 0; p < k; p++) s += (ta ? A1[p + (size_t)i * lda] : A1[i + (size_t)p * lda]) * (tb ? B1[j + (size_t)p * ldb] : B1[p + (size_t)j * ldb]);
         T& c = C[i + (size_t)j * ldc];
-        c = b == 0 ? a * s : std::fma(b, c, a * s); // beta 0: C is not read (it may hold NaN)
+        c = b == 0 ? a * s : a * s + b * c; // beta 0: C is not read (it may hold NaN)
       }
     return 0;
   };
