@@ -8,7 +8,7 @@ import {
   combine, route, topk, updateBias,
 } from "numedge";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
-import { createCudaBackend } from "../src/backends/cuda.ts";
+import { createCudaBackend, realDeps } from "../src/backends/cuda.ts";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { autoOn, useBackend, type BackendInfo } from "../src/backends/index.ts";
@@ -107,8 +107,15 @@ if (dev) {
   });
 
   test("cuBLAS in TF32 when asked (NUMEDGE_CUDA_TF32=1): the engine says so, and f32 products lose what a 10-bit mantissa loses, no more", async () => {
-    const own = await anotherDevice();
-    const tf = await createCudaBackend(wasmBackend, { open: async () => own, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => own.blas(true) }, "cuda-tf32");
+    const own = await anotherDevice(), old = [process.env.NUMEDGE_CUDA_TF32, process.env.NUMEDGE_CUBLAS] as const;
+    process.env.NUMEDGE_CUDA_TF32 = "1";
+    process.env.NUMEDGE_CUBLAS = own.library;
+    let tf: Awaited<ReturnType<typeof createCudaBackend>>;
+    try { // the backend's own choice of cuBLAS and math mode from the environment
+      tf = await createCudaBackend(wasmBackend, { open: async () => own, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: realDeps.blas }, "cuda-tf32");
+    } finally {
+      for (const [k, v] of [["NUMEDGE_CUDA_TF32", old[0]], ["NUMEDGE_CUBLAS", old[1]]] as const) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
     if (typeof tf === "string") throw new Error(tf);
     expect(tf.info.engine).toMatch(/matmul: cuBLAS \(kernels-\w+\.so, TF32\)/);
     const r = uniform(5), [m, k, n] = [32, 96, 24];

@@ -102,7 +102,9 @@ export interface CpuDriver extends Driver {
   /** Device allocations alive now (bytes). */
   liveBytes(): number;
   /** The fake cuBLAS of the same library (cpu-cuda/libcublas.cpp) through cublas.ts, its calls logged in `launches`. */
-  blas(tf32?: boolean): Cublas | string;
+  blas(): Cublas | string;
+  /** The library's path (libcuda.so.1 and libcublas.so.13 in one). */
+  library: string;
 }
 
 /**
@@ -133,6 +135,7 @@ export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string>
     ...d,
     launches,
     calls,
+    library: so,
     liveBytes: () => [...live.values()].reduce((a, b) => a + b, 0),
     alloc(bytes) { count("alloc"); const p = d.alloc(bytes); live.set(p, bytes); return p; },
     free(p) { count("free"); d.free(p); live.delete(p); },
@@ -141,8 +144,8 @@ export async function cpuDriver(source = kernelsCu): Promise<CpuDriver | string>
     dtod(dst, src, bytes) { count("dtod"); d.dtod(dst, src, bytes); },
     zero(p, bytes) { count("zero"); d.zero(p, bytes); },
     sync() { count("sync"); d.sync(); },
-    blas(tf32 = false) {
-      const b = openCublas(self, tf32, so);
+    blas() {
+      const b = openCublas(self, false, so);
       return typeof b === "string" ? b : { ...b, sgemm: gemm("cublasSgemm_v2", b.sgemm), dgemm: gemm("cublasDgemm_v2", b.dgemm) };
     },
     module(image) {
