@@ -12,7 +12,7 @@ import { cpuCudaMissing, cpuDriver, type CpuDriver } from "./gpu/cpu-driver.ts";
 export const cpuCudaUnavailable = cpuCudaMissing();
 if (cpuCudaUnavailable) console.log(`skipped: cuda-cpu and cuda-cpu-cublas (${cpuCudaUnavailable})`);
 
-/** The cuda backend on a CPU device of its own, registered as `name`; returns that device (opened on first use). */
+/** The cuda backend on a driver of its own over the CPU device, registered as `name`; returns that driver (opened on first use). */
 function onCpuDevice(name: string, o: { exactSizes: boolean; cublas: boolean }): () => Promise<CpuDriver> {
   let dev: Promise<CpuDriver | string> | undefined, made: ReturnType<typeof createCudaBackend> | undefined;
   const device = async () => {
