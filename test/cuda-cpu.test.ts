@@ -179,18 +179,20 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
     }
   });
 
-  test("routing past one dispatch block (547 chunks of 256) and expert choice, with capacity drops and ties: the f64 reference's experts, order and drops; combine", async () => {
+  test("routing past one dispatch block (547 chunks of 256) and expert choice, with capacity drops and ties: the f64 reference's and wasm's experts, order and drops; combine", async () => {
     const r = uniform(23), T = 70_000, E = 8, z = Float32Array.from({ length: T * E }, () => Math.round(r() * 8) / 4);
     for (const o of [{ experts: E, k: 2, capacityFactor: 1.1 }, { experts: E, k: 2, expertChoice: true, capacityFactor: 0.7 }]) {
       const run = () => {
         const res = route(z, o), kept = res.offsets[E]!;
         return { ...res, combined: combine(Float32Array.from({ length: kept * 4 }, (_, i) => Math.sin(i)), res, { hidden: 4 }) };
       };
-      // the reference, not wasm: expert choice ranks tokens by their f32 scores, which wasm rounds from f32 sums (its
-      // picks can differ where two tokens' scores are within an ulp); the kernels round f64 scores, as the reference
-      const [a] = await on([dev], run), w = underReference(run);
+      // tied scores (logits on a quarter grid, in every order) must tie on every backend: expert choice takes the lower token
+      const [a, wa] = await on([dev, "wasm"], run), w = underReference(run);
       expect(a!.dropped).toBeGreaterThan(0);
-      for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) expect(a![key], key).toEqual(w[key] as never);
+      for (const key of ["experts", "order", "offsets", "counts", "dropped", "capacity"] as const) {
+        expect(a![key], key).toEqual(w[key] as never);
+        expect(wa![key], `wasm ${key}`).toEqual(w[key] as never);
+      }
       near(a!.weights, w.weights, 2e-6); // the routing bound, and 1e-6 on the losses
       near([a!.auxLoss, a!.zLoss], [w.auxLoss, w.zLoss], 1e-6);
       // combine: 2 ulp of the sum of |terms| (at most 1 here: |outputs| <= 1, each token's weights sum to 1 at most), plus the weights' 2e-6

@@ -219,6 +219,27 @@ for (const pb of parityBackends) {
       }
     });
 
+    test("expert choice: tokens whose logits are the same values in another order tie exactly, and the lower tokens win", () => {
+      // each token's logits a shuffle of one set of values, so a token's score for expert e depends only on
+      // z[t, e]: the tokens holding the largest value in column e tie, more of them than the capacity
+      const r0 = rng(6), T = 4099, E = 12, values = Array.from({ length: E }, (_, j) => j * 0.75 - 4);
+      const z = new Float32Array(T * E);
+      for (let t = 0; t < T; t++) {
+        const row = [...values];
+        for (let j = E - 1; j > 0; j--) { const q = Math.floor(r0() * (j + 1)); [row[j], row[q]] = [row[q]!, row[j]!]; }
+        z.set(row, t * E);
+      }
+      for (const scoring of ["softmax", "stablemax"] as const) {
+        const r = route(z, { experts: E, k: 1, expertChoice: true, capacityFactor: 0.5, scoring });
+        for (let e = 0; e < E; e++) {
+          const top = Array.from({ length: T }, (_, t) => t).filter((t) => z[t * E + e] === values[E - 1]).slice(0, r.capacity);
+          expect(top.length, `expert ${e}`).toBe(r.capacity); // the tie is larger than the capacity
+          const got = Array.from(r.order.subarray(r.offsets[e]!, r.offsets[e + 1]!)).map((a) => Math.floor(a / E));
+          expect(got, `${scoring}: expert ${e}`).toEqual(top);
+        }
+      }
+    });
+
     test("aux and z losses: values and conventions", () => {
       // Balanced assignments with near-uniform probabilities: mixtral gives ~k, normalized ~1.
       const T = 64, E = 8, k = 2;
