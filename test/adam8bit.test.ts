@@ -99,8 +99,9 @@ describe("Adam8bit", () => {
     };
     const l0 = loss(new Float32Array(n)), l32 = run({ minSize8bit: Infinity }), l8 = run({}), lLin = run({ code: "linear", blockSize: "tensor" });
     expect(l32).toBeLessThan(l0 * 0.01);
-    expect(l8).toBeLessThan(Math.max(l32 * 2, l0 * 0.01));
-    expect(Number.isFinite(lLin)).toBe(true);
+    expect(l8).toBeLessThan(l32 * 2); // block-wise dynamic 8-bit states: as good as 32-bit, within a factor 2
+    // a linear code with one absmax per tensor rounds the small v to 0, and m / (0 + eps) diverges (Dettmers et al.)
+    expect(lLin).toBeGreaterThan(l0);
   }, 60_000);
 
   test("a NaN / Inf gradient leaves its parameter unchanged; 8-bit moments reset to 0, f32 moments kept", () => {

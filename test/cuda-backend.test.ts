@@ -256,7 +256,7 @@ if (dev) {
       for (const n of [1, 7, 65536, 65537, 300_001]) for (const f64 of [false, true]) for (const abs of [false, true]) for (const fill of ["random", "nan-last", "nan-mid", "-inf"]) {
         const src = f64 ? new Float64Array(n + 3) : new Float32Array(n + 3);
         for (let i = 0; i < src.length; i++) src[i] = fill === "-inf" ? -Infinity : (r() * 2 - 1) * 1e3;
-        if (fill === "nan-last") src[n + 2] = NaN;
+        if (fill === "nan-last") src[n] = NaN; // the last element read (from 1, n of them)
         if (fill === "nan-mid") src[1 + (n >> 1)] = NaN;
         src[0] = 5e3; // outside [from, from + n): must not count
         const got: number[] = [];
@@ -268,6 +268,7 @@ if (dev) {
           got.push(dst[1]!);
         }
         expect(Object.is(got[0], got[1]), `n=${n} f64=${f64} abs=${abs} ${fill}: ${got}`).toBe(true);
+        if (fill !== "random") expect(got[1], fill).toBe(fill === "-inf" ? (abs ? Infinity : -Infinity) : NaN);
       }
       expect(dev.launches).toContain("max_part_f32");
       expect(dev.launches).toContain("max_into_finish");

@@ -39,10 +39,11 @@ function gemmBound(a: ArrayLike<number>, b: ArrayLike<number>, c0: ArrayLike<num
 
 function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, tol: number, what: string) {
   expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
+  let worst = -1, at = -1;
   for (let i = 0; i < got.length; i++) {
+    if (Object.is(got[i], want[i])) continue; // equal, the non-finite included
     const err = Math.abs(got[i]! - want[i]!);
-    const r = err / (bound[i]! * tol || Number.MIN_VALUE);
+    const r = Number.isNaN(err) ? Infinity : err / (bound[i]! * tol || Number.MIN_VALUE); // a NaN on one side only: the worst
     if (!(err <= bound[i]! * tol) && r > worst) { worst = r; at = i; }
   }
   if (at >= 0) throw new Error(`${what}: element ${at} got ${got[at]} want ${want[at]} bound ${bound[at]}`);

@@ -181,7 +181,8 @@ for (const pb of parityBackends) {
           g.forEach((v, k) => expect(mismatches(v, gk[k]!, -1)).toBe(0)); // grads untouched
         }
         pa.forEach((p, k) => {
-          expect(mismatches(p, pr[k]!, pb.tol === 1 ? -1 : 1), `${JSON.stringify(o)} tensor ${k}`).toBeLessThanOrEqual(pb.tol === 1 ? 0 : p.length);
+          // every backend's 8-bit Adam is exact (tfjs engines run wasm's kernel for it)
+          expect(mismatches(p, pr[k]!, -1), `${JSON.stringify(o)} tensor ${k}`).toBe(0);
           const ma = oa.moments(k), mr = orf.moments(k);
           expect(mismatches(ma.m, mr.m, -1)).toBeLessThanOrEqual(allowed(p.length) * 10);
           expect(mismatches(ma.v, mr.v, -1)).toBeLessThanOrEqual(allowed(p.length) * 10);

@@ -213,11 +213,19 @@ describe("quantizeBlockwise (8-bit)", () => {
     expect(Array.from(q.codes.subarray(0, 64)).every((c) => c === 127)).toBe(true);
     const y = dequantizeBlockwise(q);
     for (let i = 0; i < 64; i++) expect(Object.is(y[i], 0)).toBe(true);
-    // subnormal block: scaled with the floor, still within absmax
+    // subnormal block (absmax below the 1e-38 floor): scaled by the floor, so shrunk toward 0 by absmax / 1e-38, the
+    // documented exception: each value's sign kept, |y| <= |x| (a code near x / 1e-38 times absmax)
     const t = new Float32Array(32).fill(f(1e-40));
     t[3] = f(-3e-41);
-    const yt = dequantizeBlockwise(quantizeBlockwise(t, { blockSize: 32 }));
-    for (let i = 0; i < 32; i++) expect(Math.abs(yt[i]! - t[i]!)).toBeLessThanOrEqual(1e-40);
+    const qt = quantizeBlockwise(t, { blockSize: 32 }), yt = dequantizeBlockwise(qt), code = dynamicMap();
+    expect(qt.absmax[0]).toBe(f(1e-40));
+    for (let i = 0; i < 32; i++) {
+      expect(Math.sign(yt[i]!), `${i}`).toBe(Math.sign(t[i]!));
+      expect(Math.abs(yt[i]!)).toBeLessThanOrEqual(Math.abs(t[i]!));
+      // the code the floor's scale picks, times absmax
+      const v = Math.fround(t[i]! * Math.fround(1 / Math.fround(1e-38))), want = code.reduce((b, c) => (Math.abs(c - v) < Math.abs(b - v) ? c : b), 0);
+      expect(Math.abs(yt[i]! - Math.fround(want * qt.absmax[0]!))).toBeLessThanOrEqual(2 ** -149);
+    }
   }, SLOW);
 
   test("stochastic rounding is unbiased: 10^5 seeded draws within 3 standard errors", () => {

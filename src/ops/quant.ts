@@ -145,6 +145,8 @@ const F32 = (a: Arg) => a.k as Float32Array, U8 = (a: Arg) => a.k as Uint8Array,
  * draws from hash01(seed, i).
  * Error bound: |x - dequantize(x)| <= absmax_block * (codeHalfGap(code) + 2^-21) — 0.00703 * absmax for the
  * dynamic code (the 2^-21 covers the float32 scale and products); on randn the mean absolute error is < 0.011 and the mean relative error < 0.018 at every block size.
+ * A block whose absmax is below the 1e-38 floor (subnormal values only) is scaled by the floor, so it comes back
+ * shrunk toward 0 (by absmax / 1e-38): there the bound is |x - dequantize(x)| <= |x|.
  * NaN or ±Infinity in x throws NumedgeError("nonfinite") naming the index (DeviceArrays: reported in `bad`).
  * @example const q = quantizeBlockwise(w, { blockSize: 256 }); const w2 = dequantizeBlockwise(q)
  */
@@ -242,7 +244,8 @@ export interface Quantize4bitOptions<U = Uint8Array, F = Float32Array> {
  * as 8-bit: offset = mean(absmax), absmax - offset quantized block-wise with the dynamic code, block 256.
  * Error bound: |x - x'| <= absmax * (halfGap + 2^-21) (halfGap 0.1519 NF4, 0.1667 FP4), plus |absmax - absmax'|
  * with doubleQuant, where |absmax - absmax'| <= (0.00703 + 2^-21) * max |absmax - offset| over its 256-block. On randn at block 64 the mean
- * absolute / relative errors are NF4 0.0728 / 0.203, FP4 0.0965 / 0.260 (bitsandbytes' figures).
+ * absolute / relative errors are NF4 0.0728 / 0.203, FP4 0.0965 / 0.260 (bitsandbytes' figures). A block whose
+ * absmax is below 1e-38 is scaled by that floor, as in quantizeBlockwise: |x - x'| <= |x| there.
  * @example const q = quantize4bit(w, { type: "nf4", blockSize: 64, doubleQuant: true }); const w2 = dequantize4bit(q)
  */
 export function quantize4bit(x: Float32Array | Float64Array, o?: Quantize4bitOptions): Quantized4bit;
