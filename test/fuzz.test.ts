@@ -36,7 +36,8 @@ const OPS: Op[] = [
     make: (r) => { const cols = 1 + r.int(70), rows = 1 + r.int(5); return { args: [f32(r, rows * cols, 20)], opts: { cols, ...(name.endsWith("oftmax") && r.next() < 0.5 ? { temperature: r.uniform(0.1, 3) } : {}) }, optIndex: 1 }; },
     call: (x, o) => ({ softmax, logSoftmax, stablemax, logStablemax })[name](x as Float32Array, o as never),
   })),
-  { name: "crossEntropy", make: (r) => { const cols = 1 + r.int(40), rows = 1 + r.int(6); return { args: [f32(r, rows * cols, 10), ints(r, rows, cols)], opts: { cols, head: pick(r, ["softmax", "stablemax"]), precision: pick(r, ["f32", "f64"]) }, optIndex: 2 }; },
+  // half the cases without specials: a NaN or infinite logit makes the mean loss NaN on every backend, which checks nothing
+  { name: "crossEntropy", make: (r) => { const cols = 1 + r.int(40), rows = 1 + r.int(6); return { args: [(r.next() < 0.5 ? finite : f32)(r, rows * cols, 10), ints(r, rows, cols)], opts: { cols, head: pick(r, ["softmax", "stablemax"]), precision: pick(r, ["f32", "f64"]) }, optIndex: 2 }; },
     call: (z, l, o) => crossEntropy(z as Float32Array, l as Int32Array, o as never) },
   { name: "topk", make: (r) => { const cols = 1 + r.int(80), rows = 1 + r.int(4); return { args: [f32(r, rows * cols)], opts: { cols, k: r.int(cols + 1), sorted: r.next() < 0.5 }, optIndex: 1 }; },
     call: (x, o) => topk(x as Float32Array, o as never) },
