@@ -122,7 +122,8 @@ function flipping(o: Record<string, unknown>, r: Rng): { o: Record<string, unkno
   return { o: out, reads };
 }
 
-/** Results compared with the reference: NaN with NaN, numbers within 1e-4 relative, integers exactly. */
+/** Results compared with the reference: NaN with NaN, numbers within 1e-5 (1 + |want|) (the loosest op here is a
+ *  GEMM, whose bound grows with k; 1e-6 fails it), integers exactly. */
 function same(a: unknown, b: unknown, path: string): string | null {
   if (ArrayBuffer.isView(a) && ArrayBuffer.isView(b)) {
     const x = a as Host, y = b as Host;
@@ -130,11 +131,11 @@ function same(a: unknown, b: unknown, path: string): string | null {
     for (let i = 0; i < x.length; i++) {
       const u = x[i]!, v = y[i]!;
       if (u !== u && v !== v) continue;
-      if (!(Math.abs(u - v) <= 1e-4 * (1 + Math.abs(v))) && !(u === v)) return `${path}[${i}]: ${u} vs ${v}`;
+      if (!(Math.abs(u - v) <= 1e-5 * (1 + Math.abs(v))) && !(u === v)) return `${path}[${i}]: ${u} vs ${v}`;
     }
     return null;
   }
-  if (typeof a === "number" && typeof b === "number") return (a !== a && b !== b) || Math.abs(a - b) <= 1e-4 * (1 + Math.abs(b)) || a === b ? null : `${path}: ${a} vs ${b}`;
+  if (typeof a === "number" && typeof b === "number") return (a !== a && b !== b) || Math.abs(a - b) <= 1e-5 * (1 + Math.abs(b)) || a === b ? null : `${path}: ${a} vs ${b}`;
   if (a && b && typeof a === "object" && typeof b === "object") {
     for (const k of Object.keys(b)) { const d = same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`); if (d) return d; }
     return null;
