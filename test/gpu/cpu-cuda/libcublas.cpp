@@ -55,9 +55,7 @@ template <typename T> int gemm(Blas* h, int ta, int tb, int m, int n, int k, con
       }
     return 0;
   };
-  if (!h->stream && capturing) return legacy(), BLAS_EXECUTION_FAILED;
-  if (capturing) return capturing->items.push_back(it), BLAS_OK;
-  return run(it) ? BLAS_EXECUTION_FAILED : BLAS_OK;
+  return enqueue(it, h->stream) ? BLAS_EXECUTION_FAILED : BLAS_OK;
 }
 } // namespace fake
 

@@ -50,6 +50,13 @@ int run(const Item& it) {
   }
   return 0;
 }
+// an operation on `stream`: recorded while capturing (the legacy stream then ends the capture's validity), else run
+int enqueue(const Item& it, void* stream) {
+  if (!capturing) return run(it);
+  if (!stream) return legacy();
+  capturing->items.push_back(it);
+  return 0;
+}
 } // namespace fake
 
 extern "C" {
@@ -97,8 +104,7 @@ int cuMemsetD8Async(uint64_t dst, unsigned char v, size_t n, void* stream) {
   fake::Item it{};
   it.dst = dst;
   it.bytes = n;
-  if (fake::capturing) return fake::capturing->items.push_back(it), 0;
-  return fake::run(it);
+  return fake::enqueue(it, stream);
 }
 int cuStreamCreate(void** s, unsigned flags) { *s = (void*)0x57; return flags == 0 ? 0 : 1; }
 int cuModuleLoadData(void** m, const void*) { *m = (void*)0x30; return 0; } // the image is not read: the kernels are compiled in
@@ -117,11 +123,9 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   }
   int n = fake::nparams((void (*)(void**))f);
   if (n < 0 || gz != 1 || bz != 1 || extra) return fake::fail(1, "CUDA_ERROR_INVALID_VALUE: unknown function, a z dimension or extra");
-  if (!stream && fake::capturing) return fake::legacy();
   fake::Item it{(void (*)(void**))f, gx, gy, bx, by, shared, (uint32_t)n};
   for (int i = 0; i < n; i++) memcpy(&it.vals[i], params[i], 8); // parameters are copied at the call (at capture too)
-  if (fake::capturing) return fake::capturing->items.push_back(it), 0;
-  return fake::run(it);
+  return fake::enqueue(it, stream);
 }
 int cuCtxSynchronize() { STICKY; return fake::legacy(); }
 int cuGetErrorName(int rc, const char** s) {
