@@ -16,7 +16,7 @@ import { saveThresholds } from "../src/backends/thresholds.ts";
 import type { Backend } from "../src/backends/types.ts";
 import { wasmBackend } from "../src/backends/wasm.ts";
 import { uniform } from "./helpers.ts";
-import { cpuDriver, fakeLibcuda } from "./gpu/cpu-driver.ts";
+import { cpuDriver, cpuImage, fakeLibcuda } from "./gpu/cpu-driver.ts";
 import { cpuCudaCublas, cpuCudaUnavailable, underReference } from "./parity.ts";
 
 const dev = cpuCudaUnavailable ? undefined : await cpuCudaCublas();
@@ -78,7 +78,7 @@ if (dev) {
   });
 
   test("matmul through cuBLAS (row-major onto column-major) and through the NVRTC kernel: every transpose, accumulate, f32 and f64, within the GEMM bound", async () => {
-    const noBlas = await createCudaBackend(wasmBackend, { open: anotherDevice, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "no cuBLAS here" }, "cuda-noblas");
+    const noBlas = await createCudaBackend(wasmBackend, { open: anotherDevice, image: cpuImage, blas: () => "no cuBLAS here" }, "cuda-noblas");
     if (typeof noBlas === "string") throw new Error(noBlas);
     expect(noBlas.info.engine).toContain("matmul: NVRTC GEMM kernel (no cuBLAS here)");
     expect((await setBackend("cuda-cpu-cublas")).engine).toMatch(/matmul: cuBLAS \(kernels-\w+\.so, FP32\)/);
@@ -112,7 +112,7 @@ if (dev) {
     process.env.NUMEDGE_CUBLAS = own.library;
     let tf: Awaited<ReturnType<typeof createCudaBackend>>;
     try { // the backend's own choice of cuBLAS and math mode from the environment
-      tf = await createCudaBackend(wasmBackend, { open: async () => own, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: realDeps.blas }, "cuda-tf32");
+      tf = await createCudaBackend(wasmBackend, { open: async () => own, image: cpuImage, blas: realDeps.blas }, "cuda-tf32");
     } finally {
       for (const [k, v] of [["NUMEDGE_CUDA_TF32", old[0]], ["NUMEDGE_CUBLAS", old[1]]] as const) if (v === undefined) delete process.env[k]; else process.env[k] = v;
     }
@@ -136,7 +136,7 @@ if (dev) {
 
   test("auto on a cuda device: every op on wasm until gpu-check saved thresholds for it, then ops at or above them on the GPU", async () => {
     const own = await anotherDevice(), old = process.env.XDG_CACHE_HOME;
-    const c = await createCudaBackend(wasmBackend, { open: async () => own, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => own.blas() }, "cuda-auto");
+    const c = await createCudaBackend(wasmBackend, { open: async () => own, image: cpuImage, blas: () => own.blas() }, "cuda-auto");
     if (typeof c === "string") throw new Error(c);
     process.env.XDG_CACHE_HOME = mkdtempSync(`${tmpdir()}/numedge-auto-`);
     try {

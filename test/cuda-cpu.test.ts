@@ -13,7 +13,7 @@ import { getBackend, loadedBackend, registerBackend } from "../src/backends/inde
 import { wasmBackend } from "../src/backends/wasm.ts";
 import { recordOn } from "../src/device.ts";
 import { maxInto } from "../src/ops/track.ts";
-import { cpuDriver } from "./gpu/cpu-driver.ts";
+import { cpuDriver, cpuImage } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
 import { uniform } from "./helpers.ts";
@@ -569,7 +569,7 @@ describe("GrokRun's graph option where no graph can be recorded", () => {
       const own = await cpuDriver();
       if (typeof own === "string") throw new Error(own);
       const { capture: _, ...noGraphs } = own;
-      const made = await createCudaBackend(wasmBackend, { open: async () => noGraphs, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none" }, "cuda-nograph");
+      const made = await createCudaBackend(wasmBackend, { open: async () => noGraphs, image: cpuImage, blas: () => "none" }, "cuda-nograph");
       if (typeof made === "string") throw new Error(made);
       registerBackend("cuda-nograph", async () => ({ backend: made.backend, info: { device: "gpu", ...made.info } }));
       backends.unshift("cuda-nograph");

@@ -6,7 +6,7 @@ import { backendInfo, getBackend, registerBackend, setBackend, useBackend } from
 import { createCudaBackend } from "../src/backends/cuda.ts";
 import { referenceBackend } from "../src/backends/reference.ts";
 import { wasmBackend } from "../src/backends/wasm.ts";
-import { cpuCudaMissing, cpuDriver, type CpuDriver } from "./gpu/cpu-driver.ts";
+import { cpuCudaMissing, cpuDriver, cpuImage, type CpuDriver } from "./gpu/cpu-driver.ts";
 
 /** Why the CPU device (kernels.cu compiled for the CPU, behind a fake libcuda: test/gpu/cpu-driver.ts) cannot run here, or null. */
 export const cpuCudaUnavailable = cpuCudaMissing();
@@ -22,7 +22,7 @@ function onCpuDevice(name: string, o: { exactSizes: boolean; cublas: boolean }):
   };
   registerBackend(name, async () => {
     const r = await (made ??= createCudaBackend(wasmBackend, {
-      open: device, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: (d) => (o.cublas ? (d as CpuDriver).blas() : "none"), exactSizes: o.exactSizes,
+      open: device, image: cpuImage, blas: (d) => (o.cublas ? (d as CpuDriver).blas() : "none"), exactSizes: o.exactSizes,
     }, name));
     if (typeof r === "string") throw new Error(r);
     return { backend: r.backend, info: { device: "gpu", ...r.info } };

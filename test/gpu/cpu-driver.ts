@@ -93,6 +93,9 @@ export function fakeLibcuda(): { lib: string; blas: string } | string {
   return { lib: join(dir, "libcuda.so.1"), blas: join(dir, "libcublas.so.13") };
 }
 
+/** The kernel image a cuda backend on the CPU device loads: none (the fake driver has the kernels compiled in). */
+export const cpuImage = () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" });
+
 export interface CpuDriver extends Driver {
   /** Kernel names in launch order (cuBLAS calls as cublasSgemm_v2 / cublasDgemm_v2), a graph's as "(graph launch)"
    *  and then its kernels: tests check what a call ran. */

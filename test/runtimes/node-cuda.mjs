@@ -30,13 +30,13 @@ try {
 }
 
 // The CPU device (g++ compiles kernels.cu; a .ts file, which Node 26 runs by stripping its types)
-const { cpuDriver, cpuCudaMissing } = await import("../gpu/cpu-driver.ts");
+const { cpuDriver, cpuCudaMissing, cpuImage } = await import("../gpu/cpu-driver.ts");
 let cpuLaunches = () => 0;
 if (cpuCudaMissing()) done.push(`no CPU device: ${cpuCudaMissing()}`);
 else {
   const d = await cpuDriver();
   if (typeof d === "string") fail(`cpuDriver: ${d}`);
-  const made = await createCudaBackend(wasmBackend, { open: async () => d, image: () => ({ image: new Uint8Array(0), how: "kernels.cu on the CPU" }), blas: () => "none", exactSizes: true }, "cuda-cpu");
+  const made = await createCudaBackend(wasmBackend, { open: async () => d, image: cpuImage, blas: () => "none", exactSizes: true }, "cuda-cpu");
   if (typeof made === "string") fail(`createCudaBackend: ${made}`);
   registerBackend("cuda-cpu", async () => ({ backend: made.backend, info: { device: "gpu", ...made.info } }));
   devices.push("cuda-cpu");
