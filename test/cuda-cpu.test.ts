@@ -16,7 +16,7 @@ import { maxInto } from "../src/ops/track.ts";
 import { cpuDriver, cpuImage } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
-import { uniform } from "./helpers.ts";
+import { crossEntropyGradBound, crossEntropyLossBound, uniform } from "./helpers.ts";
 import { cpuCuda, parityBackends, underReference } from "./parity.ts";
 
 /** fn's result on each backend, as plain arrays (typed arrays copied out), wasm current afterwards. */
@@ -342,16 +342,15 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
         const at = `${cols} ${f64 ? "f64" : "f32"} ${o.head} ${o.precision}`;
         expect(a![h]!.scFraction, at).toBe(w![h]!.scFraction);
         expect(a![h]!.zeroLossFraction, at).toBe(w![h]!.zeroLossFraction);
-        // crossEntropy's documented bounds: f32 precision |gradient error| <= 4e-6 / rows (documented up to 4099
-        // columns, held here at every width), loss 1e-6 * max(1, loss); f64 1e-12, gradients rounded to the logits' type
-        const f32 = o.precision === "f32", g = a![h]!.grad!, want = ref[h]!.grad!;
+        // crossEntropy's documented bounds (helpers.ts)
+        const g = a![h]!.grad!, want = ref[h]!.grad!, shape = { rows, cols, precision: o.precision, f32Logits: !f64 };
         for (let i = 0; i < g.length; i++) {
-          const bound = f32 ? 4e-6 / rows : (1e-12 + (f64 ? 0 : 2 ** -24)) * Math.abs(want[i]!) + 1e-300;
+          const bound = crossEntropyGradBound(want[i]!, i % cols === labels[i / cols | 0], shape);
           if (!(Object.is(g[i], want[i]) || Math.abs(g[i]! - want[i]!) <= bound)) throw new Error(`${at}: grad[${i}] = ${g[i]}, reference ${want[i]}`);
         }
         expect(Number.isNaN(a![h]!.loss), at).toBe(true);
         const lossErr = Math.abs(af![h]! - rf[h]!);
-        expect(lossErr, `${at} loss ${af![h]} vs ${rf[h]}`).toBeLessThanOrEqual(f32 ? 1e-6 * Math.max(1, Math.abs(rf[h]!)) : 1e-12 * Math.max(1, Math.abs(rf[h]!)));
+        expect(lossErr, `${at} loss ${af![h]} vs ${rf[h]}`).toBeLessThanOrEqual(crossEntropyLossBound(rf[h]!, { ...shape, rows: finite.length }));
       });
     }
   }, 60_000);

@@ -21,3 +21,27 @@ export function uniform(seed: number): () => number {
   const r = new Rng(seed);
   return () => r.next();
 }
+
+/** What crossEntropy's bounds (its TSDoc, docs/numerics.md) depend on: the shape and where the arithmetic is f32. */
+export interface CrossEntropyShape { rows: number; cols: number; precision: "f32" | "f64"; f32Logits: boolean }
+
+/** u: 2^-24 where the head computes in f32, 2^-53 in f64; sum: cols / 4 ulps for the row's f32 or f64 sum, plus 16. */
+const ceUnits = (o: CrossEntropyShape) => ({ u: o.precision === "f32" ? 2 ** -24 : 2 ** -53, sum: 16 + o.cols / 4 });
+
+/** crossEntropy's documented bound on the error of its mean loss, `want` the f64 reference's. */
+export function crossEntropyLossBound(want: number, o: CrossEntropyShape): number {
+  const { u, sum } = ceUnits(o);
+  return u * (16 * Math.max(1, Math.abs(want)) + sum);
+}
+
+/**
+ * crossEntropy's documented bound on the error of one gradient element, `want` the f64 reference's:
+ * u ((16 + cols/4 + 2 |ln p|) |want| + [label] (16 + cols/4) / rows), p = rows |want|; one f32 ulp more where an f64
+ * head's gradient is rounded to f32 logits; and values under the smallest normal may flush to 0.
+ */
+export function crossEntropyGradBound(want: number, label: boolean, o: CrossEntropyShape): number {
+  const { u, sum } = ceUnits(o), w = Math.abs(want), p = o.rows * w;
+  const ln = p > 0 ? 2 * Math.abs(Math.log(p)) : 0;
+  const rounded = o.f32Logits && o.precision === "f64" ? 2 ** -23 * w : 0;
+  return u * ((sum + ln) * w + (label ? sum / o.rows : 0)) + rounded + (o.f32Logits || o.precision === "f32" ? 2 ** -126 : 2 ** -1022);
+}
