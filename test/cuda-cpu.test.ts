@@ -17,6 +17,7 @@ import { cpuDriver, cpuImage } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
 import { crossEntropyGradBound, crossEntropyLossBound, uniform } from "./helpers.ts";
+import { outside, routeBounds } from "./route-bounds.ts";
 import { cpuCuda, parityBackends, underReference } from "./parity.ts";
 
 /** fn's result on each backend, as plain arrays (typed arrays copied out), wasm current afterwards. */
@@ -193,9 +194,12 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
         expect(a![key], key).toEqual(w[key] as never);
         expect(wa![key], `wasm ${key}`).toEqual(w[key] as never);
       }
-      near(a!.weights, w.weights, 2e-6); // the routing bound, and 1e-6 on the losses
-      near([a!.auxLoss, a!.zLoss], [w.auxLoss, w.zLoss], 1e-6);
-      // combine: 2 ulp of the sum of |terms| (at most 1 here: |outputs| <= 1, each token's weights sum to 1 at most), plus the weights' 2e-6
+      const bound = routeBounds(z, o, w); // route's documented bounds
+      expect(outside(a!.weights, w.weights, bound.weights, 1, "weights")).toBe("");
+      expect(Math.abs(a!.auxLoss - w.auxLoss)).toBeLessThanOrEqual(bound.auxLoss);
+      expect(Math.abs(a!.zLoss - w.zLoss)).toBeLessThanOrEqual(bound.zLoss);
+      // combine: 2 ulp of the sum of |terms| (at most 1 here: |outputs| <= 1, each token's weights sum to 1 at most), plus
+      // the weights' bound (under 2e-6: scores of logits in [0, 2] over 8 experts are above 1/60)
       a!.combined.forEach((v, i) => expect(Math.abs(v - w.combined[i]!), `combined[${i}]`).toBeLessThanOrEqual(2 ** -22 + 2e-6));
     }
   });

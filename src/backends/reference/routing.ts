@@ -18,9 +18,9 @@ function topIdx(v: ArrayLike<number>, n: number, k: number, skip?: boolean[]): n
   return idx.slice(0, k);
 }
 
-const sigmoid = (u: number) => 1 / (1 + Math.exp(-u));
+export const sigmoid = (u: number) => 1 / (1 + Math.exp(-u));
 
-function softmaxRow(u: number[]): number[] {
+export function softmaxRow(u: number[]): number[] {
   let m = -Infinity;
   for (const v of u) m = Number.isNaN(v) || Number.isNaN(m) ? NaN : Math.max(m, v);
   if (!(m > -Infinity && m < Infinity)) return u.map(() => NaN);
@@ -29,11 +29,11 @@ function softmaxRow(u: number[]): number[] {
   return e.map((v) => v / s);
 }
 
-const sOf = (v: number) => (v >= 0 ? v + 1 : 1 / (1 - v));
-const dsOf = (v: number) => (v >= 0 ? 1 : 1 / ((1 - v) * (1 - v)));
+export const sOf = (v: number) => (v >= 0 ? v + 1 : 1 / (1 - v));
+export const dsOf = (v: number) => (v >= 0 ? 1 : 1 / ((1 - v) * (1 - v)));
 
 /** Scores s (what weights are taken from) and routing probabilities p (s normalized per token). */
-function scoreRow(z: number[], scoring: Scoring, scale: number): { s: number[]; p: number[] } {
+export function scoreRow(z: number[], scoring: Scoring, scale: number): { s: number[]; p: number[] } {
   const u = z.map((v) => v * scale);
   switch (scoring) {
     case "softmax": { const s = softmaxRow(u); return { s, p: s }; }
@@ -52,7 +52,7 @@ function scoreRow(z: number[], scoring: Scoring, scale: number): { s: number[]; 
   }
 }
 
-function lseRow(z: number[]): number {
+export function lseRow(z: number[]): number {
   let m = -Infinity;
   for (const v of z) m = Number.isNaN(v) || Number.isNaN(m) ? NaN : Math.max(m, v);
   if (!(m > -Infinity && m < Infinity)) return m;
