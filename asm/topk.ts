@@ -558,19 +558,22 @@ export function topk_f32(x: usize, vals: usize, idx: usize, rows: i32, cols: i32
 // 3 softmax(sigmoid(z)*scale) ("activation"). scale = 1/temperature. Routing probability p = s, except for
 // sigmoid where p = s / sum(s) (DeepSeek-V3's normalized affinities).
 
-/** sigmoid via exp of -|u| (never overflows); NaN stays NaN. */
+/**
+ * sigmoid via t = e/(1+e), e = exp(-|u|) (never overflows): t for u < 0, 1 - t for u >= 0. 1/(1+e) would round 1 + e
+ * to an ulp of 2 and leave saturated scores 2 ulps below 1 (expert choice then ranked them out of order); 1 - t errs
+ * by 2t + 1/2 ulps, so a saturated score is rounded once, as the reference's. NaN stays NaN.
+ */
 // @ts-ignore: decorator
 @inline function sigmoid_f32x4(u: v128): v128 {
   const e = exp_f32x4(f32x4.neg(f32x4.abs(u)));
-  const one = f32x4.splat(1);
-  const d = f32x4.add(one, e);
-  return v128.bitselect(f32x4.div(one, d), f32x4.div(e, d), f32x4.ge(u, f32x4.splat(0)));
+  const t = f32x4.div(e, f32x4.add(f32x4.splat(1), e));
+  return v128.bitselect(f32x4.sub(f32x4.splat(1), t), t, f32x4.ge(u, f32x4.splat(0)));
 }
 
 // @ts-ignore: decorator
 @inline function sigmoid_f32(u: f32): f32 {
-  const e = exp_f32(-Mathf.abs(u));
-  return u >= 0 ? 1 / (1 + e) : e / (1 + e);
+  const e = exp_f32(-Mathf.abs(u)), t = e / (1 + e);
+  return u >= 0 ? 1 - t : t;
 }
 
 /** logsumexp of one raw row, f64 (f32 exp lanes folded into f64 every 64). NaN/+Inf/all -Inf row: its max. */

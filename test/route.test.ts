@@ -279,6 +279,23 @@ for (const pb of parityBackends) {
       compareRoute(z, { experts: 256, k: 8, groups: 64, topkGroups: 40 }, pb.tol);
     });
 
+    test("spread logits at low temperature (weights down to e^-80, where f32's (z - max) / T errs by 3 |ln s| ulps) and logsumexps near 0", () => {
+      const r0 = rng(31), E = 64;
+      const z = Float32Array.from({ length: 1024 * E }, () => 16 * randn(r0));
+      for (const scoring of ["softmax", "sigmoid", "stablemax", "activation"] as const)
+        for (const o of [{ experts: E, k: 6, temperature: 0.7 }, { experts: E, k: 2, expertChoice: true }]) compareRoute(z, { ...o, scoring, grad: true }, pb.tol);
+      // one token whose weights span 50 to 62 below its top, at T = 0.9
+      compareRoute(Float32Array.from({ length: E }, (_, i) => (i ? 0.7 - 0.9 * (50 + (i * 12) / E) : 0.7)), { experts: E, k: E, temperature: 0.9 }, pb.tol);
+      // every token's logsumexp near 0: the z-loss and its gradient by an absolute error each
+      const near0 = Float32Array.from({ length: 64 * 256 }, () => 2 * randn(r0));
+      for (let t = 0; t < 64; t++) {
+        const row = near0.subarray(t * 256, (t + 1) * 256), m = Math.max(...row);
+        const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+        for (let e = 0; e < 256; e++) row[e] = row[e]! - lse + 1e-4 * (t - 32);
+      }
+      compareRoute(near0, { experts: 256, k: 8, grad: true }, pb.tol);
+    });
+
     test("adversarial rows: ±Infinity, NaN, all-equal, huge logits; NaN stays in its token", () => {
       const E = 5, k = 2;
       const z = new Float32Array([
