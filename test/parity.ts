@@ -46,12 +46,12 @@ const all: ParityBackend[] = [
   // The tfjs backend on tfjs's own engines (src/backends/tfjs/). Looser where tfjs's f32 math forces it:
   // - every intermediate is an f32 tensor where the wasm kernels work in f64: softmax's exp argument
   //   (x - max) / T is rounded twice, which at arguments down to -69 (outputs >= 1e-30) is up to
-  //   2 * 2^-24 * 69 = 8e-6 relative on the output, 8x the wasm bound (tfjs-cpu);
+  //   2 * 2^-24 * 69 = 8.2e-6 relative on the output, plus the wasm bound's own 1e-6: 10x (tfjs-cpu);
   // - tfjs-wasm also sums rows in f32 (two-level, ~2 sqrt(cols) ulps; the wasm kernels sum in f64 blocks)
   //   and its exp/log are libm's f32 (<= 1 ulp each): 16x.
   // Ops whose tfjs path is exact (dense, topk, quant) pass at any tol.
   { name: "tfjs-wasm", setup: () => setBackend("tfjs-wasm"), tol: 16 },
-  { name: "tfjs-cpu", setup: () => setBackend("tfjs-cpu"), tol: 8 },
+  { name: "tfjs-cpu", setup: () => setBackend("tfjs-cpu"), tol: 10 },
   // cuda where a GPU is (test/gpu/ and npm run test:gpu say why not, in one line, where it is not): its kernels
   // sum and exponentiate in f64, so the wasm bounds hold as they are.
   { name: "cuda", setup: () => setBackend("cuda"), tol: 1 },
