@@ -89,6 +89,29 @@ for (const pb of parityBackends) {
           }
         });
 
+    test("matmul is exact where every partial sum is an integer the type holds: a dropped or repeated term, or inputs rounded to TF32, fail it", () => {
+      // 12-bit integers times {-1, 0, 1} over k = 4097: every partial sum is below 2^24 in magnitude, so any order of f32
+      // additions is exact, while TF32 (10 stored mantissa bits) rounds the odd values above 2048; f64: 30-bit integers
+      const r = rng(31);
+      for (const f64 of [false, true]) {
+        const make = (len: number, f: (i: number) => number) => { const x = f64 ? new Float64Array(len) : new Float32Array(len); for (let i = 0; i < len; i++) x[i] = f(i); return x as Float32Array; };
+        const m = 3, k = 4097, n = 5, amax = f64 ? 2 ** 30 - 1 : 4095;
+        const a = make(m * k, () => Math.round((r() * 2 - 1) * amax)), b = make(k * n, () => Math.floor(r() * 3) - 1);
+        const c0 = make(m * n, () => Math.round((r() * 2 - 1) * 1000));
+        const want = Array.from({ length: m * n }, (_, q) => {
+          let sum = c0[q]!;
+          for (let p = 0; p < k; p++) sum += a[Math.floor(q / n) * k + p]! * b[p * n + (q % n)]!;
+          return sum;
+        });
+        for (const ta of [false, true]) for (const tb of [false, true]) {
+          const A = ta ? make(m * k, (i) => a[(i % m) * k + Math.floor(i / m)]!) : a; // [k, m] storage of the same matrix
+          const B = tb ? make(k * n, (i) => b[(i % k) * n + Math.floor(i / k)]!) : b; // [n, k] storage
+          const got = matmul(A, B, { m, k, n, transA: ta, transB: tb, accumulate: true, out: c0.slice() });
+          expect(Array.from(got), `${f64 ? "f64" : "f32"} transA=${ta} transB=${tb}`).toEqual(want);
+        }
+      }
+    });
+
     test("matmul f64 path within the f64 bound, all transpose combos", () => {
       const m = 17, k = 33, n = 9;
       const a = randArr(Float64Array, m * k, 5), b = randArr(Float64Array, k * n, 6);

@@ -51,9 +51,11 @@ export interface MatmulOptions<T extends Floats = Floats> {
  * Matrix product, row-major: out[m,n] = (accumulate ? out : 0) + op(a) @ op(b), where op(a) is [m,k] (a is stored
  * [k,m] when transA) and op(b) is [k,n] (b is stored [n,k] when transB). The dense layer's forward is
  * matmul(x, w) and its backward dW = matmul(x, dy, { transA: true }), dX = matmul(dy, w, { transB: true }).
- * Error (f32): per element |out - exact| <= (k + 1) * 2^-23 * (|out0| + sum_p |a_ip| |b_pj|) (out0 = 0 without
- * accumulate); f64 inputs: the same with 2^-52. Sums run in f32 in an order that depends on the kernel's blocking,
- * so results can differ from another library's in the last bits. NaN/Inf propagate as IEEE arithmetic says.
+ * Error (f32): per element |out - exact| <= (k + 1) * 2^-23 * (|out0| + sum_p |a_ip| |b_pj|) + k * 2^-150 (out0 = 0
+ * without accumulate; the last term: products under the smallest normal); f64 inputs: the same with 2^-52 and
+ * 2^-1075. Exact where every partial sum is an integer the type holds (not under cuda's opt-in TF32). Sums run in f32
+ * in an order that depends on the kernel's blocking, so results can differ from another library's in the last bits.
+ * NaN/Inf propagate as IEEE arithmetic says.
  * @example const y = matmul(x, w, { m: rows, k: 200, n: 113 }) // x [rows,200] @ w [200,113]
  */
 export function matmul<T extends Floats>(a: T, b: T, o: MatmulOptions<T>): T {
