@@ -561,7 +561,8 @@ export function topk_f32(x: usize, vals: usize, idx: usize, rows: i32, cols: i32
 /**
  * sigmoid via t = e/(1+e), e = exp(-|u|) (never overflows): t for u < 0, 1 - t for u >= 0. 1/(1+e) would round 1 + e
  * to an ulp of 2 and leave saturated scores 2 ulps below 1 (expert choice then ranked them out of order); 1 - t errs
- * by 2t + 1/2 ulps, so a saturated score is rounded once, as the reference's. NaN stays NaN.
+ * by (2 + 2 e_exp) t + 1/2 ulps (e_exp: exp_f32's error in ulps), so a saturated score is rounded once, as the
+ * reference's. NaN stays NaN.
  */
 // @ts-ignore: decorator
 @inline function sigmoid_f32x4(u: v128): v128 {

@@ -50,13 +50,27 @@ for (const pb of parityBackends) {
           const lbl = `${head} ${precision} ${f64in ? "f64" : "f32"}-in cols=${cols} spread=${spread}`;
           expect(sameBits(z, zs) && sameBits(labels, ls)).toBe(true);
           expect(got.grad).toBeInstanceOf(f64in ? Float64Array : Float32Array);
-          const shape = { rows, cols, precision, f32Logits: !f64in };
+          const shape = { head, rows, cols, precision, f32Logits: !f64in };
           expect(Math.abs(got.loss - want.loss), `${lbl} loss ${got.loss} vs ${want.loss}`).toBeLessThanOrEqual(pb.tol * crossEntropyLossBound(want.loss, shape));
           const gb = (i: number) => pb.tol * crossEntropyGradBound(want.grad![i]!, i % cols === labels[i / cols | 0], shape);
           expect(compare(got.grad!, want.grad!, gb, lbl)).toBe("");
           expect(got.scFraction, lbl).toBe(want.scFraction);
           expect(got.zeroLossFraction, lbl).toBe(want.zeroLossFraction);
         }
+      }
+    });
+
+    test("a StableMax row whose sum rounds up at every addition (1024, then terms just over half its ulp): within n = 16 + cols", () => {
+      // one f32 running sum errs by (cols - 1) u here, the worst case (the softmax head's f32 sum runs in four lanes, in
+      // the reference's order); wasm comes to 0.99 of the gradient bound at 4099 columns
+      for (const cols of [1025, 4099]) for (const precision of PRECS) {
+        const z = new Float32Array(cols).fill(-16382), labels = new Int32Array([1]);
+        z[0] = 1023; // s = 1024; the others s = 1/16383, just over half an ulp of 1024 (2^-14)
+        const got = crossEntropy(z, labels, { cols, head: "stablemax", precision });
+        const want = underReference(() => crossEntropy(z, labels, { cols, head: "stablemax", precision }));
+        const shape = { head: "stablemax", rows: 1, cols, precision, f32Logits: true } as const, lbl = `${precision} cols=${cols}`;
+        expect(Math.abs(got.loss - want.loss), `${lbl} loss ${got.loss} vs ${want.loss}`).toBeLessThanOrEqual(pb.tol * crossEntropyLossBound(want.loss, shape));
+        expect(compare(got.grad!, want.grad!, (i) => pb.tol * crossEntropyGradBound(want.grad![i]!, i === 1, shape), lbl)).toBe("");
       }
     });
 

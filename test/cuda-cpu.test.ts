@@ -347,7 +347,7 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
         expect(a![h]!.scFraction, at).toBe(w![h]!.scFraction);
         expect(a![h]!.zeroLossFraction, at).toBe(w![h]!.zeroLossFraction);
         // crossEntropy's documented bounds (helpers.ts)
-        const g = a![h]!.grad!, want = ref[h]!.grad!, shape = { rows, cols, precision: o.precision, f32Logits: !f64 };
+        const g = a![h]!.grad!, want = ref[h]!.grad!, shape = { head: o.head, rows, cols, precision: o.precision, f32Logits: !f64 };
         for (let i = 0; i < g.length; i++) {
           const bound = crossEntropyGradBound(want[i]!, i % cols === labels[i / cols | 0], shape);
           if (!(Object.is(g[i], want[i]) || Math.abs(g[i]! - want[i]!) <= bound)) throw new Error(`${at}: grad[${i}] = ${g[i]}, reference ${want[i]}`);

@@ -90,12 +90,13 @@ for (const pb of parityBackends) {
         });
 
     test("matmul is exact where every partial sum is an integer the type holds: a dropped or repeated term, or inputs rounded to TF32, fail it", () => {
-      // 12-bit integers times {-1, 0, 1} over k = 4097: every partial sum is below 2^24 in magnitude, so any order of f32
-      // additions is exact, while TF32 (10 stored mantissa bits) rounds the odd values above 2048; f64: 30-bit integers
+      // 12-bit integers up to 4094 times {-1, 0, 1} over k = 4097, plus |c0| <= 1000: every partial sum is below 2^24, so
+      // any order of f32 additions is exact, while TF32 (10 stored mantissa bits) rounds the odd values above 2048; f64:
+      // 30-bit integers
       const r = rng(31);
       for (const f64 of [false, true]) {
         const make = (len: number, f: (i: number) => number) => { const x = f64 ? new Float64Array(len) : new Float32Array(len); for (let i = 0; i < len; i++) x[i] = f(i); return x as Float32Array; };
-        const m = 3, k = 4097, n = 5, amax = f64 ? 2 ** 30 - 1 : 4095;
+        const m = 3, k = 4097, n = 5, amax = f64 ? 2 ** 30 - 1 : 4094;
         const a = make(m * k, () => Math.round((r() * 2 - 1) * amax)), b = make(k * n, () => Math.floor(r() * 3) - 1);
         const c0 = make(m * n, () => Math.round((r() * 2 - 1) * 1000));
         const want = Array.from({ length: m * n }, (_, q) => {

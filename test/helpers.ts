@@ -22,11 +22,17 @@ export function uniform(seed: number): () => number {
   return () => r.next();
 }
 
-/** What crossEntropy's bounds (its TSDoc, docs/numerics.md) depend on: the shape and where the arithmetic is f32. */
-export interface CrossEntropyShape { rows: number; cols: number; precision: "f32" | "f64"; f32Logits: boolean }
+/** What crossEntropy's bounds (its TSDoc, docs/numerics.md) depend on: the head, the shape and where the arithmetic is f32. */
+export interface CrossEntropyShape { head: "softmax" | "stablemax"; rows: number; cols: number; precision: "f32" | "f64"; f32Logits: boolean }
 
-/** u: 2^-24 where the head computes in f32, 2^-53 in f64; sum: cols / 4 ulps for the row's f32 or f64 sum, plus 16. */
-const ceUnits = (o: CrossEntropyShape) => ({ u: o.precision === "f32" ? 2 ** -24 : 2 ** -53, sum: 16 + o.cols / 4 });
+/**
+ * u: 2^-24 where the head computes in f32, 2^-53 in f64; sum: n = 16 + cols / 4 for the f32 softmax head (four running
+ * sums), else 16 + cols (one running sum, or another order than the reference's): the row sum's relative error in u.
+ */
+const ceUnits = (o: CrossEntropyShape) => ({
+  u: o.precision === "f32" ? 2 ** -24 : 2 ** -53,
+  sum: 16 + (o.head === "softmax" && o.precision === "f32" ? o.cols / 4 : o.cols),
+});
 
 /** crossEntropy's documented bound on the error of its mean loss, `want` the f64 reference's. */
 export function crossEntropyLossBound(want: number, o: CrossEntropyShape): number {
@@ -36,7 +42,7 @@ export function crossEntropyLossBound(want: number, o: CrossEntropyShape): numbe
 
 /**
  * crossEntropy's documented bound on the error of one gradient element, `want` the f64 reference's:
- * u ((16 + cols/4 + 2 |ln p|) |want| + [label] (16 + cols/4) / rows), p = rows |want|; one f32 ulp more where an f64
+ * u ((n + 2 |ln p|) |want| + [label] n / rows), p = rows |want|; one f32 ulp more where an f64
  * head's gradient is rounded to f32 logits; and values under the smallest normal may flush to 0.
  */
 export function crossEntropyGradBound(want: number, label: boolean, o: CrossEntropyShape): number {

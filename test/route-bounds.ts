@@ -11,7 +11,7 @@ const lnAbs = (v: number) => (v > 0 ? Math.abs(Math.log(v)) : 0);
 export interface RouteBounds {
   /** [T*slots] per weight w with score s (unnormalized): u (16 + 3 |ln s|) |w|. */
   weights: Float64Array;
-  /** 1e-6 |auxLoss| + 1e-12. */
+  /** 1e-6 |auxLoss| + 1e-12 (an auxLoss of 0). */
   auxLoss: number;
   /** 1e-6 (zLoss + 2 sqrt(zLoss)): each token's logsumexp carries an absolute error. */
   zLoss: number;
@@ -27,7 +27,7 @@ export function routeBounds(z: Float32Array, o: RouteOptions, want: RouteResult)
   // d auxLoss / d p[t, e] = coef_e = E f_e / T, f_e from the selections before capacity drops
   const pre = o.expertChoice ? new Int32Array(E).fill(want.capacity) : underReference(() => route(z, { ...o, capacityFactor: undefined, grad: false })).counts;
   const fDen = o.auxConvention === "normalized" ? T * o.k : T;
-  const coef = Array.from(pre, (c) => (E * c) / fDen / T), K = Math.max(...coef);
+  const coef = Array.from(pre, (c) => (E * c) / fDen / T), K = coef.reduce((m, c) => Math.max(m, c), 0);
   const weights = new Float64Array(T * slots), auxGrad = new Float64Array(T * E), zGrad = new Float64Array(T * E);
   for (let t = 0; t < T; t++) {
     const row = Array.from(z.subarray(t * E, (t + 1) * E));

@@ -128,7 +128,7 @@ for (const pb of parityBackends) {
       const rng = new Rng(7);
       for (const T of [0.001, 0.37, 2, 3.1, 1e6]) {
         for (const cols of [1, 3, 7, 17, 64, 65, 1025]) {
-          // edge: outputs from e^-64 down to the 1e-30 the bound holds to, each x - max (about 200 T) a large f32
+          // edge: outputs from e^-64 down to the 1e-30 the bound holds to, each x - max (64 to 69 T) a large f32
           const edge: Gen = (r, n) => Float32Array.from({ length: n }, (_, i) => 160.3 - (i % cols === 0 ? 0 : T * r.uniform(64, 69)));
           for (const gen of [GENS.normal!, GENS.wide!, GENS.huge!, edge]) {
             const x = gen(rng, 5 * cols);

@@ -174,7 +174,7 @@ const SCORINGS = ["softmax", "sigmoid", "stablemax", "activation"] as const;
  * normalize, only the NaN expert's weight) and the losses NaN; other tokens are unaffected. A token whose
  * softmax/stablemax row is undefined (+Infinity, or all -Infinity) gets NaN weights, as softmax() gives NaN rows.
  * Error vs the f64 reference, u = 2^-24, s the score of a weight's expert, T tokens, τ the temperature: weights
- * u (16 + 3 |ln s|) |w|; auxLoss 1e-6 relative; zLoss 1e-6 (zLoss + 2 sqrt(zLoss)); zGrad u (2q/T) ((17 + 2 |ln q|)
+ * u (16 + 3 |ln s|) |w|; auxLoss 1e-6 |auxLoss| + 1e-12; zLoss 1e-6 (zLoss + 2 sqrt(zLoss)); zGrad u (2q/T) ((17 + 2 |ln q|)
  * |lse| + 16), q = softmax(logits); auxGrad u A ((16 + 3 |ln s|) |coef_e - sum coef p| + 16 max coef), coef_e =
  * E f_e / T, A the scoring's d score / d logit (p, p sigmoid(z), s / sum s or s'(z/τ) / sum s(z/τ), each over τ);
  * values under 2^-126 may flush to 0.

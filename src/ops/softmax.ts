@@ -132,9 +132,10 @@ export interface CrossEntropyDeviceResult {
  * In "f32" precision a row collapses once every other class's exp(z_k - max) is below half an ulp of 1, so
  * its loss and its correct-class gradient are exactly 0: learning on that row stops (Softmax Collapse).
  * Error vs the f64 reference, with u = 2^-24 in precision "f32" (true f32 arithmetic) and 2^-53 in "f64", and n = 16 +
- * cols/4 (a row's sum errs by up to cols/4 ulps): |loss error| <= u (16 max(1, loss) + n); each gradient element g,
- * p = rows |g|: |error| <= u ((n + 2 |ln p|) |g| + n / rows on the label's), plus an f32 ulp where precision "f64"
- * rounds the gradient to f32 logits; values under the smallest normal may flush to 0. A row with NaN/+Infinity (or only -Infinity) gives
+ * cols/4 for the f32 softmax head, 16 + cols otherwise (a row's sum errs by up to n u, relative): |loss error| <=
+ * u (16 max(1, loss) + n); each gradient element g, p = rows |g|: |error| <= u ((n + 2 |ln p|) |g| + n / rows on the
+ * label's), plus an f32 ulp where precision "f64" rounds the gradient to f32 logits; values under the smallest normal
+ * may flush to 0. A row with NaN/+Infinity (or only -Infinity) gives
  * loss NaN and a NaN gradient row; an -Infinity correct-class logit gives loss +Infinity.
  * With DeviceArrays (logits and labels, and gradOut if given) the result is { stats, grad } on their backend.
  * @example const { loss, grad, scFraction } = crossEntropy(logits, labels, { cols: 113, precision: "f32" })
