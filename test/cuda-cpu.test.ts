@@ -16,8 +16,8 @@ import { maxInto } from "../src/ops/track.ts";
 import { cpuDriver, cpuImage } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
-import { crossEntropyGradBound, crossEntropyLossBound, uniform } from "./helpers.ts";
-import { outside, routeBounds } from "./route-bounds.ts";
+import { crossEntropyGradBound, crossEntropyLossBound, outsideBound, uniform } from "./helpers.ts";
+import { routeBounds } from "./route-bounds.ts";
 import { cpuCuda, parityBackends, underReference } from "./parity.ts";
 
 /** fn's result on each backend, as plain arrays (typed arrays copied out), wasm current afterwards. */
@@ -195,7 +195,7 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
         expect(wa![key], `wasm ${key}`).toEqual(w[key] as never);
       }
       const bound = routeBounds(z, o, w); // route's documented bounds
-      expect(outside(a!.weights, w.weights, bound.weights, 1, "weights")).toBe("");
+      expect(outsideBound(a!.weights, w.weights, (i) => bound.weights[i]!, "weights")).toBe("");
       expect(Math.abs(a!.auxLoss - w.auxLoss)).toBeLessThanOrEqual(bound.auxLoss);
       expect(Math.abs(a!.zLoss - w.zLoss)).toBeLessThanOrEqual(bound.zLoss);
       // combine: 2 ulp of the sum of |terms| (at most 1 here: |outputs| <= 1, each token's weights sum to 1 at most), plus
@@ -348,10 +348,7 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
         expect(a![h]!.zeroLossFraction, at).toBe(w![h]!.zeroLossFraction);
         // crossEntropy's documented bounds (helpers.ts)
         const g = a![h]!.grad!, want = ref[h]!.grad!, shape = { head: o.head, rows, cols, precision: o.precision, f32Logits: !f64 };
-        for (let i = 0; i < g.length; i++) {
-          const bound = crossEntropyGradBound(want[i]!, i % cols === labels[i / cols | 0], shape);
-          if (!(Object.is(g[i], want[i]) || Math.abs(g[i]! - want[i]!) <= bound)) throw new Error(`${at}: grad[${i}] = ${g[i]}, reference ${want[i]}`);
-        }
+        expect(outsideBound(g, want, (i) => crossEntropyGradBound(want[i]!, i % cols === labels[i / cols | 0], shape), `${at} grad`)).toBe("");
         expect(Number.isNaN(a![h]!.loss), at).toBe(true);
         const lossErr = Math.abs(af![h]! - rf[h]!);
         expect(lossErr, `${at} loss ${af![h]} vs ${rf[h]}`).toBeLessThanOrEqual(crossEntropyLossBound(rf[h]!, { ...shape, rows: finite.length }));

@@ -16,6 +16,27 @@ export function expectError(fn: () => unknown, code: NumedgeErrorCode | undefine
   for (const m of mentions) expect(e.message).toContain(m);
 }
 
+/**
+ * "" when every element of got is within bound(i) of want, else the worst element. NaN and ±Infinity must match exactly,
+ * and a NaN bound counts as outside.
+ */
+export function outsideBound(got: ArrayLike<number>, want: ArrayLike<number>, bound: (i: number) => number, label = ""): string {
+  if (got.length !== want.length) return `${label}: length ${got.length}, reference ${want.length}`;
+  let worst = 1, at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!, w = want[i]!;
+    if (!Number.isFinite(w) || !Number.isFinite(g)) {
+      if (!Object.is(g, w) && !(Number.isNaN(g) && Number.isNaN(w))) return `${label}[${i}] = ${g}, reference ${w}`;
+      continue;
+    }
+    if (g === w) continue;
+    const r = Math.abs(g - w) / bound(i);
+    if (Number.isNaN(r)) return `${label}[${i}] = ${g}, reference ${w}: the bound is NaN`;
+    if (r > worst) { worst = r; at = i; }
+  }
+  return at < 0 ? "" : `${label}[${at}] = ${got[at]}, reference ${want[at]}: ${worst.toFixed(2)}x the bound`;
+}
+
 /** A seeded uniform [0, 1) generator as a plain function. */
 export function uniform(seed: number): () => number {
   const r = new Rng(seed);

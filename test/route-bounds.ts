@@ -49,18 +49,3 @@ export function routeBounds(z: Float32Array, o: RouteOptions, want: RouteResult)
   }
   return { weights, auxLoss: 1e-6 * Math.abs(want.auxLoss) + 1e-12, zLoss: 1e-6 * (want.zLoss + 2 * Math.sqrt(want.zLoss)), auxGrad, zGrad };
 }
-
-/** "" when every element of got is within `bound` (times tol) of want, NaN matching NaN; else the worst element. */
-export function outside(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>, tol: number, label: string): string {
-  let worst = 1, at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const g = got[i]!, w = want[i]!;
-    if (Number.isNaN(w) || Number.isNaN(g)) {
-      if (Number.isNaN(w) !== Number.isNaN(g)) return `${label}[${i}] = ${g}, reference ${w}`;
-      continue;
-    }
-    const r = Math.abs(g - w) / (tol * bound[i]!);
-    if (!(r <= worst)) { worst = r; at = i; }
-  }
-  return at < 0 ? "" : `${label}[${at}] = ${got[at]}, reference ${want[at]}: ${worst.toFixed(2)}x the bound`;
-}

@@ -2,6 +2,7 @@
 // across every SIMD tail and fold boundary; golden vectors; the NaN / Infinity row rules; in-place and `out`.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { Rng, alloc, free, logSoftmax, logStablemax, softmax, stablemax } from "numedge";
+import { outsideBound } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
 // ---- Tolerances: the bounds stated in each op's TSDoc (src/ops/softmax.ts), scaled by pb.tol. ----
@@ -40,21 +41,9 @@ const GENS: Record<string, Gen> = {
   masked: (rng, n) => Float32Array.from({ length: n }, () => (rng.next() < 0.3 ? -Infinity : 5 * rng.normal())),
 };
 
-/** "" when every element of got is within the bound of want, else a description of the worst element. */
+/** "" when every element of got is within bound(want) of want, else a description of the worst element. */
 function compare(got: ArrayLike<number>, want: ArrayLike<number>, bound: (w: number) => number, label = ""): string {
-  expect(got.length).toBe(want.length);
-  let worst = 0, at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const g = got[i]!, w = want[i]!;
-    if (Number.isNaN(w) || !Number.isFinite(w)) {
-      if (!Object.is(g, w) && !(Number.isNaN(g) && Number.isNaN(w))) return `${label}[${i}] got ${g}, want ${w}`;
-      continue;
-    }
-    if (!Number.isFinite(g)) return `${label}[${i}] got ${g}, want ${w}`;
-    const r = Math.abs(g - w) / bound(w);
-    if (r > worst) { worst = r; at = i; }
-  }
-  return worst > 1 ? `${label}[${at}] got ${got[at]}, want ${want[at]} (error ${(worst).toFixed(2)}x the bound)` : "";
+  return outsideBound(got, want, (i) => bound(want[i]!), label);
 }
 
 /** Bit-for-bit equality (toEqual does not treat NaN as equal inside typed arrays). */
