@@ -16,7 +16,7 @@ import { maxInto } from "../src/ops/track.ts";
 import { cpuDriver, cpuImage } from "./gpu/cpu-driver.ts";
 import { expectClose, grokOn } from "./gpu/grok-compare.ts";
 import { quantOn } from "./gpu/quant-compare.ts";
-import { crossEntropyGradBound, crossEntropyLossBound, outsideBound, uniform } from "./helpers.ts";
+import { crossEntropyGradBound, crossEntropyLossBound, gemmBound, outsideBound, uniform } from "./helpers.ts";
 import { routeBounds } from "./route-bounds.ts";
 import { cpuCuda, parityBackends, underReference } from "./parity.ts";
 
@@ -150,8 +150,8 @@ if (onCpuDevice) {
         const got = new Float32Array(m * n);
         d.dtoh(got, pc!);
         for (const p of [pa, pb, pc]) d.free(p!);
-        const bound = (kk + 2) * 2 ** -23 * (kk + 1);
-        for (let i = 0; i < m * n; i++) if (!(Math.abs(got[i]! - want[i]!) <= bound)) throw new Error(`ta ${ta} tb ${tb} at ${i}: ${got[i]} vs ${want[i]}`);
+        const bound = gemmBound(a, b, null, m, kk, n, ta === 1, tb === 1, 2 ** -23);
+        expect(outsideBound(got, want, (i) => bound[i]!, `ta ${ta} tb ${tb}`)).toBe("");
       }
     });
   });
@@ -275,8 +275,8 @@ for (const dev of KERNEL_DEVICES) describe(`kernels.cu on ${dev}`, () => {
       const a = fill(m * k), b = fill(k * n), c0 = fill(m * n), o = { m, k, n, transA, transB, accumulate };
       const want = underReference(() => matmul(a, b, { ...o, out: c0.slice() }));
       const [got] = await on([dev], () => matmul(a, b, { ...o, out: c0.slice() }));
-      const bound = (k + 2) * (f64 ? 2 ** -52 : 2 ** -23) * (k + 1);
-      for (let i = 0; i < m * n; i++) if (!(Math.abs(got![i]! - want[i]!) <= bound)) throw new Error(`[${m},${k},${n}] ${JSON.stringify(o)} at ${i}: ${got![i]} vs ${want[i]}`);
+      const bound = gemmBound(a, b, accumulate ? c0 : null, m, k, n, transA, transB, f64 ? 2 ** -52 : 2 ** -23);
+      expect(outsideBound(got!, want, (i) => bound[i]!, `[${m},${k},${n}] ${JSON.stringify(o)}`)).toBe("");
     }
   });
 

@@ -37,6 +37,20 @@ export function outsideBound(got: ArrayLike<number>, want: ArrayLike<number>, bo
   return at < 0 ? "" : `${label}[${at}] = ${got[at]}, reference ${want[at]}: ${worst.toFixed(2)}x the bound`;
 }
 
+/** |got - want| <= (k + 1) u (|c0| + sum |a||b|) per element: matmul's documented bound (u = 2^-23 or 2^-52). */
+export function gemmBound(a: ArrayLike<number>, b: ArrayLike<number>, c0: ArrayLike<number> | null, m: number, k: number, n: number,
+  ta: boolean, tb: boolean, unit: number): Float64Array {
+  const bound = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = c0 ? Math.abs(c0[i * n + j]!) : 0;
+      for (let p = 0; p < k; p++)
+        s += Math.abs(ta ? a[p * m + i]! : a[i * k + p]!) * Math.abs(tb ? b[j * k + p]! : b[p * n + j]!);
+      bound[i * n + j] = (k + 1) * unit * s;
+    }
+  return bound;
+}
+
 /** A seeded uniform [0, 1) generator as a plain function. */
 export function uniform(seed: number): () => number {
   const r = new Rng(seed);
