@@ -6,7 +6,6 @@ import {
 import { gemmBound, outsideBound } from "./helpers.ts";
 import { parityBackends, underReference } from "./parity.ts";
 
-
 function rng(seed: number) {
   let s = seed >>> 0;
   return () => {
