@@ -167,13 +167,35 @@ function sort_desc(p: usize, lo: i32, hi: i32, rounds: i32 = -1): void {
 
 // Static scratch lives in the one shared memory: each instance (a pool thread) has its own pointers to it, and
 // thread_scratch() moves a worker's to bytes of its own.
-/** Keys buffer for k <= 32 (static: kernels never allocate). */
-let small = memory.data(256, 16);
+const SMALL = 33 * 8 + 8;
+/** Keys buffer for k <= 32, plus slot 32 where ranks past k land (static: kernels never allocate). */
+let small = memory.data(SMALL, 16);
 
 /** Candidate keys of the bounded scan (static: kernels never allocate). */
 const CAND = 512;
-let cand = memory.data(CAND * 8 + 16, 16);
+let cand = memory.data(CAND * 8 + 32, 16);
 let lanes = memory.data(128, 16);
+/** Candidate indices of topk_bounded's pass 2 (CAND, and one vector's store past them). */
+let cidx = memory.data(CAND * 4 + 16, 16);
+/** Row m packs the 4-byte lanes set in the 4-bit mask m to the front (i8x16.swizzle; 128 = zero byte). */
+const PACK = memory.data<u8>([
+  128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+  0, 1, 2, 3, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+  4, 5, 6, 7, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+  0, 1, 2, 3, 4, 5, 6, 7, 128, 128, 128, 128, 128, 128, 128, 128,
+  8, 9, 10, 11, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+  0, 1, 2, 3, 8, 9, 10, 11, 128, 128, 128, 128, 128, 128, 128, 128,
+  4, 5, 6, 7, 8, 9, 10, 11, 128, 128, 128, 128, 128, 128, 128, 128,
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 128, 128, 128, 128,
+  12, 13, 14, 15, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+  0, 1, 2, 3, 12, 13, 14, 15, 128, 128, 128, 128, 128, 128, 128, 128,
+  4, 5, 6, 7, 12, 13, 14, 15, 128, 128, 128, 128, 128, 128, 128, 128,
+  0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, 128, 128, 128, 128,
+  8, 9, 10, 11, 12, 13, 14, 15, 128, 128, 128, 128, 128, 128, 128, 128,
+  0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 128, 128, 128, 128,
+  4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 128, 128, 128, 128,
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+], 16);
 
 /**
  * Pass 2 of the bounded scans: appends to buf (capacity cap keys, holding cnt already) the keys of x[start..n)
@@ -217,6 +239,61 @@ function collect(x: usize, n: i32, start: i32, k: i32, tf: f32, buf: usize, cap:
     st64(buf, cnt++, key_of(v, i));
   }
   return cnt;
+}
+
+/** Appends to cidx at cnt the lanes of iv (indices) not flagged in `below`, packed: no branch per lane. */
+// @ts-ignore: decorator
+@inline function pack4(below: v128, iv: v128, cnt: i32): i32 {
+  const m = ~i32x4.bitmask(below) & 15;
+  v128.store(cidx + (<usize>cnt << 2), i8x16.swizzle(iv, v128.load(PACK + (<usize>m << 4))));
+  return cnt + popcnt(m);
+}
+
+/**
+ * topk_bounded's pass 2 when it fits: the indices of x[0..n) not below tf (NaN included) into cidx, 16 lanes per
+ * test and packed by swizzles (a branch per lane mispredicts on every random row). -1 if more than CAND would be
+ * kept: the caller then collects keys with collect(), which raises the bound as its buffer fills.
+ */
+function collect_idx(x: usize, n: i32, tf: f32): i32 {
+  const tv = f32x4.splat(tf), four = i32x4.splat(4), sixteen = i32x4.splat(16);
+  let iv = i32x4(0, 1, 2, 3);
+  let cnt = 0, i = 0;
+  for (; i + 16 <= n; i += 16, iv = i32x4.add(iv, sixteen)) {
+    const o = x + (<usize>i << 2);
+    const m0 = f32x4.lt(v128.load(o), tv), m1 = f32x4.lt(v128.load(o, 16), tv);
+    const m2 = f32x4.lt(v128.load(o, 32), tv), m3 = f32x4.lt(v128.load(o, 48), tv);
+    if (cnt > CAND - 16) return -1;
+    const iv1 = i32x4.add(iv, four), iv2 = i32x4.add(iv1, four);
+    cnt = pack4(m0, iv, cnt);
+    cnt = pack4(m1, iv1, cnt);
+    cnt = pack4(m2, iv2, cnt);
+    cnt = pack4(m3, i32x4.add(iv2, four), cnt);
+  }
+  for (; i < n; i++) {
+    if (ldf(x, i) < tf) continue;
+    if (cnt == CAND) return -1;
+    store<i32>(cidx + (<usize>cnt << 2), i);
+    cnt++;
+  }
+  return cnt;
+}
+
+/** cand[0..cnt) = the keys of the elements of x indexed by cidx[0..cnt), four at a time (key_of in lanes). */
+function keys_of_idx(x: usize, cnt: i32): void {
+  for (let j = 0; j < cnt; j += 4) {
+    const iv = v128.load(cidx + (<usize>j << 2));
+    let v = v128.load32_lane(x + (<usize>i32x4.extract_lane(iv, 0) << 2), iv, 0);
+    v = v128.load32_lane(x + (<usize>i32x4.extract_lane(iv, 1) << 2), v, 1);
+    v = v128.load32_lane(x + (<usize>i32x4.extract_lane(iv, 2) << 2), v, 2);
+    v = v128.load32_lane(x + (<usize>i32x4.extract_lane(iv, 3) << 2), v, 3);
+    // fkey per lane: the order-preserving int, -0 as +0, NaN as the largest
+    let o = v128.xor(v, v128.and(i32x4.shr_s(v, 31), i32x4.splat(0x7FFFFFFF)));
+    o = v128.andnot(o, i32x4.eq(o, i32x4.splat(-1)));
+    o = v128.bitselect(i32x4.splat(0x7FFFFFFF), o, f32x4.ne(v, v));
+    const ni = v128.not(iv), q = cand + (<usize>j << 3);
+    v128.store(q, i32x4.shuffle(ni, o, 0, 4, 1, 5)); // little-endian i64: low half ~index, high half fkey
+    v128.store(q, i32x4.shuffle(ni, o, 2, 6, 3, 7), 16);
+  }
 }
 
 /**
@@ -288,9 +365,10 @@ function kth_lane(nv: i32, k: i32): f32 {
 /**
  * Two SIMD passes for k <= 32: pass 1 takes lane-wise maxima over L = 8 or 16 (k <= 8) or 32
  * disjoint lanes; the k-th largest of them bounds the k-th largest element from below (k distinct elements reach it).
- * Pass 2 appends the keys of lanes >= the bound (bitmask, 16 lanes per test) to `cand`; when it fills up, a
- * quickselect keeps the best k and raises the bound to the k-th value. Finally the best k are selected and,
- * if sorted, sorted. Returns the key buffer.
+ * Pass 2 packs the indices of elements not below the bound without a branch (collect_idx), then makes their
+ * keys; past CAND candidates (ties, constant rows) it collects keys instead, and a quickselect keeps the best k
+ * and raises the bound to the k-th value whenever `cand` fills. Finally the best k are selected and, if sorted,
+ * sorted. Returns the key buffer.
  */
 function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   const nv = k <= 8 ? (n < 64 ? 2 : 4) : 8;
@@ -328,7 +406,12 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
   }
   // The k-th largest lane maximum: k lanes (distinct elements) are >= it, so it bounds the k-th largest.
   let tf = kth_lane(nv, k);
-  const cnt = collect(x, n, 0, k, tf, cand, CAND, 0);
+  let cnt = collect_idx(x, n, tf);
+  if (cnt < 0) cnt = collect(x, n, 0, k, tf, cand, CAND, 0);
+  else {
+    v128.store(cidx + (<usize>cnt << 2), i32x4.splat(0)); // lanes past cnt read x[0], not a stale index
+    keys_of_idx(x, cnt);
+  }
   if (cnt <= 24) {
     // Few candidates: branch-free rank counting (keys are distinct) places the best k in rank order.
     st64(cand, cnt, i64.MIN_VALUE); // pad to a whole pair
@@ -337,7 +420,7 @@ function topk_bounded(x: usize, n: i32, k: i32, sorted: bool): usize {
       let r = i64x2.splat(0);
       for (let b = 0; b < cnt; b += 2) r = i64x2.sub(r, i64x2.gt_s(v128.load(cand + (<usize>b << 3)), va));
       const rank = <i32>(i64x2.extract_lane(r, 0) + i64x2.extract_lane(r, 1));
-      if (rank < k) st64(small, rank, ka);
+      st64(small, select<i32>(rank, 32, rank < k), ka); // branch-free: ranks past k go to the spare slot
     }
     return small;
   }
@@ -1127,16 +1210,17 @@ export function combine_f32(eo: usize, order: usize, weights: usize, slots: i32,
 }
 
 /** Bytes of thread_scratch()'s region (16-aligned). */
-const THREAD_SCRATCH: i32 = 256 + CAND * 8 + 16 + 128 + 64 + 64 + 512 + 512;
+const THREAD_SCRATCH: i32 = SMALL + CAND * 8 + 32 + 128 + CAND * 4 + 16 + 64 + 64 + 512 + 512;
 export function thread_scratch_bytes(): i32 {
   return THREAD_SCRATCH;
 }
 
 /** Point this instance's static scratch at `p` (THREAD_SCRATCH bytes, 16-aligned): a pool worker's own. */
 export function thread_scratch(p: usize): void {
-  small = p; p += 256;
-  cand = p; p += CAND * 8 + 16;
+  small = p; p += SMALL;
+  cand = p; p += CAND * 8 + 32;
   lanes = p; p += 128;
+  cidx = p; p += CAND * 4 + 16;
   lanebuf = p; p += 64;
   colbuf = p; p += 64;
   s4 = p; p += 512;
