@@ -304,6 +304,10 @@ function keys_of_idx(x: usize, cnt: i32): void {
 function big_bound(x: usize, n: i32, k: i32, buf: usize, cap: i32): f32 {
   let nv = 16;
   while ((nv << 2) < k) nv <<= 1;
+  // About L ln(L / (L - k)) candidates pass the bound: 2k at L = 1.25k, but at L = k every element above the least
+  // lane maximum (a fifth of a row of 32 per lane), refilling the buffer many times. Below 1.25k, L doubles where
+  // the row allows (1.4k candidates); above, the larger quickselect of lane maxima costs more than it saves.
+  if (4 * (nv << 2) < 5 * k && n >= 16 * (nv << 3)) nv <<= 1;
   const L = nv << 2;
   if (n < 16 * L || L > cap) return NaN;
   for (let v = 0; v < nv; v++) v128.store(buf + (<usize>v << 4), f32x4.splat(-Infinity));

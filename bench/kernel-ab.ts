@@ -24,7 +24,7 @@ function data(n: number, seed: number): Float32Array { // uniform in [-4, 4), as
   return x;
 }
 
-for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 128, 8], [4096, 256, 4], [4096, 256, 8], [1, 32000, 50]]) {
+for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 128, 8], [4096, 256, 4], [4096, 256, 8], [1, 32000, 50], [64, 65536, 2048]]) {
   const x = data(rows * cols, 7);
   const setup = (M: Awaited<ReturnType<typeof load>>) => {
     const xp = M.base, vp = xp + rows * cols * 4, ip = vp + rows * k * 4, big = ip + rows * k * 4;
