@@ -71,25 +71,29 @@ export function topk_work(): f64 {
   return lo + <i32>(rng % <u32>(hi - lo + 1));
 }
 
-/** Hoare partition around the median of three random keys of [lo, hi]; returns (i, j) packed: [lo..j] >= piv >= [i..hi]. */
+/**
+ * Partition of [lo, hi] around the median of three random keys, without a branch on the keys (Lomuto's scheme
+ * with an unconditional swap: a branch per key mispredicts on half of them). The pivot ends at its final place m;
+ * returns (m + 1, m - 1) packed as (i, j): [lo..j] > piv > [i..hi].
+ */
 // @ts-ignore: decorator
 @inline function partition(p: usize, lo: i32, hi: i32): i64 {
-  const a = ld64(p, rand_in(lo, hi)), b = ld64(p, rand_in(lo, hi)), c = ld64(p, rand_in(lo, hi));
-  const piv = a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
+  const ia = rand_in(lo, hi), ib = rand_in(lo, hi), ic = rand_in(lo, hi);
+  const a = ld64(p, ia), b = ld64(p, ib), c = ld64(p, ic);
+  const im = a > b ? (b > c ? ib : a > c ? ic : ia) : (a > c ? ia : b > c ? ic : ib);
+  const piv = ld64(p, im);
   work += <f64>(hi - lo + 1);
-  let i = lo, j = hi;
-  while (i <= j) {
-    while (ld64(p, i) > piv) i++;
-    while (ld64(p, j) < piv) j--;
-    if (i <= j) {
-      const t = ld64(p, i);
-      st64(p, i, ld64(p, j));
-      st64(p, j, t);
-      i++;
-      j--;
-    }
+  st64(p, im, ld64(p, hi)); // the pivot waits at hi
+  let i = lo;
+  for (let j = lo; j < hi; j++) {
+    const v = ld64(p, j);
+    st64(p, j, ld64(p, i));
+    st64(p, i, v);
+    i += <i32>(v > piv); // [lo, i) > piv >= [i, j]
   }
-  return (<i64>i << 32) | <i64>(<u32>j);
+  st64(p, hi, ld64(p, i));
+  st64(p, i, piv);
+  return (<i64>(i + 1) << 32) | <i64>(<u32>(i - 1));
 }
 
 /** Sift key i down a min-heap of n keys at p. */
