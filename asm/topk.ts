@@ -830,7 +830,22 @@ function softmax4(z: usize, r0: i32, E: i32, lse: usize): void {
   const st = <usize>E << 2;
   const p0 = z + <usize>r0 * st, p1 = p0 + st, p2 = p1 + st, p3 = p2 + st;
   let mx = f32x4.splat(-Infinity), nan = i32x4.splat(0);
-  for (let c = 0; c < E; c++) {
+  let c = 0;
+  for (; c + 4 <= E; c += 4) { // four experts of four tokens: a 4x4 transpose
+    const o = <usize>c << 2, so = s4 + (<usize>c << 4);
+    const q0 = v128.load(p0 + o), q1 = v128.load(p1 + o), q2 = v128.load(p2 + o), q3 = v128.load(p3 + o);
+    const t0 = i32x4.shuffle(q0, q1, 0, 4, 1, 5), t1 = i32x4.shuffle(q0, q1, 2, 6, 3, 7);
+    const t2 = i32x4.shuffle(q2, q3, 0, 4, 1, 5), t3 = i32x4.shuffle(q2, q3, 2, 6, 3, 7);
+    const v0 = i32x4.shuffle(t0, t2, 0, 1, 4, 5), v1 = i32x4.shuffle(t0, t2, 2, 3, 6, 7);
+    const v2 = i32x4.shuffle(t1, t3, 0, 1, 4, 5), v3 = i32x4.shuffle(t1, t3, 2, 3, 6, 7);
+    v128.store(so, v0);
+    v128.store(so, v1, 16);
+    v128.store(so, v2, 32);
+    v128.store(so, v3, 48);
+    mx = f32x4.pmax(mx, f32x4.pmax(f32x4.pmax(v0, v1), f32x4.pmax(v2, v3)));
+    nan = v128.or(nan, v128.or(v128.or(f32x4.ne(v0, v0), f32x4.ne(v1, v1)), v128.or(f32x4.ne(v2, v2), f32x4.ne(v3, v3))));
+  }
+  for (; c < E; c++) {
     const o = <usize>c << 2;
     let v = v128.load32_lane(p0 + o, f32x4.splat(0), 0);
     v = v128.load32_lane(p1 + o, v, 1);
