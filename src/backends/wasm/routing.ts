@@ -4,12 +4,6 @@ import { hostRouting } from "../host/routing.ts";
 import { CHUNK_SLOT, COUNT, END, START, THREAD, UNIT, chunkOf, fixedChunk, par, threads } from "./pool.ts";
 import { asm, call, view, type Frame } from "./runtime.ts";
 
-/** dst[e] += each chunk's slot[e], in chunk order (the pool's partial sums of a reduction over rows). */
-function addSlots(ctor: typeof Float64Array | typeof Int32Array, dst: number, slots: number, E: number, nch: number): void {
-  const c0 = ctor as typeof Float64Array, d = view(c0, dst, E), part = view(c0, slots, E * nch);
-  for (let c = 0; c < nch; c++) for (let e = 0; e < E; e++) d[e] = d[e]! + part[c * E + e]!;
-}
-
 /**
  * Reserves the scoring's scratch; the returned function runs route_scores_f32 in fixed chunks of rows (a function of
  * the size only), each summing into its own pSum slot, added into pSum in chunk order: the same bits on any pool.
@@ -20,7 +14,7 @@ function scoring(f: Frame, rows: number, E: number) {
   return (pz: number, mode: number, scale: number, ps: number, pp: number, pl: number) => {
     par("route_scores_f32", rows, chunk, [[pz, UNIT, rb], [rows, COUNT, 1], E, mode, scale, [ps, UNIT, ps ? rb : 0],
       slots ? [slots, CHUNK_SLOT, 8 * E] : pp, [pl, UNIT, 8], [pw, THREAD, w]]);
-    if (slots) addSlots(Float64Array, pp, slots, E, nch);
+    if (slots) asm.add_slots_f64!(pp, slots, E, nch); // the chunks' sums in chunk order: the same bits on any pool
   };
 }
 
@@ -74,8 +68,8 @@ const kernels: Omit<RoutingKernels, "routeLosses" | "updateBias"> = {
           o.normalize ? 1 : 0, o.routeScale, [pe, UNIT, 4 * k], [pw, UNIT, 4 * k], slots ? [ps, CHUNK_SLOT, 4 * E] : pc,
           slots ? [slots, CHUNK_SLOT, 8 * E] : pp, [pl, UNIT, 8], [pk, THREAD, work]]);
         if (slots) {
-          addSlots(Float64Array, pp, slots, E, nch);
-          addSlots(Int32Array, pc, ps, E, nch);
+          asm.add_slots_f64!(pp, slots, E, nch);
+          asm.add_slots_i32!(pc, ps, E, nch);
         }
         return place(pe, pw, o.capacity, pn, po, pr);
       },
