@@ -94,39 +94,31 @@ export function max_into_f64(dst: usize, src: usize, n: i32, abs: i32): void {
   maxInto<f64>(dst, src, n, abs != 0);
 }
 
-/** dst[e] += slots[c * E + e] for c = 0..nch-1 in order, e < E: a pool's per-chunk f64 partial sums, added in chunk
- * order (each dst[e] the same additions in the same order as a scalar loop, so the same bits). */
-export function add_slots_f64(dst: usize, slots: usize, E: i32, nch: i32): void {
-  const stride = <usize>E << 3;
+/** dst[e] += slots[c * E + e] for c = 0..nch-1 in order, e < E: a pool's per-chunk partial sums (f64) or counts
+ * (i32), added in chunk order (each dst[e] the same additions in the same order as a scalar loop, so the same bits). */
+// @ts-ignore: decorator
+@inline function addSlots<T>(dst: usize, slots: usize, E: i32, nch: i32): void {
+  const stride = <usize>E * sizeof<T>(), lanes = 16 / <i32>sizeof<T>();
   let e = 0;
-  for (; e + 2 <= E; e += 2) {
-    const o = <usize>e << 3;
+  for (; e + lanes <= E; e += lanes) {
+    const o = <usize>e * sizeof<T>();
     let d = v128.load(dst + o);
-    for (let c = 0; c < nch; c++) d = f64x2.add(d, v128.load(slots + <usize>c * stride + o));
+    for (let c = 0; c < nch; c++) {
+      const v = v128.load(slots + <usize>c * stride + o);
+      d = isFloat<T>() ? f64x2.add(d, v) : i32x4.add(d, v);
+    }
     v128.store(dst + o, d);
   }
   for (; e < E; e++) {
-    const o = <usize>e << 3;
-    let d = load<f64>(dst + o);
-    for (let c = 0; c < nch; c++) d += load<f64>(slots + <usize>c * stride + o);
-    store<f64>(dst + o, d);
+    const o = <usize>e * sizeof<T>();
+    let d = load<T>(dst + o);
+    for (let c = 0; c < nch; c++) d += load<T>(slots + <usize>c * stride + o);
+    store<T>(dst + o, d);
   }
 }
-
-/** add_slots_f64 for i32 counts. */
+export function add_slots_f64(dst: usize, slots: usize, E: i32, nch: i32): void {
+  addSlots<f64>(dst, slots, E, nch);
+}
 export function add_slots_i32(dst: usize, slots: usize, E: i32, nch: i32): void {
-  const stride = <usize>E << 2;
-  let e = 0;
-  for (; e + 4 <= E; e += 4) {
-    const o = <usize>e << 2;
-    let d = v128.load(dst + o);
-    for (let c = 0; c < nch; c++) d = i32x4.add(d, v128.load(slots + <usize>c * stride + o));
-    v128.store(dst + o, d);
-  }
-  for (; e < E; e++) {
-    const o = <usize>e << 2;
-    let d = load<i32>(dst + o);
-    for (let c = 0; c < nch; c++) d += load<i32>(slots + <usize>c * stride + o);
-    store<i32>(dst + o, d);
-  }
+  addSlots<i32>(dst, slots, E, nch);
 }
