@@ -340,19 +340,7 @@ export function quant_affine_f32(x: usize, n: i32, g: i32, signed: i32, compute:
 /** absmax / 127 of len f32 at p (1 where the absmax is 0); NaN if one is NaN or infinite. */
 // @ts-ignore: decorator
 @inline function absmax_scale(p: usize, len: i32): f32 {
-  const mask = i32x4.splat(0x7fffffff);
-  let a0 = i32x4.splat(0), a1 = a0;
-  let i = 0;
-  for (; i + 8 <= len; i += 8) {
-    const pp = p + (<usize>i << 2);
-    a0 = i32x4.max_s(a0, v128.and(v128.load(pp), mask));
-    a1 = i32x4.max_s(a1, v128.and(v128.load(pp, 16), mask));
-  }
-  a0 = i32x4.max_s(a0, a1);
-  a0 = i32x4.max_s(a0, i32x4.shuffle(a0, a0, 2, 3, 0, 1));
-  a0 = i32x4.max_s(a0, i32x4.shuffle(a0, a0, 1, 0, 3, 2));
-  let m = i32x4.extract_lane(a0, 0);
-  for (; i < len; i++) m = max<i32>(m, load<i32>(p + (<usize>i << 2)) & 0x7fffffff);
+  const m = absmax_bits(p, len);
   if (m >= 0x7f800000) return NaN;
   const sc: f32 = reinterpret<f32>(m) / 127;
   return sc == 0 ? 1 : sc;
