@@ -307,14 +307,16 @@ export function quant_affine_f32(x: usize, n: i32, g: i32, signed: i32, compute:
   const magic = f32x4.splat(12582912); // 1.5 * 2^23
   const ng = (n + g - 1) / g;
   if (compute && signed && (g & 15) == 0) return quant_absmax_i8(x, n, g, scale, zp, q);
+  if (compute && n > 0) affine_params(x, min(g, n), signed, tmp);
   for (let k = 0; k < ng; k++) {
     const s = k * g, len = min(g, n - s), p = x + (<usize>s << 2), o = q + <usize>s;
     if (compute) {
-      affine_params(p, len, signed, tmp);
       const sc0 = load<f32>(tmp);
       if (sc0 != sc0) return k;
       store<f32>(scale + (<usize>k << 2), sc0);
       store<i32>(zp + (<usize>k << 2), load<i32>(tmp, 4));
+      // the next group's parameters before this group's codes: their divisions overlap instead of holding them up
+      if (k + 1 < ng) affine_params(p + (<usize>g << 2), min(g, n - s - g), signed, tmp);
     }
     const sc = load<f32>(scale + (<usize>k << 2)), zi = load<i32>(zp + (<usize>k << 2)), z = <f32>zi;
     const vs = f32x4.splat(sc), lo = f32x4.splat(qmin - z), hi = f32x4.splat(qmax - z), vz = i32x4.splat(zi);

@@ -54,7 +54,7 @@ for (const [rows, cols, k] of [[4096, 8, 2], [4096, 64, 6], [4096, 128, 8], [409
   line(`topk [${rows},${cols}] k=${k}`, race(a.run, b.run, rows * cols, Math.max(1, Math.round(2e6 / (rows * cols))), 60));
 }
 
-// absmax int8 (quantizeAffine signed, computed scales) on 1M randn floats
+// quantizeAffine with computed parameters on 1M randn floats: signed (absmax int8), and uint8 (DynamicQuantizeLinear)
 const n = 1 << 20, x = new Float32Array(n);
 for (let i = 0, s = 7; i < n; i++) {
   s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -62,16 +62,16 @@ for (let i = 0, s = 7; i < n; i++) {
   s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
   x[i] = Math.sqrt(-2 * Math.log(u + 1e-12)) * Math.cos((2 * Math.PI * s) / 2 ** 32);
 }
-for (const g of [64, 4096]) {
+for (const [g, signed] of [[64, 1], [4096, 1], [100, 1], [64, 0]]) {
   const setup = (M: Awaited<ReturnType<typeof load>>) => {
-    const xp = M.base, sc = xp + n * 4, zp = sc + (n / g) * 4 + 64, q = zp + (n / g) * 4 + 64, tmp = q + n + 64;
+    const xp = M.base, ng = Math.ceil(n / g), sc = xp + n * 4, zp = sc + ng * 4 + 64, q = zp + ng * 4 + 64, tmp = q + n + 64;
     new Float32Array(M.mem.buffer, xp, n).set(x);
-    return { run: () => M.e.quant_affine_f32(xp, n, g, 1, 1, sc, zp, q, tmp),
-      out: () => [...new Int8Array(M.mem.buffer, q, n), ...new Float32Array(M.mem.buffer, sc, n / g)] };
+    return { run: () => M.e.quant_affine_f32(xp, n, g, signed, 1, sc, zp, q, tmp),
+      out: () => [...new Int8Array(M.mem.buffer, q, n), ...new Float32Array(M.mem.buffer, sc, Math.ceil(n / g)), ...new Int32Array(M.mem.buffer, zp, Math.ceil(n / g))] };
   };
   const a = setup(A), b = setup(B);
   a.run(); b.run();
   const oa = a.out(), ob = b.out();
-  for (let i = 0; i < oa.length; i++) if (!Object.is(oa[i], ob[i])) throw new Error(`absmax int8 block ${g}: builds differ at ${i}`);
-  line(`absmax int8 1M block ${g}`, race(a.run, b.run, n, 1, 100));
+  for (let i = 0; i < oa.length; i++) if (!Object.is(oa[i], ob[i])) throw new Error(`quant_affine block ${g}: builds differ at ${i}`);
+  line(`${signed ? "absmax int8" : "uint8 affine"} 1M block ${g}`, race(a.run, b.run, n, 1, 100));
 }
