@@ -902,6 +902,38 @@ export function route_tokens_scratch(E: i32, k: i32, groups: i32, topkGroups: i3
  */
 /** Token-choice scoring and selection for `rows` tokens, adding into pre (counts) and pSum (the dispatch steps
  *  then place them): pool threads run chunks of rows, each with its own pre, pSum and work. */
+/**
+ * The sum of the two largest of n >= 2 floats (NaN if one is NaN): a group's score for DeepSeek-V3's group-limited
+ * routing. Values only, so ties need no rule; the same f32 addition as adding the top-2's values.
+ */
+function top2_sum(p: usize, n: i32): f32 {
+  let a = f32x4.splat(-Infinity), b = a, nan = i32x4.splat(0); // per lane: the largest and the second largest
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(p + (<usize>i << 2));
+    nan = v128.or(nan, f32x4.ne(v, v));
+    b = f32x4.pmax(b, f32x4.pmin(a, v));
+    a = f32x4.pmax(a, v);
+  }
+  if (v128.any_true(nan)) return NaN;
+  // the top two of the lanes' eight, without a branch: the largest lane maximum; the second is the largest of
+  // the other lanes' maxima and every lane's second, or the largest again where two lanes reach it
+  let m = f32x4.pmax(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
+  m = f32x4.pmax(m, i32x4.shuffle(m, m, 1, 0, 3, 2));
+  const top = f32x4.eq(a, m);
+  let r = f32x4.pmax(b, v128.bitselect(f32x4.splat(-Infinity), a, top));
+  r = f32x4.pmax(r, i32x4.shuffle(r, r, 2, 3, 0, 1));
+  r = f32x4.pmax(r, i32x4.shuffle(r, r, 1, 0, 3, 2));
+  let t1 = f32x4.extract_lane(m, 0);
+  let t2 = select<f32>(t1, f32x4.extract_lane(r, 0), popcnt(i32x4.bitmask(top)) > 1);
+  for (; i < n; i++) {
+    const v = ldf(p, i);
+    if (v != v) return NaN;
+    if (v > t1) { t2 = t1; t1 = v; } else if (v > t2) t2 = v;
+  }
+  return t1 + t2;
+}
+
 export function route_select_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32, scale: f32, bias: usize,
   groups: i32, topkGroups: i32, normalize: i32, rscale: f32, experts: usize, weights: usize, pre: usize,
   pSum: usize, lse: usize, work: usize): void {
@@ -951,10 +983,7 @@ export function route_select_f32(z: usize, rows: i32, E: i32, k: i32, mode: i32,
         const two = bias ? min(2, gs) : 1; // DeepSeek-V3 model.py: top-2 sum with the bias, max without
         for (let g = 0; g < groups; g++) {
           const gp = sel + (<usize>(g * gs) << 2);
-          const b = topk_row(gp, gs, two, true, big, 0);
-          let v = ldf(gp, idx_of(ld64(b, 0)));
-          if (two == 2) v += ldf(gp, idx_of(ld64(b, 1)));
-          store<f32>(gsc + (<usize>g << 2), v);
+          store<f32>(gsc + (<usize>g << 2), two == 2 ? top2_sum(gp, gs) : rowmax_f32(gp, gs));
         }
         emit(gsc, topk_row(gsc, groups, topkGroups, false, big, topk_scratch_keys(groups, topkGroups)), topkGroups, false, gidx, 0);
         let next = 0;
