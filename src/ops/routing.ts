@@ -34,7 +34,8 @@ export interface TopkResult {
  * The k largest entries of each row of x [rows, cols] (tf.topk / torch.topk semantics): ties give the lower
  * index first; NaN ranks above +Infinity (NaNs among themselves by index); -0 and +0 are equal; k = 0 gives
  * empty results; k < 0 or k > cols is a range error. Exact: values are copies of x, no rounding.
- * Kernel: SIMD threshold scan with a sorted buffer for k <= 32, buffered partial quickselect above.
+ * Kernel (wasm): a lower bound on the k-th value from lane maxima, one pass keeping what is not below it, then an
+ * exact rank (k <= 32) or a quickselect (k > 32); rows of up to 32 with k <= 4 go four at a time.
  * @example const { values, indices } = topk(logits, { cols: 32000, k: 50 })
  * @example topk(x, { cols: 256, k: 8, out: { values: alloc(rows * 8), indices: alloc(rows * 8, "i32") } }) // no allocation
  */
