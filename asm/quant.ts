@@ -525,11 +525,39 @@ export function adam8bit_blockwise_f32(
   b1: f32, omb1: f32, b2: f32, omb2: f32, epsc2: f32, stepSize: f32, decay: f32,
 ): void {
   const nb = (n + bs - 1) / bs;
+  const vb1 = f32x4.splat(b1), vomb1 = f32x4.splat(omb1), vb2 = f32x4.splat(b2), vomb2 = f32x4.splat(omb2);
+  const veps = f32x4.splat(epsc2), vstep = f32x4.splat(stepSize), vdecay = f32x4.splat(decay), inf = f32x4.splat(Infinity);
+  const vmin1 = i32x4.splat(k01 << sh1), vbase1 = i32x4.splat(<i32>lut1 - (k01 << 2)), vnk1 = i32x4.splat(nk1 << 2), vlow1 = i32x4.splat((1 << sh1) - 1);
+  const vmin2 = i32x4.splat(k02 << sh2), vbase2 = i32x4.splat(<i32>lut2 - (k02 << 2)), vnk2 = i32x4.splat(nk2 << 2), vlow2 = i32x4.splat((1 << sh2) - 1);
   for (let b = 0; b < nb; b++) {
     const s = b * bs, len = min(bs, n - s);
     const am1 = load<f32>(a1 + (<usize>b << 2)), am2 = load<f32>(a2 + (<usize>b << 2));
-    let m1: f32 = 0, m2: f32 = 0;
-    for (let j = 0; j < len; j++) {
+    const vam1 = f32x4.splat(am1), vam2 = f32x4.splat(am2);
+    // pass 1: moments from their codes, the update, the new moments' absmax; four lanes, then the scalar twin
+    let w1 = f32x4.splat(0), w2 = w1;
+    let j = 0;
+    for (; j + 4 <= len; j += 4) {
+      const i = s + j, pp = p + (<usize>i << 2);
+      const gv = v128.load(g + (<usize>i << 2));
+      const fin = f32x4.lt(f32x4.abs(gv), inf);
+      let v2 = f32x4.mul(code_x4(code2, c2 + <usize>i), vam2);
+      v2 = f32x4.add(f32x4.mul(v2, vb2), f32x4.mul(f32x4.mul(vomb2, gv), gv));
+      let v1 = f32x4.mul(code_x4(code1, c1 + <usize>i), vam1);
+      v1 = f32x4.add(f32x4.mul(v1, vb1), f32x4.mul(vomb1, gv));
+      const old = v128.load(pp);
+      let pv = f32x4.add(old, f32x4.mul(vstep, f32x4.div(v1, f32x4.add(f32x4.sqrt(v2), veps))));
+      if (decay != 1) pv = f32x4.mul(pv, vdecay);
+      v128.store(pp, v128.bitselect(pv, old, fin));
+      v1 = v128.and(v1, fin);
+      v2 = v128.and(v2, fin);
+      v128.store(s1 + (<usize>j << 2), v1);
+      v128.store(s2 + (<usize>j << 2), v2);
+      w1 = f32x4.max(w1, f32x4.abs(v1));
+      w2 = f32x4.max(w2, f32x4.abs(v2));
+    }
+    let m1 = max<f32>(max<f32>(f32x4.extract_lane(w1, 0), f32x4.extract_lane(w1, 1)), max<f32>(f32x4.extract_lane(w1, 2), f32x4.extract_lane(w1, 3)));
+    let m2 = max<f32>(max<f32>(f32x4.extract_lane(w2, 0), f32x4.extract_lane(w2, 1)), max<f32>(f32x4.extract_lane(w2, 2), f32x4.extract_lane(w2, 3)));
+    for (; j < len; j++) {
       const i = s + j;
       const gv = load<f32>(g + (<usize>i << 2));
       let v1: f32 = 0, v2: f32 = 0;
@@ -550,8 +578,23 @@ export function adam8bit_blockwise_f32(
     }
     store<f32>(a1 + (<usize>b << 2), m1);
     store<f32>(a2 + (<usize>b << 2), m2);
+    // pass 2: the moments' new codes
     const d1 = max<f32>(m1, ABSMAX_FLOOR), d2 = max<f32>(m2, ABSMAX_FLOOR);
-    for (let j = 0; j < len; j++) {
+    const vd1 = f32x4.splat(d1), vd2 = f32x4.splat(d2), one = i32x4.splat(1);
+    j = 0;
+    for (; j + 4 <= len; j += 4) {
+      const i = s + j;
+      const v1 = v128.load(s1 + (<usize>j << 2)), v2 = v128.load(s2 + (<usize>j << 2));
+      let q1 = lut_x4(clamp1_x4(f32x4.div(v1, vd1)), sh1, vmin1, vbase1, vnk1, vlow1);
+      // keep the sign of m (see the scalar twin): one step up where v1 > 0, down otherwise
+      const cv = code_idx_x4(code1, q1);
+      const flip = v128.and(f32x4.eq(v1, v1), i32x4.lt_s(v128.xor(cv, v1), i32x4.splat(0)));
+      q1 = i32x4.add(q1, v128.and(flip, i32x4.sub(i32x4.shl(v128.and(f32x4.gt(v1, f32x4.splat(0)), one), 1), one)));
+      const q2 = lut_x4(clamp1_x4(f32x4.div(v2, vd2)), sh2, vmin2, vbase2, vnk2, vlow2);
+      v128.store32_lane(c1 + <usize>i, i8x16.shuffle(q1, q1, 0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0); // low bytes: <u8> wraps, as the scalar
+      v128.store32_lane(c2 + <usize>i, i8x16.shuffle(q2, q2, 0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0);
+    }
+    for (; j < len; j++) {
       const i = s + j;
       const v1 = load<f32>(s1 + (<usize>j << 2)), v2 = load<f32>(s2 + (<usize>j << 2));
       let q1 = lut_one(clamp1(v1 / d1), lut1, sh1, k01, nk1);
@@ -562,6 +605,29 @@ export function adam8bit_blockwise_f32(
       store<u8>(c2 + <usize>i, <u8>lut_one(clamp1(v2 / d2), lut2, sh2, k02, nk2));
     }
   }
+}
+
+/** code[c[0..4)] as four f32 lanes (the bytes at c index the 256-entry table). */
+// @ts-ignore: decorator
+@inline function code_x4(code: usize, c: usize): v128 {
+  return code_idx_x4(code, i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(c))));
+}
+
+/** code[q] for four i32 indices q (table reads, one a lane). */
+// @ts-ignore: decorator
+@inline function code_idx_x4(code: usize, q: v128): v128 {
+  const a = i32x4.add(i32x4.shl(q, 2), i32x4.splat(<i32>code));
+  const a01 = i64x2.extract_lane(a, 0), a23 = i64x2.extract_lane(a, 1);
+  let e = v128.load32_zero(<usize><u32>a01);
+  e = v128.load32_lane(<usize><u32>(a01 >>> 32), e, 1);
+  e = v128.load32_lane(<usize><u32>a23, e, 2);
+  return v128.load32_lane(<usize><u32>(a23 >>> 32), e, 3);
+}
+
+/** clamp1 in lanes: above 1 -> 1, NaN and below -1 -> -1. */
+// @ts-ignore: decorator
+@inline function clamp1_x4(v: v128): v128 {
+  return v128.bitselect(f32x4.splat(1), v128.bitselect(v, f32x4.splat(-1), f32x4.ge(v, f32x4.splat(-1))), f32x4.gt(v, f32x4.splat(1)));
 }
 
 // @ts-ignore: decorator
