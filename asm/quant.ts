@@ -71,6 +71,16 @@ export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize, inv: 
   return (e >>> 24) + (lx > (e & low) ? (e >>> 22) & 3 : 0);
 }
 
+/** The four 32-bit words at the addresses in a's lanes (no gather in WASM: a read a lane). */
+// @ts-ignore: decorator
+@inline function gather_x4(a: v128): v128 {
+  const a01 = i64x2.extract_lane(a, 0), a23 = i64x2.extract_lane(a, 1);
+  let e = v128.load32_zero(<usize><u32>a01);
+  e = v128.load32_lane(<usize><u32>(a01 >>> 32), e, 1);
+  e = v128.load32_lane(<usize><u32>a23, e, 2);
+  return v128.load32_lane(<usize><u32>(a23 >>> 32), e, 3);
+}
+
 /** Code indices (i32 lanes) of four scaled values (|v| <= 1 + 2^-22). Address = ((max(|v|, k0 << sh) >> sh) - k0) * 4
  * + lut (+ nk * 4 for negatives); four scalar table reads; then the low-bit threshold compare. */
 // @ts-ignore: decorator
@@ -78,12 +88,7 @@ export function quant_absmax_f32(x: usize, n: i32, bs: i32, absmax: usize, inv: 
   const neg = i32x4.shr_s(v, 31);
   const mag = v128.and(v, i32x4.splat(0x7fffffff));
   const off = v128.and(i32x4.shr_u(i32x4.max_u(mag, vmin), sh - 2), i32x4.splat(~3));
-  const addr = i32x4.add(off, i32x4.add(vbase, v128.and(neg, vnk4)));
-  const a01 = i64x2.extract_lane(addr, 0), a23 = i64x2.extract_lane(addr, 1);
-  let e = v128.load32_zero(<usize><u32>a01);
-  e = v128.load32_lane(<usize><u32>(a01 >>> 32), e, 1);
-  e = v128.load32_lane(<usize><u32>a23, e, 2);
-  e = v128.load32_lane(<usize><u32>(a23 >>> 32), e, 3);
+  const e = gather_x4(i32x4.add(off, i32x4.add(vbase, v128.and(neg, vnk4))));
   const up = i32x4.gt_s(v128.and(v128.xor(v, neg), vlow), v128.and(e, vlow));
   return i32x4.add(i32x4.shr_u(e, 24), v128.and(up, v128.and(i32x4.shr_u(e, 22), i32x4.splat(3))));
 }
@@ -613,15 +618,10 @@ export function adam8bit_blockwise_f32(
   return code_idx_x4(code, i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(c))));
 }
 
-/** code[q] for four i32 indices q (table reads, one a lane). */
+/** code[q] for four i32 indices q. */
 // @ts-ignore: decorator
 @inline function code_idx_x4(code: usize, q: v128): v128 {
-  const a = i32x4.add(i32x4.shl(q, 2), i32x4.splat(<i32>code));
-  const a01 = i64x2.extract_lane(a, 0), a23 = i64x2.extract_lane(a, 1);
-  let e = v128.load32_zero(<usize><u32>a01);
-  e = v128.load32_lane(<usize><u32>(a01 >>> 32), e, 1);
-  e = v128.load32_lane(<usize><u32>a23, e, 2);
-  return v128.load32_lane(<usize><u32>(a23 >>> 32), e, 3);
+  return gather_x4(i32x4.add(i32x4.shl(q, 2), i32x4.splat(<i32>code)));
 }
 
 /** clamp1 in lanes: above 1 -> 1, NaN and below -1 -> -1. */
