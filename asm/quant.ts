@@ -258,13 +258,20 @@ export function dequant_4bit(packed: usize, n: i32, lbs: i32, absmax: usize, cod
 // Affine (ONNX QuantizeLinear / DequantizeLinear) over contiguous groups of g elements (last may be partial).
 
 /** scale and zero point of one group (see quant_affine_f32); NaN scale when the group holds NaN or ±Infinity. */
+/** absmax / 127 of len f32 at p (1 where the absmax is 0); NaN if one is NaN or infinite. */
+// @ts-ignore: decorator
+@inline function absmax_scale(p: usize, len: i32): f32 {
+  const m = absmax_bits(p, len);
+  if (m >= 0x7f800000) return NaN;
+  const sc: f32 = reinterpret<f32>(m) / 127;
+  return sc == 0 ? 1 : sc;
+}
+
 // @ts-ignore: decorator
 @inline function affine_params(p: usize, len: i32, signed: i32, out: usize): void {
   let sc: f32, z: i32 = 0;
-  if (signed) {
-    const m = absmax_bits(p, len);
-    sc = m >= 0x7f800000 ? NaN : reinterpret<f32>(m) / 127;
-  } else {
+  if (signed) sc = absmax_scale(p, len);
+  else {
     let vmn = f32x4.splat(0), vmx = vmn, nan = i32x4.splat(0);
     let i = 0;
     for (; i + 4 <= len; i += 4) {
@@ -342,15 +349,6 @@ export function quant_affine_f32(x: usize, n: i32, g: i32, signed: i32, compute:
     }
   }
   return -1;
-}
-
-/** absmax / 127 of len f32 at p (1 where the absmax is 0); NaN if one is NaN or infinite. */
-// @ts-ignore: decorator
-@inline function absmax_scale(p: usize, len: i32): f32 {
-  const m = absmax_bits(p, len);
-  if (m >= 0x7f800000) return NaN;
-  const sc: f32 = reinterpret<f32>(m) / 127;
-  return sc == 0 ? 1 : sc;
 }
 
 /** quant_affine_f32 for signed groups with computed parameters and g a multiple of 16 ("absmax int8"): the
