@@ -75,6 +75,20 @@
   return f64x2.add(f64x2.add(acc, f64x2.promote_low_f32x4(v)), f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)));
 }
 
+/** Largest / smallest lane (no NaN can be in a pmax/pmin accumulator). */
+// @ts-ignore: decorator
+@inline export function hmax_f32x4(a: v128): f32 {
+  a = f32x4.pmax(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
+  a = f32x4.pmax(a, i32x4.shuffle(a, a, 1, 0, 3, 2));
+  return f32x4.extract_lane(a, 0);
+}
+// @ts-ignore: decorator
+@inline export function hmin_f32x4(a: v128): f32 {
+  a = f32x4.pmin(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
+  a = f32x4.pmin(a, i32x4.shuffle(a, a, 1, 0, 3, 2));
+  return f32x4.extract_lane(a, 0);
+}
+
 /** The f64 sum of the two lanes of an f64x2. */
 // @ts-ignore: decorator
 @inline export function hsum_f64x2(v: v128): f64 {

@@ -3,7 +3,7 @@
 // as in PyTorch; other rows are never touched by it. `scale` is 1/temperature (f64, not rounded to f32).
 // Every kernel may run in place (y == x).
 import {
-  bad_max, fill_nan, exp_f32, exp_f32x4, expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2,
+  bad_max, fill_nan, exp_f32, exp_f32x4, expsub_f32, expsub_f32x4, expscaled_f32, expscaled_f32x4, poly_f32, poly_f32x4, promote_add, hsum_f64x2, hmax_f32x4, hmin_f32x4,
   LOG2E, MAGIC, MLN2HI, MLN2LO, LOG2E64, LN2_64, MAGIC64,
 } from "./exp";
 
@@ -108,20 +108,6 @@ import {
     rowMin = q;
   }
   return s;
-}
-
-/** Largest / smallest lane (no NaN can be in a pmax/pmin accumulator). */
-// @ts-ignore: decorator
-@inline function hmax_f32x4(a: v128): f32 {
-  a = f32x4.pmax(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
-  a = f32x4.pmax(a, i32x4.shuffle(a, a, 1, 0, 3, 2));
-  return f32x4.extract_lane(a, 0);
-}
-// @ts-ignore: decorator
-@inline function hmin_f32x4(a: v128): f32 {
-  a = f32x4.pmin(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
-  a = f32x4.pmin(a, i32x4.shuffle(a, a, 1, 0, 3, 2));
-  return f32x4.extract_lane(a, 0);
 }
 
 /** The exp mode of a row (see above; 3 = f64 reduction for scale != 1) from its max and min. */

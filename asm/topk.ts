@@ -3,7 +3,7 @@
 // lower index first. Each candidate is a 64-bit key: high half = the value as an order-preserving int
 // (NaN -> max, -0 -> +0), low half = ~index (a lower index gives a larger key), so keys are distinct and one
 // signed i64 compare implements the whole rule. Selection is exact: no arithmetic touches the values.
-import { exp_f32, exp_f32x4, hsum_f64x2, promote_add, rowmax_f32 } from "./exp";
+import { exp_f32, exp_f32x4, hmax_f32x4, hsum_f64x2, promote_add, rowmax_f32 } from "./exp";
 import { softmax_f32_threepass, stablemax_f32 } from "./softmax";
 
 // @ts-ignore: decorator
@@ -918,14 +918,9 @@ function top2_sum(p: usize, n: i32): f32 {
   if (v128.any_true(nan)) return NaN;
   // the top two of the lanes' eight, without a branch: the largest lane maximum; the second is the largest of
   // the other lanes' maxima and every lane's second, or the largest again where two lanes reach it
-  let m = f32x4.pmax(a, i32x4.shuffle(a, a, 2, 3, 0, 1));
-  m = f32x4.pmax(m, i32x4.shuffle(m, m, 1, 0, 3, 2));
-  const top = f32x4.eq(a, m);
-  let r = f32x4.pmax(b, v128.bitselect(f32x4.splat(-Infinity), a, top));
-  r = f32x4.pmax(r, i32x4.shuffle(r, r, 2, 3, 0, 1));
-  r = f32x4.pmax(r, i32x4.shuffle(r, r, 1, 0, 3, 2));
-  let t1 = f32x4.extract_lane(m, 0);
-  let t2 = select<f32>(t1, f32x4.extract_lane(r, 0), popcnt(i32x4.bitmask(top)) > 1);
+  let t1 = hmax_f32x4(a);
+  const top = f32x4.eq(a, f32x4.splat(t1));
+  let t2 = select<f32>(t1, hmax_f32x4(f32x4.pmax(b, v128.bitselect(f32x4.splat(-Infinity), a, top))), popcnt(i32x4.bitmask(top)) > 1);
   for (; i < n; i++) {
     const v = ldf(p, i);
     if (v != v) return NaN;
